@@ -1,0 +1,46 @@
+//! The Witness engine: where events are decided and stored.
+//!
+//! Today this crate holds the event store; deciders, routing and the Kafka
+//! outbox relay join it in later work (see ARCHITECTURE.md).
+//!
+//! * [`EventStore`] — `append(tenant, stream, expected_version, events)`
+//!   with optimistic concurrency ([`StoreError::Concurrency`]) and
+//!   idempotency on `event_id`; `read_stream`; `read_all(after, limit)` in
+//!   one gap-free global order; `subscribe(after)` = catch-up then live.
+//!   Backends: SQLite (`sqlite://PATH`, the default) and PostgreSQL
+//!   (`postgres://…`), chosen by URL.
+//! * [`chain`] — the per-stream hash chain computed in the append
+//!   transaction, and the Merkle root used by signed [`checkpoint`]s.
+//!
+//! Every append validates its events against the schema registry
+//! ([`witness_schemas::validate_new`]) before touching the database: an
+//! unknown type, an old or future schema version or a malformed payload is
+//! refused and nothing is written.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), witness_engine::StoreError> {
+//! use witness_engine::EventStore;
+//! use witness_schemas::Cursor;
+//!
+//! let store = EventStore::connect("sqlite://data/witness.db").await?;
+//! let mut feed = store.subscribe(Cursor::START);
+//! loop {
+//!     let event = feed.next().await?;
+//!     println!("{} {} {}", event.position, event.stream_id, event.event_type);
+//! }
+//! # }
+//! ```
+
+pub mod chain;
+pub mod checkpoint;
+mod error;
+mod postgres;
+mod rows;
+mod sqlite;
+mod store;
+mod subscription;
+
+pub use checkpoint::{Checkpoint, CheckpointSigner};
+pub use error::StoreError;
+pub use store::{AppendResult, EventStore, ExpectedVersion, DEFAULT_DATABASE_URL, MAX_BATCH};
+pub use subscription::Subscription;

@@ -1,0 +1,343 @@
+//! The event store: one API over SQLite and PostgreSQL.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+use witness_schemas::{validate_new, Cursor, NewEvent, RecordedEvent, StreamId, TenantId};
+
+use crate::chain::{event_hash, GENESIS};
+use crate::checkpoint::Checkpoint;
+use crate::subscription::Subscription;
+use crate::{postgres, sqlite, StoreError};
+
+/// The most events one append may carry.
+pub const MAX_BATCH: usize = 1_000;
+
+/// The default store of `witness` commands: a SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/witness.db";
+
+/// What the writer believes the stream's current version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the version is (no concurrency check).
+    Any,
+    /// The stream's last version must be exactly this (0: the stream must not exist yet).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    pub const NO_STREAM: ExpectedVersion = ExpectedVersion::Exact(0);
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::Exact(v) => v.fmt(f),
+        }
+    }
+}
+
+/// What an append stored (or, for a retried batch, had already stored).
+#[derive(Debug, Clone)]
+pub struct AppendResult {
+    pub events: Vec<RecordedEvent>,
+    /// True when every event id was already stored and nothing was written.
+    pub deduplicated: bool,
+}
+
+impl AppendResult {
+    /// The stream version after the append: the `ExpectedVersion` of the next one.
+    pub fn last_version(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.stream_version)
+    }
+
+    pub fn last_cursor(&self) -> Cursor {
+        self.events.last().map_or(Cursor::START, |e| e.cursor())
+    }
+}
+
+/// The last event of a stream, as an append needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub version: u64,
+    pub hash: [u8; 32],
+    pub tenant: String,
+}
+
+/// An event checked against the schema registry, with its canonical payload
+/// text, waiting for its place in the log.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub new: NewEvent,
+    pub payload: String,
+}
+
+/// Validates a batch before any database work: a refused batch writes nothing.
+pub(crate) fn prepare(events: Vec<NewEvent>) -> Result<Vec<Prepared>, StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::InvalidAppend("an append needs at least one event".into()));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(StoreError::InvalidAppend(format!("{} events in one append; at most {MAX_BATCH}", events.len())));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut new)| {
+            if !seen.insert(new.event_id) {
+                return Err(StoreError::InvalidAppend(format!("event id {} appears twice in the batch", new.event_id)));
+            }
+            let typed = validate_new(&new.event_type, new.schema_version, &new.payload).map_err(|source| {
+                StoreError::InvalidEvent { index, event_type: new.event_type.clone(), source }
+            })?;
+            // The typed round trip makes the stored text canonical: sorted keys,
+            // defaults made explicit, no insignificant whitespace.
+            let payload = typed.payload().to_string();
+            new.occurred_at = chrono::SubsecRound::trunc_subsecs(new.occurred_at, 6);
+            Ok(Prepared { new, payload })
+        })
+        .collect()
+}
+
+/// Gives each prepared event its place (version, position) and chains the hashes.
+pub(crate) fn seal(
+    prepared: &[Prepared],
+    tenant: &TenantId,
+    stream: &StreamId,
+    head: Option<&Head>,
+    positions: &[(u64, u64)],
+) -> Vec<RecordedEvent> {
+    let recorded_at = witness_schemas::now();
+    let mut prev_hash = head.map_or(GENESIS, |h| h.hash);
+    let mut version = head.map_or(0, |h| h.version);
+    prepared
+        .iter()
+        .zip(positions)
+        .map(|(p, &(position, commit))| {
+            version += 1;
+            let mut e = RecordedEvent {
+                position,
+                commit,
+                event_id: p.new.event_id,
+                tenant_id: tenant.clone(),
+                stream_id: stream.clone(),
+                stream_version: version,
+                event_type: p.new.event_type.clone(),
+                schema_version: p.new.schema_version,
+                occurred_at: p.new.occurred_at,
+                recorded_at,
+                actor: p.new.actor.clone(),
+                correlation_id: p.new.correlation_id,
+                causation_id: p.new.causation_id,
+                payload: p.payload.clone(),
+                prev_hash,
+                hash: [0; 32],
+            };
+            e.hash = event_hash(&e);
+            prev_hash = e.hash;
+            e
+        })
+        .collect()
+}
+
+/// Checks the stream head against the writer's expectation and tenant.
+pub(crate) fn check_head(
+    head: Option<&Head>,
+    tenant: &TenantId,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+) -> Result<(), StoreError> {
+    if let Some(h) = head {
+        if h.tenant != tenant.as_str() {
+            return Err(StoreError::WrongTenant { stream: stream.clone(), tenant: tenant.clone() });
+        }
+    }
+    let actual = head.map_or(0, |h| h.version);
+    match expected {
+        ExpectedVersion::Exact(v) if v != actual => {
+            Err(StoreError::Concurrency { stream: stream.clone(), expected, actual })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// After a refused append: if every event id of the batch is already stored
+/// in this stream, the append is a retry and returns what was stored.
+pub(crate) fn as_retry(
+    stored: Vec<RecordedEvent>,
+    prepared: &[Prepared],
+    stream: &StreamId,
+) -> Result<Option<AppendResult>, StoreError> {
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    if stored.len() != prepared.len() || stored.iter().any(|e| &e.stream_id != stream) {
+        return Err(StoreError::IdempotencyConflict { event_id: stored[0].event_id });
+    }
+    let mut events = stored;
+    events.sort_by_key(|e| e.stream_version);
+    Ok(Some(AppendResult { events, deduplicated: true }))
+}
+
+pub(crate) fn event_ids(prepared: &[Prepared]) -> Vec<Uuid> {
+    prepared.iter().map(|p| p.new.event_id).collect()
+}
+
+#[derive(Debug)]
+enum Backend {
+    Sqlite(sqlite::SqliteBackend),
+    Postgres(postgres::PgBackend),
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Backend,
+    /// Bumped after every local append, so that local subscribers wake at once
+    /// instead of waiting for their next poll.
+    appended: watch::Sender<u64>,
+}
+
+/// The event store. Cheap to clone; all clones share one connection pool.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), witness_engine::StoreError> {
+/// use witness_engine::{EventStore, ExpectedVersion};
+/// use witness_schemas::*;
+///
+/// let store = EventStore::connect("sqlite://data/witness.db").await?;
+/// let session = SessionId::new();
+/// let started = SessionStarted {
+///     session_id: session,
+///     channel: Channel::Web,
+///     business_type: "general".into(),
+///     customer_ref: "visitor-1".into(),
+///     locale: None,
+/// };
+/// let tenant: TenantId = "demo".parse().unwrap();
+/// let result = store
+///     .append(&tenant, &StreamId::session(session), ExpectedVersion::NO_STREAM,
+///             vec![NewEvent::new(started, Actor::new(ActorKind::Customer, "visitor-1"))])
+///     .await?;
+/// assert_eq!(result.last_version(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    inner: Arc<Inner>,
+}
+
+impl EventStore {
+    /// Opens (creating if needed) the store at `url` and applies migrations.
+    /// `sqlite://PATH` (parent folders are created) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::SqliteBackend::connect(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(postgres::PgBackend::connect(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        Ok(Self { inner: Arc::new(Inner { backend, appended: watch::Sender::new(0) }) })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Appends `events` to `stream` of `tenant` if the stream is at `expected`.
+    ///
+    /// All or nothing. A batch whose event ids are all stored already is a
+    /// retry: nothing is written and the stored events are returned
+    /// (`deduplicated`), whatever `expected` says.
+    pub async fn append(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let prepared = prepare(events)?;
+        let result = match &self.inner.backend {
+            Backend::Sqlite(b) => b.append(tenant, stream, expected, &prepared).await?,
+            Backend::Postgres(b) => b.append(tenant, stream, expected, &prepared).await?,
+        };
+        if !result.deduplicated {
+            self.inner.appended.send_modify(|n| *n += 1);
+        }
+        Ok(result)
+    }
+
+    /// Events of `stream` with `stream_version >= from_version`, in order.
+    pub async fn read_stream(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.read_stream(stream, from_version).await,
+            Backend::Postgres(b) => b.read_stream(stream, from_version).await,
+        }
+    }
+
+    /// Up to `limit` events after `after`, in global order. Never skips: an
+    /// event is returned only once every event before it in that order is
+    /// committed and visible.
+    pub async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.read_all(after, limit).await,
+            Backend::Postgres(b) => b.read_all(after, limit).await,
+        }
+    }
+
+    /// Up to `limit` committed events with `position > after`, in position
+    /// order. For verification, which must see every row, including ones
+    /// whose global order is not settled yet.
+    pub async fn scan_positions(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.scan_positions(after, limit).await,
+            Backend::Postgres(b) => b.scan_positions(after, limit).await,
+        }
+    }
+
+    /// Every event after `after` as it is committed: first the stored ones
+    /// (catch-up), then new ones as they arrive (live).
+    pub fn subscribe(&self, after: Cursor) -> Subscription {
+        Subscription::new(self.clone(), after, self.inner.appended.subscribe())
+    }
+
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.checkpoints().await,
+            Backend::Postgres(b) => b.checkpoints().await,
+        }
+    }
+
+    pub(crate) async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.insert_checkpoint(cp).await,
+            Backend::Postgres(b) => b.insert_checkpoint(cp).await,
+        }
+    }
+
+    /// Runs raw SQL on the store's pool. For tests and tools that must
+    /// reach under the API (tamper tests, benchmark baselines); never used
+    /// by the engine itself.
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.execute_raw(sql).await,
+            Backend::Postgres(b) => b.execute_raw(sql).await,
+        }
+    }
+
+    /// How many events are stored.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.count().await,
+            Backend::Postgres(b) => b.count().await,
+        }
+    }
+}

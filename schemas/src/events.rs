@@ -1,0 +1,526 @@
+//! The typed payloads of every event in a session's life, and the registry
+//! that maps `(event_type, schema_version)` to them.
+//!
+//! Payload structs reject unknown fields: an append that misspells a field is
+//! refused instead of silently dropping data. Old versions of a payload are
+//! never rewritten in the store; [`crate::upcast`] lifts them on read.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::*;
+use crate::SchemaError;
+
+// ---------------------------------------------------------------- value types
+
+/// Where a session came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Web,
+    H5,
+    App,
+    MiniProgram,
+    Wechat,
+    Api,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 6] = [Self::Web, Self::H5, Self::App, Self::MiniProgram, Self::Wechat, Self::Api];
+}
+
+/// A lowercase hex SHA-256 digest: how attachments, recordings and images are
+/// referenced (content-addressed storage).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sha256Hex {
+    type Error = SchemaError;
+    fn try_from(s: String) -> Result<Self, SchemaError> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(s))
+        } else {
+            Err(SchemaError::InvalidId { kind: "sha256", value: s, expected: "64 lowercase hex digits" })
+        }
+    }
+}
+
+impl From<Sha256Hex> for String {
+    fn from(h: Sha256Hex) -> Self {
+        h.0
+    }
+}
+
+/// A file carried by a message, stored by its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub sha256: Sha256Hex,
+    pub file_name: String,
+    pub media_type: String,
+    pub bytes: u64,
+}
+
+/// What a chat message says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MessageContent {
+    Text {
+        text: String,
+    },
+    Image {
+        attachment: Attachment,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+    File {
+        attachment: Attachment,
+    },
+    /// Markdown with optional inline attachments.
+    RichText {
+        markdown: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+    },
+}
+
+/// Who hands a session over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TransferSource {
+    Bot,
+    Agent { agent_id: UserId },
+}
+
+/// Where a session is handed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TransferTarget {
+    /// Any human agent of the default group.
+    Human,
+    Group { group: String },
+    Agent { agent_id: UserId },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantRole {
+    Customer,
+    Agent,
+    Supervisor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    Audio,
+    Video,
+    Screen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaDevice {
+    Mic,
+    Camera,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FaceDecision {
+    Match,
+    NoMatch,
+    Inconclusive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingReason {
+    TenantPolicy,
+    OnDemand,
+    DualRecording,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DualRecordingStepKind {
+    IdentityCheck,
+    RiskDisclosure,
+    CustomerConfirmation,
+    DocumentShown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    Completed,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedBy {
+    Customer,
+    Agent,
+    Bot,
+    System,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Resolved,
+    /// The customer left while waiting in the queue.
+    Abandoned,
+    Timeout,
+    /// The bot answered and the customer left content (bot containment).
+    BotResolved,
+    Error,
+}
+
+/// A satisfaction score from 1 (very unhappy) to 5 (very happy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Rating(u8);
+
+impl Rating {
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for Rating {
+    type Error = SchemaError;
+    fn try_from(v: u8) -> Result<Self, SchemaError> {
+        if (1..=5).contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(SchemaError::InvalidId { kind: "rating", value: v.to_string(), expected: "an integer from 1 to 5" })
+        }
+    }
+}
+
+impl From<Rating> for u8 {
+    fn from(r: Rating) -> u8 {
+        r.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketPriority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QaCriterionScore {
+    pub criterion: String,
+    pub weight: f64,
+    pub score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingAccessKind {
+    Playback,
+    Download,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Online,
+    Away,
+    Offline,
+}
+
+// ------------------------------------------------------------------ payloads
+
+macro_rules! payload {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name { $($(#[$fdoc])* pub $field: $ty,)* }
+    };
+}
+
+payload!(
+    /// A customer opened a session on some channel (v2: `source` became
+    /// `channel`, `business_type` added).
+    SessionStarted {
+        session_id: SessionId,
+        channel: Channel,
+        /// The tenant's business line, e.g. `credit_card`, `wealth`, `general`.
+        business_type: String,
+        /// An opaque reference to the customer (visitor id); never a name.
+        customer_ref: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locale: Option<String>,
+    }
+);
+payload!(CustomerMessage { message_id: MessageId, content: MessageContent });
+payload!(
+    /// A knowledge-base answer. `score` is the retrieval score of the FAQ it came
+    /// from; `None` for canned replies.
+    BotMessage {
+        message_id: MessageId,
+        content: MessageContent,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        faq_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        score: Option<f64>,
+    }
+);
+payload!(AgentMessage { message_id: MessageId, agent_id: UserId, content: MessageContent });
+payload!(
+    /// A hand-over, bot→human or human→group/agent, with the context the next
+    /// handler needs.
+    TransferRequested {
+        from: TransferSource,
+        to: TransferTarget,
+        reason: String,
+        context_summary: String,
+        /// The messages the next handler sees first.
+        #[serde(default)]
+        recent_messages: Vec<MessageId>,
+    }
+);
+payload!(SessionQueued { group: String, priority: i32 });
+payload!(AgentOffered { offer_id: OfferId, agent_id: UserId, expires_at: DateTime<Utc> });
+payload!(OfferAccepted { offer_id: OfferId, agent_id: UserId });
+payload!(OfferDeclined {
+    offer_id: OfferId,
+    agent_id: UserId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+});
+payload!(OfferExpired { offer_id: OfferId, agent_id: UserId });
+payload!(AgentAssigned { agent_id: UserId, group: String });
+payload!(CallStarted { call_id: CallId, kind: CallKind });
+payload!(ParticipantJoined { call_id: CallId, participant_id: String, role: ParticipantRole });
+payload!(ParticipantLeft {
+    call_id: CallId,
+    participant_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+});
+payload!(TrackPublished { call_id: CallId, participant_id: String, track_id: String, kind: TrackKind, codec: String });
+payload!(TrackUnpublished { call_id: CallId, participant_id: String, track_id: String });
+payload!(MediaStateChanged { call_id: CallId, participant_id: String, device: MediaDevice, enabled: bool });
+payload!(FaceVerificationRequested {
+    verification_id: VerificationId,
+    id_photo_sha256: Sha256Hex,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frame_sha256: Option<Sha256Hex>,
+});
+payload!(FaceVerificationCompleted {
+    verification_id: VerificationId,
+    score: f64,
+    threshold: f64,
+    decision: FaceDecision,
+    model_name: String,
+    model_version: String,
+    liveness_passed: bool,
+});
+payload!(RecordingStarted { recording_id: RecordingId, call_id: CallId, reason: RecordingReason });
+payload!(
+    /// One closed per-track segment file and its SHA-256.
+    RecordingSegmentClosed {
+        recording_id: RecordingId,
+        track_id: String,
+        segment_index: u32,
+        /// Path relative to the recordings directory.
+        file: String,
+        bytes: u64,
+        duration_ms: u64,
+        sha256: Sha256Hex,
+    }
+);
+payload!(RecordingStopped { recording_id: RecordingId });
+payload!(
+    /// A dual-recording (双录) step began; `recording_offset_ms` is the time
+    /// since the recording started, for jumping to the step on playback.
+    DualRecordingStepStarted {
+        script_id: String,
+        script_version: u32,
+        step_index: u32,
+        step_kind: DualRecordingStepKind,
+        recording_offset_ms: u64,
+    }
+);
+payload!(DualRecordingStepCompleted {
+    script_id: String,
+    script_version: u32,
+    step_index: u32,
+    outcome: StepOutcome,
+    recording_offset_ms: u64,
+});
+payload!(SessionEnded { ended_by: EndedBy, reason: EndReason });
+payload!(SatisfactionRated {
+    rating: Rating,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+});
+payload!(TicketCreated {
+    ticket_id: TicketId,
+    session_id: SessionId,
+    title: String,
+    description: String,
+    priority: TicketPriority,
+});
+payload!(QaEvaluated {
+    evaluation_id: EvaluationId,
+    session_id: SessionId,
+    evaluator_id: UserId,
+    total_score: f64,
+    max_score: f64,
+    criteria: Vec<QaCriterionScore>,
+});
+payload!(RecordingAccessed {
+    recording_id: RecordingId,
+    access: RecordingAccessKind,
+    user_id: UserId,
+    /// The HTTP byte range served, if partial (`bytes=0-1023`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    range: Option<String>,
+});
+payload!(AgentPresenceChanged {
+    agent_id: UserId,
+    presence: Presence,
+    capacity: u32,
+    #[serde(default)]
+    skill_groups: Vec<String>,
+});
+
+// ------------------------------------------------------------------ registry
+
+macro_rules! registry {
+    ($($variant:ident => $version:literal),* $(,)?) => {
+        /// Every event Witness knows, at its current schema version.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $($variant($variant),)*
+        }
+
+        $(impl From<$variant> for Event {
+            fn from(p: $variant) -> Self {
+                Event::$variant(p)
+            }
+        })*
+
+        /// `(event_type, current schema_version)` of every event type.
+        pub const EVENT_TYPES: &[(&str, u32)] = &[$((stringify!($variant), $version),)*];
+
+        impl Event {
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => stringify!($variant),)*
+                }
+            }
+
+            /// The current schema version of this event's type.
+            pub fn schema_version(&self) -> u32 {
+                match self {
+                    $(Event::$variant(_) => $version,)*
+                }
+            }
+
+            /// The payload as a JSON value (keys sorted).
+            pub fn payload(&self) -> serde_json::Value {
+                let value = match self {
+                    $(Event::$variant(p) => serde_json::to_value(p),)*
+                };
+                value.expect("payload types serialize infallibly")
+            }
+
+            /// Decodes a payload that is already at the current version.
+            pub(crate) fn from_current_str(event_type: &str, json: &str) -> Result<Event, SchemaError> {
+                let malformed = |e: serde_json::Error| SchemaError::MalformedPayload {
+                    event_type: event_type.to_owned(),
+                    message: e.to_string(),
+                };
+                match event_type {
+                    $(stringify!($variant) => serde_json::from_str::<$variant>(json).map(Event::$variant).map_err(malformed),)*
+                    other => Err(SchemaError::UnknownEventType(other.to_owned())),
+                }
+            }
+
+            pub(crate) fn from_current_value(event_type: &str, value: serde_json::Value) -> Result<Event, SchemaError> {
+                let malformed = |e: serde_json::Error| SchemaError::MalformedPayload {
+                    event_type: event_type.to_owned(),
+                    message: e.to_string(),
+                };
+                match event_type {
+                    $(stringify!($variant) => serde_json::from_value::<$variant>(value).map(Event::$variant).map_err(malformed),)*
+                    other => Err(SchemaError::UnknownEventType(other.to_owned())),
+                }
+            }
+        }
+
+        /// The JSON Schema of every event type's current payload.
+        pub fn json_schemas() -> Vec<(&'static str, u32, schemars::schema::RootSchema)> {
+            vec![$((stringify!($variant), $version, schemars::schema_for!($variant)),)*]
+        }
+    };
+}
+
+registry! {
+    SessionStarted => 2,
+    CustomerMessage => 1,
+    BotMessage => 1,
+    AgentMessage => 1,
+    TransferRequested => 1,
+    SessionQueued => 1,
+    AgentOffered => 1,
+    OfferAccepted => 1,
+    OfferDeclined => 1,
+    OfferExpired => 1,
+    AgentAssigned => 1,
+    CallStarted => 1,
+    ParticipantJoined => 1,
+    ParticipantLeft => 1,
+    TrackPublished => 1,
+    TrackUnpublished => 1,
+    MediaStateChanged => 1,
+    FaceVerificationRequested => 1,
+    FaceVerificationCompleted => 1,
+    RecordingStarted => 1,
+    RecordingSegmentClosed => 1,
+    RecordingStopped => 1,
+    DualRecordingStepStarted => 1,
+    DualRecordingStepCompleted => 1,
+    SessionEnded => 1,
+    SatisfactionRated => 1,
+    TicketCreated => 1,
+    QaEvaluated => 1,
+    RecordingAccessed => 1,
+    AgentPresenceChanged => 1,
+}
+
+/// The current schema version of `event_type`, if Witness knows it.
+pub fn current_version(event_type: &str) -> Option<u32> {
+    EVENT_TYPES.iter().find(|(t, _)| *t == event_type).map(|(_, v)| *v)
+}

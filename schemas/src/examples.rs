@@ -1,0 +1,176 @@
+//! One realistic example of every event type, for tests, `witness seed`
+//! and documentation. Ids are fresh on each call; the customer reference is
+//! an opaque visitor id, never personal data.
+
+use chrono::Duration;
+
+use crate::*;
+
+fn text(t: &str) -> MessageContent {
+    MessageContent::Text { text: t.to_owned() }
+}
+
+fn attachment(name: &str, media_type: &str) -> Attachment {
+    Attachment {
+        sha256: Sha256Hex::try_from("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned())
+            .expect("valid digest"),
+        file_name: name.to_owned(),
+        media_type: media_type.to_owned(),
+        bytes: 48_213,
+    }
+}
+
+/// One event of every type in [`EVENT_TYPES`], in the order a session might
+/// produce them.
+pub fn one_of_each() -> Vec<Event> {
+    let session_id = SessionId::new();
+    let agent_id = UserId::new();
+    let offer_id = OfferId::new();
+    let call_id = CallId::new();
+    let recording_id = RecordingId::new();
+    let verification_id = VerificationId::new();
+    let first_message = MessageId::new();
+    let digest = attachment("id.jpg", "image/jpeg").sha256;
+    vec![
+        Event::from(AgentPresenceChanged {
+            agent_id,
+            presence: Presence::Online,
+            capacity: 3,
+            skill_groups: vec!["cards".into()],
+        }),
+        SessionStarted {
+            session_id,
+            channel: Channel::H5,
+            business_type: "credit_card".into(),
+            customer_ref: "visitor-7f3a".into(),
+            locale: Some("zh-CN".into()),
+        }
+        .into(),
+        CustomerMessage { message_id: first_message, content: text("信用卡年费怎么收？") }.into(),
+        BotMessage {
+            message_id: MessageId::new(),
+            content: text("首年免年费，刷卡满6次免次年年费。"),
+            faq_id: Some("faq-annual-fee".into()),
+            score: Some(0.82),
+        }
+        .into(),
+        CustomerMessage {
+            message_id: MessageId::new(),
+            content: MessageContent::Image { attachment: attachment("bill.png", "image/png"), caption: None },
+        }
+        .into(),
+        TransferRequested {
+            from: TransferSource::Bot,
+            to: TransferTarget::Human,
+            reason: "customer asked for a human".into(),
+            context_summary: "Annual fee question; customer disputes a charge on the bill.".into(),
+            recent_messages: vec![first_message],
+        }
+        .into(),
+        SessionQueued { group: "cards".into(), priority: 0 }.into(),
+        AgentOffered { offer_id, agent_id, expires_at: now() + Duration::seconds(20) }.into(),
+        OfferDeclined { offer_id, agent_id, reason: Some("on break".into()) }.into(),
+        OfferExpired { offer_id, agent_id }.into(),
+        OfferAccepted { offer_id, agent_id }.into(),
+        AgentAssigned { agent_id, group: "cards".into() }.into(),
+        AgentMessage {
+            message_id: MessageId::new(),
+            agent_id,
+            content: MessageContent::RichText {
+                markdown: "您好，我是客服小王。请看**账单明细**：".into(),
+                attachments: vec![attachment("statement.pdf", "application/pdf")],
+            },
+        }
+        .into(),
+        CustomerMessage {
+            message_id: MessageId::new(),
+            content: MessageContent::File { attachment: attachment("contract.pdf", "application/pdf") },
+        }
+        .into(),
+        CallStarted { call_id, kind: CallKind::Video }.into(),
+        ParticipantJoined { call_id, participant_id: "p-customer".into(), role: ParticipantRole::Customer }.into(),
+        TrackPublished {
+            call_id,
+            participant_id: "p-customer".into(),
+            track_id: "t-cam".into(),
+            kind: TrackKind::Video,
+            codec: "VP8".into(),
+        }
+        .into(),
+        MediaStateChanged { call_id, participant_id: "p-customer".into(), device: MediaDevice::Mic, enabled: false }
+            .into(),
+        RecordingStarted { recording_id, call_id, reason: RecordingReason::DualRecording }.into(),
+        FaceVerificationRequested { verification_id, id_photo_sha256: digest.clone(), frame_sha256: Some(digest.clone()) }
+            .into(),
+        FaceVerificationCompleted {
+            verification_id,
+            score: 0.91,
+            threshold: 0.6,
+            decision: FaceDecision::Match,
+            model_name: "dlib_face_recognition_resnet_model_v1".into(),
+            model_version: "1".into(),
+            liveness_passed: true,
+        }
+        .into(),
+        DualRecordingStepStarted {
+            script_id: "wealth-risk".into(),
+            script_version: 3,
+            step_index: 1,
+            step_kind: DualRecordingStepKind::RiskDisclosure,
+            recording_offset_ms: 12_400,
+        }
+        .into(),
+        DualRecordingStepCompleted {
+            script_id: "wealth-risk".into(),
+            script_version: 3,
+            step_index: 1,
+            outcome: StepOutcome::Completed,
+            recording_offset_ms: 71_050,
+        }
+        .into(),
+        RecordingSegmentClosed {
+            recording_id,
+            track_id: "t-cam".into(),
+            segment_index: 0,
+            file: format!("{recording_id}/t-cam/00000.webm"),
+            bytes: 1_204_511,
+            duration_ms: 10_000,
+            sha256: digest,
+        }
+        .into(),
+        TrackUnpublished { call_id, participant_id: "p-customer".into(), track_id: "t-cam".into() }.into(),
+        RecordingStopped { recording_id }.into(),
+        ParticipantLeft { call_id, participant_id: "p-customer".into(), reason: Some("hung up".into()) }.into(),
+        SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Resolved }.into(),
+        SatisfactionRated { rating: Rating::try_from(5).expect("in range"), comment: Some("很快".into()) }.into(),
+        TicketCreated {
+            ticket_id: TicketId::new(),
+            session_id,
+            title: "Dispute on annual fee".into(),
+            description: "Customer disputes the annual fee on the October bill.".into(),
+            priority: TicketPriority::Normal,
+        }
+        .into(),
+        QaEvaluated {
+            evaluation_id: EvaluationId::new(),
+            session_id,
+            evaluator_id: UserId::new(),
+            total_score: 87.5,
+            max_score: 100.0,
+            criteria: vec![QaCriterionScore {
+                criterion: "greeting".into(),
+                weight: 0.2,
+                score: 1.0,
+                comment: None,
+            }],
+        }
+        .into(),
+        RecordingAccessed {
+            recording_id,
+            access: RecordingAccessKind::Playback,
+            user_id: UserId::new(),
+            range: Some("bytes=0-1023".into()),
+        }
+        .into(),
+    ]
+}
