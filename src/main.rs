@@ -1,1 +1,333 @@
-fn main() {}
+//! `witness`: the one binary. See `witness --help`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use witness_engine::checkpoint::{public_key_path, read_public_key};
+use witness_engine::{CheckpointSigner, EventStore, ExpectedVersion, DEFAULT_DATABASE_URL};
+use witness_schemas::*;
+
+#[derive(Parser)]
+#[command(
+    name = "witness",
+    version,
+    about = "Event-sourced audio/video customer service"
+)]
+struct Cli {
+    /// The event store: sqlite://PATH (the default, embedded) or postgres://USER@HOST:PORT/DB.
+    #[arg(long, global = true, env = "WITNESS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP API; signs a checkpoint of the log periodically).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The checkpoint signing key; created with its .pub on first start.
+        #[arg(long, default_value = "data/witness-signing.key")]
+        key_file: PathBuf,
+        /// Seconds between signed checkpoints.
+        #[arg(long, default_value_t = 60)]
+        checkpoint_every: u64,
+    },
+    /// Check every event's hash chain link and every signed checkpoint.
+    /// Exits 1 and names the first bad position if anything was altered.
+    Verify {
+        /// The trusted checkpoint public key (hex). Default: the .pub beside
+        /// data/witness-signing.key, if present.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Sign a checkpoint over every event not yet covered by one, now.
+    Checkpoint {
+        #[arg(long, default_value = "data/witness-signing.key")]
+        key_file: PathBuf,
+    },
+    /// Event schemas.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+    /// Append synthetic session events through the real append path.
+    Seed {
+        /// How many events in all.
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        /// Over how many session streams.
+        #[arg(long, default_value_t = 100)]
+        streams: u64,
+        /// Events per append (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Write one JSON Schema file per event type into DIR.
+    Export { dir: PathBuf },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WITNESS_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<EventStore> {
+    EventStore::connect(url)
+        .await
+        .with_context(|| format!("opening the event store at {}", redact(url)))
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            listen,
+            key_file,
+            checkpoint_every,
+        } => {
+            serve(&cli.database_url, listen, &key_file, checkpoint_every).await?;
+        }
+        Command::Verify { public_key } => return verify(&cli.database_url, public_key).await,
+        Command::Checkpoint { key_file } => {
+            let store = connect(&cli.database_url).await?;
+            let signer = CheckpointSigner::load_or_create(&key_file)?;
+            let made = signer.checkpoint(&store).await?;
+            match made.last() {
+                None => println!("nothing new to checkpoint"),
+                Some(last) => println!("signed {} checkpoint(s), up to {}", made.len(), last.to),
+            }
+        }
+        Command::Schema {
+            command: SchemaCommand::Export { dir },
+        } => schema_export(&dir)?,
+        Command::Seed {
+            events,
+            streams,
+            batch,
+            tenant,
+        } => {
+            seed(&cli.database_url, events, streams, batch, &tenant).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    url: &str,
+    listen: SocketAddr,
+    key_file: &Path,
+    checkpoint_every: u64,
+) -> Result<()> {
+    let store = connect(url).await?;
+    let signer = CheckpointSigner::load_or_create(key_file)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(
+        backend = store.backend_name(),
+        "witness listening on http://{}",
+        listener.local_addr()?
+    );
+    let checkpoints = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(checkpoint_every.max(1)));
+            loop {
+                tick.tick().await;
+                if let Err(e) = signer.checkpoint(&store).await {
+                    tracing::warn!(error = %e, "checkpoint failed; retrying at the next tick");
+                }
+            }
+        })
+    };
+    axum::serve(listener, witness_api::app(witness_api::AppState { store }))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
+    checkpoints.abort();
+    Ok(())
+}
+
+async fn verify(url: &str, public_key: Option<PathBuf>) -> Result<ExitCode> {
+    let store = connect(url).await?;
+    let default_pub = public_key_path(Path::new("data/witness-signing.key"));
+    let key = match public_key {
+        Some(path) => Some(read_public_key(&path)?),
+        None if default_pub.exists() => Some(read_public_key(&default_pub)?),
+        None => None,
+    };
+    let bar = spinner("verifying");
+    let report = witness_replay::verify::verify_store(&store, key, |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    println!(
+        "{} events in {} streams; {} signed checkpoints{}; {} events after the last checkpoint",
+        report.events,
+        report.streams,
+        report.checkpoints,
+        if report.trusted_key {
+            " (trusted key)"
+        } else {
+            " (no trusted public key given: checked with the stored key)"
+        },
+        report.unchecked_tail,
+    );
+    let Some(first) = report.first_problem() else {
+        println!("OK: the log is intact");
+        return Ok(ExitCode::SUCCESS);
+    };
+    for p in &report.problems {
+        match p.position {
+            Some(pos) => println!("  position {pos}: {}", p.message),
+            None => println!("  {}", p.message),
+        }
+    }
+    match first.position {
+        Some(pos) => println!("FAILED: first bad position {pos}: {}", first.message),
+        None => println!("FAILED: {}", first.message),
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn spinner(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {pos} events ({per_sec})").expect("template"),
+    );
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn schema_export(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let schemas = json_schemas();
+    for (event_type, version, schema) in &schemas {
+        let mut value = serde_json::to_value(schema)?;
+        value["x-event-type"] = (*event_type).into();
+        value["x-schema-version"] = (*version).into();
+        let path = dir.join(format!("{event_type}.v{version}.schema.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&value)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("wrote {} schemas to {}", schemas.len(), dir.display());
+    Ok(())
+}
+
+/// Synthetic sessions: each stream opens with `SessionStarted`, then the
+/// customer and the bot take turns. Appends go round-robin over the streams,
+/// `batch` events at a time, with exact expected versions.
+async fn seed(url: &str, events: u64, streams: u64, batch: usize, tenant: &str) -> Result<()> {
+    if streams == 0 || !(1..=witness_engine::MAX_BATCH).contains(&batch) {
+        bail!(
+            "--streams must be at least 1 and --batch from 1 to {}",
+            witness_engine::MAX_BATCH
+        );
+    }
+    let tenant: TenantId = tenant.parse()?;
+    let store = connect(url).await?;
+    let sessions: Vec<SessionId> = (0..streams).map(|_| SessionId::new()).collect();
+    let mut versions = vec![0u64; streams as usize];
+    let bar = ProgressBar::new(events);
+    bar.set_style(ProgressStyle::with_template(
+        "seeding {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
+    )?);
+    let started = std::time::Instant::now();
+    let mut written = 0u64;
+    let mut turn = 0usize;
+    while written < events {
+        let i = turn % sessions.len();
+        turn += 1;
+        let n = (batch as u64).min(events - written);
+        let batch_events = (0..n)
+            .map(|k| NewEvent::new(synthetic_event(sessions[i], versions[i] + k), Actor::bot()))
+            .collect();
+        let result = store
+            .append(
+                &tenant,
+                &StreamId::session(sessions[i]),
+                ExpectedVersion::Exact(versions[i]),
+                batch_events,
+            )
+            .await?;
+        versions[i] = result.last_version();
+        written += n;
+        bar.set_position(written);
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {written} events in {streams} streams in {secs:.2} s ({:.0} events/s)",
+        written as f64 / secs
+    );
+    Ok(())
+}
+
+fn synthetic_event(session_id: SessionId, version: u64) -> Event {
+    let message_id = MessageId::new();
+    match version {
+        0 => SessionStarted {
+            session_id,
+            channel: Channel::ALL[(session_id.0.as_u128() % Channel::ALL.len() as u128) as usize],
+            business_type: "general".into(),
+            customer_ref: format!("visitor-{}", &session_id.to_string()[..8]),
+            locale: None,
+        }
+        .into(),
+        v if v % 2 == 1 => CustomerMessage {
+            message_id,
+            content: MessageContent::Text {
+                text: format!("question {v}: how do I change my card limit?"),
+            },
+        }
+        .into(),
+        v => BotMessage {
+            message_id,
+            content: MessageContent::Text {
+                text: format!("answer {v}: open the app, Cards, Limits."),
+            },
+            faq_id: Some("faq-card-limit".into()),
+            score: Some(0.87),
+        }
+        .into(),
+    }
+}

@@ -7,7 +7,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Connection, QueryBuilder, Row, SqliteConnection};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -15,7 +18,9 @@ use witness_schemas::{Cursor, RecordedEvent, StreamId, TenantId};
 
 use crate::checkpoint::Checkpoint;
 use crate::rows::{RawRow, COLUMNS};
-use crate::store::{as_retry, check_head, event_ids, seal, AppendResult, ExpectedVersion, Head, Prepared};
+use crate::store::{
+    as_retry, check_head, event_ids, seal, AppendResult, ExpectedVersion, Head, Prepared,
+};
 use crate::StoreError;
 
 #[derive(Debug)]
@@ -31,8 +36,10 @@ fn micros(t: &DateTime<Utc>) -> i64 {
 }
 
 fn from_micros(position: i64, us: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(us)
-        .ok_or_else(|| StoreError::CorruptRow { position: position as u64, message: format!("time {us} out of range") })
+    DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::CorruptRow {
+        position: position as u64,
+        message: format!("time {us} out of range"),
+    })
 }
 
 fn row_to_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
@@ -65,7 +72,9 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 impl SqliteBackend {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
         let path = path.split('?').next().unwrap_or_default();
         if let Some(parent) = std::path::Path::new(path).parent() {
             if !parent.as_os_str().is_empty() && path != ":memory:" {
@@ -86,9 +95,17 @@ impl SqliteBackend {
             })
             .busy_timeout(Duration::from_secs(10));
         let mut writer = SqliteConnection::connect_with(&options).await?;
-        sqlx::migrate!("../migrations/sqlite").run(&mut writer).await?;
-        let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(Self { writer: Mutex::new(writer), readers })
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&mut writer)
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers,
+        })
     }
 
     pub async fn append(
@@ -109,14 +126,20 @@ impl SqliteBackend {
                 None => Err(refused),
             };
         }
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&mut *tx).await?;
-        let positions: Vec<(u64, u64)> =
-            (1..=prepared.len() as u64).map(|i| (last as u64 + i, last as u64 + i)).collect();
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let positions: Vec<(u64, u64)> = (1..=prepared.len() as u64)
+            .map(|i| (last as u64 + i, last as u64 + i))
+            .collect();
         let events = seal(prepared, tenant, stream, head.as_ref(), &positions);
         match insert(&mut tx, &events).await {
             Ok(()) => {
                 tx.commit().await?;
-                Ok(AppendResult { events, deduplicated: false })
+                Ok(AppendResult {
+                    events,
+                    deduplicated: false,
+                })
             }
             Err(e) if is_unique_violation(&e) => {
                 // Only event_id can collide: the stream head was checked under the lock.
@@ -127,19 +150,40 @@ impl SqliteBackend {
         }
     }
 
-    pub async fn read_stream(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM events WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version");
-        let rows = sqlx::query(&sql).bind(stream.to_string()).bind(from_version as i64).fetch_all(&self.readers).await?;
+        let rows = sqlx::query(&sql)
+            .bind(stream.to_string())
+            .bind(from_version as i64)
+            .fetch_all(&self.readers)
+            .await?;
         rows.iter().map(row_to_event).collect()
     }
 
-    pub async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_all(
+        &self,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.scan_positions(after.position, limit).await
     }
 
-    pub async fn scan_positions(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-        let rows = sqlx::query(&sql).bind(after as i64).bind(limit as i64).fetch_all(&self.readers).await?;
+    pub async fn scan_positions(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(after as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.readers)
+            .await?;
         rows.iter().map(row_to_event).collect()
     }
 
@@ -155,8 +199,14 @@ impl SqliteBackend {
                 let created: i64 = r.try_get(9)?;
                 Checkpoint::from_parts(
                     r.try_get(0)?,
-                    Cursor { commit: r.try_get::<i64, _>(1)? as u64, position: r.try_get::<i64, _>(2)? as u64 },
-                    Cursor { commit: r.try_get::<i64, _>(3)? as u64, position: r.try_get::<i64, _>(4)? as u64 },
+                    Cursor {
+                        commit: r.try_get::<i64, _>(1)? as u64,
+                        position: r.try_get::<i64, _>(2)? as u64,
+                    },
+                    Cursor {
+                        commit: r.try_get::<i64, _>(3)? as u64,
+                        position: r.try_get::<i64, _>(4)? as u64,
+                    },
                     r.try_get::<i64, _>(5)? as u64,
                     r.try_get(6)?,
                     r.try_get(7)?,
@@ -189,11 +239,16 @@ impl SqliteBackend {
 
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
         let mut conn = self.writer.lock().await;
-        Ok(sqlx::raw_sql(sql).execute(&mut *conn).await?.rows_affected())
+        Ok(sqlx::raw_sql(sql)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&self.readers).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.readers)
+            .await?;
         Ok(n as u64)
     }
 }
@@ -209,7 +264,10 @@ async fn head(conn: &mut SqliteConnection, stream: &StreamId) -> Result<Option<H
         let hash: Vec<u8> = r.try_get(1)?;
         Ok(Head {
             version: r.try_get::<i64, _>(0)? as u64,
-            hash: hash.try_into().map_err(|_| StoreError::CorruptRow { position: 0, message: "head hash".into() })?,
+            hash: hash.try_into().map_err(|_| StoreError::CorruptRow {
+                position: 0,
+                message: "head hash".into(),
+            })?,
             tenant: r.try_get(2)?,
         })
     })

@@ -27,7 +27,14 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 6] = [Self::Web, Self::H5, Self::App, Self::MiniProgram, Self::Wechat, Self::Api];
+    pub const ALL: [Channel; 6] = [
+        Self::Web,
+        Self::H5,
+        Self::App,
+        Self::MiniProgram,
+        Self::Wechat,
+        Self::Api,
+    ];
 }
 
 /// A lowercase hex SHA-256 digest: how attachments, recordings and images are
@@ -45,10 +52,17 @@ impl Sha256Hex {
 impl TryFrom<String> for Sha256Hex {
     type Error = SchemaError;
     fn try_from(s: String) -> Result<Self, SchemaError> {
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(s))
         } else {
-            Err(SchemaError::InvalidId { kind: "sha256", value: s, expected: "64 lowercase hex digits" })
+            Err(SchemaError::InvalidId {
+                kind: "sha256",
+                value: s,
+                expected: "64 lowercase hex digits",
+            })
         }
     }
 }
@@ -106,8 +120,12 @@ pub enum TransferSource {
 pub enum TransferTarget {
     /// Any human agent of the default group.
     Human,
-    Group { group: String },
-    Agent { agent_id: UserId },
+    Group {
+        group: String,
+    },
+    Agent {
+        agent_id: UserId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -211,7 +229,11 @@ impl TryFrom<u8> for Rating {
         if (1..=5).contains(&v) {
             Ok(Self(v))
         } else {
-            Err(SchemaError::InvalidId { kind: "rating", value: v.to_string(), expected: "an integer from 1 to 5" })
+            Err(SchemaError::InvalidId {
+                kind: "rating",
+                value: v.to_string(),
+                expected: "an integer from 1 to 5",
+            })
         }
     }
 }
@@ -281,7 +303,10 @@ payload!(
         locale: Option<String>,
     }
 );
-payload!(CustomerMessage { message_id: MessageId, content: MessageContent });
+payload!(CustomerMessage {
+    message_id: MessageId,
+    content: MessageContent
+});
 payload!(
     /// A knowledge-base answer. `score` is the retrieval score of the FAQ it came
     /// from; `None` for canned replies.
@@ -294,7 +319,11 @@ payload!(
         score: Option<f64>,
     }
 );
-payload!(AgentMessage { message_id: MessageId, agent_id: UserId, content: MessageContent });
+payload!(AgentMessage {
+    message_id: MessageId,
+    agent_id: UserId,
+    content: MessageContent
+});
 payload!(
     /// A hand-over, bot→human or human→group/agent, with the context the next
     /// handler needs.
@@ -308,28 +337,62 @@ payload!(
         recent_messages: Vec<MessageId>,
     }
 );
-payload!(SessionQueued { group: String, priority: i32 });
+payload!(SessionQueued {
+    group: String,
+    priority: i32
+});
 payload!(AgentOffered { offer_id: OfferId, agent_id: UserId, expires_at: DateTime<Utc> });
-payload!(OfferAccepted { offer_id: OfferId, agent_id: UserId });
+payload!(OfferAccepted {
+    offer_id: OfferId,
+    agent_id: UserId
+});
 payload!(OfferDeclined {
     offer_id: OfferId,
     agent_id: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 });
-payload!(OfferExpired { offer_id: OfferId, agent_id: UserId });
-payload!(AgentAssigned { agent_id: UserId, group: String });
-payload!(CallStarted { call_id: CallId, kind: CallKind });
-payload!(ParticipantJoined { call_id: CallId, participant_id: String, role: ParticipantRole });
+payload!(OfferExpired {
+    offer_id: OfferId,
+    agent_id: UserId
+});
+payload!(AgentAssigned {
+    agent_id: UserId,
+    group: String
+});
+payload!(CallStarted {
+    call_id: CallId,
+    kind: CallKind
+});
+payload!(ParticipantJoined {
+    call_id: CallId,
+    participant_id: String,
+    role: ParticipantRole
+});
 payload!(ParticipantLeft {
     call_id: CallId,
     participant_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 });
-payload!(TrackPublished { call_id: CallId, participant_id: String, track_id: String, kind: TrackKind, codec: String });
-payload!(TrackUnpublished { call_id: CallId, participant_id: String, track_id: String });
-payload!(MediaStateChanged { call_id: CallId, participant_id: String, device: MediaDevice, enabled: bool });
+payload!(TrackPublished {
+    call_id: CallId,
+    participant_id: String,
+    track_id: String,
+    kind: TrackKind,
+    codec: String
+});
+payload!(TrackUnpublished {
+    call_id: CallId,
+    participant_id: String,
+    track_id: String
+});
+payload!(MediaStateChanged {
+    call_id: CallId,
+    participant_id: String,
+    device: MediaDevice,
+    enabled: bool
+});
 payload!(FaceVerificationRequested {
     verification_id: VerificationId,
     id_photo_sha256: Sha256Hex,
@@ -345,7 +408,11 @@ payload!(FaceVerificationCompleted {
     model_version: String,
     liveness_passed: bool,
 });
-payload!(RecordingStarted { recording_id: RecordingId, call_id: CallId, reason: RecordingReason });
+payload!(RecordingStarted {
+    recording_id: RecordingId,
+    call_id: CallId,
+    reason: RecordingReason
+});
 payload!(
     /// One closed per-track segment file and its SHA-256.
     RecordingSegmentClosed {
@@ -359,7 +426,9 @@ payload!(
         sha256: Sha256Hex,
     }
 );
-payload!(RecordingStopped { recording_id: RecordingId });
+payload!(RecordingStopped {
+    recording_id: RecordingId
+});
 payload!(
     /// A dual-recording (双录) step began; `recording_offset_ms` is the time
     /// since the recording started, for jumping to the step on playback.
@@ -378,7 +447,10 @@ payload!(DualRecordingStepCompleted {
     outcome: StepOutcome,
     recording_offset_ms: u64,
 });
-payload!(SessionEnded { ended_by: EndedBy, reason: EndReason });
+payload!(SessionEnded {
+    ended_by: EndedBy,
+    reason: EndReason
+});
 payload!(SatisfactionRated {
     rating: Rating,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -522,5 +594,8 @@ registry! {
 
 /// The current schema version of `event_type`, if Witness knows it.
 pub fn current_version(event_type: &str) -> Option<u32> {
-    EVENT_TYPES.iter().find(|(t, _)| *t == event_type).map(|(_, v)| *v)
+    EVENT_TYPES
+        .iter()
+        .find(|(t, _)| *t == event_type)
+        .map(|(_, v)| *v)
 }

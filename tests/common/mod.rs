@@ -1,0 +1,91 @@
+//! Shared set-up for the end-to-end tests: a fresh store per test, on
+//! SQLite (a temporary file) or PostgreSQL (a new database in the server
+//! that `scripts/test.sh` starts and names in `WITNESS_TEST_PG_URL`).
+#![allow(dead_code)] // each test binary uses a different part of this
+
+use sqlx::Connection;
+use witness_engine::{EventStore, ExpectedVersion};
+use witness_schemas::*;
+
+/// A store and what keeps it alive (its temp dir), plus its URL for the CLI.
+pub struct TestStore {
+    pub store: EventStore,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/witness.db", dir.path().display());
+    TestStore {
+        store: EventStore::connect(&url).await.unwrap(),
+        url,
+        _dir: Some(dir),
+    }
+}
+
+/// The PostgreSQL server for tests. Not optional: a test run without it
+/// would silently test half the store.
+pub fn pg_admin_url() -> String {
+    std::env::var("WITNESS_TEST_PG_URL").expect(
+        "WITNESS_TEST_PG_URL is not set: run the tests with scripts/test.sh, which starts a throwaway PostgreSQL",
+    )
+}
+
+pub async fn postgres() -> TestStore {
+    let admin = pg_admin_url();
+    let name = format!("witness_test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').unwrap().0;
+    let url = format!("{base}/{name}");
+    TestStore {
+        store: EventStore::connect(&url).await.unwrap(),
+        url,
+        _dir: None,
+    }
+}
+
+pub fn tenant() -> TenantId {
+    "acme".parse().unwrap()
+}
+
+/// A customer message, the most common event.
+pub fn message(text: &str) -> NewEvent {
+    NewEvent::new(
+        CustomerMessage {
+            message_id: MessageId::new(),
+            content: MessageContent::Text { text: text.into() },
+        },
+        Actor::new(ActorKind::Customer, "visitor-1"),
+    )
+}
+
+pub fn started(session: SessionId) -> NewEvent {
+    NewEvent::new(
+        SessionStarted {
+            session_id: session,
+            channel: Channel::Web,
+            business_type: "general".into(),
+            customer_ref: "visitor-1".into(),
+            locale: None,
+        },
+        Actor::new(ActorKind::Customer, "visitor-1"),
+    )
+}
+
+/// A new session stream with `SessionStarted` and `messages` messages.
+pub async fn session_with(store: &EventStore, messages: usize) -> (StreamId, Vec<RecordedEvent>) {
+    let session = SessionId::new();
+    let stream = StreamId::session(session);
+    let mut events = vec![started(session)];
+    events.extend((0..messages).map(|i| message(&format!("question {i}"))));
+    let result = store
+        .append(&tenant(), &stream, ExpectedVersion::NO_STREAM, events)
+        .await
+        .unwrap();
+    (stream, result.events)
+}
