@@ -31,3 +31,39 @@ need_postgres() {
     PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     export PG_BIN
 }
+
+# Starts a throwaway PostgreSQL cluster on a free loopback port, stopped and
+# deleted when the calling script exits. Sets PG_URL (superuser `witness`,
+# no password) and PG_DIR.
+start_postgres() {
+    need_postgres
+    PG_DIR=$(mktemp -d /tmp/witness-pg.XXXXXX)
+    # PostgreSQL refuses to run as root: run it as the `postgres` user that
+    # the package creates.
+    if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; fi
+    trap stop_postgres EXIT
+    run_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U witness -A trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
+        || { cat "$PG_DIR/initdb.log"; exit 1; }
+    local attempt
+    for attempt in 1 2 3 4 5 6 7 8; do
+        PG_PORT=$(( 20000 + (RANDOM % 20000) ))
+        if run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
+            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null; then
+            PG_URL="postgres://witness@127.0.0.1:$PG_PORT/postgres"
+            echo "==> PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT (data in $PG_DIR)"
+            return 0
+        fi
+    done
+    echo "PostgreSQL did not start:" >&2
+    cat "$PG_DIR/server.log" >&2
+    exit 1
+}
+
+run_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+stop_postgres() {
+    run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The benchmarks behind BENCHMARKS.md, on SQLite and on a throwaway
+# PostgreSQL started here (default settings but for the port).
+#
+#   scripts/bench.sh              # every bench
+#   BENCH_RUNS=3 scripts/bench.sh # fewer runs per median
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+need_build_tools
+start_postgres
+export WITNESS_BENCH_PG_URL="$PG_URL"
+cargo bench --bench event_store
