@@ -29,6 +29,7 @@ conformance!(
     read_all_pages_through_one_global_order,
     a_subscription_catches_up_then_follows_live_appends,
     expected_version_any_appends_after_the_head,
+    concurrent_any_appends_to_one_stream_all_land,
 );
 
 async fn appended_events_read_back_in_order_with_a_hash_chain(store: &EventStore) {
@@ -302,4 +303,37 @@ async fn expected_version_any_appends_after_the_head(store: &EventStore) {
         .await
         .unwrap();
     assert_eq!(r.last_version(), 1);
+}
+
+async fn concurrent_any_appends_to_one_stream_all_land(store: &EventStore) {
+    let (stream, _) = session_with(store, 0).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, stream) = (store.clone(), stream.clone());
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    store
+                        .append(
+                            &tenant(),
+                            &stream,
+                            ExpectedVersion::Any,
+                            vec![message("any")],
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let versions: Vec<u64> = store
+        .read_stream(&stream, 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(versions, (1..=81).collect::<Vec<_>>());
 }

@@ -89,6 +89,16 @@ impl PgBackend {
         prepared: &[Prepared],
     ) -> Result<AppendResult, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if expected == ExpectedVersion::Any {
+            // `Any` writers to one stream would otherwise race for the same
+            // next version; queue them on a per-stream lock held to commit.
+            // (Exact writers need no lock: the loser of a race gets
+            // `Concurrency` from the unique (stream_id, stream_version).)
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(stream.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         let head = head(&mut tx, stream).await?;
         if let Err(refused) = check_head(head.as_ref(), tenant, stream, expected) {
             drop(tx);

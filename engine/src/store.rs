@@ -292,9 +292,23 @@ impl EventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         let prepared = prepare(events)?;
-        let result = match &self.inner.backend {
-            Backend::Sqlite(b) => b.append(tenant, stream, expected, &prepared).await?,
-            Backend::Postgres(b) => b.append(tenant, stream, expected, &prepared).await?,
+        let mut attempts = 0;
+        let result = loop {
+            let attempt = match &self.inner.backend {
+                Backend::Sqlite(b) => b.append(tenant, stream, expected, &prepared).await,
+                Backend::Postgres(b) => b.append(tenant, stream, expected, &prepared).await,
+            };
+            attempts += 1;
+            match attempt {
+                // `Any` promises no check, so losing a race for the next
+                // version (PostgreSQL writers run concurrently) is retried.
+                Err(StoreError::Concurrency { .. })
+                    if expected == ExpectedVersion::Any && attempts < 10 =>
+                {
+                    continue
+                }
+                other => break other?,
+            }
         };
         if !result.deduplicated {
             self.inner.appended.send_modify(|n| *n += 1);
