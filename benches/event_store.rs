@@ -114,7 +114,8 @@ async fn sample_rows(url: &str, n: usize) -> Vec<RecordedEvent> {
 
 /// A plain connection for the baseline, of the backend under test.
 enum Conn {
-    Sqlite(sqlx::SqliteConnection),
+    /// rusqlite, as the store's SQLite backend uses.
+    Sqlite(rusqlite::Connection),
     Pg(sqlx::PgConnection),
 }
 
@@ -122,16 +123,11 @@ impl Conn {
     async fn open(url: &str) -> Conn {
         if url.starts_with("sqlite:") {
             // The store's own settings: WAL (persistent in the file), synchronous=NORMAL.
-            let options = url
-                .parse::<sqlx::sqlite::SqliteConnectOptions>()
-                .unwrap()
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30));
-            Conn::Sqlite(
-                sqlx::SqliteConnection::connect_with(&options)
-                    .await
-                    .unwrap(),
-            )
+            let path = url.trim_start_matches("sqlite://");
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.busy_timeout(Duration::from_secs(30)).unwrap();
+            conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+            Conn::Sqlite(conn)
         } else {
             Conn::Pg(sqlx::PgConnection::connect(url).await.unwrap())
         }
@@ -153,10 +149,9 @@ impl Conn {
         let events_ddl = events_ddl.split("-- Signed").next().unwrap();
         let sql = events_ddl.replace("CREATE TABLE events", "CREATE TABLE baseline_events");
         match self {
-            Conn::Sqlite(c) => sqlx::raw_sql(&sql).execute(c).await.map(|_| ()),
-            Conn::Pg(c) => sqlx::raw_sql(&sql).execute(c).await.map(|_| ()),
+            Conn::Sqlite(c) => c.execute_batch(&sql).unwrap(),
+            Conn::Pg(c) => sqlx::raw_sql(&sql).execute(c).await.map(|_| ()).unwrap(),
         }
-        .unwrap();
     }
 
     /// Inserts `rows` in batches of `batch`, one transaction each, as plain
@@ -167,32 +162,41 @@ impl Conn {
             let first = pos0 + (b * batch) as i64;
             let t = Instant::now();
             match self {
-                Conn::Sqlite(c) => {
-                    let mut tx = c.begin().await.unwrap();
-                    let mut q = QueryBuilder::<sqlx::Sqlite>::new(format!(
-                        "INSERT INTO baseline_events ({COLUMNS}) "
-                    ));
-                    q.push_values(chunk.iter().enumerate(), |mut r, (i, e)| {
-                        r.push_bind(first + i as i64)
-                            .push_bind(e.event_id)
-                            .push_bind(e.tenant_id.as_str())
-                            .push_bind(e.stream_id.to_string())
-                            .push_bind(first + i as i64)
-                            .push_bind(e.event_type.as_str())
-                            .push_bind(e.schema_version as i64)
-                            .push_bind(e.occurred_at.timestamp_micros())
-                            .push_bind(e.recorded_at.timestamp_micros())
-                            .push_bind(e.actor.kind.as_str())
-                            .push_bind(e.actor.id.as_deref())
-                            .push_bind(e.correlation_id)
-                            .push_bind(e.causation_id)
-                            .push_bind(e.payload.as_str())
-                            .push_bind(e.prev_hash.as_slice())
-                            .push_bind(e.hash.as_slice());
-                    });
-                    q.build().execute(&mut *tx).await.unwrap();
-                    tx.commit().await.unwrap();
-                }
+                Conn::Sqlite(c) => tokio::task::block_in_place(|| {
+                    // The same statement technique as the store: one cached
+                    // single-row INSERT stepped per row.
+                    let tx = c.transaction().unwrap();
+                    {
+                        let mut stmt = tx
+                            .prepare_cached(&format!(
+                                "INSERT INTO baseline_events ({COLUMNS}) VALUES \
+                                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                            ))
+                            .unwrap();
+                        for (i, e) in chunk.iter().enumerate() {
+                            stmt.execute(rusqlite::params![
+                                first + i as i64,
+                                e.event_id,
+                                e.tenant_id.as_str(),
+                                e.stream_id.to_string(),
+                                first + i as i64,
+                                e.event_type,
+                                e.schema_version,
+                                e.occurred_at.timestamp_micros(),
+                                e.recorded_at.timestamp_micros(),
+                                e.actor.kind.as_str(),
+                                e.actor.id,
+                                e.correlation_id,
+                                e.causation_id,
+                                e.payload,
+                                e.prev_hash.as_slice(),
+                                e.hash.as_slice(),
+                            ])
+                            .unwrap();
+                        }
+                    }
+                    tx.commit().unwrap();
+                }),
                 Conn::Pg(c) => {
                     let mut tx = c.begin().await.unwrap();
                     let mut q = QueryBuilder::<sqlx::Postgres>::new(format!(
@@ -233,15 +237,20 @@ impl Conn {
         let (mut after, mut n) = (0i64, 0);
         loop {
             let last = match self {
-                Conn::Sqlite(c) => {
-                    let rows = sqlx::query(&sql)
-                        .bind(after)
-                        .fetch_all(&mut *c)
-                        .await
-                        .unwrap();
-                    n += rows.len();
-                    rows.last().map(|r| r.get::<i64, _>(0))
-                }
+                Conn::Sqlite(c) => tokio::task::block_in_place(|| {
+                    // Every column is touched (as a borrowed value), none parsed.
+                    let mut stmt = c.prepare_cached(&sql).unwrap();
+                    let mut rows = stmt.query([after]).unwrap();
+                    let mut last = None;
+                    while let Some(r) = rows.next().unwrap() {
+                        for i in 0..16 {
+                            std::hint::black_box(r.get_ref(i).unwrap());
+                        }
+                        last = Some(r.get::<_, i64>(0).unwrap());
+                        n += 1;
+                    }
+                    last
+                }),
                 Conn::Pg(c) => {
                     let rows = sqlx::query(&sql)
                         .bind(after)

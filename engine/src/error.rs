@@ -38,6 +38,8 @@ pub enum StoreError {
     CorruptRow { position: u64, message: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("io error: {0}")]

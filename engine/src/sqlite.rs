@@ -2,17 +2,22 @@
 //!
 //! Because writers are serialised, `position` is simply `max + 1`: gap-free
 //! and in commit order, so a cursor's `commit` is the position itself.
+//!
+//! This backend talks to SQLite through rusqlite on blocking threads rather
+//! than through sqlx (which it still uses for migrations only): sqlx-sqlite
+//! hands every statement to a worker thread and back, and profiling showed
+//! those thread wake-ups, not SQLite, dominating appends and reads. Here one
+//! append or one page of reads is one hop, and statements are prepared once
+//! per connection (`prepare_cached`).
 
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Connection, QueryBuilder, Row, SqliteConnection};
-use tokio::sync::Mutex;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use sqlx::Connection as _;
 use uuid::Uuid;
 use witness_schemas::{Cursor, RecordedEvent, StreamId, TenantId};
 
@@ -23,16 +28,61 @@ use crate::store::{
 };
 use crate::StoreError;
 
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug)]
 pub(crate) struct SqliteBackend {
-    /// The one writing connection: appends queue here in process, and
-    /// `BEGIN IMMEDIATE` serialises them against other processes.
-    writer: Mutex<SqliteConnection>,
-    readers: SqlitePool,
+    /// The one writing connection: appends queue on this lock in process,
+    /// and `BEGIN IMMEDIATE` serialises them against other processes.
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<ReaderPool>,
 }
 
-fn micros(t: &DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
+/// Read-only connections, opened on demand and kept for reuse.
+#[derive(Debug)]
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = match lock(&self.idle).pop() {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        lock(&self.idle).push(conn);
+        result
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the
+/// connection inside is still sound (an open transaction was rolled back
+/// when its guard dropped during unwinding).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs blocking SQLite work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
 }
 
 fn from_micros(position: i64, us: i64) -> Result<DateTime<Utc>, StoreError> {
@@ -42,69 +92,93 @@ fn from_micros(position: i64, us: i64) -> Result<DateTime<Utc>, StoreError> {
     })
 }
 
-fn row_to_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get(0)?;
+fn row_to_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.get(0)?;
     RawRow {
         position,
         commit: position,
-        event_id: row.try_get(1)?,
-        tenant_id: row.try_get(2)?,
-        stream_id: row.try_get(3)?,
-        stream_version: row.try_get(4)?,
-        event_type: row.try_get(5)?,
-        schema_version: row.try_get(6)?,
-        occurred_at: from_micros(position, row.try_get(7)?)?,
-        recorded_at: from_micros(position, row.try_get(8)?)?,
-        actor_kind: row.try_get(9)?,
-        actor_id: row.try_get(10)?,
-        correlation_id: row.try_get(11)?,
-        causation_id: row.try_get(12)?,
-        payload: row.try_get(13)?,
-        prev_hash: row.try_get(14)?,
-        hash: row.try_get(15)?,
+        event_id: row.get(1)?,
+        tenant_id: row.get(2)?,
+        stream_id: row.get(3)?,
+        stream_version: row.get(4)?,
+        event_type: row.get(5)?,
+        schema_version: row.get(6)?,
+        occurred_at: from_micros(position, row.get(7)?)?,
+        recorded_at: from_micros(position, row.get(8)?)?,
+        actor_kind: row.get(9)?,
+        actor_id: row.get(10)?,
+        correlation_id: row.get(11)?,
+        causation_id: row.get(12)?,
+        payload: row.get(13)?,
+        prev_hash: row.get(14)?,
+        hash: row.get(15)?,
     }
     .into_event()
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(row_to_event(row)?);
+    }
+    Ok(out)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
 impl SqliteBackend {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let path = url
+        let rest = url
             .trim_start_matches("sqlite://")
             .trim_start_matches("sqlite:");
-        let path = path.split('?').next().unwrap_or_default();
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() && path != ":memory:" {
-                std::fs::create_dir_all(parent)?;
-            }
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() || path.contains(":memory:") || query.contains("mode=memory") {
+            return Err(StoreError::UnsupportedUrl(format!(
+                "{url} (in-memory SQLite cannot be shared by readers; use a file)"
+            )));
         }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL in WAL mode: a commit is durable against a process crash,
-            // and the database is never corrupted; the last commits before a
-            // power loss may be lost. Pass `?synchronous=full` to pay an fsync
-            // per commit instead.
-            .synchronous(if url.contains("synchronous=full") {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
-            .busy_timeout(Duration::from_secs(10));
-        let mut writer = SqliteConnection::connect_with(&options).await?;
+        let path = PathBuf::from(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        // Migrations stay with sqlx's embedded migrator, as on PostgreSQL.
+        let options =
+            sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(BUSY_TIMEOUT);
+        let mut migrator = sqlx::SqliteConnection::connect_with(&options).await?;
         sqlx::migrate!("../migrations/sqlite")
-            .run(&mut writer)
+            .run(&mut migrator)
             .await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        migrator.close().await?;
+
+        // NORMAL in WAL mode: a commit survives a process crash and the file
+        // is never corrupted; the last commits before a power loss may be
+        // lost. `?synchronous=full` pays an fsync per commit instead.
+        let synchronous = if query.contains("synchronous=full") {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        let writer = Connection::open(&path)?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", synchronous)?;
         Ok(Self {
-            writer: Mutex::new(writer),
-            readers,
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -113,41 +187,60 @@ impl SqliteBackend {
         tenant: &TenantId,
         stream: &StreamId,
         expected: ExpectedVersion,
-        prepared: &[Prepared],
+        prepared: &Arc<Vec<Prepared>>,
     ) -> Result<AppendResult, StoreError> {
-        let mut conn = self.writer.lock().await;
-        // Dropping `tx` without commit rolls back, also when this future is
-        // cancelled half-way: the writer connection is never left mid-transaction.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let head = head(&mut tx, stream).await?;
-        if let Err(refused) = check_head(head.as_ref(), tenant, stream, expected) {
-            return match as_retry(find(&mut tx, &event_ids(prepared)).await?, prepared, stream)? {
-                Some(stored) => Ok(stored),
-                None => Err(refused),
-            };
-        }
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut *tx)
-            .await?;
-        let positions: Vec<(u64, u64)> = (1..=prepared.len() as u64)
-            .map(|i| (last as u64 + i, last as u64 + i))
-            .collect();
-        let events = seal(prepared, tenant, stream, head.as_ref(), &positions);
-        match insert(&mut tx, &events).await {
-            Ok(()) => {
-                tx.commit().await?;
-                Ok(AppendResult {
-                    events,
-                    deduplicated: false,
-                })
+        let (writer, tenant, stream, prepared) = (
+            self.writer.clone(),
+            tenant.clone(),
+            stream.clone(),
+            prepared.clone(),
+        );
+        blocking(move || {
+            let mut conn = lock(&writer);
+            // Dropping `tx` without commit rolls back.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let head = head(&tx, &stream)?;
+            if let Err(refused) = check_head(head.as_ref(), &tenant, &stream, expected) {
+                return match as_retry(find(&tx, &event_ids(&prepared))?, &prepared, &stream)? {
+                    Some(stored) => Ok(stored),
+                    None => Err(refused),
+                };
             }
-            Err(e) if is_unique_violation(&e) => {
-                // Only event_id can collide: the stream head was checked under the lock.
-                let stored = find(&mut tx, &event_ids(prepared)).await?;
-                as_retry(stored, prepared, stream)?.ok_or(StoreError::Database(e))
+            let last: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
+                .query_row([], |r| r.get(0))?;
+            let positions: Vec<(u64, u64)> = (1..=prepared.len() as u64)
+                .map(|i| (last as u64 + i, last as u64 + i))
+                .collect();
+            let events = seal(&prepared, &tenant, &stream, head.as_ref(), &positions);
+            match insert(&tx, &events) {
+                Ok(()) => {
+                    tx.commit()?;
+                    Ok(AppendResult {
+                        events,
+                        deduplicated: false,
+                    })
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    // Only event_id can collide: the head was checked under the
+                    // lock. Roll back first, so that the rows of this batch
+                    // inserted before the collision do not look stored.
+                    tx.rollback()?;
+                    let stored = find(&conn, &event_ids(&prepared))?;
+                    as_retry(stored, &prepared, &stream)?.ok_or(StoreError::Sqlite(e))
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<Vec<RecordedEvent>, StoreError> + Send + 'static,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let readers = self.readers.clone();
+        blocking(move || readers.with(f)).await
     }
 
     pub async fn read_stream(
@@ -155,13 +248,14 @@ impl SqliteBackend {
         stream: &StreamId,
         from_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version");
-        let rows = sqlx::query(&sql)
-            .bind(stream.to_string())
-            .bind(from_version as i64)
-            .fetch_all(&self.readers)
-            .await?;
-        rows.iter().map(row_to_event).collect()
+        let stream = stream.to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version"
+            );
+            query_events(c, &sql, params![stream, from_version as i64])
+        })
+        .await
     }
 
     pub async fn read_all(
@@ -177,136 +271,151 @@ impl SqliteBackend {
         after: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-        let rows = sqlx::query(&sql)
-            .bind(after as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.readers)
-            .await?;
-        rows.iter().map(row_to_event).collect()
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+            );
+            query_events(c, &sql, params![after as i64, limit as i64])
+        })
+        .await
     }
 
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, from_commit, from_position, to_commit, to_position, event_count, merkle_root, public_key, \
-             signature, created_at FROM checkpoints ORDER BY id",
-        )
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let created: i64 = r.try_get(9)?;
-                Checkpoint::from_parts(
-                    r.try_get(0)?,
-                    Cursor {
-                        commit: r.try_get::<i64, _>(1)? as u64,
-                        position: r.try_get::<i64, _>(2)? as u64,
-                    },
-                    Cursor {
-                        commit: r.try_get::<i64, _>(3)? as u64,
-                        position: r.try_get::<i64, _>(4)? as u64,
-                    },
-                    r.try_get::<i64, _>(5)? as u64,
-                    r.try_get(6)?,
-                    r.try_get(7)?,
-                    r.try_get(8)?,
-                    DateTime::from_timestamp_micros(created).unwrap_or_default(),
-                )
+        let readers = self.readers.clone();
+        blocking(move || {
+            readers.with(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, from_commit, from_position, to_commit, to_position, event_count, merkle_root, \
+                     public_key, signature, created_at FROM checkpoints ORDER BY id",
+                )?;
+                let mut rows = stmt.query([])?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let n = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                    out.push(Checkpoint::from_parts(
+                        r.get(0)?,
+                        Cursor { commit: n(1)?, position: n(2)? },
+                        Cursor { commit: n(3)?, position: n(4)? },
+                        n(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        DateTime::from_timestamp_micros(r.get(9)?).unwrap_or_default(),
+                    )?);
+                }
+                Ok(out)
             })
-            .collect()
+        })
+        .await
     }
 
     pub async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
-        let mut conn = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO checkpoints (from_commit, from_position, to_commit, to_position, event_count, merkle_root, \
-             public_key, signature, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(cp.from.commit as i64)
-        .bind(cp.from.position as i64)
-        .bind(cp.to.commit as i64)
-        .bind(cp.to.position as i64)
-        .bind(cp.event_count as i64)
-        .bind(cp.merkle_root.as_slice())
-        .bind(cp.public_key.as_slice())
-        .bind(cp.signature.as_slice())
-        .bind(micros(&cp.created_at))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        let (writer, cp) = (self.writer.clone(), cp.clone());
+        blocking(move || {
+            lock(&writer).execute(
+                "INSERT INTO checkpoints (from_commit, from_position, to_commit, to_position, event_count, \
+                 merkle_root, public_key, signature, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    cp.from.commit as i64,
+                    cp.from.position as i64,
+                    cp.to.commit as i64,
+                    cp.to.position as i64,
+                    cp.event_count as i64,
+                    cp.merkle_root.as_slice(),
+                    cp.public_key.as_slice(),
+                    cp.signature.as_slice(),
+                    cp.created_at.timestamp_micros(),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        let mut conn = self.writer.lock().await;
-        Ok(sqlx::raw_sql(sql)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected())
+        let (writer, sql) = (self.writer.clone(), sql.to_owned());
+        blocking(move || {
+            let conn = lock(&writer);
+            conn.execute_batch(&sql)?;
+            Ok(conn.changes())
+        })
+        .await
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&self.readers)
-            .await?;
-        Ok(n as u64)
+        let readers = self.readers.clone();
+        blocking(move || {
+            readers.with(|c| {
+                Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
+            })
+        })
+        .await
     }
 }
 
-async fn head(conn: &mut SqliteConnection, stream: &StreamId) -> Result<Option<Head>, StoreError> {
-    let row = sqlx::query(
-        "SELECT stream_version, hash, tenant_id FROM events WHERE stream_id = ? ORDER BY stream_version DESC LIMIT 1",
-    )
-    .bind(stream.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| {
-        let hash: Vec<u8> = r.try_get(1)?;
+fn head(conn: &Connection, stream: &StreamId) -> Result<Option<Head>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT stream_version, hash, tenant_id FROM events WHERE stream_id = ?1 \
+             ORDER BY stream_version DESC LIMIT 1",
+        )?
+        .query_row([stream.to_string()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(version, hash, tenant)| {
         Ok(Head {
-            version: r.try_get::<i64, _>(0)? as u64,
+            version: version as u64,
             hash: hash.try_into().map_err(|_| StoreError::CorruptRow {
                 position: 0,
                 message: "head hash".into(),
             })?,
-            tenant: r.try_get(2)?,
+            tenant,
         })
     })
     .transpose()
 }
 
-async fn find(conn: &mut SqliteConnection, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
-    let mut q = QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE event_id IN ("));
-    let mut list = q.separated(", ");
+fn find(conn: &Connection, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut out = Vec::new();
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = ?1");
     for id in ids {
-        list.push_bind(*id);
+        out.extend(query_events(conn, &sql, [id])?);
     }
-    q.push(") ORDER BY position");
-    let rows = q.build().fetch_all(&mut *conn).await?;
-    rows.iter().map(row_to_event).collect()
+    out.sort_by_key(|e| e.position);
+    Ok(out)
 }
 
-async fn insert(conn: &mut SqliteConnection, events: &[RecordedEvent]) -> Result<(), sqlx::Error> {
-    // One multi-row INSERT per append: 16 binds a row, so MAX_BATCH rows
-    // stay under SQLite's limit of 32,766 parameters.
-    let mut q = QueryBuilder::new(format!("INSERT INTO events ({COLUMNS}) "));
-    q.push_values(events, |mut b, e| {
-        b.push_bind(e.position as i64)
-            .push_bind(e.event_id)
-            .push_bind(e.tenant_id.as_str())
-            .push_bind(e.stream_id.to_string())
-            .push_bind(e.stream_version as i64)
-            .push_bind(e.event_type.as_str())
-            .push_bind(e.schema_version as i64)
-            .push_bind(micros(&e.occurred_at))
-            .push_bind(micros(&e.recorded_at))
-            .push_bind(e.actor.kind.as_str())
-            .push_bind(e.actor.id.as_deref())
-            .push_bind(e.correlation_id)
-            .push_bind(e.causation_id)
-            .push_bind(e.payload.as_str())
-            .push_bind(e.prev_hash.as_slice())
-            .push_bind(e.hash.as_slice());
-    });
-    q.build().execute(&mut *conn).await?;
+fn insert(conn: &Connection, events: &[RecordedEvent]) -> Result<(), rusqlite::Error> {
+    // One cached single-row statement, stepped per event: with rusqlite a
+    // step costs about a microsecond, so this beats building a multi-row
+    // statement per batch.
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?;
+    for e in events {
+        stmt.execute(params![
+            e.position as i64,
+            e.event_id,
+            e.tenant_id.as_str(),
+            e.stream_id.to_string(),
+            e.stream_version as i64,
+            e.event_type,
+            e.schema_version,
+            e.occurred_at.timestamp_micros(),
+            e.recorded_at.timestamp_micros(),
+            e.actor.kind.as_str(),
+            e.actor.id,
+            e.correlation_id,
+            e.causation_id,
+            e.payload,
+            e.prev_hash.as_slice(),
+            e.hash.as_slice(),
+        ])?;
+    }
     Ok(())
 }

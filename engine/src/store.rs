@@ -291,7 +291,7 @@ impl EventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let prepared = prepare(events)?;
+        let prepared = Arc::new(prepare(events)?);
         let mut attempts = 0;
         let result = loop {
             let attempt = match &self.inner.backend {
