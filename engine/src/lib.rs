@@ -33,8 +33,11 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod domain;
 mod error;
+pub mod executor;
 mod postgres;
+pub mod routing;
 mod rows;
 mod sqlite;
 mod store;

@@ -265,6 +265,15 @@ pub struct QaCriterionScore {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Open,
+    InProgress,
+    Resolved,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum RecordingAccessKind {
     Playback,
     Download,
@@ -375,6 +384,11 @@ payload!(ParticipantLeft {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 });
+payload!(CallEnded {
+    call_id: CallId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+});
 payload!(TrackPublished {
     call_id: CallId,
     participant_id: String,
@@ -451,6 +465,16 @@ payload!(SessionEnded {
     ended_by: EndedBy,
     reason: EndReason
 });
+payload!(
+    /// The agent finished the after-call work and is free for the next session.
+    WrapUpCompleted {
+        agent_id: UserId,
+        /// The tenant's outcome code, e.g. `resolved`, `follow_up`, `complaint`.
+        disposition: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notes: Option<String>,
+    }
+);
 payload!(SatisfactionRated {
     rating: Rating,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,6 +486,12 @@ payload!(TicketCreated {
     title: String,
     description: String,
     priority: TicketPriority,
+});
+payload!(TicketStatusChanged {
+    ticket_id: TicketId,
+    status: TicketStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 });
 payload!(QaEvaluated {
     evaluation_id: EvaluationId,
@@ -572,6 +602,7 @@ registry! {
     OfferExpired => 1,
     AgentAssigned => 1,
     CallStarted => 1,
+    CallEnded => 1,
     ParticipantJoined => 1,
     ParticipantLeft => 1,
     TrackPublished => 1,
@@ -585,8 +616,10 @@ registry! {
     DualRecordingStepStarted => 1,
     DualRecordingStepCompleted => 1,
     SessionEnded => 1,
+    WrapUpCompleted => 1,
     SatisfactionRated => 1,
     TicketCreated => 1,
+    TicketStatusChanged => 1,
     QaEvaluated => 1,
     RecordingAccessed => 1,
     AgentPresenceChanged => 1,

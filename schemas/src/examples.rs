@@ -32,6 +32,7 @@ pub fn one_of_each() -> Vec<Event> {
     let recording_id = RecordingId::new();
     let verification_id = VerificationId::new();
     let first_message = MessageId::new();
+    let ticket_id = TicketId::new();
     let digest = attachment("id.jpg", "image/jpeg").sha256;
     vec![
         Event::from(AgentPresenceChanged {
@@ -203,9 +204,20 @@ pub fn one_of_each() -> Vec<Event> {
             reason: Some("hung up".into()),
         }
         .into(),
+        CallEnded {
+            call_id,
+            reason: Some("customer hung up".into()),
+        }
+        .into(),
         SessionEnded {
             ended_by: EndedBy::Customer,
             reason: EndReason::Resolved,
+        }
+        .into(),
+        WrapUpCompleted {
+            agent_id,
+            disposition: "resolved".into(),
+            notes: None,
         }
         .into(),
         SatisfactionRated {
@@ -214,11 +226,17 @@ pub fn one_of_each() -> Vec<Event> {
         }
         .into(),
         TicketCreated {
-            ticket_id: TicketId::new(),
+            ticket_id,
             session_id,
             title: "Dispute on annual fee".into(),
             description: "Customer disputes the annual fee on the October bill.".into(),
             priority: TicketPriority::Normal,
+        }
+        .into(),
+        TicketStatusChanged {
+            ticket_id,
+            status: TicketStatus::InProgress,
+            note: Some("calling the branch".into()),
         }
         .into(),
         QaEvaluated {

@@ -1,0 +1,1126 @@
+//! A customer-service session, from the bot's greeting to the closed record.
+//!
+//! ```text
+//!            RequestHuman            Offer              AcceptOffer          StartCall
+//!  WithBot ───────────────▶ Queued ─────────▶ Offered ─────────────▶ Assigned ────────▶ InCall
+//!     │                       ▲  ▲  Decline/Expire │                   │  ▲   EndCall     │
+//!     │                       │  └─────────────────┘                   │  └───────────────┘
+//!     │                       └──────────── Transfer ──────────────────┤ (also from InCall)
+//!     │ End / TimeOut                                                  │ End
+//!     ▼                                                                ▼
+//!   Closed ◀──────────── End (abandoned) / TimeOut from Queued, Offered   WrapUp ──CompleteWrapUp──▶ Closed
+//! ```
+//!
+//! The customer may rate once the conversation has ended.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use witness_schemas::*;
+
+use super::{Decider, DomainError};
+
+/// How many recent messages a session keeps for transfers and ticket drafts.
+pub const RECENT_MESSAGES: usize = 20;
+/// How many of those travel with a transfer as context.
+pub const TRANSFER_CONTEXT: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionStatus {
+    #[default]
+    NotStarted,
+    WithBot,
+    Queued,
+    Offered,
+    Assigned,
+    InCall,
+    WrapUp,
+    Closed,
+}
+
+impl fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Self::NotStarted => "not started",
+            Self::WithBot => "with the bot",
+            Self::Queued => "queued",
+            Self::Offered => "offered to an agent",
+            Self::Assigned => "assigned",
+            Self::InCall => "in a call",
+            Self::WrapUp => "in wrap-up",
+            Self::Closed => "closed",
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    Customer,
+    Bot,
+    Agent,
+}
+
+/// A message as the session remembers it: enough for context and drafts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentMessage {
+    pub id: MessageId,
+    pub from: Speaker,
+    /// The text, or a placeholder like `[image bill.png]`.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenOffer {
+    pub offer_id: OfferId,
+    pub agent_id: UserId,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionState {
+    pub status: SessionStatus,
+    pub session_id: Option<SessionId>,
+    pub channel: Option<Channel>,
+    pub business_type: String,
+    pub group: Option<String>,
+    pub agent: Option<UserId>,
+    pub offer: Option<OpenOffer>,
+    pub call: Option<CallId>,
+    pub recent: VecDeque<RecentMessage>,
+    pub ended: bool,
+    pub rated: bool,
+}
+
+/// What can be asked of a session.
+#[derive(Debug, Clone)]
+pub enum SessionCommand {
+    Start {
+        session_id: SessionId,
+        channel: Channel,
+        business_type: String,
+        customer_ref: String,
+        locale: Option<String>,
+    },
+    CustomerSays {
+        message_id: MessageId,
+        content: MessageContent,
+    },
+    BotAnswers {
+        message_id: MessageId,
+        content: MessageContent,
+        faq_id: Option<String>,
+        score: Option<f64>,
+    },
+    AgentSays {
+        agent_id: UserId,
+        message_id: MessageId,
+        content: MessageContent,
+    },
+    /// Bot → human, with the bot's summary; the recent messages go along.
+    RequestHuman {
+        group: String,
+        reason: String,
+        context_summary: String,
+        priority: i32,
+    },
+    /// Human → a skill group or a named agent.
+    Transfer {
+        agent_id: UserId,
+        to: TransferTarget,
+        reason: String,
+        context_summary: String,
+    },
+    Offer {
+        offer_id: OfferId,
+        agent_id: UserId,
+        expires_at: DateTime<Utc>,
+    },
+    AcceptOffer {
+        offer_id: OfferId,
+        agent_id: UserId,
+        at: DateTime<Utc>,
+    },
+    DeclineOffer {
+        offer_id: OfferId,
+        agent_id: UserId,
+        reason: Option<String>,
+    },
+    ExpireOffer {
+        offer_id: OfferId,
+        at: DateTime<Utc>,
+    },
+    StartCall {
+        agent_id: UserId,
+        call_id: CallId,
+        kind: CallKind,
+    },
+    EndCall {
+        call_id: CallId,
+        reason: Option<String>,
+    },
+    End {
+        ended_by: EndedBy,
+        reason: EndReason,
+    },
+    /// The bot's idle limit or the queue's wait limit passed.
+    TimeOut,
+    CompleteWrapUp {
+        agent_id: UserId,
+        disposition: String,
+        notes: Option<String>,
+    },
+    Rate {
+        rating: Rating,
+        comment: Option<String>,
+    },
+}
+
+impl SessionCommand {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Start { .. } => "Start",
+            Self::CustomerSays { .. } => "CustomerSays",
+            Self::BotAnswers { .. } => "BotAnswers",
+            Self::AgentSays { .. } => "AgentSays",
+            Self::RequestHuman { .. } => "RequestHuman",
+            Self::Transfer { .. } => "Transfer",
+            Self::Offer { .. } => "Offer",
+            Self::AcceptOffer { .. } => "AcceptOffer",
+            Self::DeclineOffer { .. } => "DeclineOffer",
+            Self::ExpireOffer { .. } => "ExpireOffer",
+            Self::StartCall { .. } => "StartCall",
+            Self::EndCall { .. } => "EndCall",
+            Self::End { .. } => "End",
+            Self::TimeOut => "TimeOut",
+            Self::CompleteWrapUp { .. } => "CompleteWrapUp",
+            Self::Rate { .. } => "Rate",
+        }
+    }
+}
+
+fn summary_text(content: &MessageContent) -> String {
+    match content {
+        MessageContent::Text { text } => text.clone(),
+        MessageContent::Image { attachment, .. } => format!("[image {}]", attachment.file_name),
+        MessageContent::File { attachment } => format!("[file {}]", attachment.file_name),
+        MessageContent::RichText { markdown, .. } => markdown.clone(),
+    }
+}
+
+/// The session decider.
+#[derive(Debug)]
+pub struct Session;
+
+impl Session {
+    fn check_offer(state: &SessionState, offer_id: OfferId) -> Result<&OpenOffer, DomainError> {
+        state
+            .offer
+            .as_ref()
+            .filter(|o| o.offer_id == offer_id)
+            .ok_or_else(|| DomainError::UnknownOffer {
+                offer: offer_id.to_string(),
+            })
+    }
+
+    fn check_agent(state: &SessionState, agent_id: UserId) -> Result<(), DomainError> {
+        if state.agent == Some(agent_id) {
+            Ok(())
+        } else {
+            Err(DomainError::NotTheAssignedAgent {
+                agent: agent_id.to_string(),
+            })
+        }
+    }
+}
+
+impl Decider for Session {
+    type State = SessionState;
+    type Command = SessionCommand;
+
+    fn decide(state: &SessionState, command: SessionCommand) -> Result<Vec<Event>, DomainError> {
+        use SessionCommand as C;
+        use SessionStatus as S;
+        let refuse = |command: &SessionCommand| DomainError::NotAllowed {
+            aggregate: "session",
+            command: command.name(),
+            state: state.status.to_string(),
+        };
+        let events: Vec<Event> = match (state.status, command) {
+            (
+                S::NotStarted,
+                C::Start {
+                    session_id,
+                    channel,
+                    business_type,
+                    customer_ref,
+                    locale,
+                },
+            ) => {
+                if business_type.trim().is_empty() {
+                    return Err(DomainError::Invalid("business_type is empty".into()));
+                }
+                vec![SessionStarted {
+                    session_id,
+                    channel,
+                    business_type,
+                    customer_ref,
+                    locale,
+                }
+                .into()]
+            }
+            (
+                S::WithBot | S::Queued | S::Offered | S::Assigned | S::InCall,
+                C::CustomerSays {
+                    message_id,
+                    content,
+                },
+            ) => {
+                vec![CustomerMessage {
+                    message_id,
+                    content,
+                }
+                .into()]
+            }
+            (
+                S::WithBot,
+                C::BotAnswers {
+                    message_id,
+                    content,
+                    faq_id,
+                    score,
+                },
+            ) => {
+                vec![BotMessage {
+                    message_id,
+                    content,
+                    faq_id,
+                    score,
+                }
+                .into()]
+            }
+            (
+                S::Assigned | S::InCall,
+                C::AgentSays {
+                    agent_id,
+                    message_id,
+                    content,
+                },
+            ) => {
+                Self::check_agent(state, agent_id)?;
+                vec![AgentMessage {
+                    message_id,
+                    agent_id,
+                    content,
+                }
+                .into()]
+            }
+            (
+                S::WithBot,
+                C::RequestHuman {
+                    group,
+                    reason,
+                    context_summary,
+                    priority,
+                },
+            ) => {
+                let recent_messages = state
+                    .recent
+                    .iter()
+                    .rev()
+                    .take(TRANSFER_CONTEXT)
+                    .rev()
+                    .map(|m| m.id)
+                    .collect();
+                vec![
+                    TransferRequested {
+                        from: TransferSource::Bot,
+                        to: TransferTarget::Human,
+                        reason,
+                        context_summary,
+                        recent_messages,
+                    }
+                    .into(),
+                    SessionQueued { group, priority }.into(),
+                ]
+            }
+            (
+                S::Assigned | S::InCall,
+                C::Transfer {
+                    agent_id,
+                    to,
+                    reason,
+                    context_summary,
+                },
+            ) => {
+                Self::check_agent(state, agent_id)?;
+                let group = match &to {
+                    TransferTarget::Group { group } => group.clone(),
+                    TransferTarget::Human | TransferTarget::Agent { .. } => {
+                        state.group.clone().unwrap_or_default()
+                    }
+                };
+                if to == (TransferTarget::Agent { agent_id }) {
+                    return Err(DomainError::Invalid(
+                        "an agent cannot transfer a session to themselves".into(),
+                    ));
+                }
+                let recent_messages = state
+                    .recent
+                    .iter()
+                    .rev()
+                    .take(TRANSFER_CONTEXT)
+                    .rev()
+                    .map(|m| m.id)
+                    .collect();
+                let mut events: Vec<Event> = Vec::new();
+                if let (S::InCall, Some(call_id)) = (state.status, state.call) {
+                    events.push(
+                        CallEnded {
+                            call_id,
+                            reason: Some("transferred".into()),
+                        }
+                        .into(),
+                    );
+                }
+                events.push(
+                    TransferRequested {
+                        from: TransferSource::Agent { agent_id },
+                        to,
+                        reason,
+                        context_summary,
+                        recent_messages,
+                    }
+                    .into(),
+                );
+                // A transferred customer has already waited once: they go ahead.
+                events.push(SessionQueued { group, priority: 1 }.into());
+                events
+            }
+            (
+                S::Queued,
+                C::Offer {
+                    offer_id,
+                    agent_id,
+                    expires_at,
+                },
+            ) => {
+                vec![AgentOffered {
+                    offer_id,
+                    agent_id,
+                    expires_at,
+                }
+                .into()]
+            }
+            (
+                S::Offered,
+                C::AcceptOffer {
+                    offer_id,
+                    agent_id,
+                    at,
+                },
+            ) => {
+                let offer = Self::check_offer(state, offer_id)?;
+                if offer.agent_id != agent_id {
+                    return Err(DomainError::UnknownOffer {
+                        offer: offer_id.to_string(),
+                    });
+                }
+                if at >= offer.expires_at {
+                    return Err(DomainError::OfferExpired {
+                        offer: offer_id.to_string(),
+                        expires_at: offer.expires_at.to_rfc3339(),
+                    });
+                }
+                let group = state.group.clone().unwrap_or_default();
+                vec![
+                    OfferAccepted { offer_id, agent_id }.into(),
+                    AgentAssigned { agent_id, group }.into(),
+                ]
+            }
+            (
+                S::Offered,
+                C::DeclineOffer {
+                    offer_id,
+                    agent_id,
+                    reason,
+                },
+            ) => {
+                let offer = Self::check_offer(state, offer_id)?;
+                if offer.agent_id != agent_id {
+                    return Err(DomainError::UnknownOffer {
+                        offer: offer_id.to_string(),
+                    });
+                }
+                vec![OfferDeclined {
+                    offer_id,
+                    agent_id,
+                    reason,
+                }
+                .into()]
+            }
+            (S::Offered, C::ExpireOffer { offer_id, at }) => {
+                let offer = Self::check_offer(state, offer_id)?;
+                if at < offer.expires_at {
+                    return Err(DomainError::Invalid(format!(
+                        "offer {offer_id} has not expired yet"
+                    )));
+                }
+                vec![OfferExpired {
+                    offer_id,
+                    agent_id: offer.agent_id,
+                }
+                .into()]
+            }
+            (
+                S::Assigned,
+                C::StartCall {
+                    agent_id,
+                    call_id,
+                    kind,
+                },
+            ) => {
+                Self::check_agent(state, agent_id)?;
+                vec![CallStarted { call_id, kind }.into()]
+            }
+            (S::InCall, C::EndCall { call_id, reason }) => {
+                if state.call != Some(call_id) {
+                    return Err(DomainError::Invalid(format!(
+                        "call {call_id} is not this session's call"
+                    )));
+                }
+                vec![CallEnded { call_id, reason }.into()]
+            }
+            (S::WithBot, C::End { ended_by, reason }) => {
+                vec![SessionEnded { ended_by, reason }.into()]
+            }
+            // Leaving before an agent took the session is abandonment, whatever the caller says.
+            (S::Queued | S::Offered, C::End { ended_by, .. }) => {
+                vec![SessionEnded {
+                    ended_by,
+                    reason: EndReason::Abandoned,
+                }
+                .into()]
+            }
+            (S::Assigned, C::End { ended_by, reason }) => {
+                vec![SessionEnded { ended_by, reason }.into()]
+            }
+            (S::InCall, C::End { ended_by, reason }) => {
+                let call_id = state.call.expect("in a call without a call id");
+                vec![
+                    CallEnded {
+                        call_id,
+                        reason: Some("session ended".into()),
+                    }
+                    .into(),
+                    SessionEnded { ended_by, reason }.into(),
+                ]
+            }
+            (S::WithBot | S::Queued | S::Offered, C::TimeOut) => {
+                vec![SessionEnded {
+                    ended_by: EndedBy::System,
+                    reason: EndReason::Timeout,
+                }
+                .into()]
+            }
+            (
+                S::WrapUp,
+                C::CompleteWrapUp {
+                    agent_id,
+                    disposition,
+                    notes,
+                },
+            ) => {
+                Self::check_agent(state, agent_id)?;
+                vec![WrapUpCompleted {
+                    agent_id,
+                    disposition,
+                    notes,
+                }
+                .into()]
+            }
+            (S::WrapUp | S::Closed, C::Rate { rating, comment }) if !state.rated => {
+                vec![SatisfactionRated { rating, comment }.into()]
+            }
+            (_, command) => return Err(refuse(&command)),
+        };
+        Ok(events)
+    }
+
+    fn evolve(mut state: SessionState, event: &Event) -> SessionState {
+        use SessionStatus as S;
+        let remember =
+            |state: &mut SessionState, id: MessageId, from: Speaker, content: &MessageContent| {
+                state.recent.push_back(RecentMessage {
+                    id,
+                    from,
+                    text: summary_text(content),
+                });
+                if state.recent.len() > RECENT_MESSAGES {
+                    state.recent.pop_front();
+                }
+            };
+        match event {
+            Event::SessionStarted(e) => {
+                state.status = S::WithBot;
+                state.session_id = Some(e.session_id);
+                state.channel = Some(e.channel);
+                state.business_type = e.business_type.clone();
+            }
+            Event::CustomerMessage(e) => {
+                remember(&mut state, e.message_id, Speaker::Customer, &e.content)
+            }
+            Event::BotMessage(e) => remember(&mut state, e.message_id, Speaker::Bot, &e.content),
+            Event::AgentMessage(e) => {
+                remember(&mut state, e.message_id, Speaker::Agent, &e.content)
+            }
+            Event::TransferRequested(_) => {
+                state.agent = None;
+                state.call = None;
+            }
+            Event::SessionQueued(e) => {
+                state.status = S::Queued;
+                state.group = Some(e.group.clone());
+            }
+            Event::AgentOffered(e) => {
+                state.status = S::Offered;
+                state.offer = Some(OpenOffer {
+                    offer_id: e.offer_id,
+                    agent_id: e.agent_id,
+                    expires_at: e.expires_at,
+                });
+            }
+            Event::OfferDeclined(_) | Event::OfferExpired(_) => {
+                state.status = S::Queued;
+                state.offer = None;
+            }
+            Event::OfferAccepted(_) => state.offer = None,
+            Event::AgentAssigned(e) => {
+                state.status = S::Assigned;
+                state.agent = Some(e.agent_id);
+            }
+            Event::CallStarted(e) => {
+                state.status = S::InCall;
+                state.call = Some(e.call_id);
+            }
+            Event::CallEnded(_) => {
+                state.call = None;
+                if state.status == S::InCall {
+                    state.status = S::Assigned;
+                }
+            }
+            Event::SessionEnded(_) => {
+                state.ended = true;
+                state.offer = None;
+                state.status = if state.agent.is_some() {
+                    S::WrapUp
+                } else {
+                    S::Closed
+                };
+            }
+            Event::WrapUpCompleted(_) => state.status = S::Closed,
+            Event::SatisfactionRated(_) => state.rated = true,
+            _ => {}
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::domain::harness::TestHarness;
+
+    type Given = TestHarness<Session>;
+
+    fn text(t: &str) -> MessageContent {
+        MessageContent::Text { text: t.into() }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000, 0).unwrap()
+    }
+
+    struct Ids {
+        session: SessionId,
+        agent: UserId,
+        offer: OfferId,
+        m1: MessageId,
+        m2: MessageId,
+    }
+
+    fn ids() -> Ids {
+        Ids {
+            session: SessionId::new(),
+            agent: UserId::new(),
+            offer: OfferId::new(),
+            m1: MessageId::new(),
+            m2: MessageId::new(),
+        }
+    }
+
+    fn started(ids: &Ids) -> Event {
+        SessionStarted {
+            session_id: ids.session,
+            channel: Channel::Web,
+            business_type: "cards".into(),
+            customer_ref: "visitor-1".into(),
+            locale: None,
+        }
+        .into()
+    }
+
+    fn with_bot(ids: &Ids) -> Vec<Event> {
+        vec![
+            started(ids),
+            CustomerMessage {
+                message_id: ids.m1,
+                content: text("annual fee?"),
+            }
+            .into(),
+            BotMessage {
+                message_id: ids.m2,
+                content: text("free the first year"),
+                faq_id: None,
+                score: Some(0.8),
+            }
+            .into(),
+        ]
+    }
+
+    fn queued(ids: &Ids) -> Vec<Event> {
+        let mut h = with_bot(ids);
+        h.push(
+            TransferRequested {
+                from: TransferSource::Bot,
+                to: TransferTarget::Human,
+                reason: "asked".into(),
+                context_summary: "fee".into(),
+                recent_messages: vec![ids.m1, ids.m2],
+            }
+            .into(),
+        );
+        h.push(
+            SessionQueued {
+                group: "cards".into(),
+                priority: 0,
+            }
+            .into(),
+        );
+        h
+    }
+
+    fn offered(ids: &Ids) -> Vec<Event> {
+        let mut h = queued(ids);
+        h.push(
+            AgentOffered {
+                offer_id: ids.offer,
+                agent_id: ids.agent,
+                expires_at: t0() + Duration::seconds(20),
+            }
+            .into(),
+        );
+        h
+    }
+
+    fn assigned(ids: &Ids) -> Vec<Event> {
+        let mut h = offered(ids);
+        h.push(
+            OfferAccepted {
+                offer_id: ids.offer,
+                agent_id: ids.agent,
+            }
+            .into(),
+        );
+        h.push(
+            AgentAssigned {
+                agent_id: ids.agent,
+                group: "cards".into(),
+            }
+            .into(),
+        );
+        h
+    }
+
+    #[test]
+    fn a_started_session_is_with_the_bot() {
+        let ids = ids();
+        Given::given([])
+            .when(SessionCommand::Start {
+                session_id: ids.session,
+                channel: Channel::Web,
+                business_type: "cards".into(),
+                customer_ref: "visitor-1".into(),
+                locale: None,
+            })
+            .then([started(&ids)]);
+        assert_eq!(
+            Session::fold(&[started(&ids)]).status,
+            SessionStatus::WithBot
+        );
+    }
+
+    #[test]
+    fn asking_for_a_human_transfers_with_the_recent_messages_and_the_bots_summary() {
+        let ids = ids();
+        Given::given(with_bot(&ids))
+            .when(SessionCommand::RequestHuman {
+                group: "cards".into(),
+                reason: "asked".into(),
+                context_summary: "fee".into(),
+                priority: 0,
+            })
+            .then(queued(&ids).split_off(3));
+    }
+
+    #[test]
+    fn an_accepted_offer_assigns_the_agent() {
+        let ids = ids();
+        Given::given(offered(&ids))
+            .when(SessionCommand::AcceptOffer {
+                offer_id: ids.offer,
+                agent_id: ids.agent,
+                at: t0() + Duration::seconds(5),
+            })
+            .then(assigned(&ids).split_off(offered(&ids).len()));
+    }
+
+    #[test]
+    fn agent_cannot_accept_an_offer_that_expired() {
+        let ids = ids();
+        let err = Given::given(offered(&ids))
+            .when(SessionCommand::AcceptOffer {
+                offer_id: ids.offer,
+                agent_id: ids.agent,
+                at: t0() + Duration::seconds(20),
+            })
+            .refused();
+        assert!(matches!(err, DomainError::OfferExpired { .. }), "{err}");
+    }
+
+    #[test]
+    fn another_agent_cannot_accept_someone_elses_offer() {
+        let ids = ids();
+        let err = Given::given(offered(&ids))
+            .when(SessionCommand::AcceptOffer {
+                offer_id: ids.offer,
+                agent_id: UserId::new(),
+                at: t0(),
+            })
+            .refused();
+        assert!(matches!(err, DomainError::UnknownOffer { .. }));
+    }
+
+    #[test]
+    fn a_declined_or_expired_offer_puts_the_session_back_in_the_queue() {
+        let ids = ids();
+        Given::given(offered(&ids))
+            .when(SessionCommand::DeclineOffer {
+                offer_id: ids.offer,
+                agent_id: ids.agent,
+                reason: None,
+            })
+            .then([OfferDeclined {
+                offer_id: ids.offer,
+                agent_id: ids.agent,
+                reason: None,
+            }
+            .into()]);
+        Given::given(offered(&ids))
+            .when(SessionCommand::ExpireOffer {
+                offer_id: ids.offer,
+                at: t0() + Duration::seconds(20),
+            })
+            .then([OfferExpired {
+                offer_id: ids.offer,
+                agent_id: ids.agent,
+            }
+            .into()]);
+        let mut h = offered(&ids);
+        h.push(
+            OfferExpired {
+                offer_id: ids.offer,
+                agent_id: ids.agent,
+            }
+            .into(),
+        );
+        assert_eq!(Session::fold(&h).status, SessionStatus::Queued);
+    }
+
+    #[test]
+    fn an_offer_cannot_be_expired_before_its_time() {
+        let ids = ids();
+        let err = Given::given(offered(&ids))
+            .when(SessionCommand::ExpireOffer {
+                offer_id: ids.offer,
+                at: t0() + Duration::seconds(19),
+            })
+            .refused();
+        assert!(matches!(err, DomainError::Invalid(_)));
+    }
+
+    #[test]
+    fn a_customer_who_leaves_the_queue_has_abandoned() {
+        let ids = ids();
+        Given::given(queued(&ids))
+            .when(SessionCommand::End {
+                ended_by: EndedBy::Customer,
+                reason: EndReason::Resolved,
+            })
+            .then([SessionEnded {
+                ended_by: EndedBy::Customer,
+                reason: EndReason::Abandoned,
+            }
+            .into()]);
+        let mut h = queued(&ids);
+        h.push(
+            SessionEnded {
+                ended_by: EndedBy::Customer,
+                reason: EndReason::Abandoned,
+            }
+            .into(),
+        );
+        assert_eq!(
+            Session::fold(&h).status,
+            SessionStatus::Closed,
+            "no agent: no wrap-up"
+        );
+    }
+
+    #[test]
+    fn only_the_assigned_agent_speaks_for_the_session() {
+        let ids = ids();
+        let m = MessageId::new();
+        Given::given(assigned(&ids))
+            .when(SessionCommand::AgentSays {
+                agent_id: ids.agent,
+                message_id: m,
+                content: text("hello"),
+            })
+            .then([AgentMessage {
+                message_id: m,
+                agent_id: ids.agent,
+                content: text("hello"),
+            }
+            .into()]);
+        let stranger = UserId::new();
+        Given::given(assigned(&ids))
+            .when(SessionCommand::AgentSays {
+                agent_id: stranger,
+                message_id: m,
+                content: text("hi"),
+            })
+            .then_error(DomainError::NotTheAssignedAgent {
+                agent: stranger.to_string(),
+            });
+    }
+
+    #[test]
+    fn ending_during_a_call_ends_the_call_then_the_session_and_leads_to_wrap_up() {
+        let ids = ids();
+        let call = CallId::new();
+        let mut h = assigned(&ids);
+        h.push(
+            CallStarted {
+                call_id: call,
+                kind: CallKind::Video,
+            }
+            .into(),
+        );
+        Given::given(h.clone())
+            .when(SessionCommand::End {
+                ended_by: EndedBy::Agent,
+                reason: EndReason::Resolved,
+            })
+            .then([
+                CallEnded {
+                    call_id: call,
+                    reason: Some("session ended".into()),
+                }
+                .into(),
+                SessionEnded {
+                    ended_by: EndedBy::Agent,
+                    reason: EndReason::Resolved,
+                }
+                .into(),
+            ]);
+        h.push(
+            CallEnded {
+                call_id: call,
+                reason: None,
+            }
+            .into(),
+        );
+        h.push(
+            SessionEnded {
+                ended_by: EndedBy::Agent,
+                reason: EndReason::Resolved,
+            }
+            .into(),
+        );
+        assert_eq!(Session::fold(&h).status, SessionStatus::WrapUp);
+        Given::given(h.clone())
+            .when(SessionCommand::CompleteWrapUp {
+                agent_id: ids.agent,
+                disposition: "resolved".into(),
+                notes: None,
+            })
+            .then([WrapUpCompleted {
+                agent_id: ids.agent,
+                disposition: "resolved".into(),
+                notes: None,
+            }
+            .into()]);
+    }
+
+    #[test]
+    fn a_transfer_to_a_group_requeues_with_context_and_priority() {
+        let ids = ids();
+        let events = Given::given(assigned(&ids))
+            .when(SessionCommand::Transfer {
+                agent_id: ids.agent,
+                to: TransferTarget::Group {
+                    group: "loans".into(),
+                },
+                reason: "mortgage question".into(),
+                context_summary: "wants a mortgage".into(),
+            })
+            .events();
+        assert_eq!(events.len(), 2);
+        let Event::TransferRequested(t) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(t.recent_messages, vec![ids.m1, ids.m2]);
+        assert_eq!(
+            t.from,
+            TransferSource::Agent {
+                agent_id: ids.agent
+            }
+        );
+        assert_eq!(
+            events[1],
+            SessionQueued {
+                group: "loans".into(),
+                priority: 1
+            }
+            .into()
+        );
+        let mut h = assigned(&ids);
+        h.extend(events);
+        let state = Session::fold(&h);
+        assert_eq!((state.status, state.agent), (SessionStatus::Queued, None));
+    }
+
+    #[test]
+    fn the_customer_rates_once_after_the_end() {
+        let ids = ids();
+        let mut h = assigned(&ids);
+        let rating = Rating::try_from(4).unwrap();
+        Given::given(h.clone())
+            .when(SessionCommand::Rate {
+                rating,
+                comment: None,
+            })
+            .refused();
+        h.push(
+            SessionEnded {
+                ended_by: EndedBy::Customer,
+                reason: EndReason::Resolved,
+            }
+            .into(),
+        );
+        Given::given(h.clone())
+            .when(SessionCommand::Rate {
+                rating,
+                comment: None,
+            })
+            .then([SatisfactionRated {
+                rating,
+                comment: None,
+            }
+            .into()]);
+        h.push(
+            SatisfactionRated {
+                rating,
+                comment: None,
+            }
+            .into(),
+        );
+        let err = Given::given(h)
+            .when(SessionCommand::Rate {
+                rating,
+                comment: None,
+            })
+            .refused();
+        assert!(matches!(
+            err,
+            DomainError::NotAllowed {
+                command: "Rate",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn timeouts_end_sessions_that_no_one_is_handling() {
+        let ids = ids();
+        for history in [with_bot(&ids), queued(&ids), offered(&ids)] {
+            Given::given(history)
+                .when(SessionCommand::TimeOut)
+                .then([SessionEnded {
+                    ended_by: EndedBy::System,
+                    reason: EndReason::Timeout,
+                }
+                .into()]);
+        }
+        Given::given(assigned(&ids))
+            .when(SessionCommand::TimeOut)
+            .refused();
+    }
+
+    #[test]
+    fn nothing_happens_to_a_closed_session() {
+        let ids = ids();
+        let mut h = with_bot(&ids);
+        h.push(
+            SessionEnded {
+                ended_by: EndedBy::Customer,
+                reason: EndReason::BotResolved,
+            }
+            .into(),
+        );
+        let err = Given::given(h)
+            .when(SessionCommand::CustomerSays {
+                message_id: MessageId::new(),
+                content: text("hello?"),
+            })
+            .refused();
+        assert_eq!(
+            err,
+            DomainError::NotAllowed {
+                aggregate: "session",
+                command: "CustomerSays",
+                state: "closed".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_session_remembers_only_the_most_recent_messages() {
+        let ids = ids();
+        let mut h = vec![started(&ids)];
+        h.extend((0..30).map(|i| {
+            Event::from(CustomerMessage {
+                message_id: MessageId::new(),
+                content: text(&format!("m{i}")),
+            })
+        }));
+        let state = Session::fold(&h);
+        assert_eq!(state.recent.len(), RECENT_MESSAGES);
+        assert_eq!(state.recent.back().unwrap().text, "m29");
+        assert_eq!(state.recent.front().unwrap().text, "m10");
+    }
+}
