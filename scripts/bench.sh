@@ -11,3 +11,4 @@ need_build_tools
 start_postgres
 export WITNESS_BENCH_PG_URL="$PG_URL"
 cargo bench --bench event_store
+cargo bench --bench routing

@@ -106,9 +106,10 @@ pub(crate) fn prepare(events: Vec<NewEvent>) -> Result<Vec<Prepared>, StoreError
                     source,
                 },
             )?;
-            // The typed round trip makes the stored text canonical: sorted keys,
-            // defaults made explicit, no insignificant whitespace.
-            let payload = typed.payload().to_string();
+            // Re-serialising the typed payload makes the stored text
+            // canonical: fields in declaration order, defaults explicit,
+            // no insignificant whitespace.
+            let payload = typed.payload_json();
             new.occurred_at = chrono::SubsecRound::trunc_subsecs(new.occurred_at, 6);
             Ok(Prepared { new, payload })
         })

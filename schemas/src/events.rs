@@ -570,6 +570,27 @@ macro_rules! registry {
                 }
             }
 
+            /// The payload as compact JSON text, fields in declaration order:
+            /// the canonical text the store writes and hashes.
+            pub fn payload_json(&self) -> String {
+                let text = match self {
+                    $(Event::$variant(p) => serde_json::to_string(p),)*
+                };
+                text.expect("payload types serialize infallibly")
+            }
+
+            /// Decodes a current-version payload without taking it apart.
+            pub(crate) fn from_current_ref(event_type: &str, value: &serde_json::Value) -> Result<Event, SchemaError> {
+                let malformed = |e: serde_json::Error| SchemaError::MalformedPayload {
+                    event_type: event_type.to_owned(),
+                    message: e.to_string(),
+                };
+                match event_type {
+                    $(stringify!($variant) => <$variant as serde::Deserialize>::deserialize(value).map(Event::$variant).map_err(malformed),)*
+                    other => Err(SchemaError::UnknownEventType(other.to_owned())),
+                }
+            }
+
             pub(crate) fn from_current_value(event_type: &str, value: serde_json::Value) -> Result<Event, SchemaError> {
                 let malformed = |e: serde_json::Error| SchemaError::MalformedPayload {
                     event_type: event_type.to_owned(),

@@ -129,7 +129,7 @@ pub fn validate_new(
             current,
         });
     }
-    Event::from_current_value(event_type, payload.clone())
+    Event::from_current_ref(event_type, payload)
 }
 
 #[cfg(test)]
