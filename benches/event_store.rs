@@ -32,9 +32,7 @@ fn message(i: usize) -> NewEvent {
     NewEvent::new(
         CustomerMessage {
             message_id: MessageId::new(),
-            content: MessageContent::Text {
-                text: format!("Question {i}: how do I raise the limit on my card?"),
-            },
+            content: MessageContent::Text { text: format!("Question {i}: how do I raise the limit on my card?") },
         },
         Actor::new(ActorKind::Customer, "visitor-7f3a"),
     )
@@ -61,20 +59,13 @@ impl Target {
     async fn fresh(&self) -> String {
         match self.backend {
             Backend::Sqlite => {
-                format!(
-                    "sqlite://{}/{}.db",
-                    self._dir.path().display(),
-                    uuid::Uuid::now_v7().simple()
-                )
+                format!("sqlite://{}/{}.db", self._dir.path().display(), uuid::Uuid::now_v7().simple())
             }
             Backend::Postgres => {
                 let admin = self.pg_admin.as_ref().unwrap();
                 let name = format!("witness_bench_{}", uuid::Uuid::now_v7().simple());
                 let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
-                sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
+                sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
                 format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
             }
         }
@@ -97,15 +88,7 @@ async fn sample_rows(url: &str, n: usize) -> Vec<RecordedEvent> {
     let mut rows = Vec::with_capacity(n);
     while rows.len() < n {
         let k = (n - rows.len()).min(1000);
-        let r = store
-            .append(
-                &tenant(),
-                &stream,
-                ExpectedVersion::Any,
-                (0..k).map(message).collect(),
-            )
-            .await
-            .unwrap();
+        let r = store.append(&tenant(), &stream, ExpectedVersion::Any, (0..k).map(message).collect()).await.unwrap();
         rows.extend(r.events);
     }
     store.execute_raw("DELETE FROM events").await.unwrap();
@@ -139,13 +122,7 @@ impl Conn {
             Conn::Sqlite(_) => include_str!("../migrations/sqlite/0001_events.sql"),
             Conn::Pg(_) => include_str!("../migrations/postgres/0001_events.sql"),
         };
-        let events_ddl = ddl
-            .split("CREATE INDEX")
-            .next()
-            .unwrap()
-            .split("CREATE TABLE checkpoints")
-            .next()
-            .unwrap();
+        let events_ddl = ddl.split("CREATE INDEX").next().unwrap().split("CREATE TABLE checkpoints").next().unwrap();
         let events_ddl = events_ddl.split("-- Signed").next().unwrap();
         let sql = events_ddl.replace("CREATE TABLE events", "CREATE TABLE baseline_events");
         match self {
@@ -199,9 +176,8 @@ impl Conn {
                 }),
                 Conn::Pg(c) => {
                     let mut tx = c.begin().await.unwrap();
-                    let mut q = QueryBuilder::<sqlx::Postgres>::new(format!(
-                        "INSERT INTO baseline_events ({COLUMNS}) "
-                    ));
+                    let mut q =
+                        QueryBuilder::<sqlx::Postgres>::new(format!("INSERT INTO baseline_events ({COLUMNS}) "));
                     q.push_values(chunk.iter().enumerate(), |mut r, (i, e)| {
                         r.push_bind(first + i as i64)
                             .push_bind(e.event_id)
@@ -231,9 +207,7 @@ impl Conn {
 
     /// Reads `events` in pages of 1000 without parsing the rows; returns the count.
     async fn read_raw(&mut self) -> usize {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT 1000"
-        );
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT 1000");
         let (mut after, mut n) = (0i64, 0);
         loop {
             let last = match self {
@@ -252,11 +226,7 @@ impl Conn {
                     last
                 }),
                 Conn::Pg(c) => {
-                    let rows = sqlx::query(&sql)
-                        .bind(after)
-                        .fetch_all(&mut *c)
-                        .await
-                        .unwrap();
+                    let rows = sqlx::query(&sql).bind(after).fetch_all(&mut *c).await.unwrap();
                     n += rows.len();
                     rows.last().map(|r| r.get::<i64, _>(0))
                 }
@@ -297,25 +267,14 @@ async fn batched(target: &Target, batch: usize, n: usize) -> (f64, f64) {
     let url = target.fresh().await;
     let rows = sample_rows(&url, n).await;
     let store = EventStore::connect(&url).await.unwrap();
-    let batches: Vec<Vec<NewEvent>> = (0..n / batch)
-        .map(|b| (0..batch).map(|i| message(b * batch + i)).collect())
-        .collect();
-    let streams: Vec<StreamId> = (0..100)
-        .map(|_| StreamId::session(SessionId::new()))
-        .collect();
+    let batches: Vec<Vec<NewEvent>> =
+        (0..n / batch).map(|b| (0..batch).map(|i| message(b * batch + i)).collect()).collect();
+    let streams: Vec<StreamId> = (0..100).map(|_| StreamId::session(SessionId::new())).collect();
     let mut versions = [0u64; 100];
     let t = Instant::now();
     for (i, events) in batches.into_iter().enumerate() {
         let s = i % streams.len();
-        let r = store
-            .append(
-                &tenant(),
-                &streams[s],
-                ExpectedVersion::Exact(versions[s]),
-                events,
-            )
-            .await
-            .unwrap();
+        let r = store.append(&tenant(), &streams[s], ExpectedVersion::Exact(versions[s]), events).await.unwrap();
         versions[s] = r.last_version();
     }
     let store_rate = n as f64 / t.elapsed().as_secs_f64();
@@ -337,15 +296,7 @@ async fn single(target: &Target) -> (Vec<Duration>, Vec<Duration>) {
     for i in 0..SINGLE_APPENDS {
         let event = message(i);
         let t = Instant::now();
-        store
-            .append(
-                &tenant(),
-                &stream,
-                ExpectedVersion::Exact(i as u64),
-                vec![event],
-            )
-            .await
-            .unwrap();
+        store.append(&tenant(), &stream, ExpectedVersion::Exact(i as u64), vec![event]).await.unwrap();
         lat.push(t.elapsed());
     }
     let mut conn = Conn::open(&url).await;
@@ -368,15 +319,7 @@ async fn concurrent(target: &Target) -> (f64, f64) {
             tokio::spawn(async move {
                 let stream = StreamId::session(SessionId::new());
                 for i in 0..PER_WRITER {
-                    store
-                        .append(
-                            &tenant(),
-                            &stream,
-                            ExpectedVersion::Exact(i as u64),
-                            vec![message(i)],
-                        )
-                        .await
-                        .unwrap();
+                    store.append(&tenant(), &stream, ExpectedVersion::Exact(i as u64), vec![message(i)]).await.unwrap();
                 }
             })
         })
@@ -431,23 +374,10 @@ async fn read_all(url: &str, total: usize) -> (f64, f64) {
 }
 
 async fn bench(target: &Target, runs: usize) {
-    let name = if target.backend == Backend::Sqlite {
-        "SQLite"
-    } else {
-        "PostgreSQL"
-    };
+    let name = if target.backend == Backend::Sqlite { "SQLite" } else { "PostgreSQL" };
     println!("\n### {name} (median of {runs} runs)\n");
-    println!(
-        "| {:<44} | {:>22} | {:>22} | {:>5} |",
-        "scenario", "Witness store", "baseline (plain SQL)", "ratio"
-    );
-    println!(
-        "|{}|{}|{}|{}|",
-        "-".repeat(46),
-        "-".repeat(24),
-        "-".repeat(24),
-        "-".repeat(7)
-    );
+    println!("| {:<44} | {:>22} | {:>22} | {:>5} |", "scenario", "Witness store", "baseline (plain SQL)", "ratio");
+    println!("|{}|{}|{}|{}|", "-".repeat(46), "-".repeat(24), "-".repeat(24), "-".repeat(7));
 
     let (mut s, mut b) = (vec![], vec![]);
     for _ in 0..runs {
@@ -455,17 +385,9 @@ async fn bench(target: &Target, runs: usize) {
         s.push(x);
         b.push(y);
     }
-    row(
-        "append, 100 events per commit",
-        "events/s",
-        &Figures {
-            store: median(s),
-            baseline: median(b),
-        },
-    );
+    row("append, 100 events per commit", "events/s", &Figures { store: median(s), baseline: median(b) });
 
-    let (mut p50, mut p99, mut b50, mut b99, mut s_rate, mut b_rate) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut p50, mut p99, mut b50, mut b99, mut s_rate, mut b_rate) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
         let (lat, base) = single(target).await;
         p50.push(percentile(&lat, 0.5).as_secs_f64());
@@ -476,24 +398,9 @@ async fn bench(target: &Target, runs: usize) {
         b_rate.push(base.len() as f64 / base.iter().sum::<Duration>().as_secs_f64());
     }
     let d = Duration::from_secs_f64;
-    row_latency(
-        "append, 1 event per commit: p50",
-        d(median(p50)),
-        d(median(b50)),
-    );
-    row_latency(
-        "append, 1 event per commit: p99",
-        d(median(p99)),
-        d(median(b99)),
-    );
-    row(
-        "append, 1 event per commit",
-        "events/s",
-        &Figures {
-            store: median(s_rate),
-            baseline: median(b_rate),
-        },
-    );
+    row_latency("append, 1 event per commit: p50", d(median(p50)), d(median(b50)));
+    row_latency("append, 1 event per commit: p99", d(median(p99)), d(median(b99)));
+    row("append, 1 event per commit", "events/s", &Figures { store: median(s_rate), baseline: median(b_rate) });
 
     let (mut s, mut b) = (vec![], vec![]);
     for _ in 0..runs {
@@ -504,10 +411,7 @@ async fn bench(target: &Target, runs: usize) {
     row(
         "append, 8 writers, distinct streams, 1/commit",
         "events/s",
-        &Figures {
-            store: median(s),
-            baseline: median(b),
-        },
+        &Figures { store: median(s), baseline: median(b) },
     );
 
     let url = target.fresh().await;
@@ -515,12 +419,7 @@ async fn bench(target: &Target, runs: usize) {
     for b in 0..BATCHED_EVENTS / 1000 {
         let stream = StreamId::session(SessionId::new());
         store
-            .append(
-                &tenant(),
-                &stream,
-                ExpectedVersion::NO_STREAM,
-                (0..1000).map(|i| message(b * 1000 + i)).collect(),
-            )
+            .append(&tenant(), &stream, ExpectedVersion::NO_STREAM, (0..1000).map(|i| message(b * 1000 + i)).collect())
             .await
             .unwrap();
     }
@@ -532,14 +431,7 @@ async fn bench(target: &Target, runs: usize) {
         s.push(x);
         b.push(y);
     }
-    row(
-        "read_all + decode, pages of 1000",
-        "events/s",
-        &Figures {
-            store: median(s),
-            baseline: median(b),
-        },
-    );
+    row("read_all + decode, pages of 1000", "events/s", &Figures { store: median(s), baseline: median(b) });
 }
 
 fn main() {
@@ -547,41 +439,17 @@ fn main() {
     // targets without it, as a smoke test: keep that quick.
     let smoke = !std::env::args().any(|a| a == "--bench");
     if smoke {
-        println!(
-            "event_store bench: run with `cargo bench --bench event_store` (or scripts/bench.sh)"
-        );
+        println!("event_store bench: run with `cargo bench --bench event_store` (or scripts/bench.sh)");
         return;
     }
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        bench(
-            &Target {
-                backend: Backend::Sqlite,
-                _dir: dir,
-                pg_admin: None,
-            },
-            runs,
-        )
-        .await;
+        bench(&Target { backend: Backend::Sqlite, _dir: dir, pg_admin: None }, runs).await;
         if let Ok(pg) = std::env::var("WITNESS_BENCH_PG_URL") {
             let dir = tempfile::tempdir().unwrap();
-            bench(
-                &Target {
-                    backend: Backend::Postgres,
-                    _dir: dir,
-                    pg_admin: Some(pg),
-                },
-                runs,
-            )
-            .await;
+            bench(&Target { backend: Backend::Postgres, _dir: dir, pg_admin: Some(pg) }, runs).await;
         } else {
             println!("\n(PostgreSQL skipped: set WITNESS_BENCH_PG_URL, or run scripts/bench.sh)");
         }

@@ -38,20 +38,12 @@ fn main() {
     let agents: Vec<UserId> = (0..AGENTS).map(|_| UserId::new()).collect();
     for (i, a) in agents.iter().enumerate() {
         let skills = vec![GROUPS[i % 4].to_string(), GROUPS[(i + 1) % 4].to_string()];
-        let e = AgentPresenceChanged {
-            agent_id: *a,
-            presence: Presence::Online,
-            capacity: 1,
-            skill_groups: skills,
-        };
+        let e = AgentPresenceChanged { agent_id: *a, presence: Presence::Online, capacity: 1, skill_groups: skills };
         router.apply(&StreamId::agent(*a), &e.into(), at(0));
     }
     let queue_session = |router: &mut Router, n: usize, clock: i64| {
         let s = SessionId::new();
-        let e = SessionQueued {
-            group: GROUPS[n % 4].into(),
-            priority: (n % 3 == 0) as i32,
-        };
+        let e = SessionQueued { group: GROUPS[n % 4].into(), priority: (n % 3 == 0) as i32 };
         router.apply(&StreamId::session(s), &e.into(), at(clock));
     };
     // Fill: every agent gets a session (offered, accepted), then 1,000 wait.
@@ -63,28 +55,10 @@ fn main() {
                       actions: Vec<RoutingAction>,
                       clock: i64| {
         for a in actions {
-            if let RoutingAction::Offer {
-                session,
-                offer_id,
-                agent_id,
-                ..
-            } = a
-            {
+            if let RoutingAction::Offer { session, offer_id, agent_id, .. } = a {
                 let stream = StreamId::session(session);
-                router.apply(
-                    &stream,
-                    &OfferAccepted { offer_id, agent_id }.into(),
-                    at(clock),
-                );
-                router.apply(
-                    &stream,
-                    &AgentAssigned {
-                        agent_id,
-                        group: String::new(),
-                    }
-                    .into(),
-                    at(clock),
-                );
+                router.apply(&stream, &OfferAccepted { offer_id, agent_id }.into(), at(clock));
+                router.apply(&stream, &AgentAssigned { agent_id, group: String::new() }.into(), at(clock));
                 holds.insert(agent_id, session);
             }
         }
@@ -116,16 +90,9 @@ fn main() {
         // its wrap-up completes.
         let agent = busy.pop_front().unwrap();
         let stream = StreamId::session(holds[&agent]);
-        let ended = SessionEnded {
-            ended_by: EndedBy::Customer,
-            reason: EndReason::Resolved,
-        };
+        let ended = SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Resolved };
         router.apply(&stream, &ended.into(), at(clock));
-        let done = WrapUpCompleted {
-            agent_id: agent,
-            disposition: "resolved".into(),
-            notes: None,
-        };
+        let done = WrapUpCompleted { agent_id: agent, disposition: "resolved".into(), notes: None };
         router.apply(&stream, &done.into(), at(clock));
         let t = Instant::now();
         let actions = router.decide(at(clock));

@@ -13,11 +13,7 @@ use witness_engine::{CheckpointSigner, EventStore, ExpectedVersion, DEFAULT_DATA
 use witness_schemas::*;
 
 #[derive(Parser)]
-#[command(
-    name = "witness",
-    version,
-    about = "Event-sourced audio/video customer service"
-)]
+#[command(name = "witness", version, about = "Event-sourced audio/video customer service")]
 struct Cli {
     /// The event store: sqlite://PATH (the default, embedded) or postgres://USER@HOST:PORT/DB.
     #[arg(long, global = true, env = "WITNESS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -82,8 +78,7 @@ enum SchemaCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WITNESS_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WITNESS_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -100,9 +95,7 @@ fn main() -> ExitCode {
 }
 
 async fn connect(url: &str) -> Result<EventStore> {
-    EventStore::connect(url)
-        .await
-        .with_context(|| format!("opening the event store at {}", redact(url)))
+    EventStore::connect(url).await.with_context(|| format!("opening the event store at {}", redact(url)))
 }
 
 /// The URL without its password, for messages.
@@ -119,11 +112,7 @@ fn redact(url: &str) -> String {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve {
-            listen,
-            key_file,
-            checkpoint_every,
-        } => {
+        Command::Serve { listen, key_file, checkpoint_every } => {
             serve(&cli.database_url, listen, &key_file, checkpoint_every).await?;
         }
         Command::Verify { public_key } => return verify(&cli.database_url, public_key).await,
@@ -136,37 +125,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Some(last) => println!("signed {} checkpoint(s), up to {}", made.len(), last.to),
             }
         }
-        Command::Schema {
-            command: SchemaCommand::Export { dir },
-        } => schema_export(&dir)?,
-        Command::Seed {
-            events,
-            streams,
-            batch,
-            tenant,
-        } => {
+        Command::Schema { command: SchemaCommand::Export { dir } } => schema_export(&dir)?,
+        Command::Seed { events, streams, batch, tenant } => {
             seed(&cli.database_url, events, streams, batch, &tenant).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(
-    url: &str,
-    listen: SocketAddr,
-    key_file: &Path,
-    checkpoint_every: u64,
-) -> Result<()> {
+async fn serve(url: &str, listen: SocketAddr, key_file: &Path, checkpoint_every: u64) -> Result<()> {
     let store = connect(url).await?;
     let signer = CheckpointSigner::load_or_create(key_file)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(
-        backend = store.backend_name(),
-        "witness listening on http://{}",
-        listener.local_addr()?
-    );
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    tracing::info!(backend = store.backend_name(), "witness listening on http://{}", listener.local_addr()?);
     let checkpoints = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -231,9 +202,7 @@ async fn verify(url: &str, public_key: Option<PathBuf>) -> Result<ExitCode> {
 
 fn spinner(what: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {pos} events ({per_sec})").expect("template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos} events ({per_sec})").expect("template"));
     bar.set_message(what.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
@@ -259,19 +228,14 @@ fn schema_export(dir: &Path) -> Result<()> {
 /// `batch` events at a time, with exact expected versions.
 async fn seed(url: &str, events: u64, streams: u64, batch: usize, tenant: &str) -> Result<()> {
     if streams == 0 || !(1..=witness_engine::MAX_BATCH).contains(&batch) {
-        bail!(
-            "--streams must be at least 1 and --batch from 1 to {}",
-            witness_engine::MAX_BATCH
-        );
+        bail!("--streams must be at least 1 and --batch from 1 to {}", witness_engine::MAX_BATCH);
     }
     let tenant: TenantId = tenant.parse()?;
     let store = connect(url).await?;
     let sessions: Vec<SessionId> = (0..streams).map(|_| SessionId::new()).collect();
     let mut versions = vec![0u64; streams as usize];
     let bar = ProgressBar::new(events);
-    bar.set_style(ProgressStyle::with_template(
-        "seeding {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
-    )?);
+    bar.set_style(ProgressStyle::with_template("seeding {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")?);
     let started = std::time::Instant::now();
     let mut written = 0u64;
     let mut turn = 0usize;
@@ -279,16 +243,10 @@ async fn seed(url: &str, events: u64, streams: u64, batch: usize, tenant: &str) 
         let i = turn % sessions.len();
         turn += 1;
         let n = (batch as u64).min(events - written);
-        let batch_events = (0..n)
-            .map(|k| NewEvent::new(synthetic_event(sessions[i], versions[i] + k), Actor::bot()))
-            .collect();
+        let batch_events =
+            (0..n).map(|k| NewEvent::new(synthetic_event(sessions[i], versions[i] + k), Actor::bot())).collect();
         let result = store
-            .append(
-                &tenant,
-                &StreamId::session(sessions[i]),
-                ExpectedVersion::Exact(versions[i]),
-                batch_events,
-            )
+            .append(&tenant, &StreamId::session(sessions[i]), ExpectedVersion::Exact(versions[i]), batch_events)
             .await?;
         versions[i] = result.last_version();
         written += n;
@@ -296,10 +254,7 @@ async fn seed(url: &str, events: u64, streams: u64, batch: usize, tenant: &str) 
     }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    println!(
-        "seeded {written} events in {streams} streams in {secs:.2} s ({:.0} events/s)",
-        written as f64 / secs
-    );
+    println!("seeded {written} events in {streams} streams in {secs:.2} s ({:.0} events/s)", written as f64 / secs);
     Ok(())
 }
 
@@ -316,16 +271,12 @@ fn synthetic_event(session_id: SessionId, version: u64) -> Event {
         .into(),
         v if v % 2 == 1 => CustomerMessage {
             message_id,
-            content: MessageContent::Text {
-                text: format!("question {v}: how do I change my card limit?"),
-            },
+            content: MessageContent::Text { text: format!("question {v}: how do I change my card limit?") },
         }
         .into(),
         v => BotMessage {
             message_id,
-            content: MessageContent::Text {
-                text: format!("answer {v}: open the app, Cards, Limits."),
-            },
+            content: MessageContent::Text { text: format!("answer {v}: open the app, Cards, Limits.") },
             faq_id: Some("faq-card-limit".into()),
             score: Some(0.87),
         }

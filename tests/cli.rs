@@ -7,11 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn witness(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_witness"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_witness")).current_dir(dir).args(args).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -25,20 +21,10 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn seed_then_checkpoint_then_verify_on_the_default_store() {
     let dir = tempfile::tempdir().unwrap();
-    let seeded = witness(
-        dir.path(),
-        &["seed", "--events", "500", "--streams", "7", "--batch", "30"],
-    );
+    let seeded = witness(dir.path(), &["seed", "--events", "500", "--streams", "7", "--batch", "30"]);
     assert!(seeded.status.success(), "{}", stderr(&seeded));
-    assert!(
-        stdout(&seeded).contains("seeded 500 events in 7 streams"),
-        "{}",
-        stdout(&seeded)
-    );
-    assert!(
-        dir.path().join("data/witness.db").exists(),
-        "the default store lives under ./data/"
-    );
+    assert!(stdout(&seeded).contains("seeded 500 events in 7 streams"), "{}", stdout(&seeded));
+    assert!(dir.path().join("data/witness.db").exists(), "the default store lives under ./data/");
 
     let signed = witness(dir.path(), &["checkpoint"]);
     assert!(signed.status.success(), "{}", stderr(&signed));
@@ -47,10 +33,7 @@ fn seed_then_checkpoint_then_verify_on_the_default_store() {
     let verified = witness(dir.path(), &["verify"]);
     assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
     let out = stdout(&verified);
-    assert!(
-        out.contains("500 events in 7 streams; 1 signed checkpoints (trusted key)"),
-        "{out}"
-    );
+    assert!(out.contains("500 events in 7 streams; 1 signed checkpoints (trusted key)"), "{out}");
 }
 
 #[test]
@@ -58,10 +41,7 @@ fn schema_export_writes_one_valid_schema_per_event_type() {
     let dir = tempfile::tempdir().unwrap();
     let out = witness(dir.path(), &["schema", "export", "schemas"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("schemas"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("schemas")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), witness_schemas::EVENT_TYPES.len());
     let started: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("schemas/SessionStarted.v2.schema.json")).unwrap(),
@@ -75,16 +55,9 @@ fn schema_export_writes_one_valid_schema_per_event_type() {
 #[test]
 fn bad_arguments_get_a_clear_error_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = witness(
-        dir.path(),
-        &["verify", "--database-url", "mysql://localhost/x"],
-    );
+    let out = witness(dir.path(), &["verify", "--database-url", "mysql://localhost/x"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("unsupported database URL"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("unsupported database URL"), "{}", stderr(&out));
 
     let out = witness(dir.path(), &["seed", "--batch", "0"]);
     assert_eq!(out.status.code(), Some(2));
@@ -93,10 +66,7 @@ fn bad_arguments_get_a_clear_error_and_write_nothing() {
     let out = witness(dir.path(), &["seed", "--tenant", "Not A Slug"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("invalid tenant"), "{}", stderr(&out));
-    assert!(
-        !dir.path().join("data").exists(),
-        "a refused command created the store"
-    );
+    assert!(!dir.path().join("data").exists(), "a refused command created the store");
 }
 
 #[test]
@@ -112,26 +82,18 @@ fn serve_answers_healthz_and_creates_its_signing_key() {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
+        let line = lines.next().expect("serve exited before listening").unwrap();
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
     let mut stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
+    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""backend":"sqlite""#), "{response}");
     assert!(dir.path().join("data/witness-signing.key").exists());
 }

@@ -36,10 +36,7 @@ async fn appended_events_read_back_in_order_with_a_hash_chain(store: &EventStore
     let (stream, written) = session_with(store, 4).await;
     let read = store.read_stream(&stream, 1).await.unwrap();
     assert_eq!(read, written);
-    assert_eq!(
-        read.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
-    );
+    assert_eq!(read.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     assert_eq!(read[0].prev_hash, witness_engine::chain::GENESIS);
     for pair in read.windows(2) {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
@@ -50,47 +47,22 @@ async fn appended_events_read_back_in_order_with_a_hash_chain(store: &EventStore
         assert!(e.decode().is_ok());
     }
     assert_eq!(store.read_stream(&stream, 4).await.unwrap().len(), 2);
-    assert!(store
-        .read_stream(&StreamId::session(SessionId::new()), 1)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.read_stream(&StreamId::session(SessionId::new()), 1).await.unwrap().is_empty());
 }
 
 async fn a_stale_expected_version_is_a_concurrency_error_and_writes_nothing(store: &EventStore) {
     let (stream, written) = session_with(store, 2).await;
     let before = store.count().await.unwrap();
-    let err = store
-        .append(
-            &tenant(),
-            &stream,
-            ExpectedVersion::Exact(1),
-            vec![message("late")],
-        )
-        .await
-        .unwrap_err();
+    let err = store.append(&tenant(), &stream, ExpectedVersion::Exact(1), vec![message("late")]).await.unwrap_err();
     match err {
-        StoreError::Concurrency {
-            expected, actual, ..
-        } => {
+        StoreError::Concurrency { expected, actual, .. } => {
             assert_eq!(expected, ExpectedVersion::Exact(1));
             assert_eq!(actual, 3);
         }
         other => panic!("expected Concurrency, got {other:?}"),
     }
-    let err = store
-        .append(
-            &tenant(),
-            &stream,
-            ExpectedVersion::NO_STREAM,
-            vec![message("late")],
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Concurrency { actual: 3, .. }),
-        "{err:?}"
-    );
+    let err = store.append(&tenant(), &stream, ExpectedVersion::NO_STREAM, vec![message("late")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Concurrency { actual: 3, .. }), "{err:?}");
     assert_eq!(store.count().await.unwrap(), before);
     assert_eq!(store.read_stream(&stream, 1).await.unwrap(), written);
 }
@@ -98,24 +70,15 @@ async fn a_stale_expected_version_is_a_concurrency_error_and_writes_nothing(stor
 async fn the_same_event_id_twice_is_stored_once(store: &EventStore) {
     let (stream, _) = session_with(store, 0).await;
     let batch = vec![message("a"), message("b")];
-    let first = store
-        .append(&tenant(), &stream, ExpectedVersion::Exact(1), batch.clone())
-        .await
-        .unwrap();
+    let first = store.append(&tenant(), &stream, ExpectedVersion::Exact(1), batch.clone()).await.unwrap();
     assert!(!first.deduplicated);
     let count = store.count().await.unwrap();
     // A retry of the same batch, with the expected version it was first sent
     // with (now stale), returns what was stored and writes nothing.
-    let retry = store
-        .append(&tenant(), &stream, ExpectedVersion::Exact(1), batch.clone())
-        .await
-        .unwrap();
+    let retry = store.append(&tenant(), &stream, ExpectedVersion::Exact(1), batch.clone()).await.unwrap();
     assert!(retry.deduplicated);
     assert_eq!(retry.events, first.events);
-    let retry_any = store
-        .append(&tenant(), &stream, ExpectedVersion::Any, batch)
-        .await
-        .unwrap();
+    let retry_any = store.append(&tenant(), &stream, ExpectedVersion::Any, batch).await.unwrap();
     assert!(retry_any.deduplicated);
     assert_eq!(store.count().await.unwrap(), count);
     assert_eq!(store.read_stream(&stream, 1).await.unwrap().len(), 3);
@@ -125,33 +88,13 @@ async fn a_batch_that_partly_repeats_stored_ids_is_refused_whole(store: &EventSt
     let (stream, written) = session_with(store, 1).await;
     let stored = message("x").with_id(written[1].event_id);
     let count = store.count().await.unwrap();
-    let err = store
-        .append(
-            &tenant(),
-            &stream,
-            ExpectedVersion::Any,
-            vec![message("new"), stored],
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::IdempotencyConflict { .. }),
-        "{err:?}"
-    );
+    let err = store.append(&tenant(), &stream, ExpectedVersion::Any, vec![message("new"), stored]).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyConflict { .. }), "{err:?}");
     // And an id stored in another stream is not a retry either.
     let (other, _) = session_with(store, 0).await;
-    let err = store
-        .append(
-            &tenant(),
-            &other,
-            ExpectedVersion::Any,
-            vec![message("x").with_id(written[1].event_id)],
-        )
-        .await;
-    assert!(
-        matches!(err, Err(StoreError::IdempotencyConflict { .. })),
-        "{err:?}"
-    );
+    let err =
+        store.append(&tenant(), &other, ExpectedVersion::Any, vec![message("x").with_id(written[1].event_id)]).await;
+    assert!(matches!(err, Err(StoreError::IdempotencyConflict { .. })), "{err:?}");
     assert_eq!(store.count().await.unwrap(), count + 1);
 }
 
@@ -169,51 +112,25 @@ async fn invalid_events_are_refused_with_a_clear_error_and_nothing_is_written(st
     future.schema_version = 7;
     let cases: Vec<(Vec<NewEvent>, &str)> = vec![
         (vec![unknown], "unknown event type \"CustomerSang\""),
-        (
-            vec![valid.clone(), malformed],
-            "malformed CustomerMessage payload",
-        ),
+        (vec![valid.clone(), malformed], "malformed CustomerMessage payload"),
         (vec![old], "current version is 2"),
         (vec![future], "schema_version 7"),
         (vec![], "at least one event"),
         (vec![valid.clone(), valid.clone()], "appears twice"),
-        (
-            (0..=witness_engine::MAX_BATCH)
-                .map(|_| message("m"))
-                .collect(),
-            "at most",
-        ),
+        ((0..=witness_engine::MAX_BATCH).map(|_| message("m")).collect(), "at most"),
     ];
     for (events, says) in cases {
-        let err = store
-            .append(&tenant(), &stream, ExpectedVersion::Any, events)
-            .await
-            .unwrap_err();
-        assert!(
-            err.to_string().contains(says),
-            "{err} does not say {says:?}"
-        );
+        let err = store.append(&tenant(), &stream, ExpectedVersion::Any, events).await.unwrap_err();
+        assert!(err.to_string().contains(says), "{err} does not say {says:?}");
     }
-    assert_eq!(
-        store.count().await.unwrap(),
-        count,
-        "a refused append wrote something"
-    );
+    assert_eq!(store.count().await.unwrap(), count, "a refused append wrote something");
 }
 
 async fn a_stream_cannot_be_written_by_another_tenant(store: &EventStore) {
     let (stream, _) = session_with(store, 0).await;
     let count = store.count().await.unwrap();
     let other: TenantId = "globex".parse().unwrap();
-    let err = store
-        .append(
-            &other,
-            &stream,
-            ExpectedVersion::Exact(1),
-            vec![message("hi")],
-        )
-        .await
-        .unwrap_err();
+    let err = store.append(&other, &stream, ExpectedVersion::Exact(1), vec![message("hi")]).await.unwrap_err();
     assert!(matches!(err, StoreError::WrongTenant { .. }), "{err:?}");
     assert_eq!(store.count().await.unwrap(), count);
 }
@@ -257,10 +174,7 @@ async fn a_subscription_catches_up_then_follows_live_appends(store: &EventStore)
             let mut out = Vec::new();
             for i in 0..5 {
                 let events = vec![message(&format!("live {i}"))];
-                let r = store
-                    .append(&tenant(), &stream, ExpectedVersion::Exact(version), events)
-                    .await
-                    .unwrap();
+                let r = store.append(&tenant(), &stream, ExpectedVersion::Exact(version), events).await.unwrap();
                 version = r.last_version();
                 out.extend(r.events);
             }
@@ -269,12 +183,7 @@ async fn a_subscription_catches_up_then_follows_live_appends(store: &EventStore)
     };
     let mut live = Vec::new();
     for _ in 0..5 {
-        live.push(
-            tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        live.push(tokio::time::timeout(std::time::Duration::from_secs(10), feed.next()).await.unwrap().unwrap());
     }
     assert_eq!(live, writer.await.unwrap());
     assert_eq!(feed.cursor(), live.last().unwrap().cursor());
@@ -282,26 +191,10 @@ async fn a_subscription_catches_up_then_follows_live_appends(store: &EventStore)
 
 async fn expected_version_any_appends_after_the_head(store: &EventStore) {
     let (stream, _) = session_with(store, 1).await;
-    let r = store
-        .append(
-            &tenant(),
-            &stream,
-            ExpectedVersion::Any,
-            vec![message("more")],
-        )
-        .await
-        .unwrap();
+    let r = store.append(&tenant(), &stream, ExpectedVersion::Any, vec![message("more")]).await.unwrap();
     assert_eq!(r.last_version(), 3);
     let fresh = StreamId::session(SessionId::new());
-    let r = store
-        .append(
-            &tenant(),
-            &fresh,
-            ExpectedVersion::Any,
-            vec![started(SessionId::new())],
-        )
-        .await
-        .unwrap();
+    let r = store.append(&tenant(), &fresh, ExpectedVersion::Any, vec![started(SessionId::new())]).await.unwrap();
     assert_eq!(r.last_version(), 1);
 }
 
@@ -312,15 +205,7 @@ async fn concurrent_any_appends_to_one_stream_all_land(store: &EventStore) {
             let (store, stream) = (store.clone(), stream.clone());
             tokio::spawn(async move {
                 for _ in 0..10 {
-                    store
-                        .append(
-                            &tenant(),
-                            &stream,
-                            ExpectedVersion::Any,
-                            vec![message("any")],
-                        )
-                        .await
-                        .unwrap();
+                    store.append(&tenant(), &stream, ExpectedVersion::Any, vec![message("any")]).await.unwrap();
                 }
             })
         })
@@ -328,12 +213,6 @@ async fn concurrent_any_appends_to_one_stream_all_land(store: &EventStore) {
     for t in tasks {
         t.await.unwrap();
     }
-    let versions: Vec<u64> = store
-        .read_stream(&stream, 1)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.stream_version)
-        .collect();
+    let versions: Vec<u64> = store.read_stream(&stream, 1).await.unwrap().iter().map(|e| e.stream_version).collect();
     assert_eq!(versions, (1..=81).collect::<Vec<_>>());
 }

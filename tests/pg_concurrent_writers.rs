@@ -26,10 +26,7 @@ async fn subscribers_see_every_event_once_in_one_order_under_concurrent_writers(
             let mut feed = store.subscribe(Cursor::START);
             let mut seen = Vec::with_capacity(total);
             while seen.len() < total {
-                let e = tokio::time::timeout(Duration::from_secs(60), feed.next())
-                    .await
-                    .expect("stalled")
-                    .unwrap();
+                let e = tokio::time::timeout(Duration::from_secs(60), feed.next()).await.expect("stalled").unwrap();
                 seen.push(e);
             }
             seen
@@ -49,18 +46,9 @@ async fn subscribers_see_every_event_once_in_one_order_under_concurrent_writers(
                 while written < PER_WRITER {
                     let n = batch_size.min(PER_WRITER - written);
                     let events: Vec<_> = (0..n)
-                        .map(|i| {
-                            if version + (i as u64) == 0 {
-                                started(session)
-                            } else {
-                                message("concurrent")
-                            }
-                        })
+                        .map(|i| if version + (i as u64) == 0 { started(session) } else { message("concurrent") })
                         .collect();
-                    let r = store
-                        .append(&tenant(), &stream, ExpectedVersion::Exact(version), events)
-                        .await
-                        .unwrap();
+                    let r = store.append(&tenant(), &stream, ExpectedVersion::Exact(version), events).await.unwrap();
                     version = r.last_version();
                     written += n;
                     batch_size = batch_size % 7 + 1;

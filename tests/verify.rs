@@ -23,13 +23,7 @@ async fn signed_log(store: &EventStore, dir: &std::path::Path) -> Vec<RecordedEv
     // postgres.rs) so the checkpoint covers them all.
     let mut covered = 0;
     for _ in 0..3000 {
-        covered += signer
-            .checkpoint(store)
-            .await
-            .unwrap()
-            .iter()
-            .map(|c| c.event_count)
-            .sum::<u64>();
+        covered += signer.checkpoint(store).await.unwrap().iter().map(|c| c.event_count).sum::<u64>();
         if covered == all.len() as u64 {
             break;
         }
@@ -45,29 +39,19 @@ fn witness_verify(url: &str, dir: &std::path::Path) -> (i32, String) {
         .arg(dir.join("key.pub"))
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Runs one tampering against a fresh signed log and checks that both the
 /// library and the command report it at `expect_position` (or, for a
 /// deletion, as a checkpoint problem).
-async fn tamper_and_verify(
-    t: TestStore,
-    tamper: impl Fn(&[RecordedEvent]) -> (String, Option<u64>),
-) {
+async fn tamper_and_verify(t: TestStore, tamper: impl Fn(&[RecordedEvent]) -> (String, Option<u64>)) {
     let dir = tempfile::tempdir().unwrap();
     let events = signed_log(&t.store, dir.path()).await;
     let key = witness_engine::checkpoint::read_public_key(&dir.path().join("key.pub")).unwrap();
 
     let clean = verify_store(&t.store, Some(key), |_| {}).await.unwrap();
-    assert!(
-        clean.is_ok(),
-        "untouched store failed: {:?}",
-        clean.problems
-    );
+    assert!(clean.is_ok(), "untouched store failed: {:?}", clean.problems);
     assert_eq!(clean.events, events.len() as u64);
     let (code, stdout) = witness_verify(&t.url, dir.path());
     assert_eq!(code, 0, "{stdout}");
@@ -77,17 +61,12 @@ async fn tamper_and_verify(
     t.store.execute_raw(&sql).await.unwrap();
 
     let report = verify_store(&t.store, Some(key), |_| {}).await.unwrap();
-    let first = report
-        .first_problem()
-        .unwrap_or_else(|| panic!("tampering not detected: {sql}"));
+    let first = report.first_problem().unwrap_or_else(|| panic!("tampering not detected: {sql}"));
     assert_eq!(first.position, expect_position, "{:?}", report.problems);
     let (code, stdout) = witness_verify(&t.url, dir.path());
     assert_eq!(code, 1, "{stdout}");
     match expect_position {
-        Some(p) => assert!(
-            stdout.contains(&format!("first bad position {p}:")),
-            "{stdout}"
-        ),
+        Some(p) => assert!(stdout.contains(&format!("first bad position {p}:")), "{stdout}"),
         None => assert!(stdout.contains("FAILED: checkpoint"), "{stdout}"),
     }
 }
@@ -99,20 +78,14 @@ fn altered_payload(events: &[RecordedEvent]) -> (String, Option<u64>) {
 
 fn altered_hash(events: &[RecordedEvent]) -> (String, Option<u64>) {
     let p = events[13].position;
-    (
-        format!("UPDATE events SET hash = prev_hash WHERE position = {p}"),
-        Some(p),
-    )
+    (format!("UPDATE events SET hash = prev_hash WHERE position = {p}"), Some(p))
 }
 
 /// Swap two events of one stream (versions 3 and 4 of the second session):
 /// the earlier position now claims version 4.
 fn swapped_order(events: &[RecordedEvent]) -> (String, Option<u64>) {
     let (a, b) = (&events[8], &events[9]);
-    assert_eq!(
-        (a.stream_version, b.stream_version, &a.stream_id),
-        (3, 4, &b.stream_id)
-    );
+    assert_eq!((a.stream_version, b.stream_version, &a.stream_id), (3, 4, &b.stream_id));
     let sql = format!(
         "UPDATE events SET stream_version = -1 WHERE position = {pa}; \
          UPDATE events SET stream_version = 3 WHERE position = {pb}; \
@@ -126,13 +99,7 @@ fn swapped_order(events: &[RecordedEvent]) -> (String, Option<u64>) {
 /// The last event of a stream leaves no broken link behind; only the signed
 /// checkpoint can tell it is gone.
 fn deleted_tail(events: &[RecordedEvent]) -> (String, Option<u64>) {
-    (
-        format!(
-            "DELETE FROM events WHERE position = {}",
-            events[17].position
-        ),
-        None,
-    )
+    (format!("DELETE FROM events WHERE position = {}", events[17].position), None)
 }
 
 macro_rules! tamper_tests {
@@ -159,15 +126,6 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     signed_log(&t.store, dir.path()).await;
     let stranger = CheckpointSigner::load_or_create(&dir.path().join("stranger")).unwrap();
-    let report = verify_store(&t.store, Some(stranger.verifying_key()), |_| {})
-        .await
-        .unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.message.contains("not by the trusted key")),
-        "{:?}",
-        report.problems
-    );
+    let report = verify_store(&t.store, Some(stranger.verifying_key()), |_| {}).await.unwrap();
+    assert!(report.problems.iter().any(|p| p.message.contains("not by the trusted key")), "{:?}", report.problems);
 }

@@ -55,10 +55,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -69,20 +66,13 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the event store is unavailable",
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
     }
 }
 
@@ -95,11 +85,7 @@ struct Health {
 
 async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let events = state.store.count().await?;
-    Ok(Json(Health {
-        status: "ok",
-        backend: state.store.backend_name(),
-        events,
-    }))
+    Ok(Json(Health { status: "ok", backend: state.store.backend_name(), events }))
 }
 
 /// Query strings are taken as text and parsed here, so that a bad value gets
@@ -124,9 +110,7 @@ async fn events(
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let from = match q.from.as_deref() {
         None | Some("") => Cursor::START,
-        Some(text) => text
-            .parse()
-            .map_err(|e| ApiError::bad_request(format!("`from`: {e}")))?,
+        Some(text) => text.parse().map_err(|e| ApiError::bad_request(format!("`from`: {e}")))?,
     };
     let limit = match q.limit.as_deref() {
         None => DEFAULT_PAGE,

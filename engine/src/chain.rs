@@ -45,17 +45,8 @@ pub fn event_hash(e: &RecordedEvent) -> [u8; 32] {
     field(&mut h, time_text(&e.recorded_at).as_bytes());
     field(&mut h, e.actor.kind.as_str().as_bytes());
     field(&mut h, e.actor.id.as_deref().unwrap_or("").as_bytes());
-    field(
-        &mut h,
-        e.correlation_id.as_hyphenated().to_string().as_bytes(),
-    );
-    field(
-        &mut h,
-        e.causation_id
-            .map(|c| c.as_hyphenated().to_string())
-            .unwrap_or_default()
-            .as_bytes(),
-    );
+    field(&mut h, e.correlation_id.as_hyphenated().to_string().as_bytes());
+    field(&mut h, e.causation_id.map(|c| c.as_hyphenated().to_string()).unwrap_or_default().as_bytes());
     field(&mut h, e.payload.as_bytes());
     h.finalize().into()
 }
@@ -101,11 +92,7 @@ mod tests {
         let mut swapped = leaves.clone();
         swapped.swap(2, 3);
         assert_ne!(merkle_root(&swapped), root);
-        assert_ne!(
-            merkle_root(&leaves[..6]),
-            root,
-            "a dropped leaf changes the root"
-        );
+        assert_ne!(merkle_root(&leaves[..6]), root, "a dropped leaf changes the root");
     }
 
     #[test]

@@ -67,13 +67,7 @@ impl Checkpoint {
     /// The bytes that are signed: a domain tag, the range, the count and the root.
     pub fn signed_message(from: Cursor, to: Cursor, event_count: u64, root: &[u8; 32]) -> Vec<u8> {
         let mut m = b"witness-checkpoint-v1".to_vec();
-        for n in [
-            from.commit,
-            from.position,
-            to.commit,
-            to.position,
-            event_count,
-        ] {
+        for n in [from.commit, from.position, to.commit, to.position, event_count] {
             m.extend_from_slice(&n.to_le_bytes());
         }
         m.extend_from_slice(root);
@@ -83,8 +77,7 @@ impl Checkpoint {
     /// Whether `key` signed this checkpoint's range, count and root.
     pub fn signature_valid(&self, key: &VerifyingKey) -> bool {
         let message = Self::signed_message(self.from, self.to, self.event_count, &self.merkle_root);
-        key.verify(&message, &Signature::from_bytes(&self.signature))
-            .is_ok()
+        key.verify(&message, &Signature::from_bytes(&self.signature)).is_ok()
     }
 }
 
@@ -97,18 +90,13 @@ pub struct CheckpointSigner {
 }
 
 fn key_error(path: &Path, message: impl ToString) -> StoreError {
-    StoreError::Key {
-        path: path.display().to_string(),
-        message: message.to_string(),
-    }
+    StoreError::Key { path: path.display().to_string(), message: message.to_string() }
 }
 
 fn read_hex32(path: &Path) -> Result<[u8; 32], StoreError> {
     let text = std::fs::read_to_string(path).map_err(|e| key_error(path, e))?;
     let bytes = hex::decode(text.trim()).map_err(|e| key_error(path, e))?;
-    bytes
-        .try_into()
-        .map_err(|_| key_error(path, "expected 32 bytes of hex"))
+    bytes.try_into().map_err(|_| key_error(path, "expected 32 bytes of hex"))
 }
 
 /// The public key file that sits beside a signing key file.
@@ -125,25 +113,16 @@ impl CheckpointSigner {
     /// Loads the key at `path`, or creates it (and its `.pub`) if absent.
     pub fn load_or_create(path: &Path) -> Result<Self, StoreError> {
         if path.exists() {
-            return Ok(Self {
-                key: SigningKey::from_bytes(&read_hex32(path)?),
-                path: path.to_owned(),
-            });
+            return Ok(Self { key: SigningKey::from_bytes(&read_hex32(path)?), path: path.to_owned() });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let key = SigningKey::generate(&mut rand_core::OsRng);
         write_private(path, &hex::encode(key.to_bytes()))?;
-        std::fs::write(
-            public_key_path(path),
-            hex::encode(key.verifying_key().to_bytes()) + "\n",
-        )?;
+        std::fs::write(public_key_path(path), hex::encode(key.verifying_key().to_bytes()) + "\n")?;
         tracing::info!(key = %path.display(), "created checkpoint signing key");
-        Ok(Self {
-            key,
-            path: path.to_owned(),
-        })
+        Ok(Self { key, path: path.to_owned() })
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
@@ -157,19 +136,13 @@ impl CheckpointSigner {
     /// Signs checkpoints over every visible event not yet covered, at most
     /// [`MAX_CHECKPOINT_EVENTS`] each. Returns the new checkpoints.
     pub async fn checkpoint(&self, store: &EventStore) -> Result<Vec<Checkpoint>, StoreError> {
-        let mut from = store
-            .checkpoints()
-            .await?
-            .last()
-            .map_or(Cursor::START, |c| c.to);
+        let mut from = store.checkpoints().await?.last().map_or(Cursor::START, |c| c.to);
         let mut made = Vec::new();
         loop {
             let mut leaves = Vec::new();
             let mut to = from;
             while leaves.len() < MAX_CHECKPOINT_EVENTS {
-                let batch = store
-                    .read_all(to, (MAX_CHECKPOINT_EVENTS - leaves.len()).min(10_000))
-                    .await?;
+                let batch = store.read_all(to, (MAX_CHECKPOINT_EVENTS - leaves.len()).min(10_000)).await?;
                 let Some(last) = batch.last() else { break };
                 to = last.cursor();
                 leaves.extend(batch.iter().map(|e| e.hash));
@@ -179,9 +152,7 @@ impl CheckpointSigner {
             }
             let root = merkle_root(&leaves);
             let count = leaves.len() as u64;
-            let signature = self
-                .key
-                .sign(&Checkpoint::signed_message(from, to, count, &root));
+            let signature = self.key.sign(&Checkpoint::signed_message(from, to, count, &root));
             let cp = Checkpoint {
                 id: 0,
                 from,
@@ -203,11 +174,7 @@ impl CheckpointSigner {
 fn write_private(path: &Path, text: &str) -> Result<(), StoreError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(text.as_bytes())?;
     f.write_all(b"\n")?;
     Ok(())

@@ -7,14 +7,8 @@ use crate::ExpectedVersion;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The stream moved on since the caller read it: reload and decide again.
-    #[error(
-        "concurrency conflict on {stream}: expected version {expected}, stream is at {actual}"
-    )]
-    Concurrency {
-        stream: StreamId,
-        expected: ExpectedVersion,
-        actual: u64,
-    },
+    #[error("concurrency conflict on {stream}: expected version {expected}, stream is at {actual}")]
+    Concurrency { stream: StreamId, expected: ExpectedVersion, actual: u64 },
     /// An event in the batch is not a valid event (unknown type, wrong
     /// version, malformed payload).
     #[error("event {index} ({event_type}) refused: {source}")]

@@ -39,25 +39,13 @@ where
         attempt += 1;
         let history = store.read_stream(stream, 1).await?;
         let version = history.last().map_or(0, |e| e.stream_version);
-        let events: Vec<Event> = history
-            .iter()
-            .map(|e| e.decode())
-            .collect::<Result<_, _>>()?;
+        let events: Vec<Event> = history.iter().map(|e| e.decode()).collect::<Result<_, _>>()?;
         let decided = D::decide(&D::fold(&events), command.clone())?;
         if decided.is_empty() {
-            return Ok(AppendResult {
-                events: vec![],
-                deduplicated: false,
-            });
+            return Ok(AppendResult { events: vec![], deduplicated: false });
         }
-        let new: Vec<NewEvent> = decided
-            .into_iter()
-            .map(|e| NewEvent::new(e, actor.clone()))
-            .collect();
-        match store
-            .append(tenant, stream, ExpectedVersion::Exact(version), new)
-            .await
-        {
+        let new: Vec<NewEvent> = decided.into_iter().map(|e| NewEvent::new(e, actor.clone())).collect();
+        match store.append(tenant, stream, ExpectedVersion::Exact(version), new).await {
             Err(StoreError::Concurrency { .. }) if attempt < ATTEMPTS => continue,
             other => return Ok(other?),
         }
@@ -75,9 +63,7 @@ mod tests {
     #[tokio::test]
     async fn of_two_racing_commands_the_loser_is_decided_again_on_the_new_history() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::connect(&format!("sqlite://{}/w.db", dir.path().display()))
-            .await
-            .unwrap();
+        let store = EventStore::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
         let tenant: TenantId = "acme".parse().unwrap();
         let session = SessionId::new();
         let stream = StreamId::session(session);
@@ -97,15 +83,9 @@ mod tests {
                 context_summary: "-".into(),
                 priority: 0,
             },
-            SessionCommand::Offer {
-                offer_id: offer,
-                agent_id: agent,
-                expires_at: now + Duration::seconds(20),
-            },
+            SessionCommand::Offer { offer_id: offer, agent_id: agent, expires_at: now + Duration::seconds(20) },
         ] {
-            execute::<Session>(&store, &tenant, &stream, &Actor::system(), command)
-                .await
-                .unwrap();
+            execute::<Session>(&store, &tenant, &stream, &Actor::system(), command).await.unwrap();
         }
         let actor = Actor::new(ActorKind::Agent, agent.to_string());
         let accept = execute::<Session>(
@@ -113,35 +93,22 @@ mod tests {
             &tenant,
             &stream,
             &actor,
-            SessionCommand::AcceptOffer {
-                offer_id: offer,
-                agent_id: agent,
-                at: now + Duration::seconds(1),
-            },
+            SessionCommand::AcceptOffer { offer_id: offer, agent_id: agent, at: now + Duration::seconds(1) },
         );
         let decline = execute::<Session>(
             &store,
             &tenant,
             &stream,
             &actor,
-            SessionCommand::DeclineOffer {
-                offer_id: offer,
-                agent_id: agent,
-                reason: None,
-            },
+            SessionCommand::DeclineOffer { offer_id: offer, agent_id: agent, reason: None },
         );
         let (accept, decline) = tokio::join!(accept, decline);
         // Exactly one wins; the other is refused by the decider, not by the store.
         assert!(accept.is_ok() != decline.is_ok(), "{accept:?} {decline:?}");
         let loser = accept.err().or(decline.err()).unwrap();
         assert!(matches!(loser, ExecuteError::Domain(_)), "{loser:?}");
-        let types: Vec<String> = store
-            .read_stream(&stream, 1)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect();
+        let types: Vec<String> =
+            store.read_stream(&stream, 1).await.unwrap().into_iter().map(|e| e.event_type).collect();
         assert!(types.len() == 5 || types.len() == 6, "{types:?}");
     }
 }

@@ -22,9 +22,7 @@ use witness_schemas::{Cursor, RecordedEvent, StreamId, TenantId};
 
 use crate::checkpoint::Checkpoint;
 use crate::rows::{RawRow, COLUMNS};
-use crate::store::{
-    as_retry, check_head, event_ids, seal, AppendResult, ExpectedVersion, Head, Prepared,
-};
+use crate::store::{as_retry, check_head, event_ids, seal, AppendResult, ExpectedVersion, Head, Prepared};
 use crate::StoreError;
 
 #[derive(Debug)]
@@ -61,20 +59,15 @@ fn row_to_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
 
 fn unique_violation_on(e: &sqlx::Error) -> Option<String> {
     match e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            Some(db.constraint().unwrap_or_default().to_owned())
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => Some(db.constraint().unwrap_or_default().to_owned()),
         _ => None,
     }
 }
 
 impl PgBackend {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?;
         // Several processes may start at once against a fresh database; the
         // migrator takes an advisory lock so only one applies migrations.
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
@@ -125,28 +118,19 @@ impl PgBackend {
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(()) => Ok(AppendResult {
-                events,
-                deduplicated: false,
-            }),
+            Ok(()) => Ok(AppendResult { events, deduplicated: false }),
             Err(e) => match unique_violation_on(&e) {
                 // A concurrent writer got there first: either with the same
                 // events (a retry racing itself) or with others (a conflict).
                 Some(constraint) => {
-                    if let Some(stored) =
-                        as_retry(self.find(&event_ids(prepared)).await?, prepared, stream)?
-                    {
+                    if let Some(stored) = as_retry(self.find(&event_ids(prepared)).await?, prepared, stream)? {
                         return Ok(stored);
                     }
                     if constraint.contains("event_id") {
                         return Err(StoreError::Database(e));
                     }
                     let actual = self.read_head(stream).await?.map_or(0, |h| h.version);
-                    Err(StoreError::Concurrency {
-                        stream: stream.clone(),
-                        expected,
-                        actual,
-                    })
+                    Err(StoreError::Concurrency { stream: stream.clone(), expected, actual })
                 }
                 None => Err(e.into()),
             },
@@ -159,35 +143,24 @@ impl PgBackend {
     }
 
     async fn find(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE event_id = ANY($1) ORDER BY position"
-        ))
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("{SELECT} WHERE event_id = ANY($1) ORDER BY position"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(row_to_event).collect()
     }
 
-    pub async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
-        ))
-        .bind(stream.to_string())
-        .bind(from_version as i64)
-        .fetch_all(&self.pool)
-        .await?;
+    pub async fn read_stream(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows =
+            sqlx::query(&format!("{SELECT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"))
+                .bind(stream.to_string())
+                .bind(from_version as i64)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(row_to_event).collect()
     }
 
-    pub async fn read_all(
-        &self,
-        after: Cursor,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "{SELECT} WHERE (transaction_id, position) > ($1::text::xid8, $2) \
              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -201,18 +174,12 @@ impl PgBackend {
         rows.iter().map(row_to_event).collect()
     }
 
-    pub async fn scan_positions(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE position > $1 ORDER BY position LIMIT $2"
-        ))
-        .bind(after as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
+    pub async fn scan_positions(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!("{SELECT} WHERE position > $1 ORDER BY position LIMIT $2"))
+            .bind(after as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(row_to_event).collect()
     }
 
@@ -227,14 +194,8 @@ impl PgBackend {
             .map(|r| {
                 Checkpoint::from_parts(
                     r.try_get(0)?,
-                    Cursor {
-                        commit: r.try_get::<i64, _>(1)? as u64,
-                        position: r.try_get::<i64, _>(2)? as u64,
-                    },
-                    Cursor {
-                        commit: r.try_get::<i64, _>(3)? as u64,
-                        position: r.try_get::<i64, _>(4)? as u64,
-                    },
+                    Cursor { commit: r.try_get::<i64, _>(1)? as u64, position: r.try_get::<i64, _>(2)? as u64 },
+                    Cursor { commit: r.try_get::<i64, _>(3)? as u64, position: r.try_get::<i64, _>(4)? as u64 },
                     r.try_get::<i64, _>(5)? as u64,
                     r.try_get(6)?,
                     r.try_get(7)?,
@@ -265,24 +226,16 @@ impl PgBackend {
     }
 
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        Ok(sqlx::raw_sql(sql)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(sqlx::raw_sql(sql).execute(&self.pool).await?.rows_affected())
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&self.pool).await?;
         Ok(n as u64)
     }
 }
 
-async fn head(
-    conn: &mut sqlx::PgConnection,
-    stream: &StreamId,
-) -> Result<Option<Head>, StoreError> {
+async fn head(conn: &mut sqlx::PgConnection, stream: &StreamId) -> Result<Option<Head>, StoreError> {
     let row = sqlx::query(
         "SELECT stream_version, hash, tenant_id FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1",
     )
@@ -293,20 +246,14 @@ async fn head(
         let hash: Vec<u8> = r.try_get(1)?;
         Ok(Head {
             version: r.try_get::<i64, _>(0)? as u64,
-            hash: hash.try_into().map_err(|_| StoreError::CorruptRow {
-                position: 0,
-                message: "head hash".into(),
-            })?,
+            hash: hash.try_into().map_err(|_| StoreError::CorruptRow { position: 0, message: "head hash".into() })?,
             tenant: r.try_get(2)?,
         })
     })
     .transpose()
 }
 
-async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[RecordedEvent],
-) -> Result<(), sqlx::Error> {
+async fn insert(tx: &mut Transaction<'_, Postgres>, events: &[RecordedEvent]) -> Result<(), sqlx::Error> {
     // Column arrays and UNNEST: one statement text whatever the batch size,
     // so it is prepared once per connection.
     let n = events.len();

@@ -29,9 +29,7 @@ pub struct RouterConfig {
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        Self {
-            offer_timeout: Duration::seconds(20),
-        }
+        Self { offer_timeout: Duration::seconds(20) }
     }
 }
 
@@ -39,23 +37,11 @@ impl Default for RouterConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoutingAction {
     /// `SessionCommand::Offer`.
-    Offer {
-        session: SessionId,
-        offer_id: OfferId,
-        agent_id: UserId,
-        expires_at: DateTime<Utc>,
-    },
+    Offer { session: SessionId, offer_id: OfferId, agent_id: UserId, expires_at: DateTime<Utc> },
     /// `SessionCommand::ExpireOffer`.
-    Expire {
-        session: SessionId,
-        offer_id: OfferId,
-    },
+    Expire { session: SessionId, offer_id: OfferId },
     /// `SessionCommand::DeclineOffer` on the agent's behalf: they went offline.
-    Withdraw {
-        session: SessionId,
-        offer_id: OfferId,
-        agent_id: UserId,
-    },
+    Withdraw { session: SessionId, offer_id: OfferId, agent_id: UserId },
 }
 
 /// Queue order: higher priority first, then earlier, then arrival order.
@@ -106,10 +92,7 @@ pub struct Router {
 
 impl Router {
     pub fn new(config: RouterConfig) -> Self {
-        Self {
-            config,
-            ..Default::default()
-        }
+        Self { config, ..Default::default() }
     }
 
     pub fn waiting(&self) -> usize {
@@ -153,10 +136,7 @@ impl Router {
                     load: 0,
                     idle_since: at,
                 });
-                if slot.presence != Presence::Online
-                    && e.presence == Presence::Online
-                    && slot.load == 0
-                {
+                if slot.presence != Presence::Online && e.presence == Presence::Online && slot.load == 0 {
                     slot.idle_since = at;
                 }
                 slot.presence = e.presence;
@@ -182,20 +162,11 @@ impl Router {
                 self.dequeue(s);
                 self.seq += 1;
                 let key = (Reverse(e.priority), at, self.seq);
-                self.queues
-                    .entry(e.group.clone())
-                    .or_default()
-                    .insert(key, s);
+                self.queues.entry(e.group.clone()).or_default().insert(key, s);
                 let target = self.transfer_target.remove(&s);
                 self.waiting.insert(
                     s,
-                    Waiting {
-                        group: e.group.clone(),
-                        key,
-                        target,
-                        offer: None,
-                        declined_by: HashSet::new(),
-                    },
+                    Waiting { group: e.group.clone(), key, target, offer: None, declined_by: HashSet::new() },
                 );
             }
             (Some(s), Event::AgentOffered(e)) => {
@@ -203,12 +174,7 @@ impl Router {
                 // elsewhere (another node, a supervisor) is adopted.
                 let slot = self.offers.entry(e.offer_id);
                 if let std::collections::hash_map::Entry::Vacant(slot) = slot {
-                    slot.insert(Offer {
-                        session: s,
-                        agent: e.agent_id,
-                        expires_at: e.expires_at,
-                        closing: false,
-                    });
+                    slot.insert(Offer { session: s, agent: e.agent_id, expires_at: e.expires_at, closing: false });
                     if let Some(a) = self.agents.get_mut(&e.agent_id) {
                         a.load += 1;
                     }
@@ -217,12 +183,7 @@ impl Router {
                     }
                 }
             }
-            (
-                Some(s),
-                Event::OfferDeclined(OfferDeclined {
-                    offer_id, agent_id, ..
-                }),
-            )
+            (Some(s), Event::OfferDeclined(OfferDeclined { offer_id, agent_id, .. }))
             | (Some(s), Event::OfferExpired(OfferExpired { offer_id, agent_id })) => {
                 if self.offers.remove(offer_id).is_some() {
                     self.release(*agent_id, at);
@@ -261,31 +222,17 @@ impl Router {
     /// events, once appended, come back through [`Router::apply`].
     pub fn decide(&mut self, now: DateTime<Utc>) -> Vec<RoutingAction> {
         let mut actions = Vec::new();
-        let mut closing: Vec<(OfferId, &mut Offer)> = self
-            .offers
-            .iter_mut()
-            .filter(|(_, o)| !o.closing)
-            .map(|(id, o)| (*id, o))
-            .collect();
+        let mut closing: Vec<(OfferId, &mut Offer)> =
+            self.offers.iter_mut().filter(|(_, o)| !o.closing).map(|(id, o)| (*id, o)).collect();
         closing.sort_by_key(|(id, _)| *id);
         for (offer_id, offer) in closing {
-            let agent_offline = self
-                .agents
-                .get(&offer.agent)
-                .is_none_or(|a| a.presence == Presence::Offline);
+            let agent_offline = self.agents.get(&offer.agent).is_none_or(|a| a.presence == Presence::Offline);
             if offer.expires_at <= now {
                 offer.closing = true;
-                actions.push(RoutingAction::Expire {
-                    session: offer.session,
-                    offer_id,
-                });
+                actions.push(RoutingAction::Expire { session: offer.session, offer_id });
             } else if agent_offline {
                 offer.closing = true;
-                actions.push(RoutingAction::Withdraw {
-                    session: offer.session,
-                    offer_id,
-                    agent_id: offer.agent,
-                });
+                actions.push(RoutingAction::Withdraw { session: offer.session, offer_id, agent_id: offer.agent });
             }
         }
         let groups: Vec<String> = self.queues.keys().cloned().collect();
@@ -301,9 +248,7 @@ impl Router {
             .agents
             .iter()
             .filter(|(_, a)| {
-                a.presence == Presence::Online
-                    && a.load < a.capacity
-                    && a.skills.iter().any(|s| s == group)
+                a.presence == Presence::Online && a.load < a.capacity && a.skills.iter().any(|s| s == group)
             })
             .map(|(id, a)| (a.load, a.idle_since, *id, a.capacity))
             .collect();
@@ -311,11 +256,7 @@ impl Router {
             return;
         }
         candidates.sort();
-        let queue: Vec<SessionId> = self
-            .queues
-            .get(group)
-            .map(|q| q.values().copied().collect())
-            .unwrap_or_default();
+        let queue: Vec<SessionId> = self.queues.get(group).map(|q| q.values().copied().collect()).unwrap_or_default();
         for session in queue {
             if candidates.is_empty() {
                 break;
@@ -324,22 +265,14 @@ impl Router {
             if w.offer.is_some() {
                 continue;
             }
-            let pick = candidates.iter().position(|(_, _, agent, _)| {
-                !w.declined_by.contains(agent) && w.target.is_none_or(|t| t == *agent)
-            });
+            let pick = candidates
+                .iter()
+                .position(|(_, _, agent, _)| !w.declined_by.contains(agent) && w.target.is_none_or(|t| t == *agent));
             let Some(i) = pick else { continue };
             let (load, idle_since, agent_id, capacity) = candidates.remove(i);
             let offer_id = OfferId::new();
             let expires_at = now + self.config.offer_timeout;
-            self.offers.insert(
-                offer_id,
-                Offer {
-                    session,
-                    agent: agent_id,
-                    expires_at,
-                    closing: false,
-                },
-            );
+            self.offers.insert(offer_id, Offer { session, agent: agent_id, expires_at, closing: false });
             self.waiting.get_mut(&session).expect("queued").offer = Some(offer_id);
             self.agents.get_mut(&agent_id).expect("candidate").load += 1;
             if load + 1 < capacity {
@@ -347,23 +280,14 @@ impl Router {
                 let at = candidates.partition_point(|c| *c < entry);
                 candidates.insert(at, entry);
             }
-            actions.push(RoutingAction::Offer {
-                session,
-                offer_id,
-                agent_id,
-                expires_at,
-            });
+            actions.push(RoutingAction::Offer { session, offer_id, agent_id, expires_at });
         }
     }
 
     /// When [`Router::decide`] next has something to do without new events:
     /// the earliest open offer's expiry.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.offers
-            .values()
-            .filter(|o| !o.closing)
-            .map(|o| o.expires_at)
-            .min()
+        self.offers.values().filter(|o| !o.closing).map(|o| o.expires_at).min()
     }
 }
 
@@ -436,8 +360,7 @@ mod tests {
 
         fn later(&mut self, secs: i64, todo: Todo) {
             self.seq += 1;
-            self.agenda
-                .insert((self.now + Duration::seconds(secs), self.seq), todo);
+            self.agenda.insert((self.now + Duration::seconds(secs), self.seq), todo);
         }
 
         fn run(&mut self, i: usize, command: SessionCommand) -> bool {
@@ -459,13 +382,8 @@ mod tests {
         fn react(&mut self, i: usize, e: &Event) {
             match e {
                 Event::AgentOffered(o) => {
-                    let a = self
-                        .agents
-                        .iter()
-                        .position(|(id, _)| *id == o.agent_id)
-                        .unwrap();
-                    self.offers_log
-                        .push(((self.now - t0()).num_seconds(), i, a));
+                    let a = self.agents.iter().position(|(id, _)| *id == o.agent_id).unwrap();
+                    self.offers_log.push(((self.now - t0()).num_seconds(), i, a));
                     match (i * 31 + a * 17) % 10 {
                         0 | 1 => self.later(
                             2,
@@ -496,24 +414,14 @@ mod tests {
                     self.assignments += 1;
                     self.later(
                         40 + (i as i64 % 5) * 15,
-                        Todo::Command(
-                            i,
-                            SessionCommand::End {
-                                ended_by: EndedBy::Agent,
-                                reason: EndReason::Resolved,
-                            },
-                        ),
+                        Todo::Command(i, SessionCommand::End { ended_by: EndedBy::Agent, reason: EndReason::Resolved }),
                     );
                     let agent_id = a.agent_id;
                     self.later(
                         50 + (i as i64 % 5) * 15,
                         Todo::Command(
                             i,
-                            SessionCommand::CompleteWrapUp {
-                                agent_id,
-                                disposition: "resolved".into(),
-                                notes: None,
-                            },
+                            SessionCommand::CompleteWrapUp { agent_id, disposition: "resolved".into(), notes: None },
                         ),
                     );
                 }
@@ -522,10 +430,7 @@ mod tests {
                         120,
                         Todo::Command(
                             i,
-                            SessionCommand::End {
-                                ended_by: EndedBy::Customer,
-                                reason: EndReason::Abandoned,
-                            },
+                            SessionCommand::End { ended_by: EndedBy::Customer, reason: EndReason::Abandoned },
                         ),
                     );
                 }
@@ -534,9 +439,7 @@ mod tests {
         }
 
         fn arrive(&mut self, group: &str) {
-            let id = SessionId(uuid::Uuid::from_u128(
-                1_000_000 + self.sessions.len() as u128,
-            ));
+            let id = SessionId(uuid::Uuid::from_u128(1_000_000 + self.sessions.len() as u128));
             self.sessions.push((id, SessionState::default()));
             let i = self.sessions.len() - 1;
             self.index.insert(id, i);
@@ -586,37 +489,15 @@ mod tests {
             }
             for action in self.router.decide(self.now) {
                 let (session, command) = match action {
-                    RoutingAction::Offer {
+                    RoutingAction::Offer { session, offer_id, agent_id, expires_at } => {
+                        (session, SessionCommand::Offer { offer_id, agent_id, expires_at })
+                    }
+                    RoutingAction::Expire { session, offer_id } => {
+                        (session, SessionCommand::ExpireOffer { offer_id, at: self.now })
+                    }
+                    RoutingAction::Withdraw { session, offer_id, agent_id } => (
                         session,
-                        offer_id,
-                        agent_id,
-                        expires_at,
-                    } => (
-                        session,
-                        SessionCommand::Offer {
-                            offer_id,
-                            agent_id,
-                            expires_at,
-                        },
-                    ),
-                    RoutingAction::Expire { session, offer_id } => (
-                        session,
-                        SessionCommand::ExpireOffer {
-                            offer_id,
-                            at: self.now,
-                        },
-                    ),
-                    RoutingAction::Withdraw {
-                        session,
-                        offer_id,
-                        agent_id,
-                    } => (
-                        session,
-                        SessionCommand::DeclineOffer {
-                            offer_id,
-                            agent_id,
-                            reason: Some("agent went offline".into()),
-                        },
+                        SessionCommand::DeclineOffer { offer_id, agent_id, reason: Some("agent went offline".into()) },
                     ),
                 };
                 let i = self.index[&session];
@@ -632,21 +513,13 @@ mod tests {
                 if let Some(o) = &s.offer {
                     *expected.entry(o.agent_id).or_default() += 1;
                 }
-                if matches!(
-                    s.status,
-                    SessionStatus::Assigned | SessionStatus::InCall | SessionStatus::WrapUp
-                ) {
+                if matches!(s.status, SessionStatus::Assigned | SessionStatus::InCall | SessionStatus::WrapUp) {
                     *expected.entry(s.agent.unwrap()).or_default() += 1;
                 }
             }
             for (id, capacity) in &self.agents {
                 let load = self.router.load(*id);
-                assert_eq!(
-                    load,
-                    expected.get(id).copied().unwrap_or(0),
-                    "agent {id} load at {}",
-                    self.now
-                );
+                assert_eq!(load, expected.get(id).copied().unwrap_or(0), "agent {id} load at {}", self.now);
                 assert!(load <= *capacity, "agent {id} over capacity");
             }
         }
@@ -661,10 +534,7 @@ mod tests {
                 }
             }
             for _ in 0..24 * 3600 {
-                if self.agenda.is_empty()
-                    && self.router.waiting() == 0
-                    && self.router.next_deadline().is_none()
-                {
+                if self.agenda.is_empty() && self.router.waiting() == 0 && self.router.next_deadline().is_none() {
                     break;
                 }
                 self.step();
@@ -679,30 +549,14 @@ mod tests {
         sim.later(300, Todo::Offline(5));
         sim.simulate(300, 1);
         for (i, (_, s)) in sim.sessions.iter().enumerate() {
-            assert_eq!(
-                s.status,
-                SessionStatus::Closed,
-                "session {i} ended {:?}",
-                s.status
-            );
+            assert_eq!(s.status, SessionStatus::Closed, "session {i} ended {:?}", s.status);
         }
         assert_eq!(sim.router.waiting(), 0);
-        assert!(
-            sim.assignments >= 250,
-            "only {} assignments",
-            sim.assignments
-        );
+        assert!(sim.assignments >= 250, "only {} assignments", sim.assignments);
         for (id, _) in &sim.agents {
-            assert_eq!(
-                sim.router.load(*id),
-                0,
-                "agent {id} still loaded at the end"
-            );
+            assert_eq!(sim.router.load(*id), 0, "agent {id} still loaded at the end");
         }
-        assert!(
-            !sim.offers_log.iter().any(|(t, _, a)| *a == 5 && *t > 300),
-            "an offline agent got an offer"
-        );
+        assert!(!sim.offers_log.iter().any(|(t, _, a)| *a == 5 && *t > 300), "an offline agent got an offer");
     }
 
     #[test]
@@ -714,14 +568,9 @@ mod tests {
             first.entry(*s).or_insert(*t);
         }
         for group_parity in 0..2 {
-            let times: Vec<i64> = (0..60)
-                .filter(|s| s % 2 == group_parity)
-                .filter_map(|s| first.get(&s).copied())
-                .collect();
-            assert!(
-                times.windows(2).all(|w| w[0] <= w[1]),
-                "group {group_parity}: {times:?}"
-            );
+            let times: Vec<i64> =
+                (0..60).filter(|s| s % 2 == group_parity).filter_map(|s| first.get(&s).copied()).collect();
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "group {group_parity}: {times:?}");
         }
     }
 
@@ -736,20 +585,12 @@ mod tests {
                 capacity: 1,
                 skill_groups: vec!["cards".into()],
             });
-            r.apply(
-                &StreamId::agent(agent),
-                &e,
-                t0() + Duration::seconds(i as i64),
-            );
+            r.apply(&StreamId::agent(agent), &e, t0() + Duration::seconds(i as i64));
         }
         let s = SessionId::new();
         r.apply(
             &StreamId::session(s),
-            &SessionQueued {
-                group: "cards".into(),
-                priority: 0,
-            }
-            .into(),
+            &SessionQueued { group: "cards".into(), priority: 0 }.into(),
             t0() + Duration::seconds(5),
         );
         (r, a, b, s)
@@ -757,9 +598,7 @@ mod tests {
 
     fn only_offer(actions: Vec<RoutingAction>) -> (OfferId, UserId) {
         match actions.as_slice() {
-            [RoutingAction::Offer {
-                offer_id, agent_id, ..
-            }] => (*offer_id, *agent_id),
+            [RoutingAction::Offer { offer_id, agent_id, .. }] => (*offer_id, *agent_id),
             other => panic!("expected one offer, got {other:?}"),
         }
     }
@@ -773,25 +612,11 @@ mod tests {
         assert_eq!(r.decide(now + Duration::seconds(19)), vec![]);
         assert_eq!(r.next_deadline(), Some(now + Duration::seconds(20)));
         let expire = r.decide(now + Duration::seconds(20));
-        assert_eq!(
-            expire,
-            vec![RoutingAction::Expire {
-                session: s,
-                offer_id: offer
-            }]
-        );
-        assert_eq!(
-            r.decide(now + Duration::seconds(21)),
-            vec![],
-            "an expiry is asked for once"
-        );
+        assert_eq!(expire, vec![RoutingAction::Expire { session: s, offer_id: offer }]);
+        assert_eq!(r.decide(now + Duration::seconds(21)), vec![], "an expiry is asked for once");
         r.apply(
             &StreamId::session(s),
-            &OfferExpired {
-                offer_id: offer,
-                agent_id: a,
-            }
-            .into(),
+            &OfferExpired { offer_id: offer, agent_id: a }.into(),
             now + Duration::seconds(20),
         );
         let (_, next) = only_offer(r.decide(now + Duration::seconds(20)));
@@ -812,22 +637,10 @@ mod tests {
         r.apply(&StreamId::agent(a), &offline, now + Duration::seconds(1));
         assert_eq!(
             r.decide(now + Duration::seconds(1)),
-            vec![RoutingAction::Withdraw {
-                session: s,
-                offer_id: offer,
-                agent_id: a
-            }]
+            vec![RoutingAction::Withdraw { session: s, offer_id: offer, agent_id: a }]
         );
-        let declined = OfferDeclined {
-            offer_id: offer,
-            agent_id: a,
-            reason: Some("agent went offline".into()),
-        };
-        r.apply(
-            &StreamId::session(s),
-            &declined.into(),
-            now + Duration::seconds(1),
-        );
+        let declined = OfferDeclined { offer_id: offer, agent_id: a, reason: Some("agent went offline".into()) };
+        r.apply(&StreamId::session(s), &declined.into(), now + Duration::seconds(1));
         assert_eq!(only_offer(r.decide(now + Duration::seconds(1))).1, b);
     }
 
@@ -837,31 +650,19 @@ mod tests {
         let s2 = SessionId::new();
         let stream = StreamId::session(s2);
         let transfer = TransferRequested {
-            from: TransferSource::Agent {
-                agent_id: UserId::new(),
-            },
+            from: TransferSource::Agent { agent_id: UserId::new() },
             to: TransferTarget::Agent { agent_id: b },
             reason: "specialist".into(),
             context_summary: "-".into(),
             recent_messages: vec![],
         };
         r.apply(&stream, &transfer.into(), t0() + Duration::seconds(6));
-        r.apply(
-            &stream,
-            &SessionQueued {
-                group: "cards".into(),
-                priority: 1,
-            }
-            .into(),
-            t0() + Duration::seconds(6),
-        );
+        r.apply(&stream, &SessionQueued { group: "cards".into(), priority: 1 }.into(), t0() + Duration::seconds(6));
         let actions = r.decide(t0() + Duration::seconds(10));
         let offered: Vec<(SessionId, UserId)> = actions
             .iter()
             .map(|x| match x {
-                RoutingAction::Offer {
-                    session, agent_id, ..
-                } => (*session, *agent_id),
+                RoutingAction::Offer { session, agent_id, .. } => (*session, *agent_id),
                 other => panic!("{other:?}"),
             })
             .collect();

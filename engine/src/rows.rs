@@ -39,21 +39,14 @@ impl RawRow {
         let position = self.position as u64;
         let corrupt = |message: String| StoreError::CorruptRow { position, message };
         let hash32 = |name: &str, v: Vec<u8>| -> Result<[u8; 32], StoreError> {
-            v.try_into()
-                .map_err(|v: Vec<u8>| corrupt(format!("{name} has {} bytes, not 32", v.len())))
+            v.try_into().map_err(|v: Vec<u8>| corrupt(format!("{name} has {} bytes, not 32", v.len())))
         };
         Ok(RecordedEvent {
             position,
             commit: self.commit as u64,
             event_id: self.event_id,
-            tenant_id: self
-                .tenant_id
-                .parse()
-                .map_err(|e| corrupt(format!("{e}")))?,
-            stream_id: self
-                .stream_id
-                .parse()
-                .map_err(|e| corrupt(format!("{e}")))?,
+            tenant_id: self.tenant_id.parse().map_err(|e| corrupt(format!("{e}")))?,
+            stream_id: self.stream_id.parse().map_err(|e| corrupt(format!("{e}")))?,
             stream_version: u64::try_from(self.stream_version)
                 .map_err(|_| corrupt("negative stream_version".into()))?,
             event_type: self.event_type,
@@ -61,13 +54,7 @@ impl RawRow {
                 .map_err(|_| corrupt("negative schema_version".into()))?,
             occurred_at: self.occurred_at,
             recorded_at: self.recorded_at,
-            actor: Actor {
-                kind: self
-                    .actor_kind
-                    .parse()
-                    .map_err(|e| corrupt(format!("{e}")))?,
-                id: self.actor_id,
-            },
+            actor: Actor { kind: self.actor_kind.parse().map_err(|e| corrupt(format!("{e}")))?, id: self.actor_id },
             correlation_id: self.correlation_id,
             causation_id: self.causation_id,
             payload: self.payload,

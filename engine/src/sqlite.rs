@@ -23,9 +23,7 @@ use witness_schemas::{Cursor, RecordedEvent, StreamId, TenantId};
 
 use crate::checkpoint::Checkpoint;
 use crate::rows::{RawRow, COLUMNS};
-use crate::store::{
-    as_retry, check_head, event_ids, seal, AppendResult, ExpectedVersion, Head, Prepared,
-};
+use crate::store::{as_retry, check_head, event_ids, seal, AppendResult, ExpectedVersion, Head, Prepared};
 use crate::StoreError;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,18 +44,13 @@ struct ReaderPool {
 }
 
 impl ReaderPool {
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let conn = match lock(&self.idle).pop() {
             Some(conn) => conn,
             None => {
                 let conn = Connection::open_with_flags(
                     &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                        | OpenFlags::SQLITE_OPEN_URI,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
                 )?;
                 conn.busy_timeout(BUSY_TIMEOUT)?;
                 conn
@@ -80,16 +73,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(std::io::Error::other(e)))?
 }
 
 fn from_micros(position: i64, us: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::CorruptRow {
-        position: position as u64,
-        message: format!("time {us} out of range"),
-    })
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::CorruptRow { position: position as u64, message: format!("time {us} out of range") })
 }
 
 fn row_to_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
@@ -116,11 +105,7 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
     .into_event()
 }
 
-fn query_events(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+fn query_events(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
@@ -136,9 +121,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 impl SqliteBackend {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let rest = url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
+        let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() || path.contains(":memory:") || query.contains("mode=memory") {
             return Err(StoreError::UnsupportedUrl(format!(
@@ -150,35 +133,25 @@ impl SqliteBackend {
             std::fs::create_dir_all(parent)?;
         }
         // Migrations stay with sqlx's embedded migrator, as on PostgreSQL.
-        let options =
-            sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .busy_timeout(BUSY_TIMEOUT);
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT);
         let mut migrator = sqlx::SqliteConnection::connect_with(&options).await?;
-        sqlx::migrate!("../migrations/sqlite")
-            .run(&mut migrator)
-            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&mut migrator).await?;
         migrator.close().await?;
 
         // NORMAL in WAL mode: a commit survives a process crash and the file
         // is never corrupted; the last commits before a power loss may be
         // lost. `?synchronous=full` pays an fsync per commit instead.
-        let synchronous = if query.contains("synchronous=full") {
-            "FULL"
-        } else {
-            "NORMAL"
-        };
+        let synchronous = if query.contains("synchronous=full") { "FULL" } else { "NORMAL" };
         let writer = Connection::open(&path)?;
         writer.busy_timeout(BUSY_TIMEOUT)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", synchronous)?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
-            readers: Arc::new(ReaderPool {
-                path,
-                idle: Mutex::new(Vec::new()),
-            }),
+            readers: Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()) }),
         })
     }
 
@@ -189,12 +162,8 @@ impl SqliteBackend {
         expected: ExpectedVersion,
         prepared: &Arc<Vec<Prepared>>,
     ) -> Result<AppendResult, StoreError> {
-        let (writer, tenant, stream, prepared) = (
-            self.writer.clone(),
-            tenant.clone(),
-            stream.clone(),
-            prepared.clone(),
-        );
+        let (writer, tenant, stream, prepared) =
+            (self.writer.clone(), tenant.clone(), stream.clone(), prepared.clone());
         blocking(move || {
             let mut conn = lock(&writer);
             // Dropping `tx` without commit rolls back.
@@ -206,20 +175,15 @@ impl SqliteBackend {
                     None => Err(refused),
                 };
             }
-            let last: i64 = tx
-                .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
-                .query_row([], |r| r.get(0))?;
-            let positions: Vec<(u64, u64)> = (1..=prepared.len() as u64)
-                .map(|i| (last as u64 + i, last as u64 + i))
-                .collect();
+            let last: i64 =
+                tx.prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?.query_row([], |r| r.get(0))?;
+            let positions: Vec<(u64, u64)> =
+                (1..=prepared.len() as u64).map(|i| (last as u64 + i, last as u64 + i)).collect();
             let events = seal(&prepared, &tenant, &stream, head.as_ref(), &positions);
             match insert(&tx, &events) {
                 Ok(()) => {
                     tx.commit()?;
-                    Ok(AppendResult {
-                        events,
-                        deduplicated: false,
-                    })
+                    Ok(AppendResult { events, deduplicated: false })
                 }
                 Err(e) if is_unique_violation(&e) => {
                     // Only event_id can collide: the head was checked under the
@@ -243,11 +207,7 @@ impl SqliteBackend {
         blocking(move || readers.with(f)).await
     }
 
-    pub async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_stream(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = stream.to_string();
         self.read(move |c| {
             let sql = format!(
@@ -258,23 +218,13 @@ impl SqliteBackend {
         .await
     }
 
-    pub async fn read_all(
-        &self,
-        after: Cursor,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.scan_positions(after.position, limit).await
     }
 
-    pub async fn scan_positions(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn scan_positions(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
-            );
+            let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");
             query_events(c, &sql, params![after as i64, limit as i64])
         })
         .await
@@ -345,9 +295,7 @@ impl SqliteBackend {
     pub async fn count(&self) -> Result<u64, StoreError> {
         let readers = self.readers.clone();
         blocking(move || {
-            readers.with(|c| {
-                Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
-            })
+            readers.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64))
         })
         .await
     }
@@ -359,21 +307,12 @@ fn head(conn: &Connection, stream: &StreamId) -> Result<Option<Head>, StoreError
             "SELECT stream_version, hash, tenant_id FROM events WHERE stream_id = ?1 \
              ORDER BY stream_version DESC LIMIT 1",
         )?
-        .query_row([stream.to_string()], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })
+        .query_row([stream.to_string()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?)))
         .optional()?;
     row.map(|(version, hash, tenant)| {
         Ok(Head {
             version: version as u64,
-            hash: hash.try_into().map_err(|_| StoreError::CorruptRow {
-                position: 0,
-                message: "head hash".into(),
-            })?,
+            hash: hash.try_into().map_err(|_| StoreError::CorruptRow { position: 0, message: "head hash".into() })?,
             tenant,
         })
     })

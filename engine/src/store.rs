@@ -78,15 +78,10 @@ pub(crate) struct Prepared {
 /// Validates a batch before any database work: a refused batch writes nothing.
 pub(crate) fn prepare(events: Vec<NewEvent>) -> Result<Vec<Prepared>, StoreError> {
     if events.is_empty() {
-        return Err(StoreError::InvalidAppend(
-            "an append needs at least one event".into(),
-        ));
+        return Err(StoreError::InvalidAppend("an append needs at least one event".into()));
     }
     if events.len() > MAX_BATCH {
-        return Err(StoreError::InvalidAppend(format!(
-            "{} events in one append; at most {MAX_BATCH}",
-            events.len()
-        )));
+        return Err(StoreError::InvalidAppend(format!("{} events in one append; at most {MAX_BATCH}", events.len())));
     }
     let mut seen = std::collections::HashSet::with_capacity(events.len());
     events
@@ -94,18 +89,10 @@ pub(crate) fn prepare(events: Vec<NewEvent>) -> Result<Vec<Prepared>, StoreError
         .enumerate()
         .map(|(index, mut new)| {
             if !seen.insert(new.event_id) {
-                return Err(StoreError::InvalidAppend(format!(
-                    "event id {} appears twice in the batch",
-                    new.event_id
-                )));
+                return Err(StoreError::InvalidAppend(format!("event id {} appears twice in the batch", new.event_id)));
             }
-            let typed = validate_new(&new.event_type, new.schema_version, &new.payload).map_err(
-                |source| StoreError::InvalidEvent {
-                    index,
-                    event_type: new.event_type.clone(),
-                    source,
-                },
-            )?;
+            let typed = validate_new(&new.event_type, new.schema_version, &new.payload)
+                .map_err(|source| StoreError::InvalidEvent { index, event_type: new.event_type.clone(), source })?;
             // Re-serialising the typed payload makes the stored text
             // canonical: fields in declaration order, defaults explicit,
             // no insignificant whitespace.
@@ -166,19 +153,14 @@ pub(crate) fn check_head(
 ) -> Result<(), StoreError> {
     if let Some(h) = head {
         if h.tenant != tenant.as_str() {
-            return Err(StoreError::WrongTenant {
-                stream: stream.clone(),
-                tenant: tenant.clone(),
-            });
+            return Err(StoreError::WrongTenant { stream: stream.clone(), tenant: tenant.clone() });
         }
     }
     let actual = head.map_or(0, |h| h.version);
     match expected {
-        ExpectedVersion::Exact(v) if v != actual => Err(StoreError::Concurrency {
-            stream: stream.clone(),
-            expected,
-            actual,
-        }),
+        ExpectedVersion::Exact(v) if v != actual => {
+            Err(StoreError::Concurrency { stream: stream.clone(), expected, actual })
+        }
         _ => Ok(()),
     }
 }
@@ -194,16 +176,11 @@ pub(crate) fn as_retry(
         return Ok(None);
     }
     if stored.len() != prepared.len() || stored.iter().any(|e| &e.stream_id != stream) {
-        return Err(StoreError::IdempotencyConflict {
-            event_id: stored[0].event_id,
-        });
+        return Err(StoreError::IdempotencyConflict { event_id: stored[0].event_id });
     }
     let mut events = stored;
     events.sort_by_key(|e| e.stream_version);
-    Ok(Some(AppendResult {
-        events,
-        deduplicated: true,
-    }))
+    Ok(Some(AppendResult { events, deduplicated: true }))
 }
 
 pub(crate) fn event_ids(prepared: &[Prepared]) -> Vec<Uuid> {
@@ -264,12 +241,7 @@ impl EventStore {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        Ok(Self {
-            inner: Arc::new(Inner {
-                backend,
-                appended: watch::Sender::new(0),
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { backend, appended: watch::Sender::new(0) }) })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -303,11 +275,7 @@ impl EventStore {
             match attempt {
                 // `Any` promises no check, so losing a race for the next
                 // version (PostgreSQL writers run concurrently) is retried.
-                Err(StoreError::Concurrency { .. })
-                    if expected == ExpectedVersion::Any && attempts < 10 =>
-                {
-                    continue
-                }
+                Err(StoreError::Concurrency { .. }) if expected == ExpectedVersion::Any && attempts < 10 => continue,
                 other => break other?,
             }
         };
@@ -318,11 +286,7 @@ impl EventStore {
     }
 
     /// Events of `stream` with `stream_version >= from_version`, in order.
-    pub async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_stream(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
         match &self.inner.backend {
             Backend::Sqlite(b) => b.read_stream(stream, from_version).await,
             Backend::Postgres(b) => b.read_stream(stream, from_version).await,
@@ -332,11 +296,7 @@ impl EventStore {
     /// Up to `limit` events after `after`, in global order. Never skips: an
     /// event is returned only once every event before it in that order is
     /// committed and visible.
-    pub async fn read_all(
-        &self,
-        after: Cursor,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         match &self.inner.backend {
             Backend::Sqlite(b) => b.read_all(after, limit).await,
             Backend::Postgres(b) => b.read_all(after, limit).await,
@@ -346,11 +306,7 @@ impl EventStore {
     /// Up to `limit` committed events with `position > after`, in position
     /// order. For verification, which must see every row, including ones
     /// whose global order is not settled yet.
-    pub async fn scan_positions(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn scan_positions(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         match &self.inner.backend {
             Backend::Sqlite(b) => b.scan_positions(after, limit).await,
             Backend::Postgres(b) => b.scan_positions(after, limit).await,

@@ -29,12 +29,7 @@ pub struct Subscription {
 
 impl Subscription {
     pub(crate) fn new(store: EventStore, after: Cursor, appended: watch::Receiver<u64>) -> Self {
-        Self {
-            store,
-            cursor: after,
-            buffer: VecDeque::new(),
-            appended,
-        }
+        Self { store, cursor: after, buffer: VecDeque::new(), appended }
     }
 
     /// The cursor of the last event returned by [`Subscription::next`].

@@ -42,9 +42,7 @@ impl VerifyReport {
     /// The problem at the lowest position (chain problems come first; then
     /// checkpoint problems, which cannot name a single position).
     pub fn first_problem(&self) -> Option<&Problem> {
-        self.problems
-            .iter()
-            .min_by_key(|p| p.position.unwrap_or(u64::MAX))
+        self.problems.iter().min_by_key(|p| p.position.unwrap_or(u64::MAX))
     }
 
     fn push(&mut self, position: Option<u64>, message: String) {
@@ -62,10 +60,7 @@ pub async fn verify_store(
     trusted_key: Option<VerifyingKey>,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
-    let mut report = VerifyReport {
-        trusted_key: trusted_key.is_some(),
-        ..Default::default()
-    };
+    let mut report = VerifyReport { trusted_key: trusted_key.is_some(), ..Default::default() };
     verify_chains(store, &mut report, &mut progress).await?;
     verify_checkpoints(store, trusted_key, &mut report).await?;
     Ok(report)
@@ -105,19 +100,13 @@ async fn verify_chains(
             } else if e.prev_hash != prev {
                 report.push(
                     Some(e.position),
-                    format!(
-                        "{}: prev_hash does not match the previous event's hash",
-                        e.stream_id
-                    ),
+                    format!("{}: prev_hash does not match the previous event's hash", e.stream_id),
                 );
             }
             if event_hash(e) != e.hash {
                 report.push(
                     Some(e.position),
-                    format!(
-                        "{} v{}: hash mismatch (envelope or payload altered)",
-                        e.stream_id, e.stream_version
-                    ),
+                    format!("{} v{}: hash mismatch (envelope or payload altered)", e.stream_id, e.stream_version),
                 );
             }
             heads.insert(e.stream_id.clone(), (e.stream_version, e.hash));
@@ -139,10 +128,7 @@ async fn verify_checkpoints(
     for cp in &checkpoints {
         let label = format!("checkpoint #{} over ({}, {}]", cp.id, cp.from, cp.to);
         if cp.from != expected_from {
-            report.push(
-                None,
-                format!("{label} does not start where the previous one ended ({expected_from})"),
-            );
+            report.push(None, format!("{label} does not start where the previous one ended ({expected_from})"));
         }
         expected_from = cp.to;
         check_signature(cp, trusted_key, &label, report);
@@ -157,43 +143,18 @@ async fn verify_checkpoints(
                 ),
             );
         } else if merkle_root(&leaves) != cp.merkle_root {
-            report.push(
-                None,
-                format!(
-                    "{label}: Merkle root differs (an event in this range was rewritten or moved)"
-                ),
-            );
+            report.push(None, format!("{label}: Merkle root differs (an event in this range was rewritten or moved)"));
         }
     }
     report.checkpoints = checkpoints.len() as u64;
-    report.unchecked_tail = leaves_in(
-        store,
-        expected_from,
-        Cursor {
-            commit: u64::MAX,
-            position: u64::MAX,
-        },
-    )
-    .await?
-    .1;
+    report.unchecked_tail = leaves_in(store, expected_from, Cursor { commit: u64::MAX, position: u64::MAX }).await?.1;
     Ok(())
 }
 
-fn check_signature(
-    cp: &Checkpoint,
-    trusted_key: Option<VerifyingKey>,
-    label: &str,
-    report: &mut VerifyReport,
-) {
+fn check_signature(cp: &Checkpoint, trusted_key: Option<VerifyingKey>, label: &str, report: &mut VerifyReport) {
     let key = match trusted_key {
         Some(key) if key.to_bytes() != cp.public_key => {
-            report.push(
-                None,
-                format!(
-                    "{label} is signed by {}, not by the trusted key",
-                    hex::encode(cp.public_key)
-                ),
-            );
+            report.push(None, format!("{label} is signed by {}, not by the trusted key", hex::encode(cp.public_key)));
             return;
         }
         Some(key) => key,
@@ -206,19 +167,12 @@ fn check_signature(
         },
     };
     if !cp.signature_valid(&key) {
-        report.push(
-            None,
-            format!("{label}: signature does not match its range and root"),
-        );
+        report.push(None, format!("{label}: signature does not match its range and root"));
     }
 }
 
 /// The event hashes in `(from, to]` of the global order, and their count.
-async fn leaves_in(
-    store: &EventStore,
-    from: Cursor,
-    to: Cursor,
-) -> Result<(Vec<[u8; 32]>, u64), StoreError> {
+async fn leaves_in(store: &EventStore, from: Cursor, to: Cursor) -> Result<(Vec<[u8; 32]>, u64), StoreError> {
     let mut leaves = Vec::new();
     let mut cursor = from;
     loop {

@@ -82,10 +82,7 @@ pub struct Cursor {
 
 impl Cursor {
     /// Before the first event.
-    pub const START: Cursor = Cursor {
-        commit: 0,
-        position: 0,
-    };
+    pub const START: Cursor = Cursor { commit: 0, position: 0 };
 }
 
 impl fmt::Display for Cursor {
@@ -106,10 +103,7 @@ impl FromStr for Cursor {
             return Ok(Self::START);
         }
         let (c, p) = s.split_once('-').ok_or_else(invalid)?;
-        Ok(Self {
-            commit: c.parse().map_err(|_| invalid())?,
-            position: p.parse().map_err(|_| invalid())?,
-        })
+        Ok(Self { commit: c.parse().map_err(|_| invalid())?, position: p.parse().map_err(|_| invalid())? })
     }
 }
 
@@ -121,9 +115,7 @@ impl Serialize for Cursor {
 
 impl<'de> Deserialize<'de> for Cursor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -154,10 +146,7 @@ pub struct RecordedEvent {
 
 impl RecordedEvent {
     pub fn cursor(&self) -> Cursor {
-        Cursor {
-            commit: self.commit,
-            position: self.position,
-        }
+        Cursor { commit: self.commit, position: self.position }
     }
 
     /// The typed payload, upcast to the current version.

@@ -27,14 +27,7 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 6] = [
-        Self::Web,
-        Self::H5,
-        Self::App,
-        Self::MiniProgram,
-        Self::Wechat,
-        Self::Api,
-    ];
+    pub const ALL: [Channel; 6] = [Self::Web, Self::H5, Self::App, Self::MiniProgram, Self::Wechat, Self::Api];
 }
 
 /// A lowercase hex SHA-256 digest: how attachments, recordings and images are
@@ -52,17 +45,10 @@ impl Sha256Hex {
 impl TryFrom<String> for Sha256Hex {
     type Error = SchemaError;
     fn try_from(s: String) -> Result<Self, SchemaError> {
-        if s.len() == 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Ok(Self(s))
         } else {
-            Err(SchemaError::InvalidId {
-                kind: "sha256",
-                value: s,
-                expected: "64 lowercase hex digits",
-            })
+            Err(SchemaError::InvalidId { kind: "sha256", value: s, expected: "64 lowercase hex digits" })
         }
     }
 }
@@ -229,11 +215,7 @@ impl TryFrom<u8> for Rating {
         if (1..=5).contains(&v) {
             Ok(Self(v))
         } else {
-            Err(SchemaError::InvalidId {
-                kind: "rating",
-                value: v.to_string(),
-                expected: "an integer from 1 to 5",
-            })
+            Err(SchemaError::InvalidId { kind: "rating", value: v.to_string(), expected: "an integer from 1 to 5" })
         }
     }
 }
@@ -312,10 +294,7 @@ payload!(
         locale: Option<String>,
     }
 );
-payload!(CustomerMessage {
-    message_id: MessageId,
-    content: MessageContent
-});
+payload!(CustomerMessage { message_id: MessageId, content: MessageContent });
 payload!(
     /// A knowledge-base answer. `score` is the retrieval score of the FAQ it came
     /// from; `None` for canned replies.
@@ -328,11 +307,7 @@ payload!(
         score: Option<f64>,
     }
 );
-payload!(AgentMessage {
-    message_id: MessageId,
-    agent_id: UserId,
-    content: MessageContent
-});
+payload!(AgentMessage { message_id: MessageId, agent_id: UserId, content: MessageContent });
 payload!(
     /// A hand-over, bot→human or human→group/agent, with the context the next
     /// handler needs.
@@ -346,38 +321,19 @@ payload!(
         recent_messages: Vec<MessageId>,
     }
 );
-payload!(SessionQueued {
-    group: String,
-    priority: i32
-});
+payload!(SessionQueued { group: String, priority: i32 });
 payload!(AgentOffered { offer_id: OfferId, agent_id: UserId, expires_at: DateTime<Utc> });
-payload!(OfferAccepted {
-    offer_id: OfferId,
-    agent_id: UserId
-});
+payload!(OfferAccepted { offer_id: OfferId, agent_id: UserId });
 payload!(OfferDeclined {
     offer_id: OfferId,
     agent_id: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 });
-payload!(OfferExpired {
-    offer_id: OfferId,
-    agent_id: UserId
-});
-payload!(AgentAssigned {
-    agent_id: UserId,
-    group: String
-});
-payload!(CallStarted {
-    call_id: CallId,
-    kind: CallKind
-});
-payload!(ParticipantJoined {
-    call_id: CallId,
-    participant_id: String,
-    role: ParticipantRole
-});
+payload!(OfferExpired { offer_id: OfferId, agent_id: UserId });
+payload!(AgentAssigned { agent_id: UserId, group: String });
+payload!(CallStarted { call_id: CallId, kind: CallKind });
+payload!(ParticipantJoined { call_id: CallId, participant_id: String, role: ParticipantRole });
 payload!(ParticipantLeft {
     call_id: CallId,
     participant_id: String,
@@ -389,24 +345,9 @@ payload!(CallEnded {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 });
-payload!(TrackPublished {
-    call_id: CallId,
-    participant_id: String,
-    track_id: String,
-    kind: TrackKind,
-    codec: String
-});
-payload!(TrackUnpublished {
-    call_id: CallId,
-    participant_id: String,
-    track_id: String
-});
-payload!(MediaStateChanged {
-    call_id: CallId,
-    participant_id: String,
-    device: MediaDevice,
-    enabled: bool
-});
+payload!(TrackPublished { call_id: CallId, participant_id: String, track_id: String, kind: TrackKind, codec: String });
+payload!(TrackUnpublished { call_id: CallId, participant_id: String, track_id: String });
+payload!(MediaStateChanged { call_id: CallId, participant_id: String, device: MediaDevice, enabled: bool });
 payload!(FaceVerificationRequested {
     verification_id: VerificationId,
     id_photo_sha256: Sha256Hex,
@@ -422,11 +363,7 @@ payload!(FaceVerificationCompleted {
     model_version: String,
     liveness_passed: bool,
 });
-payload!(RecordingStarted {
-    recording_id: RecordingId,
-    call_id: CallId,
-    reason: RecordingReason
-});
+payload!(RecordingStarted { recording_id: RecordingId, call_id: CallId, reason: RecordingReason });
 payload!(
     /// One closed per-track segment file and its SHA-256.
     RecordingSegmentClosed {
@@ -440,9 +377,7 @@ payload!(
         sha256: Sha256Hex,
     }
 );
-payload!(RecordingStopped {
-    recording_id: RecordingId
-});
+payload!(RecordingStopped { recording_id: RecordingId });
 payload!(
     /// A dual-recording (双录) step began; `recording_offset_ms` is the time
     /// since the recording started, for jumping to the step on playback.
@@ -461,10 +396,7 @@ payload!(DualRecordingStepCompleted {
     outcome: StepOutcome,
     recording_offset_ms: u64,
 });
-payload!(SessionEnded {
-    ended_by: EndedBy,
-    reason: EndReason
-});
+payload!(SessionEnded { ended_by: EndedBy, reason: EndReason });
 payload!(
     /// The agent finished the after-call work and is free for the next session.
     WrapUpCompleted {
@@ -648,8 +580,5 @@ registry! {
 
 /// The current schema version of `event_type`, if Witness knows it.
 pub fn current_version(event_type: &str) -> Option<u32> {
-    EVENT_TYPES
-        .iter()
-        .find(|(t, _)| *t == event_type)
-        .map(|(_, v)| *v)
+    EVENT_TYPES.iter().find(|(t, _)| *t == event_type).map(|(_, v)| *v)
 }

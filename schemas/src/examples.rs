@@ -12,10 +12,8 @@ fn text(t: &str) -> MessageContent {
 
 fn attachment(name: &str, media_type: &str) -> Attachment {
     Attachment {
-        sha256: Sha256Hex::try_from(
-            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
-        )
-        .expect("valid digest"),
+        sha256: Sha256Hex::try_from("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned())
+            .expect("valid digest"),
         file_name: name.to_owned(),
         media_type: media_type.to_owned(),
         bytes: 48_213,
@@ -49,11 +47,7 @@ pub fn one_of_each() -> Vec<Event> {
             locale: Some("zh-CN".into()),
         }
         .into(),
-        CustomerMessage {
-            message_id: first_message,
-            content: text("信用卡年费怎么收？"),
-        }
-        .into(),
+        CustomerMessage { message_id: first_message, content: text("信用卡年费怎么收？") }.into(),
         BotMessage {
             message_id: MessageId::new(),
             content: text("首年免年费，刷卡满6次免次年年费。"),
@@ -63,10 +57,7 @@ pub fn one_of_each() -> Vec<Event> {
         .into(),
         CustomerMessage {
             message_id: MessageId::new(),
-            content: MessageContent::Image {
-                attachment: attachment("bill.png", "image/png"),
-                caption: None,
-            },
+            content: MessageContent::Image { attachment: attachment("bill.png", "image/png"), caption: None },
         }
         .into(),
         TransferRequested {
@@ -77,30 +68,12 @@ pub fn one_of_each() -> Vec<Event> {
             recent_messages: vec![first_message],
         }
         .into(),
-        SessionQueued {
-            group: "cards".into(),
-            priority: 0,
-        }
-        .into(),
-        AgentOffered {
-            offer_id,
-            agent_id,
-            expires_at: now() + Duration::seconds(20),
-        }
-        .into(),
-        OfferDeclined {
-            offer_id,
-            agent_id,
-            reason: Some("on break".into()),
-        }
-        .into(),
+        SessionQueued { group: "cards".into(), priority: 0 }.into(),
+        AgentOffered { offer_id, agent_id, expires_at: now() + Duration::seconds(20) }.into(),
+        OfferDeclined { offer_id, agent_id, reason: Some("on break".into()) }.into(),
         OfferExpired { offer_id, agent_id }.into(),
         OfferAccepted { offer_id, agent_id }.into(),
-        AgentAssigned {
-            agent_id,
-            group: "cards".into(),
-        }
-        .into(),
+        AgentAssigned { agent_id, group: "cards".into() }.into(),
         AgentMessage {
             message_id: MessageId::new(),
             agent_id,
@@ -112,22 +85,11 @@ pub fn one_of_each() -> Vec<Event> {
         .into(),
         CustomerMessage {
             message_id: MessageId::new(),
-            content: MessageContent::File {
-                attachment: attachment("contract.pdf", "application/pdf"),
-            },
+            content: MessageContent::File { attachment: attachment("contract.pdf", "application/pdf") },
         }
         .into(),
-        CallStarted {
-            call_id,
-            kind: CallKind::Video,
-        }
-        .into(),
-        ParticipantJoined {
-            call_id,
-            participant_id: "p-customer".into(),
-            role: ParticipantRole::Customer,
-        }
-        .into(),
+        CallStarted { call_id, kind: CallKind::Video }.into(),
+        ParticipantJoined { call_id, participant_id: "p-customer".into(), role: ParticipantRole::Customer }.into(),
         TrackPublished {
             call_id,
             participant_id: "p-customer".into(),
@@ -136,19 +98,9 @@ pub fn one_of_each() -> Vec<Event> {
             codec: "VP8".into(),
         }
         .into(),
-        MediaStateChanged {
-            call_id,
-            participant_id: "p-customer".into(),
-            device: MediaDevice::Mic,
-            enabled: false,
-        }
-        .into(),
-        RecordingStarted {
-            recording_id,
-            call_id,
-            reason: RecordingReason::DualRecording,
-        }
-        .into(),
+        MediaStateChanged { call_id, participant_id: "p-customer".into(), device: MediaDevice::Mic, enabled: false }
+            .into(),
+        RecordingStarted { recording_id, call_id, reason: RecordingReason::DualRecording }.into(),
         FaceVerificationRequested {
             verification_id,
             id_photo_sha256: digest.clone(),
@@ -191,40 +143,13 @@ pub fn one_of_each() -> Vec<Event> {
             sha256: digest,
         }
         .into(),
-        TrackUnpublished {
-            call_id,
-            participant_id: "p-customer".into(),
-            track_id: "t-cam".into(),
-        }
-        .into(),
+        TrackUnpublished { call_id, participant_id: "p-customer".into(), track_id: "t-cam".into() }.into(),
         RecordingStopped { recording_id }.into(),
-        ParticipantLeft {
-            call_id,
-            participant_id: "p-customer".into(),
-            reason: Some("hung up".into()),
-        }
-        .into(),
-        CallEnded {
-            call_id,
-            reason: Some("customer hung up".into()),
-        }
-        .into(),
-        SessionEnded {
-            ended_by: EndedBy::Customer,
-            reason: EndReason::Resolved,
-        }
-        .into(),
-        WrapUpCompleted {
-            agent_id,
-            disposition: "resolved".into(),
-            notes: None,
-        }
-        .into(),
-        SatisfactionRated {
-            rating: Rating::try_from(5).expect("in range"),
-            comment: Some("很快".into()),
-        }
-        .into(),
+        ParticipantLeft { call_id, participant_id: "p-customer".into(), reason: Some("hung up".into()) }.into(),
+        CallEnded { call_id, reason: Some("customer hung up".into()) }.into(),
+        SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Resolved }.into(),
+        WrapUpCompleted { agent_id, disposition: "resolved".into(), notes: None }.into(),
+        SatisfactionRated { rating: Rating::try_from(5).expect("in range"), comment: Some("很快".into()) }.into(),
         TicketCreated {
             ticket_id,
             session_id,
@@ -233,24 +158,15 @@ pub fn one_of_each() -> Vec<Event> {
             priority: TicketPriority::Normal,
         }
         .into(),
-        TicketStatusChanged {
-            ticket_id,
-            status: TicketStatus::InProgress,
-            note: Some("calling the branch".into()),
-        }
-        .into(),
+        TicketStatusChanged { ticket_id, status: TicketStatus::InProgress, note: Some("calling the branch".into()) }
+            .into(),
         QaEvaluated {
             evaluation_id: EvaluationId::new(),
             session_id,
             evaluator_id: UserId::new(),
             total_score: 87.5,
             max_score: 100.0,
-            criteria: vec![QaCriterionScore {
-                criterion: "greeting".into(),
-                weight: 0.2,
-                score: 1.0,
-                comment: None,
-            }],
+            criteria: vec![QaCriterionScore { criterion: "greeting".into(), weight: 0.2, score: 1.0, comment: None }],
         }
         .into(),
         RecordingAccessed {

@@ -83,9 +83,7 @@ uuid_id!(
 
 /// A tenant: one organisation using Witness. A short slug (`[a-z0-9_-]`, 1 to 64
 /// characters) so that it reads well in URLs, logs and partition paths.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
 
@@ -100,8 +98,7 @@ impl TryFrom<String> for TenantId {
     fn try_from(s: String) -> Result<Self, Self::Error> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(s))
         } else {
@@ -134,9 +131,7 @@ impl fmt::Display for TenantId {
 }
 
 /// What kind of aggregate a stream belongs to.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamKind {
     Session,
@@ -167,10 +162,7 @@ pub struct StreamId {
 
 impl StreamId {
     pub fn new(kind: StreamKind, id: impl fmt::Display) -> Self {
-        Self {
-            kind,
-            id: id.to_string(),
-        }
+        Self { kind, id: id.to_string() }
     }
 
     pub fn session(id: SessionId) -> Self {
@@ -201,17 +193,11 @@ impl FromStr for StreamId {
             expected: "<kind>-<id> with kind one of session, agent, ticket, tenant",
         };
         let (kind, id) = s.split_once('-').ok_or_else(invalid)?;
-        let kind = StreamKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == kind)
-            .ok_or_else(invalid)?;
+        let kind = StreamKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(invalid)?;
         if id.is_empty() || id.len() > 128 {
             return Err(invalid());
         }
-        Ok(Self {
-            kind,
-            id: id.to_owned(),
-        })
+        Ok(Self { kind, id: id.to_owned() })
     }
 }
 
@@ -242,15 +228,8 @@ pub enum ActorKind {
 }
 
 impl ActorKind {
-    pub const ALL: [ActorKind; 7] = [
-        Self::Customer,
-        Self::Agent,
-        Self::Bot,
-        Self::System,
-        Self::Supervisor,
-        Self::Compliance,
-        Self::Admin,
-    ];
+    pub const ALL: [ActorKind; 7] =
+        [Self::Customer, Self::Agent, Self::Bot, Self::System, Self::Supervisor, Self::Compliance, Self::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -268,14 +247,11 @@ impl ActorKind {
 impl FromStr for ActorKind {
     type Err = SchemaError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| SchemaError::InvalidId {
-                kind: "actor kind",
-                value: s.to_owned(),
-                expected: "customer, agent, bot, system, supervisor, compliance or admin",
-            })
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| SchemaError::InvalidId {
+            kind: "actor kind",
+            value: s.to_owned(),
+            expected: "customer, agent, bot, system, supervisor, compliance or admin",
+        })
     }
 }
 
@@ -290,24 +266,15 @@ pub struct Actor {
 
 impl Actor {
     pub fn system() -> Self {
-        Self {
-            kind: ActorKind::System,
-            id: None,
-        }
+        Self { kind: ActorKind::System, id: None }
     }
 
     pub fn bot() -> Self {
-        Self {
-            kind: ActorKind::Bot,
-            id: None,
-        }
+        Self { kind: ActorKind::Bot, id: None }
     }
 
     pub fn new(kind: ActorKind, id: impl Into<String>) -> Self {
-        Self {
-            kind,
-            id: Some(id.into()),
-        }
+        Self { kind, id: Some(id.into()) }
     }
 }
 
@@ -320,10 +287,7 @@ mod tests {
         let s = StreamId::session(SessionId::new());
         let parsed: StreamId = s.to_string().parse().unwrap();
         assert_eq!(parsed, s);
-        assert_eq!(
-            serde_json::from_value::<StreamId>(serde_json::to_value(&s).unwrap()).unwrap(),
-            s
-        );
+        assert_eq!(serde_json::from_value::<StreamId>(serde_json::to_value(&s).unwrap()).unwrap(), s);
     }
 
     #[test]

@@ -47,31 +47,15 @@ pub enum SchemaError {
     #[error("unknown event type {0:?}")]
     UnknownEventType(String),
     #[error("{event_type} schema_version {got} is not accepted on append: the current version is {current}")]
-    WrongSchemaVersion {
-        event_type: String,
-        got: u32,
-        current: u32,
-    },
+    WrongSchemaVersion { event_type: String, got: u32, current: u32 },
     #[error("{event_type} schema_version {got} is unknown: versions 1 to {current} exist")]
-    UnsupportedVersion {
-        event_type: String,
-        got: u32,
-        current: u32,
-    },
+    UnsupportedVersion { event_type: String, got: u32, current: u32 },
     #[error("malformed {event_type} payload: {message}")]
     MalformedPayload { event_type: String, message: String },
     #[error("cannot upcast {event_type} from v{from_version}: {message}")]
-    Upcast {
-        event_type: String,
-        from_version: u32,
-        message: String,
-    },
+    Upcast { event_type: String, from_version: u32, message: String },
     #[error("invalid {kind} {value:?}: expected {expected}")]
-    InvalidId {
-        kind: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    InvalidId { kind: &'static str, value: String, expected: &'static str },
 }
 
 fn version_of(event_type: &str) -> Result<u32, SchemaError> {
@@ -91,18 +75,13 @@ pub fn decode(event_type: &str, schema_version: u32, payload: &str) -> Result<Ev
             current,
         });
     }
-    let mut value: serde_json::Value =
-        serde_json::from_str(payload).map_err(|e| SchemaError::MalformedPayload {
-            event_type: event_type.to_owned(),
-            message: e.to_string(),
-        })?;
+    let mut value: serde_json::Value = serde_json::from_str(payload)
+        .map_err(|e| SchemaError::MalformedPayload { event_type: event_type.to_owned(), message: e.to_string() })?;
     for from_version in schema_version..current {
-        let upcaster = upcast::find(event_type, from_version).ok_or_else(|| {
-            SchemaError::UnsupportedVersion {
-                event_type: event_type.to_owned(),
-                got: schema_version,
-                current,
-            }
+        let upcaster = upcast::find(event_type, from_version).ok_or_else(|| SchemaError::UnsupportedVersion {
+            event_type: event_type.to_owned(),
+            got: schema_version,
+            current,
         })?;
         value = (upcaster.lift)(value).map_err(|message| SchemaError::Upcast {
             event_type: event_type.to_owned(),
@@ -116,11 +95,7 @@ pub fn decode(event_type: &str, schema_version: u32, payload: &str) -> Result<Ev
 /// The check made on append: the type is known, the version is the current
 /// one (old versions are for reading history, never for writing it), and the
 /// payload decodes with no unknown fields. Returns the typed event.
-pub fn validate_new(
-    event_type: &str,
-    schema_version: u32,
-    payload: &serde_json::Value,
-) -> Result<Event, SchemaError> {
+pub fn validate_new(event_type: &str, schema_version: u32, payload: &serde_json::Value) -> Result<Event, SchemaError> {
     let current = version_of(event_type)?;
     if schema_version != current {
         return Err(SchemaError::WrongSchemaVersion {

@@ -7,10 +7,7 @@ use super::*;
 
 #[test]
 fn examples_cover_every_event_type() {
-    let covered: BTreeSet<_> = examples::one_of_each()
-        .iter()
-        .map(|e| e.event_type())
-        .collect();
+    let covered: BTreeSet<_> = examples::one_of_each().iter().map(|e| e.event_type()).collect();
     let all: BTreeSet<_> = EVENT_TYPES.iter().map(|(t, _)| *t).collect();
     assert_eq!(covered, all, "add an example for every new event type");
 }
@@ -22,10 +19,7 @@ fn every_event_type_round_trips_through_json() {
         let back = decode(event.event_type(), event.schema_version(), &text).unwrap();
         assert_eq!(back, event, "{} did not round trip", event.event_type());
         // and through the stricter append-time check
-        assert_eq!(
-            validate_new(event.event_type(), event.schema_version(), &event.payload()).unwrap(),
-            event
-        );
+        assert_eq!(validate_new(event.event_type(), event.schema_version(), &event.payload()).unwrap(), event);
     }
 }
 
@@ -52,10 +46,7 @@ fn recorded_event_envelope_round_trips_with_raw_payload() {
         hash: [2; 32],
     };
     let json = serde_json::to_value(&recorded).unwrap();
-    assert!(
-        json["payload"].is_object(),
-        "payload is embedded as JSON, not as a string"
-    );
+    assert!(json["payload"].is_object(), "payload is embedded as JSON, not as a string");
     assert_eq!(json["hash"], json!("02".repeat(32)));
     let back: RecordedEvent = serde_json::from_value(json).unwrap();
     assert_eq!(back, recorded);
@@ -65,8 +56,7 @@ fn recorded_event_envelope_round_trips_with_raw_payload() {
 #[test]
 fn session_started_v1_is_upcast_to_v2() {
     let id = SessionId::new();
-    let v1 =
-        json!({"session_id": id, "source": "mobile_web", "customer_ref": "visitor-9"}).to_string();
+    let v1 = json!({"session_id": id, "source": "mobile_web", "customer_ref": "visitor-9"}).to_string();
     let event = decode("SessionStarted", 1, &v1).unwrap();
     assert_eq!(
         event,
@@ -79,25 +69,14 @@ fn session_started_v1_is_upcast_to_v2() {
         })
     );
     let v1_wechat = json!({"session_id": id, "source": "wechat", "customer_ref": "v"}).to_string();
-    let Event::SessionStarted(s) = decode("SessionStarted", 1, &v1_wechat).unwrap() else {
-        panic!()
-    };
+    let Event::SessionStarted(s) = decode("SessionStarted", 1, &v1_wechat).unwrap() else { panic!() };
     assert_eq!(s.channel, Channel::Wechat);
 }
 
 #[test]
 fn upcast_of_a_broken_v1_payload_says_why() {
     let err = decode("SessionStarted", 1, r#"{"session_id":"x"}"#).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SchemaError::Upcast {
-                from_version: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, SchemaError::Upcast { from_version: 1, .. }), "{err}");
 }
 
 #[test]
@@ -105,30 +84,16 @@ fn append_check_refuses_old_future_and_unknown() {
     let event = examples::one_of_each().remove(1); // SessionStarted, current v2
     let payload = event.payload();
     let err = validate_new("SessionStarted", 1, &payload).unwrap_err();
-    assert_eq!(
-        err,
-        SchemaError::WrongSchemaVersion {
-            event_type: "SessionStarted".into(),
-            got: 1,
-            current: 2
-        }
-    );
+    assert_eq!(err, SchemaError::WrongSchemaVersion { event_type: "SessionStarted".into(), got: 1, current: 2 });
     assert!(err.to_string().contains("current version is 2"));
-    assert!(matches!(
-        validate_new("SessionStarted", 3, &payload),
-        Err(SchemaError::WrongSchemaVersion { .. })
-    ));
+    assert!(matches!(validate_new("SessionStarted", 3, &payload), Err(SchemaError::WrongSchemaVersion { .. })));
     assert_eq!(
         validate_new("SessionExploded", 1, &payload).unwrap_err(),
         SchemaError::UnknownEventType("SessionExploded".into())
     );
     assert!(matches!(
         decode("SessionStarted", 9, "{}"),
-        Err(SchemaError::UnsupportedVersion {
-            got: 9,
-            current: 2,
-            ..
-        })
+        Err(SchemaError::UnsupportedVersion { got: 9, current: 2, .. })
     ));
 }
 
@@ -136,23 +101,14 @@ fn append_check_refuses_old_future_and_unknown() {
 fn malformed_payloads_are_refused_with_the_reason() {
     let cases = [
         ("CustomerMessage", json!({"message_id": MessageId::new()})),
-        (
-            "CustomerMessage",
-            json!({"message_id": "not-a-uuid", "content": {"kind": "text", "text": "hi"}}),
-        ),
+        ("CustomerMessage", json!({"message_id": "not-a-uuid", "content": {"kind": "text", "text": "hi"}})),
         ("SatisfactionRated", json!({"rating": 6})),
-        (
-            "SessionQueued",
-            json!({"group": "cards", "priority": 0, "extra": true}),
-        ),
+        ("SessionQueued", json!({"group": "cards", "priority": 0, "extra": true})),
         ("SessionStarted", json!([1, 2, 3])),
     ];
     for (event_type, payload) in cases {
-        let err =
-            validate_new(event_type, current_version(event_type).unwrap(), &payload).unwrap_err();
-        let SchemaError::MalformedPayload { message, .. } = &err else {
-            panic!("{event_type}: {err:?}")
-        };
+        let err = validate_new(event_type, current_version(event_type).unwrap(), &payload).unwrap_err();
+        let SchemaError::MalformedPayload { message, .. } = &err else { panic!("{event_type}: {err:?}") };
         assert!(!message.is_empty());
     }
 }
@@ -161,24 +117,15 @@ fn malformed_payloads_are_refused_with_the_reason() {
 fn json_schemas_exist_for_every_type_and_describe_fields() {
     let schemas = json_schemas();
     assert_eq!(schemas.len(), EVENT_TYPES.len());
-    let (_, version, started) = schemas
-        .iter()
-        .find(|(t, _, _)| *t == "SessionStarted")
-        .unwrap();
+    let (_, version, started) = schemas.iter().find(|(t, _, _)| *t == "SessionStarted").unwrap();
     assert_eq!(*version, 2);
     let text = serde_json::to_string(started).unwrap();
-    assert!(
-        text.contains("business_type") && text.contains("mini_program"),
-        "{text}"
-    );
+    assert!(text.contains("business_type") && text.contains("mini_program"), "{text}");
 }
 
 #[test]
 fn cursor_parses_what_it_prints() {
-    let c = Cursor {
-        commit: 812,
-        position: 40,
-    };
+    let c = Cursor { commit: 812, position: 40 };
     assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
     assert_eq!("0".parse::<Cursor>().unwrap(), Cursor::START);
     for bad in ["", "x-1", "1-", "-1", "1.2"] {

@@ -20,17 +20,12 @@ pub struct Upcaster {
 }
 
 /// Every upcaster Witness ships.
-pub static UPCASTERS: &[Upcaster] = &[Upcaster {
-    event_type: "SessionStarted",
-    from_version: 1,
-    lift: session_started_v1_to_v2,
-}];
+pub static UPCASTERS: &[Upcaster] =
+    &[Upcaster { event_type: "SessionStarted", from_version: 1, lift: session_started_v1_to_v2 }];
 
 /// The upcaster for `event_type` at `from_version`, if any.
 pub fn find(event_type: &str, from_version: u32) -> Option<&'static Upcaster> {
-    UPCASTERS
-        .iter()
-        .find(|u| u.event_type == event_type && u.from_version == from_version)
+    UPCASTERS.iter().find(|u| u.event_type == event_type && u.from_version == from_version)
 }
 
 /// `SessionStarted` v1 called the channel `source`, spelled the mobile web
@@ -40,9 +35,7 @@ fn session_started_v1_to_v2(v1: Value) -> Result<Value, String> {
     let Value::Object(mut fields) = v1 else {
         return Err("payload is not a JSON object".into());
     };
-    let source = fields
-        .remove("source")
-        .ok_or("v1 payload has no `source`")?;
+    let source = fields.remove("source").ok_or("v1 payload has no `source`")?;
     let channel = match source.as_str() {
         Some("mobile_web") => Value::from("h5"),
         Some(_) => source,

@@ -17,11 +17,7 @@ pub struct TestStore {
 pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/witness.db", dir.path().display());
-    TestStore {
-        store: EventStore::connect(&url).await.unwrap(),
-        url,
-        _dir: Some(dir),
-    }
+    TestStore { store: EventStore::connect(&url).await.unwrap(), url, _dir: Some(dir) }
 }
 
 /// The PostgreSQL server for tests. Not optional: a test run without it
@@ -36,17 +32,10 @@ pub async fn postgres() -> TestStore {
     let admin = pg_admin_url();
     let name = format!("witness_test_{}", uuid::Uuid::now_v7().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let base = admin.rsplit_once('/').unwrap().0;
     let url = format!("{base}/{name}");
-    TestStore {
-        store: EventStore::connect(&url).await.unwrap(),
-        url,
-        _dir: None,
-    }
+    TestStore { store: EventStore::connect(&url).await.unwrap(), url, _dir: None }
 }
 
 pub fn tenant() -> TenantId {
@@ -56,10 +45,7 @@ pub fn tenant() -> TenantId {
 /// A customer message, the most common event.
 pub fn message(text: &str) -> NewEvent {
     NewEvent::new(
-        CustomerMessage {
-            message_id: MessageId::new(),
-            content: MessageContent::Text { text: text.into() },
-        },
+        CustomerMessage { message_id: MessageId::new(), content: MessageContent::Text { text: text.into() } },
         Actor::new(ActorKind::Customer, "visitor-1"),
     )
 }
@@ -83,9 +69,6 @@ pub async fn session_with(store: &EventStore, messages: usize) -> (StreamId, Vec
     let stream = StreamId::session(session);
     let mut events = vec![started(session)];
     events.extend((0..messages).map(|i| message(&format!("question {i}"))));
-    let result = store
-        .append(&tenant(), &stream, ExpectedVersion::NO_STREAM, events)
-        .await
-        .unwrap();
+    let result = store.append(&tenant(), &stream, ExpectedVersion::NO_STREAM, events).await.unwrap();
     (stream, result.events)
 }

@@ -19,12 +19,7 @@ pub struct AgentState {
 
 #[derive(Debug, Clone)]
 pub enum AgentCommand {
-    SetPresence {
-        agent_id: UserId,
-        presence: Presence,
-        capacity: u32,
-        skill_groups: Vec<String>,
-    },
+    SetPresence { agent_id: UserId, presence: Presence, capacity: u32, skill_groups: Vec<String> },
 }
 
 #[derive(Debug)]
@@ -35,46 +30,26 @@ impl Decider for Agent {
     type Command = AgentCommand;
 
     fn decide(state: &AgentState, command: AgentCommand) -> Result<Vec<Event>, DomainError> {
-        let AgentCommand::SetPresence {
-            agent_id,
-            presence,
-            capacity,
-            mut skill_groups,
-        } = command;
+        let AgentCommand::SetPresence { agent_id, presence, capacity, mut skill_groups } = command;
         if state.agent_id.is_some_and(|id| id != agent_id) {
-            return Err(DomainError::Invalid(format!(
-                "this stream belongs to another agent than {agent_id}"
-            )));
+            return Err(DomainError::Invalid(format!("this stream belongs to another agent than {agent_id}")));
         }
         if presence != Presence::Offline {
             if !(1..=MAX_CAPACITY).contains(&capacity) {
-                return Err(DomainError::Invalid(format!(
-                    "capacity must be 1 to {MAX_CAPACITY}, got {capacity}"
-                )));
+                return Err(DomainError::Invalid(format!("capacity must be 1 to {MAX_CAPACITY}, got {capacity}")));
             }
             if skill_groups.iter().all(|g| g.trim().is_empty()) {
-                return Err(DomainError::Invalid(
-                    "an available agent needs at least one skill group".into(),
-                ));
+                return Err(DomainError::Invalid("an available agent needs at least one skill group".into()));
             }
         }
         skill_groups.retain(|g| !g.trim().is_empty());
         skill_groups.sort();
         skill_groups.dedup();
         // Saying what is already true changes nothing and records nothing.
-        if state.presence == Some(presence)
-            && state.capacity == capacity
-            && state.skill_groups == skill_groups
-        {
+        if state.presence == Some(presence) && state.capacity == capacity && state.skill_groups == skill_groups {
             return Ok(vec![]);
         }
-        Ok(vec![AgentPresenceChanged {
-            agent_id,
-            presence,
-            capacity,
-            skill_groups,
-        }
-        .into()])
+        Ok(vec![AgentPresenceChanged { agent_id, presence, capacity, skill_groups }.into()])
     }
 
     fn evolve(mut state: AgentState, event: &Event) -> AgentState {
@@ -94,13 +69,8 @@ mod tests {
     use crate::domain::harness::TestHarness;
 
     fn online(agent_id: UserId, capacity: u32) -> Event {
-        AgentPresenceChanged {
-            agent_id,
-            presence: Presence::Online,
-            capacity,
-            skill_groups: vec!["cards".into()],
-        }
-        .into()
+        AgentPresenceChanged { agent_id, presence: Presence::Online, capacity, skill_groups: vec!["cards".into()] }
+            .into()
     }
 
     #[test]
@@ -132,11 +102,7 @@ mod tests {
     #[test]
     fn capacity_and_skills_are_checked_unless_going_offline() {
         let id = UserId::new();
-        for (capacity, groups) in [
-            (0, vec!["cards".to_string()]),
-            (21, vec!["cards".to_string()]),
-            (2, vec![]),
-        ] {
+        for (capacity, groups) in [(0, vec!["cards".to_string()]), (21, vec!["cards".to_string()]), (2, vec![])] {
             let err = TestHarness::<Agent>::given([])
                 .when(AgentCommand::SetPresence {
                     agent_id: id,

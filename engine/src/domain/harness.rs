@@ -17,10 +17,7 @@ pub(crate) struct Outcome(Result<Vec<Event>, DomainError>);
 impl<D: Decider> TestHarness<D> {
     pub fn given(history: impl IntoIterator<Item = Event>) -> Self {
         let history: Vec<Event> = history.into_iter().collect();
-        Self {
-            state: D::fold(&history),
-            _d: PhantomData,
-        }
+        Self { state: D::fold(&history), _d: PhantomData }
     }
 
     pub fn when(self, command: D::Command) -> Outcome {

@@ -20,11 +20,7 @@ use witness_schemas::Event;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error("{command} is not allowed while the {aggregate} is {state}")]
-    NotAllowed {
-        aggregate: &'static str,
-        command: &'static str,
-        state: String,
-    },
+    NotAllowed { aggregate: &'static str, command: &'static str, state: String },
     #[error("agent {agent} is not the agent of this session")]
     NotTheAssignedAgent { agent: String },
     #[error("offer {offer} is not the session's open offer")]
@@ -45,8 +41,6 @@ pub trait Decider {
 
     /// The state after `events`, from the default.
     fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self::State {
-        events
-            .into_iter()
-            .fold(Self::State::default(), Self::evolve)
+        events.into_iter().fold(Self::State::default(), Self::evolve)
     }
 }

@@ -219,18 +219,14 @@ impl Session {
             .offer
             .as_ref()
             .filter(|o| o.offer_id == offer_id)
-            .ok_or_else(|| DomainError::UnknownOffer {
-                offer: offer_id.to_string(),
-            })
+            .ok_or_else(|| DomainError::UnknownOffer { offer: offer_id.to_string() })
     }
 
     fn check_agent(state: &SessionState, agent_id: UserId) -> Result<(), DomainError> {
         if state.agent == Some(agent_id) {
             Ok(())
         } else {
-            Err(DomainError::NotTheAssignedAgent {
-                agent: agent_id.to_string(),
-            })
+            Err(DomainError::NotTheAssignedAgent { agent: agent_id.to_string() })
         }
     }
 }
@@ -248,91 +244,27 @@ impl Decider for Session {
             state: state.status.to_string(),
         };
         let events: Vec<Event> = match (state.status, command) {
-            (
-                S::NotStarted,
-                C::Start {
-                    session_id,
-                    channel,
-                    business_type,
-                    customer_ref,
-                    locale,
-                },
-            ) => {
+            (S::NotStarted, C::Start { session_id, channel, business_type, customer_ref, locale }) => {
                 if business_type.trim().is_empty() {
                     return Err(DomainError::Invalid("business_type is empty".into()));
                 }
-                vec![SessionStarted {
-                    session_id,
-                    channel,
-                    business_type,
-                    customer_ref,
-                    locale,
-                }
-                .into()]
+                vec![SessionStarted { session_id, channel, business_type, customer_ref, locale }.into()]
             }
             (
                 S::WithBot | S::Queued | S::Offered | S::Assigned | S::InCall,
-                C::CustomerSays {
-                    message_id,
-                    content,
-                },
+                C::CustomerSays { message_id, content },
             ) => {
-                vec![CustomerMessage {
-                    message_id,
-                    content,
-                }
-                .into()]
+                vec![CustomerMessage { message_id, content }.into()]
             }
-            (
-                S::WithBot,
-                C::BotAnswers {
-                    message_id,
-                    content,
-                    faq_id,
-                    score,
-                },
-            ) => {
-                vec![BotMessage {
-                    message_id,
-                    content,
-                    faq_id,
-                    score,
-                }
-                .into()]
+            (S::WithBot, C::BotAnswers { message_id, content, faq_id, score }) => {
+                vec![BotMessage { message_id, content, faq_id, score }.into()]
             }
-            (
-                S::Assigned | S::InCall,
-                C::AgentSays {
-                    agent_id,
-                    message_id,
-                    content,
-                },
-            ) => {
+            (S::Assigned | S::InCall, C::AgentSays { agent_id, message_id, content }) => {
                 Self::check_agent(state, agent_id)?;
-                vec![AgentMessage {
-                    message_id,
-                    agent_id,
-                    content,
-                }
-                .into()]
+                vec![AgentMessage { message_id, agent_id, content }.into()]
             }
-            (
-                S::WithBot,
-                C::RequestHuman {
-                    group,
-                    reason,
-                    context_summary,
-                    priority,
-                },
-            ) => {
-                let recent_messages = state
-                    .recent
-                    .iter()
-                    .rev()
-                    .take(TRANSFER_CONTEXT)
-                    .rev()
-                    .map(|m| m.id)
-                    .collect();
+            (S::WithBot, C::RequestHuman { group, reason, context_summary, priority }) => {
+                let recent_messages = state.recent.iter().rev().take(TRANSFER_CONTEXT).rev().map(|m| m.id).collect();
                 vec![
                     TransferRequested {
                         from: TransferSource::Bot,
@@ -345,44 +277,19 @@ impl Decider for Session {
                     SessionQueued { group, priority }.into(),
                 ]
             }
-            (
-                S::Assigned | S::InCall,
-                C::Transfer {
-                    agent_id,
-                    to,
-                    reason,
-                    context_summary,
-                },
-            ) => {
+            (S::Assigned | S::InCall, C::Transfer { agent_id, to, reason, context_summary }) => {
                 Self::check_agent(state, agent_id)?;
                 let group = match &to {
                     TransferTarget::Group { group } => group.clone(),
-                    TransferTarget::Human | TransferTarget::Agent { .. } => {
-                        state.group.clone().unwrap_or_default()
-                    }
+                    TransferTarget::Human | TransferTarget::Agent { .. } => state.group.clone().unwrap_or_default(),
                 };
                 if to == (TransferTarget::Agent { agent_id }) {
-                    return Err(DomainError::Invalid(
-                        "an agent cannot transfer a session to themselves".into(),
-                    ));
+                    return Err(DomainError::Invalid("an agent cannot transfer a session to themselves".into()));
                 }
-                let recent_messages = state
-                    .recent
-                    .iter()
-                    .rev()
-                    .take(TRANSFER_CONTEXT)
-                    .rev()
-                    .map(|m| m.id)
-                    .collect();
+                let recent_messages = state.recent.iter().rev().take(TRANSFER_CONTEXT).rev().map(|m| m.id).collect();
                 let mut events: Vec<Event> = Vec::new();
                 if let (S::InCall, Some(call_id)) = (state.status, state.call) {
-                    events.push(
-                        CallEnded {
-                            call_id,
-                            reason: Some("transferred".into()),
-                        }
-                        .into(),
-                    );
+                    events.push(CallEnded { call_id, reason: Some("transferred".into()) }.into());
                 }
                 events.push(
                     TransferRequested {
@@ -398,34 +305,13 @@ impl Decider for Session {
                 events.push(SessionQueued { group, priority: 1 }.into());
                 events
             }
-            (
-                S::Queued,
-                C::Offer {
-                    offer_id,
-                    agent_id,
-                    expires_at,
-                },
-            ) => {
-                vec![AgentOffered {
-                    offer_id,
-                    agent_id,
-                    expires_at,
-                }
-                .into()]
+            (S::Queued, C::Offer { offer_id, agent_id, expires_at }) => {
+                vec![AgentOffered { offer_id, agent_id, expires_at }.into()]
             }
-            (
-                S::Offered,
-                C::AcceptOffer {
-                    offer_id,
-                    agent_id,
-                    at,
-                },
-            ) => {
+            (S::Offered, C::AcceptOffer { offer_id, agent_id, at }) => {
                 let offer = Self::check_offer(state, offer_id)?;
                 if offer.agent_id != agent_id {
-                    return Err(DomainError::UnknownOffer {
-                        offer: offer_id.to_string(),
-                    });
+                    return Err(DomainError::UnknownOffer { offer: offer_id.to_string() });
                 }
                 if at >= offer.expires_at {
                     return Err(DomainError::OfferExpired {
@@ -434,61 +320,29 @@ impl Decider for Session {
                     });
                 }
                 let group = state.group.clone().unwrap_or_default();
-                vec![
-                    OfferAccepted { offer_id, agent_id }.into(),
-                    AgentAssigned { agent_id, group }.into(),
-                ]
+                vec![OfferAccepted { offer_id, agent_id }.into(), AgentAssigned { agent_id, group }.into()]
             }
-            (
-                S::Offered,
-                C::DeclineOffer {
-                    offer_id,
-                    agent_id,
-                    reason,
-                },
-            ) => {
+            (S::Offered, C::DeclineOffer { offer_id, agent_id, reason }) => {
                 let offer = Self::check_offer(state, offer_id)?;
                 if offer.agent_id != agent_id {
-                    return Err(DomainError::UnknownOffer {
-                        offer: offer_id.to_string(),
-                    });
+                    return Err(DomainError::UnknownOffer { offer: offer_id.to_string() });
                 }
-                vec![OfferDeclined {
-                    offer_id,
-                    agent_id,
-                    reason,
-                }
-                .into()]
+                vec![OfferDeclined { offer_id, agent_id, reason }.into()]
             }
             (S::Offered, C::ExpireOffer { offer_id, at }) => {
                 let offer = Self::check_offer(state, offer_id)?;
                 if at < offer.expires_at {
-                    return Err(DomainError::Invalid(format!(
-                        "offer {offer_id} has not expired yet"
-                    )));
+                    return Err(DomainError::Invalid(format!("offer {offer_id} has not expired yet")));
                 }
-                vec![OfferExpired {
-                    offer_id,
-                    agent_id: offer.agent_id,
-                }
-                .into()]
+                vec![OfferExpired { offer_id, agent_id: offer.agent_id }.into()]
             }
-            (
-                S::Assigned,
-                C::StartCall {
-                    agent_id,
-                    call_id,
-                    kind,
-                },
-            ) => {
+            (S::Assigned, C::StartCall { agent_id, call_id, kind }) => {
                 Self::check_agent(state, agent_id)?;
                 vec![CallStarted { call_id, kind }.into()]
             }
             (S::InCall, C::EndCall { call_id, reason }) => {
                 if state.call != Some(call_id) {
-                    return Err(DomainError::Invalid(format!(
-                        "call {call_id} is not this session's call"
-                    )));
+                    return Err(DomainError::Invalid(format!("call {call_id} is not this session's call")));
                 }
                 vec![CallEnded { call_id, reason }.into()]
             }
@@ -497,11 +351,7 @@ impl Decider for Session {
             }
             // Leaving before an agent took the session is abandonment, whatever the caller says.
             (S::Queued | S::Offered, C::End { ended_by, .. }) => {
-                vec![SessionEnded {
-                    ended_by,
-                    reason: EndReason::Abandoned,
-                }
-                .into()]
+                vec![SessionEnded { ended_by, reason: EndReason::Abandoned }.into()]
             }
             (S::Assigned, C::End { ended_by, reason }) => {
                 vec![SessionEnded { ended_by, reason }.into()]
@@ -509,36 +359,16 @@ impl Decider for Session {
             (S::InCall, C::End { ended_by, reason }) => {
                 let call_id = state.call.expect("in a call without a call id");
                 vec![
-                    CallEnded {
-                        call_id,
-                        reason: Some("session ended".into()),
-                    }
-                    .into(),
+                    CallEnded { call_id, reason: Some("session ended".into()) }.into(),
                     SessionEnded { ended_by, reason }.into(),
                 ]
             }
             (S::WithBot | S::Queued | S::Offered, C::TimeOut) => {
-                vec![SessionEnded {
-                    ended_by: EndedBy::System,
-                    reason: EndReason::Timeout,
-                }
-                .into()]
+                vec![SessionEnded { ended_by: EndedBy::System, reason: EndReason::Timeout }.into()]
             }
-            (
-                S::WrapUp,
-                C::CompleteWrapUp {
-                    agent_id,
-                    disposition,
-                    notes,
-                },
-            ) => {
+            (S::WrapUp, C::CompleteWrapUp { agent_id, disposition, notes }) => {
                 Self::check_agent(state, agent_id)?;
-                vec![WrapUpCompleted {
-                    agent_id,
-                    disposition,
-                    notes,
-                }
-                .into()]
+                vec![WrapUpCompleted { agent_id, disposition, notes }.into()]
             }
             (S::WrapUp | S::Closed, C::Rate { rating, comment }) if !state.rated => {
                 vec![SatisfactionRated { rating, comment }.into()]
@@ -550,17 +380,12 @@ impl Decider for Session {
 
     fn evolve(mut state: SessionState, event: &Event) -> SessionState {
         use SessionStatus as S;
-        let remember =
-            |state: &mut SessionState, id: MessageId, from: Speaker, content: &MessageContent| {
-                state.recent.push_back(RecentMessage {
-                    id,
-                    from,
-                    text: summary_text(content),
-                });
-                if state.recent.len() > RECENT_MESSAGES {
-                    state.recent.pop_front();
-                }
-            };
+        let remember = |state: &mut SessionState, id: MessageId, from: Speaker, content: &MessageContent| {
+            state.recent.push_back(RecentMessage { id, from, text: summary_text(content) });
+            if state.recent.len() > RECENT_MESSAGES {
+                state.recent.pop_front();
+            }
+        };
         match event {
             Event::SessionStarted(e) => {
                 state.status = S::WithBot;
@@ -568,13 +393,9 @@ impl Decider for Session {
                 state.channel = Some(e.channel);
                 state.business_type = e.business_type.clone();
             }
-            Event::CustomerMessage(e) => {
-                remember(&mut state, e.message_id, Speaker::Customer, &e.content)
-            }
+            Event::CustomerMessage(e) => remember(&mut state, e.message_id, Speaker::Customer, &e.content),
             Event::BotMessage(e) => remember(&mut state, e.message_id, Speaker::Bot, &e.content),
-            Event::AgentMessage(e) => {
-                remember(&mut state, e.message_id, Speaker::Agent, &e.content)
-            }
+            Event::AgentMessage(e) => remember(&mut state, e.message_id, Speaker::Agent, &e.content),
             Event::TransferRequested(_) => {
                 state.agent = None;
                 state.call = None;
@@ -585,11 +406,7 @@ impl Decider for Session {
             }
             Event::AgentOffered(e) => {
                 state.status = S::Offered;
-                state.offer = Some(OpenOffer {
-                    offer_id: e.offer_id,
-                    agent_id: e.agent_id,
-                    expires_at: e.expires_at,
-                });
+                state.offer = Some(OpenOffer { offer_id: e.offer_id, agent_id: e.agent_id, expires_at: e.expires_at });
             }
             Event::OfferDeclined(_) | Event::OfferExpired(_) => {
                 state.status = S::Queued;
@@ -613,11 +430,7 @@ impl Decider for Session {
             Event::SessionEnded(_) => {
                 state.ended = true;
                 state.offer = None;
-                state.status = if state.agent.is_some() {
-                    S::WrapUp
-                } else {
-                    S::Closed
-                };
+                state.status = if state.agent.is_some() { S::WrapUp } else { S::Closed };
             }
             Event::WrapUpCompleted(_) => state.status = S::Closed,
             Event::SatisfactionRated(_) => state.rated = true,
@@ -676,18 +489,9 @@ mod tests {
     fn with_bot(ids: &Ids) -> Vec<Event> {
         vec![
             started(ids),
-            CustomerMessage {
-                message_id: ids.m1,
-                content: text("annual fee?"),
-            }
-            .into(),
-            BotMessage {
-                message_id: ids.m2,
-                content: text("free the first year"),
-                faq_id: None,
-                score: Some(0.8),
-            }
-            .into(),
+            CustomerMessage { message_id: ids.m1, content: text("annual fee?") }.into(),
+            BotMessage { message_id: ids.m2, content: text("free the first year"), faq_id: None, score: Some(0.8) }
+                .into(),
         ]
     }
 
@@ -703,45 +507,22 @@ mod tests {
             }
             .into(),
         );
-        h.push(
-            SessionQueued {
-                group: "cards".into(),
-                priority: 0,
-            }
-            .into(),
-        );
+        h.push(SessionQueued { group: "cards".into(), priority: 0 }.into());
         h
     }
 
     fn offered(ids: &Ids) -> Vec<Event> {
         let mut h = queued(ids);
         h.push(
-            AgentOffered {
-                offer_id: ids.offer,
-                agent_id: ids.agent,
-                expires_at: t0() + Duration::seconds(20),
-            }
-            .into(),
+            AgentOffered { offer_id: ids.offer, agent_id: ids.agent, expires_at: t0() + Duration::seconds(20) }.into(),
         );
         h
     }
 
     fn assigned(ids: &Ids) -> Vec<Event> {
         let mut h = offered(ids);
-        h.push(
-            OfferAccepted {
-                offer_id: ids.offer,
-                agent_id: ids.agent,
-            }
-            .into(),
-        );
-        h.push(
-            AgentAssigned {
-                agent_id: ids.agent,
-                group: "cards".into(),
-            }
-            .into(),
-        );
+        h.push(OfferAccepted { offer_id: ids.offer, agent_id: ids.agent }.into());
+        h.push(AgentAssigned { agent_id: ids.agent, group: "cards".into() }.into());
         h
     }
 
@@ -757,10 +538,7 @@ mod tests {
                 locale: None,
             })
             .then([started(&ids)]);
-        assert_eq!(
-            Session::fold(&[started(&ids)]).status,
-            SessionStatus::WithBot
-        );
+        assert_eq!(Session::fold(&[started(&ids)]).status, SessionStatus::WithBot);
     }
 
     #[test]
@@ -805,11 +583,7 @@ mod tests {
     fn another_agent_cannot_accept_someone_elses_offer() {
         let ids = ids();
         let err = Given::given(offered(&ids))
-            .when(SessionCommand::AcceptOffer {
-                offer_id: ids.offer,
-                agent_id: UserId::new(),
-                at: t0(),
-            })
+            .when(SessionCommand::AcceptOffer { offer_id: ids.offer, agent_id: UserId::new(), at: t0() })
             .refused();
         assert!(matches!(err, DomainError::UnknownOffer { .. }));
     }
@@ -818,35 +592,13 @@ mod tests {
     fn a_declined_or_expired_offer_puts_the_session_back_in_the_queue() {
         let ids = ids();
         Given::given(offered(&ids))
-            .when(SessionCommand::DeclineOffer {
-                offer_id: ids.offer,
-                agent_id: ids.agent,
-                reason: None,
-            })
-            .then([OfferDeclined {
-                offer_id: ids.offer,
-                agent_id: ids.agent,
-                reason: None,
-            }
-            .into()]);
+            .when(SessionCommand::DeclineOffer { offer_id: ids.offer, agent_id: ids.agent, reason: None })
+            .then([OfferDeclined { offer_id: ids.offer, agent_id: ids.agent, reason: None }.into()]);
         Given::given(offered(&ids))
-            .when(SessionCommand::ExpireOffer {
-                offer_id: ids.offer,
-                at: t0() + Duration::seconds(20),
-            })
-            .then([OfferExpired {
-                offer_id: ids.offer,
-                agent_id: ids.agent,
-            }
-            .into()]);
+            .when(SessionCommand::ExpireOffer { offer_id: ids.offer, at: t0() + Duration::seconds(20) })
+            .then([OfferExpired { offer_id: ids.offer, agent_id: ids.agent }.into()]);
         let mut h = offered(&ids);
-        h.push(
-            OfferExpired {
-                offer_id: ids.offer,
-                agent_id: ids.agent,
-            }
-            .into(),
-        );
+        h.push(OfferExpired { offer_id: ids.offer, agent_id: ids.agent }.into());
         assert_eq!(Session::fold(&h).status, SessionStatus::Queued);
     }
 
@@ -854,10 +606,7 @@ mod tests {
     fn an_offer_cannot_be_expired_before_its_time() {
         let ids = ids();
         let err = Given::given(offered(&ids))
-            .when(SessionCommand::ExpireOffer {
-                offer_id: ids.offer,
-                at: t0() + Duration::seconds(19),
-            })
+            .when(SessionCommand::ExpireOffer { offer_id: ids.offer, at: t0() + Duration::seconds(19) })
             .refused();
         assert!(matches!(err, DomainError::Invalid(_)));
     }
@@ -866,28 +615,11 @@ mod tests {
     fn a_customer_who_leaves_the_queue_has_abandoned() {
         let ids = ids();
         Given::given(queued(&ids))
-            .when(SessionCommand::End {
-                ended_by: EndedBy::Customer,
-                reason: EndReason::Resolved,
-            })
-            .then([SessionEnded {
-                ended_by: EndedBy::Customer,
-                reason: EndReason::Abandoned,
-            }
-            .into()]);
+            .when(SessionCommand::End { ended_by: EndedBy::Customer, reason: EndReason::Resolved })
+            .then([SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Abandoned }.into()]);
         let mut h = queued(&ids);
-        h.push(
-            SessionEnded {
-                ended_by: EndedBy::Customer,
-                reason: EndReason::Abandoned,
-            }
-            .into(),
-        );
-        assert_eq!(
-            Session::fold(&h).status,
-            SessionStatus::Closed,
-            "no agent: no wrap-up"
-        );
+        h.push(SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Abandoned }.into());
+        assert_eq!(Session::fold(&h).status, SessionStatus::Closed, "no agent: no wrap-up");
     }
 
     #[test]
@@ -895,27 +627,12 @@ mod tests {
         let ids = ids();
         let m = MessageId::new();
         Given::given(assigned(&ids))
-            .when(SessionCommand::AgentSays {
-                agent_id: ids.agent,
-                message_id: m,
-                content: text("hello"),
-            })
-            .then([AgentMessage {
-                message_id: m,
-                agent_id: ids.agent,
-                content: text("hello"),
-            }
-            .into()]);
+            .when(SessionCommand::AgentSays { agent_id: ids.agent, message_id: m, content: text("hello") })
+            .then([AgentMessage { message_id: m, agent_id: ids.agent, content: text("hello") }.into()]);
         let stranger = UserId::new();
         Given::given(assigned(&ids))
-            .when(SessionCommand::AgentSays {
-                agent_id: stranger,
-                message_id: m,
-                content: text("hi"),
-            })
-            .then_error(DomainError::NotTheAssignedAgent {
-                agent: stranger.to_string(),
-            });
+            .when(SessionCommand::AgentSays { agent_id: stranger, message_id: m, content: text("hi") })
+            .then_error(DomainError::NotTheAssignedAgent { agent: stranger.to_string() });
     }
 
     #[test]
@@ -923,57 +640,19 @@ mod tests {
         let ids = ids();
         let call = CallId::new();
         let mut h = assigned(&ids);
-        h.push(
-            CallStarted {
-                call_id: call,
-                kind: CallKind::Video,
-            }
-            .into(),
-        );
+        h.push(CallStarted { call_id: call, kind: CallKind::Video }.into());
         Given::given(h.clone())
-            .when(SessionCommand::End {
-                ended_by: EndedBy::Agent,
-                reason: EndReason::Resolved,
-            })
+            .when(SessionCommand::End { ended_by: EndedBy::Agent, reason: EndReason::Resolved })
             .then([
-                CallEnded {
-                    call_id: call,
-                    reason: Some("session ended".into()),
-                }
-                .into(),
-                SessionEnded {
-                    ended_by: EndedBy::Agent,
-                    reason: EndReason::Resolved,
-                }
-                .into(),
+                CallEnded { call_id: call, reason: Some("session ended".into()) }.into(),
+                SessionEnded { ended_by: EndedBy::Agent, reason: EndReason::Resolved }.into(),
             ]);
-        h.push(
-            CallEnded {
-                call_id: call,
-                reason: None,
-            }
-            .into(),
-        );
-        h.push(
-            SessionEnded {
-                ended_by: EndedBy::Agent,
-                reason: EndReason::Resolved,
-            }
-            .into(),
-        );
+        h.push(CallEnded { call_id: call, reason: None }.into());
+        h.push(SessionEnded { ended_by: EndedBy::Agent, reason: EndReason::Resolved }.into());
         assert_eq!(Session::fold(&h).status, SessionStatus::WrapUp);
         Given::given(h.clone())
-            .when(SessionCommand::CompleteWrapUp {
-                agent_id: ids.agent,
-                disposition: "resolved".into(),
-                notes: None,
-            })
-            .then([WrapUpCompleted {
-                agent_id: ids.agent,
-                disposition: "resolved".into(),
-                notes: None,
-            }
-            .into()]);
+            .when(SessionCommand::CompleteWrapUp { agent_id: ids.agent, disposition: "resolved".into(), notes: None })
+            .then([WrapUpCompleted { agent_id: ids.agent, disposition: "resolved".into(), notes: None }.into()]);
     }
 
     #[test]
@@ -982,32 +661,16 @@ mod tests {
         let events = Given::given(assigned(&ids))
             .when(SessionCommand::Transfer {
                 agent_id: ids.agent,
-                to: TransferTarget::Group {
-                    group: "loans".into(),
-                },
+                to: TransferTarget::Group { group: "loans".into() },
                 reason: "mortgage question".into(),
                 context_summary: "wants a mortgage".into(),
             })
             .events();
         assert_eq!(events.len(), 2);
-        let Event::TransferRequested(t) = &events[0] else {
-            panic!("{events:?}")
-        };
+        let Event::TransferRequested(t) = &events[0] else { panic!("{events:?}") };
         assert_eq!(t.recent_messages, vec![ids.m1, ids.m2]);
-        assert_eq!(
-            t.from,
-            TransferSource::Agent {
-                agent_id: ids.agent
-            }
-        );
-        assert_eq!(
-            events[1],
-            SessionQueued {
-                group: "loans".into(),
-                priority: 1
-            }
-            .into()
-        );
+        assert_eq!(t.from, TransferSource::Agent { agent_id: ids.agent });
+        assert_eq!(events[1], SessionQueued { group: "loans".into(), priority: 1 }.into());
         let mut h = assigned(&ids);
         h.extend(events);
         let state = Session::fold(&h);
@@ -1019,92 +682,42 @@ mod tests {
         let ids = ids();
         let mut h = assigned(&ids);
         let rating = Rating::try_from(4).unwrap();
-        Given::given(h.clone())
-            .when(SessionCommand::Rate {
-                rating,
-                comment: None,
-            })
-            .refused();
-        h.push(
-            SessionEnded {
-                ended_by: EndedBy::Customer,
-                reason: EndReason::Resolved,
-            }
-            .into(),
-        );
-        Given::given(h.clone())
-            .when(SessionCommand::Rate {
-                rating,
-                comment: None,
-            })
-            .then([SatisfactionRated {
-                rating,
-                comment: None,
-            }
-            .into()]);
-        h.push(
-            SatisfactionRated {
-                rating,
-                comment: None,
-            }
-            .into(),
-        );
-        let err = Given::given(h)
-            .when(SessionCommand::Rate {
-                rating,
-                comment: None,
-            })
-            .refused();
-        assert!(matches!(
-            err,
-            DomainError::NotAllowed {
-                command: "Rate",
-                ..
-            }
-        ));
+        Given::given(h.clone()).when(SessionCommand::Rate { rating, comment: None }).refused();
+        h.push(SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Resolved }.into());
+        Given::given(h.clone()).when(SessionCommand::Rate { rating, comment: None }).then([SatisfactionRated {
+            rating,
+            comment: None,
+        }
+        .into()]);
+        h.push(SatisfactionRated { rating, comment: None }.into());
+        let err = Given::given(h).when(SessionCommand::Rate { rating, comment: None }).refused();
+        assert!(matches!(err, DomainError::NotAllowed { command: "Rate", .. }));
     }
 
     #[test]
     fn timeouts_end_sessions_that_no_one_is_handling() {
         let ids = ids();
         for history in [with_bot(&ids), queued(&ids), offered(&ids)] {
-            Given::given(history)
-                .when(SessionCommand::TimeOut)
-                .then([SessionEnded {
-                    ended_by: EndedBy::System,
-                    reason: EndReason::Timeout,
-                }
-                .into()]);
+            Given::given(history).when(SessionCommand::TimeOut).then([SessionEnded {
+                ended_by: EndedBy::System,
+                reason: EndReason::Timeout,
+            }
+            .into()]);
         }
-        Given::given(assigned(&ids))
-            .when(SessionCommand::TimeOut)
-            .refused();
+        Given::given(assigned(&ids)).when(SessionCommand::TimeOut).refused();
     }
 
     #[test]
     fn nothing_happens_to_a_closed_session() {
         let ids = ids();
         let mut h = with_bot(&ids);
-        h.push(
-            SessionEnded {
-                ended_by: EndedBy::Customer,
-                reason: EndReason::BotResolved,
-            }
-            .into(),
-        );
+        h.push(SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::BotResolved }.into());
         let err = Given::given(h)
-            .when(SessionCommand::CustomerSays {
-                message_id: MessageId::new(),
-                content: text("hello?"),
-            })
+            .when(SessionCommand::CustomerSays { message_id: MessageId::new(), content: text("hello?") })
             .refused();
         assert_eq!(
             err,
-            DomainError::NotAllowed {
-                aggregate: "session",
-                command: "CustomerSays",
-                state: "closed".into()
-            }
+            DomainError::NotAllowed { aggregate: "session", command: "CustomerSays", state: "closed".into() }
         );
     }
 
@@ -1112,12 +725,11 @@ mod tests {
     fn the_session_remembers_only_the_most_recent_messages() {
         let ids = ids();
         let mut h = vec![started(&ids)];
-        h.extend((0..30).map(|i| {
-            Event::from(CustomerMessage {
-                message_id: MessageId::new(),
-                content: text(&format!("m{i}")),
-            })
-        }));
+        h.extend(
+            (0..30).map(|i| {
+                Event::from(CustomerMessage { message_id: MessageId::new(), content: text(&format!("m{i}")) })
+            }),
+        );
         let state = Session::fold(&h);
         assert_eq!(state.recent.len(), RECENT_MESSAGES);
         assert_eq!(state.recent.back().unwrap().text, "m29");

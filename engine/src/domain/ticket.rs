@@ -16,29 +16,15 @@ pub struct TicketState {
 
 #[derive(Debug, Clone)]
 pub enum TicketCommand {
-    Create {
-        ticket_id: TicketId,
-        session_id: SessionId,
-        title: String,
-        description: String,
-        priority: TicketPriority,
-    },
-    ChangeStatus {
-        status: TicketStatus,
-        note: Option<String>,
-    },
+    Create { ticket_id: TicketId, session_id: SessionId, title: String, description: String, priority: TicketPriority },
+    ChangeStatus { status: TicketStatus, note: Option<String> },
 }
 
 /// A ticket draft filled from a session's context, for the agent to edit:
 /// the title from the business type and the customer's last words, the
 /// description from the recent conversation.
 pub fn draft_from_session(session: &SessionState) -> (String, String) {
-    let last_customer = session
-        .recent
-        .iter()
-        .rev()
-        .find(|m| m.from == Speaker::Customer)
-        .map(|m| m.text.as_str());
+    let last_customer = session.recent.iter().rev().find(|m| m.from == Speaker::Customer).map(|m| m.text.as_str());
     let mut title = match last_customer {
         Some(text) => format!("[{}] {}", session.business_type, text),
         None => format!("[{}] follow-up", session.business_type),
@@ -74,32 +60,17 @@ impl Decider for Ticket {
         let refuse = |command: &'static str| DomainError::NotAllowed {
             aggregate: "ticket",
             command,
-            state: state
-                .status
-                .map_or("not created".into(), |s| format!("{s:?}").to_lowercase()),
+            state: state.status.map_or("not created".into(), |s| format!("{s:?}").to_lowercase()),
         };
         match command {
-            TicketCommand::Create {
-                ticket_id,
-                session_id,
-                title,
-                description,
-                priority,
-            } => {
+            TicketCommand::Create { ticket_id, session_id, title, description, priority } => {
                 if state.status.is_some() {
                     return Err(refuse("Create"));
                 }
                 if title.trim().is_empty() {
                     return Err(DomainError::Invalid("a ticket needs a title".into()));
                 }
-                Ok(vec![TicketCreated {
-                    ticket_id,
-                    session_id,
-                    title,
-                    description,
-                    priority,
-                }
-                .into()])
+                Ok(vec![TicketCreated { ticket_id, session_id, title, description, priority }.into()])
             }
             TicketCommand::ChangeStatus { status, note } => {
                 let allowed = matches!(
@@ -112,12 +83,7 @@ impl Decider for Ticket {
                     return Err(refuse("ChangeStatus"));
                 }
                 let ticket_id = state.ticket_id.expect("created tickets have an id");
-                Ok(vec![TicketStatusChanged {
-                    ticket_id,
-                    status,
-                    note,
-                }
-                .into()])
+                Ok(vec![TicketStatusChanged { ticket_id, status, note }.into()])
             }
         }
     }
@@ -154,28 +120,16 @@ mod tests {
     }
 
     fn status(ticket_id: TicketId, status: TicketStatus) -> Event {
-        TicketStatusChanged {
-            ticket_id,
-            status,
-            note: None,
-        }
-        .into()
+        TicketStatusChanged { ticket_id, status, note: None }.into()
     }
 
     #[test]
     fn a_ticket_moves_from_open_to_closed() {
         let id = TicketId::new();
         let mut history = vec![created(id)];
-        for next in [
-            TicketStatus::InProgress,
-            TicketStatus::Resolved,
-            TicketStatus::Closed,
-        ] {
+        for next in [TicketStatus::InProgress, TicketStatus::Resolved, TicketStatus::Closed] {
             TestHarness::<Ticket>::given(history.clone())
-                .when(TicketCommand::ChangeStatus {
-                    status: next,
-                    note: None,
-                })
+                .when(TicketCommand::ChangeStatus { status: next, note: None })
                 .then([status(id, next)]);
             history.push(status(id, next));
         }
@@ -185,10 +139,7 @@ mod tests {
     fn a_closed_ticket_stays_closed_and_a_ticket_is_created_once() {
         let id = TicketId::new();
         let err = TestHarness::<Ticket>::given([created(id), status(id, TicketStatus::Closed)])
-            .when(TicketCommand::ChangeStatus {
-                status: TicketStatus::InProgress,
-                note: None,
-            })
+            .when(TicketCommand::ChangeStatus { status: TicketStatus::InProgress, note: None })
             .refused();
         assert!(matches!(err, DomainError::NotAllowed { .. }));
         TestHarness::<Ticket>::given([created(id)])
@@ -228,25 +179,12 @@ mod tests {
             customer_ref: "v".into(),
             locale: None,
         })]);
-        for (cmd_text, bot) in [
-            ("my card was charged twice", false),
-            ("Sorry to hear that.", true),
-        ] {
-            let content = MessageContent::Text {
-                text: cmd_text.into(),
-            };
+        for (cmd_text, bot) in [("my card was charged twice", false), ("Sorry to hear that.", true)] {
+            let content = MessageContent::Text { text: cmd_text.into() };
             let cmd = if bot {
-                SessionCommand::BotAnswers {
-                    message_id: MessageId::new(),
-                    content,
-                    faq_id: None,
-                    score: None,
-                }
+                SessionCommand::BotAnswers { message_id: MessageId::new(), content, faq_id: None, score: None }
             } else {
-                SessionCommand::CustomerSays {
-                    message_id: MessageId::new(),
-                    content,
-                }
+                SessionCommand::CustomerSays { message_id: MessageId::new(), content }
             };
             for e in Session::decide(&state, cmd).unwrap() {
                 state = Session::evolve(state, &e);
@@ -254,9 +192,6 @@ mod tests {
         }
         let (title, description) = draft_from_session(&state);
         assert_eq!(title, "[cards] my card was charged twice");
-        assert_eq!(
-            description,
-            "customer: my card was charged twice\nbot: Sorry to hear that."
-        );
+        assert_eq!(description, "customer: my card was charged twice\nbot: Sorry to hear that.");
     }
 }
