@@ -53,12 +53,27 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
-    /// Append synthetic session events through the real append path.
+    /// Rebuild read models from position 0 (all, or the one named).
+    Rebuild {
+        /// sessions, session_timeline, audit_trail, queues or tickets.
+        projection: Option<String>,
+    },
+    /// Append synthetic events through the real append path: a scripted day
+    /// of sessions (--sessions), or raw message events (--events).
     Seed {
-        /// How many events in all.
-        #[arg(long, default_value_t = 10_000)]
-        events: u64,
-        /// Over how many session streams.
+        /// Customers in a scripted day, driven through the deciders and routing.
+        #[arg(long, conflicts_with = "events")]
+        sessions: Option<usize>,
+        /// Agents on duty for --sessions.
+        #[arg(long, default_value_t = 10)]
+        agents: usize,
+        /// Makes the --sessions story reproducible.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How many raw events in all.
+        #[arg(long)]
+        events: Option<u64>,
+        /// Over how many session streams (raw events).
         #[arg(long, default_value_t = 100)]
         streams: u64,
         /// Events per append (1 to 1000).
@@ -126,9 +141,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Schema { command: SchemaCommand::Export { dir } } => schema_export(&dir)?,
-        Command::Seed { events, streams, batch, tenant } => {
-            seed(&cli.database_url, events, streams, batch, &tenant).await?;
+        Command::Seed { sessions: Some(sessions), agents, seed, tenant, .. } => {
+            seed_day(&cli.database_url, sessions, agents, seed, &tenant).await?;
         }
+        Command::Seed { sessions: None, events, streams, batch, tenant, .. } => {
+            seed(&cli.database_url, events.unwrap_or(10_000), streams, batch, &tenant).await?;
+        }
+        Command::Rebuild { projection } => rebuild(&cli.database_url, projection.as_deref()).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,6 +169,13 @@ async fn serve(url: &str, listen: SocketAddr, key_file: &Path, checkpoint_every:
             }
         })
     };
+    let projector =
+        witness_projections::Projector::connect(store.clone(), url, witness_projections::models::all()).await?;
+    let projections = tokio::spawn(async move {
+        if let Err(e) = projector.run().await {
+            tracing::error!(error = %e, "projections stopped");
+        }
+    });
     axum::serve(listener, witness_api::app(witness_api::AppState { store }))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -157,6 +183,7 @@ async fn serve(url: &str, listen: SocketAddr, key_file: &Path, checkpoint_every:
         })
         .await?;
     checkpoints.abort();
+    projections.abort();
     Ok(())
 }
 
@@ -282,4 +309,47 @@ fn synthetic_event(session_id: SessionId, version: u64) -> Event {
         }
         .into(),
     }
+}
+
+async fn rebuild(url: &str, name: Option<&str>) -> Result<()> {
+    let store = connect(url).await?;
+    let total = store.count().await?;
+    let mut projector = witness_projections::Projector::connect(store, url, witness_projections::models::all()).await?;
+    if let Some(name) = name {
+        projector = projector.only(name)?;
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(ProgressStyle::with_template("rebuilding {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")?);
+    let started = std::time::Instant::now();
+    projector.reset().await?;
+    let read = projector.catch_up(|n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "rebuilt {} from {read} events in {secs:.2} s ({:.0} events/s)",
+        projector.tables().join(", "),
+        read as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: &str) -> Result<()> {
+    if sessions == 0 || agents == 0 {
+        bail!("--sessions and --agents must be at least 1");
+    }
+    let tenant: TenantId = tenant.parse()?;
+    let store = connect(url).await?;
+    let bar = ProgressBar::new(sessions as u64);
+    bar.set_style(ProgressStyle::with_template("seeding {bar:40} {pos}/{len} sessions ({per_sec}, eta {eta})")?);
+    // The day is yesterday's working day, so timelines read like history.
+    let start =
+        (chrono::Utc::now() - chrono::Duration::days(1)).date_naive().and_hms_opt(1, 0, 0).expect("valid").and_utc();
+    let plan = witness_engine::workload::DayPlan { tenant, sessions, agents, seed, start };
+    let report = witness_engine::workload::run_day(&store, &plan, |n| bar.set_position(n as u64)).await?;
+    bar.finish_and_clear();
+    println!(
+        "seeded {} sessions ({} events): {} resolved by the bot, {} assigned to agents, {} abandoned, {} calls, {} ratings, {} tickets",
+        report.sessions, report.events, report.bot_resolved, report.assigned, report.abandoned, report.calls, report.ratings, report.tickets
+    );
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! between (`Concurrency`), reload and decide again: the decider then sees
 //! the new history and may refuse.
 
+use chrono::{DateTime, Utc};
 use witness_schemas::{Actor, Event, NewEvent, StreamId, TenantId};
 
 use crate::domain::{Decider, DomainError};
@@ -22,13 +23,14 @@ pub enum ExecuteError {
 }
 
 /// Runs `command` against `stream` with decider `D`, appending what it
-/// decides as `actor`. Returns what was appended (no events: an empty
-/// result, nothing written).
+/// decides as `actor`, occurring at `at`. Returns what was appended (no
+/// events: an empty result, nothing written).
 pub async fn execute<D: Decider>(
     store: &EventStore,
     tenant: &TenantId,
     stream: &StreamId,
     actor: &Actor,
+    at: DateTime<Utc>,
     command: D::Command,
 ) -> Result<AppendResult, ExecuteError>
 where
@@ -44,7 +46,7 @@ where
         if decided.is_empty() {
             return Ok(AppendResult { events: vec![], deduplicated: false });
         }
-        let new: Vec<NewEvent> = decided.into_iter().map(|e| NewEvent::new(e, actor.clone())).collect();
+        let new: Vec<NewEvent> = decided.into_iter().map(|e| NewEvent::new(e, actor.clone()).at(at)).collect();
         match store.append(tenant, stream, ExpectedVersion::Exact(version), new).await {
             Err(StoreError::Concurrency { .. }) if attempt < ATTEMPTS => continue,
             other => return Ok(other?),
@@ -85,7 +87,7 @@ mod tests {
             },
             SessionCommand::Offer { offer_id: offer, agent_id: agent, expires_at: now + Duration::seconds(20) },
         ] {
-            execute::<Session>(&store, &tenant, &stream, &Actor::system(), command).await.unwrap();
+            execute::<Session>(&store, &tenant, &stream, &Actor::system(), now, command).await.unwrap();
         }
         let actor = Actor::new(ActorKind::Agent, agent.to_string());
         let accept = execute::<Session>(
@@ -93,6 +95,7 @@ mod tests {
             &tenant,
             &stream,
             &actor,
+            now,
             SessionCommand::AcceptOffer { offer_id: offer, agent_id: agent, at: now + Duration::seconds(1) },
         );
         let decline = execute::<Session>(
@@ -100,6 +103,7 @@ mod tests {
             &tenant,
             &stream,
             &actor,
+            now,
             SessionCommand::DeclineOffer { offer_id: offer, agent_id: agent, reason: None },
         );
         let (accept, decline) = tokio::join!(accept, decline);

@@ -42,6 +42,7 @@ mod rows;
 mod sqlite;
 mod store;
 mod subscription;
+pub mod workload;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner};
 pub use error::StoreError;

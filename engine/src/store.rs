@@ -319,6 +319,12 @@ impl EventStore {
         Subscription::new(self.clone(), after, self.inner.appended.subscribe())
     }
 
+    /// Changes whenever this process appends: a cheap wake-up for pollers
+    /// (appends by other processes are only seen by reading).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.appended.subscribe()
+    }
+
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         match &self.inner.backend {
             Backend::Sqlite(b) => b.checkpoints().await,

@@ -1,7 +1,297 @@
 //! Witness projections: the read models built from the event log.
 //!
-//! Nothing lives here yet. This crate will hold the projection trait and its
-//! checkpointing (checkpoint written in the same transaction as the rows), the
-//! read models (agent queues, session timeline, `sessions`, audit trail, QA
-//! views, tickets), `rebuild`, and the Arrow/DataFusion reports and Parquet
-//! export. See `ARCHITECTURE.md` ("Crates and folders").
+//! A read model is a [`Projection`]: a pure function from an event to
+//! [`RowOp`]s (upsert, insert, update, delete, add) on its tables. The
+//! [`Projector`] reads the log in global order, asks every projection for
+//! its row operations, and applies them **in the same transaction as the
+//! projections' checkpoints**, in the same database as the event store — so
+//! a crash between the two cannot happen, and replaying a batch is harmless.
+//! Because projections hold no state outside their rows, `rebuild` is just:
+//! empty the tables, forget the checkpoint, read from position 0.
+//!
+//! Read models today ([`models::all`]): `sessions`, `session_timeline`,
+//! `audit_trail`, `queues` (`queue_waiting`, `queue_agents`), `tickets`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), witness_projections::ProjectionError> {
+//! let url = "sqlite://data/witness.db";
+//! let store = witness_engine::EventStore::connect(url).await?;
+//! let projector = witness_projections::Projector::connect(store, url, witness_projections::models::all()).await?;
+//! projector.catch_up(|n| println!("{n} events projected")).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod models;
+pub mod rows;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use witness_engine::{EventStore, StoreError};
+use witness_schemas::{Cursor, SchemaError};
+
+pub use models::Projection;
+pub use rows::{Merge, RowOp, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("event at position {position} cannot be decoded: {source}")]
+    Decode { position: u64, source: SchemaError },
+    #[error("unknown projection {0:?}; known: sessions, session_timeline, audit_trail, queues, tickets")]
+    Unknown(String),
+    #[error("projection database: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("projection database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Events read and projected per transaction.
+const BATCH: usize = 1_000;
+
+/// How often the live projector looks for events appended by other processes.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+enum Db {
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Postgres(sqlx::PgPool),
+}
+
+/// Keeps projections up to date with the log. See the crate docs.
+pub struct Projector {
+    store: EventStore,
+    db: Db,
+    projections: Vec<Box<dyn Projection>>,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.projections.iter().map(|p| p.name()).collect();
+        f.debug_struct("Projector").field("projections", &names).finish()
+    }
+}
+
+fn to_sqlite(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Int(Some(i)) => rusqlite::types::Value::Integer(*i),
+        Value::Text(Some(s)) => rusqlite::types::Value::Text(s.clone()),
+        Value::Int(None) | Value::Text(None) => rusqlite::types::Value::Null,
+    }
+}
+
+impl Projector {
+    /// Connects to the projection tables at `url` (the store's own database:
+    /// the store's migrations created them).
+    pub async fn connect(
+        store: EventStore,
+        url: &str,
+        projections: Vec<Box<dyn Projection>>,
+    ) -> Result<Self, ProjectionError> {
+        let db = if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = rest.split('?').next().unwrap_or_default().to_owned();
+            let conn = tokio::task::spawn_blocking(move || {
+                let conn = rusqlite::Connection::open(path)?;
+                conn.busy_timeout(Duration::from_secs(10))?;
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                Ok::<_, rusqlite::Error>(conn)
+            })
+            .await
+            .expect("open task")?;
+            Db::Sqlite(Arc::new(Mutex::new(conn)))
+        } else {
+            Db::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await?)
+        };
+        Ok(Self { store, db, projections })
+    }
+
+    /// Keeps only the named projection (for `rebuild NAME`).
+    pub fn only(mut self, name: &str) -> Result<Self, ProjectionError> {
+        self.projections.retain(|p| p.name() == name);
+        if self.projections.is_empty() {
+            return Err(ProjectionError::Unknown(name.to_owned()));
+        }
+        Ok(self)
+    }
+
+    async fn checkpoints(&self) -> Result<HashMap<String, Cursor>, ProjectionError> {
+        let rows: Vec<(String, i64, i64)> = match &self.db {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut stmt =
+                        conn.prepare_cached("SELECT name, commit_id, position FROM projection_checkpoints")?;
+                    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .expect("checkpoint task")?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_as("SELECT name, commit_id, position FROM projection_checkpoints").fetch_all(pool).await?
+            }
+        };
+        Ok(rows.into_iter().map(|(n, c, p)| (n, Cursor { commit: c as u64, position: p as u64 })).collect())
+    }
+
+    /// Applies `ops` and moves the checkpoints, in one transaction.
+    async fn commit(&self, ops: Vec<RowOp>, checkpoints: Vec<(&'static str, Cursor)>) -> Result<(), ProjectionError> {
+        let all: Vec<RowOp> = ops
+            .into_iter()
+            .chain(checkpoints.into_iter().map(|(name, c)| RowOp::Upsert {
+                table: "projection_checkpoints",
+                key: ("name", Value::from(name)),
+                columns: vec![
+                    ("commit_id", Value::from(c.commit as i64), Merge::Set),
+                    ("position", Value::from(c.position as i64), Merge::Set),
+                ],
+            }))
+            .collect();
+        match &self.db {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    for op in &all {
+                        let (sql, params) = rows::sql(op, |i| format!("?{i}"));
+                        let params: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
+                        tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(params))?;
+                    }
+                    tx.commit()
+                })
+                .await
+                .expect("projection task")?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for op in &all {
+                    let (sql, params) = rows::sql(op, |i| format!("${i}"));
+                    let mut q = sqlx::query(&sql);
+                    for p in params {
+                        q = match p {
+                            Value::Int(v) => q.bind(v),
+                            Value::Text(v) => q.bind(v),
+                        };
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Projects every event not yet projected, up to the current end of the
+    /// log; `progress` gets the number of events read so far. Returns it.
+    pub async fn catch_up(&self, mut progress: impl FnMut(u64)) -> Result<u64, ProjectionError> {
+        let mut at: HashMap<&'static str, Cursor> = {
+            let stored = self.checkpoints().await?;
+            self.projections
+                .iter()
+                .map(|p| (p.name(), stored.get(p.name()).copied().unwrap_or(Cursor::START)))
+                .collect()
+        };
+        let mut cursor = at.values().copied().min().unwrap_or(Cursor::START);
+        let mut read = 0;
+        loop {
+            let batch = self.store.read_all(cursor, BATCH).await?;
+            let Some(last) = batch.last().map(|e| e.cursor()) else { break };
+            let mut ops = Vec::new();
+            for e in &batch {
+                let event = e.decode().map_err(|source| ProjectionError::Decode { position: e.position, source })?;
+                for p in &self.projections {
+                    if e.cursor() > at[p.name()] {
+                        p.apply(e, &event, &mut ops);
+                    }
+                }
+            }
+            let moved: Vec<(&'static str, Cursor)> =
+                self.projections.iter().filter(|p| at[p.name()] < last).map(|p| (p.name(), last)).collect();
+            self.commit(ops, moved.clone()).await?;
+            at.extend(moved);
+            cursor = last;
+            read += batch.len() as u64;
+            progress(read);
+        }
+        Ok(read)
+    }
+
+    /// Catches up, then follows the log until the task is dropped.
+    pub async fn run(&self) -> Result<(), ProjectionError> {
+        let mut changes = self.store.changes();
+        loop {
+            self.catch_up(|_| {}).await?;
+            let _ = tokio::time::timeout(POLL, changes.changed()).await;
+        }
+    }
+
+    /// Empties the projections' tables and forgets their checkpoints (one
+    /// transaction); the next [`Projector::catch_up`] rebuilds from position 0.
+    pub async fn reset(&self) -> Result<(), ProjectionError> {
+        let mut statements: Vec<String> = Vec::new();
+        for p in &self.projections {
+            statements.extend(p.tables().iter().map(|t| format!("DELETE FROM {t}")));
+            statements.push(format!("DELETE FROM projection_checkpoints WHERE name = '{}'", p.name()));
+        }
+        match &self.db {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    for s in &statements {
+                        tx.execute(s, [])?;
+                    }
+                    tx.commit()
+                })
+                .await
+                .expect("reset task")?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for s in &statements {
+                    sqlx::query(s).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row of `table` as text, ordered by its first column: for
+    /// comparing read models (rebuilt against live).
+    pub async fn dump(&self, table: &str) -> Result<Vec<String>, ProjectionError> {
+        match &self.db {
+            Db::Sqlite(conn) => {
+                let (conn, table) = (conn.clone(), table.to_owned());
+                Ok(tokio::task::spawn_blocking(move || {
+                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1"))?;
+                    let n = stmt.column_count();
+                    let rows = stmt.query_map([], |r| {
+                        (0..n)
+                            .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+                            .collect::<Result<Vec<_>, _>>()
+                    })?;
+                    rows.map(|r| r.map(|cols| cols.join(" | "))).collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .expect("dump task")?)
+            }
+            Db::Postgres(pool) => {
+                Ok(sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"))
+                    .fetch_all(pool)
+                    .await?)
+            }
+        }
+    }
+
+    /// The tables of this projector's projections.
+    pub fn tables(&self) -> Vec<&'static str> {
+        self.projections.iter().flat_map(|p| p.tables().iter().copied()).collect()
+    }
+}

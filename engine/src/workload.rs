@@ -1,0 +1,403 @@
+//! A scripted day of customer service, driven through the real deciders,
+//! the router and the store: customers arrive, ask the bot, some leave
+//! content, the rest ask for a human; agents accept, decline or let offers
+//! run out; calls start and end; sessions close, get rated and sometimes
+//! become tickets. Reproducible from a seed (the ids are fresh each run, the
+//! story is the same). Behind `witness seed --sessions`, and the workload of
+//! the projection and rebuild tests.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use witness_schemas::*;
+
+use crate::domain::session::{Session, SessionCommand};
+use crate::domain::ticket::{draft_from_session, Ticket, TicketCommand};
+use crate::domain::{agent::Agent, agent::AgentCommand, Decider};
+use crate::executor::{execute, ExecuteError};
+use crate::routing::{Router, RouterConfig, RoutingAction};
+use crate::EventStore;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct DayPlan {
+    pub tenant: TenantId,
+    pub sessions: usize,
+    pub agents: usize,
+    pub seed: u64,
+    /// When the first customer arrives; the others follow over eight hours.
+    pub start: DateTime<Utc>,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayReport {
+    pub sessions: usize,
+    pub events: u64,
+    pub bot_resolved: usize,
+    pub assigned: usize,
+    pub abandoned: usize,
+    pub calls: usize,
+    pub tickets: usize,
+    pub ratings: usize,
+}
+
+/// splitmix64: small, fast, and the same on every machine.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// True with probability `percent` / 100.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn between(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const BUSINESS: [(&str, &str); 3] = [("credit_card", "cards"), ("loan", "loans"), ("wealth", "wealth")];
+const QUESTIONS: [&str; 4] =
+    ["信用卡年费怎么收？", "How do I raise my card limit?", "房贷利率是多少？", "Can I redeem my fund early?"];
+
+#[derive(Debug, Clone)]
+enum Todo {
+    Session(SessionId, Actor, SessionCommand),
+    Ticket(TicketId, SessionId),
+    /// Wake the router (an offer may have run out).
+    Route,
+}
+
+struct Day<'a> {
+    store: &'a EventStore,
+    plan: &'a DayPlan,
+    rng: Rng,
+    now: DateTime<Utc>,
+    agenda: BTreeMap<(DateTime<Utc>, u64), Todo>,
+    seq: u64,
+    router: Router,
+    agents: Vec<UserId>,
+    report: DayReport,
+    /// When a `Todo::Route` is already scheduled.
+    route_at: Option<DateTime<Utc>>,
+}
+
+impl Day<'_> {
+    fn later(&mut self, secs: i64, todo: Todo) {
+        self.seq += 1;
+        self.agenda.insert((self.now + Duration::seconds(secs), self.seq), todo);
+    }
+
+    async fn session(&mut self, id: SessionId, actor: Actor, command: SessionCommand) -> Result<(), ExecuteError> {
+        let stream = StreamId::session(id);
+        let result = match execute::<Session>(self.store, &self.plan.tenant, &stream, &actor, self.now, command).await {
+            Ok(r) => r,
+            // A person acting on a session that moved on (the customer hung
+            // up while the agent was accepting) is refused, as in real life.
+            Err(ExecuteError::Domain(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.report.events += result.events.len() as u64;
+        for recorded in &result.events {
+            let event = recorded.decode()?;
+            self.router.apply(&stream, &event, self.now);
+            self.react(id, &event);
+        }
+        Ok(())
+    }
+
+    /// What the simulated customer and agents do next.
+    fn react(&mut self, id: SessionId, event: &Event) {
+        let customer = Actor::new(ActorKind::Customer, format!("visitor-{}", &id.to_string()[24..]));
+        match event {
+            Event::SessionQueued(_) if self.rng.chance(10) => {
+                let wait = self.rng.between(60, 180);
+                self.later(
+                    wait,
+                    Todo::Session(
+                        id,
+                        customer,
+                        SessionCommand::End { ended_by: EndedBy::Customer, reason: EndReason::Abandoned },
+                    ),
+                );
+            }
+            Event::AgentOffered(o) => {
+                let agent = Actor::new(ActorKind::Agent, o.agent_id.to_string());
+                let roll = self.rng.next() % 100;
+                let delay = self.rng.between(2, 6);
+                if roll < 10 {
+                    let decline = SessionCommand::DeclineOffer {
+                        offer_id: o.offer_id,
+                        agent_id: o.agent_id,
+                        reason: Some("busy".into()),
+                    };
+                    self.later(delay, Todo::Session(id, agent, decline));
+                } else if roll >= 15 {
+                    let at = self.now + Duration::seconds(delay);
+                    let accept = SessionCommand::AcceptOffer { offer_id: o.offer_id, agent_id: o.agent_id, at };
+                    self.later(delay, Todo::Session(id, agent, accept));
+                } // else: the agent lets it run out
+            }
+            Event::AgentAssigned(a) => {
+                self.report.assigned += 1;
+                let agent = Actor::new(ActorKind::Agent, a.agent_id.to_string());
+                let hello = MessageContent::Text { text: "您好，请问有什么可以帮您？".into() };
+                self.later(
+                    5,
+                    Todo::Session(
+                        id,
+                        agent.clone(),
+                        SessionCommand::AgentSays {
+                            agent_id: a.agent_id,
+                            message_id: MessageId::new(),
+                            content: hello,
+                        },
+                    ),
+                );
+                let reply = MessageContent::Text { text: "I was charged twice this month.".into() };
+                self.later(
+                    20,
+                    Todo::Session(
+                        id,
+                        customer.clone(),
+                        SessionCommand::CustomerSays { message_id: MessageId::new(), content: reply },
+                    ),
+                );
+                if self.rng.chance(30) {
+                    let kind = if self.rng.chance(50) { CallKind::Video } else { CallKind::Audio };
+                    let call_id = CallId::new();
+                    self.later(
+                        30,
+                        Todo::Session(
+                            id,
+                            agent.clone(),
+                            SessionCommand::StartCall { agent_id: a.agent_id, call_id, kind },
+                        ),
+                    );
+                    let talk = self.rng.between(60, 300);
+                    self.later(
+                        30 + talk,
+                        Todo::Session(id, agent.clone(), SessionCommand::EndCall { call_id, reason: None }),
+                    );
+                }
+                if self.rng.chance(5) {
+                    let to = TransferTarget::Group { group: self.rng.pick(&BUSINESS).1.to_owned() };
+                    let transfer = SessionCommand::Transfer {
+                        agent_id: a.agent_id,
+                        to,
+                        reason: "needs a specialist".into(),
+                        context_summary: "double charge".into(),
+                    };
+                    self.later(40, Todo::Session(id, agent.clone(), transfer));
+                    return;
+                }
+                let end = self.rng.between(120, 600) + 400;
+                let ended_by = if self.rng.chance(50) { EndedBy::Agent } else { EndedBy::Customer };
+                let who = if ended_by == EndedBy::Agent { agent.clone() } else { customer };
+                self.later(end, Todo::Session(id, who, SessionCommand::End { ended_by, reason: EndReason::Resolved }));
+                let wrap = end + self.rng.between(30, 90);
+                self.later(
+                    wrap,
+                    Todo::Session(
+                        id,
+                        agent,
+                        SessionCommand::CompleteWrapUp {
+                            agent_id: a.agent_id,
+                            disposition: "resolved".into(),
+                            notes: None,
+                        },
+                    ),
+                );
+                if self.rng.chance(15) {
+                    let ticket = TicketId::new();
+                    self.later(wrap + 1, Todo::Ticket(ticket, id));
+                }
+            }
+            Event::SessionEnded(e) => {
+                match e.reason {
+                    EndReason::Abandoned => self.report.abandoned += 1,
+                    EndReason::BotResolved => self.report.bot_resolved += 1,
+                    _ => {}
+                }
+                if e.reason != EndReason::Abandoned && self.rng.chance(65) {
+                    let rating = Rating::try_from(self.rng.between(1, 5) as u8).expect("1 to 5");
+                    self.later(100, Todo::Session(id, customer, SessionCommand::Rate { rating, comment: None }));
+                }
+            }
+            Event::CallStarted(_) => self.report.calls += 1,
+            Event::SatisfactionRated(_) => self.report.ratings += 1,
+            _ => {}
+        }
+    }
+
+    /// Opens a ticket from the session's context, then works it.
+    async fn ticket(&mut self, ticket_id: TicketId, session_id: SessionId) -> Result<(), ExecuteError> {
+        let history: Vec<Event> = self
+            .store
+            .read_stream(&StreamId::session(session_id), 1)
+            .await?
+            .iter()
+            .map(|e| e.decode())
+            .collect::<Result<_, _>>()?;
+        let (title, description) = draft_from_session(&Session::fold(&history));
+        let stream = StreamId::ticket(ticket_id);
+        let agent = Actor::system();
+        let create =
+            TicketCommand::Create { ticket_id, session_id, title, description, priority: TicketPriority::Normal };
+        let r = execute::<Ticket>(self.store, &self.plan.tenant, &stream, &agent, self.now, create).await?;
+        let r2 = execute::<Ticket>(
+            self.store,
+            &self.plan.tenant,
+            &stream,
+            &agent,
+            self.now + Duration::seconds(60),
+            TicketCommand::ChangeStatus {
+                status: TicketStatus::InProgress,
+                note: Some("called the customer back".into()),
+            },
+        )
+        .await?;
+        self.report.tickets += 1;
+        self.report.events += (r.events.len() + r2.events.len()) as u64;
+        Ok(())
+    }
+
+    async fn route(&mut self) -> Result<(), ExecuteError> {
+        for action in self.router.decide(self.now) {
+            let (session, command) = match action {
+                RoutingAction::Offer { session, offer_id, agent_id, expires_at } => {
+                    (session, SessionCommand::Offer { offer_id, agent_id, expires_at })
+                }
+                RoutingAction::Expire { session, offer_id } => {
+                    (session, SessionCommand::ExpireOffer { offer_id, at: self.now })
+                }
+                RoutingAction::Withdraw { session, offer_id, agent_id } => (
+                    session,
+                    SessionCommand::DeclineOffer { offer_id, agent_id, reason: Some("agent went offline".into()) },
+                ),
+            };
+            self.session(session, Actor::system(), command).await?;
+        }
+        // Wake up for the earliest offer deadline, unless already due to.
+        if let Some(deadline) = self.router.next_deadline() {
+            if self.route_at.is_none_or(|t| deadline < t) {
+                self.route_at = Some(deadline);
+                let secs = (deadline - self.now).num_seconds().max(0);
+                self.later(secs, Todo::Route);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the day. `progress` gets the number of customers who have arrived.
+pub async fn run_day(
+    store: &EventStore,
+    plan: &DayPlan,
+    mut progress: impl FnMut(usize),
+) -> Result<DayReport, ExecuteError> {
+    let mut day = Day {
+        store,
+        plan,
+        rng: Rng(plan.seed),
+        now: plan.start,
+        agenda: BTreeMap::new(),
+        seq: 0,
+        router: Router::new(RouterConfig::default()),
+        agents: (0..plan.agents).map(|_| UserId::new()).collect(),
+        report: DayReport { sessions: plan.sessions, ..Default::default() },
+        route_at: None,
+    };
+    for i in 0..plan.agents {
+        let agent_id = day.agents[i];
+        let skill_groups = vec![BUSINESS[i % 3].1.to_owned(), BUSINESS[(i + 1) % 3].1.to_owned()];
+        let capacity = 1 + (i % 3) as u32;
+        let command = AgentCommand::SetPresence { agent_id, presence: Presence::Online, capacity, skill_groups };
+        let actor = Actor::new(ActorKind::Agent, agent_id.to_string());
+        let stream = StreamId::agent(agent_id);
+        let r = execute::<Agent>(store, &plan.tenant, &stream, &actor, day.now, command).await?;
+        for e in &r.events {
+            day.router.apply(&stream, &e.decode()?, day.now);
+        }
+        day.report.events += r.events.len() as u64;
+    }
+    let gap = (8 * 3600 / plan.sessions.max(1) as i64).max(1);
+    for i in 0..plan.sessions {
+        let session_id = SessionId::new();
+        let (business, group) = *day.rng.pick(&BUSINESS);
+        let customer = Actor::new(ActorKind::Customer, format!("visitor-{}", &session_id.to_string()[24..]));
+        let start = SessionCommand::Start {
+            session_id,
+            channel: *day.rng.pick(&Channel::ALL),
+            business_type: business.into(),
+            customer_ref: customer.id.clone().unwrap_or_default(),
+            locale: None,
+        };
+        let question = MessageContent::Text { text: (*day.rng.pick(&QUESTIONS)).to_owned() };
+        let ask = SessionCommand::CustomerSays { message_id: MessageId::new(), content: question };
+        let answer = SessionCommand::BotAnswers {
+            message_id: MessageId::new(),
+            content: MessageContent::Text { text: "Here is what I found in our FAQ.".into() },
+            faq_id: Some(format!("faq-{business}")),
+            score: Some(day.rng.between(30, 95) as f64 / 100.0),
+        };
+        let next = if day.rng.chance(35) {
+            SessionCommand::End { ended_by: EndedBy::Customer, reason: EndReason::BotResolved }
+        } else {
+            SessionCommand::RequestHuman {
+                group: group.into(),
+                reason: "customer asked for a human".into(),
+                context_summary: format!("{business} question the FAQ did not settle"),
+                priority: 0,
+            }
+        };
+        let offset = i as i64 * gap;
+        day.agenda.insert(
+            (plan.start + Duration::seconds(offset), 4 * i as u64),
+            Todo::Session(session_id, customer.clone(), start),
+        );
+        day.agenda.insert(
+            (plan.start + Duration::seconds(offset + 2), 4 * i as u64 + 1),
+            Todo::Session(session_id, customer.clone(), ask),
+        );
+        day.agenda.insert(
+            (plan.start + Duration::seconds(offset + 3), 4 * i as u64 + 2),
+            Todo::Session(session_id, Actor::bot(), answer),
+        );
+        day.agenda.insert(
+            (plan.start + Duration::seconds(offset + 30), 4 * i as u64 + 3),
+            Todo::Session(session_id, customer, next),
+        );
+    }
+    day.seq = 4 * plan.sessions as u64;
+    let mut arrived = 0;
+    while let Some(((at, _), todo)) = day.agenda.pop_first() {
+        day.now = at;
+        match todo {
+            Todo::Session(id, actor, command) => {
+                if matches!(command, SessionCommand::Start { .. }) {
+                    arrived += 1;
+                    progress(arrived);
+                }
+                day.session(id, actor, command).await?;
+            }
+            Todo::Ticket(ticket_id, session_id) => day.ticket(ticket_id, session_id).await?,
+            Todo::Route => day.route_at = None,
+        }
+        day.route().await?;
+    }
+    Ok(day.report)
+}
