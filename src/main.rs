@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Replay sessions: list them, or show one's timeline and state as of a time.
+    Replay {
+        #[command(subcommand)]
+        command: ReplayCommand,
+    },
     /// Rebuild read models from position 0 (all, or the one named).
     Rebuild {
         /// sessions, session_timeline, audit_trail, queues or tickets.
@@ -81,6 +86,25 @@ enum Command {
         batch: usize,
         #[arg(long, default_value = "demo")]
         tenant: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReplayCommand {
+    /// The most recent sessions (from the `sessions` read model, brought up to date first).
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session's timeline and state, as of --at (RFC 3339, e.g. 2026-11-24T10:42:00Z) or now.
+    Session {
+        id: SessionId,
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -146,6 +170,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Seed { sessions: None, events, streams, batch, tenant, .. } => {
             seed(&cli.database_url, events.unwrap_or(10_000), streams, batch, &tenant).await?;
+        }
+        Command::Replay { command: ReplayCommand::List { limit, json } } => {
+            replay_list(&cli.database_url, limit, json).await?
+        }
+        Command::Replay { command: ReplayCommand::Session { id, at, json } } => {
+            let store = connect(&cli.database_url).await?;
+            let replay = witness_replay::replay::replay_session(&store, id, at).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&replay)?);
+            } else {
+                print!("{replay}");
+            }
         }
         Command::Rebuild { projection } => rebuild(&cli.database_url, projection.as_deref()).await?,
     }
@@ -351,5 +387,34 @@ async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: 
         "seeded {} sessions ({} events): {} resolved by the bot, {} assigned to agents, {} abandoned, {} calls, {} ratings, {} tickets",
         report.sessions, report.events, report.bot_resolved, report.assigned, report.abandoned, report.calls, report.ratings, report.tickets
     );
+    Ok(())
+}
+
+async fn replay_list(url: &str, limit: usize, json: bool) -> Result<()> {
+    let store = connect(url).await?;
+    let projector = witness_projections::Projector::connect(store, url, witness_projections::models::all()).await?;
+    projector.catch_up(|_| {}).await?;
+    let sessions = projector.sessions(limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&sessions)?);
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<10}  {:<12}  {:<12}  {:<20}  {:<12}  rating",
+        "session", "tenant", "channel", "business", "started", "outcome"
+    );
+    for s in &sessions {
+        let dash = || "-".to_owned();
+        println!(
+            "{:<36}  {:<10}  {:<12}  {:<12}  {:<20}  {:<12}  {}",
+            s.session_id,
+            s.tenant_id,
+            s.channel.clone().unwrap_or_else(dash),
+            s.business_type.clone().unwrap_or_else(dash),
+            s.started_at.as_deref().map(|t| t.get(..19).unwrap_or(t).replace('T', " ")).unwrap_or_else(dash),
+            s.outcome.clone().unwrap_or_else(|| "open".into()),
+            s.satisfaction.map(|r| r.to_string()).unwrap_or_else(dash),
+        );
+    }
     Ok(())
 }

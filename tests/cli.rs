@@ -97,3 +97,38 @@ fn serve_answers_healthz_and_creates_its_signing_key() {
     assert!(response.contains(r#""backend":"sqlite""#), "{response}");
     assert!(dir.path().join("data/witness-signing.key").exists());
 }
+
+#[test]
+fn seed_a_day_then_list_and_replay_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = witness(dir.path(), &["seed", "--sessions", "25", "--agents", "4", "--seed", "9"]);
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    assert!(stdout(&seeded).starts_with("seeded 25 sessions"), "{}", stdout(&seeded));
+
+    let listed = witness(dir.path(), &["replay", "list", "--json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let sessions: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(sessions.len(), 25);
+    let id = sessions[0]["session_id"].as_str().unwrap();
+
+    let replayed = witness(dir.path(), &["replay", "session", id, "--json"]);
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    let replay: serde_json::Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    let timeline = replay["timeline"].as_array().unwrap();
+    assert_eq!(timeline[0]["event_type"], "SessionStarted");
+    let started = timeline[0]["occurred_at"].as_str().unwrap();
+
+    let at_start = witness(dir.path(), &["replay", "session", id, "--at", started, "--json"]);
+    let early: serde_json::Value = serde_json::from_slice(&at_start.stdout).unwrap();
+    assert_eq!(early["state"]["status"], "with the bot");
+    assert_eq!(
+        early["later_events"].as_u64().unwrap() as usize,
+        timeline.len() - early["timeline"].as_array().unwrap().len()
+    );
+
+    let unknown = witness(dir.path(), &["replay", "session", "01a21369-b188-7776-94e2-000000000000"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no session"), "{}", stderr(&unknown));
+    let bad = witness(dir.path(), &["replay", "session", "not-an-id"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -48,6 +48,32 @@ pub enum ProjectionError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// A row of the `sessions` read model.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub tenant_id: String,
+    pub channel: Option<String>,
+    pub business_type: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub outcome: Option<String>,
+    pub agent_id: Option<String>,
+    pub satisfaction: Option<i64>,
+}
+
+type SessionTuple = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
 /// Events read and projected per transaction.
 const BATCH: usize = 1_000;
 
@@ -286,6 +312,61 @@ impl Projector {
                 Ok(sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"))
                     .fetch_all(pool)
                     .await?)
+            }
+        }
+    }
+
+    /// The most recent sessions of the `sessions` read model, newest first.
+    pub async fn sessions(&self, limit: usize) -> Result<Vec<SessionRow>, ProjectionError> {
+        const COLUMNS: &str =
+            "session_id, tenant_id, channel, business_type, started_at, ended_at, outcome, agent_id, satisfaction";
+        match &self.db {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                Ok(tokio::task::spawn_blocking(move || {
+                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT ?1"
+                    ))?;
+                    let rows = stmt.query_map([limit as i64], |r| {
+                        Ok(SessionRow {
+                            session_id: r.get(0)?,
+                            tenant_id: r.get(1)?,
+                            channel: r.get(2)?,
+                            business_type: r.get(3)?,
+                            started_at: r.get(4)?,
+                            ended_at: r.get(5)?,
+                            outcome: r.get(6)?,
+                            agent_id: r.get(7)?,
+                            satisfaction: r.get(8)?,
+                        })
+                    })?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .expect("sessions task")?)
+            }
+            Db::Postgres(pool) => {
+                let rows: Vec<SessionTuple> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT $1"
+                ))
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| SessionRow {
+                        session_id: r.0,
+                        tenant_id: r.1,
+                        channel: r.2,
+                        business_type: r.3,
+                        started_at: r.4,
+                        ended_at: r.5,
+                        outcome: r.6,
+                        agent_id: r.7,
+                        satisfaction: r.8,
+                    })
+                    .collect())
             }
         }
     }

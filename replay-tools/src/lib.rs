@@ -1,10 +1,12 @@
 //! Witness replay tools: look back at the log and prove it is intact.
 //!
-//! Today: [`verify::verify_store`], behind `witness verify`, which walks the
-//! whole log re-computing every per-stream hash chain link, then re-computes
-//! the Merkle root of every signed checkpoint and checks its signature.
-//! Replaying a session as of a time, rebuilding projections and exporting
-//! audit trails join it in later work.
+//! * [`replay::replay_session`] rebuilds a session's timeline and state as
+//!   of any moment (`witness replay session ID --at TIME`).
+//! * [`verify::verify_store`], behind `witness verify`, walks the whole log
+//!   re-computing every per-stream hash chain link, then re-computes the
+//!   Merkle root of every signed checkpoint and checks its signature.
+//!
+//! Exporting audit trails joins them in later work.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), witness_engine::StoreError> {
@@ -17,4 +19,5 @@
 //! # Ok(()) }
 //! ```
 
+pub mod replay;
 pub mod verify;
