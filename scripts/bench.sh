@@ -12,3 +12,4 @@ start_postgres
 export WITNESS_BENCH_PG_URL="$PG_URL"
 cargo bench --bench event_store
 cargo bench --bench routing
+cargo bench --bench rebuild

@@ -1,0 +1,79 @@
+//! Projection rebuild throughput: a scripted day of about a million events
+//! (SQLite), then `reset` + `catch_up` of every read model, timed.
+//! Baseline in the same run: reading and decoding the same log without
+//! projecting it (`read_all` + decode), i.e. the cost a rebuild cannot avoid.
+//!
+//!   cargo bench --bench rebuild                        # ~93,000 sessions ≈ 1,000,000 events
+//!   REBUILD_SESSIONS=10000 cargo bench --bench rebuild # smaller
+
+use std::time::Instant;
+
+use chrono::DateTime;
+use witness_engine::workload::{run_day, DayPlan};
+use witness_engine::EventStore;
+use witness_projections::{models, Projector};
+use witness_schemas::Cursor;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("rebuild bench: run with `cargo bench --bench rebuild`");
+        return;
+    }
+    let sessions: usize = std::env::var("REBUILD_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(93_000);
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/rebuild.db", dir.path().display());
+        let store = EventStore::connect(&url).await.unwrap();
+        let plan = DayPlan {
+            tenant: "bench".parse().unwrap(),
+            sessions,
+            agents: (sessions / 40).max(10),
+            seed: 42,
+            start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+        };
+        let t = Instant::now();
+        let report = run_day(&store, &plan, |_| {}).await.unwrap();
+        let seed_secs = t.elapsed().as_secs_f64();
+        println!(
+            "seeded {} sessions, {} events in {seed_secs:.1} s ({:.0} events/s through deciders, routing and the store)",
+            report.sessions,
+            report.events,
+            report.events as f64 / seed_secs
+        );
+        let projector = Projector::connect(store.clone(), &url, models::all()).await.unwrap();
+        let (mut rebuild, mut baseline) = (vec![], vec![]);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let mut cursor = Cursor::START;
+            let mut n = 0u64;
+            loop {
+                let page = store.read_all(cursor, 1000).await.unwrap();
+                let Some(last) = page.last() else { break };
+                cursor = last.cursor();
+                for e in &page {
+                    std::hint::black_box(e.decode().unwrap());
+                }
+                n += page.len() as u64;
+            }
+            baseline.push(n as f64 / t.elapsed().as_secs_f64());
+
+            let t = Instant::now();
+            projector.reset().await.unwrap();
+            let read = projector.catch_up(|_| {}).await.unwrap();
+            assert_eq!(read, report.events);
+            rebuild.push(read as f64 / t.elapsed().as_secs_f64());
+        }
+        println!("| measure (median of {runs}) | events/s |");
+        println!("|---|---|");
+        println!("| rebuild all read models (reset + catch_up) | {:.0} |", median(rebuild.clone()));
+        println!("| baseline: read_all + decode only | {:.0} |", median(baseline.clone()));
+        println!("| ratio | {:.2} |", median(rebuild) / median(baseline));
+    });
+}
