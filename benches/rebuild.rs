@@ -47,7 +47,7 @@ fn main() {
             report.events,
             report.events as f64 / seed_secs
         );
-        let projector = Projector::connect(store.clone(), &url, models::all()).await.unwrap();
+        let projector = Projector::connect(&url, models::all()).await.unwrap();
         let (mut rebuild, mut baseline) = (vec![], vec![]);
         for _ in 0..runs {
             let t = Instant::now();
@@ -66,7 +66,7 @@ fn main() {
 
             let t = Instant::now();
             projector.reset().await.unwrap();
-            let read = projector.catch_up(|_| {}).await.unwrap();
+            let read = projector.catch_up(&store, |_| {}).await.unwrap();
             assert_eq!(read, report.events);
             rebuild.push(read as f64 / t.elapsed().as_secs_f64());
         }

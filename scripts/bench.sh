@@ -8,8 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_build_tools
+need_kafka_broker
 start_postgres
 export WITNESS_BENCH_PG_URL="$PG_URL"
 cargo bench --bench event_store
 cargo bench --bench routing
 cargo bench --bench rebuild
+cargo bench --bench relay

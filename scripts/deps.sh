@@ -20,10 +20,23 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# Build tools for the crates that compile C (bundled SQLite, ring).
+# Build tools for the crates that compile C (bundled SQLite, librdkafka).
 need_build_tools() {
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
-    apt_install gcc libc6-dev pkg-config
+    apt_install gcc g++ make libc6-dev pkg-config
+}
+
+# A Kafka-protocol broker for the tests (tansu, from crates.io; about 8
+# minutes to build the first time, then cached in ~/.cargo/bin) and a plain
+# Kafka client (kcat). Sets WITNESS_TEST_TANSU.
+need_kafka_broker() {
+    apt_install kcat
+    local tansu="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+    if [ ! -x "$tansu" ]; then
+        echo "==> installing tansu (Kafka-protocol broker; takes a while the first time)"
+        cargo install tansu --locked --features dynostore,libsql
+    fi
+    export WITNESS_TEST_TANSU="$tansu"
 }
 
 need_postgres() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what is
-# missing, starts a throwaway PostgreSQL on a port of its own, runs every
-# test of the workspace against it (and SQLite), then stops it.
+# missing (PostgreSQL, the tansu Kafka broker, kcat), starts a throwaway
+# PostgreSQL on a port of its own, runs every test of the workspace against
+# it (and SQLite), then stops it. The Kafka test starts its own broker.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -p witness-api  # extra arguments go to `cargo test`
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 
 need_build_tools
+need_kafka_broker
 
 start_postgres
 export WITNESS_TEST_PG_URL="$PG_URL"

@@ -34,6 +34,12 @@ enum Command {
         /// Seconds between signed checkpoints.
         #[arg(long, default_value_t = 60)]
         checkpoint_every: u64,
+        /// Kafka bootstrap servers (host:port,…): relay the log to Kafka and
+        /// feed the read models from it. Without it, everything stays in process.
+        #[arg(long, env = "WITNESS_KAFKA")]
+        kafka: Option<String>,
+        #[arg(long, default_value = witness_engine::kafka::DEFAULT_TOPIC)]
+        kafka_topic: String,
     },
     /// Check every event's hash chain link and every signed checkpoint.
     /// Exits 1 and names the first bad position if anything was altered.
@@ -151,8 +157,8 @@ fn redact(url: &str) -> String {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, key_file, checkpoint_every } => {
-            serve(&cli.database_url, listen, &key_file, checkpoint_every).await?;
+        Command::Serve { listen, key_file, checkpoint_every, kafka, kafka_topic } => {
+            serve(&cli.database_url, listen, &key_file, checkpoint_every, kafka, kafka_topic).await?;
         }
         Command::Verify { public_key } => return verify(&cli.database_url, public_key).await,
         Command::Checkpoint { key_file } => {
@@ -188,7 +194,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(url: &str, listen: SocketAddr, key_file: &Path, checkpoint_every: u64) -> Result<()> {
+async fn serve(
+    url: &str,
+    listen: SocketAddr,
+    key_file: &Path,
+    checkpoint_every: u64,
+    kafka: Option<String>,
+    kafka_topic: String,
+) -> Result<()> {
     let store = connect(url).await?;
     let signer = CheckpointSigner::load_or_create(key_file)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -205,21 +218,41 @@ async fn serve(url: &str, listen: SocketAddr, key_file: &Path, checkpoint_every:
             }
         })
     };
-    let projector =
-        witness_projections::Projector::connect(store.clone(), url, witness_projections::models::all()).await?;
-    let projections = tokio::spawn(async move {
-        if let Err(e) = projector.run().await {
-            tracing::error!(error = %e, "projections stopped");
+    let projector = witness_projections::Projector::connect(url, witness_projections::models::all()).await?;
+    let mut tasks = vec![checkpoints];
+    match kafka {
+        None => {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = projector.run(&store).await {
+                    tracing::error!(error = %e, "projections stopped");
+                }
+            }));
         }
-    });
+        Some(brokers) => {
+            // Distributed mode: this node relays the log to Kafka, and its
+            // read models are fed from the topic as a consumer group.
+            witness_engine::kafka::create_topic(&brokers, &kafka_topic).await?;
+            let relay = witness_engine::kafka::OutboxRelay::new(store.clone(), &brokers, &kafka_topic)?;
+            tasks.push(tokio::spawn(async move { relay.run().await }));
+            let feed = witness_engine::kafka::KafkaFeed::new(&brokers, &kafka_topic, "witness-projections")?;
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = projector.run_kafka(&feed, |_| {}).await {
+                    tracing::error!(error = %e, "projections stopped");
+                }
+            }));
+            tracing::info!(topic = %kafka_topic, "relaying to Kafka; projections read from the topic");
+        }
+    }
     axum::serve(listener, witness_api::app(witness_api::AppState { store }))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
         })
         .await?;
-    checkpoints.abort();
-    projections.abort();
+    for task in tasks {
+        task.abort();
+    }
     Ok(())
 }
 
@@ -350,7 +383,7 @@ fn synthetic_event(session_id: SessionId, version: u64) -> Event {
 async fn rebuild(url: &str, name: Option<&str>) -> Result<()> {
     let store = connect(url).await?;
     let total = store.count().await?;
-    let mut projector = witness_projections::Projector::connect(store, url, witness_projections::models::all()).await?;
+    let mut projector = witness_projections::Projector::connect(url, witness_projections::models::all()).await?;
     if let Some(name) = name {
         projector = projector.only(name)?;
     }
@@ -358,7 +391,7 @@ async fn rebuild(url: &str, name: Option<&str>) -> Result<()> {
     bar.set_style(ProgressStyle::with_template("rebuilding {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")?);
     let started = std::time::Instant::now();
     projector.reset().await?;
-    let read = projector.catch_up(|n| bar.set_position(n)).await?;
+    let read = projector.catch_up(&store, |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -392,8 +425,8 @@ async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: 
 
 async fn replay_list(url: &str, limit: usize, json: bool) -> Result<()> {
     let store = connect(url).await?;
-    let projector = witness_projections::Projector::connect(store, url, witness_projections::models::all()).await?;
-    projector.catch_up(|_| {}).await?;
+    let projector = witness_projections::Projector::connect(url, witness_projections::models::all()).await?;
+    projector.catch_up(&store, |_| {}).await?;
     let sessions = projector.sessions(limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&sessions)?);

@@ -10,7 +10,7 @@ use witness_engine::workload::{run_day, DayPlan};
 use witness_projections::{models, Projector};
 
 async fn live_then_rebuilt(t: TestStore) {
-    let projector = Projector::connect(t.store.clone(), &t.url, models::all()).await.unwrap();
+    let projector = Projector::connect(&t.url, models::all()).await.unwrap();
     let plan = DayPlan {
         tenant: tenant(),
         sessions: 60,
@@ -23,12 +23,12 @@ async fn live_then_rebuilt(t: TestStore) {
     let live = async move { run_day(&store, &plan, |_| {}).await.unwrap() };
     let report = tokio::select! {
         report = live => report,
-        _ = async { loop { projector.catch_up(|_| {}).await.unwrap(); tokio::task::yield_now().await; } } => unreachable!(),
+        _ = async { loop { projector.catch_up(&t.store, |_| {}).await.unwrap(); tokio::task::yield_now().await; } } => unreachable!(),
     };
     // On PostgreSQL the last events may not be visible yet (xmin horizon).
     let mut projected = 0;
     for _ in 0..300 {
-        projector.catch_up(|_| {}).await.unwrap();
+        projector.catch_up(&t.store, |_| {}).await.unwrap();
         projected = projector.dump("audit_trail").await.unwrap().len() as u64;
         if projected == t.store.count().await.unwrap() {
             break;
@@ -51,7 +51,7 @@ async fn live_then_rebuilt(t: TestStore) {
     }
     projector.reset().await.unwrap();
     assert!(projector.dump("sessions").await.unwrap().is_empty());
-    let read = projector.catch_up(|_| {}).await.unwrap();
+    let read = projector.catch_up(&t.store, |_| {}).await.unwrap();
     assert_eq!(read, report.events);
     for (table, rows) in before {
         assert_eq!(projector.dump(table).await.unwrap(), rows, "{table} differs after rebuild");

@@ -36,6 +36,7 @@ pub mod checkpoint;
 pub mod domain;
 mod error;
 pub mod executor;
+pub mod kafka;
 mod postgres;
 pub mod routing;
 mod rows;

@@ -225,6 +225,28 @@ impl PgBackend {
         Ok(())
     }
 
+    pub async fn subscription_checkpoint(&self, name: &str) -> Result<Cursor, StoreError> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT commit_id, position FROM subscription_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map_or(Cursor::START, |(c, p)| Cursor { commit: c as u64, position: p as u64 }))
+    }
+
+    pub async fn save_subscription_checkpoint(&self, name: &str, at: Cursor) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subscription_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, position = excluded.position",
+        )
+        .bind(name)
+        .bind(at.commit as i64)
+        .bind(at.position as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
         Ok(sqlx::raw_sql(sql).execute(&self.pool).await?.rows_affected())
     }

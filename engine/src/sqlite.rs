@@ -282,6 +282,33 @@ impl SqliteBackend {
         .await
     }
 
+    pub async fn subscription_checkpoint(&self, name: &str) -> Result<Cursor, StoreError> {
+        let (readers, name) = (self.readers.clone(), name.to_owned());
+        blocking(move || {
+            readers.with(|c| {
+                let row = c
+                    .prepare_cached("SELECT commit_id, position FROM subscription_checkpoints WHERE name = ?1")?
+                    .query_row([name], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()?;
+                Ok(row.map_or(Cursor::START, |(c, p)| Cursor { commit: c as u64, position: p as u64 }))
+            })
+        })
+        .await
+    }
+
+    pub async fn save_subscription_checkpoint(&self, name: &str, at: Cursor) -> Result<(), StoreError> {
+        let (writer, name) = (self.writer.clone(), name.to_owned());
+        blocking(move || {
+            lock(&writer).execute(
+                "INSERT INTO subscription_checkpoints (name, commit_id, position) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, position = excluded.position",
+                params![name, at.commit as i64, at.position as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
         let (writer, sql) = (self.writer.clone(), sql.to_owned());
         blocking(move || {

@@ -339,6 +339,22 @@ impl EventStore {
         }
     }
 
+    /// The saved position of the named log consumer (`Cursor::START` if none).
+    pub async fn subscription_checkpoint(&self, name: &str) -> Result<Cursor, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.subscription_checkpoint(name).await,
+            Backend::Postgres(b) => b.subscription_checkpoint(name).await,
+        }
+    }
+
+    /// Saves the position of the named log consumer.
+    pub async fn save_subscription_checkpoint(&self, name: &str, at: Cursor) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.save_subscription_checkpoint(name, at).await,
+            Backend::Postgres(b) => b.save_subscription_checkpoint(name, at).await,
+        }
+    }
+
     /// Runs raw SQL on the store's pool. For tests and tools that must
     /// reach under the API (tamper tests, benchmark baselines); never used
     /// by the engine itself.

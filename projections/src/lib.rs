@@ -16,8 +16,8 @@
 //! # async fn demo() -> Result<(), witness_projections::ProjectionError> {
 //! let url = "sqlite://data/witness.db";
 //! let store = witness_engine::EventStore::connect(url).await?;
-//! let projector = witness_projections::Projector::connect(store, url, witness_projections::models::all()).await?;
-//! projector.catch_up(|n| println!("{n} events projected")).await?;
+//! let projector = witness_projections::Projector::connect(url, witness_projections::models::all()).await?;
+//! projector.catch_up(&store, |n| println!("{n} events projected")).await?;
 //! # Ok(()) }
 //! ```
 
@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use witness_engine::{EventStore, StoreError};
-use witness_schemas::{Cursor, SchemaError};
+use witness_schemas::{Cursor, RecordedEvent, SchemaError};
 
 pub use models::Projection;
 pub use rows::{Merge, RowOp, Value};
@@ -38,6 +38,8 @@ pub use rows::{Merge, RowOp, Value};
 pub enum ProjectionError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Kafka(#[from] witness_engine::kafka::KafkaError),
     #[error("event at position {position} cannot be decoded: {source}")]
     Decode { position: u64, source: SchemaError },
     #[error("unknown projection {0:?}; known: sessions, session_timeline, audit_trail, queues, tickets")]
@@ -88,7 +90,6 @@ enum Db {
 
 /// Keeps projections up to date with the log. See the crate docs.
 pub struct Projector {
-    store: EventStore,
     db: Db,
     projections: Vec<Box<dyn Projection>>,
 }
@@ -111,11 +112,7 @@ fn to_sqlite(v: &Value) -> rusqlite::types::Value {
 impl Projector {
     /// Connects to the projection tables at `url` (the store's own database:
     /// the store's migrations created them).
-    pub async fn connect(
-        store: EventStore,
-        url: &str,
-        projections: Vec<Box<dyn Projection>>,
-    ) -> Result<Self, ProjectionError> {
+    pub async fn connect(url: &str, projections: Vec<Box<dyn Projection>>) -> Result<Self, ProjectionError> {
         let db = if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             let path = rest.split('?').next().unwrap_or_default().to_owned();
             let conn = tokio::task::spawn_blocking(move || {
@@ -130,7 +127,7 @@ impl Projector {
         } else {
             Db::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await?)
         };
-        Ok(Self { store, db, projections })
+        Ok(Self { db, projections })
     }
 
     /// Keeps only the named projection (for `rebuild NAME`).
@@ -211,34 +208,57 @@ impl Projector {
         Ok(())
     }
 
-    /// Projects every event not yet projected, up to the current end of the
-    /// log; `progress` gets the number of events read so far. Returns it.
-    pub async fn catch_up(&self, mut progress: impl FnMut(u64)) -> Result<u64, ProjectionError> {
-        let mut at: HashMap<&'static str, Cursor> = {
-            let stored = self.checkpoints().await?;
-            self.projections
-                .iter()
-                .map(|p| (p.name(), stored.get(p.name()).copied().unwrap_or(Cursor::START)))
-                .collect()
-        };
+    async fn positions(&self) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
+        let stored = self.checkpoints().await?;
+        Ok(self
+            .projections
+            .iter()
+            .map(|p| (p.name(), stored.get(p.name()).copied().unwrap_or(Cursor::START)))
+            .collect())
+    }
+
+    /// Projects `batch` (in global order) into every projection that has not
+    /// seen it yet, and moves their checkpoints, in one transaction. Events
+    /// at or before a projection's checkpoint are skipped: a batch delivered
+    /// twice changes nothing. Returns the new positions.
+    async fn project(
+        &self,
+        batch: &[RecordedEvent],
+        mut at: HashMap<&'static str, Cursor>,
+    ) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
+        let Some(last) = batch.iter().map(RecordedEvent::cursor).max() else { return Ok(at) };
+        let mut ops = Vec::new();
+        for e in batch {
+            let pending: Vec<&dyn Projection> =
+                self.projections.iter().map(|p| p.as_ref()).filter(|p| e.cursor() > at[p.name()]).collect();
+            if pending.is_empty() {
+                continue;
+            }
+            let event = e.decode().map_err(|source| ProjectionError::Decode { position: e.position, source })?;
+            for p in pending {
+                p.apply(e, &event, &mut ops);
+            }
+        }
+        let moved: Vec<(&'static str, Cursor)> =
+            self.projections.iter().filter(|p| at[p.name()] < last).map(|p| (p.name(), last)).collect();
+        if !moved.is_empty() {
+            self.commit(ops, moved.clone()).await?;
+        }
+        at.extend(moved);
+        Ok(at)
+    }
+
+    /// Projects every event of `store` not yet projected, up to the current
+    /// end of the log; `progress` gets the number of events read so far.
+    /// Returns it.
+    pub async fn catch_up(&self, store: &EventStore, mut progress: impl FnMut(u64)) -> Result<u64, ProjectionError> {
+        let mut at = self.positions().await?;
         let mut cursor = at.values().copied().min().unwrap_or(Cursor::START);
         let mut read = 0;
         loop {
-            let batch = self.store.read_all(cursor, BATCH).await?;
+            let batch = store.read_all(cursor, BATCH).await?;
             let Some(last) = batch.last().map(|e| e.cursor()) else { break };
-            let mut ops = Vec::new();
-            for e in &batch {
-                let event = e.decode().map_err(|source| ProjectionError::Decode { position: e.position, source })?;
-                for p in &self.projections {
-                    if e.cursor() > at[p.name()] {
-                        p.apply(e, &event, &mut ops);
-                    }
-                }
-            }
-            let moved: Vec<(&'static str, Cursor)> =
-                self.projections.iter().filter(|p| at[p.name()] < last).map(|p| (p.name(), last)).collect();
-            self.commit(ops, moved.clone()).await?;
-            at.extend(moved);
+            at = self.project(&batch, at).await?;
             cursor = last;
             read += batch.len() as u64;
             progress(read);
@@ -246,12 +266,30 @@ impl Projector {
         Ok(read)
     }
 
-    /// Catches up, then follows the log until the task is dropped.
-    pub async fn run(&self) -> Result<(), ProjectionError> {
-        let mut changes = self.store.changes();
+    /// Catches up with `store`, then follows it until the task is dropped.
+    pub async fn run(&self, store: &EventStore) -> Result<(), ProjectionError> {
+        let mut changes = store.changes();
         loop {
-            self.catch_up(|_| {}).await?;
+            self.catch_up(store, |_| {}).await?;
             let _ = tokio::time::timeout(POLL, changes.changed()).await;
+        }
+    }
+
+    /// Follows the Kafka topic instead of the store (distributed mode):
+    /// each batch is projected with its checkpoint, then its offsets are
+    /// committed. Redelivered events are skipped by position. `progress`
+    /// gets the cursor reached after each batch.
+    pub async fn run_kafka(
+        &self,
+        feed: &witness_engine::kafka::KafkaFeed,
+        mut progress: impl FnMut(Cursor),
+    ) -> Result<(), ProjectionError> {
+        let mut at = self.positions().await?;
+        loop {
+            let batch = feed.next_batch(BATCH, Duration::from_millis(20)).await?;
+            at = self.project(&batch, at).await?;
+            feed.commit()?;
+            progress(at.values().copied().min().unwrap_or(Cursor::START));
         }
     }
 
