@@ -417,8 +417,17 @@ async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: 
     let report = witness_engine::workload::run_day(&store, &plan, |n| bar.set_position(n as u64)).await?;
     bar.finish_and_clear();
     println!(
-        "seeded {} sessions ({} events): {} resolved by the bot, {} assigned to agents, {} abandoned, {} calls, {} ratings, {} tickets",
-        report.sessions, report.events, report.bot_resolved, report.assigned, report.abandoned, report.calls, report.ratings, report.tickets
+        "seeded {} sessions ({} events): {} resolved by the bot, {} assigned to agents, {} abandoned, {} calls, \
+         {} recording segments, {} ratings, {} tickets",
+        report.sessions,
+        report.events,
+        report.bot_resolved,
+        report.assigned,
+        report.abandoned,
+        report.calls,
+        report.recording_segments,
+        report.ratings,
+        report.tickets
     );
     Ok(())
 }

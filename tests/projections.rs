@@ -7,7 +7,8 @@ mod common;
 use chrono::DateTime;
 use common::*;
 use witness_engine::workload::{run_day, DayPlan};
-use witness_projections::{models, Projector};
+use witness_projections::{models, AuditRow, Projector};
+use witness_schemas::Role;
 
 async fn live_then_rebuilt(t: TestStore) {
     let projector = Projector::connect(&t.url, models::all()).await.unwrap();
@@ -44,6 +45,22 @@ async fn live_then_rebuilt(t: TestStore) {
     assert_eq!(agents.len(), 8);
     assert!(projector.dump("queue_waiting").await.unwrap().is_empty(), "nobody is left waiting at the end of the day");
     assert_eq!(projector.dump("tickets").await.unwrap().len(), report.tickets);
+
+    // The audit trail: tenant-scoped, personal fields masked by role.
+    let events = t.store.count().await.unwrap() as usize;
+    let full = projector.audit(&tenant(), Role::Compliance, 0, 100_000).await.unwrap();
+    assert_eq!(full.len(), events);
+    let masked = projector.audit(&tenant(), Role::Supervisor, 0, 100_000).await.unwrap();
+    let shows = |rows: &[AuditRow], s: &str| rows.iter().any(|r| r.detail.to_string().contains(s));
+    assert!(shows(&full, "I was charged twice") && !shows(&masked, "I was charged twice"));
+    assert!(masked.iter().all(|r| r.masked) && full.iter().all(|r| !r.masked));
+    assert_eq!(
+        masked.iter().map(|r| r.position).collect::<Vec<_>>(),
+        full.iter().map(|r| r.position).collect::<Vec<_>>()
+    );
+    let other: witness_schemas::TenantId = "globex".parse().unwrap();
+    assert!(projector.audit(&other, Role::Compliance, 0, 100).await.unwrap().is_empty());
+    assert_eq!(projector.audit(&tenant(), Role::Compliance, full[9].position, 5).await.unwrap(), full[10..15].to_vec());
 
     let mut before = Vec::new();
     for table in projector.tables() {

@@ -38,6 +38,7 @@ pub struct DayReport {
     pub assigned: usize,
     pub abandoned: usize,
     pub calls: usize,
+    pub recording_segments: usize,
     pub tickets: usize,
     pub ratings: usize,
 }
@@ -188,6 +189,9 @@ impl Day<'_> {
                         ),
                     );
                     let talk = self.rng.between(60, 300);
+                    if self.rng.chance(60) {
+                        self.record(id, 31, talk - 2);
+                    }
                     self.later(
                         30 + talk,
                         Todo::Session(id, agent.clone(), SessionCommand::EndCall { call_id, reason: None }),
@@ -238,9 +242,42 @@ impl Day<'_> {
                 }
             }
             Event::CallStarted(_) => self.report.calls += 1,
+            Event::RecordingSegmentClosed(_) => self.report.recording_segments += 1,
             Event::SatisfactionRated(_) => self.report.ratings += 1,
             _ => {}
         }
+    }
+
+    /// A recording from `from` seconds for `secs` seconds: one 10 s segment
+    /// per audio track as the recorder would report them. The hashes are
+    /// synthetic (no media files are written by a seed).
+    fn record(&mut self, id: SessionId, from: i64, secs: i64) {
+        let recording_id = RecordingId::new();
+        let recorder = Actor::system();
+        let start = SessionCommand::StartRecording { recording_id, reason: RecordingReason::TenantPolicy };
+        self.later(from, Todo::Session(id, recorder.clone(), start));
+        for (i, at) in (10..=secs).step_by(10).enumerate() {
+            for track in ["customer-audio", "agent-audio"] {
+                let digest = format!(
+                    "{:016x}{:016x}{:016x}{:016x}",
+                    self.rng.next(),
+                    self.rng.next(),
+                    self.rng.next(),
+                    self.rng.next()
+                );
+                let segment = RecordingSegmentClosed {
+                    recording_id,
+                    track_id: track.into(),
+                    segment_index: i as u32,
+                    file: format!("{recording_id}/{track}/{i:05}.webm"),
+                    bytes: 80_000 + self.rng.next() % 4_000,
+                    duration_ms: 10_000,
+                    sha256: Sha256Hex::try_from(digest).expect("64 hex digits"),
+                };
+                self.later(from + at, Todo::Session(id, recorder.clone(), SessionCommand::CloseSegment { segment }));
+            }
+        }
+        self.later(from + secs, Todo::Session(id, recorder, SessionCommand::StopRecording { recording_id }));
     }
 
     /// Opens a ticket from the session's context, then works it.

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use witness_engine::{EventStore, StoreError};
-use witness_schemas::{Cursor, RecordedEvent, SchemaError};
+use witness_schemas::{mask_personal, Cursor, RecordedEvent, Role, SchemaError, TenantId};
 
 pub use models::Projection;
 pub use rows::{Merge, RowOp, Value};
@@ -48,6 +48,20 @@ pub enum ProjectionError {
     Postgres(#[from] sqlx::Error),
     #[error("projection database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// A row of the audit trail as a reader may see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRow {
+    pub position: u64,
+    pub stream_id: String,
+    pub occurred_at: String,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    /// The event's payload, personal fields masked unless `masked` is false.
+    pub detail: serde_json::Value,
+    pub masked: bool,
 }
 
 /// A row of the `sessions` read model.
@@ -407,6 +421,65 @@ impl Projector {
                     .collect())
             }
         }
+    }
+
+    /// A tenant's audit trail after `after_position`, oldest first, with
+    /// personal fields masked unless `role` may see them.
+    pub async fn audit(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, ProjectionError> {
+        const SQL: &str = "SELECT position, stream_id, occurred_at, actor_kind, actor_id, action, detail \
+                           FROM audit_trail WHERE tenant_id = {1} AND position > {2} ORDER BY position LIMIT {3}";
+        type Row = (i64, String, String, String, Option<String>, String, String);
+        let rows: Vec<Row> = match &self.db {
+            Db::Sqlite(conn) => {
+                let (conn, tenant) = (conn.clone(), tenant.to_string());
+                tokio::task::spawn_blocking(move || {
+                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    let sql = SQL.replace("{1}", "?1").replace("{2}", "?2").replace("{3}", "?3");
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let rows = stmt.query_map(rusqlite::params![tenant, after_position as i64, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    })?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .expect("audit task")?
+            }
+            Db::Postgres(pool) => {
+                let sql = SQL.replace("{1}", "$1").replace("{2}", "$2").replace("{3}", "$3");
+                sqlx::query_as(&sql)
+                    .bind(tenant.as_str())
+                    .bind(after_position as i64)
+                    .bind(limit as i64)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(position, stream_id, occurred_at, actor_kind, actor_id, action, detail)| {
+                let mut detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
+                let masked = !role.sees_personal_data();
+                if masked {
+                    mask_personal(&mut detail);
+                }
+                AuditRow {
+                    position: position as u64,
+                    stream_id,
+                    occurred_at,
+                    actor_kind,
+                    actor_id,
+                    action,
+                    detail,
+                    masked,
+                }
+            })
+            .collect())
     }
 
     /// The tables of this projector's projections.

@@ -35,11 +35,13 @@ mod envelope;
 mod events;
 pub mod examples;
 mod ids;
+mod personal;
 pub mod upcast;
 
 pub use envelope::*;
 pub use events::*;
 pub use ids::*;
+pub use personal::*;
 
 /// Why an event or id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

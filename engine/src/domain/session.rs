@@ -88,6 +88,8 @@ pub struct SessionState {
     pub agent: Option<UserId>,
     pub offer: Option<OpenOffer>,
     pub call: Option<CallId>,
+    /// The recording running, if any.
+    pub recording: Option<RecordingId>,
     pub recent: VecDeque<RecentMessage>,
     pub ended: bool,
     pub rated: bool,
@@ -160,6 +162,17 @@ pub enum SessionCommand {
         call_id: CallId,
         reason: Option<String>,
     },
+    StartRecording {
+        recording_id: RecordingId,
+        reason: RecordingReason,
+    },
+    /// The recorder closed a segment file (media reports it with its hash).
+    CloseSegment {
+        segment: RecordingSegmentClosed,
+    },
+    StopRecording {
+        recording_id: RecordingId,
+    },
     End {
         ended_by: EndedBy,
         reason: EndReason,
@@ -192,6 +205,9 @@ impl SessionCommand {
             Self::ExpireOffer { .. } => "ExpireOffer",
             Self::StartCall { .. } => "StartCall",
             Self::EndCall { .. } => "EndCall",
+            Self::StartRecording { .. } => "StartRecording",
+            Self::CloseSegment { .. } => "CloseSegment",
+            Self::StopRecording { .. } => "StopRecording",
             Self::End { .. } => "End",
             Self::TimeOut => "TimeOut",
             Self::CompleteWrapUp { .. } => "CompleteWrapUp",
@@ -346,6 +362,14 @@ impl Decider for Session {
                 }
                 vec![CallEnded { call_id, reason }.into()]
             }
+            (S::InCall, C::StartRecording { recording_id, reason }) if state.recording.is_none() => {
+                let call_id = state.call.expect("in a call without a call id");
+                vec![RecordingStarted { recording_id, call_id, reason }.into()]
+            }
+            (_, C::CloseSegment { segment }) if state.recording == Some(segment.recording_id) => vec![segment.into()],
+            (_, C::StopRecording { recording_id }) if state.recording == Some(recording_id) => {
+                vec![RecordingStopped { recording_id }.into()]
+            }
             (S::WithBot, C::End { ended_by, reason }) => {
                 vec![SessionEnded { ended_by, reason }.into()]
             }
@@ -421,6 +445,8 @@ impl Decider for Session {
                 state.status = S::InCall;
                 state.call = Some(e.call_id);
             }
+            Event::RecordingStarted(e) => state.recording = Some(e.recording_id),
+            Event::RecordingStopped(_) => state.recording = None,
             Event::CallEnded(_) => {
                 state.call = None;
                 if state.status == S::InCall {
@@ -675,6 +701,38 @@ mod tests {
         h.extend(events);
         let state = Session::fold(&h);
         assert_eq!((state.status, state.agent), (SessionStatus::Queued, None));
+    }
+
+    #[test]
+    fn a_recording_runs_during_a_call_and_takes_segments_until_stopped() {
+        let ids = ids();
+        let (call_id, recording_id) = (CallId::new(), RecordingId::new());
+        let mut h = assigned(&ids);
+        Given::given(h.clone())
+            .when(SessionCommand::StartRecording { recording_id, reason: RecordingReason::OnDemand })
+            .refused();
+        h.push(CallStarted { call_id, kind: CallKind::Audio }.into());
+        Given::given(h.clone())
+            .when(SessionCommand::StartRecording { recording_id, reason: RecordingReason::OnDemand })
+            .then([RecordingStarted { recording_id, call_id, reason: RecordingReason::OnDemand }.into()]);
+        h.push(RecordingStarted { recording_id, call_id, reason: RecordingReason::OnDemand }.into());
+        let segment = RecordingSegmentClosed {
+            recording_id,
+            track_id: "customer-audio".into(),
+            segment_index: 0,
+            file: "r/customer-audio/00000.webm".into(),
+            bytes: 81_920,
+            duration_ms: 10_000,
+            sha256: Sha256Hex::try_from("ab".repeat(32)).unwrap(),
+        };
+        Given::given(h.clone())
+            .when(SessionCommand::CloseSegment { segment: segment.clone() })
+            .then([segment.clone().into()]);
+        let mut other = segment.clone();
+        other.recording_id = RecordingId::new();
+        Given::given(h.clone()).when(SessionCommand::CloseSegment { segment: other }).refused();
+        h.push(RecordingStopped { recording_id }.into());
+        Given::given(h).when(SessionCommand::CloseSegment { segment }).refused();
     }
 
     #[test]
