@@ -1,10 +1,11 @@
-//! Projection rebuild throughput: a scripted day of about a million events
-//! (SQLite), then `reset` + `catch_up` of every read model, timed.
+//! Projection rebuild throughput: scripted days of 3,000 customers each
+//! until the log holds a million events (SQLite), then `reset` + `catch_up`
+//! of every read model, timed.
 //! Baseline in the same run: reading and decoding the same log without
 //! projecting it (`read_all` + decode), i.e. the cost a rebuild cannot avoid.
 //!
-//!   cargo bench --bench rebuild                        # ~93,000 sessions ≈ 1,000,000 events
-//!   REBUILD_SESSIONS=10000 cargo bench --bench rebuild # smaller
+//!   cargo bench --bench rebuild                       # ≥ 1,000,000 events
+//!   REBUILD_EVENTS=100000 cargo bench --bench rebuild # smaller
 
 use std::time::Instant;
 
@@ -24,25 +25,34 @@ fn main() {
         println!("rebuild bench: run with `cargo bench --bench rebuild`");
         return;
     }
-    let sessions: usize = std::env::var("REBUILD_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(93_000);
+    let target: u64 = std::env::var("REBUILD_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let sessions: usize = 3_000;
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/rebuild.db", dir.path().display());
         let store = EventStore::connect(&url).await.unwrap();
-        let plan = DayPlan {
-            tenant: "bench".parse().unwrap(),
-            sessions,
-            agents: (sessions / 40).max(10),
-            seed: 42,
-            start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
-        };
+        // Days of `sessions` customers each, until the log holds `events`
+        // events: one very long day would mostly measure a huge router.
+        let (mut days, mut report) = (0, witness_engine::workload::DayReport::default());
         let t = Instant::now();
-        let report = run_day(&store, &plan, |_| {}).await.unwrap();
+        while report.events < target {
+            let plan = DayPlan {
+                tenant: "bench".parse().unwrap(),
+                sessions,
+                agents: (sessions / 40).max(10),
+                seed: 42 + days,
+                start: DateTime::from_timestamp(1_790_000_000 + 86_400 * days as i64, 0).unwrap(),
+            };
+            let day = run_day(&store, &plan, |_| {}).await.unwrap();
+            report.sessions += day.sessions;
+            report.events += day.events;
+            days += 1;
+        }
         let seed_secs = t.elapsed().as_secs_f64();
         println!(
-            "seeded {} sessions, {} events in {seed_secs:.1} s ({:.0} events/s through deciders, routing and the store)",
+            "seeded {days} days, {} sessions, {} events in {seed_secs:.1} s ({:.0} events/s through deciders, routing and the store)",
             report.sessions,
             report.events,
             report.events as f64 / seed_secs

@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use witness_schemas::*;
 
+use crate::domain::session::SessionCommand;
+
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     pub offer_timeout: Duration,
@@ -42,6 +44,22 @@ pub enum RoutingAction {
     Expire { session: SessionId, offer_id: OfferId },
     /// `SessionCommand::DeclineOffer` on the agent's behalf: they went offline.
     Withdraw { session: SessionId, offer_id: OfferId, agent_id: UserId },
+}
+
+impl RoutingAction {
+    /// The session and the command that carries this action out at `now`.
+    pub fn into_command(self, now: DateTime<Utc>) -> (SessionId, SessionCommand) {
+        match self {
+            RoutingAction::Offer { session, offer_id, agent_id, expires_at } => {
+                (session, SessionCommand::Offer { offer_id, agent_id, expires_at })
+            }
+            RoutingAction::Expire { session, offer_id } => (session, SessionCommand::ExpireOffer { offer_id, at: now }),
+            RoutingAction::Withdraw { session, offer_id, agent_id } => (
+                session,
+                SessionCommand::DeclineOffer { offer_id, agent_id, reason: Some("agent went offline".into()) },
+            ),
+        }
+    }
 }
 
 /// Queue order: higher priority first, then earlier, then arrival order.
@@ -488,18 +506,7 @@ mod tests {
                 }
             }
             for action in self.router.decide(self.now) {
-                let (session, command) = match action {
-                    RoutingAction::Offer { session, offer_id, agent_id, expires_at } => {
-                        (session, SessionCommand::Offer { offer_id, agent_id, expires_at })
-                    }
-                    RoutingAction::Expire { session, offer_id } => {
-                        (session, SessionCommand::ExpireOffer { offer_id, at: self.now })
-                    }
-                    RoutingAction::Withdraw { session, offer_id, agent_id } => (
-                        session,
-                        SessionCommand::DeclineOffer { offer_id, agent_id, reason: Some("agent went offline".into()) },
-                    ),
-                };
+                let (session, command) = action.into_command(self.now);
                 let i = self.index[&session];
                 self.run(i, command);
             }

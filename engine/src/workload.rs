@@ -15,7 +15,7 @@ use crate::domain::session::{Session, SessionCommand};
 use crate::domain::ticket::{draft_from_session, Ticket, TicketCommand};
 use crate::domain::{agent::Agent, agent::AgentCommand, Decider};
 use crate::executor::{execute, ExecuteError};
-use crate::routing::{Router, RouterConfig, RoutingAction};
+use crate::routing::{Router, RouterConfig};
 use crate::EventStore;
 
 /// What to simulate.
@@ -314,18 +314,7 @@ impl Day<'_> {
 
     async fn route(&mut self) -> Result<(), ExecuteError> {
         for action in self.router.decide(self.now) {
-            let (session, command) = match action {
-                RoutingAction::Offer { session, offer_id, agent_id, expires_at } => {
-                    (session, SessionCommand::Offer { offer_id, agent_id, expires_at })
-                }
-                RoutingAction::Expire { session, offer_id } => {
-                    (session, SessionCommand::ExpireOffer { offer_id, at: self.now })
-                }
-                RoutingAction::Withdraw { session, offer_id, agent_id } => (
-                    session,
-                    SessionCommand::DeclineOffer { offer_id, agent_id, reason: Some("agent went offline".into()) },
-                ),
-            };
+            let (session, command) = action.into_command(self.now);
             self.session(session, Actor::system(), command).await?;
         }
         // Wake up for the earliest offer deadline, unless already due to.

@@ -115,6 +115,18 @@ impl std::fmt::Debug for Projector {
     }
 }
 
+/// Runs `f` with the SQLite connection, on a blocking thread.
+async fn on_sqlite<T: Send + 'static>(
+    conn: &Arc<Mutex<rusqlite::Connection>>,
+    f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, ProjectionError> {
+    let conn = conn.clone();
+    let result = tokio::task::spawn_blocking(move || f(&mut conn.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .expect("SQLite task panicked");
+    Ok(result?)
+}
+
 fn to_sqlite(v: &Value) -> rusqlite::types::Value {
     match v {
         Value::Int(Some(i)) => rusqlite::types::Value::Integer(*i),
@@ -156,16 +168,13 @@ impl Projector {
     async fn checkpoints(&self) -> Result<HashMap<String, Cursor>, ProjectionError> {
         let rows: Vec<(String, i64, i64)> = match &self.db {
             Db::Sqlite(conn) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || {
-                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                on_sqlite(conn, move |conn| {
                     let mut stmt =
                         conn.prepare_cached("SELECT name, commit_id, position FROM projection_checkpoints")?;
                     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                     rows.collect::<Result<Vec<_>, _>>()
                 })
-                .await
-                .expect("checkpoint task")?
+                .await?
             }
             Db::Postgres(pool) => {
                 sqlx::query_as("SELECT name, commit_id, position FROM projection_checkpoints").fetch_all(pool).await?
@@ -189,9 +198,7 @@ impl Projector {
             .collect();
         match &self.db {
             Db::Sqlite(conn) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                on_sqlite(conn, move |conn| {
                     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     for op in &all {
                         let (sql, params) = rows::sql(op, |i| format!("?{i}"));
@@ -200,8 +207,7 @@ impl Projector {
                     }
                     tx.commit()
                 })
-                .await
-                .expect("projection task")?;
+                .await?;
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -317,17 +323,14 @@ impl Projector {
         }
         match &self.db {
             Db::Sqlite(conn) => {
-                let conn = conn.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                on_sqlite(conn, move |conn| {
                     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     for s in &statements {
                         tx.execute(s, [])?;
                     }
                     tx.commit()
                 })
-                .await
-                .expect("reset task")?;
+                .await?;
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -345,9 +348,8 @@ impl Projector {
     pub async fn dump(&self, table: &str) -> Result<Vec<String>, ProjectionError> {
         match &self.db {
             Db::Sqlite(conn) => {
-                let (conn, table) = (conn.clone(), table.to_owned());
-                Ok(tokio::task::spawn_blocking(move || {
-                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                let table = table.to_owned();
+                Ok(on_sqlite(conn, move |conn| {
                     let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1"))?;
                     let n = stmt.column_count();
                     let rows = stmt.query_map([], |r| {
@@ -357,8 +359,7 @@ impl Projector {
                     })?;
                     rows.map(|r| r.map(|cols| cols.join(" | "))).collect::<Result<Vec<_>, _>>()
                 })
-                .await
-                .expect("dump task")?)
+                .await?)
             }
             Db::Postgres(pool) => {
                 Ok(sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"))
@@ -373,31 +374,26 @@ impl Projector {
         const COLUMNS: &str =
             "session_id, tenant_id, channel, business_type, started_at, ended_at, outcome, agent_id, satisfaction";
         match &self.db {
-            Db::Sqlite(conn) => {
-                let conn = conn.clone();
-                Ok(tokio::task::spawn_blocking(move || {
-                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT ?1"
-                    ))?;
-                    let rows = stmt.query_map([limit as i64], |r| {
-                        Ok(SessionRow {
-                            session_id: r.get(0)?,
-                            tenant_id: r.get(1)?,
-                            channel: r.get(2)?,
-                            business_type: r.get(3)?,
-                            started_at: r.get(4)?,
-                            ended_at: r.get(5)?,
-                            outcome: r.get(6)?,
-                            agent_id: r.get(7)?,
-                            satisfaction: r.get(8)?,
-                        })
-                    })?;
-                    rows.collect::<Result<Vec<_>, _>>()
-                })
-                .await
-                .expect("sessions task")?)
-            }
+            Db::Sqlite(conn) => Ok(on_sqlite(conn, move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT ?1"
+                ))?;
+                let rows = stmt.query_map([limit as i64], |r| {
+                    Ok(SessionRow {
+                        session_id: r.get(0)?,
+                        tenant_id: r.get(1)?,
+                        channel: r.get(2)?,
+                        business_type: r.get(3)?,
+                        started_at: r.get(4)?,
+                        ended_at: r.get(5)?,
+                        outcome: r.get(6)?,
+                        agent_id: r.get(7)?,
+                        satisfaction: r.get(8)?,
+                    })
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?),
             Db::Postgres(pool) => {
                 let rows: Vec<SessionTuple> = sqlx::query_as(&format!(
                     "SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT $1"
@@ -437,9 +433,8 @@ impl Projector {
         type Row = (i64, String, String, String, Option<String>, String, String);
         let rows: Vec<Row> = match &self.db {
             Db::Sqlite(conn) => {
-                let (conn, tenant) = (conn.clone(), tenant.to_string());
-                tokio::task::spawn_blocking(move || {
-                    let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                let tenant = tenant.to_string();
+                on_sqlite(conn, move |conn| {
                     let sql = SQL.replace("{1}", "?1").replace("{2}", "?2").replace("{3}", "?3");
                     let mut stmt = conn.prepare_cached(&sql)?;
                     let rows = stmt.query_map(rusqlite::params![tenant, after_position as i64, limit as i64], |r| {
@@ -447,8 +442,7 @@ impl Projector {
                     })?;
                     rows.collect::<Result<Vec<_>, _>>()
                 })
-                .await
-                .expect("audit task")?
+                .await?
             }
             Db::Postgres(pool) => {
                 let sql = SQL.replace("{1}", "$1").replace("{2}", "$2").replace("{3}", "$3");
