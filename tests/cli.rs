@@ -126,6 +126,18 @@ fn seed_a_day_then_list_and_replay_its_sessions() {
         timeline.len() - early["timeline"].as_array().unwrap().len()
     );
 
+    // Rebuilding a projection that does not exist is refused before anything is emptied.
+    let refused = witness(dir.path(), &["rebuild", "sesions"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("unknown projection \"sesions\""), "{}", stderr(&refused));
+    // (Read the table directly: `replay list` would re-project what was lost.)
+    let db = rusqlite::Connection::open(dir.path().join("data/witness.db")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM sessions"), 25);
+    assert_eq!(count("SELECT COUNT(*) FROM projection_checkpoints"), 5);
+    let rebuilt = witness(dir.path(), &["rebuild", "sessions"]);
+    assert!(stdout(&rebuilt).starts_with("rebuilt sessions from "), "{}", stdout(&rebuilt));
+
     let unknown = witness(dir.path(), &["replay", "session", "01a21369-b188-7776-94e2-000000000000"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("no session"), "{}", stderr(&unknown));
