@@ -373,50 +373,51 @@ impl Projector {
     pub async fn sessions(&self, limit: usize) -> Result<Vec<SessionRow>, ProjectionError> {
         const COLUMNS: &str =
             "session_id, tenant_id, channel, business_type, started_at, ended_at, outcome, agent_id, satisfaction";
-        match &self.db {
-            Db::Sqlite(conn) => Ok(on_sqlite(conn, move |conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT ?1"
-                ))?;
-                let rows = stmt.query_map([limit as i64], |r| {
-                    Ok(SessionRow {
-                        session_id: r.get(0)?,
-                        tenant_id: r.get(1)?,
-                        channel: r.get(2)?,
-                        business_type: r.get(3)?,
-                        started_at: r.get(4)?,
-                        ended_at: r.get(5)?,
-                        outcome: r.get(6)?,
-                        agent_id: r.get(7)?,
-                        satisfaction: r.get(8)?,
-                    })
-                })?;
-                rows.collect::<Result<Vec<_>, _>>()
-            })
-            .await?),
-            Db::Postgres(pool) => {
-                let rows: Vec<SessionTuple> = sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT $1"
-                ))
-                .bind(limit as i64)
-                .fetch_all(pool)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| SessionRow {
-                        session_id: r.0,
-                        tenant_id: r.1,
-                        channel: r.2,
-                        business_type: r.3,
-                        started_at: r.4,
-                        ended_at: r.5,
-                        outcome: r.6,
-                        agent_id: r.7,
-                        satisfaction: r.8,
-                    })
-                    .collect())
+        // Both backends read the columns as one tuple; one place names them.
+        let rows: Vec<SessionTuple> = match &self.db {
+            Db::Sqlite(conn) => {
+                on_sqlite(conn, move |conn| {
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT ?1"
+                    ))?;
+                    let rows = stmt.query_map([limit as i64], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                            r.get(8)?,
+                        ))
+                    })?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                })
+                .await?
             }
-        }
+            Db::Postgres(pool) => {
+                sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions ORDER BY started_at DESC, session_id LIMIT $1"))
+                    .bind(limit as i64)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionRow {
+                session_id: r.0,
+                tenant_id: r.1,
+                channel: r.2,
+                business_type: r.3,
+                started_at: r.4,
+                ended_at: r.5,
+                outcome: r.6,
+                agent_id: r.7,
+                satisfaction: r.8,
+            })
+            .collect())
     }
 
     /// A tenant's audit trail after `after_position`, oldest first, with

@@ -132,7 +132,7 @@ async fn verify_checkpoints(
         }
         expected_from = cp.to;
         check_signature(cp, trusted_key, &label, report);
-        let (leaves, _) = leaves_in(store, cp.from, cp.to).await?;
+        let leaves = leaves_in(store, cp.from, cp.to).await?;
         if leaves.len() as u64 != cp.event_count {
             report.push(
                 None,
@@ -147,7 +147,8 @@ async fn verify_checkpoints(
         }
     }
     report.checkpoints = checkpoints.len() as u64;
-    report.unchecked_tail = leaves_in(store, expected_from, Cursor { commit: u64::MAX, position: u64::MAX }).await?.1;
+    let end = Cursor { commit: u64::MAX, position: u64::MAX };
+    report.unchecked_tail = leaves_in(store, expected_from, end).await?.len() as u64;
     Ok(())
 }
 
@@ -171,8 +172,8 @@ fn check_signature(cp: &Checkpoint, trusted_key: Option<VerifyingKey>, label: &s
     }
 }
 
-/// The event hashes in `(from, to]` of the global order, and their count.
-async fn leaves_in(store: &EventStore, from: Cursor, to: Cursor) -> Result<(Vec<[u8; 32]>, u64), StoreError> {
+/// The event hashes in `(from, to]` of the global order.
+async fn leaves_in(store: &EventStore, from: Cursor, to: Cursor) -> Result<Vec<[u8; 32]>, StoreError> {
     let mut leaves = Vec::new();
     let mut cursor = from;
     loop {
@@ -184,6 +185,5 @@ async fn leaves_in(store: &EventStore, from: Cursor, to: Cursor) -> Result<(Vec<
             break;
         }
     }
-    let n = leaves.len() as u64;
-    Ok((leaves, n))
+    Ok(leaves)
 }
