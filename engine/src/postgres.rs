@@ -247,6 +247,25 @@ impl PgBackend {
         Ok(())
     }
 
+    pub async fn credential(&self, user: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT password_hash FROM credentials WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn save_credential(&self, user: &str, hash: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO credentials (user_id, password_hash) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash",
+        )
+        .bind(user)
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
         Ok(sqlx::raw_sql(sql).execute(&self.pool).await?.rows_affected())
     }

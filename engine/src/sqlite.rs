@@ -309,6 +309,31 @@ impl SqliteBackend {
         .await
     }
 
+    pub async fn credential(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let (readers, user) = (self.readers.clone(), user.to_owned());
+        blocking(move || {
+            readers.with(|c| {
+                Ok(c.prepare_cached("SELECT password_hash FROM credentials WHERE user_id = ?1")?
+                    .query_row([user], |r| r.get(0))
+                    .optional()?)
+            })
+        })
+        .await
+    }
+
+    pub async fn save_credential(&self, user: &str, hash: &str) -> Result<(), StoreError> {
+        let (writer, user, hash) = (self.writer.clone(), user.to_owned(), hash.to_owned());
+        blocking(move || {
+            lock(&writer).execute(
+                "INSERT INTO credentials (user_id, password_hash) VALUES (?1, ?2) \
+                 ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash",
+                params![user, hash],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
         let (writer, sql) = (self.writer.clone(), sql.to_owned());
         blocking(move || {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use uuid::Uuid;
-use witness_schemas::{validate_new, Cursor, NewEvent, RecordedEvent, StreamId, TenantId};
+use witness_schemas::{validate_new, Cursor, NewEvent, RecordedEvent, StreamId, TenantId, UserId};
 
 use crate::chain::{event_hash, GENESIS};
 use crate::checkpoint::Checkpoint;
@@ -352,6 +352,23 @@ impl EventStore {
         match &self.inner.backend {
             Backend::Sqlite(b) => b.save_subscription_checkpoint(name, at).await,
             Backend::Postgres(b) => b.save_subscription_checkpoint(name, at).await,
+        }
+    }
+
+    /// The stored password hash of a user (a PHC string), if any.
+    pub async fn credential(&self, user: UserId) -> Result<Option<String>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.credential(&user.to_string()).await,
+            Backend::Postgres(b) => b.credential(&user.to_string()).await,
+        }
+    }
+
+    /// Sets (or replaces) a user's password hash. Not an event: see
+    /// `migrations/*/0004_credentials.sql`.
+    pub async fn save_credential(&self, user: UserId, hash: &str) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.save_credential(&user.to_string(), hash).await,
+            Backend::Postgres(b) => b.save_credential(&user.to_string(), hash).await,
         }
     }
 

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::*;
+use crate::personal::Role;
 use crate::SchemaError;
 
 // ---------------------------------------------------------------- value types
@@ -441,6 +442,26 @@ payload!(RecordingAccessed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     range: Option<String>,
 });
+payload!(
+    /// A tenant (an organisation using Witness) was set up. Its stream,
+    /// `tenant-<slug>`, also holds its user directory.
+    TenantCreated {
+        /// The name shown to people, e.g. `Acme Bank`.
+        name: String,
+    }
+);
+payload!(
+    /// A user account was created in the tenant. Credentials are not events:
+    /// the password hash lives in the store's `credentials` table, so that it
+    /// never reaches the log, Kafka or an audit export.
+    UserCreated {
+        user_id: UserId,
+        /// Unique within the tenant.
+        login: String,
+        role: Role,
+        display_name: String,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -576,6 +597,8 @@ registry! {
     QaEvaluated => 1,
     RecordingAccessed => 1,
     AgentPresenceChanged => 1,
+    TenantCreated => 1,
+    UserCreated => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

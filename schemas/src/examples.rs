@@ -33,6 +33,9 @@ pub fn one_of_each() -> Vec<Event> {
     let ticket_id = TicketId::new();
     let digest = attachment("id.jpg", "image/jpeg").sha256;
     vec![
+        TenantCreated { name: "Acme Bank".into() }.into(),
+        UserCreated { user_id: agent_id, login: "li.na".into(), role: Role::Agent, display_name: "Li Na".into() }
+            .into(),
         Event::from(AgentPresenceChanged {
             agent_id,
             presence: Presence::Online,

@@ -176,6 +176,11 @@ impl StreamId {
     pub fn ticket(id: TicketId) -> Self {
         Self::new(StreamKind::Ticket, id)
     }
+
+    /// The tenant's own stream: its creation and its user directory.
+    pub fn tenant(id: &TenantId) -> Self {
+        Self::new(StreamKind::Tenant, id)
+    }
 }
 
 impl fmt::Display for StreamId {

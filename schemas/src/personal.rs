@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// What a user is to Witness. (Accounts arrive with the API; the masking
 /// rules need the roles now.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Customer,
@@ -42,6 +42,8 @@ pub const PERSONAL_FIELDS: &[&str] = &[
     "title",
     "context_summary",
     "notes",
+    "login",
+    "display_name",
 ];
 
 /// What a masked field reads.
@@ -76,8 +78,16 @@ mod tests {
             let before = payload.to_string();
             mask_personal(&mut payload);
             let after = payload.to_string();
-            for secret in ["信用卡年费", "visitor-7f3a", "bill.png", "很快", "Dispute on annual fee", "账单明细"]
-            {
+            for secret in [
+                "信用卡年费",
+                "visitor-7f3a",
+                "bill.png",
+                "很快",
+                "Dispute on annual fee",
+                "账单明细",
+                "li.na",
+                "Li Na",
+            ] {
                 assert!(!after.contains(secret), "{} still shows {secret:?}: {after}", event.event_type());
             }
             // Ids, kinds and numbers survive.

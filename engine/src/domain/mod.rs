@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod session;
+pub mod tenant;
 pub mod ticket;
 
 #[cfg(test)]

@@ -1,0 +1,153 @@
+//! A tenant and its user directory, on the stream `tenant-<slug>`.
+//!
+//! Creating a tenant twice, or a second user with a login the tenant already
+//! has, is refused: the stream's version makes the check race-free.
+//! Passwords are not here; see [`witness_schemas::UserCreated`].
+
+use std::collections::BTreeMap;
+
+use witness_schemas::*;
+
+use super::{Decider, DomainError};
+
+/// A directory entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub user_id: UserId,
+    pub login: String,
+    pub role: Role,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TenantState {
+    pub name: Option<String>,
+    /// By login.
+    pub users: BTreeMap<String, User>,
+}
+
+impl TenantState {
+    pub fn exists(&self) -> bool {
+        self.name.is_some()
+    }
+
+    pub fn user(&self, id: UserId) -> Option<&User> {
+        self.users.values().find(|u| u.user_id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum TenantCommand {
+    Create { name: String },
+    AddUser { user_id: UserId, login: String, role: Role, display_name: String },
+}
+
+#[derive(Debug)]
+pub struct Tenant;
+
+/// Logins are what people type: letters, digits and `._-@`, 1 to 64 of them.
+fn valid_login(login: &str) -> bool {
+    (1..=64).contains(&login.len()) && login.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+}
+
+impl Decider for Tenant {
+    type State = TenantState;
+    type Command = TenantCommand;
+
+    fn decide(state: &TenantState, command: TenantCommand) -> Result<Vec<Event>, DomainError> {
+        match command {
+            TenantCommand::Create { name } => {
+                if state.exists() {
+                    return Err(DomainError::Invalid("the tenant already exists".into()));
+                }
+                let name = name.trim().to_owned();
+                if name.is_empty() || name.chars().count() > 200 {
+                    return Err(DomainError::Invalid("a tenant name is 1 to 200 characters".into()));
+                }
+                Ok(vec![TenantCreated { name }.into()])
+            }
+            TenantCommand::AddUser { user_id, login, role, display_name } => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if !valid_login(&login) {
+                    return Err(DomainError::Invalid(format!("login {login:?}: use 1 to 64 letters, digits or ._-@")));
+                }
+                if state.users.contains_key(&login) {
+                    return Err(DomainError::Invalid(format!("login {login:?} is taken in this tenant")));
+                }
+                if role == Role::Customer {
+                    return Err(DomainError::Invalid("customers are visitors, not accounts".into()));
+                }
+                Ok(vec![UserCreated { user_id, login, role, display_name: display_name.trim().to_owned() }.into()])
+            }
+        }
+    }
+
+    fn evolve(mut state: TenantState, event: &Event) -> TenantState {
+        match event {
+            Event::TenantCreated(e) => state.name = Some(e.name.clone()),
+            Event::UserCreated(e) => {
+                let user = User {
+                    user_id: e.user_id,
+                    login: e.login.clone(),
+                    role: e.role,
+                    display_name: e.display_name.clone(),
+                };
+                state.users.insert(e.login.clone(), user);
+            }
+            _ => {}
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::harness::TestHarness;
+
+    fn created() -> Event {
+        TenantCreated { name: "Acme Bank".into() }.into()
+    }
+
+    fn add(user_id: UserId, login: &str, role: Role) -> TenantCommand {
+        TenantCommand::AddUser { user_id, login: login.into(), role, display_name: "Li Na".into() }
+    }
+
+    #[test]
+    fn a_tenant_is_created_once() {
+        TestHarness::<Tenant>::given([]).when(TenantCommand::Create { name: " Acme Bank ".into() }).then([created()]);
+        let refused = TestHarness::<Tenant>::given([created()]).when(TenantCommand::Create { name: "x".into() });
+        assert_eq!(refused.refused(), DomainError::Invalid("the tenant already exists".into()));
+    }
+
+    #[test]
+    fn a_user_is_added_with_a_login_unique_in_the_tenant() {
+        let id = UserId::new();
+        TestHarness::<Tenant>::given([created()]).when(add(id, "li.na", Role::Agent)).then([UserCreated {
+            user_id: id,
+            login: "li.na".into(),
+            role: Role::Agent,
+            display_name: "Li Na".into(),
+        }
+        .into()]);
+        let taken = UserCreated { user_id: id, login: "li.na".into(), role: Role::Agent, display_name: "x".into() };
+        let refused =
+            TestHarness::<Tenant>::given([created(), taken.into()]).when(add(UserId::new(), "li.na", Role::Supervisor));
+        assert!(matches!(refused.refused(), DomainError::Invalid(m) if m.contains("taken")));
+    }
+
+    #[test]
+    fn users_need_an_existing_tenant_a_sane_login_and_a_staff_role() {
+        assert!(TestHarness::<Tenant>::given([])
+            .when(add(UserId::new(), "a", Role::Agent))
+            .refused()
+            .to_string()
+            .contains("no such tenant"));
+        for bad in ["", "has space", "引号", &"x".repeat(65)] {
+            TestHarness::<Tenant>::given([created()]).when(add(UserId::new(), bad, Role::Agent)).refused();
+        }
+        TestHarness::<Tenant>::given([created()]).when(add(UserId::new(), "visitor", Role::Customer)).refused();
+    }
+}
