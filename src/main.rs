@@ -40,6 +40,14 @@ enum Command {
         kafka: Option<String>,
         #[arg(long, default_value = witness_engine::kafka::DEFAULT_TOPIC)]
         kafka_topic: String,
+        /// The key that signs API tokens; created on first start.
+        #[arg(long, default_value = "data/witness-token.key")]
+        token_key_file: PathBuf,
+    },
+    /// Tenants and users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
     },
     /// Check every event's hash chain link and every signed checkpoint.
     /// Exits 1 and names the first bad position if anything was altered.
@@ -115,6 +123,41 @@ enum ReplayCommand {
 }
 
 #[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a tenant.
+    CreateTenant {
+        /// Its id: lowercase letters, digits and -, e.g. `acme-bank`.
+        tenant: TenantId,
+        /// The name people see.
+        #[arg(long)]
+        name: String,
+    },
+    /// Create a user in a tenant. Without WITNESS_PASSWORD in the
+    /// environment, a random password is made and printed.
+    CreateUser {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        login: String,
+        /// agent, supervisor, compliance or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List a tenant's users.
+    Users {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    serde_json::from_value(serde_json::Value::from(text))
+        .map_err(|_| format!("{text:?}: use agent, supervisor, compliance or admin"))
+}
+
+#[derive(Subcommand)]
 enum SchemaCommand {
     /// Write one JSON Schema file per event type into DIR.
     Export { dir: PathBuf },
@@ -157,9 +200,11 @@ fn redact(url: &str) -> String {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, key_file, checkpoint_every, kafka, kafka_topic } => {
-            serve(&cli.database_url, listen, &key_file, checkpoint_every, kafka, kafka_topic).await?;
+        Command::Serve { listen, key_file, checkpoint_every, kafka, kafka_topic, token_key_file } => {
+            let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
+            serve(&cli.database_url, listen, &key_file, checkpoint_every, kafka, kafka_topic, keys).await?;
         }
+        Command::Admin { command } => admin(&cli.database_url, command).await?,
         Command::Verify { public_key } => return verify(&cli.database_url, public_key).await,
         Command::Checkpoint { key_file } => {
             let store = connect(&cli.database_url).await?;
@@ -201,11 +246,23 @@ async fn serve(
     checkpoint_every: u64,
     kafka: Option<String>,
     kafka_topic: String,
+    keys: witness_api::auth::TokenKeys,
 ) -> Result<()> {
     let store = connect(url).await?;
+    let demo = witness_api::accounts::demo_start(&store).await?;
+    let state = witness_api::AppState::new(store.clone(), url, keys).await?;
     let signer = CheckpointSigner::load_or_create(key_file)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    tracing::info!(backend = store.backend_name(), "witness listening on http://{}", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    tracing::info!(backend = store.backend_name(), "witness listening on http://{address}");
+    if !demo.is_empty() {
+        // Printed, not logged: these are for the person who just started it.
+        println!("\nA fresh store: created the tenant `demo` with these logins (shown once):");
+        for d in &demo {
+            println!("  {:<11} login {:<11} password {}", format!("{:?}", d.role).to_lowercase(), d.login, d.password);
+        }
+        println!("Customer page: http://{address}/   Agent workbench: http://{address}/agent\n");
+    }
     let checkpoints = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -244,7 +301,8 @@ async fn serve(
             tracing::info!(topic = %kafka_topic, "relaying to Kafka; projections read from the topic");
         }
     }
-    axum::serve(listener, witness_api::app(witness_api::AppState { store }))
+    tasks.push(tokio::spawn(witness_api::live::run(store.clone(), state.hub.clone(), Default::default())));
+    axum::serve(listener, witness_api::app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
@@ -252,6 +310,46 @@ async fn serve(
         .await?;
     for task in tasks {
         task.abort();
+    }
+    Ok(())
+}
+
+async fn admin(url: &str, command: AdminCommand) -> Result<()> {
+    use witness_api::accounts;
+    let store = connect(url).await?;
+    match command {
+        AdminCommand::CreateTenant { tenant, name } => {
+            accounts::create_tenant(&store, &tenant, &name).await?;
+            println!("created tenant {tenant}");
+        }
+        AdminCommand::CreateUser { tenant, login, role, display_name } => {
+            let (password, generated) = match std::env::var("WITNESS_PASSWORD") {
+                Ok(p) => (p, false),
+                Err(_) => (accounts::random_password(), true),
+            };
+            let name = display_name.unwrap_or_else(|| login.clone());
+            let actor = Actor::new(ActorKind::Admin, "cli");
+            let id = accounts::create_user(&store, &tenant, &actor, &login, role, &name, &password).await?;
+            println!("created user {login} ({id}) in {tenant}");
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        AdminCommand::Users { tenant } => {
+            let dir = accounts::directory(&store, &tenant).await?;
+            if !dir.exists() {
+                bail!("no tenant {tenant}");
+            }
+            for user in dir.users.values() {
+                println!(
+                    "{:<24} {:<11} {} ({})",
+                    user.login,
+                    format!("{:?}", user.role).to_lowercase(),
+                    user.display_name,
+                    user.user_id
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -1,79 +1,107 @@
-//! The Witness HTTP API (axum).
+//! The Witness HTTP API (axum): REST for commands and reads, a WebSocket
+//! for live events, documented in `api/openapi.json` (served at
+//! `GET /api/openapi.json`).
 //!
-//! Today: `GET /healthz` and a read-only view of the global event log,
-//! `GET /api/events?from=CURSOR&limit=N`. Accounts, tenants, chat, WebSocket
-//! signalling and the pages arrive with the API work (see ARCHITECTURE.md).
-//! Until then the event view has no authentication: `witness serve` listens
-//! on loopback by default.
+//! Every route but `/healthz`, `/api/openapi.json`, `/api/login` and
+//! `/api/visitors` takes a bearer token ([`auth`]) that names the caller's
+//! tenant and role. Each route checks the role, and loads what it touches
+//! only from the caller's tenant: another tenant's id is a 404, exactly as
+//! an id that does not exist. Commands go through the deciders
+//! ([`witness_engine::executor::execute`]); a refused command writes
+//! nothing and answers 409 or 422 with the decider's reason.
 //!
-//! [`app`] builds the router from an [`AppState`]; serving it is the
-//! binary's job, so tests drive the router directly:
+//! The modules, one per area: [`accounts`] (login, visitors, users),
+//! [`sessions`] (the customer's and agent's session routes, the bot's turn),
+//! [`tickets`], [`supervision`] (queues, audit trail, event log), [`live`]
+//! (the routing process and the WebSocket feed).
+//!
+//! [`app`] builds the router; serving it is the binary's job, so tests drive
+//! it with `oneshot`:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = witness_engine::EventStore::connect("sqlite://data/witness.db").await?;
-//! let router = witness_api::app(witness_api::AppState { store });
+//! let url = "sqlite://data/witness.db";
+//! let store = witness_engine::EventStore::connect(url).await?;
+//! let state = witness_api::AppState::new(store, url, witness_api::auth::TokenKeys::random()).await?;
+//! tokio::spawn(witness_api::live::run(state.store.clone(), state.hub.clone(), Default::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, router).await?;
+//! axum::serve(listener, witness_api::app(state)).await?;
 //! # Ok(()) }
 //! ```
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+pub mod accounts;
+pub mod auth;
+pub mod bot;
+mod error;
+pub mod live;
+pub mod sessions;
+pub mod supervision;
+pub mod tickets;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use witness_engine::{EventStore, StoreError};
-use witness_schemas::{Cursor, RecordedEvent};
+use serde::Serialize;
+use witness_engine::EventStore;
+use witness_projections::Projector;
 
-/// The most events one `GET /api/events` returns.
-pub const MAX_PAGE: usize = 1_000;
-const DEFAULT_PAGE: usize = 100;
+pub use error::{ApiError, Body};
+
+/// The OpenAPI document of every route.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The largest JSON body a route takes (uploads will have their own limit).
+pub const MAX_JSON_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: EventStore,
+    /// Reads the projections (queues, audit trail).
+    pub projector: Arc<Projector>,
+    pub keys: Arc<auth::TokenKeys>,
+    pub hub: live::Hub,
+    /// The knowledge-base score below which the bot is "not sure".
+    pub bot_threshold: f64,
+}
+
+impl AppState {
+    /// State over `store`, reading projections from `url` (the store's own database).
+    pub async fn new(
+        store: EventStore,
+        url: &str,
+        keys: auth::TokenKeys,
+    ) -> Result<Self, witness_projections::ProjectionError> {
+        let projector = Projector::connect(url, vec![]).await?;
+        Ok(Self {
+            store,
+            projector: Arc::new(projector),
+            keys: Arc::new(keys),
+            hub: live::Hub::default(),
+            bot_threshold: 0.5,
+        })
+    }
 }
 
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/api/events", get(events))
+        .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/api/ws", get(live::ws))
+        .merge(accounts::router())
+        .merge(sessions::router())
+        .merge(tickets::router())
+        .merge(supervision::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
-}
-
-/// An error answer: a status and a message for the caller, as
-/// `{"error": "..."}`. Internal details go to the log, never to the caller.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
-    }
 }
 
 #[derive(Serialize)]
@@ -83,49 +111,9 @@ struct Health {
     events: u64,
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let events = state.store.count().await?;
     Ok(Json(Health { status: "ok", backend: state.store.backend_name(), events }))
-}
-
-/// Query strings are taken as text and parsed here, so that a bad value gets
-/// a JSON error naming it rather than axum's plain-text rejection.
-#[derive(Deserialize)]
-struct EventsQuery {
-    from: Option<String>,
-    limit: Option<String>,
-}
-
-#[derive(Serialize)]
-struct EventsPage {
-    events: Vec<RecordedEvent>,
-    /// Pass as `from` to get the next page.
-    next: Cursor,
-}
-
-async fn events(
-    State(state): State<AppState>,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<EventsPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let from = match q.from.as_deref() {
-        None | Some("") => Cursor::START,
-        Some(text) => text.parse().map_err(|e| ApiError::bad_request(format!("`from`: {e}")))?,
-    };
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "`limit` must be an integer from 1 to {MAX_PAGE}, got {text:?}"
-                )))
-            }
-        },
-    };
-    let events = state.store.read_all(from, limit).await?;
-    let next = events.last().map_or(from, |e| e.cursor());
-    Ok(Json(EventsPage { events, next }))
 }
 
 #[cfg(test)]

@@ -1,71 +1,468 @@
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+//! The API driven through its router (`oneshot`), on a throwaway SQLite
+//! store with two tenants, `acme` and `globex`, each with one user per
+//! staff role.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body as HttpBody;
+use axum::http::{Method, Request, StatusCode};
+use chrono::Utc;
 use http_body_util::BodyExt;
+use serde_json::{json, Value};
 use tower::ServiceExt;
-use witness_engine::{EventStore, ExpectedVersion};
+use witness_engine::EventStore;
 use witness_schemas::*;
 
 use super::*;
+use crate::auth::{Claims, TokenKeys};
 
-async fn store_with(n: usize) -> (tempfile::TempDir, EventStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
-    let tenant: TenantId = "acme".parse().unwrap();
-    let events: Vec<_> =
-        examples::one_of_each().into_iter().take(n).map(|e| NewEvent::new(e, Actor::system())).collect();
-    if !events.is_empty() {
-        store.append(&tenant, &StreamId::session(SessionId::new()), ExpectedVersion::NO_STREAM, events).await.unwrap();
+const PASSWORD: &str = "correct horse battery";
+
+struct World {
+    _dir: tempfile::TempDir,
+    url: String,
+    state: AppState,
+    /// (tenant, role) → token.
+    tokens: HashMap<(&'static str, Role), String>,
+    users: HashMap<(&'static str, Role), UserId>,
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/w.db", dir.path().display());
+        let store = EventStore::connect(&url).await.unwrap();
+        let state = AppState::new(store.clone(), &url, TokenKeys::random()).await.unwrap();
+        let (mut tokens, mut users) = (HashMap::new(), HashMap::new());
+        for tenant in ["acme", "globex"] {
+            let t: TenantId = tenant.parse().unwrap();
+            accounts::create_tenant(&store, &t, tenant).await.unwrap();
+            for role in [Role::Agent, Role::Supervisor, Role::Compliance, Role::Admin] {
+                let login = format!("{role:?}").to_lowercase();
+                let id =
+                    accounts::create_user(&store, &t, &Actor::system(), &login, role, &login, PASSWORD).await.unwrap();
+                let claims = Claims { t: t.clone(), s: id.to_string(), r: role, c: None, e: 0 };
+                tokens.insert((tenant, role), state.keys.issue(claims, Utc::now()));
+                users.insert((tenant, role), id);
+            }
+        }
+        Self { _dir: dir, url, state, tokens, users }
     }
-    (dir, store)
-}
 
-async fn get(store: &EventStore, uri: &str) -> (StatusCode, serde_json::Value) {
-    let response =
-        app(AppState { store: store.clone() }).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
-}
-
-#[tokio::test]
-async fn healthz_reports_backend_and_event_count() {
-    let (_dir, store) = store_with(3).await;
-    let (status, body) = get(&store, "/healthz").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["backend"], "sqlite");
-    assert_eq!(body["events"], 3);
-}
-
-#[tokio::test]
-async fn events_page_through_the_log_with_next() {
-    let (_dir, store) = store_with(5).await;
-    let (status, first) = get(&store, "/api/events?limit=2").await;
-    assert_eq!(status, StatusCode::OK);
-    let positions: Vec<_> =
-        first["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()).collect();
-    assert_eq!(positions, [1, 2]);
-    assert!(first["events"][0]["payload"].is_object());
-    let next = first["next"].as_str().unwrap();
-    let (_, second) = get(&store, &format!("/api/events?from={next}&limit=10")).await;
-    let positions: Vec<_> =
-        second["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()).collect();
-    assert_eq!(positions, [3, 4, 5]);
-}
-
-#[tokio::test]
-async fn bad_queries_get_a_json_error_naming_the_parameter() {
-    let (_dir, store) = store_with(1).await;
-    for (uri, word) in [
-        ("/api/events?limit=0", "limit"),
-        ("/api/events?limit=abc", "limit"),
-        ("/api/events?limit=100000", "limit"),
-        ("/api/events?from=yesterday", "from"),
-    ] {
-        let (status, body) = get(&store, uri).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
-        assert!(body["error"].as_str().unwrap().contains(word), "{uri}: {body}");
+    fn token(&self, tenant: &'static str, role: Role) -> &str {
+        &self.tokens[&(tenant, role)]
     }
-    let (status, body) = get(&store, "/api/nothing-here").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["error"], "no such route");
+
+    async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                HttpBody::from(body.to_string())
+            }
+            None => HttpBody::empty(),
+        };
+        self.raw(request.body(body).unwrap()).await
+    }
+
+    async fn raw(&self, request: Request<HttpBody>) -> (StatusCode, Value) {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, uri: &str, token: &str, body: Value) -> Value {
+        let (status, answer) = self.call(Method::POST, uri, Some(token), Some(body)).await;
+        assert!(status.is_success(), "POST {uri}: {status} {answer}");
+        answer
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> Value {
+        let (status, answer) = self.call(Method::GET, uri, Some(token), None).await;
+        assert!(status.is_success(), "GET {uri}: {status} {answer}");
+        answer
+    }
+
+    async fn visitor(&self, tenant: &str) -> String {
+        let (status, answer) =
+            self.call(Method::POST, "/api/visitors", None, Some(json!({ "tenant": tenant, "channel": "h5" }))).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        answer["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn events(&self) -> u64 {
+        self.state.store.count().await.unwrap()
+    }
+
+    /// A customer session with the bot, one message in.
+    async fn session(&self, tenant: &str, says: &str) -> (String, String) {
+        let customer = self.visitor(tenant).await;
+        let started = self.post("/api/sessions", &customer, json!({ "business_type": "cards" })).await;
+        let id = started["session_id"].as_str().unwrap().to_owned();
+        self.post(&format!("/api/sessions/{id}/messages"), &customer, json!({ "kind": "text", "text": says })).await;
+        (customer, id)
+    }
+
+    /// Polls the session until `pred` holds (the router works in the background).
+    async fn wait_for(&self, id: &str, token: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let view = self.get(&format!("/api/sessions/{id}"), token).await;
+            if pred(&view) {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("session {id} never reached the expected state");
+    }
+}
+
+fn types(view: &Value) -> Vec<String> {
+    view["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn login_gives_a_token_for_the_right_password_only_and_writes_nothing() {
+    let w = World::new().await;
+    let before = w.events().await;
+    let (status, answer) = w
+        .call(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(json!({ "tenant": "acme", "login": "agent", "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["role"], "agent");
+    let token = answer["token"].as_str().unwrap();
+    assert_eq!(w.call(Method::GET, "/api/queue", Some(token), None).await.0, StatusCode::OK);
+    for (tenant, login, password) in
+        [("acme", "agent", "wrong password!"), ("acme", "nobody", PASSWORD), ("nowhere", "agent", PASSWORD)]
+    {
+        let body = json!({ "tenant": tenant, "login": login, "password": password });
+        let (status, answer) = w.call(Method::POST, "/api/login", None, Some(body)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer["error"], "wrong tenant, login or password", "the same answer whatever was wrong");
+    }
+    assert_eq!(w.events().await, before);
+}
+
+#[tokio::test]
+async fn a_customer_goes_from_the_bot_to_an_agent_and_the_audit_trail_shows_it_all() {
+    let w = World::new().await;
+    let agent = w.token("acme", Role::Agent).to_owned();
+    let router = tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+    let presence = json!({ "presence": "online", "capacity": 2, "skill_groups": ["cards"] });
+    let (status, answer) = w.call(Method::PUT, "/api/agent/presence", Some(&agent), Some(presence)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // The bot is not sure (no FAQ), then the customer asks for a person.
+    let (customer, id) = w.session("acme", "How is the annual fee of my Gold card charged?").await;
+    let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+    assert_eq!(types(&view), ["SessionStarted", "CustomerMessage", "BotMessage"]);
+    assert_eq!(view["events"][2]["payload"]["content"]["text"], bot::NOT_SURE);
+    let sent =
+        w.post(&format!("/api/sessions/{id}/messages"), &customer, json!({ "kind": "text", "text": "转人工" })).await;
+    assert_eq!(sent["bot"], "handoff");
+
+    // The router offers it to the only agent online with the skill.
+    let offered = w.wait_for(&id, &agent, |v| v["open_offer"].is_string()).await;
+    assert_eq!(offered["masked"], false, "the offered agent reads the conversation");
+    let transfer =
+        offered["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "TransferRequested").unwrap();
+    let summary = transfer["payload"]["context_summary"].as_str().unwrap();
+    assert!(summary.contains("annual fee"), "the bot's summary names the customer's question: {summary}");
+    assert_eq!(transfer["payload"]["recent_messages"].as_array().unwrap().len(), 3, "the conversation goes along");
+    assert!(offered.to_string().contains("How is the annual fee"), "the agent sees the earlier conversation");
+    let offer = offered["open_offer"].as_str().unwrap();
+    w.post(&format!("/api/sessions/{id}/accept"), &agent, json!({ "offer_id": offer })).await;
+
+    // They talk, the customer ends and rates, the agent wraps up.
+    w.post(&format!("/api/sessions/{id}/messages"), &agent, json!({ "kind": "text", "text": "Hello, I am Li." })).await;
+    w.post(&format!("/api/sessions/{id}/messages"), &customer, json!({ "kind": "text", "text": "Thanks!" })).await;
+    w.post(&format!("/api/sessions/{id}/end"), &customer, json!({})).await;
+    w.post(&format!("/api/sessions/{id}/wrap-up"), &agent, json!({ "disposition": "resolved" })).await;
+    w.post(&format!("/api/sessions/{id}/rating"), &customer, json!({ "rating": 5, "comment": "很快" })).await;
+    let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+    assert_eq!(view["status"], "closed");
+    for t in ["AgentOffered", "OfferAccepted", "AgentAssigned", "AgentMessage", "SessionEnded", "SatisfactionRated"] {
+        assert!(types(&view).contains(&t.to_owned()), "{t} missing from {:?}", types(&view));
+    }
+    let ticket = w.post("/api/tickets", &agent, json!({ "session_id": id })).await;
+    assert!(ticket["title"].as_str().unwrap().contains("cards"), "{ticket}");
+
+    // The audit trail, once projected: whole for compliance, masked for supervisors.
+    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    let full = w.get("/api/audit?limit=1000", w.token("acme", Role::Compliance)).await;
+    let text = full.to_string();
+    for needle in ["CustomerMessage", "BotMessage", "AgentAssigned", "SatisfactionRated", "TicketCreated", "转人工"]
+    {
+        assert!(text.contains(needle), "{needle} not in the audit trail");
+    }
+    let masked = w.get("/api/audit?limit=1000", w.token("acme", Role::Supervisor)).await.to_string();
+    assert!(masked.contains("SatisfactionRated") && !masked.contains("转人工") && !masked.contains("annual fee"));
+    router.abort();
+}
+
+#[tokio::test]
+async fn an_agent_who_is_not_the_sessions_agent_cannot_speak_or_end_it() {
+    let w = World::new().await;
+    let (_, id) = w.session("acme", "hello").await;
+    let before = w.events().await;
+    let agent = w.token("acme", Role::Agent);
+    let (status, answer) = w
+        .call(
+            Method::POST,
+            &format!("/api/sessions/{id}/messages"),
+            Some(agent),
+            Some(json!({ "kind": "text", "text": "hi" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, _) = w.call(Method::POST, &format!("/api/sessions/{id}/end"), Some(agent), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(w.events().await, before);
+    // Not offered, not assigned: the agent sees the session masked.
+    let view = w.get(&format!("/api/sessions/{id}"), agent).await;
+    assert_eq!(view["masked"], true);
+    assert!(!view.to_string().contains("hello"));
+}
+
+/// Every documented route, called by every role of `globex` with `acme`'s
+/// ids, reveals nothing of `acme` and writes nothing to it.
+#[tokio::test]
+async fn no_route_lets_one_tenant_read_or_touch_anothers_data() {
+    let w = World::new().await;
+    let (acme_customer, session) = w.session("acme", "my card number ends 4242").await;
+    let agent = w.token("acme", Role::Agent).to_owned();
+    let ticket = w.post("/api/tickets", &agent, json!({ "session_id": session, "title": "acme-secret-ticket" })).await;
+    let ticket = ticket["ticket_id"].as_str().unwrap().to_owned();
+    let secrets =
+        [session.clone(), ticket.clone(), "4242".into(), "acme".into(), w.users[&("acme", Role::Agent)].to_string()];
+    let acme_streams = [StreamId::new(StreamKind::Session, &session), StreamId::new(StreamKind::Ticket, &ticket)];
+    let acme_before = {
+        let mut n = 0;
+        for s in &acme_streams {
+            n += w.state.store.read_stream(s, 1).await.unwrap().len();
+        }
+        n
+    };
+    let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+    let globex_customer = w.visitor("globex").await;
+    let mut tokens: Vec<String> = [Role::Agent, Role::Supervisor, Role::Compliance, Role::Admin]
+        .into_iter()
+        .map(|r| w.token("globex", r).to_owned())
+        .collect();
+    tokens.push(globex_customer);
+    let mut calls = 0;
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, _) in ops.as_object().unwrap() {
+            let id = if path.starts_with("/api/tickets/") { &ticket } else { &session };
+            let uri = path.replace("{id}", id);
+            let uri = if path == "/api/ws" { format!("/api/ws?session={session}") } else { uri };
+            let body = json!({
+                "offer_id": OfferId::new(), "kind": "text", "text": "x", "rating": 5, "session_id": session,
+                "status": "closed", "disposition": "x", "presence": "online", "skill_groups": ["cards"],
+                "to": { "kind": "group", "group": "cards" }, "reason": "x",
+            });
+            for token in &tokens {
+                let method: Method = method.to_uppercase().parse().unwrap();
+                let body = (method != Method::GET).then(|| body.clone());
+                let (status, answer) = w.call(method.clone(), &uri, Some(token), body).await;
+                calls += 1;
+                let text = answer.to_string();
+                for secret in &secrets {
+                    assert!(!text.contains(secret.as_str()), "{method} {uri} ({status}) revealed {secret}: {text}");
+                }
+                assert!(status != StatusCode::INTERNAL_SERVER_ERROR, "{method} {uri}: {text}");
+            }
+        }
+    }
+    assert!(calls > 100, "walked {calls} calls");
+    let mut acme_after = 0;
+    for s in &acme_streams {
+        acme_after += w.state.store.read_stream(s, 1).await.unwrap().len();
+    }
+    assert_eq!(acme_after, acme_before, "nothing was written to acme's streams");
+    // And acme's own customer still sees their session.
+    assert!(w.get(&format!("/api/sessions/{session}"), &acme_customer).await.to_string().contains("4242"));
+}
+
+#[tokio::test]
+async fn every_documented_route_exists() {
+    let w = World::new().await;
+    let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for (method, _) in ops.as_object().unwrap() {
+            let uri = path.replace("{id}", "x");
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let (status, answer) = w.call(method.clone(), &uri, None, None).await;
+            assert!(
+                answer["error"] != "no such route" && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_writes_nothing() {
+    let w = World::new().await;
+    let (customer, id) = w.session("acme", "hello").await;
+    let agent = w.token("acme", Role::Agent).to_owned();
+    let messages = format!("/api/sessions/{id}/messages");
+    let globex_session = w.session("globex", "hi").await.1;
+    let before = w.events().await;
+    let json_request = |uri: &str, token: &str, body: &str| {
+        Request::post(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(HttpBody::from(body.to_owned()))
+            .unwrap()
+    };
+    let cases: Vec<(Request<HttpBody>, StatusCode, &str)> = vec![
+        (json_request(&messages, &customer, "{\"kind\": \"text\", \"text\": "), StatusCode::BAD_REQUEST, "EOF"),
+        (json_request(&messages, &customer, "{\"kind\": \"video\"}"), StatusCode::BAD_REQUEST, "video"),
+        (json_request(&messages, &customer, "{\"kind\": \"text\", \"txt\": \"x\"}"), StatusCode::BAD_REQUEST, "text"),
+        (
+            json_request(&messages, &customer, "{\"kind\": \"text\", \"text\": \"  \"}"),
+            StatusCode::BAD_REQUEST,
+            "empty",
+        ),
+        (
+            json_request(&messages, &customer, &json!({ "kind": "text", "text": "x".repeat(70_000) }).to_string()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "length limit",
+        ),
+        (
+            Request::post(&messages)
+                .header("authorization", format!("Bearer {customer}"))
+                .body(HttpBody::from("{\"kind\":\"text\",\"text\":\"x\"}"))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (Request::post(&messages).body(HttpBody::empty()).unwrap(), StatusCode::UNAUTHORIZED, "token"),
+        (json_request(&messages, "v1.forged.token", "{}"), StatusCode::UNAUTHORIZED, "invalid token"),
+        (json_request("/api/sessions", &agent, "{}"), StatusCode::FORBIDDEN, "customer"),
+        (
+            json_request(&format!("/api/sessions/{id}/rating"), &customer, "{\"rating\": 9}"),
+            StatusCode::BAD_REQUEST,
+            "rating",
+        ),
+        (
+            json_request(
+                &format!("/api/sessions/{globex_session}/messages"),
+                &customer,
+                "{\"kind\":\"text\",\"text\":\"x\"}",
+            ),
+            StatusCode::NOT_FOUND,
+            "no such session",
+        ),
+        (
+            json_request("/api/sessions/not-an-id/messages", &customer, "{\"kind\":\"text\",\"text\":\"x\"}"),
+            StatusCode::NOT_FOUND,
+            "no such session",
+        ),
+        (json_request("/api/no/such/route", &customer, "{}"), StatusCode::NOT_FOUND, "no such route"),
+        (json_request("/api/visitors", &customer, "{\"tenant\": \"nowhere\"}"), StatusCode::NOT_FOUND, "tenant"),
+        (
+            json_request(&format!("/api/sessions/{id}/accept"), &agent, "{\"offer_id\": \"nope\"}"),
+            StatusCode::BAD_REQUEST,
+            "offer_id",
+        ),
+    ];
+    for (request, expected, words) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (status, answer) = w.raw(request).await;
+        assert_eq!(status, expected, "{what}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(words), "{what}: {error:?} should mention {words:?}");
+    }
+    assert_eq!(w.events().await, before, "no bad request wrote an event");
+}
+
+#[tokio::test]
+async fn the_tenants_event_log_pages_with_next_and_hides_other_tenants() {
+    let w = World::new().await;
+    w.session("acme", "one").await;
+    w.session("globex", "two").await;
+    let supervisor = w.token("acme", Role::Supervisor);
+    let page = w.get("/api/events?limit=1000", supervisor).await;
+    let events = page["events"].as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(!page.to_string().contains("two"), "globex's message is not in acme's log");
+    assert!(!page.to_string().contains("\"one\""), "personal fields are masked for supervisors");
+    let next = page["next"].as_str().unwrap();
+    let rest = w.get(&format!("/api/events?from={next}"), supervisor).await;
+    assert!(rest["events"].as_array().unwrap().is_empty());
+    for (uri, word) in [("/api/events?limit=0", "limit"), ("/api/events?from=yesterday", "from")] {
+        let (status, answer) = w.call(Method::GET, uri, Some(supervisor), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(answer["error"].as_str().unwrap().contains(word));
+    }
+}
+
+#[tokio::test]
+async fn healthz_and_the_openapi_document_need_no_token() {
+    let w = World::new().await;
+    let (status, health) = w.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["backend"], "sqlite");
+    let (status, spec) = w.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(spec["openapi"], "3.1.0");
+}
+
+mod decoders {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+
+    /// Whatever bytes arrive as a message, the answer is a 2xx with the
+    /// message stored, or a 4xx with a JSON error and nothing stored.
+    #[test]
+    fn arbitrary_message_bodies_are_stored_or_refused_cleanly() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (w, customer, id) = rt.block_on(async {
+            let w = World::new().await;
+            let (customer, id) = w.session("acme", "hello").await;
+            (w, customer, id)
+        });
+        let bodies = prop_oneof![
+            any::<Vec<u8>>(),
+            "\\{\"kind\": ?\"(text|rich_text|image|file|x)\"(, ?\"(text|markdown|attachment)\": ?(\"[a-z人工 ]{0,12}\"|1|null|\\{\\}))?\\}"
+                .prop_map(String::into_bytes),
+        ];
+        let mut runner = TestRunner::new(Config { cases: 256, ..Config::default() });
+        runner
+            .run(&bodies, |body| {
+                rt.block_on(async {
+                    let before = w.events().await;
+                    let request = Request::post(format!("/api/sessions/{id}/messages"))
+                        .header("authorization", format!("Bearer {customer}"))
+                        .header("content-type", "application/json")
+                        .body(HttpBody::from(body))
+                        .unwrap();
+                    let (status, answer) = w.raw(request).await;
+                    let after = w.events().await;
+                    if status.is_success() {
+                        prop_assert!(after > before);
+                    } else {
+                        prop_assert!(status.is_client_error(), "{status}: {answer}");
+                        prop_assert!(answer["error"].is_string());
+                        prop_assert_eq!(after, before);
+                    }
+                    Ok(())
+                })
+            })
+            .unwrap();
+    }
 }

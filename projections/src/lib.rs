@@ -64,6 +64,32 @@ pub struct AuditRow {
     pub masked: bool,
 }
 
+/// A tenant's queues as [`Projector::queue`] reads them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueView {
+    pub waiting: Vec<WaitingRow>,
+    pub agents: Vec<AgentRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WaitingRow {
+    pub session_id: String,
+    pub group: String,
+    pub priority: i64,
+    /// RFC 3339.
+    pub queued_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub presence: String,
+    pub capacity: i64,
+    pub skill_groups: Vec<String>,
+    /// Sessions held now.
+    pub load: i64,
+}
+
 /// A row of the `sessions` read model.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SessionRow {
@@ -478,6 +504,104 @@ impl Projector {
                 }
             })
             .collect())
+    }
+
+    /// Runs a read-only query with `{1}`, `{2}`… placeholders on either
+    /// backend; each column comes back as an integer or text (or null).
+    async fn select(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, ProjectionError> {
+        let mut text = sql.to_owned();
+        let placeholder = |i: usize| if matches!(self.db, Db::Sqlite(_)) { format!("?{i}") } else { format!("${i}") };
+        for i in 1..=params.len() {
+            text = text.replace(&format!("{{{i}}}"), &placeholder(i));
+        }
+        match &self.db {
+            Db::Sqlite(conn) => {
+                on_sqlite(conn, move |conn| {
+                    let mut stmt = conn.prepare_cached(&text)?;
+                    let columns = stmt.column_count();
+                    let params: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
+                    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                        (0..columns)
+                            .map(|i| {
+                                Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                                    rusqlite::types::Value::Integer(v) => Value::Int(Some(v)),
+                                    rusqlite::types::Value::Text(v) => Value::Text(Some(v)),
+                                    _ => Value::Text(None),
+                                })
+                            })
+                            .collect()
+                    })?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                })
+                .await
+            }
+            Db::Postgres(pool) => {
+                use sqlx::{Column, Row, TypeInfo};
+                let mut q = sqlx::query(&text);
+                for p in params {
+                    q = match p {
+                        Value::Int(v) => q.bind(v),
+                        Value::Text(v) => q.bind(v),
+                    };
+                }
+                let rows = q.fetch_all(pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        row.columns()
+                            .iter()
+                            .map(|c| {
+                                Ok(match c.type_info().name() {
+                                    "INT8" => Value::Int(row.try_get(c.ordinal())?),
+                                    "INT4" => Value::Int(row.try_get::<Option<i32>, _>(c.ordinal())?.map(i64::from)),
+                                    _ => Value::Text(row.try_get(c.ordinal())?),
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// A tenant's queues: the sessions waiting, by group, oldest first, and
+    /// its agents with their presence and load.
+    pub async fn queue(&self, tenant: &TenantId) -> Result<QueueView, ProjectionError> {
+        let tenant = Value::from(tenant.as_str());
+        let waiting = self
+            .select(
+                "SELECT session_id, group_name, priority, queued_at FROM queue_waiting WHERE tenant_id = {1} \
+                 ORDER BY group_name, priority DESC, queued_at",
+                vec![tenant.clone()],
+            )
+            .await?;
+        let agents = self
+            .select(
+                "SELECT agent_id, presence, capacity, skill_groups, load FROM queue_agents WHERE tenant_id = {1} \
+                 ORDER BY agent_id",
+                vec![tenant],
+            )
+            .await?;
+        Ok(QueueView {
+            waiting: waiting
+                .into_iter()
+                .map(|r| WaitingRow {
+                    session_id: r[0].text(),
+                    group: r[1].text(),
+                    priority: r[2].int(),
+                    queued_at: r[3].text(),
+                })
+                .collect(),
+            agents: agents
+                .into_iter()
+                .map(|r| AgentRow {
+                    agent_id: r[0].text(),
+                    presence: r[1].text(),
+                    capacity: r[2].int(),
+                    skill_groups: r[3].text().split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect(),
+                    load: r[4].int(),
+                })
+                .collect(),
+        })
     }
 
     /// The tables of this projector's projections.

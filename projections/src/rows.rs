@@ -33,6 +33,25 @@ impl From<Option<String>> for Value {
     }
 }
 
+impl Value {
+    /// The text, or empty for null or a number.
+    pub fn text(&self) -> String {
+        match self {
+            Value::Text(Some(s)) => s.clone(),
+            Value::Int(Some(i)) => i.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// The integer, or 0 for null or text.
+    pub fn int(&self) -> i64 {
+        match self {
+            Value::Int(Some(i)) => *i,
+            _ => 0,
+        }
+    }
+}
+
 /// How an upsert treats a column of an existing row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {

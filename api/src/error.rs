@@ -1,0 +1,130 @@
+//! Errors as the caller sees them: a status and `{"error": "..."}`.
+//! Internal details (SQL, paths, stack) go to the log, never to the caller.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use witness_engine::domain::DomainError;
+use witness_engine::executor::ExecuteError;
+use witness_engine::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Also what another tenant's id gets: its existence is not confirmed.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("no such {what}"))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // Lost every retry to concurrent writers: the caller may try again.
+            StoreError::Concurrency { .. } => {
+                Self::new(StatusCode::CONFLICT, "the session changed meanwhile; try again")
+            }
+            e @ (StoreError::InvalidEvent { .. } | StoreError::InvalidAppend(_)) => Self::bad_request(e.to_string()),
+            // The API checks tenants before it writes; reaching this is a bug,
+            // and the caller learns nothing about the other tenant.
+            StoreError::WrongTenant { .. } => {
+                tracing::error!("append to another tenant's stream refused by the store");
+                Self::not_found("stream")
+            }
+            e => {
+                tracing::error!(error = %e, "store error");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable")
+            }
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let status = match e {
+            DomainError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            DomainError::NotTheAssignedAgent { .. } => StatusCode::FORBIDDEN,
+            _ => StatusCode::CONFLICT,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<ExecuteError> for ApiError {
+    fn from(e: ExecuteError) -> Self {
+        match e {
+            ExecuteError::Domain(e) => e.into(),
+            ExecuteError::Store(e) => e.into(),
+            ExecuteError::Decode(e) => {
+                tracing::error!(error = %e, "stored event cannot be decoded");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "a stored event cannot be read")
+            }
+        }
+    }
+}
+
+impl From<witness_projections::ProjectionError> for ApiError {
+    fn from(e: witness_projections::ProjectionError) -> Self {
+        tracing::error!(error = %e, "read model error");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the read models are unavailable")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// A JSON request body whose rejection is a JSON error naming the problem
+/// (axum's own is plain text): malformed JSON, a wrong or missing field,
+/// or no `Content-Type: application/json`.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as JSON with `Content-Type: application/json`",
+            )),
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::new(e.status(), e.body_text())),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! What happens without a request: the live routing process, and the feed
+//! of new events that WebSocket clients receive.
+//!
+//! [`run`] follows the log: every event goes to the [`Hub`] (which the
+//! WebSocket connections listen to) and to its tenant's [`Router`]. Once it
+//! has caught up with the log, it asks each router what to do now — offer
+//! a waiting session, expire an offer, withdraw an offline agent's offers —
+//! and carries that out as session commands. It then waits for the next
+//! append or the next offer deadline.
+//!
+//! Every `witness serve` node runs one. With several nodes they may race
+//! to offer the same session; the session decider accepts one offer and
+//! refuses the rest, so the race costs a refused command, not a wrong state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::broadcast;
+use witness_engine::domain::session::Session;
+use witness_engine::executor::{execute, ExecuteError};
+use witness_engine::routing::{Router, RouterConfig};
+use witness_engine::EventStore;
+use witness_schemas::{Actor, Cursor, RecordedEvent, StreamId, TenantId};
+
+/// How many events a slow WebSocket client may fall behind before it is
+/// told it lagged (and should reload).
+const HUB_CAPACITY: usize = 4096;
+/// How often the log is read when nothing in this process appended (other
+/// nodes' appends are seen this way).
+const POLL: Duration = Duration::from_millis(200);
+
+/// New events, in log order, for whoever listens.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<Arc<RecordedEvent>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self { tx: broadcast::channel(HUB_CAPACITY).0 }
+    }
+}
+
+impl Hub {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RecordedEvent>> {
+        self.tx.subscribe()
+    }
+
+    fn publish(&self, event: RecordedEvent) {
+        // No listener is not an error.
+        let _ = self.tx.send(Arc::new(event));
+    }
+}
+
+/// Follows the log from the start (the routers need the whole history of
+/// waiting sessions and agents) until the task is dropped.
+pub async fn run(store: EventStore, hub: Hub, config: RouterConfig) {
+    let mut routers: HashMap<TenantId, Router> = HashMap::new();
+    let mut cursor = Cursor::START;
+    let mut changes = store.changes();
+    loop {
+        changes.borrow_and_update();
+        // Catch up.
+        loop {
+            let page = match store.read_all(cursor, 1000).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live feed: reading the log failed; retrying");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            };
+            let Some(last) = page.last().map(RecordedEvent::cursor) else { break };
+            for recorded in page {
+                match recorded.decode() {
+                    Ok(event) => routers
+                        .entry(recorded.tenant_id.clone())
+                        .or_insert_with(|| Router::new(config.clone()))
+                        .apply(&recorded.stream_id, &event, recorded.occurred_at),
+                    Err(e) => tracing::error!(position = recorded.position, error = %e, "undecodable event skipped"),
+                }
+                hub.publish(recorded);
+            }
+            cursor = last;
+        }
+        // Act on what is due now.
+        let now = Utc::now();
+        for (tenant, router) in routers.iter_mut() {
+            for action in router.decide(now) {
+                let (session, command) = action.into_command(now);
+                let stream = StreamId::session(session);
+                match execute::<Session>(&store, tenant, &stream, &Actor::system(), now, command).await {
+                    Ok(_) => {}
+                    // The session moved on (accepted, ended) since the router
+                    // last heard of it; its events are on their way here.
+                    Err(ExecuteError::Domain(e)) => tracing::debug!(%session, error = %e, "routing action refused"),
+                    Err(e) => tracing::warn!(%session, error = %e, "routing action failed"),
+                }
+            }
+        }
+        // Wait for an append, a deadline, or the poll interval.
+        let deadline = routers.values().filter_map(Router::next_deadline).min();
+        let wait = deadline.map_or(POLL, |d| (d - Utc::now()).to_std().unwrap_or_default().min(POLL));
+        let _ = tokio::time::timeout(wait, changes.changed()).await;
+    }
+}
+
+// ----------------------------------------------------------------- WebSocket
+
+/// `GET /api/ws?token=TOKEN[&session=ID]`: the caller's tenant's new events,
+/// as JSON text frames (`{"type":"event","event":{…}}`), from the moment of
+/// connecting. A customer must name their session and gets its events only;
+/// an agent gets every session's and agent's events, personal fields masked
+/// but for the sessions offered or assigned to them since connecting (the
+/// workbench loads the others through `GET /api/sessions/{id}`); supervisors,
+/// compliance and admins get everything, masked by their role. A client that
+/// falls more than a few thousand events behind gets `{"type":"lagged"}`.
+pub(crate) async fn ws(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    crate::auth::Caller(caller): crate::auth::Caller,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    upgrade: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<axum::response::Response, crate::ApiError> {
+    let session = match (caller.r, q.get("session")) {
+        (witness_schemas::Role::Customer, None) => {
+            return Err(crate::ApiError::bad_request("a customer's WebSocket names its session: `?session=ID`"))
+        }
+        (_, Some(id)) => Some(crate::sessions::load(&state, &caller, id).await?.id),
+        (_, None) => None,
+    };
+    let upgrade =
+        upgrade.map_err(|e| crate::ApiError::bad_request(format!("not a WebSocket request: {}", e.body_text())))?;
+    let feed = state.hub.subscribe();
+    Ok(upgrade.on_upgrade(move |socket| push(socket, feed, caller, session)))
+}
+
+/// Which of the tenant's events one connection sees, and how.
+struct Filter {
+    caller: crate::auth::Claims,
+    session: Option<StreamId>,
+    /// Session streams an agent was offered or assigned while connected.
+    mine: std::collections::HashSet<StreamId>,
+}
+
+impl Filter {
+    /// `None`: not for this connection; `Some(unmasked)` otherwise.
+    fn admit(&mut self, e: &RecordedEvent) -> Option<bool> {
+        use witness_schemas::{Event, Role, StreamKind};
+        if e.tenant_id != self.caller.t {
+            return None;
+        }
+        if let Some(session) = &self.session {
+            return (&e.stream_id == session).then_some(true);
+        }
+        match self.caller.r {
+            Role::Customer => None,
+            Role::Agent => {
+                if e.stream_id.kind == StreamKind::Tenant {
+                    return None;
+                }
+                if matches!(e.event_type.as_str(), "AgentOffered" | "AgentAssigned") {
+                    let me = self.caller.user_id().ok();
+                    let to = match e.decode() {
+                        Ok(Event::AgentOffered(o)) => Some(o.agent_id),
+                        Ok(Event::AgentAssigned(a)) => Some(a.agent_id),
+                        _ => None,
+                    };
+                    if to.is_some() && to == me {
+                        self.mine.insert(e.stream_id.clone());
+                    }
+                }
+                Some(self.mine.contains(&e.stream_id))
+            }
+            r => Some(r.sees_personal_data()),
+        }
+    }
+}
+
+async fn push(
+    mut socket: axum::extract::ws::WebSocket,
+    mut feed: broadcast::Receiver<Arc<RecordedEvent>>,
+    caller: crate::auth::Claims,
+    session: Option<witness_schemas::SessionId>,
+) {
+    use axum::extract::ws::Message;
+    let mut filter = Filter { caller, session: session.map(StreamId::session), mine: Default::default() };
+    let hello = serde_json::json!({ "type": "hello" }).to_string();
+    if socket.send(Message::Text(hello.into())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            received = feed.recv() => {
+                let frame = match received {
+                    Ok(e) => match filter.admit(&e) {
+                        Some(unmasked) => serde_json::json!({
+                            "type": "event",
+                            "event": crate::sessions::EventView::new(&e, unmasked),
+                        }),
+                        None => continue,
+                    },
+                    Err(broadcast::error::RecvError::Lagged(n)) => serde_json::json!({ "type": "lagged", "missed": n }),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Clients have nothing to say on this socket yet; pings are
+                // answered by axum.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

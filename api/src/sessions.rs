@@ -1,0 +1,517 @@
+//! Sessions over HTTP: a customer starts one and chats (with the bot, then
+//! an agent), asks for a human, ends and rates it; agents set their
+//! presence, accept or decline offers, talk, transfer, end and wrap up.
+//!
+//! Every route loads the session's stream and checks it belongs to the
+//! caller's tenant (and, for a customer, that it is theirs) before anything
+//! is decided; otherwise the answer is 404, whether the session exists
+//! elsewhere or not.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use witness_engine::domain::agent::{Agent, AgentCommand};
+use witness_engine::domain::session::{Session, SessionCommand, SessionState, SessionStatus};
+use witness_engine::domain::Decider;
+use witness_engine::executor::execute;
+use witness_schemas::*;
+
+use crate::auth::{Caller, Claims};
+use crate::bot::{self, BotReply};
+use crate::{ApiError, AppState, Body};
+
+/// The longest text message, in characters.
+pub const MAX_TEXT: usize = 4_000;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions", post(start))
+        .route("/api/sessions/{id}", get(show))
+        .route("/api/sessions/{id}/messages", post(message))
+        .route("/api/sessions/{id}/human", post(human))
+        .route("/api/sessions/{id}/accept", post(accept))
+        .route("/api/sessions/{id}/decline", post(decline))
+        .route("/api/sessions/{id}/transfer", post(transfer))
+        .route("/api/sessions/{id}/end", post(end))
+        .route("/api/sessions/{id}/wrap-up", post(wrap_up))
+        .route("/api/sessions/{id}/rating", post(rate))
+        .route("/api/agent/presence", put(presence))
+}
+
+/// A session as the caller may see it.
+pub(crate) struct Loaded {
+    pub id: SessionId,
+    pub events: Vec<RecordedEvent>,
+    pub state: SessionState,
+    pub customer_ref: String,
+}
+
+impl Loaded {
+    /// Whether `caller` reads this session's personal data unmasked: its
+    /// customer, the agent handling it or offered it, and the roles that
+    /// see personal data everywhere.
+    pub fn unmasked_for(&self, caller: &Claims) -> bool {
+        match caller.r {
+            Role::Customer => caller.s == self.customer_ref,
+            Role::Agent => caller.user_id().is_ok_and(|me| {
+                self.state.agent == Some(me) || self.state.offer.as_ref().is_some_and(|o| o.agent_id == me)
+            }),
+            r => r.sees_personal_data(),
+        }
+    }
+}
+
+/// Loads session `id` if the caller may see it: same tenant and, for a
+/// customer, their own.
+pub(crate) async fn load(state: &AppState, caller: &Claims, id: &str) -> Result<Loaded, ApiError> {
+    let id: SessionId = id.parse().map_err(|_| ApiError::not_found("session"))?;
+    let events = state.store.read_stream(&StreamId::session(id), 1).await?;
+    let Some(first) = events.first() else { return Err(ApiError::not_found("session")) };
+    if first.tenant_id != caller.t {
+        return Err(ApiError::not_found("session"));
+    }
+    let decoded: Vec<Event> = events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
+        tracing::error!(error = %e, "session stream cannot be decoded");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the session cannot be read")
+    })?;
+    let customer_ref = match decoded.first() {
+        Some(Event::SessionStarted(e)) => e.customer_ref.clone(),
+        _ => String::new(),
+    };
+    if caller.r == Role::Customer && caller.s != customer_ref {
+        return Err(ApiError::not_found("session"));
+    }
+    Ok(Loaded { id, state: Session::fold(&decoded), events, customer_ref })
+}
+
+async fn run(state: &AppState, caller: &Claims, id: SessionId, command: SessionCommand) -> Result<u64, ApiError> {
+    let stream = StreamId::session(id);
+    let done = execute::<Session>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
+    Ok(done.last_version())
+}
+
+/// What a command route answers: the session's version after it.
+#[derive(Serialize)]
+pub(crate) struct Done {
+    version: u64,
+}
+
+// ------------------------------------------------------------------ customer
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    #[serde(default = "general")]
+    business_type: String,
+    #[serde(default)]
+    locale: Option<String>,
+}
+
+fn general() -> String {
+    "general".into()
+}
+
+#[derive(Serialize)]
+struct Started {
+    session_id: SessionId,
+}
+
+async fn start(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(req): Body<StartRequest>,
+) -> Result<(StatusCode, Json<Started>), ApiError> {
+    caller.require(&[Role::Customer])?;
+    let business_type = req.business_type.trim().to_owned();
+    if business_type.is_empty()
+        || business_type.len() > 64
+        || !business_type.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ApiError::bad_request("`business_type`: 1 to 64 of a-z, 0-9, _ and -"));
+    }
+    let session_id = SessionId::new();
+    let command = SessionCommand::Start {
+        session_id,
+        channel: caller.c.unwrap_or(Channel::Web),
+        business_type,
+        customer_ref: caller.s.clone(),
+        locale: req.locale,
+    };
+    run(&state, &caller, session_id, command).await?;
+    Ok((StatusCode::CREATED, Json(Started { session_id })))
+}
+
+/// One event of a session as a caller sees it.
+#[derive(Serialize)]
+pub(crate) struct EventView {
+    position: u64,
+    version: u64,
+    event_type: String,
+    occurred_at: String,
+    actor: Actor,
+    payload: serde_json::Value,
+}
+
+impl EventView {
+    pub fn new(e: &RecordedEvent, unmasked: bool) -> Self {
+        let mut payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
+        if !unmasked {
+            mask_personal(&mut payload);
+        }
+        Self {
+            position: e.position,
+            version: e.stream_version,
+            event_type: e.event_type.clone(),
+            occurred_at: witness_engine::chain::time_text(&e.occurred_at),
+            actor: e.actor.clone(),
+            payload,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    session_id: SessionId,
+    status: String,
+    business_type: String,
+    channel: Option<Channel>,
+    agent_id: Option<UserId>,
+    open_offer: Option<OfferId>,
+    masked: bool,
+    events: Vec<EventView>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    let s = load(&state, &caller, &id).await?;
+    let unmasked = s.unmasked_for(&caller);
+    Ok(Json(SessionView {
+        session_id: s.id,
+        status: s.state.status.to_string(),
+        business_type: s.state.business_type.clone(),
+        channel: s.state.channel,
+        agent_id: s.state.agent,
+        open_offer: s.state.offer.as_ref().filter(|_| unmasked).map(|o| o.offer_id),
+        masked: !unmasked,
+        events: s.events.iter().map(|e| EventView::new(e, unmasked)).collect(),
+    }))
+}
+
+fn check_content(content: &MessageContent) -> Result<(), ApiError> {
+    let too_long = |what: &str| ApiError::bad_request(format!("`{what}` is longer than {MAX_TEXT} characters"));
+    match content {
+        MessageContent::Text { text } => {
+            if text.trim().is_empty() {
+                return Err(ApiError::bad_request("`text` is empty"));
+            }
+            if text.chars().count() > MAX_TEXT {
+                return Err(too_long("text"));
+            }
+        }
+        MessageContent::RichText { markdown, attachments } => {
+            if markdown.chars().count() > MAX_TEXT {
+                return Err(too_long("markdown"));
+            }
+            if !attachments.is_empty() {
+                return Err(attachments_not_yet());
+            }
+        }
+        MessageContent::Image { .. } | MessageContent::File { .. } => return Err(attachments_not_yet()),
+    }
+    Ok(())
+}
+
+/// Attachments must reference an upload the sender made; until the upload
+/// store exists none can be checked, so none are taken.
+fn attachments_not_yet() -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "image and file messages need the upload store, not built yet")
+}
+
+#[derive(Serialize)]
+struct Sent {
+    message_id: MessageId,
+    version: u64,
+    /// What the bot did about it, when the session is with the bot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bot: Option<&'static str>,
+}
+
+async fn message(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(content): Body<MessageContent>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    check_content(&content)?;
+    let s = load(&state, &caller, &id).await?;
+    let message_id = MessageId::new();
+    // What the bot reads, if the session is with the bot.
+    let for_bot = match &content {
+        MessageContent::Text { text } | MessageContent::RichText { markdown: text, .. }
+            if caller.r == Role::Customer && s.state.status == SessionStatus::WithBot =>
+        {
+            Some(text.clone())
+        }
+        _ => None,
+    };
+    let command = match caller.r {
+        Role::Customer => SessionCommand::CustomerSays { message_id, content },
+        Role::Agent => {
+            let me = caller.user_id()?;
+            if s.state.agent != Some(me) {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "only the session's agent speaks in it"));
+            }
+            SessionCommand::AgentSays { agent_id: me, message_id, content }
+        }
+        _ => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "only the customer and the session's agent send messages"))
+        }
+    };
+    let mut version = run(&state, &caller, s.id, command).await?;
+    let mut bot = None;
+    if let Some(text) = for_bot {
+        // The bot decides on the session as it is after the message.
+        let (v, what) = bot_turn(&state, &caller, s.id, &text).await?;
+        version = v;
+        bot = Some(what);
+    }
+    Ok((StatusCode::CREATED, Json(Sent { message_id, version, bot })))
+}
+
+/// The bot's answer to a customer's message, appended as the bot.
+async fn bot_turn(
+    state: &AppState,
+    caller: &Claims,
+    id: SessionId,
+    text: &str,
+) -> Result<(u64, &'static str), ApiError> {
+    let session = load(state, caller, &id.to_string()).await?.state;
+    let bot_actor = Actor::new(ActorKind::Bot, "kb");
+    let stream = StreamId::session(id);
+    let (command, what) = match bot::reply(text, None, state.bot_threshold) {
+        BotReply::Handoff => (handoff(&session, "customer asked for a human"), "handoff"),
+        BotReply::Answer { text, faq_id, score } => (
+            SessionCommand::BotAnswers {
+                message_id: MessageId::new(),
+                content: MessageContent::Text { text },
+                faq_id: Some(faq_id),
+                score: Some(score),
+            },
+            "answered",
+        ),
+        BotReply::NotSure { text } => (
+            SessionCommand::BotAnswers {
+                message_id: MessageId::new(),
+                content: MessageContent::Text { text },
+                faq_id: None,
+                score: None,
+            },
+            "not_sure",
+        ),
+    };
+    let done = execute::<Session>(&state.store, &caller.t, &stream, &bot_actor, Utc::now(), command).await?;
+    Ok((done.last_version(), what))
+}
+
+/// The handover to a human: to the session's business group, with the
+/// bot's summary of the conversation (the recent messages go along).
+fn handoff(session: &SessionState, reason: &str) -> SessionCommand {
+    // The customer's last question, not their "转人工".
+    let last = session
+        .recent
+        .iter()
+        .rev()
+        .find(|m| m.from == witness_engine::domain::session::Speaker::Customer && !bot::asks_for_human(&m.text));
+    let summary = match last {
+        Some(m) => format!("{} customer, last asked: {}", session.business_type, m.text),
+        None => format!("{} customer, asked for a human at once", session.business_type),
+    };
+    SessionCommand::RequestHuman {
+        group: session.business_type.clone(),
+        reason: reason.to_owned(),
+        context_summary: summary.chars().take(500).collect(),
+        priority: 0,
+    }
+}
+
+async fn human(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Customer])?;
+    let s = load(&state, &caller, &id).await?;
+    let version = run(&state, &caller, s.id, handoff(&s.state, "customer pressed the button")).await?;
+    Ok(Json(Done { version }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rate {
+    rating: u8,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn rate(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<Rate>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Customer])?;
+    let rating = Rating::try_from(req.rating).map_err(|e| ApiError::bad_request(format!("`rating`: {e}")))?;
+    if req.comment.as_ref().is_some_and(|c| c.chars().count() > MAX_TEXT) {
+        return Err(ApiError::bad_request(format!("`comment` is longer than {MAX_TEXT} characters")));
+    }
+    let s = load(&state, &caller, &id).await?;
+    let version = run(&state, &caller, s.id, SessionCommand::Rate { rating, comment: req.comment }).await?;
+    Ok(Json(Done { version }))
+}
+
+async fn end(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Done>, ApiError> {
+    let ended_by = match caller.r {
+        Role::Customer => EndedBy::Customer,
+        Role::Agent => EndedBy::Agent,
+        _ => return Err(ApiError::new(StatusCode::FORBIDDEN, "only the customer or the session's agent ends it")),
+    };
+    let s = load(&state, &caller, &id).await?;
+    if caller.r == Role::Agent && s.state.agent != Some(caller.user_id()?) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "only the session's agent ends it"));
+    }
+    // The decider turns a customer leaving the queue into `abandoned`.
+    let reason = if s.state.status == SessionStatus::WithBot { EndReason::BotResolved } else { EndReason::Resolved };
+    let version = run(&state, &caller, s.id, SessionCommand::End { ended_by, reason }).await?;
+    Ok(Json(Done { version }))
+}
+
+// --------------------------------------------------------------------- agent
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfferAnswer {
+    offer_id: OfferId,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn accept(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<OfferAnswer>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let s = load(&state, &caller, &id).await?;
+    let command = SessionCommand::AcceptOffer { offer_id: req.offer_id, agent_id: caller.user_id()?, at: Utc::now() };
+    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+}
+
+async fn decline(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<OfferAnswer>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let s = load(&state, &caller, &id).await?;
+    let command =
+        SessionCommand::DeclineOffer { offer_id: req.offer_id, agent_id: caller.user_id()?, reason: req.reason };
+    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferRequest {
+    to: TransferTarget,
+    reason: String,
+    #[serde(default)]
+    context_summary: Option<String>,
+}
+
+async fn transfer(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<TransferRequest>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let s = load(&state, &caller, &id).await?;
+    if let TransferTarget::Agent { agent_id } = &req.to {
+        // The named agent must be staff of this tenant.
+        let dir = crate::accounts::directory(&state.store, &caller.t).await?;
+        if dir.user(*agent_id).is_none_or(|u| u.role != Role::Agent) {
+            return Err(ApiError::not_found("agent"));
+        }
+    }
+    let command = SessionCommand::Transfer {
+        agent_id: caller.user_id()?,
+        to: req.to,
+        reason: req.reason,
+        context_summary: req.context_summary.unwrap_or_default(),
+    };
+    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrapUp {
+    disposition: String,
+    #[serde(default)]
+    notes: Option<String>,
+}
+
+async fn wrap_up(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<WrapUp>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let s = load(&state, &caller, &id).await?;
+    let command =
+        SessionCommand::CompleteWrapUp { agent_id: caller.user_id()?, disposition: req.disposition, notes: req.notes };
+    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceRequest {
+    presence: Presence,
+    #[serde(default = "one")]
+    capacity: u32,
+    #[serde(default)]
+    skill_groups: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+async fn presence(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(req): Body<PresenceRequest>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let agent_id = caller.user_id()?;
+    let command = AgentCommand::SetPresence {
+        agent_id,
+        presence: req.presence,
+        capacity: req.capacity,
+        skill_groups: req.skill_groups,
+    };
+    let stream = StreamId::agent(agent_id);
+    let done = execute::<Agent>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
+    Ok(Json(Done { version: done.last_version() }))
+}

@@ -1,0 +1,97 @@
+//! What supervisors and compliance officers read: live queues, the audit
+//! trail, and the raw event log — always only their own tenant's.
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use witness_projections::{AuditRow, QueueView};
+use witness_schemas::{Cursor, Role};
+
+use crate::auth::Caller;
+use crate::sessions::EventView;
+use crate::{ApiError, AppState};
+
+/// The most rows one page returns.
+pub const MAX_PAGE: usize = 1_000;
+const DEFAULT_PAGE: usize = 100;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/queue", get(queue)).route("/api/audit", get(audit)).route("/api/events", get(events))
+}
+
+async fn queue(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<QueueView>, ApiError> {
+    caller.require(&[Role::Agent, Role::Supervisor])?;
+    Ok(Json(state.projector.queue(&caller.t).await?))
+}
+
+/// Query strings are taken as text and parsed here, so that a bad value
+/// gets a JSON error naming it rather than axum's plain-text rejection.
+#[derive(Deserialize)]
+struct Page {
+    from: Option<String>,
+    limit: Option<String>,
+}
+
+type PageQuery = Result<Query<Page>, axum::extract::rejection::QueryRejection>;
+
+fn limit(page: &Page) -> Result<usize, ApiError> {
+    match page.limit.as_deref() {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_PAGE}, got {text:?}"))),
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct AuditPage {
+    rows: Vec<AuditRow>,
+    /// Pass as `from` for the next page.
+    next: u64,
+}
+
+/// The audit trail, masked for supervisors; compliance sees it whole.
+async fn audit(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    query: PageQuery,
+) -> Result<Json<AuditPage>, ApiError> {
+    caller.require(&[Role::Supervisor, Role::Compliance])?;
+    let Query(page) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let from = match page.from.as_deref() {
+        None | Some("") => 0,
+        Some(text) => text.parse().map_err(|_| ApiError::bad_request(format!("`from`: not a position: {text:?}")))?,
+    };
+    let rows = state.projector.audit(&caller.t, caller.r, from, limit(&page)?).await?;
+    let next = rows.last().map_or(from, |r| r.position);
+    Ok(Json(AuditPage { rows, next }))
+}
+
+#[derive(Serialize)]
+struct EventsPage {
+    events: Vec<EventView>,
+    /// Pass as `from` for the next page. A page may hold fewer than
+    /// `limit` events (other tenants' are skipped) and still not be the last.
+    next: Cursor,
+}
+
+/// The tenant's events straight from the log, in global order.
+async fn events(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    query: PageQuery,
+) -> Result<Json<EventsPage>, ApiError> {
+    caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
+    let Query(page) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let from = match page.from.as_deref() {
+        None | Some("") => Cursor::START,
+        Some(text) => text.parse().map_err(|e| ApiError::bad_request(format!("`from`: {e}")))?,
+    };
+    let read = state.store.read_all(from, limit(&page)?).await?;
+    let next = read.last().map_or(from, |e| e.cursor());
+    let unmasked = caller.r.sees_personal_data();
+    let events = read.iter().filter(|e| e.tenant_id == caller.t).map(|e| EventView::new(e, unmasked)).collect();
+    Ok(Json(EventsPage { events, next }))
+}

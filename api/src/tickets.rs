@@ -1,0 +1,133 @@
+//! Tickets: opened from a session (the draft filled from its conversation),
+//! then moved through open → in progress → resolved → closed.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use witness_engine::domain::ticket::{draft_from_session, Ticket, TicketCommand, TicketState};
+use witness_engine::domain::Decider;
+use witness_engine::executor::execute;
+use witness_schemas::*;
+
+use crate::auth::{Caller, Claims};
+use crate::sessions::{load, EventView};
+use crate::{ApiError, AppState, Body};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/tickets", post(create))
+        .route("/api/tickets/{id}", get(show))
+        .route("/api/tickets/{id}/status", post(change_status))
+}
+
+const STAFF: &[Role] = &[Role::Agent, Role::Supervisor];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTicket {
+    session_id: String,
+    /// Defaults to the draft from the session.
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default = "normal")]
+    priority: TicketPriority,
+}
+
+fn normal() -> TicketPriority {
+    TicketPriority::Normal
+}
+
+#[derive(Serialize)]
+struct Created {
+    ticket_id: TicketId,
+    title: String,
+    description: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(req): Body<NewTicket>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    caller.require(STAFF)?;
+    let session = load(&state, &caller, &req.session_id).await?;
+    let (draft_title, draft_description) = draft_from_session(&session.state);
+    let (title, description) = (req.title.unwrap_or(draft_title), req.description.unwrap_or(draft_description));
+    let ticket_id = TicketId::new();
+    let command = TicketCommand::Create {
+        ticket_id,
+        session_id: session.id,
+        title: title.clone(),
+        description: description.clone(),
+        priority: req.priority,
+    };
+    let stream = StreamId::ticket(ticket_id);
+    execute::<Ticket>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
+    Ok((StatusCode::CREATED, Json(Created { ticket_id, title, description })))
+}
+
+async fn load_ticket(
+    state: &AppState,
+    caller: &Claims,
+    id: &str,
+) -> Result<(TicketId, Vec<RecordedEvent>, TicketState), ApiError> {
+    let id: TicketId = id.parse().map_err(|_| ApiError::not_found("ticket"))?;
+    let events = state.store.read_stream(&StreamId::ticket(id), 1).await?;
+    if events.first().is_none_or(|e| e.tenant_id != caller.t) {
+        return Err(ApiError::not_found("ticket"));
+    }
+    let decoded: Vec<Event> = events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
+        tracing::error!(error = %e, "ticket stream cannot be decoded");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the ticket cannot be read")
+    })?;
+    Ok((id, events, Ticket::fold(&decoded)))
+}
+
+#[derive(Serialize)]
+struct TicketView {
+    ticket_id: TicketId,
+    status: Option<TicketStatus>,
+    events: Vec<EventView>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TicketView>, ApiError> {
+    caller.require(&[Role::Agent, Role::Supervisor, Role::Compliance])?;
+    let (ticket_id, events, ticket) = load_ticket(&state, &caller, &id).await?;
+    let unmasked = caller.r != Role::Supervisor;
+    Ok(Json(TicketView {
+        ticket_id,
+        status: ticket.status,
+        events: events.iter().map(|e| EventView::new(e, unmasked)).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusChange {
+    status: TicketStatus,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn change_status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<StatusChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(STAFF)?;
+    let (ticket_id, _, _) = load_ticket(&state, &caller, &id).await?;
+    let command = TicketCommand::ChangeStatus { status: req.status, note: req.note };
+    let stream = StreamId::ticket(ticket_id);
+    let done = execute::<Ticket>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
+    Ok(Json(serde_json::json!({ "version": done.last_version() })))
+}
