@@ -39,6 +39,19 @@ need_kafka_broker() {
     export WITNESS_TEST_TANSU="$tansu"
 }
 
+# Headless Chromium (Debian's) and playwright-core (npm, pinned by
+# tests/e2e/package-lock.json) for the browser tests. Node.js comes from
+# Debian if the machine has none. Sets WITNESS_TEST_CHROMIUM.
+need_browser() {
+    command -v node >/dev/null || apt_install nodejs npm
+    apt_install chromium fonts-noto-cjk
+    if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+        echo "==> installing playwright-core (npm)"
+        (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    export WITNESS_TEST_CHROMIUM=/usr/bin/chromium
+}
+
 need_postgres() {
     apt_install postgresql
     PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)

@@ -54,6 +54,15 @@ pub use error::{ApiError, Body};
 /// The OpenAPI document of every route.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
+/// The pages, served by the API itself (no build step: plain HTML and JS).
+const CUSTOMER_PAGE: &str = include_str!("../web/customer.html");
+const AGENT_PAGE: &str = include_str!("../web/agent.html");
+const STYLE: &str = include_str!("../web/style.css");
+
+async fn page(html: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
+}
+
 /// The largest JSON body a route takes (uploads will have their own limit).
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
@@ -92,6 +101,9 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/ws", get(live::ws))
+        .route("/", get(|| page(CUSTOMER_PAGE)))
+        .route("/agent", get(|| page(AGENT_PAGE)))
+        .route("/web/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(tickets::router())

@@ -148,6 +148,8 @@ async fn start(
 #[derive(Serialize)]
 pub(crate) struct EventView {
     position: u64,
+    /// `session-<id>`, `agent-<id>`, `ticket-<id>`, `tenant-<slug>`.
+    stream: String,
     version: u64,
     event_type: String,
     occurred_at: String,
@@ -163,6 +165,7 @@ impl EventView {
         }
         Self {
             position: e.position,
+            stream: e.stream_id.to_string(),
             version: e.stream_version,
             event_type: e.event_type.clone(),
             occurred_at: witness_engine::chain::time_text(&e.occurred_at),

@@ -1,0 +1,79 @@
+// A customer and an agent in two headless Chromium pages against a running
+// `witness serve` (BASE_URL), the demo logins from its first start:
+// the customer asks the bot, asks for a human, the agent accepts and sees
+// the earlier conversation, they exchange messages, the customer ends and
+// rates, and the audit trail (read as compliance) holds all of it.
+// Exits non-zero on the first failed expectation. Driven by tests/browser.rs.
+import { chromium } from "playwright-core";
+
+const base = process.env.BASE_URL;
+const agentPassword = process.env.AGENT_PASSWORD;
+const compliancePassword = process.env.COMPLIANCE_PASSWORD;
+const question = "How is the annual fee of my Gold card charged?";
+const timeout = 20_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const expect = async (locator, what) => {
+  await locator.first().waitFor({ timeout }).catch(() => { throw new Error(`not seen: ${what}`); });
+};
+try {
+  // The agent signs in and goes online with the `cards` skill.
+  const agent = await (await browser.newContext()).newPage();
+  await agent.goto(`${base}/agent`);
+  await agent.fill("#password", agentPassword);
+  await agent.click("#sign-in");
+  await expect(agent.locator("#me", { hasText: "Demo Agent" }), "the agent's name after sign-in");
+  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online in the queue view");
+
+  // The customer, on a phone-sized page (H5), asks the bot first.
+  const customer = await (await browser.newContext({ viewport: { width: 390, height: 760 }, isMobile: true })).newPage();
+  await customer.goto(`${base}/?tenant=demo`);
+  await customer.fill("#text", question);
+  await customer.click("#send");
+  await expect(customer.locator(".msg.bot"), "the bot's answer");
+  await customer.click("#human");
+  await expect(customer.locator(".note", { hasText: "Connecting you" }), "the customer queued");
+
+  // The offer reaches the agent, who accepts and sees the conversation so far.
+  await agent.click("#offers button:has-text('Accept')", { timeout });
+  await expect(agent.locator(".msg.customer", { hasText: question }), "the earlier conversation on the workbench");
+  await expect(agent.locator(".msg.bot"), "the bot's earlier answer on the workbench");
+  await agent.fill("#text", "Hello, this is Li from the cards team.");
+  await agent.click("#send");
+  await expect(customer.locator(".msg.agent", { hasText: "this is Li" }), "the agent's reply at the customer");
+  await customer.fill("#text", "Thanks, that helps.");
+  await customer.click("#send");
+  await expect(agent.locator(".msg.customer", { hasText: "that helps" }), "the customer's reply at the agent");
+
+  // The customer ends and rates; the agent wraps up.
+  await customer.click("#end");
+  await customer.click("#stars button[data-rating='5']", { timeout });
+  await customer.click("#send-rating");
+  await expect(customer.locator(".note", { hasText: "Thank you for your rating" }), "the rating confirmed");
+  await agent.click("#wrap-up");
+
+  // Compliance reads the audit trail: every step is there.
+  const login = await fetch(`${base}/api/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ tenant: "demo", login: "compliance", password: compliancePassword }),
+  }).then((r) => r.json());
+  const wanted = ["SessionStarted", "CustomerMessage", "BotMessage", "TransferRequested", "AgentOffered",
+    "OfferAccepted", "AgentAssigned", "AgentMessage", "SessionEnded", "SatisfactionRated", "WrapUpCompleted"];
+  let actions = [];
+  for (let i = 0; i < 100; i++) {
+    const audit = await fetch(`${base}/api/audit?limit=1000`, { headers: { authorization: `Bearer ${login.token}` } }).then((r) => r.json());
+    actions = audit.rows.map((r) => r.action);
+    if (wanted.every((w) => actions.includes(w)) && JSON.stringify(audit).includes(question)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const missing = wanted.filter((w) => !actions.includes(w));
+  if (missing.length) throw new Error(`missing from the audit trail: ${missing.join(", ")}`);
+  console.log(JSON.stringify({ ok: true, audited: actions.length }));
+} finally {
+  await browser.close();
+}
