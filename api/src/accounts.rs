@@ -41,6 +41,9 @@ pub fn random_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The demo tenant's FAQ.
+const DEMO_FAQ: &str = include_str!("../../examples/faq.md");
+
 /// The logins the demo start prints.
 #[derive(Debug, Clone)]
 pub struct DemoLogin {
@@ -50,7 +53,8 @@ pub struct DemoLogin {
 }
 
 /// On an empty store (a fresh data dir), creates the tenant `demo` with one
-/// user per staff role and returns their logins; otherwise does nothing.
+/// user per staff role and the FAQ in `examples/faq.md`, and returns the
+/// logins; otherwise does nothing.
 pub async fn demo_start(store: &EventStore) -> Result<Vec<DemoLogin>, ApiError> {
     if store.count().await? > 0 {
         return Ok(vec![]);
@@ -68,6 +72,9 @@ pub async fn demo_start(store: &EventStore) -> Result<Vec<DemoLogin>, ApiError> 
         create_user(store, &tenant, &Actor::system(), login, role, name, &password).await?;
         logins.push(DemoLogin { login, role, password });
     }
+    let entries = crate::kb::parse(crate::kb::Format::Markdown, DEMO_FAQ).expect("the demo FAQ parses");
+    let command = TenantCommand::ImportFaq { entries };
+    execute::<Tenant>(store, &tenant, &StreamId::tenant(&tenant), &Actor::system(), Utc::now(), command).await?;
     Ok(logins)
 }
 

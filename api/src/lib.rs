@@ -33,6 +33,7 @@ pub mod accounts;
 pub mod auth;
 pub mod bot;
 mod error;
+pub mod kb;
 pub mod live;
 pub mod sessions;
 pub mod supervision;
@@ -73,7 +74,8 @@ pub struct AppState {
     pub projector: Arc<Projector>,
     pub keys: Arc<auth::TokenKeys>,
     pub hub: live::Hub,
-    /// The knowledge-base score below which the bot is "not sure".
+    pub kb: kb::KnowledgeBase,
+    /// The knowledge-base confidence below which the bot is "not sure".
     pub bot_threshold: f64,
 }
 
@@ -90,7 +92,8 @@ impl AppState {
             projector: Arc::new(projector),
             keys: Arc::new(keys),
             hub: live::Hub::default(),
-            bot_threshold: 0.5,
+            kb: kb::KnowledgeBase::default(),
+            bot_threshold: 0.4,
         })
     }
 }
@@ -107,6 +110,7 @@ pub fn app(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(tickets::router())
+        .merge(kb::router())
         .merge(supervision::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {

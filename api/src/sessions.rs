@@ -297,7 +297,9 @@ async fn bot_turn(
     let session = load(state, caller, &id.to_string()).await?.state;
     let bot_actor = Actor::new(ActorKind::Bot, "kb");
     let stream = StreamId::session(id);
-    let (command, what) = match bot::reply(text, None, state.bot_threshold) {
+    let best = state.kb.search(&state.store, &caller.t, text, 1).await?.into_iter().next();
+    let best = best.map(|h| (h.id, h.answer, h.confidence));
+    let (command, what) = match bot::reply(text, best, state.bot_threshold) {
         BotReply::Handoff => (handoff(&session, "customer asked for a human"), "handoff"),
         BotReply::Answer { text, faq_id, score } => (
             SessionCommand::BotAnswers {

@@ -210,6 +210,74 @@ async fn a_customer_goes_from_the_bot_to_an_agent_and_the_audit_trail_shows_it_a
     router.abort();
 }
 
+const FAQ: &str = "## How is the annual fee of my credit card charged?\nIt is waived after six purchases a year.\n\n\
+                   ## 信用卡年费怎么收？\n一年刷满六次免年费。\n";
+
+async fn import_faq(w: &World, tenant: &'static str, format: &str, body: &str) -> (StatusCode, Value) {
+    let request = Request::post(format!("/api/kb/import?format={format}"))
+        .header("authorization", format!("Bearer {}", w.token(tenant, Role::Admin)))
+        .header("content-type", "text/markdown")
+        .body(HttpBody::from(body.to_owned()))
+        .unwrap();
+    w.raw(request).await
+}
+
+#[tokio::test]
+async fn the_bot_answers_from_the_tenants_faq_and_is_honest_when_it_does_not_know() {
+    let w = World::new().await;
+    let (status, answer) = import_faq(&w, "acme", "markdown", FAQ).await;
+    assert_eq!((status, answer["imported"].as_u64()), (StatusCode::CREATED, Some(2)), "{answer}");
+    for (asked, expected) in [("How is the annual fee charged?", "waived"), ("年费怎么收", "免年费")] {
+        let (customer, id) = w.session("acme", asked).await;
+        let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+        let bot = &view["events"][2]["payload"];
+        assert!(bot["content"]["text"].as_str().unwrap().contains(expected), "{asked}: {bot}");
+        assert!(bot["score"].as_f64().unwrap() >= w.state.bot_threshold, "{bot}");
+        assert!(bot["faq_id"].is_string());
+    }
+    let (customer, id) = w.session("acme", "Will it rain in Shanghai tomorrow?").await;
+    let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+    assert_eq!(view["events"][2]["payload"]["content"]["text"], bot::NOT_SURE);
+    // The other tenant's FAQ is not this one's.
+    let (customer, id) = w.session("globex", "How is the annual fee charged?").await;
+    let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+    assert_eq!(view["events"][2]["payload"]["content"]["text"], bot::NOT_SURE);
+}
+
+#[tokio::test]
+async fn agents_get_faq_suggestions_for_the_customers_last_question() {
+    let w = World::new().await;
+    import_faq(&w, "acme", "markdown", FAQ).await;
+    let (_, id) = w.session("acme", "what about the annual fee").await;
+    let hits = w.get(&format!("/api/sessions/{id}/suggestions"), w.token("acme", Role::Agent)).await;
+    assert!(hits[0]["answer"].as_str().unwrap().contains("waived"), "{hits}");
+    let hits = w.get("/api/kb/search?q=%E5%B9%B4%E8%B4%B9", w.token("acme", Role::Agent)).await;
+    assert_eq!(hits[0]["answer"], "一年刷满六次免年费。", "{hits}");
+}
+
+#[tokio::test]
+async fn a_bad_faq_import_is_refused_with_the_reason_and_writes_nothing() {
+    let w = World::new().await;
+    let before = w.events().await;
+    for (format, body, words) in [
+        ("markdown", "no heading here\n", "line 1"),
+        ("json", "[{\"question\": \"Q\"}]", "answer"),
+        ("yaml", FAQ, "format"),
+    ] {
+        let (status, answer) = import_faq(&w, "acme", format, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(words), "{answer}");
+    }
+    let big = format!("## Q\n{}\n", "x".repeat(kb::MAX_IMPORT));
+    assert_eq!(import_faq(&w, "acme", "markdown", &big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let request = Request::post("/api/kb/import?format=markdown")
+        .header("authorization", format!("Bearer {}", w.token("acme", Role::Agent)))
+        .body(HttpBody::from(FAQ))
+        .unwrap();
+    assert_eq!(w.raw(request).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(w.events().await, before);
+}
+
 #[tokio::test]
 async fn an_agent_who_is_not_the_sessions_agent_cannot_speak_or_end_it() {
     let w = World::new().await;

@@ -462,6 +462,24 @@ payload!(
         display_name: String,
     }
 );
+/// One question and answer of a tenant's knowledge base.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaqEntry {
+    /// Stable within the tenant: importing an entry with a known id replaces it.
+    pub id: String,
+    pub question: String,
+    pub answer: String,
+}
+
+payload!(
+    /// FAQ entries imported into the tenant's knowledge base (on the tenant
+    /// stream), replacing entries with the same ids. The bot's answers cite
+    /// an entry id, so the audit trail shows which version it answered from.
+    FaqImported {
+        entries: Vec<FaqEntry>,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -599,6 +617,7 @@ registry! {
     AgentPresenceChanged => 1,
     TenantCreated => 1,
     UserCreated => 1,
+    FaqImported => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

@@ -36,6 +36,14 @@ pub fn one_of_each() -> Vec<Event> {
         TenantCreated { name: "Acme Bank".into() }.into(),
         UserCreated { user_id: agent_id, login: "li.na".into(), role: Role::Agent, display_name: "Li Na".into() }
             .into(),
+        FaqImported {
+            entries: vec![FaqEntry {
+                id: "credit-limit".into(),
+                question: "信用额度怎么提高？How do I raise my credit limit?".into(),
+                answer: "Ask in the app under Cards › Limit; we answer within two working days.".into(),
+            }],
+        }
+        .into(),
         Event::from(AgentPresenceChanged {
             agent_id,
             presence: Presence::Online,

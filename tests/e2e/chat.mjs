@@ -9,7 +9,9 @@ import { chromium } from "playwright-core";
 const base = process.env.BASE_URL;
 const agentPassword = process.env.AGENT_PASSWORD;
 const compliancePassword = process.env.COMPLIANCE_PASSWORD;
-const question = "How is the annual fee of my Gold card charged?";
+// In the demo FAQ (examples/faq.md); the second is not.
+const question = "How is the annual fee of my credit card charged?";
+const unknown = "Can I pay my Gold card bill in yen?";
 const timeout = 20_000;
 
 const browser = await chromium.launch({
@@ -34,20 +36,25 @@ try {
   await customer.goto(`${base}/?tenant=demo`);
   await customer.fill("#text", question);
   await customer.click("#send");
-  await expect(customer.locator(".msg.bot"), "the bot's answer");
+  await expect(customer.locator(".msg.bot", { hasText: "six purchases" }), "the bot's answer from the FAQ");
+  await customer.fill("#text", unknown);
+  await customer.click("#send");
+  await expect(customer.locator(".msg.bot", { hasText: "not sure" }), "the bot saying it is not sure");
   await customer.click("#human");
   await expect(customer.locator(".note", { hasText: "Connecting you" }), "the customer queued");
 
   // The offer reaches the agent, who accepts and sees the conversation so far.
   await agent.click("#offers button:has-text('Accept')", { timeout });
   await expect(agent.locator(".msg.customer", { hasText: question }), "the earlier conversation on the workbench");
-  await expect(agent.locator(".msg.bot"), "the bot's earlier answer on the workbench");
+  await expect(agent.locator(".msg.bot", { hasText: "six purchases" }), "the bot's earlier answer on the workbench");
+  await expect(agent.locator(".msg.customer", { hasText: unknown }), "the question the bot could not answer");
   await agent.fill("#text", "Hello, this is Li from the cards team.");
   await agent.click("#send");
   await expect(customer.locator(".msg.agent", { hasText: "this is Li" }), "the agent's reply at the customer");
-  await customer.fill("#text", "Thanks, that helps.");
+  await customer.fill("#text", "Thanks, that helps. When is my bill due?");
   await customer.click("#send");
   await expect(agent.locator(".msg.customer", { hasText: "that helps" }), "the customer's reply at the agent");
+  await expect(agent.locator(".suggestion", { hasText: "20 days after the statement" }), "a KB suggestion for the last question");
 
   // The customer ends and rates; the agent wraps up.
   await customer.click("#end");

@@ -38,8 +38,19 @@ impl TenantState {
 
 #[derive(Debug, Clone)]
 pub enum TenantCommand {
-    Create { name: String },
-    AddUser { user_id: UserId, login: String, role: Role, display_name: String },
+    Create {
+        name: String,
+    },
+    AddUser {
+        user_id: UserId,
+        login: String,
+        role: Role,
+        display_name: String,
+    },
+    /// Entries already checked by the importer (see the API's `kb` module).
+    ImportFaq {
+        entries: Vec<FaqEntry>,
+    },
 }
 
 #[derive(Debug)]
@@ -80,6 +91,15 @@ impl Decider for Tenant {
                     return Err(DomainError::Invalid("customers are visitors, not accounts".into()));
                 }
                 Ok(vec![UserCreated { user_id, login, role, display_name: display_name.trim().to_owned() }.into()])
+            }
+            TenantCommand::ImportFaq { entries } => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if entries.is_empty() {
+                    return Err(DomainError::Invalid("an FAQ import needs at least one entry".into()));
+                }
+                Ok(vec![FaqImported { entries }.into()])
             }
         }
     }
@@ -149,5 +169,15 @@ mod tests {
             TestHarness::<Tenant>::given([created()]).when(add(UserId::new(), bad, Role::Agent)).refused();
         }
         TestHarness::<Tenant>::given([created()]).when(add(UserId::new(), "visitor", Role::Customer)).refused();
+    }
+
+    #[test]
+    fn faq_entries_are_imported_into_an_existing_tenant_only() {
+        let entries = vec![FaqEntry { id: "a".into(), question: "Q?".into(), answer: "A.".into() }];
+        TestHarness::<Tenant>::given([created()])
+            .when(TenantCommand::ImportFaq { entries: entries.clone() })
+            .then([FaqImported { entries: entries.clone() }.into()]);
+        TestHarness::<Tenant>::given([]).when(TenantCommand::ImportFaq { entries }).refused();
+        TestHarness::<Tenant>::given([created()]).when(TenantCommand::ImportFaq { entries: vec![] }).refused();
     }
 }
