@@ -25,25 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (HTTP API; signs a checkpoint of the log periodically).
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// The checkpoint signing key; created with its .pub on first start.
-        #[arg(long, default_value = "data/witness-signing.key")]
-        key_file: PathBuf,
-        /// Seconds between signed checkpoints.
-        #[arg(long, default_value_t = 60)]
-        checkpoint_every: u64,
-        /// Kafka bootstrap servers (host:port,…): relay the log to Kafka and
-        /// feed the read models from it. Without it, everything stays in process.
-        #[arg(long, env = "WITNESS_KAFKA")]
-        kafka: Option<String>,
-        #[arg(long, default_value = witness_engine::kafka::DEFAULT_TOPIC)]
-        kafka_topic: String,
-        /// The key that signs API tokens; created on first start.
-        #[arg(long, default_value = "data/witness-token.key")]
-        token_key_file: PathBuf,
-    },
+    Serve(ServeArgs),
     /// Tenants and users.
     Admin {
         #[command(subcommand)]
@@ -120,6 +102,33 @@ enum ReplayCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The checkpoint signing key; created with its .pub on first start.
+    #[arg(long, default_value = "data/witness-signing.key")]
+    key_file: PathBuf,
+    /// Seconds between signed checkpoints.
+    #[arg(long, default_value_t = 60)]
+    checkpoint_every: u64,
+    /// Kafka bootstrap servers (host:port,…): relay the log to Kafka and
+    /// feed the read models from it. Without it, everything stays in process.
+    #[arg(long, env = "WITNESS_KAFKA")]
+    kafka: Option<String>,
+    #[arg(long, default_value = witness_engine::kafka::DEFAULT_TOPIC)]
+    kafka_topic: String,
+    /// The key that signs API tokens; created on first start.
+    #[arg(long, default_value = "data/witness-token.key")]
+    token_key_file: PathBuf,
+    /// Where uploaded chat files are kept (content-addressed).
+    #[arg(long, default_value = "data/uploads")]
+    uploads_dir: PathBuf,
+    /// The largest file a chat upload may be, in MiB.
+    #[arg(long, default_value_t = 20)]
+    max_upload_mib: usize,
 }
 
 #[derive(Subcommand)]
@@ -200,10 +209,7 @@ fn redact(url: &str) -> String {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, key_file, checkpoint_every, kafka, kafka_topic, token_key_file } => {
-            let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
-            serve(&cli.database_url, listen, &key_file, checkpoint_every, kafka, kafka_topic, keys).await?;
-        }
+        Command::Serve(args) => serve(&cli.database_url, args).await?,
         Command::Admin { command } => admin(&cli.database_url, command).await?,
         Command::Verify { public_key } => return verify(&cli.database_url, public_key).await,
         Command::Checkpoint { key_file } => {
@@ -239,19 +245,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(
-    url: &str,
-    listen: SocketAddr,
-    key_file: &Path,
-    checkpoint_every: u64,
-    kafka: Option<String>,
-    kafka_topic: String,
-    keys: witness_api::auth::TokenKeys,
-) -> Result<()> {
+async fn serve(url: &str, args: ServeArgs) -> Result<()> {
+    let ServeArgs {
+        listen,
+        key_file,
+        checkpoint_every,
+        kafka,
+        kafka_topic,
+        token_key_file,
+        uploads_dir,
+        max_upload_mib,
+    } = args;
+    let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
+    let uploads = witness_api::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024);
     let store = connect(url).await?;
     let demo = witness_api::accounts::demo_start(&store).await?;
-    let state = witness_api::AppState::new(store.clone(), url, keys).await?;
-    let signer = CheckpointSigner::load_or_create(key_file)?;
+    let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?;
+    let signer = CheckpointSigner::load_or_create(&key_file)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(backend = store.backend_name(), "witness listening on http://{address}");

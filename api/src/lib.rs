@@ -22,7 +22,9 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let url = "sqlite://data/witness.db";
 //! let store = witness_engine::EventStore::connect(url).await?;
-//! let state = witness_api::AppState::new(store, url, witness_api::auth::TokenKeys::random()).await?;
+//! let keys = witness_api::auth::TokenKeys::random();
+//! let uploads = witness_api::uploads::UploadStore::new("data/uploads", witness_api::uploads::DEFAULT_LIMIT);
+//! let state = witness_api::AppState::new(store, url, keys, uploads).await?;
 //! tokio::spawn(witness_api::live::run(state.store.clone(), state.hub.clone(), Default::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, witness_api::app(state)).await?;
@@ -38,6 +40,7 @@ pub mod live;
 pub mod sessions;
 pub mod supervision;
 pub mod tickets;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -64,7 +67,7 @@ async fn page(html: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
 }
 
-/// The largest JSON body a route takes (uploads will have their own limit).
+/// The largest JSON body a route takes (uploads and FAQ imports have their own limits).
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
@@ -75,6 +78,7 @@ pub struct AppState {
     pub keys: Arc<auth::TokenKeys>,
     pub hub: live::Hub,
     pub kb: kb::KnowledgeBase,
+    pub uploads: uploads::UploadStore,
     /// The knowledge-base confidence below which the bot is "not sure".
     pub bot_threshold: f64,
 }
@@ -85,6 +89,7 @@ impl AppState {
         store: EventStore,
         url: &str,
         keys: auth::TokenKeys,
+        uploads: uploads::UploadStore,
     ) -> Result<Self, witness_projections::ProjectionError> {
         let projector = Projector::connect(url, vec![]).await?;
         Ok(Self {
@@ -93,6 +98,7 @@ impl AppState {
             keys: Arc::new(keys),
             hub: live::Hub::default(),
             kb: kb::KnowledgeBase::default(),
+            uploads,
             bot_threshold: 0.4,
         })
     }
@@ -111,6 +117,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(tickets::router())
         .merge(kb::router())
+        .merge(uploads::router(state.uploads.limit))
         .merge(supervision::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {

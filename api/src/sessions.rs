@@ -207,33 +207,19 @@ async fn show(
 }
 
 fn check_content(content: &MessageContent) -> Result<(), ApiError> {
-    let too_long = |what: &str| ApiError::bad_request(format!("`{what}` is longer than {MAX_TEXT} characters"));
-    match content {
-        MessageContent::Text { text } => {
-            if text.trim().is_empty() {
-                return Err(ApiError::bad_request("`text` is empty"));
-            }
-            if text.chars().count() > MAX_TEXT {
-                return Err(too_long("text"));
-            }
-        }
-        MessageContent::RichText { markdown, attachments } => {
-            if markdown.chars().count() > MAX_TEXT {
-                return Err(too_long("markdown"));
-            }
-            if !attachments.is_empty() {
-                return Err(attachments_not_yet());
-            }
-        }
-        MessageContent::Image { .. } | MessageContent::File { .. } => return Err(attachments_not_yet()),
+    let (what, text) = match content {
+        MessageContent::Text { text } => ("text", text.as_str()),
+        MessageContent::RichText { markdown, .. } => ("markdown", markdown.as_str()),
+        MessageContent::Image { caption, .. } => ("caption", caption.as_deref().unwrap_or("-")),
+        MessageContent::File { .. } => ("file", "-"),
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(format!("`{what}` is empty")));
+    }
+    if text.chars().count() > MAX_TEXT {
+        return Err(ApiError::bad_request(format!("`{what}` is longer than {MAX_TEXT} characters")));
     }
     Ok(())
-}
-
-/// Attachments must reference an upload the sender made; until the upload
-/// store exists none can be checked, so none are taken.
-fn attachments_not_yet() -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "image and file messages need the upload store, not built yet")
 }
 
 #[derive(Serialize)]
@@ -249,9 +235,10 @@ async fn message(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Body(content): Body<MessageContent>,
+    Body(mut content): Body<MessageContent>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     check_content(&content)?;
+    crate::uploads::complete(&state, &caller.t, &mut content).await?;
     let s = load(&state, &caller, &id).await?;
     let message_id = MessageId::new();
     // What the bot reads, if the session is with the bot.

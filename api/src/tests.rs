@@ -18,6 +18,8 @@ use super::*;
 use crate::auth::{Claims, TokenKeys};
 
 const PASSWORD: &str = "correct horse battery";
+/// Small, so that the oversized-upload test stays small.
+const UPLOAD_LIMIT: usize = 1024 * 1024;
 
 struct World {
     _dir: tempfile::TempDir,
@@ -33,7 +35,8 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/w.db", dir.path().display());
         let store = EventStore::connect(&url).await.unwrap();
-        let state = AppState::new(store.clone(), &url, TokenKeys::random()).await.unwrap();
+        let uploads = uploads::UploadStore::new(dir.path().join("uploads"), UPLOAD_LIMIT);
+        let state = AppState::new(store.clone(), &url, TokenKeys::random(), uploads).await.unwrap();
         let (mut tokens, mut users) = (HashMap::new(), HashMap::new());
         for tenant in ["acme", "globex"] {
             let t: TenantId = tenant.parse().unwrap();
@@ -278,6 +281,92 @@ async fn a_bad_faq_import_is_refused_with_the_reason_and_writes_nothing() {
     assert_eq!(w.events().await, before);
 }
 
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn upload(w: &World, token: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let request = Request::post("/api/uploads")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/octet-stream")
+        .body(HttpBody::from(bytes))
+        .unwrap();
+    w.raw(request).await
+}
+
+async fn download(w: &World, uri: &str, token: &str) -> (StatusCode, String, Vec<u8>) {
+    let request = Request::get(uri).header("authorization", format!("Bearer {token}")).body(HttpBody::empty()).unwrap();
+    let response = app(w.state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, kind, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+}
+
+fn files_in(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.map(|e| e.unwrap().path()).map(|p| if p.is_dir() { files_in(&p) } else { 1 }).sum()
+}
+
+#[tokio::test]
+async fn a_customer_sends_an_image_that_is_stored_by_hash_with_a_thumbnail_and_only_its_people_download_it() {
+    let w = World::new().await;
+    let (customer, id) = w.session("acme", "here is my bill").await;
+    let image = png(640, 480);
+    let (status, stored) = upload(&w, &customer, image.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    assert_eq!(stored["media_type"], "image/png");
+    let hash = stored["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(hash, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&image)));
+    // The message names the hash; size and type come from the stored file.
+    let message = json!({ "kind": "image", "caption": "my bill",
+        "attachment": { "sha256": hash, "file_name": "bill.png", "media_type": "text/html", "bytes": 1 } });
+    w.post(&format!("/api/sessions/{id}/messages"), &customer, message).await;
+    let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+    let sent = view["events"].as_array().unwrap().iter().rfind(|e| e["event_type"] == "CustomerMessage").unwrap();
+    assert_eq!(sent["payload"]["content"]["attachment"]["media_type"], "image/png");
+    assert_eq!(sent["payload"]["content"]["attachment"]["bytes"], image.len());
+
+    let staff = w.token("acme", Role::Supervisor);
+    let (status, kind, bytes) = download(&w, &format!("/api/uploads/{hash}"), staff).await;
+    assert_eq!((status, kind.as_str(), bytes == image), (StatusCode::OK, "image/png", true));
+    let (status, _, thumb) = download(&w, &format!("/api/uploads/{hash}?thumb=true"), staff).await;
+    assert_eq!(status, StatusCode::OK);
+    let thumb = image::load_from_memory(&thumb).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (256, 192));
+    let own = format!("/api/uploads/{hash}?session={id}");
+    assert_eq!(download(&w, &own, &customer).await.0, StatusCode::OK, "the customer, in their session");
+    assert_eq!(download(&w, &format!("/api/uploads/{hash}"), &customer).await.0, StatusCode::NOT_FOUND);
+    let stranger = w.visitor("acme").await;
+    assert_eq!(download(&w, &own, &stranger).await.0, StatusCode::NOT_FOUND, "another customer");
+    let other = w.token("globex", Role::Supervisor);
+    assert_eq!(download(&w, &format!("/api/uploads/{hash}"), other).await.0, StatusCode::NOT_FOUND, "another tenant");
+}
+
+#[tokio::test]
+async fn oversized_disallowed_or_unknown_files_are_refused_and_nothing_is_stored() {
+    let w = World::new().await;
+    let (customer, id) = w.session("acme", "hello").await;
+    let before = w.events().await;
+    let dir = w._dir.path().join("uploads");
+    let (status, answer) = upload(&w, &customer, vec![b'a'; UPLOAD_LIMIT + 10]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("at most 1 MiB"), "{answer}");
+    let (status, answer) = upload(&w, &customer, b"MZ\x90\x00\x03\x00\x00\x00\x04".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("image/png"), "names what is accepted: {answer}");
+    assert_eq!(files_in(&dir), 0, "nothing stored");
+    let message = json!({ "kind": "file", "attachment": { "sha256": "ab".repeat(32), "file_name": "x.pdf",
+        "media_type": "application/pdf", "bytes": 1 } });
+    let (status, answer) =
+        w.call(Method::POST, &format!("/api/sessions/{id}/messages"), Some(&customer), Some(message)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("upload the file first"));
+    assert_eq!(w.events().await, before);
+}
+
 #[tokio::test]
 async fn an_agent_who_is_not_the_sessions_agent_cannot_speak_or_end_it() {
     let w = World::new().await;
@@ -311,8 +400,10 @@ async fn no_route_lets_one_tenant_read_or_touch_anothers_data() {
     let agent = w.token("acme", Role::Agent).to_owned();
     let ticket = w.post("/api/tickets", &agent, json!({ "session_id": session, "title": "acme-secret-ticket" })).await;
     let ticket = ticket["ticket_id"].as_str().unwrap().to_owned();
-    let secrets =
-        [session.clone(), ticket.clone(), "4242".into(), "acme".into(), w.users[&("acme", Role::Agent)].to_string()];
+    let (_, stored) = upload(&w, &acme_customer, png(32, 32)).await;
+    let hash = stored["sha256"].as_str().unwrap().to_owned();
+    let agent_id = w.users[&("acme", Role::Agent)].to_string();
+    let secrets = [session.clone(), ticket.clone(), "4242".into(), "acme".into(), agent_id, hash.clone()];
     let acme_streams = [StreamId::new(StreamKind::Session, &session), StreamId::new(StreamKind::Ticket, &ticket)];
     let acme_before = {
         let mut n = 0;
@@ -332,7 +423,7 @@ async fn no_route_lets_one_tenant_read_or_touch_anothers_data() {
     for (path, ops) in spec["paths"].as_object().unwrap() {
         for (method, _) in ops.as_object().unwrap() {
             let id = if path.starts_with("/api/tickets/") { &ticket } else { &session };
-            let uri = path.replace("{id}", id);
+            let uri = path.replace("{id}", id).replace("{sha256}", &hash);
             let uri = if path == "/api/ws" { format!("/api/ws?session={session}") } else { uri };
             let body = json!({
                 "offer_id": OfferId::new(), "kind": "text", "text": "x", "rating": 5, "session_id": session,
@@ -368,7 +459,7 @@ async fn every_documented_route_exists() {
     let spec: Value = serde_json::from_str(OPENAPI).unwrap();
     for (path, ops) in spec["paths"].as_object().unwrap() {
         for (method, _) in ops.as_object().unwrap() {
-            let uri = path.replace("{id}", "x");
+            let uri = path.replace("{id}", "x").replace("{sha256}", "x");
             let method: Method = method.to_uppercase().parse().unwrap();
             let (status, answer) = w.call(method.clone(), &uri, None, None).await;
             assert!(

@@ -51,6 +51,13 @@ try {
   await agent.fill("#text", "Hello, this is Li from the cards team.");
   await agent.click("#send");
   await expect(customer.locator(".msg.agent", { hasText: "this is Li" }), "the agent's reply at the customer");
+  // The customer sends a photo of their bill; the agent sees its thumbnail.
+  const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR4nGM4ISeHFTEMLQkAkL9BAbKfPiIAAAAASUVORK5CYII=", "base64");
+  await customer.setInputFiles("#file", { name: "bill.png", mimeType: "image/png", buffer: png });
+  await expect(customer.locator(".msg.customer img.thumb"), "the image in the customer's chat");
+  const thumb = agent.locator(".msg.customer img.thumb");
+  await expect(thumb, "the image on the workbench");
+  await agent.waitForFunction(() => document.querySelector(".msg.customer img.thumb")?.naturalWidth > 0, null, { timeout });
   await customer.fill("#text", "Thanks, that helps. When is my bill due?");
   await customer.click("#send");
   await expect(agent.locator(".msg.customer", { hasText: "that helps" }), "the customer's reply at the agent");
