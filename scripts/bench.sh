@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_build_tools
 need_kafka_broker
+apt_install wrk
 start_postgres
 export WITNESS_BENCH_PG_URL="$PG_URL"
 cargo bench --bench event_store
 cargo bench --bench routing
 cargo bench --bench rebuild
 cargo bench --bench relay
+cargo bench --bench http_messages
