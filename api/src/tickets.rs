@@ -102,6 +102,8 @@ async fn show(
 ) -> Result<Json<TicketView>, ApiError> {
     caller.require(&[Role::Agent, Role::Supervisor, Role::Compliance])?;
     let (ticket_id, events, ticket) = load_ticket(&state, &caller, &id).await?;
+    // Tickets are team work: any agent may pick one up, so agents read them
+    // whole; supervisors see them masked, as they see the audit trail.
     let unmasked = caller.r != Role::Supervisor;
     Ok(Json(TicketView {
         ticket_id,

@@ -49,14 +49,26 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
         Some("image/webp")
     } else if starts(b"%PDF-") {
         Some("application/pdf")
-    } else if !bytes.is_empty()
-        && std::str::from_utf8(bytes).is_ok_and(|t| !t.chars().any(|c| c.is_control() && !"\t\r\n".contains(c)))
-    {
+    } else if !bytes.is_empty() && is_text(bytes) {
         Some("text/plain")
     } else {
         None
     }
 }
+
+/// UTF-8 without control characters but tab and line breaks. A character
+/// cut off at the end is fine: [`UploadStore::kind`] reads only the head.
+fn is_text(bytes: &[u8]) -> bool {
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid prefix"),
+        Err(_) => return false,
+    };
+    !valid.chars().any(|c| c.is_control() && !"\t\r\n".contains(c))
+}
+
+/// How much of a stored file is read to tell its type again.
+const HEAD: u64 = 8 * 1024;
 
 impl UploadStore {
     pub fn new(root: impl Into<PathBuf>, limit: usize) -> Self {
@@ -90,9 +102,14 @@ impl UploadStore {
         Ok((Sha256Hex::try_from(hash).expect("a SHA-256 in hex"), media_type))
     }
 
-    /// The stored file's size, if `tenant` has it.
-    pub async fn size(&self, tenant: &TenantId, hash: &Sha256Hex) -> Option<u64> {
-        tokio::fs::metadata(self.path(tenant, hash.as_str())).await.ok().map(|m| m.len())
+    /// The stored file's size and type, if `tenant` has it.
+    pub async fn kind(&self, tenant: &TenantId, hash: &Sha256Hex) -> Option<(u64, &'static str)> {
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(self.path(tenant, hash.as_str())).await.ok()?;
+        let size = file.metadata().await.ok()?.len();
+        let mut head = Vec::new();
+        file.take(HEAD).read_to_end(&mut head).await.ok()?;
+        Some((size, sniff(&head).unwrap_or("application/octet-stream")))
     }
 }
 
@@ -143,16 +160,11 @@ pub(crate) async fn complete(
         MessageContent::Text { .. } => vec![],
     };
     for a in attachments {
-        let bytes = state.uploads.size(tenant, &a.sha256).await.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("no upload {}: upload the file first", a.sha256.as_str()),
-            )
+        let (bytes, media_type) = state.uploads.kind(tenant, &a.sha256).await.ok_or_else(|| {
+            let message = format!("no upload {}: upload the file first", a.sha256.as_str());
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
         })?;
-        let head = tokio::fs::read(state.uploads.path(tenant, a.sha256.as_str()))
-            .await
-            .map_err(|_| ApiError::not_found("upload"))?;
-        a.media_type = sniff(&head).unwrap_or("application/octet-stream").to_owned();
+        a.media_type = media_type.to_owned();
         a.bytes = bytes;
         if a.file_name.trim().is_empty() || a.file_name.chars().count() > 255 || a.file_name.contains(['/', '\\']) {
             return Err(ApiError::bad_request("`file_name`: 1 to 255 characters, no slashes"));
@@ -229,5 +241,8 @@ mod tests {
         assert_eq!(sniff(b"MZ\x90\x00\x03"), None, "a Windows executable");
         assert_eq!(sniff(b"\x7fELF\x02"), None);
         assert_eq!(sniff(b""), None);
+        let cut = "账单".as_bytes();
+        assert_eq!(sniff(&cut[..4]), Some("text/plain"), "a character cut at the end of the head");
+        assert_eq!(sniff(b"ok\xFF\xFEok"), None);
     }
 }
