@@ -579,6 +579,77 @@ async fn healthz_and_the_openapi_document_need_no_token() {
     assert_eq!(spec["openapi"], "3.1.0");
 }
 
+mod websocket {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+
+    type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    async fn connect(port: u16, token: &str, session: Option<&str>) -> Result<Socket, String> {
+        let session = session.map(|s| format!("&session={s}")).unwrap_or_default();
+        let url = format!("ws://127.0.0.1:{port}/api/ws?token={token}{session}");
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+        let hello = next(&mut socket).await.expect("hello");
+        assert_eq!(hello["type"], "hello");
+        Ok(socket)
+    }
+
+    /// The next frame within half a second, if any.
+    async fn next(socket: &mut Socket) -> Option<Value> {
+        match tokio::time::timeout(Duration::from_millis(500), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => Some(serde_json::from_str(&text).unwrap()),
+            _ => None,
+        }
+    }
+
+    /// Every event frame until half a second passes without one.
+    async fn drain(socket: &mut Socket) -> Vec<Value> {
+        let mut frames = vec![];
+        while let Some(frame) = next(socket).await {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn each_connection_gets_only_what_its_caller_may_see() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router = app(w.state.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (alice, a) = w.session("acme", "first words").await;
+        let (bob, b) = w.session("acme", "other words").await;
+
+        let mut alice_ws = connect(port, &alice, Some(&a)).await.unwrap();
+        let mut bob_ws = connect(port, &bob, Some(&b)).await.unwrap();
+        let mut supervisor_ws = connect(port, w.token("acme", Role::Supervisor), None).await.unwrap();
+        let mut compliance_ws = connect(port, w.token("acme", Role::Compliance), None).await.unwrap();
+        let mut globex_ws = connect(port, w.token("globex", Role::Compliance), None).await.unwrap();
+        assert!(connect(port, &alice, None).await.is_err(), "a customer must name their session");
+        assert!(connect(port, &alice, Some(&b)).await.is_err(), "not someone else's");
+
+        w.post(
+            &format!("/api/sessions/{a}/messages"),
+            &alice,
+            json!({ "kind": "text", "text": "card 4242 is blocked" }),
+        )
+        .await;
+        let to_alice = drain(&mut alice_ws).await;
+        assert!(to_alice.iter().all(|f| f["event"]["stream"] == format!("session-{a}")), "{to_alice:?}");
+        assert!(to_alice.iter().any(|f| f["event"]["payload"]["content"]["text"] == "card 4242 is blocked"));
+        assert!(drain(&mut bob_ws).await.is_empty(), "Bob hears nothing of Alice's session");
+        assert!(drain(&mut globex_ws).await.is_empty(), "another tenant hears nothing");
+        let supervised = drain(&mut supervisor_ws).await;
+        assert!(!supervised.is_empty());
+        assert!(!Value::Array(supervised).to_string().contains("4242"), "masked for supervisors");
+        assert!(Value::Array(drain(&mut compliance_ws).await).to_string().contains("4242"));
+    }
+}
+
 mod decoders {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
