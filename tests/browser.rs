@@ -1,7 +1,7 @@
 //! The pages in a real browser: `witness serve` on a fresh data dir (so it
 //! creates the demo tenant and prints its logins), then
-//! `tests/e2e/chat.mjs` drives a customer and an agent in headless Chromium
-//! through Playwright. Needs WITNESS_TEST_CHROMIUM and tests/e2e/node_modules:
+//! `tests/e2e/chat.mjs` drives a customer, an agent and an admin in headless
+//! Chromium through Playwright. Needs WITNESS_TEST_CHROMIUM and tests/e2e/node_modules:
 //! `scripts/test.sh` installs both.
 
 use std::io::{BufRead, BufReader};
@@ -53,7 +53,7 @@ fn a_customer_and_an_agent_talk_through_the_pages_and_the_audit_trail_shows_it()
             break;
         }
     }
-    assert!(passwords.contains_key("agent") && passwords.contains_key("compliance"), "{passwords:?}");
+    assert!(["agent", "compliance", "admin"].iter().all(|r| passwords.contains_key(*r)), "{passwords:?}");
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
 
@@ -63,6 +63,7 @@ fn a_customer_and_an_agent_talk_through_the_pages_and_the_audit_trail_shows_it()
         .env("BASE_URL", format!("http://localhost:{port}"))
         .env("AGENT_PASSWORD", &passwords["agent"])
         .env("COMPLIANCE_PASSWORD", &passwords["compliance"])
+        .env("ADMIN_PASSWORD", &passwords["admin"])
         .env("CHROMIUM", chromium)
         .output()
         .unwrap();

@@ -61,6 +61,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// The pages, served by the API itself (no build step: plain HTML and JS).
 const CUSTOMER_PAGE: &str = include_str!("../web/customer.html");
 const AGENT_PAGE: &str = include_str!("../web/agent.html");
+const ADMIN_PAGE: &str = include_str!("../web/admin.html");
 const STYLE: &str = include_str!("../web/style.css");
 
 async fn page(html: &'static str) -> impl IntoResponse {
@@ -112,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/ws", get(live::ws))
         .route("/", get(|| page(CUSTOMER_PAGE)))
         .route("/agent", get(|| page(AGENT_PAGE)))
+        .route("/admin", get(|| page(ADMIN_PAGE)))
         .route("/web/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
         .merge(accounts::router())
         .merge(sessions::router())

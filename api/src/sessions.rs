@@ -28,7 +28,7 @@ pub const MAX_TEXT: usize = 4_000;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/sessions", post(start))
+        .route("/api/sessions", post(start).get(crate::supervision::find_sessions))
         .route("/api/sessions/{id}", get(show))
         .route("/api/sessions/{id}/messages", post(message))
         .route("/api/sessions/{id}/human", post(human))

@@ -5,7 +5,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use witness_projections::{AuditRow, QueueView};
+use witness_projections::{AuditRow, QueueView, SessionQuery, SessionRow};
 use witness_schemas::{Cursor, Role};
 
 use crate::auth::Caller;
@@ -94,4 +94,43 @@ async fn events(
     let unmasked = caller.r.sees_personal_data();
     let events = read.iter().filter(|e| e.tenant_id == caller.t).map(|e| EventView::new(e, unmasked)).collect();
     Ok(Json(EventsPage { events, next }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Search {
+    agent: Option<String>,
+    outcome: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/sessions?agent=&outcome=&since=&until=&limit=`: the tenant's
+/// sessions from the `sessions` read model, newest first. (Routed beside
+/// `POST /api/sessions` in [`crate::sessions`].)
+pub(crate) async fn find_sessions(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    query: Result<Query<Search>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<SessionRow>>, ApiError> {
+    caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let time = |name: &str, v: Option<String>| -> Result<Option<String>, ApiError> {
+        match v.filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                .map(|d| Some(witness_engine::chain::time_text(&d.with_timezone(&chrono::Utc))))
+                .map_err(|_| ApiError::bad_request(format!("`{name}`: an RFC 3339 time, like 2026-11-25T09:00:00Z"))),
+        }
+    };
+    let page = Page { from: None, limit: q.limit };
+    let query = SessionQuery {
+        agent: q.agent.filter(|a| !a.is_empty()),
+        outcome: q.outcome.filter(|o| !o.is_empty()),
+        since: time("since", q.since)?,
+        until: time("until", q.until)?,
+        limit: limit(&page)?,
+    };
+    Ok(Json(state.projector.find_sessions(&caller.t, &query).await?))
 }

@@ -412,6 +412,11 @@ async fn no_route_lets_one_tenant_read_or_touch_anothers_data() {
         }
         n
     };
+    // Acme's sessions in the read models too, so that searches could find them.
+    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    let acme_search = w.get("/api/sessions", w.token("acme", Role::Compliance)).await;
+    assert!(acme_search.to_string().contains(&session), "acme itself finds the session: {acme_search}");
     let spec: Value = serde_json::from_str(OPENAPI).unwrap();
     let globex_customer = w.visitor("globex").await;
     let mut tokens: Vec<String> = [Role::Agent, Role::Supervisor, Role::Compliance, Role::Admin]
@@ -545,6 +550,30 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
         assert!(error.contains(words), "{what}: {error:?} should mention {words:?}");
     }
     assert_eq!(w.events().await, before, "no bad request wrote an event");
+}
+
+#[tokio::test]
+async fn sessions_are_searched_by_outcome_and_time_in_the_read_model() {
+    let w = World::new().await;
+    let (customer, ended) = w.session("acme", "one").await;
+    w.post(&format!("/api/sessions/{ended}/end"), &customer, json!({})).await;
+    let (_, open) = w.session("acme", "two").await;
+    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    let admin = w.token("acme", Role::Admin);
+    let ids = |rows: Value| -> Vec<String> {
+        rows.as_array().unwrap().iter().map(|r| r["session_id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(ids(w.get("/api/sessions", admin).await), [open.clone(), ended.clone()], "newest first");
+    assert_eq!(ids(w.get("/api/sessions?outcome=bot_resolved", admin).await), [ended]);
+    assert!(ids(w.get("/api/sessions?since=2999-01-01T00:00:00Z", admin).await).is_empty());
+    let (status, answer) = w.call(Method::GET, "/api/sessions?since=yesterday", Some(admin), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].as_str().unwrap().contains("since"));
+    assert_eq!(
+        w.call(Method::GET, "/api/sessions", Some(w.token("acme", Role::Agent)), None).await.0,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]

@@ -90,6 +90,18 @@ pub struct AgentRow {
     pub load: i64,
 }
 
+/// A filter on the `sessions` read model; times are RFC 3339 text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionQuery {
+    pub agent: Option<String>,
+    pub outcome: Option<String>,
+    /// Started at or after.
+    pub since: Option<String>,
+    /// Started before.
+    pub until: Option<String>,
+    pub limit: usize,
+}
+
 /// A row of the `sessions` read model.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SessionRow {
@@ -561,6 +573,43 @@ impl Projector {
                     .collect()
             }
         }
+    }
+
+    /// A tenant's sessions matching `q`, newest first.
+    pub async fn find_sessions(&self, tenant: &TenantId, q: &SessionQuery) -> Result<Vec<SessionRow>, ProjectionError> {
+        let rows = self
+            .select(
+                "SELECT session_id, tenant_id, channel, business_type, started_at, ended_at, outcome, agent_id, \
+                 satisfaction FROM sessions WHERE tenant_id = {1} AND ({2} IS NULL OR agent_id = {2}) \
+                 AND ({3} IS NULL OR outcome = {3}) AND ({4} IS NULL OR started_at >= {4}) \
+                 AND ({5} IS NULL OR started_at < {5}) ORDER BY started_at DESC, session_id LIMIT {6}",
+                vec![
+                    Value::from(tenant.as_str()),
+                    Value::from(q.agent.clone()),
+                    Value::from(q.outcome.clone()),
+                    Value::from(q.since.clone()),
+                    Value::from(q.until.clone()),
+                    Value::from(q.limit as i64),
+                ],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionRow {
+                session_id: r[0].text(),
+                tenant_id: r[1].text(),
+                channel: r[2].opt_text(),
+                business_type: r[3].opt_text(),
+                started_at: r[4].opt_text(),
+                ended_at: r[5].opt_text(),
+                outcome: r[6].opt_text(),
+                agent_id: r[7].opt_text(),
+                satisfaction: match r[8] {
+                    Value::Int(v) => v,
+                    Value::Text(_) => None,
+                },
+            })
+            .collect())
     }
 
     /// A tenant's queues: the sessions waiting, by group, oldest first, and

@@ -43,6 +43,14 @@ impl Value {
         }
     }
 
+    /// The text, or `None` for null.
+    pub fn opt_text(&self) -> Option<String> {
+        match self {
+            Value::Text(v) => v.clone(),
+            Value::Int(v) => v.map(|i| i.to_string()),
+        }
+    }
+
     /// The integer, or 0 for null or text.
     pub fn int(&self) -> i64 {
         match self {

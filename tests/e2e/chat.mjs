@@ -9,6 +9,7 @@ import { chromium } from "playwright-core";
 const base = process.env.BASE_URL;
 const agentPassword = process.env.AGENT_PASSWORD;
 const compliancePassword = process.env.COMPLIANCE_PASSWORD;
+// ADMIN_PASSWORD too, for the admin page.
 // In the demo FAQ (examples/faq.md); the second is not.
 const question = "How is the annual fee of my credit card charged?";
 const unknown = "Can I pay my Gold card bill in yen?";
@@ -70,6 +71,35 @@ try {
   await expect(customer.locator(".note", { hasText: "Thank you for your rating" }), "the rating confirmed");
   await agent.click("#wrap-up");
 
+  // The admin page: add an FAQ entry and a user, find the session and its timeline.
+  const admin = await (await browser.newContext()).newPage();
+  await admin.goto(`${base}/admin`);
+  await admin.fill("#password", process.env.ADMIN_PASSWORD);
+  await admin.click("#sign-in");
+  await expect(admin.locator("#users td", { hasText: "Demo Agent" }), "the demo users on the admin page");
+  await admin.fill("#faq", "## Do you have a branch in Hangzhou?\nYes, at West Lake Road 1.\n");
+  await admin.click("#import");
+  await expect(admin.locator("#imported", { hasText: "1 entries imported" }), "the FAQ import");
+  await admin.fill("#new-login", "wang.fang");
+  await admin.fill("#new-name", "Wang Fang");
+  await admin.fill("#new-password", "a long enough password");
+  await admin.click("#new-user button");
+  await expect(admin.locator("#users td", { hasText: "Wang Fang" }), "the new user listed");
+  for (let i = 0; i < 50 && !(await admin.locator("#sessions tr.session").count()); i++) {
+    await admin.click("#search button");
+    await admin.waitForTimeout(200);
+  }
+  await admin.click("#sessions tr.session");
+  await expect(admin.locator("#timeline td", { hasText: "SatisfactionRated" }), "the session's timeline on the admin page");
+  await expect(admin.locator("#timeline td", { hasText: question }), "the conversation, unmasked for the admin");
+
+  // The new FAQ entry answers a new customer at once.
+  const second = await (await browser.newContext()).newPage();
+  await second.goto(`${base}/?tenant=demo`);
+  await second.fill("#text", "Do you have a branch in Hangzhou?");
+  await second.click("#send");
+  await expect(second.locator(".msg.bot", { hasText: "West Lake Road" }), "the bot answering from the new entry");
+
   // Compliance reads the audit trail: every step is there.
   const login = await fetch(`${base}/api/login`, {
     method: "POST",
@@ -77,7 +107,8 @@ try {
     body: JSON.stringify({ tenant: "demo", login: "compliance", password: compliancePassword }),
   }).then((r) => r.json());
   const wanted = ["SessionStarted", "CustomerMessage", "BotMessage", "TransferRequested", "AgentOffered",
-    "OfferAccepted", "AgentAssigned", "AgentMessage", "SessionEnded", "SatisfactionRated", "WrapUpCompleted"];
+    "OfferAccepted", "AgentAssigned", "AgentMessage", "SessionEnded", "SatisfactionRated", "WrapUpCompleted",
+    "FaqImported", "UserCreated"];
   let actions = [];
   for (let i = 0; i < 100; i++) {
     const audit = await fetch(`${base}/api/audit?limit=1000`, { headers: { authorization: `Bearer ${login.token}` } }).then((r) => r.json());
