@@ -17,3 +17,4 @@ cargo bench --bench routing
 cargo bench --bench rebuild
 cargo bench --bench relay
 cargo bench --bench http_messages
+cargo bench --bench ws_fanout

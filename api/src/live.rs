@@ -34,7 +34,26 @@ const POLL: Duration = Duration::from_millis(200);
 /// New events, in log order, for whoever listens.
 #[derive(Debug, Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<RecordedEvent>>,
+    tx: broadcast::Sender<Arc<Published>>,
+}
+
+/// An event as the hub hands it out, with its WebSocket frame written at
+/// most once per masking however many connections send it.
+#[derive(Debug)]
+pub struct Published {
+    pub event: RecordedEvent,
+    frames: [std::sync::OnceLock<axum::extract::ws::Utf8Bytes>; 2],
+}
+
+impl Published {
+    fn frame(&self, unmasked: bool) -> axum::extract::ws::Utf8Bytes {
+        self.frames[unmasked as usize]
+            .get_or_init(|| {
+                let view = crate::sessions::EventView::new(&self.event, unmasked);
+                serde_json::json!({ "type": "event", "event": view }).to_string().into()
+            })
+            .clone()
+    }
 }
 
 impl Default for Hub {
@@ -44,13 +63,13 @@ impl Default for Hub {
 }
 
 impl Hub {
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RecordedEvent>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 
     fn publish(&self, event: RecordedEvent) {
         // No listener is not an error.
-        let _ = self.tx.send(Arc::new(event));
+        let _ = self.tx.send(Arc::new(Published { event, frames: Default::default() }));
     }
 }
 
@@ -180,7 +199,7 @@ impl Filter {
 
 async fn push(
     mut socket: axum::extract::ws::WebSocket,
-    mut feed: broadcast::Receiver<Arc<RecordedEvent>>,
+    mut feed: broadcast::Receiver<Arc<Published>>,
     caller: crate::auth::Claims,
     session: Option<witness_schemas::SessionId>,
 ) {
@@ -194,17 +213,16 @@ async fn push(
         tokio::select! {
             received = feed.recv() => {
                 let frame = match received {
-                    Ok(e) => match filter.admit(&e) {
-                        Some(unmasked) => serde_json::json!({
-                            "type": "event",
-                            "event": crate::sessions::EventView::new(&e, unmasked),
-                        }),
+                    Ok(published) => match filter.admit(&published.event) {
+                        Some(unmasked) => published.frame(unmasked),
                         None => continue,
                     },
-                    Err(broadcast::error::RecvError::Lagged(n)) => serde_json::json!({ "type": "lagged", "missed": n }),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        serde_json::json!({ "type": "lagged", "missed": n }).to_string().into()
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                if socket.send(Message::Text(frame)).await.is_err() {
                     return;
                 }
             }
