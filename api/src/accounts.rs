@@ -81,10 +81,7 @@ pub async fn demo_start(store: &EventStore) -> Result<Vec<DemoLogin>, ApiError> 
 /// The tenant's directory as of now.
 pub async fn directory(store: &EventStore, tenant: &TenantId) -> Result<TenantState, ApiError> {
     let events = store.read_stream(&StreamId::tenant(tenant), 1).await?;
-    let events: Vec<_> = events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
-        tracing::error!(error = %e, "tenant stream cannot be decoded");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the tenant directory cannot be read")
-    })?;
+    let events = crate::error::decode_stream(&events, "the tenant directory")?;
     Ok(Tenant::fold(&events))
 }
 

@@ -40,6 +40,19 @@ impl ApiError {
     }
 }
 
+/// Decodes a stream read from the store; a stored event that no longer
+/// decodes is a server fault, logged, and `what` (e.g. "the session")
+/// cannot be read.
+pub(crate) fn decode_stream(
+    events: &[witness_schemas::RecordedEvent],
+    what: &str,
+) -> Result<Vec<witness_schemas::Event>, ApiError> {
+    events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
+        tracing::error!(error = %e, "{what}: stored event cannot be decoded");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} cannot be read"))
+    })
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

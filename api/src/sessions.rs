@@ -73,10 +73,7 @@ pub(crate) async fn load(state: &AppState, caller: &Claims, id: &str) -> Result<
     if first.tenant_id != caller.t {
         return Err(ApiError::not_found("session"));
     }
-    let decoded: Vec<Event> = events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
-        tracing::error!(error = %e, "session stream cannot be decoded");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the session cannot be read")
-    })?;
+    let decoded = crate::error::decode_stream(&events, "the session")?;
     let customer_ref = match decoded.first() {
         Some(Event::SessionStarted(e)) => e.customer_ref.clone(),
         _ => String::new(),

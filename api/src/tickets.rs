@@ -81,10 +81,7 @@ async fn load_ticket(
     if events.first().is_none_or(|e| e.tenant_id != caller.t) {
         return Err(ApiError::not_found("ticket"));
     }
-    let decoded: Vec<Event> = events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
-        tracing::error!(error = %e, "ticket stream cannot be decoded");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the ticket cannot be read")
-    })?;
+    let decoded = crate::error::decode_stream(&events, "the ticket")?;
     Ok((id, events, Ticket::fold(&decoded)))
 }
 
