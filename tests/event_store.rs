@@ -30,6 +30,7 @@ conformance!(
     a_subscription_catches_up_then_follows_live_appends,
     expected_version_any_appends_after_the_head,
     concurrent_any_appends_to_one_stream_all_land,
+    a_password_hash_is_stored_replaced_and_kept_out_of_the_log,
 );
 
 async fn appended_events_read_back_in_order_with_a_hash_chain(store: &EventStore) {
@@ -215,4 +216,13 @@ async fn concurrent_any_appends_to_one_stream_all_land(store: &EventStore) {
     }
     let versions: Vec<u64> = store.read_stream(&stream, 1).await.unwrap().iter().map(|e| e.stream_version).collect();
     assert_eq!(versions, (1..=81).collect::<Vec<_>>());
+}
+
+async fn a_password_hash_is_stored_replaced_and_kept_out_of_the_log(store: &EventStore) {
+    let user = witness_schemas::UserId::new();
+    assert_eq!(store.credential(user).await.unwrap(), None);
+    store.save_credential(user, "$argon2id$first").await.unwrap();
+    store.save_credential(user, "$argon2id$second").await.unwrap();
+    assert_eq!(store.credential(user).await.unwrap().as_deref(), Some("$argon2id$second"));
+    assert_eq!(store.count().await.unwrap(), 0, "credentials are not events");
 }

@@ -7,7 +7,7 @@ mod common;
 use chrono::DateTime;
 use common::*;
 use witness_engine::workload::{run_day, DayPlan};
-use witness_projections::{models, AuditRow, Projector};
+use witness_projections::{models, AuditRow, Projector, SessionQuery};
 use witness_schemas::Role;
 
 async fn live_then_rebuilt(t: TestStore) {
@@ -61,6 +61,25 @@ async fn live_then_rebuilt(t: TestStore) {
     let other: witness_schemas::TenantId = "globex".parse().unwrap();
     assert!(projector.audit(&other, Role::Compliance, 0, 100).await.unwrap().is_empty());
     assert_eq!(projector.audit(&tenant(), Role::Compliance, full[9].position, 5).await.unwrap(), full[10..15].to_vec());
+
+    // The readers the API uses, on this backend.
+    let queue = projector.queue(&tenant()).await.unwrap();
+    assert!(queue.waiting.is_empty());
+    assert_eq!(queue.agents.len(), 8);
+    assert!(queue.agents.iter().all(|a| !a.presence.is_empty() && a.capacity > 0), "{queue:?}");
+    let all = SessionQuery { limit: 1000, ..SessionQuery::default() };
+    let found = projector.find_sessions(&tenant(), &all).await.unwrap();
+    assert_eq!(found.len(), 60);
+    assert!(found.windows(2).all(|w| w[0].started_at >= w[1].started_at), "newest first");
+    let abandoned = SessionQuery { outcome: Some("abandoned".into()), ..all.clone() };
+    let expected = found.iter().filter(|s| s.outcome.as_deref() == Some("abandoned")).count();
+    assert_eq!(projector.find_sessions(&tenant(), &abandoned).await.unwrap().len(), expected);
+    let agent = found.iter().find_map(|s| s.agent_id.clone()).unwrap();
+    let by_agent = SessionQuery { agent: Some(agent.clone()), ..all.clone() };
+    let theirs = projector.find_sessions(&tenant(), &by_agent).await.unwrap();
+    assert!(!theirs.is_empty() && theirs.iter().all(|s| s.agent_id.as_deref() == Some(agent.as_str())));
+    let later = SessionQuery { since: Some("2999-01-01T00:00:00.000000Z".into()), ..all };
+    assert!(projector.find_sessions(&tenant(), &later).await.unwrap().is_empty());
 
     let mut before = Vec::new();
     for table in projector.tables() {
