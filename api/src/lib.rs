@@ -63,6 +63,7 @@ const CUSTOMER_PAGE: &str = include_str!("../web/customer.html");
 const AGENT_PAGE: &str = include_str!("../web/agent.html");
 const ADMIN_PAGE: &str = include_str!("../web/admin.html");
 const STYLE: &str = include_str!("../web/style.css");
+const COMMON_JS: &str = include_str!("../web/common.js");
 
 async fn page(html: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
@@ -115,6 +116,10 @@ pub fn app(state: AppState) -> Router {
         .route("/agent", get(|| page(AGENT_PAGE)))
         .route("/admin", get(|| page(ADMIN_PAGE)))
         .route("/web/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
+        .route(
+            "/web/common.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], COMMON_JS) }),
+        )
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(tickets::router())
