@@ -94,6 +94,46 @@ async fn live_then_rebuilt(t: TestStore) {
     }
 }
 
+/// Two projectors on one database (two `serve` nodes, or a commit that
+/// lands after its caller gave up) race over the same log: every event still
+/// counts once, so the tables equal a single projector's rebuild.
+async fn racing_projectors_count_every_event_once(t: TestStore) {
+    let plan = DayPlan {
+        tenant: tenant(),
+        sessions: 40,
+        agents: 6,
+        seed: 11,
+        start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+    };
+    run_day(&t.store, &plan, |_| {}).await.unwrap();
+    let (a, b) = (
+        Projector::connect(&t.url, models::all()).await.unwrap(),
+        Projector::connect(&t.url, models::all()).await.unwrap(),
+    );
+    let (ra, rb) = tokio::join!(a.catch_up(&t.store, |_| {}), b.catch_up(&t.store, |_| {}));
+    ra.unwrap();
+    rb.unwrap();
+    let mut raced = Vec::new();
+    for table in a.tables() {
+        raced.push((table, a.dump(table).await.unwrap()));
+    }
+    a.reset().await.unwrap();
+    a.catch_up(&t.store, |_| {}).await.unwrap();
+    for (table, rows) in raced {
+        assert_eq!(a.dump(table).await.unwrap(), rows, "{table}: the race counted some events twice");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_racing_projectors_count_every_event_once() {
+    racing_projectors_count_every_event_once(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_racing_projectors_count_every_event_once() {
+    racing_projectors_count_every_event_once(postgres().await).await;
+}
+
 #[tokio::test]
 async fn sqlite_rebuilt_projections_equal_the_live_ones() {
     live_then_rebuilt(sqlite().await).await;

@@ -224,34 +224,71 @@ impl Projector {
         Ok(rows.into_iter().map(|(n, c, p)| (n, Cursor { commit: c as u64, position: p as u64 })).collect())
     }
 
-    /// Applies `ops` and moves the checkpoints, in one transaction.
-    async fn commit(&self, ops: Vec<RowOp>, checkpoints: Vec<(&'static str, Cursor)>) -> Result<(), ProjectionError> {
+    /// Applies `ops` and moves each checkpoint from the position it was
+    /// read at to its new one, in one transaction — only if no checkpoint
+    /// moved meanwhile (another projector on the same database, or an
+    /// earlier commit that was interrupted but landed). Otherwise writes
+    /// nothing and returns false: the ops were computed from stale positions,
+    /// and applying them would count some events twice.
+    async fn commit(
+        &self,
+        ops: Vec<RowOp>,
+        moves: Vec<(&'static str, Cursor, Cursor)>,
+    ) -> Result<bool, ProjectionError> {
+        // Every checkpoint row exists before it is locked and compared, so
+        // that two first commits cannot both find "no row".
+        let ensure = "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ({1}, 0, 0) \
+                      ON CONFLICT (name) DO NOTHING";
+        let read = "SELECT commit_id, position FROM projection_checkpoints WHERE name = {1}";
         let all: Vec<RowOp> = ops
             .into_iter()
-            .chain(checkpoints.into_iter().map(|(name, c)| RowOp::Upsert {
+            .chain(moves.iter().map(|&(name, _, to)| RowOp::Upsert {
                 table: "projection_checkpoints",
                 key: ("name", Value::from(name)),
                 columns: vec![
-                    ("commit_id", Value::from(c.commit as i64), Merge::Set),
-                    ("position", Value::from(c.position as i64), Merge::Set),
+                    ("commit_id", Value::from(to.commit as i64), Merge::Set),
+                    ("position", Value::from(to.position as i64), Merge::Set),
                 ],
             }))
             .collect();
+        let stored = |(c, p): (i64, i64)| Cursor { commit: c as u64, position: p as u64 };
         match &self.db {
             Db::Sqlite(conn) => {
                 on_sqlite(conn, move |conn| {
+                    // IMMEDIATE: the write lock is held from here, so what is
+                    // read below cannot change before the commit.
                     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    for &(name, from, _) in &moves {
+                        tx.prepare_cached(&ensure.replace("{1}", "?1"))?.execute([name])?;
+                        let now = tx
+                            .prepare_cached(&read.replace("{1}", "?1"))?
+                            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                        if stored(now) != from {
+                            return Ok(false);
+                        }
+                    }
                     for op in &all {
                         let (sql, params) = rows::sql(op, |i| format!("?{i}"));
                         let params: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
                         tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(params))?;
                     }
-                    tx.commit()
+                    tx.commit()?;
+                    Ok(true)
                 })
-                .await?;
+                .await
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                for &(name, from, _) in &moves {
+                    sqlx::query(&ensure.replace("{1}", "$1")).bind(name).execute(&mut *tx).await?;
+                    let now: (i64, i64) = sqlx::query_as(&format!("{} FOR UPDATE", read.replace("{1}", "$1")))
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if stored(now) != from {
+                        return Ok(false);
+                    }
+                }
                 for op in &all {
                     let (sql, params) = rows::sql(op, |i| format!("${i}"));
                     let mut q = sqlx::query(&sql);
@@ -264,9 +301,9 @@ impl Projector {
                     q.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                Ok(true)
             }
         }
-        Ok(())
     }
 
     async fn positions(&self) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
@@ -281,32 +318,43 @@ impl Projector {
     /// Projects `batch` (in global order) into every projection that has not
     /// seen it yet, and moves their checkpoints, in one transaction. Events
     /// at or before a projection's checkpoint are skipped: a batch delivered
-    /// twice changes nothing. Returns the new positions.
+    /// twice changes nothing. If another projector moved a checkpoint since
+    /// `at` was read, the batch is projected again from the stored
+    /// positions. Returns the new positions.
     async fn project(
         &self,
         batch: &[RecordedEvent],
         mut at: HashMap<&'static str, Cursor>,
     ) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
         let Some(last) = batch.iter().map(RecordedEvent::cursor).max() else { return Ok(at) };
-        let mut ops = Vec::new();
-        for e in batch {
-            let pending: Vec<&dyn Projection> =
-                self.projections.iter().map(|p| p.as_ref()).filter(|p| e.cursor() > at[p.name()]).collect();
-            if pending.is_empty() {
-                continue;
+        loop {
+            let mut ops = Vec::new();
+            for e in batch {
+                let pending: Vec<&dyn Projection> =
+                    self.projections.iter().map(|p| p.as_ref()).filter(|p| e.cursor() > at[p.name()]).collect();
+                if pending.is_empty() {
+                    continue;
+                }
+                let event = e.decode().map_err(|source| ProjectionError::Decode { position: e.position, source })?;
+                for p in pending {
+                    p.apply(e, &event, &mut ops);
+                }
             }
-            let event = e.decode().map_err(|source| ProjectionError::Decode { position: e.position, source })?;
-            for p in pending {
-                p.apply(e, &event, &mut ops);
+            let moves: Vec<(&'static str, Cursor, Cursor)> = self
+                .projections
+                .iter()
+                .filter(|p| at[p.name()] < last)
+                .map(|p| (p.name(), at[p.name()], last))
+                .collect();
+            if moves.is_empty() {
+                return Ok(at);
             }
+            if self.commit(ops, moves.clone()).await? {
+                at.extend(moves.into_iter().map(|(name, _, to)| (name, to)));
+                return Ok(at);
+            }
+            at = self.positions().await?;
         }
-        let moved: Vec<(&'static str, Cursor)> =
-            self.projections.iter().filter(|p| at[p.name()] < last).map(|p| (p.name(), last)).collect();
-        if !moved.is_empty() {
-            self.commit(ops, moved.clone()).await?;
-        }
-        at.extend(moved);
-        Ok(at)
     }
 
     /// Projects every event of `store` not yet projected, up to the current
@@ -320,7 +368,8 @@ impl Projector {
             let batch = store.read_all(cursor, BATCH).await?;
             let Some(last) = batch.last().map(|e| e.cursor()) else { break };
             at = self.project(&batch, at).await?;
-            cursor = last;
+            // Normally `last`; further when another projector got ahead.
+            cursor = at.values().copied().min().unwrap_or(last);
             read += batch.len() as u64;
             progress(read);
         }
