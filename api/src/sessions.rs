@@ -263,8 +263,7 @@ async fn message(
     let mut version = run(&state, &caller, s.id, command).await?;
     let mut bot = None;
     if let Some(text) = for_bot {
-        // The bot decides on the session as it is after the message.
-        let (v, what) = bot_turn(&state, &caller, s.id, &text).await?;
+        let (v, what) = bot_turn(&state, &caller, &s, &text).await?;
         version = v;
         bot = Some(what);
     }
@@ -275,16 +274,18 @@ async fn message(
 async fn bot_turn(
     state: &AppState,
     caller: &Claims,
-    id: SessionId,
+    session: &Loaded,
     text: &str,
 ) -> Result<(u64, &'static str), ApiError> {
-    let session = load(state, caller, &id.to_string()).await?.state;
+    let id = session.id;
     let bot_actor = Actor::new(ActorKind::Bot, "kb");
     let stream = StreamId::session(id);
     let best = state.kb.search(&state.store, &caller.t, text, 1).await?.into_iter().next();
     let best = best.map(|h| (h.id, h.answer, h.confidence));
     let (command, what) = match bot::reply(text, best, state.bot_threshold) {
-        BotReply::Handoff => (handoff(&session, "customer asked for a human"), "handoff"),
+        // The session as loaded before this message serves: the handoff's
+        // summary skips messages that ask for a human, as this one does.
+        BotReply::Handoff => (handoff(&session.state, "customer asked for a human"), "handoff"),
         BotReply::Answer { text, faq_id, score } => (
             SessionCommand::BotAnswers {
                 message_id: MessageId::new(),
