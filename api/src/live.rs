@@ -43,9 +43,24 @@ pub struct Hub {
 pub struct Published {
     pub event: RecordedEvent,
     frames: [std::sync::OnceLock<axum::extract::ws::Utf8Bytes>; 2],
+    offered_to: std::sync::OnceLock<Option<witness_schemas::UserId>>,
 }
 
 impl Published {
+    /// The agent an `AgentOffered` or `AgentAssigned` event names, decoded
+    /// once however many connections ask.
+    fn offered_to(&self) -> Option<witness_schemas::UserId> {
+        use witness_schemas::Event;
+        *self.offered_to.get_or_init(|| match self.event.event_type.as_str() {
+            "AgentOffered" | "AgentAssigned" => match self.event.decode() {
+                Ok(Event::AgentOffered(o)) => Some(o.agent_id),
+                Ok(Event::AgentAssigned(a)) => Some(a.agent_id),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
     fn frame(&self, unmasked: bool) -> axum::extract::ws::Utf8Bytes {
         self.frames[unmasked as usize]
             .get_or_init(|| {
@@ -69,7 +84,8 @@ impl Hub {
 
     fn publish(&self, event: RecordedEvent) {
         // No listener is not an error.
-        let _ = self.tx.send(Arc::new(Published { event, frames: Default::default() }));
+        let published = Published { event, frames: Default::default(), offered_to: Default::default() };
+        let _ = self.tx.send(Arc::new(published));
     }
 }
 
@@ -165,8 +181,9 @@ struct Filter {
 
 impl Filter {
     /// `None`: not for this connection; `Some(unmasked)` otherwise.
-    fn admit(&mut self, e: &RecordedEvent) -> Option<bool> {
-        use witness_schemas::{Event, Role, StreamKind};
+    fn admit(&mut self, published: &Published) -> Option<bool> {
+        let e = &published.event;
+        use witness_schemas::{Role, StreamKind};
         if e.tenant_id != self.caller.t {
             return None;
         }
@@ -179,14 +196,8 @@ impl Filter {
                 if e.stream_id.kind == StreamKind::Tenant {
                     return None;
                 }
-                if matches!(e.event_type.as_str(), "AgentOffered" | "AgentAssigned") {
-                    let me = self.caller.user_id().ok();
-                    let to = match e.decode() {
-                        Ok(Event::AgentOffered(o)) => Some(o.agent_id),
-                        Ok(Event::AgentAssigned(a)) => Some(a.agent_id),
-                        _ => None,
-                    };
-                    if to.is_some() && to == me {
+                if let (Some(to), Ok(me)) = (published.offered_to(), self.caller.user_id()) {
+                    if to == me {
                         self.mine.insert(e.stream_id.clone());
                     }
                 }
@@ -213,7 +224,7 @@ async fn push(
         tokio::select! {
             received = feed.recv() => {
                 let frame = match received {
-                    Ok(published) => match filter.admit(&published.event) {
+                    Ok(published) => match filter.admit(&published) {
                         Some(unmasked) => published.frame(unmasked),
                         None => continue,
                     },
