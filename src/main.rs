@@ -129,6 +129,34 @@ struct ServeArgs {
     /// The largest file a chat upload may be, in MiB.
     #[arg(long, default_value_t = 20)]
     max_upload_mib: usize,
+    /// The address the SFU's UDP sockets bind to and announce to browsers.
+    #[arg(long, default_value = "127.0.0.1", env = "WITNESS_MEDIA_IP")]
+    media_ip: std::net::IpAddr,
+    /// The address announced instead, when the server is behind a 1:1 NAT.
+    #[arg(long, env = "WITNESS_MEDIA_PUBLIC_IP")]
+    media_public_ip: Option<std::net::IpAddr>,
+    /// UDP ports for media, FIRST-LAST (two per call participant).
+    #[arg(long, default_value = "50000-50999", value_parser = port_range)]
+    media_ports: (u16, u16),
+    /// A STUN or TURN server for browsers and the SFU (stun:host:port,
+    /// turn:host:port?transport=udp); repeat for several.
+    #[arg(long = "ice-server")]
+    ice_servers: Vec<String>,
+    /// The TURN servers' username and credential.
+    #[arg(long, env = "WITNESS_TURN_USERNAME", default_value = "")]
+    turn_username: String,
+    #[arg(long, env = "WITNESS_TURN_CREDENTIAL", default_value = "", hide_env_values = true)]
+    turn_credential: String,
+}
+
+fn port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("a range is FIRST-LAST, e.g. 50000-50999")?;
+    let (a, b): (u16, u16) =
+        (a.trim().parse().map_err(|e| format!("{a}: {e}"))?, b.trim().parse().map_err(|e| format!("{b}: {e}"))?);
+    if a == 0 || a > b {
+        return Err(format!("{s}: the first port must be 1 or more and not above the last"));
+    }
+    Ok((a, b))
 }
 
 #[derive(Subcommand)]
@@ -255,12 +283,31 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         token_key_file,
         uploads_dir,
         max_upload_mib,
+        media_ip,
+        media_public_ip,
+        media_ports,
+        ice_servers,
+        turn_username,
+        turn_credential,
     } = args;
+    let media = witness_media::server::MediaConfig {
+        ip: media_ip,
+        ports: media_ports,
+        public_ip: media_public_ip,
+        ice_servers: ice_servers
+            .into_iter()
+            .map(|url| witness_media::server::IceServer {
+                username: if url.starts_with("turn") { turn_username.clone() } else { String::new() },
+                credential: if url.starts_with("turn") { turn_credential.clone() } else { String::new() },
+                urls: vec![url],
+            })
+            .collect(),
+    };
     let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
     let uploads = witness_api::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024);
     let store = connect(url).await?;
     let demo = witness_api::accounts::demo_start(&store).await?;
-    let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?;
+    let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?.with_media(media);
     let signer = CheckpointSigner::load_or_create(&key_file)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;

@@ -34,6 +34,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod bot;
+pub mod calls;
 mod error;
 pub mod kb;
 pub mod live;
@@ -64,6 +65,7 @@ const AGENT_PAGE: &str = include_str!("../web/agent.html");
 const ADMIN_PAGE: &str = include_str!("../web/admin.html");
 const STYLE: &str = include_str!("../web/style.css");
 const COMMON_JS: &str = include_str!("../web/common.js");
+const CALL_JS: &str = include_str!("../web/call.js");
 
 async fn page(html: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
@@ -83,6 +85,8 @@ pub struct AppState {
     pub uploads: uploads::UploadStore,
     /// The knowledge-base confidence below which the bot is "not sure".
     pub bot_threshold: f64,
+    /// The SFU carrying the calls.
+    pub media: witness_media::server::MediaServer,
 }
 
 impl AppState {
@@ -94,7 +98,8 @@ impl AppState {
         uploads: uploads::UploadStore,
     ) -> Result<Self, witness_projections::ProjectionError> {
         let projector = Projector::connect(url, vec![]).await?;
-        Ok(Self {
+        let (media, media_events) = witness_media::server::MediaServer::new(Default::default());
+        let state = Self {
             store,
             projector: Arc::new(projector),
             keys: Arc::new(keys),
@@ -102,7 +107,19 @@ impl AppState {
             kb: kb::KnowledgeBase::default(),
             uploads,
             bot_threshold: 0.4,
-        })
+            media,
+        };
+        tokio::spawn(calls::record(state.store.clone(), media_events));
+        Ok(state)
+    }
+
+    /// The same state with an SFU configured by `config` (ports, addresses,
+    /// STUN/TURN) instead of the default (loopback, UDP 50000-50999).
+    pub fn with_media(mut self, config: witness_media::server::MediaConfig) -> Self {
+        let (media, media_events) = witness_media::server::MediaServer::new(config);
+        self.media = media;
+        tokio::spawn(calls::record(self.store.clone(), media_events));
+        self
     }
 }
 
@@ -120,8 +137,10 @@ pub fn app(state: AppState) -> Router {
             "/web/common.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], COMMON_JS) }),
         )
+        .route("/web/call.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CALL_JS) }))
         .merge(accounts::router())
         .merge(sessions::router())
+        .merge(calls::router())
         .merge(tickets::router())
         .merge(kb::router())
         .merge(uploads::router(state.uploads.limit))

@@ -168,7 +168,7 @@ pub(crate) async fn ws(
     let upgrade =
         upgrade.map_err(|e| crate::ApiError::bad_request(format!("not a WebSocket request: {}", e.body_text())))?;
     let feed = state.hub.subscribe();
-    Ok(upgrade.on_upgrade(move |socket| push(socket, feed, caller, session)))
+    Ok(upgrade.on_upgrade(move |socket| push(state, socket, feed, caller, session)))
 }
 
 /// Which of the tenant's events one connection sees, and how.
@@ -209,6 +209,7 @@ impl Filter {
 }
 
 async fn push(
+    state: crate::AppState,
     mut socket: axum::extract::ws::WebSocket,
     mut feed: broadcast::Receiver<Arc<Published>>,
     caller: crate::auth::Claims,
@@ -220,6 +221,7 @@ async fn push(
     if socket.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
+    let mut signaling = crate::calls::Signaling::new();
     loop {
         tokio::select! {
             received = feed.recv() => {
@@ -231,18 +233,31 @@ async fn push(
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         serde_json::json!({ "type": "lagged", "missed": n }).to_string().into()
                     }
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Closed) => break,
                 };
                 if socket.send(Message::Text(frame)).await.is_err() {
-                    return;
+                    break;
+                }
+            }
+            Some((session, signal)) = signaling.signals.recv() => {
+                let frame = signaling.frame(session, signal);
+                if socket.send(Message::Text(frame.into())).await.is_err() {
+                    break;
                 }
             }
             incoming = socket.recv() => match incoming {
-                // Clients have nothing to say on this socket yet; pings are
-                // answered by axum.
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                // Pings are answered by axum.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(reply) = signaling.handle(&state, &filter.caller, &text).await {
+                        if socket.send(Message::Text(reply.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
                 Some(Ok(_)) => {}
             },
         }
     }
+    signaling.hang_up(&state.media).await;
 }

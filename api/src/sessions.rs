@@ -84,7 +84,12 @@ pub(crate) async fn load(state: &AppState, caller: &Claims, id: &str) -> Result<
     Ok(Loaded { id, state: Session::fold(&decoded), events, customer_ref })
 }
 
-async fn run(state: &AppState, caller: &Claims, id: SessionId, command: SessionCommand) -> Result<u64, ApiError> {
+pub(crate) async fn run(
+    state: &AppState,
+    caller: &Claims,
+    id: SessionId,
+    command: SessionCommand,
+) -> Result<u64, ApiError> {
     let stream = StreamId::session(id);
     let done = execute::<Session>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
     Ok(done.last_version())
@@ -94,6 +99,12 @@ async fn run(state: &AppState, caller: &Claims, id: SessionId, command: SessionC
 #[derive(Serialize)]
 pub(crate) struct Done {
     version: u64,
+}
+
+impl Done {
+    pub(crate) fn new(version: u64) -> Self {
+        Done { version }
+    }
 }
 
 // ------------------------------------------------------------------ customer

@@ -1,7 +1,44 @@
-//! Witness media: the SFU and the recorder.
+//! Witness media: the SFU that carries calls between a customer and an agent.
 //!
-//! Nothing lives here yet. This crate will hold the sans-IO SFU core (rooms,
-//! participants, tracks; inputs in, transmits / events / timeouts out, time
-//! passed in), its thin tokio/WebRTC driver, and the GStreamer recorder
-//! (per-track `splitmuxsink` segments hashed into `RecordingSegmentClosed`
-//! events, composite dual recordings). See `ARCHITECTURE.md` ("Media").
+//! - [`sfu`] is the sans-IO core: rooms (one per call), participants and
+//!   their tracks. Inputs in, outputs out, time passed in; every forwarding
+//!   decision is made and tested there.
+//! - [`server`] is the thin tokio driver: it owns the WebRTC peer connections
+//!   (the `webrtc` crate), feeds their packets and state changes to the core,
+//!   and carries out what the core says (forward a packet, add a track to a
+//!   subscriber and renegotiate, ask a publisher for a keyframe).
+//!
+//! Each participant has two peer connections with the server: one it
+//! *publishes* on (the browser offers, the server answers; adding a screen
+//! share is a new offer on it) and one it *receives* on (the server offers
+//! whenever the tracks it should receive change, the browser answers). One
+//! offerer per connection means offers never cross ("glare" cannot happen),
+//! and renegotiating one direction never disturbs the other.
+//!
+//! ```
+//! use std::time::Instant;
+//! use witness_media::sfu::{Input, Output, Sfu};
+//! use witness_schemas::{ParticipantRole, TrackKind};
+//!
+//! let now = Instant::now();
+//! let mut sfu = Sfu::<&str>::new(now);
+//! for (who, role) in [("customer", ParticipantRole::Customer), ("agent", ParticipantRole::Agent)] {
+//!     sfu.handle_input(now, Input::Join { room: "call".into(), participant: who.into(), role }).unwrap();
+//! }
+//! let publish = Input::Publish {
+//!     room: "call".into(), participant: "customer".into(), track: "mic".into(),
+//!     kind: TrackKind::Audio, codec: "audio/opus".into(),
+//! };
+//! sfu.handle_input(now, publish).unwrap();
+//! sfu.handle_input(now, Input::Media { room: "call".into(), track: "mic".into(), packet: "rtp", keyframe: false }).unwrap();
+//! let forwarded: Vec<_> = std::iter::from_fn(|| match sfu.poll_output() {
+//!     Output::Timeout(_) => None,
+//!     other => Some(other),
+//! })
+//! .filter_map(|o| match o { Output::Transmit { to, .. } => Some(to), _ => None })
+//! .collect();
+//! assert_eq!(forwarded, ["agent"]);
+//! ```
+
+pub mod server;
+pub mod sfu;

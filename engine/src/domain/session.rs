@@ -88,6 +88,9 @@ pub struct SessionState {
     pub agent: Option<UserId>,
     pub offer: Option<OpenOffer>,
     pub call: Option<CallId>,
+    /// The latest call, kept after it ended: the media server reports
+    /// leaves and ended tracks that happen as it closes.
+    pub last_call: Option<CallId>,
     /// The recording running, if any.
     pub recording: Option<RecordingId>,
     pub recent: VecDeque<RecentMessage>,
@@ -162,6 +165,10 @@ pub enum SessionCommand {
         call_id: CallId,
         reason: Option<String>,
     },
+    /// The media server reports what happened in the call.
+    CallMedia {
+        fact: CallFact,
+    },
     StartRecording {
         recording_id: RecordingId,
         reason: RecordingReason,
@@ -205,6 +212,7 @@ impl SessionCommand {
             Self::ExpireOffer { .. } => "ExpireOffer",
             Self::StartCall { .. } => "StartCall",
             Self::EndCall { .. } => "EndCall",
+            Self::CallMedia { .. } => "CallMedia",
             Self::StartRecording { .. } => "StartRecording",
             Self::CloseSegment { .. } => "CloseSegment",
             Self::StopRecording { .. } => "StopRecording",
@@ -222,6 +230,45 @@ fn summary_text(content: &MessageContent) -> String {
         MessageContent::Image { attachment, .. } => format!("[image {}]", attachment.file_name),
         MessageContent::File { attachment } => format!("[file {}]", attachment.file_name),
         MessageContent::RichText { markdown, .. } => markdown.clone(),
+    }
+}
+
+/// What the media server saw in a session's call, recorded as the event of
+/// the same name with the call's id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallFact {
+    ParticipantJoined { participant_id: String, role: ParticipantRole },
+    ParticipantLeft { participant_id: String, reason: Option<String> },
+    TrackPublished { participant_id: String, track_id: String, kind: TrackKind, codec: String },
+    TrackUnpublished { participant_id: String, track_id: String },
+    MediaStateChanged { participant_id: String, device: MediaDevice, enabled: bool },
+}
+
+impl CallFact {
+    /// Leaves and ended tracks may be reported after the call ended (the
+    /// connections close as it ends); everything else needs a live call.
+    fn after_end(&self) -> bool {
+        matches!(self, Self::ParticipantLeft { .. } | Self::TrackUnpublished { .. })
+    }
+
+    fn event(self, call_id: CallId) -> Event {
+        match self {
+            Self::ParticipantJoined { participant_id, role } => {
+                ParticipantJoined { call_id, participant_id, role }.into()
+            }
+            Self::ParticipantLeft { participant_id, reason } => {
+                ParticipantLeft { call_id, participant_id, reason }.into()
+            }
+            Self::TrackPublished { participant_id, track_id, kind, codec } => {
+                TrackPublished { call_id, participant_id, track_id, kind, codec }.into()
+            }
+            Self::TrackUnpublished { participant_id, track_id } => {
+                TrackUnpublished { call_id, participant_id, track_id }.into()
+            }
+            Self::MediaStateChanged { participant_id, device, enabled } => {
+                MediaStateChanged { call_id, participant_id, device, enabled }.into()
+            }
+        }
     }
 }
 
@@ -362,6 +409,12 @@ impl Decider for Session {
                 }
                 vec![CallEnded { call_id, reason }.into()]
             }
+            (S::InCall, C::CallMedia { fact }) => {
+                vec![fact.event(state.call.expect("in a call without a call id"))]
+            }
+            (_, C::CallMedia { fact }) if fact.after_end() && state.last_call.is_some() => {
+                vec![fact.event(state.last_call.expect("checked"))]
+            }
             (S::InCall, C::StartRecording { recording_id, reason }) if state.recording.is_none() => {
                 let call_id = state.call.expect("in a call without a call id");
                 vec![RecordingStarted { recording_id, call_id, reason }.into()]
@@ -444,6 +497,7 @@ impl Decider for Session {
             Event::CallStarted(e) => {
                 state.status = S::InCall;
                 state.call = Some(e.call_id);
+                state.last_call = Some(e.call_id);
             }
             Event::RecordingStarted(e) => state.recording = Some(e.recording_id),
             Event::RecordingStopped(_) => state.recording = None,
@@ -733,6 +787,45 @@ mod tests {
         Given::given(h.clone()).when(SessionCommand::CloseSegment { segment: other }).refused();
         h.push(RecordingStopped { recording_id }.into());
         Given::given(h).when(SessionCommand::CloseSegment { segment }).refused();
+    }
+
+    #[test]
+    fn the_media_server_records_joins_and_tracks_of_the_live_call_and_leaves_after_it() {
+        let ids = ids();
+        let call_id = CallId::new();
+        let joined = CallFact::ParticipantJoined { participant_id: "customer".into(), role: ParticipantRole::Customer };
+        Given::given(assigned(&ids)).when(SessionCommand::CallMedia { fact: joined.clone() }).refused();
+        let mut h = assigned(&ids);
+        h.push(CallStarted { call_id, kind: CallKind::Video }.into());
+        Given::given(h.clone()).when(SessionCommand::CallMedia { fact: joined }).then([ParticipantJoined {
+            call_id,
+            participant_id: "customer".into(),
+            role: ParticipantRole::Customer,
+        }
+        .into()]);
+        let published = CallFact::TrackPublished {
+            participant_id: "customer".into(),
+            track_id: "customer/cam".into(),
+            kind: TrackKind::Video,
+            codec: "video/VP8".into(),
+        };
+        Given::given(h.clone()).when(SessionCommand::CallMedia { fact: published.clone() }).then([TrackPublished {
+            call_id,
+            participant_id: "customer".into(),
+            track_id: "customer/cam".into(),
+            kind: TrackKind::Video,
+            codec: "video/VP8".into(),
+        }
+        .into()]);
+        h.push(CallEnded { call_id, reason: None }.into());
+        Given::given(h.clone()).when(SessionCommand::CallMedia { fact: published }).refused();
+        let left = CallFact::ParticipantLeft { participant_id: "customer".into(), reason: Some("call ended".into()) };
+        Given::given(h).when(SessionCommand::CallMedia { fact: left }).then([ParticipantLeft {
+            call_id,
+            participant_id: "customer".into(),
+            reason: Some("call ended".into()),
+        }
+        .into()]);
     }
 
     #[test]

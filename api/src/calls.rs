@@ -1,0 +1,311 @@
+//! Audio and video calls: starting and ending them (REST), their signaling
+//! (over the caller's `/api/ws` socket), and writing what the media server
+//! sees into the session's record.
+//!
+//! A call's room in the SFU is named by its session id; the customer joins
+//! as participant `customer`, the agent by their user id. Signaling messages
+//! a client sends on its WebSocket (each names its session):
+//!
+//! | `type` | fields | answer |
+//! |---|---|---|
+//! | `media.join` | | `media.joined` with `ice_servers` |
+//! | `media.publish` | `sdp` (offer), `screens` (track ids that are screen shares) | `media.answer` with `sdp` |
+//! | `media.answer` | `sdp` (answer to the server's `media.offer`) | — |
+//! | `media.candidate` | `target` (`publisher`/`subscriber`), `candidate` | — |
+//! | `media.device` | `device` (`mic`/`camera`), `enabled` | — (a `MediaStateChanged` event) |
+//! | `media.leave` | | `media.left` |
+//!
+//! The server sends `media.offer` (with `sdp`) whenever what the client
+//! receives changes, `media.left` when it was removed, and `media.error` (with
+//! `message`) for a refused message; a refused message changes nothing.
+
+use std::collections::HashSet;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use witness_engine::domain::session::{CallFact, Session, SessionCommand, SessionStatus};
+use witness_engine::executor::execute;
+use witness_media::server::{IceCandidateInit, MediaError, MediaServer, Signal};
+use witness_media::sfu::MediaEvent;
+use witness_schemas::{Actor, CallId, CallKind, MediaDevice, ParticipantRole, Role, SessionId, StreamId};
+
+use crate::auth::{Caller, Claims};
+use crate::sessions::{load, run, Done};
+use crate::{ApiError, AppState, Body};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/sessions/{id}/call", post(start)).route("/api/sessions/{id}/call/end", post(end))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartCall {
+    kind: CallKind,
+}
+
+/// The customer or the session's agent starts a call (the session must be
+/// assigned and not already in one).
+async fn start(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<StartCall>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let s = load(&state, &caller, &id).await?;
+    participant(&caller, &s.state)?;
+    let Some(agent_id) = s.state.agent else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "no agent has taken this session yet"));
+    };
+    let call_id = CallId::new();
+    let version = run(&state, &caller, s.id, SessionCommand::StartCall { agent_id, call_id, kind: body.kind }).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "call_id": call_id, "version": version }))))
+}
+
+/// Either side ends the call: everyone leaves the room, then `CallEnded`.
+async fn end(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Done>, ApiError> {
+    let s = load(&state, &caller, &id).await?;
+    participant(&caller, &s.state)?;
+    let Some(call_id) = s.state.call else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "this session has no call"));
+    };
+    state.media.close_room(&s.id.to_string(), "call ended").await;
+    let reason = Some(format!("ended by the {}", if caller.r == Role::Customer { "customer" } else { "agent" }));
+    let version = run(&state, &caller, s.id, SessionCommand::EndCall { call_id, reason }).await?;
+    Ok(Json(Done::new(version)))
+}
+
+/// The caller's participant id and role in the session's call: the customer
+/// whose session it is, or the agent it is assigned to.
+fn participant(
+    caller: &Claims,
+    session: &witness_engine::domain::session::SessionState,
+) -> Result<(String, ParticipantRole), ApiError> {
+    match caller.r {
+        Role::Customer => Ok(("customer".to_owned(), ParticipantRole::Customer)),
+        Role::Agent if session.agent.is_some() && session.agent == caller.user_id().ok() => {
+            Ok((caller.s.clone(), ParticipantRole::Agent))
+        }
+        _ => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "only the customer and the session's agent take part in its call"))
+        }
+    }
+}
+
+/// A signaling message from a client.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub(crate) enum ClientSignal {
+    #[serde(rename = "media.join")]
+    Join { session: String },
+    #[serde(rename = "media.publish")]
+    Publish {
+        session: String,
+        sdp: String,
+        #[serde(default)]
+        screens: Vec<String>,
+    },
+    #[serde(rename = "media.answer")]
+    Answer { session: String, sdp: String },
+    #[serde(rename = "media.candidate")]
+    Candidate { session: String, target: Target, candidate: IceCandidateInit },
+    #[serde(rename = "media.device")]
+    Device { session: String, device: MediaDevice, enabled: bool },
+    #[serde(rename = "media.leave")]
+    Leave { session: String },
+}
+
+#[derive(Debug, Deserialize, PartialEq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Target {
+    Publisher,
+    Subscriber,
+}
+
+/// The calls one WebSocket connection joined, and the channel the media
+/// server's signals for them arrive on.
+#[derive(Debug)]
+pub(crate) struct Signaling {
+    joined: HashSet<(SessionId, String)>,
+    signals_tx: mpsc::UnboundedSender<(SessionId, Signal)>,
+    pub(crate) signals: mpsc::UnboundedReceiver<(SessionId, Signal)>,
+}
+
+impl Signaling {
+    pub(crate) fn new() -> Self {
+        let (signals_tx, signals) = mpsc::unbounded_channel();
+        Signaling { joined: HashSet::new(), signals_tx, signals }
+    }
+
+    /// Handles one text frame; returns the frames to answer with.
+    pub(crate) async fn handle(&mut self, state: &AppState, caller: &Claims, text: &str) -> Option<String> {
+        let message: ClientSignal = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => {
+                return Some(json!({ "type": "media.error", "message": format!("bad message: {e}") }).to_string())
+            }
+        };
+        let session = match &message {
+            ClientSignal::Join { session }
+            | ClientSignal::Publish { session, .. }
+            | ClientSignal::Answer { session, .. }
+            | ClientSignal::Candidate { session, .. }
+            | ClientSignal::Device { session, .. }
+            | ClientSignal::Leave { session } => session.clone(),
+        };
+        match self.apply(state, caller, message).await {
+            Ok(reply) => reply,
+            Err(e) => Some(json!({ "type": "media.error", "session": session, "message": e.message() }).to_string()),
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        state: &AppState,
+        caller: &Claims,
+        message: ClientSignal,
+    ) -> Result<Option<String>, ApiError> {
+        let media = &state.media;
+        match message {
+            ClientSignal::Join { session } => {
+                let s = load(state, caller, &session).await?;
+                let (participant, role) = participant(caller, &s.state)?;
+                if s.state.status != SessionStatus::InCall {
+                    return Err(ApiError::new(StatusCode::CONFLICT, "the session has no call to join"));
+                }
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                media.join(&s.id.to_string(), &participant, role, tx).await.map_err(media_error)?;
+                self.joined.insert((s.id, participant));
+                let out = self.signals_tx.clone();
+                let id = s.id;
+                tokio::spawn(async move {
+                    while let Some(signal) = rx.recv().await {
+                        if out.send((id, signal)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                Ok(Some(
+                    json!({ "type": "media.joined", "session": s.id, "ice_servers": media.ice_servers() }).to_string(),
+                ))
+            }
+            ClientSignal::Publish { session, sdp, screens } => {
+                let (id, participant) = self.member(&session, caller)?;
+                let answer = media.publish(&id.to_string(), &participant, &sdp, screens).await.map_err(media_error)?;
+                Ok(Some(json!({ "type": "media.answer", "session": id, "sdp": answer }).to_string()))
+            }
+            ClientSignal::Answer { session, sdp } => {
+                let (id, participant) = self.member(&session, caller)?;
+                media.subscriber_answer(&id.to_string(), &participant, &sdp).await.map_err(media_error)?;
+                Ok(None)
+            }
+            ClientSignal::Candidate { session, target, candidate } => {
+                let (id, participant) = self.member(&session, caller)?;
+                media
+                    .add_candidate(&id.to_string(), &participant, target == Target::Subscriber, candidate)
+                    .await
+                    .map_err(media_error)?;
+                Ok(None)
+            }
+            ClientSignal::Device { session, device, enabled } => {
+                let (id, participant) = self.member(&session, caller)?;
+                let fact = CallFact::MediaStateChanged { participant_id: participant, device, enabled };
+                run(state, caller, id, SessionCommand::CallMedia { fact }).await?;
+                Ok(None)
+            }
+            ClientSignal::Leave { session } => {
+                let (id, participant) = self.member(&session, caller)?;
+                self.joined.remove(&(id, participant.clone()));
+                media.leave(&id.to_string(), &participant, Some("hung up".into())).await.map_err(media_error)?;
+                Ok(Some(json!({ "type": "media.left", "session": id, "reason": "hung up" }).to_string()))
+            }
+        }
+    }
+
+    /// The call this connection joined for `session`.
+    fn member(&self, session: &str, caller: &Claims) -> Result<(SessionId, String), ApiError> {
+        let id: SessionId = session.parse().map_err(|_| ApiError::not_found("session"))?;
+        self.joined
+            .iter()
+            .find(|(s, p)| *s == id && (caller.r == Role::Customer || *p == caller.s))
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "join the call first (`media.join`)"))
+    }
+
+    /// A signal from the media server as a frame for the client.
+    pub(crate) fn frame(&mut self, session: SessionId, signal: Signal) -> String {
+        match signal {
+            Signal::Offer { sdp } => json!({ "type": "media.offer", "session": session, "sdp": sdp }),
+            Signal::Left { reason } => {
+                self.joined.retain(|(s, _)| *s != session);
+                json!({ "type": "media.left", "session": session, "reason": reason })
+            }
+        }
+        .to_string()
+    }
+
+    /// The connection closed: leave every call it joined.
+    pub(crate) async fn hang_up(self, media: &MediaServer) {
+        for (session, participant) in self.joined {
+            let _ = media.leave(&session.to_string(), &participant, Some("connection closed".into())).await;
+        }
+    }
+}
+
+fn media_error(e: MediaError) -> ApiError {
+    let status = match e {
+        MediaError::InvalidSdp(_) => StatusCode::BAD_REQUEST,
+        MediaError::NotJoined | MediaError::AlreadyJoined | MediaError::Sfu(_) => StatusCode::CONFLICT,
+        MediaError::NoPort(..) => StatusCode::SERVICE_UNAVAILABLE,
+        MediaError::WebRtc(_) => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+/// Writes what the media server saw into each session's record, until the
+/// server is dropped.
+pub async fn record(store: witness_engine::EventStore, mut events: mpsc::UnboundedReceiver<MediaEvent>) {
+    while let Some(event) = events.recv().await {
+        let (room, fact) = match event {
+            MediaEvent::ParticipantJoined { room, participant, role } => {
+                (room, CallFact::ParticipantJoined { participant_id: participant, role })
+            }
+            MediaEvent::ParticipantLeft { room, participant, reason } => {
+                (room, CallFact::ParticipantLeft { participant_id: participant, reason })
+            }
+            MediaEvent::TrackPublished { room, participant, track, kind, codec } => {
+                (room, CallFact::TrackPublished { participant_id: participant, track_id: track, kind, codec })
+            }
+            MediaEvent::TrackUnpublished { room, participant, track } => {
+                (room, CallFact::TrackUnpublished { participant_id: participant, track_id: track })
+            }
+            _ => continue,
+        };
+        let Ok(session) = room.parse::<SessionId>() else { continue };
+        let stream = StreamId::session(session);
+        let tenant = match store.read_stream(&stream, 1).await {
+            Ok(events) => match events.first() {
+                Some(first) => first.tenant_id.clone(),
+                None => continue,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a call's session");
+                continue;
+            }
+        };
+        let actor = Actor::system();
+        let command = SessionCommand::CallMedia { fact };
+        if let Err(e) = execute::<Session>(&store, &tenant, &stream, &actor, Utc::now(), command).await {
+            tracing::debug!(error = %e, "media event not recorded");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+// One side of a call through the Witness SFU, shared by the customer page
+// and the agent workbench. Two RTCPeerConnections: `pub` carries what this
+// browser sends (it offers, the server answers; a screen share is a new
+// offer), `sub` what it receives (the server offers, it answers). Signaling
+// rides the page's /api/ws socket as `media.*` messages (see api/src/calls.rs).
+
+const GATHER_MS = 3000;
+
+// Resolves once `pc` has gathered its ICE candidates (or after GATHER_MS):
+// the SDP then carries them and no trickling is needed.
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") { pc.removeEventListener("icegatheringstatechange", done); resolve(); } };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, GATHER_MS);
+  });
+}
+
+export class CallClient {
+  // `send(obj)` writes a frame on the page's WebSocket; `view` is the element
+  // remote media is shown in; `onChange()` is called when the state changes.
+  constructor(send, session, view, onChange = () => {}) {
+    Object.assign(this, { send, session, view, onChange });
+    this.waiting = new Map(); // reply type -> {resolve, reject}
+    this.pub = this.sub = null;
+    this.local = new MediaStream();
+    this.senders = {}; // mic | camera | screen -> RTCRtpSender
+    this.active = false;
+  }
+
+  // Feeds a WebSocket frame; true if it was this call's.
+  handle(frame) {
+    if (!frame.type?.startsWith("media.") || (frame.session && frame.session !== this.session)) return false;
+    const waiter = this.waiting.get(frame.type) || (frame.type === "media.error" && [...this.waiting.values()][0]);
+    if (frame.type === "media.error") {
+      if (waiter) { this.waiting.clear(); waiter.reject(new Error(frame.message)); }
+      else console.warn("media:", frame.message);
+      return true;
+    }
+    if (frame.type === "media.offer") { this.answer(frame.sdp).catch((e) => console.warn("media:", e)); return true; }
+    if (frame.type === "media.left") { this.teardown(); return true; }
+    if (waiter) { this.waiting.delete(frame.type); waiter.resolve(frame); }
+    return true;
+  }
+
+  request(message, reply) {
+    return new Promise((resolve, reject) => {
+      this.waiting.set(reply, { resolve, reject });
+      this.send({ session: this.session, ...message });
+    });
+  }
+
+  // Joins the call and sends the microphone, and the camera if `video`.
+  async join(video) {
+    const { ice_servers: iceServers } = await this.request({ type: "media.join" }, "media.joined");
+    this.active = true;
+    this.pub = new RTCPeerConnection({ iceServers });
+    this.sub = new RTCPeerConnection({ iceServers });
+    this.sub.ontrack = (e) => this.show(e.track, e.streams[0]);
+    const media = await navigator.mediaDevices.getUserMedia({ audio: true, video });
+    for (const track of media.getTracks()) {
+      this.local.addTrack(track);
+      this.senders[track.kind === "audio" ? "mic" : "camera"] = this.pub.addTrack(track, this.local);
+    }
+    await this.publish();
+    this.onChange();
+  }
+
+  // (Re)negotiates what this browser sends.
+  async publish() {
+    await this.pub.setLocalDescription(await this.pub.createOffer());
+    await gathered(this.pub);
+    const screens = this.senders.screen?.track ? [this.senders.screen.track.id] : [];
+    const { sdp } = await this.request({ type: "media.publish", sdp: this.pub.localDescription.sdp, screens }, "media.answer");
+    await this.pub.setRemoteDescription({ type: "answer", sdp });
+  }
+
+  async answer(sdp) {
+    await this.sub.setRemoteDescription({ type: "offer", sdp });
+    await this.sub.setLocalDescription(await this.sub.createAnswer());
+    await gathered(this.sub);
+    this.send({ type: "media.answer", session: this.session, sdp: this.sub.localDescription.sdp });
+  }
+
+  show(track, stream) {
+    const id = `remote-${stream ? stream.id : track.id}`;
+    let el = document.getElementById(id);
+    if (!el) {
+      el = document.createElement(track.kind === "audio" ? "audio" : "video");
+      Object.assign(el, { id, autoplay: true, playsInline: true });
+      el.dataset.kind = track.kind;
+      this.view.append(el);
+    }
+    el.srcObject = stream || new MediaStream([track]);
+    track.onended = () => el.remove();
+    stream?.addEventListener("removetrack", () => { if (!stream.getTracks().length) el.remove(); });
+  }
+
+  // Turns the camera on (audio → video) or switches to the next camera.
+  async camera(next = false) {
+    const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "videoinput");
+    const current = this.senders.camera?.track?.getSettings().deviceId;
+    const pick = next && devices.length > 1 ? devices[(devices.findIndex((d) => d.deviceId === current) + 1) % devices.length] : null;
+    const [track] = (await navigator.mediaDevices.getUserMedia({ video: pick ? { deviceId: { exact: pick.deviceId } } : true })).getVideoTracks();
+    if (this.senders.camera) {
+      this.senders.camera.track?.stop();
+      await this.senders.camera.replaceTrack(track);
+    } else {
+      this.senders.camera = this.pub.addTrack(track, this.local);
+      await this.publish();
+    }
+    this.device("camera", true);
+  }
+
+  // Mic or camera on/off; the other side and the record learn of it.
+  toggle(kind) {
+    const track = this.senders[kind]?.track;
+    if (!track) return false;
+    track.enabled = !track.enabled;
+    this.device(kind, track.enabled);
+    this.onChange();
+    return track.enabled;
+  }
+
+  device(device, enabled) {
+    this.send({ type: "media.device", session: this.session, device, enabled });
+  }
+
+  async shareScreen() {
+    const [track] = (await navigator.mediaDevices.getDisplayMedia({ video: true })).getVideoTracks();
+    this.senders.screen = this.pub.addTrack(track, new MediaStream([track]));
+    track.onended = () => this.stopScreen();
+    await this.publish();
+    this.onChange();
+  }
+
+  async stopScreen() {
+    const sender = this.senders.screen;
+    if (!sender) return;
+    delete this.senders.screen;
+    sender.track?.stop();
+    this.pub.removeTrack(sender);
+    await this.publish();
+    this.onChange();
+  }
+
+  // What this browser received and decoded so far, from getStats.
+  async stats() {
+    const out = { audioPackets: 0, framesDecoded: 0, videoTracks: 0 };
+    if (!this.sub) return out;
+    (await this.sub.getStats()).forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      if (s.kind === "audio") out.audioPackets += s.packetsReceived || 0;
+      if (s.kind === "video") { out.framesDecoded += s.framesDecoded || 0; out.videoTracks += 1; }
+    });
+    return out;
+  }
+
+  hangUp() {
+    if (this.active) this.send({ type: "media.leave", session: this.session });
+    this.teardown();
+  }
+
+  teardown() {
+    this.active = false;
+    this.local.getTracks().forEach((t) => t.stop());
+    this.senders.screen?.track?.stop();
+    this.pub?.close();
+    this.sub?.close();
+    this.pub = this.sub = null;
+    this.senders = {};
+    this.local = new MediaStream();
+    this.view.replaceChildren();
+    this.onChange();
+  }
+}

@@ -1,0 +1,779 @@
+//! The tokio driver of the SFU: WebRTC peer connections (the `webrtc`
+//! crate) around the sans-IO [`Sfu`](crate::sfu::Sfu).
+//!
+//! A [`MediaServer`] is shared by every call of the process. Signaling comes
+//! in through its methods ([`MediaServer::join`], [`MediaServer::publish`],
+//! [`MediaServer::subscriber_answer`], [`MediaServer::leave`]) and goes out as
+//! [`Signal`]s on the channel each participant joined with; what the record
+//! should say (joins, tracks, leaves) comes out of the receiver
+//! [`MediaServer::new`] returns.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription,
+    Registry, SettingEngineBuilder,
+};
+use webrtc::rtp_transceiver::RtpSender;
+use witness_schemas::{ParticipantRole, TrackKind};
+
+use crate::sfu::{Input, MediaEvent, Output, Sfu, SfuError};
+
+/// A trickled ICE candidate, as the browser's `RTCIceCandidateInit` (JSON).
+pub use webrtc::peer_connection::RTCIceCandidateInit as IceCandidateInit;
+
+/// Payload types the server uses towards subscribers (it writes the offers
+/// on those connections, so these are the negotiated ones).
+const OPUS_PT: u8 = 111;
+const VP8_PT: u8 = 96;
+/// How long an offer or answer waits for the server's ICE candidates.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the SFU listens and what browsers are told about reaching it.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Address the UDP sockets bind to and announce (unless `public_ip`).
+    pub ip: IpAddr,
+    /// Inclusive UDP port range; each peer connection takes one port.
+    pub ports: (u16, u16),
+    /// Announced instead of `ip` when the server sits behind a 1:1 NAT.
+    pub public_ip: Option<IpAddr>,
+    /// STUN/TURN servers handed to browsers (and used by the server).
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: (50_000, 50_999),
+            public_ip: None,
+            ice_servers: Vec::new(),
+        }
+    }
+}
+
+/// One STUN or TURN server, as the browser's `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub credential: String,
+}
+
+/// What the server tells one participant's browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// New SDP offer on the receiving connection; answer with
+    /// [`MediaServer::subscriber_answer`].
+    Offer { sdp: String },
+    /// The participant was removed (connection failed, call ended).
+    Left { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("invalid SDP: {0}")]
+    InvalidSdp(String),
+    #[error("not in this call: join it first")]
+    NotJoined,
+    #[error("already in this call")]
+    AlreadyJoined,
+    #[error("no free UDP port in {0}-{1}")]
+    NoPort(u16, u16),
+    #[error("{0}")]
+    Sfu(#[from] SfuError),
+    #[error("WebRTC: {0}")]
+    WebRtc(String),
+}
+
+fn webrtc_error(e: webrtc::error::Error) -> MediaError {
+    MediaError::WebRtc(e.to_string())
+}
+
+type Key = (String, String);
+
+/// A sender on a subscriber's connection, and how packets are rewritten for it.
+#[derive(Clone)]
+struct Forward {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+struct Peer {
+    publisher: Arc<dyn PeerConnection>,
+    subscriber: Arc<dyn PeerConnection>,
+    subscriber_gathered: watch::Receiver<bool>,
+    publisher_gathered: watch::Receiver<bool>,
+    signals: mpsc::UnboundedSender<Signal>,
+    senders: HashMap<String, Arc<dyn RtpSender>>,
+    /// Track ids (as the browser names them) the participant said are a
+    /// screen share rather than a camera.
+    screens: Vec<String>,
+    /// An offer is out and unanswered; `again` if the tracks changed since.
+    offering: bool,
+    again: bool,
+}
+
+struct Published {
+    remote: Arc<dyn TrackRemote>,
+    codec: RTCRtpCodec,
+    ssrc: u32,
+}
+
+struct Inner {
+    config: MediaConfig,
+    core: Mutex<Sfu<rtc::rtp::Packet>>,
+    peers: tokio::sync::Mutex<HashMap<Key, Peer>>,
+    /// Hot path: (room, subscriber, track) → sender. Read per packet.
+    forwards: Mutex<HashMap<(String, String, String), Forward>>,
+    published: Mutex<HashMap<(String, String), Published>>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    next_port: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+/// The process's SFU. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaServer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MediaServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaServer").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl MediaServer {
+    /// Starts the server; the receiver yields what the record should say.
+    pub fn new(config: MediaConfig) -> (MediaServer, mpsc::UnboundedReceiver<MediaEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            config,
+            core: Mutex::new(Sfu::new(Instant::now())),
+            peers: Default::default(),
+            forwards: Default::default(),
+            published: Default::default(),
+            events,
+            next_port: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+        });
+        tokio::spawn(tick(Arc::downgrade(&inner)));
+        (MediaServer { inner }, rx)
+    }
+
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.inner.config.ice_servers
+    }
+
+    /// Packets forwarded since start, over all calls.
+    pub fn forwarded_packets(&self) -> u64 {
+        self.inner.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Adds `participant` to `room` (a call); the server's offers for what
+    /// they should receive arrive on `signals`.
+    pub async fn join(
+        &self,
+        room: &str,
+        participant: &str,
+        role: ParticipantRole,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) -> Result<(), MediaError> {
+        let key = (room.to_owned(), participant.to_owned());
+        if self.inner.peers.lock().await.contains_key(&key) {
+            return Err(MediaError::AlreadyJoined);
+        }
+        let (publisher, publisher_gathered) = self.connect(&key, Side::Publisher).await?;
+        let (subscriber, subscriber_gathered) = match self.connect(&key, Side::Subscriber).await {
+            Ok(pc) => pc,
+            Err(e) => {
+                let _ = publisher.close().await;
+                return Err(e);
+            }
+        };
+        let peer = Peer {
+            publisher,
+            subscriber,
+            subscriber_gathered,
+            publisher_gathered,
+            signals,
+            senders: HashMap::new(),
+            screens: Vec::new(),
+            offering: false,
+            again: false,
+        };
+        {
+            let mut peers = self.inner.peers.lock().await;
+            if peers.contains_key(&key) {
+                drop(peers);
+                close(peer).await;
+                return Err(MediaError::AlreadyJoined);
+            }
+            peers.insert(key.clone(), peer);
+        }
+        let joined = self.inner.input(Input::Join { room: key.0.clone(), participant: key.1.clone(), role });
+        if let Err(e) = joined {
+            if let Some(peer) = self.inner.peers.lock().await.remove(&key) {
+                close(peer).await;
+            }
+            return Err(e.into());
+        }
+        self.inner.clone().act(joined.unwrap_or_default()).await;
+        Ok(())
+    }
+
+    /// The participant's offer on its publishing connection (the first, or a
+    /// renegotiation adding or removing a screen share); returns the answer.
+    /// `screens` names the track ids that are screen shares.
+    pub async fn publish(
+        &self,
+        room: &str,
+        participant: &str,
+        sdp: &str,
+        screens: Vec<String>,
+    ) -> Result<String, MediaError> {
+        check_sdp(sdp)?;
+        let key = (room.to_owned(), participant.to_owned());
+        let (pc, mut gathered) = {
+            let mut peers = self.inner.peers.lock().await;
+            let peer = peers.get_mut(&key).ok_or(MediaError::NotJoined)?;
+            peer.screens.extend(screens);
+            (peer.publisher.clone(), peer.publisher_gathered.clone())
+        };
+        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        pc.set_remote_description(offer).await.map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let answer = pc.create_answer(None).await.map_err(webrtc_error)?;
+        pc.set_local_description(answer).await.map_err(webrtc_error)?;
+        wait_gathered(&mut gathered).await;
+        let local = pc.local_description().await.ok_or_else(|| MediaError::WebRtc("no local description".into()))?;
+        Ok(local.sdp)
+    }
+
+    /// The participant's answer to the server's last [`Signal::Offer`].
+    pub async fn subscriber_answer(&self, room: &str, participant: &str, sdp: &str) -> Result<(), MediaError> {
+        check_sdp(sdp)?;
+        let key = (room.to_owned(), participant.to_owned());
+        let pc = {
+            let peers = self.inner.peers.lock().await;
+            peers.get(&key).ok_or(MediaError::NotJoined)?.subscriber.clone()
+        };
+        let answer =
+            RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        pc.set_remote_description(answer).await.map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let (again, receiving) = {
+            let mut peers = self.inner.peers.lock().await;
+            let Some(peer) = peers.get_mut(&key) else { return Ok(()) };
+            peer.offering = false;
+            (std::mem::take(&mut peer.again), peer.senders.keys().cloned().collect::<Vec<_>>())
+        };
+        // Packets sent before this answer went nowhere (the senders were not
+        // bound yet), keyframes included: ask for fresh ones.
+        for track in receiving {
+            if let Ok(out) = self.inner.input(Input::KeyframeWanted { room: key.0.clone(), track }) {
+                self.inner.clone().act(out).await;
+            }
+        }
+        if again {
+            self.inner.clone().negotiate(key).await;
+        }
+        Ok(())
+    }
+
+    /// A trickled ICE candidate from the browser, for its publishing
+    /// (`subscriber == false`) or receiving connection.
+    pub async fn add_candidate(
+        &self,
+        room: &str,
+        participant: &str,
+        subscriber: bool,
+        candidate: IceCandidateInit,
+    ) -> Result<(), MediaError> {
+        let key = (room.to_owned(), participant.to_owned());
+        let pc = {
+            let peers = self.inner.peers.lock().await;
+            let peer = peers.get(&key).ok_or(MediaError::NotJoined)?;
+            if subscriber {
+                peer.subscriber.clone()
+            } else {
+                peer.publisher.clone()
+            }
+        };
+        pc.add_ice_candidate(candidate).await.map_err(webrtc_error)
+    }
+
+    /// Removes `participant` from `room`: its connections close, its tracks
+    /// end for the others.
+    pub async fn leave(&self, room: &str, participant: &str, reason: Option<String>) -> Result<(), MediaError> {
+        self.inner.clone().leave((room.to_owned(), participant.to_owned()), reason).await
+    }
+
+    /// Ends the call for everyone in `room`.
+    pub async fn close_room(&self, room: &str, reason: &str) {
+        let keys: Vec<Key> = self.inner.peers.lock().await.keys().filter(|k| k.0 == room).cloned().collect();
+        for key in keys {
+            let signals = self.inner.peers.lock().await.get(&key).map(|p| p.signals.clone());
+            let _ = self.inner.clone().leave(key, Some(reason.to_owned())).await;
+            if let Some(signals) = signals {
+                let _ = signals.send(Signal::Left { reason: reason.to_owned() });
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        key: &Key,
+        side: Side,
+    ) -> Result<(Arc<dyn PeerConnection>, watch::Receiver<bool>), MediaError> {
+        let config = &self.inner.config;
+        let (gathered_tx, gathered_rx) = watch::channel(false);
+        let handler =
+            Arc::new(Handler { inner: Arc::downgrade(&self.inner), key: key.clone(), side, gathered: gathered_tx });
+        let (first, last) = config.ports;
+        let span = u64::from(last.saturating_sub(first)) + 1;
+        for _ in 0..span {
+            let port = first + (self.inner.next_port.fetch_add(1, Ordering::Relaxed) % span) as u16;
+            let mut media_engine = MediaEngine::default();
+            register_codecs(&mut media_engine)?;
+            let registry = register_default_interceptors(Registry::new(), &mut media_engine).map_err(webrtc_error)?;
+            let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(config.ip.is_loopback());
+            if let Some(public) = config.public_ip {
+                settings = settings
+                    .with_nat_1to1_ips(vec![public.to_string()], webrtc::peer_connection::RTCIceCandidateType::Host);
+            }
+            let rtc_config = RTCConfigurationBuilder::new()
+                .with_ice_servers(
+                    config
+                        .ice_servers
+                        .iter()
+                        .map(|s| RTCIceServer {
+                            urls: s.urls.clone(),
+                            username: s.username.clone(),
+                            credential: s.credential.clone(),
+                        })
+                        .collect(),
+                )
+                .build();
+            let built = PeerConnectionBuilder::new()
+                .with_configuration(rtc_config)
+                .with_media_engine(media_engine)
+                .with_interceptor_registry(registry)
+                .with_setting_engine(settings.build())
+                .with_handler(handler.clone())
+                .with_udp_addrs(vec![SocketAddr::new(config.ip, port)])
+                .build()
+                .await;
+            match built {
+                Ok(pc) => return Ok((Arc::new(pc), gathered_rx)),
+                Err(e) => tracing::debug!(port, error = %e, "UDP port taken, trying the next"),
+            }
+        }
+        Err(MediaError::NoPort(first, last))
+    }
+}
+
+impl Inner {
+    /// Feeds one input to the core; returns what it asked for.
+    fn input(&self, input: Input<rtc::rtp::Packet>) -> Result<Vec<Output<rtc::rtp::Packet>>, SfuError> {
+        let mut core = self.core.lock().expect("SFU core poisoned");
+        core.handle_input(Instant::now(), input)?;
+        let mut out = Vec::new();
+        loop {
+            match core.poll_output() {
+                Output::Timeout(_) => return Ok(out),
+                o => out.push(o),
+            }
+        }
+    }
+
+    /// Carries out the core's outputs.
+    async fn act(self: Arc<Self>, outputs: Vec<Output<rtc::rtp::Packet>>) {
+        for output in outputs {
+            match output {
+                Output::Transmit { room, to, track, mut packet } => {
+                    let forward = self.forwards.lock().expect("forwards poisoned").get(&(room, to, track)).cloned();
+                    // No sender yet: the subscriber's connection is still
+                    // being renegotiated; the keyframe request after it
+                    // catches the picture up.
+                    let Some(forward) = forward else { continue };
+                    packet.header.ssrc = forward.ssrc;
+                    packet.header.payload_type = forward.payload_type;
+                    // Extension ids were negotiated on the publisher's
+                    // connection, not this one.
+                    packet.header.extension = false;
+                    packet.header.extensions.clear();
+                    if forward.track.write_rtp(packet).await.is_ok() {
+                        self.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Output::Event(event) => self.clone().on_event(event).await,
+                Output::Timeout(_) => {}
+            }
+        }
+    }
+
+    async fn on_event(self: Arc<Self>, event: MediaEvent) {
+        match &event {
+            MediaEvent::Subscribed { room, subscriber, track, kind, .. } => {
+                self.clone().subscribe(room, subscriber, track, *kind).await;
+            }
+            MediaEvent::Unsubscribed { room, subscriber, track } => {
+                self.forwards.lock().expect("forwards poisoned").remove(&(
+                    room.clone(),
+                    subscriber.clone(),
+                    track.clone(),
+                ));
+                let key = (room.clone(), subscriber.clone());
+                let removed = {
+                    let mut peers = self.peers.lock().await;
+                    peers.get_mut(&key).and_then(|p| p.senders.remove(track).map(|s| (p.subscriber.clone(), s)))
+                };
+                if let Some((pc, sender)) = removed {
+                    let _ = pc.remove_track(&sender).await;
+                    self.clone().negotiate(key).await;
+                }
+            }
+            MediaEvent::KeyframeRequested { room, track } => {
+                let target = {
+                    let published = self.published.lock().expect("published poisoned");
+                    published.get(&(room.clone(), track.clone())).map(|p| (p.remote.clone(), p.ssrc))
+                };
+                if let Some((remote, media_ssrc)) = target {
+                    let _ =
+                        remote.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
+                }
+            }
+            MediaEvent::TrackUnpublished { room, track, .. } => {
+                self.published.lock().expect("published poisoned").remove(&(room.clone(), track.clone()));
+            }
+            _ => {}
+        }
+        if matches!(
+            event,
+            MediaEvent::ParticipantJoined { .. }
+                | MediaEvent::ParticipantLeft { .. }
+                | MediaEvent::TrackPublished { .. }
+                | MediaEvent::TrackUnpublished { .. }
+                | MediaEvent::RoomClosed { .. }
+        ) {
+            let _ = self.events.send(event);
+        }
+    }
+
+    async fn subscribe(self: Arc<Self>, room: &str, subscriber: &str, track: &str, kind: TrackKind) {
+        let codec = {
+            let published = self.published.lock().expect("published poisoned");
+            match published.get(&(room.to_owned(), track.to_owned())) {
+                Some(p) => p.codec.clone(),
+                None => return,
+            }
+        };
+        let ssrc = rand_ssrc();
+        let payload_type = if kind == TrackKind::Audio { OPUS_PT } else { VP8_PT };
+        let codec_kind = if kind == TrackKind::Audio { RtpCodecKind::Audio } else { RtpCodecKind::Video };
+        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("{room}-{track}"),
+            track.to_owned(),
+            format!("{kind:?}"),
+            codec_kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec: RTCRtpCodec { rtcp_feedback: Vec::new(), ..codec },
+                ..Default::default()
+            }],
+        )));
+        let key = (room.to_owned(), subscriber.to_owned());
+        let pc = match self.peers.lock().await.get(&key) {
+            Some(peer) => peer.subscriber.clone(),
+            None => return,
+        };
+        let sender = match pc.add_track(local.clone() as Arc<dyn TrackLocal>).await {
+            Ok(sender) => sender,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not add a track to a subscriber");
+                return;
+            }
+        };
+        if let Some(peer) = self.peers.lock().await.get_mut(&key) {
+            peer.senders.insert(track.to_owned(), sender);
+        }
+        self.forwards.lock().expect("forwards poisoned").insert(
+            (room.to_owned(), subscriber.to_owned(), track.to_owned()),
+            Forward { track: local, ssrc, payload_type },
+        );
+        self.negotiate(key).await;
+    }
+
+    /// Offers the subscriber connection's current tracks, unless an offer
+    /// is already out (then once its answer is in).
+    async fn negotiate(self: Arc<Self>, key: Key) {
+        let (pc, signals, mut gathered) = {
+            let mut peers = self.peers.lock().await;
+            let Some(peer) = peers.get_mut(&key) else { return };
+            if peer.offering {
+                peer.again = true;
+                return;
+            }
+            peer.offering = true;
+            (peer.subscriber.clone(), peer.signals.clone(), peer.subscriber_gathered.clone())
+        };
+        let offer = match pc.create_offer(None).await {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!(error = %e, "subscriber offer failed");
+                return;
+            }
+        };
+        if let Err(e) = pc.set_local_description(offer).await {
+            tracing::warn!(error = %e, "subscriber offer failed");
+            return;
+        }
+        wait_gathered(&mut gathered).await;
+        if let Some(local) = pc.local_description().await {
+            let _ = signals.send(Signal::Offer { sdp: local.sdp });
+        }
+    }
+
+    async fn on_track(self: Arc<Self>, key: Key, remote: Arc<dyn TrackRemote>) {
+        let (room, participant) = key.clone();
+        let Some(&ssrc) = remote.ssrcs().await.first() else { return };
+        let Some(codec) = remote.codec(ssrc).await else { return };
+        let browser_id = remote.track_id().await;
+        let kind = match remote.kind().await {
+            RtpCodecKind::Audio => TrackKind::Audio,
+            _ => {
+                let peers = self.peers.lock().await;
+                match peers.get(&key) {
+                    Some(p) if p.screens.contains(&browser_id) => TrackKind::Screen,
+                    _ => TrackKind::Video,
+                }
+            }
+        };
+        // Scoped by participant: one browser cannot take over another's id.
+        let track = format!("{participant}/{browser_id}");
+        self.published
+            .lock()
+            .expect("published poisoned")
+            .insert((room.clone(), track.clone()), Published { remote: remote.clone(), codec: codec.clone(), ssrc });
+        let publish = Input::Publish {
+            room: room.clone(),
+            participant: participant.clone(),
+            track: track.clone(),
+            kind,
+            codec: codec.mime_type.clone(),
+        };
+        match self.input(publish) {
+            Ok(out) => self.clone().act(out).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "track not published");
+                return;
+            }
+        }
+        let vp8 = codec.mime_type.eq_ignore_ascii_case("video/vp8");
+        while let Some(event) = remote.poll().await {
+            if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                let keyframe = vp8 && vp8_keyframe(&packet.payload);
+                let media = Input::Media { room: room.clone(), track: track.clone(), packet, keyframe };
+                match self.input(media) {
+                    Ok(out) => self.clone().act(out).await,
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Ok(out) = self.input(Input::Unpublish { room, participant, track }) {
+            self.act(out).await;
+        }
+    }
+
+    async fn leave(self: Arc<Self>, key: Key, reason: Option<String>) -> Result<(), MediaError> {
+        let peer = self.peers.lock().await.remove(&key).ok_or(MediaError::NotJoined)?;
+        self.forwards.lock().expect("forwards poisoned").retain(|(room, to, _), _| !(room == &key.0 && to == &key.1));
+        close(peer).await;
+        let out = self.input(Input::Leave { room: key.0, participant: key.1, reason })?;
+        self.act(out).await;
+        Ok(())
+    }
+}
+
+async fn close(peer: Peer) {
+    let _ = peer.publisher.close().await;
+    let _ = peer.subscriber.close().await;
+}
+
+/// Gives the core its timeouts (keyframe requests owed, stalled tracks).
+async fn tick(inner: Weak<Inner>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if let Ok(out) = inner.input(Input::Timeout) {
+            inner.act(out).await;
+        }
+    }
+}
+
+async fn wait_gathered(gathered: &mut watch::Receiver<bool>) {
+    let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|done| *done)).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Publisher,
+    Subscriber,
+}
+
+struct Handler {
+    inner: Weak<Inner>,
+    key: Key,
+    side: Side,
+    gathered: watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        let _ = self.gathered.send(state == RTCIceGatheringState::Complete);
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Failed {
+            if let Some(inner) = self.inner.upgrade() {
+                let signals = inner.peers.lock().await.get(&self.key).map(|p| p.signals.clone());
+                if inner.leave(self.key.clone(), Some("connection failed".into())).await.is_ok() {
+                    if let Some(signals) = signals {
+                        let _ = signals.send(Signal::Left { reason: "connection failed".into() });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if self.side != Side::Publisher {
+            return;
+        }
+        if let Some(inner) = self.inner.upgrade() {
+            tokio::spawn(inner.on_track(self.key.clone(), track));
+        }
+    }
+}
+
+fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback { typ: typ.into(), parameter: parameter.into() };
+    let opus = RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "audio/opus".into(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+            rtcp_feedback: Vec::new(),
+        },
+        payload_type: OPUS_PT,
+    };
+    let vp8 = RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: "video/VP8".into(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![feedback("nack", ""), feedback("nack", "pli"), feedback("ccm", "fir")],
+        },
+        payload_type: VP8_PT,
+    };
+    media_engine.register_codec(opus, RtpCodecKind::Audio).map_err(webrtc_error)?;
+    media_engine.register_codec(vp8, RtpCodecKind::Video).map_err(webrtc_error)
+}
+
+/// Whether a VP8 RTP payload starts a keyframe (RFC 7741 §4.2–4.3): the
+/// first packet of a frame (S bit, partition 0) whose frame header has the
+/// inverse key frame flag P clear.
+pub fn vp8_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else { return false };
+    let start = first & 0x10 != 0 && first & 0x07 == 0;
+    if !start {
+        return false;
+    }
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        let Some(&x) = payload.get(at) else { return false };
+        at += 1;
+        if x & 0x80 != 0 {
+            // PictureID: one byte, or two if its M bit is set.
+            let Some(&pid) = payload.get(at) else { return false };
+            at += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            at += 1; // TL0PICIDX
+        }
+        if x & 0x30 != 0 {
+            at += 1; // TID / KEYIDX
+        }
+    }
+    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+}
+
+/// Refuses what is plainly not an SDP before any WebRTC state is touched.
+fn check_sdp(sdp: &str) -> Result<(), MediaError> {
+    if sdp.len() > 64 * 1024 {
+        return Err(MediaError::InvalidSdp("longer than 64 KiB".into()));
+    }
+    if !sdp.starts_with("v=0") {
+        return Err(MediaError::InvalidSdp("an SDP starts with `v=0`".into()));
+    }
+    if !sdp.lines().any(|l| l.starts_with("m=")) {
+        return Err(MediaError::InvalidSdp("no media section (`m=` line)".into()));
+    }
+    Ok(())
+}
+
+fn rand_ssrc() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    (h.finish() as u32).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_keyframes_are_recognised_with_and_without_extensions() {
+        // S bit, partition 0, then a frame header with P clear: keyframe.
+        assert!(vp8_keyframe(&[0x10, 0x00]));
+        assert!(!vp8_keyframe(&[0x10, 0x01]), "P set: interframe");
+        assert!(!vp8_keyframe(&[0x00, 0x00]), "not the first packet of a frame");
+        // X, I with a 15-bit picture id (M set), then the frame header.
+        assert!(vp8_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x00]));
+        assert!(!vp8_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x01]));
+        // X, I (7-bit id), L and T present.
+        assert!(vp8_keyframe(&[0x90, 0xe0, 0x05, 0x01, 0x20, 0x00]));
+        assert!(!vp8_keyframe(&[0x90, 0xe0]), "truncated");
+        assert!(!vp8_keyframe(&[]));
+    }
+
+    #[test]
+    fn what_is_not_an_sdp_is_refused() {
+        assert!(matches!(check_sdp("hello"), Err(MediaError::InvalidSdp(_))));
+        assert!(matches!(check_sdp("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"), Err(MediaError::InvalidSdp(_))));
+        assert!(check_sdp("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n").is_ok());
+    }
+}

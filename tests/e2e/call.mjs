@@ -1,0 +1,107 @@
+// A video call through the SFU between two headless Chromium pages (fake
+// camera and microphone) against a running `witness serve` (BASE_URL): the
+// customer reaches the agent, starts a video call, both pages decode the
+// other's video and receive their audio; the agent shares the screen for 5 s
+// (the customer decodes it as a second video); mic off and on; the customer
+// hangs up after about 15 s. Then the session's record must hold the call:
+// both participants joined and left, their tracks published (the screen as
+// `screen`), the mic toggles, the call's end.
+// Prints {"ok":true,...} on success. Driven by tests/browser.rs.
+import { chromium } from "playwright-core";
+
+const base = process.env.BASE_URL;
+const agentPassword = process.env.AGENT_PASSWORD;
+const timeout = 20_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream", "--auto-select-desktop-capture-source=Entire screen",
+    // The SFU listens on loopback in the tests; Chromium leaves loopback out of ICE unless told.
+    "--allow-loopback-in-peer-connection"],
+});
+const expect = async (locator, what) => {
+  await locator.first().waitFor({ timeout }).catch(() => { throw new Error(`not seen: ${what}`); });
+};
+// Polls the page's call statistics until `ok(stats)` holds.
+async function until(page, what, ok) {
+  const started = Date.now();
+  let stats;
+  while (Date.now() - started < timeout) {
+    stats = await page.evaluate(() => window.witnessCall()?.stats());
+    if (stats && ok(stats)) return stats;
+    await page.waitForTimeout(250);
+  }
+  throw new Error(`${what}: last stats ${JSON.stringify(stats)}`);
+}
+const seconds = (n) => new Promise((r) => setTimeout(r, n * 1000));
+
+try {
+  const agent = await (await browser.newContext()).newPage();
+  await agent.goto(`${base}/agent`);
+  await agent.fill("#password", agentPassword);
+  await agent.click("#sign-in");
+  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
+
+  const customer = await (await browser.newContext()).newPage();
+  await customer.goto(`${base}/?tenant=demo`);
+  await customer.click("#human");
+  await agent.click("#offers button:has-text('Accept')", { timeout });
+  await expect(customer.locator(".note", { hasText: "An agent has joined" }), "the agent at the customer's");
+
+  // The customer starts a video call; both pages join it.
+  await customer.click("#call-video");
+  await expect(customer.locator(".note", { hasText: "Video call started" }), "the call at the customer's");
+  const atAgent = await until(agent, "the agent decodes the customer's video and hears them",
+    (s) => s.framesDecoded > 10 && s.audioPackets > 50);
+  const atCustomer = await until(customer, "the customer decodes the agent's video and hears them",
+    (s) => s.framesDecoded > 10 && s.audioPackets > 50);
+  const started = Date.now();
+
+  // The agent shares the screen for 5 s: the customer decodes a second video.
+  await agent.click("#screen");
+  const sharing = await until(customer, "the customer decodes the shared screen", (s) => s.videoTracks >= 2 && s.framesDecoded > atCustomer.framesDecoded + 10);
+  await seconds(5);
+  await agent.click("#screen");
+  await expect(agent.locator("#screen", { hasText: "Share screen" }), "the share stopped");
+
+  // Mic off and on at the customer's.
+  await customer.click("#mic");
+  await expect(customer.locator("#mic", { hasText: "Unmute" }), "muted");
+  await customer.click("#mic");
+
+  // Video keeps flowing after the screen share ended; hang up at ~15 s.
+  const later = await until(agent, "video still flows at the agent's", (s) => s.framesDecoded > atAgent.framesDecoded + 30);
+  await seconds(Math.max(0, 15 - (Date.now() - started) / 1000));
+  await customer.click("#hang-up");
+  await expect(customer.locator(".note", { hasText: "Call ended" }), "the call's end at the customer's");
+  await agent.locator("#call").waitFor({ state: "hidden", timeout }).catch(() => { throw new Error("the call stayed open on the workbench"); });
+
+  // The record: read the session as the agent.
+  const token = await agent.evaluate(() => window.witnessToken?.());
+  const session = await customer.evaluate(() => window.witnessSession?.());
+  let events = [];
+  for (let i = 0; i < 40; i++) {
+    const view = await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json());
+    events = view.events;
+    if (events.filter((e) => e.event_type === "ParticipantLeft").length >= 2) break;
+    await seconds(0.25);
+  }
+  const of = (type) => events.filter((e) => e.event_type === type).map((e) => e.payload);
+  const problems = [];
+  const joined = of("ParticipantJoined").map((p) => p.role).sort();
+  if (JSON.stringify(joined) !== JSON.stringify(["agent", "customer"])) problems.push(`joined: ${joined}`);
+  if (of("ParticipantLeft").length !== 2) problems.push(`left: ${JSON.stringify(of("ParticipantLeft"))}`);
+  const kinds = of("TrackPublished").map((p) => p.kind).sort();
+  if (JSON.stringify(kinds) !== JSON.stringify(["audio", "audio", "screen", "video", "video"])) problems.push(`published: ${kinds}`);
+  const screen = of("TrackPublished").find((p) => p.kind === "screen");
+  if (!screen || !of("TrackUnpublished").some((u) => u.track_id === screen.track_id)) problems.push("the screen share never ended in the record");
+  const mic = of("MediaStateChanged").filter((p) => p.device === "mic").map((p) => p.enabled);
+  if (JSON.stringify(mic) !== "[false,true]") problems.push(`mic: ${mic}`);
+  if (of("CallEnded").length !== 1) problems.push("no CallEnded");
+  if (problems.length) throw new Error(`the record: ${problems.join("; ")}\n${JSON.stringify(events.map((e) => e.event_type))}`);
+  console.log(JSON.stringify({ ok: true, agent: later, customer: sharing, events: events.length }));
+} finally {
+  await browser.close();
+}
