@@ -677,6 +677,110 @@ mod websocket {
         assert!(!Value::Array(supervised).to_string().contains("4242"), "masked for supervisors");
         assert!(Value::Array(drain(&mut compliance_ws).await).to_string().contains("4242"));
     }
+    /// A session assigned to acme's agent: (customer token, agent token, id).
+    async fn assigned(w: &World) -> (String, String, String) {
+        let agent = w.token("acme", Role::Agent).to_owned();
+        let presence = json!({ "presence": "online", "capacity": 2, "skill_groups": ["cards"] });
+        w.call(Method::PUT, "/api/agent/presence", Some(&agent), Some(presence)).await;
+        let (customer, id) = w.session("acme", "转人工").await;
+        let offered = w.wait_for(&id, &agent, |v| v["open_offer"].is_string()).await;
+        let offer = offered["open_offer"].as_str().unwrap();
+        w.post(&format!("/api/sessions/{id}/accept"), &agent, json!({ "offer_id": offer })).await;
+        (customer, agent, id)
+    }
+
+    async fn say(socket: &mut Socket, frame: Value) -> Option<Value> {
+        use futures_util::SinkExt;
+        socket.send(Message::Text(frame.to_string().into())).await.unwrap();
+        next(socket).await
+    }
+
+    #[tokio::test]
+    async fn call_signaling_refuses_bad_messages_and_strangers_and_writes_nothing() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router = app(w.state.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (customer, agent, id) = assigned(&w).await;
+        let mut ws = connect(port, &customer, Some(&id)).await.unwrap();
+        drain(&mut ws).await;
+
+        // No call yet: joining is refused; a supervisor cannot start one.
+        let before = w.events().await;
+        let refused = say(&mut ws, json!({ "type": "media.join", "session": id })).await.unwrap();
+        assert_eq!(refused["type"], "media.error", "{refused}");
+        assert!(refused["message"].as_str().unwrap().contains("no call"), "{refused}");
+        let supervisor = w.token("acme", Role::Supervisor);
+        let (status, _) = w
+            .call(Method::POST, &format!("/api/sessions/{id}/call"), Some(supervisor), Some(json!({ "kind": "video" })))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = w
+            .call(
+                Method::POST,
+                &format!("/api/sessions/{id}/call"),
+                Some(&customer),
+                Some(json!({ "kind": "hologram" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(w.events().await, before);
+
+        let (status, started) = w
+            .call(Method::POST, &format!("/api/sessions/{id}/call"), Some(&agent), Some(json!({ "kind": "audio" })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{started}");
+        let (status, _) = w
+            .call(Method::POST, &format!("/api/sessions/{id}/call"), Some(&customer), Some(json!({ "kind": "audio" })))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "one call at a time");
+        drain(&mut ws).await;
+
+        // Before joining, nothing but a join is taken.
+        let early = say(&mut ws, json!({ "type": "media.publish", "session": id, "sdp": "v=0" })).await.unwrap();
+        assert!(early["message"].as_str().unwrap().contains("join the call first"), "{early}");
+        let joined = say(&mut ws, json!({ "type": "media.join", "session": id })).await.unwrap();
+        assert_eq!(joined["type"], "media.joined", "{joined}");
+        drain(&mut ws).await; // the ParticipantJoined event
+        let view = w.get(&format!("/api/sessions/{id}"), &agent).await;
+        assert!(types(&view).contains(&"ParticipantJoined".to_owned()), "{:?}", types(&view));
+
+        let before = w.events().await;
+        let bad = [
+            json!("not an object"),
+            json!({ "type": "media.dance", "session": id }),
+            json!({ "type": "media.publish", "session": id }),
+            json!({ "type": "media.publish", "session": id, "sdp": "hello" }),
+            json!({ "type": "media.publish", "session": id, "sdp": "v=0\r\nm=audio 9 RTP/AVP 0\r\n" }),
+            json!({ "type": "media.answer", "session": id, "sdp": "v=0\r\n" }),
+            json!({ "type": "media.join", "session": id }),
+            json!({ "type": "media.device", "session": id, "device": "nose", "enabled": true }),
+            json!({ "type": "media.publish", "session": "not-an-id", "sdp": "v=0" }),
+        ];
+        for frame in bad {
+            let answer = say(&mut ws, frame.clone()).await.unwrap_or_else(|| panic!("no answer to {frame}"));
+            assert_eq!(answer["type"], "media.error", "{frame} → {answer}");
+            assert!(!answer["message"].as_str().unwrap().is_empty());
+        }
+        assert_eq!(w.events().await, before, "refused signaling writes nothing");
+
+        // Another tenant's caller cannot join acme's call.
+        let mut stranger = connect(port, w.token("globex", Role::Agent), None).await.unwrap();
+        let answer = say(&mut stranger, json!({ "type": "media.join", "session": id })).await.unwrap();
+        assert_eq!(answer["type"], "media.error");
+        assert!(!answer.to_string().contains("转人工"));
+        assert_eq!(w.events().await, before);
+
+        // Ending the call takes the customer out of the room.
+        w.post(&format!("/api/sessions/{id}/call/end"), &agent, json!({})).await;
+        let frames = drain(&mut ws).await;
+        assert!(frames.iter().any(|f| f["type"] == "media.left"), "{frames:?}");
+        let view = w.wait_for(&id, &agent, |v| v.to_string().contains("ParticipantLeft")).await;
+        let last = types(&view);
+        assert!(last.contains(&"CallEnded".to_owned()), "{last:?}");
+    }
 }
 
 mod decoders {
