@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_build_tools
+need_gstreamer
 need_kafka_broker
 apt_install wrk
 start_postgres

@@ -52,6 +52,14 @@ need_browser() {
     export WITNESS_TEST_CHROMIUM=/usr/bin/chromium
 }
 
+# GStreamer 1.22 from Debian: the recorder (libraries and plugins) and the
+# tools the tests check recordings with (gst-discoverer-1.0, ffprobe).
+need_gstreamer() {
+    apt_install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
+        gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav \
+        gstreamer1.0-nice gstreamer1.0-tools gstreamer1.0-plugins-base-apps ffmpeg
+}
+
 need_postgres() {
     apt_install postgresql
     PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)

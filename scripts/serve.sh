@@ -8,5 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_build_tools
+need_gstreamer
 cargo build --release --bin witness
 exec target/release/witness serve "$@"

@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 need_build_tools
 need_kafka_broker
 need_browser
+need_gstreamer
 
 start_postgres
 export WITNESS_TEST_PG_URL="$PG_URL"

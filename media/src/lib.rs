@@ -40,5 +40,6 @@
 //! assert_eq!(forwarded, ["agent"]);
 //! ```
 
+pub mod recorder;
 pub mod server;
 pub mod sfu;
