@@ -38,6 +38,12 @@ enum Command {
         /// data/witness-signing.key, if present.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// Check the recording files instead: re-hash every segment the log
+        /// names and report missing or altered ones.
+        #[arg(long)]
+        recordings: bool,
+        #[arg(long, default_value = "data/recordings", requires = "recordings")]
+        recordings_dir: PathBuf,
     },
     /// Sign a checkpoint over every event not yet covered by one, now.
     Checkpoint {
@@ -147,6 +153,15 @@ struct ServeArgs {
     turn_username: String,
     #[arg(long, env = "WITNESS_TURN_CREDENTIAL", default_value = "", hide_env_values = true)]
     turn_credential: String,
+    /// Where call recordings are written (per recording, per track).
+    #[arg(long, default_value = "data/recordings")]
+    recordings_dir: PathBuf,
+    /// Record every call from its start (otherwise agents record on demand).
+    #[arg(long)]
+    record_calls: bool,
+    /// The length of a recording segment, in seconds.
+    #[arg(long, default_value_t = 10)]
+    segment_seconds: u64,
 }
 
 fn port_range(s: &str) -> Result<(u16, u16), String> {
@@ -239,7 +254,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(&cli.database_url, args).await?,
         Command::Admin { command } => admin(&cli.database_url, command).await?,
-        Command::Verify { public_key } => return verify(&cli.database_url, public_key).await,
+        Command::Verify { recordings: true, recordings_dir, .. } => {
+            return verify_recordings(&cli.database_url, &recordings_dir).await
+        }
+        Command::Verify { public_key, .. } => return verify(&cli.database_url, public_key).await,
         Command::Checkpoint { key_file } => {
             let store = connect(&cli.database_url).await?;
             let signer = CheckpointSigner::load_or_create(&key_file)?;
@@ -289,7 +307,13 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         ice_servers,
         turn_username,
         turn_credential,
+        recordings_dir,
+        record_calls,
+        segment_seconds,
     } = args;
+    if record_calls {
+        witness_media::recorder::init().context("--record-calls needs GStreamer (scripts/serve.sh installs it)")?;
+    }
     let media = witness_media::server::MediaConfig {
         ip: media_ip,
         ports: media_ports,
@@ -302,12 +326,15 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
                 urls: vec![url],
             })
             .collect(),
+        recordings_dir,
+        segment: Duration::from_secs(segment_seconds.max(1)),
     };
     let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
     let uploads = witness_api::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024);
     let store = connect(url).await?;
     let demo = witness_api::accounts::demo_start(&store).await?;
     let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?.with_media(media);
+    let state = witness_api::AppState { record_calls, ..state };
     let signer = CheckpointSigner::load_or_create(&key_file)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
@@ -448,6 +475,23 @@ async fn verify(url: &str, public_key: Option<PathBuf>) -> Result<ExitCode> {
         Some(pos) => println!("FAILED: first bad position {pos}: {}", first.message),
         None => println!("FAILED: {}", first.message),
     }
+    Ok(ExitCode::from(1))
+}
+
+async fn verify_recordings(url: &str, dir: &Path) -> Result<ExitCode> {
+    let store = connect(url).await?;
+    let bar = spinner("hashing recording segments");
+    let report = witness_replay::verify::verify_recordings(&store, dir, |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    println!("{} recording segments in the log; {} intact under {}", report.segments, report.intact, dir.display());
+    if report.is_ok() {
+        println!("OK: every recording segment is there, unaltered");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &report.problems {
+        println!("  position {}: {}", p.position.unwrap_or_default(), p.message);
+    }
+    println!("FAILED: {} segment(s) missing or altered", report.problems.len());
     Ok(ExitCode::from(1))
 }
 

@@ -31,13 +31,14 @@ struct Served {
     passwords: std::collections::HashMap<String, String>,
 }
 
-fn serve() -> Served {
+fn serve(extra: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = dir.path().join("server.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
         .current_dir(dir.path())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("WITNESS_DATABASE_URL", format!("sqlite://{}/w.db", dir.path().display()))
         .env("WITNESS_LOG", "info,witness_api=debug")
         .stdout(Stdio::piped())
@@ -66,7 +67,7 @@ fn serve() -> Served {
 
 /// Runs `tests/e2e/SCRIPT` with node against `served`; returns its stdout
 /// once it printed `"ok":true`.
-fn run_script(served: &Served, script: &str) -> String {
+fn run_script(served: &Served, script: &str, env: &[(&str, &str)]) -> String {
     let chromium = std::env::var("WITNESS_TEST_CHROMIUM")
         .expect("WITNESS_TEST_CHROMIUM is not set: run the tests with scripts/test.sh, which installs Chromium");
     let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
@@ -79,6 +80,7 @@ fn run_script(served: &Served, script: &str) -> String {
         .env("COMPLIANCE_PASSWORD", &served.passwords["compliance"])
         .env("ADMIN_PASSWORD", &served.passwords["admin"])
         .env("CHROMIUM", chromium)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -90,8 +92,8 @@ fn run_script(served: &Served, script: &str) -> String {
 
 #[test]
 fn a_customer_and_an_agent_talk_through_the_pages_and_the_audit_trail_shows_it() {
-    let served = serve();
-    run_script(&served, "chat.mjs");
+    let served = serve(&[]);
+    run_script(&served, "chat.mjs", &[]);
     // What the customer wrote never reaches the server's log.
     std::thread::sleep(Duration::from_millis(200));
     let log = read(&served.log);
@@ -102,10 +104,85 @@ fn a_customer_and_an_agent_talk_through_the_pages_and_the_audit_trail_shows_it()
 }
 
 #[test]
-fn a_video_call_with_screen_sharing_goes_through_the_sfu_and_into_the_record() {
-    let served = serve();
-    let stdout = run_script(&served, "call.mjs");
-    eprintln!("{stdout}");
+fn a_recorded_video_call_with_screen_sharing_goes_through_the_sfu_and_its_segments_verify() {
+    let served = serve(&["--record-calls"]);
+    let stdout = run_script(&served, "call.mjs", &[("RECORDED", "1")]);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let events = result["events"].as_array().unwrap();
+    let at = |e: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(e["occurred_at"].as_str().unwrap()).unwrap();
+    let of = |t: &'static str| events.iter().filter(move |e| e["event_type"] == t);
+    let call_started = at(of("CallStarted").next().expect("CallStarted"));
+    let call_ended = at(of("CallEnded").next().expect("CallEnded"));
+    let call_ms = (call_ended - call_started).num_milliseconds();
+    assert!(call_ms >= 14_000, "the call lasted {call_ms} ms");
+    assert_eq!(of("RecordingStarted").next().unwrap()["payload"]["reason"], "tenant_policy");
+    assert_eq!(of("RecordingStopped").count(), 1);
+
+    // Per track: the segments' durations (as recorded and as ffprobe reads
+    // the files) add up to the time the track was published, ±1.5 s.
+    let recordings = served._dir.path().join("data/recordings");
+    let mut checked = 0;
+    for published in of("TrackPublished") {
+        let track = published["payload"]["track_id"].as_str().unwrap();
+        let kind = published["payload"]["kind"].as_str().unwrap();
+        let ended = of("TrackUnpublished").find(|u| u["payload"]["track_id"] == track).expect("the track ended");
+        let live_ms = (at(ended) - at(published)).num_milliseconds();
+        let segments: Vec<&serde_json::Value> =
+            of("RecordingSegmentClosed").filter(|s| s["payload"]["track_id"] == track).map(|s| &s["payload"]).collect();
+        assert!(!segments.is_empty(), "no segment for the {kind} track {track}");
+        let recorded_ms: i64 = segments.iter().map(|s| s["duration_ms"].as_i64().unwrap()).sum();
+        let probed_ms: i64 = segments.iter().map(|s| probe_ms(&recordings.join(s["file"].as_str().unwrap()))).sum();
+        eprintln!(
+            "{kind}: published {live_ms} ms; segments {recorded_ms} ms as recorded, {probed_ms} ms by ffprobe ({})",
+            segments.len()
+        );
+        for (what, ms) in [("recorded", recorded_ms), ("ffprobe", probed_ms)] {
+            assert!(
+                (ms - live_ms).abs() <= 1_500,
+                "{kind} track: {what} {ms} ms of segments for {live_ms} ms published ({} segments)",
+                segments.len()
+            );
+        }
+        if kind != "screen" {
+            assert!(segments.len() >= 2, "a {live_ms} ms {kind} track in 10 s segments: {}", segments.len());
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "two audio, two camera and one screen track");
+
+    // `verify --recordings` passes, then fails on one altered byte, naming the file.
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_witness"))
+            .current_dir(served._dir.path())
+            .args(["verify", "--recordings"])
+            .env("WITNESS_DATABASE_URL", format!("sqlite://{}/w.db", served._dir.path().display()))
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let victim = of("RecordingSegmentClosed").next().unwrap()["payload"]["file"].as_str().unwrap().to_owned();
+    let path = recordings.join(&victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let failed = verify();
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{out}");
+    assert!(out.contains(&victim) && out.contains("altered"), "{out}");
+}
+
+/// A media file's duration in milliseconds, as ffprobe reads it.
+fn probe_ms(path: &std::path::Path) -> i64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seconds: f64 = text.trim().parse().unwrap_or_else(|_| panic!("ffprobe on {}: {text}", path.display()));
+    (seconds * 1000.0).round() as i64
 }
 
 fn read(path: &std::path::Path) -> String {

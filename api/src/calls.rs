@@ -31,16 +31,23 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use witness_engine::domain::session::{CallFact, Session, SessionCommand, SessionStatus};
 use witness_engine::executor::execute;
+use witness_media::server::Report;
 use witness_media::server::{IceCandidateInit, MediaError, MediaServer, Signal};
 use witness_media::sfu::MediaEvent;
-use witness_schemas::{Actor, CallId, CallKind, MediaDevice, ParticipantRole, Role, SessionId, StreamId};
+use witness_schemas::{
+    Actor, CallId, CallKind, MediaDevice, ParticipantRole, RecordingId, RecordingReason, RecordingSegmentClosed, Role,
+    SessionId, Sha256Hex, StreamId,
+};
 
 use crate::auth::{Caller, Claims};
 use crate::sessions::{load, run, Done};
 use crate::{ApiError, AppState, Body};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/sessions/{id}/call", post(start)).route("/api/sessions/{id}/call/end", post(end))
+    Router::new()
+        .route("/api/sessions/{id}/call", post(start))
+        .route("/api/sessions/{id}/call/end", post(end))
+        .route("/api/sessions/{id}/recording", post(recording))
 }
 
 #[derive(Deserialize)]
@@ -63,8 +70,69 @@ async fn start(
         return Err(ApiError::new(StatusCode::CONFLICT, "no agent has taken this session yet"));
     };
     let call_id = CallId::new();
-    let version = run(&state, &caller, s.id, SessionCommand::StartCall { agent_id, call_id, kind: body.kind }).await?;
+    let mut version =
+        run(&state, &caller, s.id, SessionCommand::StartCall { agent_id, call_id, kind: body.kind }).await?;
+    if state.record_calls {
+        version = start_recording(&state, &caller, s.id, RecordingReason::TenantPolicy).await?;
+    }
     Ok((StatusCode::CREATED, Json(json!({ "call_id": call_id, "version": version }))))
+}
+
+async fn start_recording(
+    state: &AppState,
+    caller: &Claims,
+    session: SessionId,
+    reason: RecordingReason,
+) -> Result<u64, ApiError> {
+    let recording_id = RecordingId::new();
+    let version = run(state, caller, session, SessionCommand::StartRecording { recording_id, reason }).await?;
+    if let Err(e) = state.media.start_recording(&session.to_string(), &recording_id.to_string()) {
+        // The record says it started; say it stopped too, and why the caller got an error.
+        let _ = run(state, caller, session, SessionCommand::StopRecording { recording_id }).await;
+        return Err(media_error(e));
+    }
+    Ok(version)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingSwitch {
+    record: bool,
+}
+
+/// The session's agent starts or stops recording the call on demand.
+async fn recording(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RecordingSwitch>,
+) -> Result<Json<Done>, ApiError> {
+    let s = load(&state, &caller, &id).await?;
+    if participant(&caller, &s.state)?.1 != ParticipantRole::Agent {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "only the session's agent starts or stops a recording"));
+    }
+    if s.state.status != SessionStatus::InCall {
+        return Err(ApiError::new(StatusCode::CONFLICT, "the session has no call to record"));
+    }
+    let version = match (body.record, s.state.recording) {
+        (true, None) => start_recording(&state, &caller, s.id, RecordingReason::OnDemand).await?,
+        (false, Some(recording_id)) => {
+            state.media.stop_recording(&s.id.to_string()).await;
+            run(&state, &caller, s.id, SessionCommand::StopRecording { recording_id }).await?
+        }
+        (true, Some(_)) => return Err(ApiError::new(StatusCode::CONFLICT, "the call is already being recorded")),
+        (false, None) => return Err(ApiError::new(StatusCode::CONFLICT, "the call is not being recorded")),
+    };
+    Ok(Json(Done::new(version)))
+}
+
+/// Takes everyone out of the session's call room and finishes its
+/// recording (its last segments are written before this returns); the
+/// caller then records the call's end.
+pub(crate) async fn hang_up_room(state: &AppState, session: SessionId) {
+    let room = session.to_string();
+    state.media.close_room(&room, "call ended").await;
+    state.media.stop_recording(&room).await;
 }
 
 /// Either side ends the call: everyone leaves the room, then `CallEnded`.
@@ -78,7 +146,7 @@ async fn end(
     let Some(call_id) = s.state.call else {
         return Err(ApiError::new(StatusCode::CONFLICT, "this session has no call"));
     };
-    state.media.close_room(&s.id.to_string(), "call ended").await;
+    hang_up_room(&state, s.id).await;
     let reason = Some(format!("ended by the {}", if caller.r == Role::Customer { "customer" } else { "agent" }));
     let version = run(&state, &caller, s.id, SessionCommand::EndCall { call_id, reason }).await?;
     Ok(Json(Done::new(version)))
@@ -265,30 +333,55 @@ fn media_error(e: MediaError) -> ApiError {
     let status = match e {
         MediaError::InvalidSdp(_) => StatusCode::BAD_REQUEST,
         MediaError::NotJoined | MediaError::AlreadyJoined | MediaError::Sfu(_) => StatusCode::CONFLICT,
-        MediaError::NoPort(..) => StatusCode::SERVICE_UNAVAILABLE,
+        MediaError::NoPort(..) | MediaError::Recording(_) => StatusCode::SERVICE_UNAVAILABLE,
         MediaError::WebRtc(_) => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, e.to_string())
 }
 
-/// Writes what the media server saw into each session's record, until the
-/// server is dropped.
-pub async fn record(store: witness_engine::EventStore, mut events: mpsc::UnboundedReceiver<MediaEvent>) {
-    while let Some(event) = events.recv().await {
-        let (room, fact) = match event {
-            MediaEvent::ParticipantJoined { room, participant, role } => {
-                (room, CallFact::ParticipantJoined { participant_id: participant, role })
+/// Writes what the media server saw and recorded into each session's
+/// record, until the server is dropped.
+pub async fn record(store: witness_engine::EventStore, mut reports: mpsc::UnboundedReceiver<Report>) {
+    while let Some(report) = reports.recv().await {
+        let (room, command) = match report {
+            Report::Media(event) => {
+                let (room, fact) = match event {
+                    MediaEvent::ParticipantJoined { room, participant, role } => {
+                        (room, CallFact::ParticipantJoined { participant_id: participant, role })
+                    }
+                    MediaEvent::ParticipantLeft { room, participant, reason } => {
+                        (room, CallFact::ParticipantLeft { participant_id: participant, reason })
+                    }
+                    MediaEvent::TrackPublished { room, participant, track, kind, codec } => {
+                        (room, CallFact::TrackPublished { participant_id: participant, track_id: track, kind, codec })
+                    }
+                    MediaEvent::TrackUnpublished { room, participant, track } => {
+                        (room, CallFact::TrackUnpublished { participant_id: participant, track_id: track })
+                    }
+                    _ => continue,
+                };
+                (room, SessionCommand::CallMedia { fact })
             }
-            MediaEvent::ParticipantLeft { room, participant, reason } => {
-                (room, CallFact::ParticipantLeft { participant_id: participant, reason })
+            Report::SegmentClosed { room, recording, track, index, file, bytes, duration_ms, sha256 } => {
+                let (Ok(recording_id), Ok(sha256)) = (recording.parse::<RecordingId>(), Sha256Hex::try_from(sha256))
+                else {
+                    continue;
+                };
+                let segment = RecordingSegmentClosed {
+                    recording_id,
+                    track_id: track,
+                    segment_index: index,
+                    file,
+                    bytes,
+                    duration_ms,
+                    sha256,
+                };
+                (room, SessionCommand::CloseSegment { segment })
             }
-            MediaEvent::TrackPublished { room, participant, track, kind, codec } => {
-                (room, CallFact::TrackPublished { participant_id: participant, track_id: track, kind, codec })
+            Report::RecordingFailed { recording, error, .. } => {
+                tracing::error!(recording = %recording, error = %error, "a track's recorder failed");
+                continue;
             }
-            MediaEvent::TrackUnpublished { room, participant, track } => {
-                (room, CallFact::TrackUnpublished { participant_id: participant, track_id: track })
-            }
-            _ => continue,
         };
         let Ok(session) = room.parse::<SessionId>() else { continue };
         let stream = StreamId::session(session);
@@ -302,10 +395,8 @@ pub async fn record(store: witness_engine::EventStore, mut events: mpsc::Unbound
                 continue;
             }
         };
-        let actor = Actor::system();
-        let command = SessionCommand::CallMedia { fact };
-        if let Err(e) = execute::<Session>(&store, &tenant, &stream, &actor, Utc::now(), command).await {
-            tracing::debug!(error = %e, "media event not recorded");
+        if let Err(e) = execute::<Session>(&store, &tenant, &stream, &Actor::system(), Utc::now(), command).await {
+            tracing::warn!(error = %e, "media report not recorded");
         }
     }
 }

@@ -87,6 +87,8 @@ pub struct AppState {
     pub bot_threshold: f64,
     /// The SFU carrying the calls.
     pub media: witness_media::server::MediaServer,
+    /// Record every call from its start (else only on the agent's demand).
+    pub record_calls: bool,
 }
 
 impl AppState {
@@ -108,6 +110,7 @@ impl AppState {
             uploads,
             bot_threshold: 0.4,
             media,
+            record_calls: false,
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));
         Ok(state)

@@ -393,6 +393,9 @@ async fn end(
     // The decider turns a customer leaving the queue into `abandoned`.
     let reason = if s.state.status == SessionStatus::WithBot { EndReason::BotResolved } else { EndReason::Resolved };
     let version = run(&state, &caller, s.id, SessionCommand::End { ended_by, reason }).await?;
+    if s.state.call.is_some() {
+        crate::calls::hang_up_room(&state, s.id).await;
+    }
     Ok(Json(Done { version }))
 }
 
@@ -461,7 +464,12 @@ async fn transfer(
         reason: req.reason,
         context_summary: req.context_summary.unwrap_or_default(),
     };
-    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+    let version = run(&state, &caller, s.id, command).await?;
+    // A transfer ends the call; the next agent starts a new one.
+    if s.state.call.is_some() {
+        crate::calls::hang_up_room(&state, s.id).await;
+    }
+    Ok(Json(Done { version }))
 }
 
 #[derive(Deserialize)]

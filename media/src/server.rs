@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 use witness_schemas::{ParticipantRole, TrackKind};
 
+use crate::recorder::{RecorderError, Segment, TrackRecorder};
 use crate::sfu::{Input, MediaEvent, Output, Sfu, SfuError};
 
 /// A trickled ICE candidate, as the browser's `RTCIceCandidateInit` (JSON).
@@ -54,6 +56,10 @@ pub struct MediaConfig {
     pub public_ip: Option<IpAddr>,
     /// STUN/TURN servers handed to browsers (and used by the server).
     pub ice_servers: Vec<IceServer>,
+    /// Where recordings are written: `RECORDING/TRACK/00000.webm`, …
+    pub recordings_dir: PathBuf,
+    /// The length of a recording segment.
+    pub segment: Duration,
 }
 
 impl Default for MediaConfig {
@@ -63,8 +69,33 @@ impl Default for MediaConfig {
             ports: (50_000, 50_999),
             public_ip: None,
             ice_servers: Vec::new(),
+            recordings_dir: PathBuf::from("data/recordings"),
+            segment: crate::recorder::DEFAULT_SEGMENT,
         }
     }
+}
+
+/// What the server reports for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// A join, leave or track change in a room (`MediaEvent::ParticipantJoined`,
+    /// `ParticipantLeft`, `TrackPublished`, `TrackUnpublished`, `RoomClosed`).
+    Media(MediaEvent),
+    /// A recording segment file was closed and hashed.
+    SegmentClosed {
+        room: String,
+        recording: String,
+        track: String,
+        index: u32,
+        /// Relative to [`MediaConfig::recordings_dir`], `/`-separated.
+        file: String,
+        bytes: u64,
+        duration_ms: u64,
+        sha256: String,
+    },
+    /// A track's recorder failed (the call goes on; the gap is visible as
+    /// missing segments).
+    RecordingFailed { room: String, recording: String, track: String, error: String },
 }
 
 /// One STUN or TURN server, as the browser's `RTCIceServer`.
@@ -101,6 +132,8 @@ pub enum MediaError {
     Sfu(#[from] SfuError),
     #[error("WebRTC: {0}")]
     WebRtc(String),
+    #[error("recording: {0}")]
+    Recording(String),
 }
 
 fn webrtc_error(e: webrtc::error::Error) -> MediaError {
@@ -138,6 +171,11 @@ struct Published {
     ssrc: u32,
 }
 
+struct Recording {
+    id: String,
+    tracks: HashMap<String, Arc<TrackRecorder>>,
+}
+
 struct Inner {
     config: MediaConfig,
     core: Mutex<Sfu<rtc::rtp::Packet>>,
@@ -145,7 +183,11 @@ struct Inner {
     /// Hot path: (room, subscriber, track) → sender. Read per packet.
     forwards: Mutex<HashMap<(String, String, String), Forward>>,
     published: Mutex<HashMap<(String, String), Published>>,
-    events: mpsc::UnboundedSender<MediaEvent>,
+    events: mpsc::UnboundedSender<Report>,
+    /// Rooms being recorded: the recording's id and a recorder per track
+    /// (made on the track's first packet, when its payload type is known).
+    recordings: Mutex<HashMap<String, Recording>>,
+    runtime: tokio::runtime::Handle,
     next_port: AtomicU64,
     forwarded: AtomicU64,
 }
@@ -164,7 +206,7 @@ impl std::fmt::Debug for MediaServer {
 
 impl MediaServer {
     /// Starts the server; the receiver yields what the record should say.
-    pub fn new(config: MediaConfig) -> (MediaServer, mpsc::UnboundedReceiver<MediaEvent>) {
+    pub fn new(config: MediaConfig) -> (MediaServer, mpsc::UnboundedReceiver<Report>) {
         let (events, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             config,
@@ -173,6 +215,8 @@ impl MediaServer {
             forwards: Default::default(),
             published: Default::default(),
             events,
+            recordings: Default::default(),
+            runtime: tokio::runtime::Handle::current(),
             next_port: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
         });
@@ -261,6 +305,22 @@ impl MediaServer {
         };
         let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         pc.set_remote_description(offer).await.map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        // A track the browser stopped sending (a screen share ended) is
+        // gone from the offer's sending sections; its packets simply stop,
+        // so this is where it ends.
+        let sending = sending_tracks(sdp);
+        let prefix = format!("{participant}/");
+        let ended: Vec<String> = {
+            let published = self.inner.published.lock().expect("published poisoned");
+            published
+                .keys()
+                .filter(|(r, t)| r == room && t.strip_prefix(&prefix).is_some_and(|id| !sending.contains(id)))
+                .map(|(_, t)| t.clone())
+                .collect()
+        };
+        for track in ended {
+            self.inner.clone().end_track(room, participant, &track).await;
+        }
         let answer = pc.create_answer(None).await.map_err(webrtc_error)?;
         pc.set_local_description(answer).await.map_err(webrtc_error)?;
         wait_gathered(&mut gathered).await;
@@ -324,6 +384,32 @@ impl MediaServer {
     /// end for the others.
     pub async fn leave(&self, room: &str, participant: &str, reason: Option<String>) -> Result<(), MediaError> {
         self.inner.clone().leave((room.to_owned(), participant.to_owned()), reason).await
+    }
+
+    /// Records every track of `room` (those published now and later) as
+    /// `recording`, until [`MediaServer::stop_recording`] or the room closes.
+    pub fn start_recording(&self, room: &str, recording: &str) -> Result<(), MediaError> {
+        crate::recorder::init().map_err(|e| MediaError::Recording(e.to_string()))?;
+        let mut recordings = self.inner.recordings.lock().expect("recordings poisoned");
+        if recordings.contains_key(room) {
+            return Err(MediaError::Recording("this call is already being recorded".into()));
+        }
+        recordings.insert(room.to_owned(), Recording { id: recording.to_owned(), tracks: HashMap::new() });
+        Ok(())
+    }
+
+    /// Stops recording `room`; returns once every track's last segment is
+    /// written and reported. `false` if it was not being recorded.
+    pub async fn stop_recording(&self, room: &str) -> bool {
+        let Some(recording) = self.inner.recordings.lock().expect("recordings poisoned").remove(room) else {
+            return false;
+        };
+        stop_recorders(recording.tracks.into_values().collect()).await;
+        true
+    }
+
+    pub fn is_recording(&self, room: &str) -> bool {
+        self.inner.recordings.lock().expect("recordings poisoned").contains_key(room)
     }
 
     /// Ends the call for everyone in `room`.
@@ -464,6 +550,12 @@ impl Inner {
             MediaEvent::TrackUnpublished { room, track, .. } => {
                 self.published.lock().expect("published poisoned").remove(&(room.clone(), track.clone()));
             }
+            MediaEvent::RoomClosed { room } => {
+                let recording = self.recordings.lock().expect("recordings poisoned").remove(room);
+                if let Some(recording) = recording {
+                    stop_recorders(recording.tracks.into_values().collect()).await;
+                }
+            }
             _ => {}
         }
         if matches!(
@@ -474,7 +566,7 @@ impl Inner {
                 | MediaEvent::TrackUnpublished { .. }
                 | MediaEvent::RoomClosed { .. }
         ) {
-            let _ = self.events.send(event);
+            let _ = self.events.send(Report::Media(event));
         }
     }
 
@@ -590,6 +682,7 @@ impl Inner {
         let vp8 = codec.mime_type.eq_ignore_ascii_case("video/vp8");
         while let Some(event) = remote.poll().await {
             if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                self.record(&room, &track, &codec, &packet);
                 let keyframe = vp8 && vp8_keyframe(&packet.payload);
                 let media = Input::Media { room: room.clone(), track: track.clone(), packet, keyframe };
                 match self.input(media) {
@@ -598,8 +691,117 @@ impl Inner {
                 }
             }
         }
-        if let Ok(out) = self.input(Input::Unpublish { room, participant, track }) {
+        self.end_track(&room, &participant, &track).await;
+    }
+
+    /// A published track ended: its recording closes, subscribers drop it.
+    async fn end_track(self: Arc<Self>, room: &str, participant: &str, track: &str) {
+        let recorder =
+            self.recordings.lock().expect("recordings poisoned").get_mut(room).and_then(|r| r.tracks.remove(track));
+        if let Some(recorder) = recorder {
+            stop_recorders(vec![recorder]).await;
+        }
+        let unpublish =
+            Input::Unpublish { room: room.to_owned(), participant: participant.to_owned(), track: track.to_owned() };
+        if let Ok(out) = self.input(unpublish) {
             self.act(out).await;
+        }
+    }
+
+    /// Hands a packet to the track's recorder if the room is recorded,
+    /// starting one on the track's first packet.
+    fn record(self: &Arc<Self>, room: &str, track: &str, codec: &RTCRtpCodec, packet: &rtc::rtp::Packet) {
+        use rtc::shared::marshal::Marshal;
+        let mut recordings = self.recordings.lock().expect("recordings poisoned");
+        let Some(recording) = recordings.get_mut(room) else { return };
+        let recorder = match recording.tracks.get(track) {
+            Some(r) => r.clone(),
+            None => match self.start_recorder(room, &recording.id, track, codec, packet.header.payload_type) {
+                Some(r) => {
+                    recording.tracks.insert(track.to_owned(), r.clone());
+                    r
+                }
+                // Failed and reported; the room stays marked so it is not retried per packet.
+                None => return,
+            },
+        };
+        drop(recordings);
+        if let Ok(bytes) = packet.marshal() {
+            recorder.push(&bytes);
+        }
+    }
+
+    fn start_recorder(
+        self: &Arc<Self>,
+        room: &str,
+        recording: &str,
+        track: &str,
+        codec: &RTCRtpCodec,
+        payload_type: u8,
+    ) -> Option<Arc<TrackRecorder>> {
+        let track_dir: String =
+            track.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let relative = format!("{recording}/{track_dir}");
+        let dir = self.config.recordings_dir.join(&relative);
+        let (events, root) = (self.events.clone(), self.config.recordings_dir.clone());
+        let (room_id, recording_id, track_id) = (room.to_owned(), recording.to_owned(), track.to_owned());
+        let on_segment = move |segment: Result<Segment, RecorderError>| {
+            let report = match segment {
+                Ok(s) => Report::SegmentClosed {
+                    room: room_id.clone(),
+                    recording: recording_id.clone(),
+                    track: track_id.clone(),
+                    index: s.index,
+                    file: s
+                        .path
+                        .strip_prefix(&root)
+                        .unwrap_or(&s.path)
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    bytes: s.bytes,
+                    duration_ms: s.duration_ms,
+                    sha256: s.sha256,
+                },
+                Err(e) => Report::RecordingFailed {
+                    room: room_id.clone(),
+                    recording: recording_id.clone(),
+                    track: track_id.clone(),
+                    error: e.to_string(),
+                },
+            };
+            let _ = events.send(report);
+        };
+        let (weak, runtime, key) = (Arc::downgrade(self), self.runtime.clone(), (room.to_owned(), track.to_owned()));
+        let keyframe_wanted = move || {
+            let (weak, key) = (weak.clone(), key.clone());
+            runtime.spawn(async move {
+                let Some(inner) = weak.upgrade() else { return };
+                if let Ok(out) = inner.input(Input::KeyframeWanted { room: key.0, track: key.1 }) {
+                    inner.act(out).await;
+                }
+            });
+        };
+        match TrackRecorder::new(
+            &dir,
+            &codec.mime_type,
+            payload_type,
+            codec.clock_rate,
+            self.config.segment,
+            on_segment,
+            keyframe_wanted,
+        ) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                let _ = self.events.send(Report::RecordingFailed {
+                    room: room.to_owned(),
+                    recording: recording.to_owned(),
+                    track: track.to_owned(),
+                    error: e.to_string(),
+                });
+                None
+            }
         }
     }
 
@@ -610,6 +812,30 @@ impl Inner {
         let out = self.input(Input::Leave { room: key.0, participant: key.1, reason })?;
         self.act(out).await;
         Ok(())
+    }
+}
+
+/// Stops recorders off the runtime (each waits for its last segment).
+async fn stop_recorders(recorders: Vec<Arc<TrackRecorder>>) {
+    let stopping: Vec<_> = recorders
+        .into_iter()
+        .map(|recorder| {
+            tokio::task::spawn_blocking(move || {
+                // The packet loop may still hold a clone for a moment.
+                let mut recorder = recorder;
+                for _ in 0..100 {
+                    match Arc::try_unwrap(recorder) {
+                        Ok(r) => return r.stop(),
+                        Err(shared) => recorder = shared,
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                tracing::warn!("a recorder was still in use when stopped; its last segment is lost");
+            })
+        })
+        .collect();
+    for task in stopping {
+        let _ = task.await;
     }
 }
 
@@ -744,6 +970,34 @@ fn check_sdp(sdp: &str) -> Result<(), MediaError> {
     Ok(())
 }
 
+/// The track ids (`a=msid:STREAM TRACK`) of the media sections an SDP
+/// sends on (`sendrecv` or `sendonly`, port not 0).
+fn sending_tracks(sdp: &str) -> std::collections::HashSet<String> {
+    let mut tracks = std::collections::HashSet::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let rejected = section.split_whitespace().nth(1) == Some("0");
+        let mut sends = true; // sendrecv is the default direction
+        let mut ids = Vec::new();
+        for line in section.lines().map(str::trim_end) {
+            match line {
+                "a=recvonly" | "a=inactive" => sends = false,
+                "a=sendonly" | "a=sendrecv" => sends = true,
+                _ => {
+                    if let Some(msid) = line.strip_prefix("a=msid:") {
+                        if let Some(track) = msid.split_whitespace().nth(1) {
+                            ids.push(track.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        if sends && !rejected {
+            tracks.extend(ids);
+        }
+    }
+    tracks
+}
+
 fn rand_ssrc() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -768,6 +1022,19 @@ mod tests {
         assert!(vp8_keyframe(&[0x90, 0xe0, 0x05, 0x01, 0x20, 0x00]));
         assert!(!vp8_keyframe(&[0x90, 0xe0]), "truncated");
         assert!(!vp8_keyframe(&[]));
+    }
+
+    #[test]
+    fn the_tracks_an_offer_still_sends_are_read_from_its_sections() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\na=msid:s mic\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=msid:s cam\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n\
+            m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=msid:t old\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\na=msid:t screen\r\n";
+        let mut sending: Vec<String> = sending_tracks(sdp).into_iter().collect();
+        sending.sort();
+        assert_eq!(sending, ["cam", "mic"]);
     }
 
     #[test]

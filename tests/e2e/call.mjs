@@ -5,7 +5,9 @@
 // (the customer decodes it as a second video); mic off and on; the customer
 // hangs up after about 15 s. Then the session's record must hold the call:
 // both participants joined and left, their tracks published (the screen as
-// `screen`), the mic toggles, the call's end.
+// `screen`), the mic toggles, the call's end. With RECORDED set, the
+// customer sees the recording notice and the script waits for every track's
+// last segment; tests/browser.rs checks the files.
 // Prints {"ok":true,...} on success. Driven by tests/browser.rs.
 import { chromium } from "playwright-core";
 
@@ -53,6 +55,7 @@ try {
   // The customer starts a video call; both pages join it.
   await customer.click("#call-video");
   await expect(customer.locator(".note", { hasText: "Video call started" }), "the call at the customer's");
+  if (process.env.RECORDED) await expect(customer.locator("#recording"), "the recording notice at the customer's");
   const atAgent = await until(agent, "the agent decodes the customer's video and hears them",
     (s) => s.framesDecoded > 10 && s.audioPackets > 50);
   const atCustomer = await until(customer, "the customer decodes the agent's video and hears them",
@@ -85,7 +88,9 @@ try {
   for (let i = 0; i < 40; i++) {
     const view = await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json());
     events = view.events;
-    if (events.filter((e) => e.event_type === "ParticipantLeft").length >= 2) break;
+    const settled = events.filter((e) => e.event_type === "ParticipantLeft").length >= 2
+      && events.filter((e) => e.event_type === "TrackUnpublished").length >= 5;
+    if (settled) break;
     await seconds(0.25);
   }
   const of = (type) => events.filter((e) => e.event_type === type).map((e) => e.payload);
@@ -101,7 +106,16 @@ try {
   if (JSON.stringify(mic) !== "[false,true]") problems.push(`mic: ${mic}`);
   if (of("CallEnded").length !== 1) problems.push("no CallEnded");
   if (problems.length) throw new Error(`the record: ${problems.join("; ")}\n${JSON.stringify(events.map((e) => e.event_type))}`);
-  console.log(JSON.stringify({ ok: true, agent: later, customer: sharing, events: events.length }));
+  // Segments are reported as the recorders flush after the hang-up.
+  if (process.env.RECORDED) {
+    for (let i = 0; i < 40; i++) {
+      const closed = new Set(events.filter((e) => e.event_type === "RecordingSegmentClosed").map((e) => e.payload.track_id));
+      if (closed.size >= 5) break;
+      await seconds(0.25);
+      events = (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())).events;
+    }
+  }
+  console.log(JSON.stringify({ ok: true, agent: later, customer: sharing, events }));
 } finally {
   await browser.close();
 }

@@ -93,6 +93,9 @@ pub struct SessionState {
     pub last_call: Option<CallId>,
     /// The recording running, if any.
     pub recording: Option<RecordingId>,
+    /// The latest recording, kept after it stopped: its last segments are
+    /// written as the recorder flushes.
+    pub last_recording: Option<RecordingId>,
     pub recent: VecDeque<RecentMessage>,
     pub ended: bool,
     pub rated: bool,
@@ -285,6 +288,17 @@ impl Session {
             .ok_or_else(|| DomainError::UnknownOffer { offer: offer_id.to_string() })
     }
 
+    /// The events that end the running call: its recording stops with it.
+    fn end_call(state: &SessionState, reason: Option<String>) -> Vec<Event> {
+        let call_id = state.call.expect("in a call without a call id");
+        let mut events: Vec<Event> = Vec::new();
+        if let Some(recording_id) = state.recording {
+            events.push(RecordingStopped { recording_id }.into());
+        }
+        events.push(CallEnded { call_id, reason }.into());
+        events
+    }
+
     fn check_agent(state: &SessionState, agent_id: UserId) -> Result<(), DomainError> {
         if state.agent == Some(agent_id) {
             Ok(())
@@ -351,8 +365,8 @@ impl Decider for Session {
                 }
                 let recent_messages = state.recent.iter().rev().take(TRANSFER_CONTEXT).rev().map(|m| m.id).collect();
                 let mut events: Vec<Event> = Vec::new();
-                if let (S::InCall, Some(call_id)) = (state.status, state.call) {
-                    events.push(CallEnded { call_id, reason: Some("transferred".into()) }.into());
+                if state.status == S::InCall {
+                    events.extend(Self::end_call(state, Some("transferred".into())));
                 }
                 events.push(
                     TransferRequested {
@@ -407,7 +421,7 @@ impl Decider for Session {
                 if state.call != Some(call_id) {
                     return Err(DomainError::Invalid(format!("call {call_id} is not this session's call")));
                 }
-                vec![CallEnded { call_id, reason }.into()]
+                Self::end_call(state, reason)
             }
             (S::InCall, C::CallMedia { fact }) => {
                 vec![fact.event(state.call.expect("in a call without a call id"))]
@@ -419,7 +433,13 @@ impl Decider for Session {
                 let call_id = state.call.expect("in a call without a call id");
                 vec![RecordingStarted { recording_id, call_id, reason }.into()]
             }
-            (_, C::CloseSegment { segment }) if state.recording == Some(segment.recording_id) => vec![segment.into()],
+            // Segments close as the recorder flushes, which may be after the stop.
+            (_, C::CloseSegment { segment })
+                if state.recording == Some(segment.recording_id)
+                    || state.last_recording == Some(segment.recording_id) =>
+            {
+                vec![segment.into()]
+            }
             (_, C::StopRecording { recording_id }) if state.recording == Some(recording_id) => {
                 vec![RecordingStopped { recording_id }.into()]
             }
@@ -434,11 +454,9 @@ impl Decider for Session {
                 vec![SessionEnded { ended_by, reason }.into()]
             }
             (S::InCall, C::End { ended_by, reason }) => {
-                let call_id = state.call.expect("in a call without a call id");
-                vec![
-                    CallEnded { call_id, reason: Some("session ended".into()) }.into(),
-                    SessionEnded { ended_by, reason }.into(),
-                ]
+                let mut events = Self::end_call(state, Some("session ended".into()));
+                events.push(SessionEnded { ended_by, reason }.into());
+                events
             }
             (S::WithBot | S::Queued | S::Offered, C::TimeOut) => {
                 vec![SessionEnded { ended_by: EndedBy::System, reason: EndReason::Timeout }.into()]
@@ -499,7 +517,10 @@ impl Decider for Session {
                 state.call = Some(e.call_id);
                 state.last_call = Some(e.call_id);
             }
-            Event::RecordingStarted(e) => state.recording = Some(e.recording_id),
+            Event::RecordingStarted(e) => {
+                state.recording = Some(e.recording_id);
+                state.last_recording = Some(e.recording_id);
+            }
             Event::RecordingStopped(_) => state.recording = None,
             Event::CallEnded(_) => {
                 state.call = None;
@@ -758,7 +779,7 @@ mod tests {
     }
 
     #[test]
-    fn a_recording_runs_during_a_call_and_takes_segments_until_stopped() {
+    fn a_recording_runs_during_a_call_takes_its_last_segments_after_the_stop_and_ends_with_the_call() {
         let ids = ids();
         let (call_id, recording_id) = (CallId::new(), RecordingId::new());
         let mut h = assigned(&ids);
@@ -786,7 +807,20 @@ mod tests {
         other.recording_id = RecordingId::new();
         Given::given(h.clone()).when(SessionCommand::CloseSegment { segment: other }).refused();
         h.push(RecordingStopped { recording_id }.into());
-        Given::given(h).when(SessionCommand::CloseSegment { segment }).refused();
+        let mut last = segment.clone();
+        last.segment_index = 1;
+        Given::given(h.clone()).when(SessionCommand::CloseSegment { segment: last.clone() }).then([last.into()]);
+        let mut stranger = segment;
+        stranger.recording_id = RecordingId::new();
+        Given::given(h.clone()).when(SessionCommand::CloseSegment { segment: stranger }).refused();
+        // Ending the call stops a running recording with it.
+        h.push(
+            RecordingStarted { recording_id: RecordingId::new(), call_id, reason: RecordingReason::OnDemand }.into(),
+        );
+        let running = Session::fold(&h).recording.unwrap();
+        Given::given(h)
+            .when(SessionCommand::EndCall { call_id, reason: None })
+            .then([RecordingStopped { recording_id: running }.into(), CallEnded { call_id, reason: None }.into()]);
     }
 
     #[test]
