@@ -38,6 +38,7 @@ pub mod calls;
 mod error;
 pub mod kb;
 pub mod live;
+pub mod recordings;
 pub mod sessions;
 pub mod supervision;
 pub mod tickets;
@@ -144,6 +145,7 @@ pub fn app(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(calls::router())
+        .merge(recordings::router())
         .merge(tickets::router())
         .merge(kb::router())
         .merge(uploads::router(state.uploads.limit))

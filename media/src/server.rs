@@ -224,6 +224,10 @@ impl MediaServer {
         (MediaServer { inner }, rx)
     }
 
+    pub fn recordings_dir(&self) -> &std::path::Path {
+        &self.inner.config.recordings_dir
+    }
+
     pub fn ice_servers(&self) -> &[IceServer] {
         &self.inner.config.ice_servers
     }

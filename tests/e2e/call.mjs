@@ -115,6 +115,43 @@ try {
       events = (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())).events;
     }
   }
+  if (process.env.RECORDED) {
+    // Compliance plays a segment on the admin page (Chromium asks by range);
+    // a customer may not; every access is in the record.
+    const officer = await (await browser.newContext()).newPage();
+    await officer.goto(`${base}/admin`);
+    await officer.fill("#login-name", "compliance");
+    await officer.fill("#password", process.env.COMPLIANCE_PASSWORD);
+    await officer.click("#sign-in");
+    for (let i = 0; i < 50 && !(await officer.locator("#sessions tr.session").count()); i++) {
+      await officer.click("#search button");
+      await officer.waitForTimeout(200);
+    }
+    await officer.click("#sessions tr.session");
+    await expect(officer.locator("#recordings .segment video"), "the recording's segments on the admin page");
+    const played = await officer.locator("#recordings .segment video").first().evaluate((v) => new Promise((resolve) => {
+      const done = () => resolve({ readyState: v.readyState, duration: v.duration, error: v.error?.message });
+      if (v.readyState >= 1) done();
+      v.onloadedmetadata = done;
+      v.onerror = done;
+      setTimeout(done, 10_000);
+    }));
+    if (!(played.readyState >= 1 && played.duration > 0)) throw new Error(`the segment does not play: ${JSON.stringify(played)}`);
+    const customerToken = await customer.evaluate(() => window.witnessToken());
+    const list = await fetch(`${base}/api/sessions/${session}/recordings`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json());
+    const url = `${base}${list[0].segments[0].url}`;
+    const denied = await fetch(url, { headers: { authorization: `Bearer ${customerToken}` } });
+    if (denied.status !== 403) throw new Error(`a customer fetched a recording: ${denied.status}`);
+    const part = await fetch(url, { headers: { authorization: `Bearer ${token}`, range: "bytes=0-99" } });
+    const body = await part.arrayBuffer();
+    if (part.status !== 206 || body.byteLength !== 100 || !part.headers.get("content-range")?.startsWith("bytes 0-99/")) {
+      throw new Error(`range request: ${part.status} ${body.byteLength} ${part.headers.get("content-range")}`);
+    }
+    events = (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())).events;
+    const accesses = events.filter((e) => e.event_type === "RecordingAccessed").map((e) => e.payload);
+    if (!accesses.some((a) => a.range === "bytes=0-99")) throw new Error(`the agent's range request is not in the record: ${JSON.stringify(accesses)}`);
+    if (accesses.length < 2) throw new Error(`the officer's playback is not in the record: ${JSON.stringify(accesses)}`);
+  }
   console.log(JSON.stringify({ ok: true, agent: later, customer: sharing, events }));
 } finally {
   await browser.close();

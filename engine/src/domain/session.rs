@@ -96,6 +96,8 @@ pub struct SessionState {
     /// The latest recording, kept after it stopped: its last segments are
     /// written as the recorder flushes.
     pub last_recording: Option<RecordingId>,
+    /// Every recording the session had, in order.
+    pub recordings: Vec<RecordingId>,
     pub recent: VecDeque<RecentMessage>,
     pub ended: bool,
     pub rated: bool,
@@ -187,6 +189,13 @@ pub enum SessionCommand {
         ended_by: EndedBy,
         reason: EndReason,
     },
+    /// Someone allowed to played or downloaded part of a recording.
+    AccessRecording {
+        recording_id: RecordingId,
+        access: RecordingAccessKind,
+        user_id: UserId,
+        range: Option<String>,
+    },
     /// The bot's idle limit or the queue's wait limit passed.
     TimeOut,
     CompleteWrapUp {
@@ -220,6 +229,7 @@ impl SessionCommand {
             Self::CloseSegment { .. } => "CloseSegment",
             Self::StopRecording { .. } => "StopRecording",
             Self::End { .. } => "End",
+            Self::AccessRecording { .. } => "AccessRecording",
             Self::TimeOut => "TimeOut",
             Self::CompleteWrapUp { .. } => "CompleteWrapUp",
             Self::Rate { .. } => "Rate",
@@ -443,6 +453,12 @@ impl Decider for Session {
             (_, C::StopRecording { recording_id }) if state.recording == Some(recording_id) => {
                 vec![RecordingStopped { recording_id }.into()]
             }
+            (_, C::AccessRecording { recording_id, access, user_id, range }) => {
+                if !state.recordings.contains(&recording_id) {
+                    return Err(DomainError::Invalid(format!("recording {recording_id} is not this session's")));
+                }
+                vec![RecordingAccessed { recording_id, access, user_id, range }.into()]
+            }
             (S::WithBot, C::End { ended_by, reason }) => {
                 vec![SessionEnded { ended_by, reason }.into()]
             }
@@ -520,6 +536,7 @@ impl Decider for Session {
             Event::RecordingStarted(e) => {
                 state.recording = Some(e.recording_id);
                 state.last_recording = Some(e.recording_id);
+                state.recordings.push(e.recording_id);
             }
             Event::RecordingStopped(_) => state.recording = None,
             Event::CallEnded(_) => {
@@ -860,6 +877,30 @@ mod tests {
             reason: Some("call ended".into()),
         }
         .into()]);
+    }
+
+    #[test]
+    fn an_access_to_one_of_the_sessions_recordings_is_recorded_and_to_another_refused() {
+        let ids = ids();
+        let (call_id, recording_id) = (CallId::new(), RecordingId::new());
+        let mut h = assigned(&ids);
+        h.push(CallStarted { call_id, kind: CallKind::Audio }.into());
+        h.push(RecordingStarted { recording_id, call_id, reason: RecordingReason::OnDemand }.into());
+        h.push(CallEnded { call_id, reason: None }.into());
+        let access = |recording_id| SessionCommand::AccessRecording {
+            recording_id,
+            access: RecordingAccessKind::Playback,
+            user_id: ids.agent,
+            range: Some("bytes=0-99".into()),
+        };
+        Given::given(h.clone()).when(access(recording_id)).then([RecordingAccessed {
+            recording_id,
+            access: RecordingAccessKind::Playback,
+            user_id: ids.agent,
+            range: Some("bytes=0-99".into()),
+        }
+        .into()]);
+        Given::given(h).when(access(RecordingId::new())).refused();
     }
 
     #[test]
