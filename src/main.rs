@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (HTTP API; signs a checkpoint of the log periodically).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Tenants and users.
     Admin {
         #[command(subcommand)]
@@ -252,7 +252,7 @@ fn redact(url: &str) -> String {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve(&cli.database_url, args).await?,
+        Command::Serve(args) => serve(&cli.database_url, *args).await?,
         Command::Admin { command } => admin(&cli.database_url, command).await?,
         Command::Verify { recordings: true, recordings_dir, .. } => {
             return verify_recordings(&cli.database_url, &recordings_dir).await
