@@ -150,6 +150,20 @@ fn a_recorded_video_call_with_screen_sharing_goes_through_the_sfu_and_its_segmen
     }
     assert_eq!(checked, 5, "two audio, two camera and one screen track");
 
+    // The composite (both sides, mixed audio) lasts as long as the longest track.
+    let composite = &of("RecordingComposited").next().expect("the composite was rendered")["payload"];
+    let longest = of("TrackPublished")
+        .map(|p| {
+            let track = &p["payload"]["track_id"];
+            let ended = of("TrackUnpublished").find(|u| &u["payload"]["track_id"] == track).unwrap();
+            (at(ended) - at(p)).num_milliseconds()
+        })
+        .max()
+        .unwrap();
+    let composite_ms = probe_ms(&recordings.join(composite["file"].as_str().unwrap()));
+    eprintln!("composite: {composite_ms} ms by ffprobe, longest track {longest} ms");
+    assert!((composite_ms - longest).abs() <= 1_500, "composite {composite_ms} ms, longest track {longest} ms");
+
     // `verify --recordings` passes, then fails on one altered byte, naming the file.
     let verify = || {
         Command::new(env!("CARGO_BIN_EXE_witness"))

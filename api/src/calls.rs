@@ -118,7 +118,9 @@ async fn recording(
         (true, None) => start_recording(&state, &caller, s.id, RecordingReason::OnDemand).await?,
         (false, Some(recording_id)) => {
             state.media.stop_recording(&s.id.to_string()).await;
-            run(&state, &caller, s.id, SessionCommand::StopRecording { recording_id }).await?
+            let version = run(&state, &caller, s.id, SessionCommand::StopRecording { recording_id }).await?;
+            tokio::spawn(crate::recordings::render_composite(state.clone(), s.id, recording_id));
+            version
         }
         (true, Some(_)) => return Err(ApiError::new(StatusCode::CONFLICT, "the call is already being recorded")),
         (false, None) => return Err(ApiError::new(StatusCode::CONFLICT, "the call is not being recorded")),
@@ -129,10 +131,14 @@ async fn recording(
 /// Takes everyone out of the session's call room and finishes its
 /// recording (its last segments are written before this returns); the
 /// caller then records the call's end.
-pub(crate) async fn hang_up_room(state: &AppState, session: SessionId) {
+pub(crate) async fn hang_up_room(state: &AppState, session: SessionId, recording: Option<RecordingId>) {
     let room = session.to_string();
     state.media.close_room(&room, "call ended").await;
     state.media.stop_recording(&room).await;
+    // The dual recording is rendered after the call, off the call's path.
+    if let Some(recording) = recording {
+        tokio::spawn(crate::recordings::render_composite(state.clone(), session, recording));
+    }
 }
 
 /// Either side ends the call: everyone leaves the room, then `CallEnded`.
@@ -146,7 +152,7 @@ async fn end(
     let Some(call_id) = s.state.call else {
         return Err(ApiError::new(StatusCode::CONFLICT, "this session has no call"));
     };
-    hang_up_room(&state, s.id).await;
+    hang_up_room(&state, s.id, s.state.recording).await;
     let reason = Some(format!("ended by the {}", if caller.r == Role::Customer { "customer" } else { "agent" }));
     let version = run(&state, &caller, s.id, SessionCommand::EndCall { call_id, reason }).await?;
     Ok(Json(Done::new(version)))

@@ -90,6 +90,8 @@ pub struct AppState {
     pub media: witness_media::server::MediaServer,
     /// Record every call from its start (else only on the agent's demand).
     pub record_calls: bool,
+    /// Composite renderings in progress.
+    pub composites: recordings::Composites,
 }
 
 impl AppState {
@@ -112,6 +114,7 @@ impl AppState {
             bot_threshold: 0.4,
             media,
             record_calls: false,
+            composites: Default::default(),
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));
         Ok(state)

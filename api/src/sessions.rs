@@ -394,7 +394,7 @@ async fn end(
     let reason = if s.state.status == SessionStatus::WithBot { EndReason::BotResolved } else { EndReason::Resolved };
     let version = run(&state, &caller, s.id, SessionCommand::End { ended_by, reason }).await?;
     if s.state.call.is_some() {
-        crate::calls::hang_up_room(&state, s.id).await;
+        crate::calls::hang_up_room(&state, s.id, s.state.recording).await;
     }
     Ok(Json(Done { version }))
 }
@@ -467,7 +467,7 @@ async fn transfer(
     let version = run(&state, &caller, s.id, command).await?;
     // A transfer ends the call; the next agent starts a new one.
     if s.state.call.is_some() {
-        crate::calls::hang_up_room(&state, s.id).await;
+        crate::calls::hang_up_room(&state, s.id, s.state.recording).await;
     }
     Ok(Json(Done { version }))
 }

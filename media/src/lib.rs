@@ -40,6 +40,7 @@
 //! assert_eq!(forwarded, ["agent"]);
 //! ```
 
+pub mod composite;
 pub mod recorder;
 pub mod server;
 pub mod sfu;

@@ -819,6 +819,12 @@ impl Inner {
     }
 }
 
+/// The directory a track's segments go in, under its recording's: the
+/// track id with anything but letters, digits and `-` made `_`.
+pub fn track_dir_name(track: &str) -> String {
+    track.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
 /// Stops recorders off the runtime (each waits for its last segment).
 async fn stop_recorders(recorders: Vec<Arc<TrackRecorder>>) {
     let stopping: Vec<_> = recorders

@@ -192,7 +192,7 @@ async fn leaves_in(store: &EventStore, from: Cursor, to: Cursor) -> Result<Vec<[
 /// What `verify --recordings` found.
 #[derive(Debug, Default)]
 pub struct RecordingsReport {
-    /// `RecordingSegmentClosed` events read.
+    /// `RecordingSegmentClosed` and `RecordingComposited` events read.
     pub segments: u64,
     /// Their files that were there with the recorded size and hash.
     pub intact: u64,
@@ -228,17 +228,20 @@ pub async fn verify_recordings(
         };
         let Some(last) = batch.last() else { break };
         after = last.position;
-        for e in batch.iter().filter(|e| e.event_type == "RecordingSegmentClosed") {
+        for e in
+            batch.iter().filter(|e| e.event_type == "RecordingSegmentClosed" || e.event_type == "RecordingComposited")
+        {
             report.segments += 1;
             let position = Some(e.position);
-            let segment = match e.decode() {
-                Ok(witness_schemas::Event::RecordingSegmentClosed(s)) => s,
+            let (name, bytes, sha256) = match e.decode() {
+                Ok(witness_schemas::Event::RecordingSegmentClosed(s)) => (s.file, s.bytes, s.sha256),
+                Ok(witness_schemas::Event::RecordingComposited(c)) => (c.file, c.bytes, c.sha256),
                 Ok(_) | Err(_) => {
-                    report.problems.push(Problem { position, message: "the segment event cannot be decoded".into() });
+                    report.problems.push(Problem { position, message: "the recording event cannot be decoded".into() });
                     continue;
                 }
             };
-            let name = &segment.file;
+            let name = &name;
             let relative = std::path::Path::new(name);
             if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
                 report
@@ -251,13 +254,12 @@ pub async fn verify_recordings(
                     report.problems.push(Problem { position, message: format!("{name}: missing") })
                 }
                 Err(e) => report.problems.push(Problem { position, message: format!("{name}: cannot be read: {e}") }),
-                Ok((bytes, _)) if bytes != segment.bytes => report.problems.push(Problem {
+                Ok((found, _)) if found != bytes => report
+                    .problems
+                    .push(Problem { position, message: format!("{name}: altered ({found} bytes, {bytes} recorded)") }),
+                Ok((_, found)) if found != sha256.as_str() => report.problems.push(Problem {
                     position,
-                    message: format!("{name}: altered ({bytes} bytes, {} recorded)", segment.bytes),
-                }),
-                Ok((_, sha256)) if sha256 != segment.sha256.as_str() => report.problems.push(Problem {
-                    position,
-                    message: format!("{name}: altered (SHA-256 {sha256}, {} recorded)", segment.sha256.as_str()),
+                    message: format!("{name}: altered (SHA-256 {found}, {} recorded)", sha256.as_str()),
                 }),
                 Ok(_) => report.intact += 1,
             }

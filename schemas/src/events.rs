@@ -380,6 +380,18 @@ payload!(
 );
 payload!(RecordingStopped { recording_id: RecordingId });
 payload!(
+    /// The dual recording rendered from the per-track segments: agent and
+    /// customer side by side, their audio mixed, one WebM file.
+    RecordingComposited {
+        recording_id: RecordingId,
+        /// Path relative to the recordings directory.
+        file: String,
+        bytes: u64,
+        duration_ms: u64,
+        sha256: Sha256Hex,
+    }
+);
+payload!(
     /// A dual-recording (双录) step began; `recording_offset_ms` is the time
     /// since the recording started, for jumping to the step on playback.
     DualRecordingStepStarted {
@@ -605,6 +617,7 @@ registry! {
     RecordingStarted => 1,
     RecordingSegmentClosed => 1,
     RecordingStopped => 1,
+    RecordingComposited => 1,
     DualRecordingStepStarted => 1,
     DualRecordingStepCompleted => 1,
     SessionEnded => 1,

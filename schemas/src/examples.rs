@@ -156,6 +156,14 @@ pub fn one_of_each() -> Vec<Event> {
         .into(),
         TrackUnpublished { call_id, participant_id: "p-customer".into(), track_id: "t-cam".into() }.into(),
         RecordingStopped { recording_id }.into(),
+        RecordingComposited {
+            recording_id,
+            file: format!("{recording_id}/composite.webm"),
+            bytes: 3_100_200,
+            duration_ms: 15_200,
+            sha256: Sha256Hex::try_from("cd".repeat(32)).unwrap(),
+        }
+        .into(),
         ParticipantLeft { call_id, participant_id: "p-customer".into(), reason: Some("hung up".into()) }.into(),
         CallEnded { call_id, reason: Some("customer hung up".into()) }.into(),
         SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Resolved }.into(),

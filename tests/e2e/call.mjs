@@ -108,10 +108,10 @@ try {
   if (problems.length) throw new Error(`the record: ${problems.join("; ")}\n${JSON.stringify(events.map((e) => e.event_type))}`);
   // Segments are reported as the recorders flush after the hang-up.
   if (process.env.RECORDED) {
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 120; i++) {
       const closed = new Set(events.filter((e) => e.event_type === "RecordingSegmentClosed").map((e) => e.payload.track_id));
-      if (closed.size >= 5) break;
-      await seconds(0.25);
+      if (closed.size >= 5 && events.some((e) => e.event_type === "RecordingComposited")) break;
+      await seconds(0.5);
       events = (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())).events;
     }
   }

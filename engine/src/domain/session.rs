@@ -189,6 +189,10 @@ pub enum SessionCommand {
         ended_by: EndedBy,
         reason: EndReason,
     },
+    /// The composite of one of the session's recordings was rendered.
+    Composite {
+        composite: RecordingComposited,
+    },
     /// Someone allowed to played or downloaded part of a recording.
     AccessRecording {
         recording_id: RecordingId,
@@ -230,6 +234,7 @@ impl SessionCommand {
             Self::StopRecording { .. } => "StopRecording",
             Self::End { .. } => "End",
             Self::AccessRecording { .. } => "AccessRecording",
+            Self::Composite { .. } => "Composite",
             Self::TimeOut => "TimeOut",
             Self::CompleteWrapUp { .. } => "CompleteWrapUp",
             Self::Rate { .. } => "Rate",
@@ -452,6 +457,15 @@ impl Decider for Session {
             }
             (_, C::StopRecording { recording_id }) if state.recording == Some(recording_id) => {
                 vec![RecordingStopped { recording_id }.into()]
+            }
+            (_, C::Composite { composite }) => {
+                if !state.recordings.contains(&composite.recording_id) {
+                    return Err(DomainError::Invalid(format!(
+                        "recording {} is not this session's",
+                        composite.recording_id
+                    )));
+                }
+                vec![composite.into()]
             }
             (_, C::AccessRecording { recording_id, access, user_id, range }) => {
                 if !state.recordings.contains(&recording_id) {
