@@ -104,7 +104,7 @@ fn a_customer_and_an_agent_talk_through_the_pages_and_the_audit_trail_shows_it()
 }
 
 #[test]
-fn a_recorded_video_call_with_screen_sharing_goes_through_the_sfu_and_its_segments_verify() {
+fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_and_its_segments_verify() {
     let served = serve(&["--record-calls"]);
     let stdout = run_script(&served, "call.mjs", &[("RECORDED", "1")]);
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();

@@ -1,8 +1,9 @@
-// A video call through the SFU between two headless Chromium pages (fake
-// camera and microphone) against a running `witness serve` (BASE_URL): the
-// customer reaches the agent, starts a video call, both pages decode the
-// other's video and receive their audio; the agent shares the screen for 5 s
-// (the customer decodes it as a second video); mic off and on; the customer
+// A call through the SFU between two headless Chromium pages (fake camera
+// and microphone) against a running `witness serve` (BASE_URL): the
+// customer reaches the agent and starts an audio call; both hear each other,
+// then both turn their cameras on and each decodes the other's video; the
+// agent shares the screen for 5 s (the customer decodes it as a second
+// video); the customer switches camera, mutes and unmutes; the customer
 // hangs up after about 15 s. Then the session's record must hold the call:
 // both participants joined and left, their tracks published (the screen as
 // `screen`), the mic toggles, the call's end. With RECORDED set, the
@@ -52,15 +53,18 @@ try {
   await agent.click("#offers button:has-text('Accept')", { timeout });
   await expect(customer.locator(".note", { hasText: "An agent has joined" }), "the agent at the customer's");
 
-  // The customer starts a video call; both pages join it.
-  await customer.click("#call-video");
-  await expect(customer.locator(".note", { hasText: "Video call started" }), "the call at the customer's");
+  // The customer starts an audio call; both pages join it and hear each other.
+  await customer.click("#call-audio");
+  await expect(customer.locator(".note", { hasText: "Audio call started" }), "the call at the customer's");
   if (process.env.RECORDED) await expect(customer.locator("#recording"), "the recording notice at the customer's");
-  const atAgent = await until(agent, "the agent decodes the customer's video and hears them",
-    (s) => s.framesDecoded > 10 && s.audioPackets > 50);
-  const atCustomer = await until(customer, "the customer decodes the agent's video and hears them",
-    (s) => s.framesDecoded > 10 && s.audioPackets > 50);
+  await until(agent, "the agent hears the customer", (s) => s.audioPackets > 50);
+  await until(customer, "the customer hears the agent", (s) => s.audioPackets > 50);
   const started = Date.now();
+  // Both turn their cameras on (audio → video): each decodes the other's video.
+  await customer.click("#cam");
+  await agent.click("#cam");
+  const atAgent = await until(agent, "the agent decodes the customer's video", (s) => s.framesDecoded > 10);
+  const atCustomer = await until(customer, "the customer decodes the agent's video", (s) => s.framesDecoded > 10);
 
   // The agent shares the screen for 5 s: the customer decodes a second video.
   await agent.click("#screen");
@@ -69,6 +73,8 @@ try {
   await agent.click("#screen");
   await expect(agent.locator("#screen", { hasText: "Share screen" }), "the share stopped");
 
+  // The customer switches camera (the fake device has one: the picture must survive it).
+  await customer.click("#switch-cam");
   // Mic off and on at the customer's.
   await customer.click("#mic");
   await expect(customer.locator("#mic", { hasText: "Unmute" }), "muted");
@@ -102,6 +108,8 @@ try {
   if (JSON.stringify(kinds) !== JSON.stringify(["audio", "audio", "screen", "video", "video"])) problems.push(`published: ${kinds}`);
   const screen = of("TrackPublished").find((p) => p.kind === "screen");
   if (!screen || !of("TrackUnpublished").some((u) => u.track_id === screen.track_id)) problems.push("the screen share never ended in the record");
+  const cameras = of("MediaStateChanged").filter((p) => p.device === "camera" && p.enabled).length;
+  if (cameras < 3) problems.push(`camera on (two upgrades and a switch): ${cameras}`);
   const mic = of("MediaStateChanged").filter((p) => p.device === "mic").map((p) => p.enabled);
   if (JSON.stringify(mic) !== "[false,true]") problems.push(`mic: ${mic}`);
   if (of("CallEnded").length !== 1) problems.push("no CallEnded");
