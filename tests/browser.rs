@@ -175,6 +175,9 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     };
     let ok = verify();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    for line in read(&served.log).lines().filter(|l| l.contains("room closed")) {
+        eprintln!("{line}");
+    }
     let victim = of("RecordingSegmentClosed").next().unwrap()["payload"]["file"].as_str().unwrap().to_owned();
     let path = recordings.join(&victim);
     let mut bytes = std::fs::read(&path).unwrap();

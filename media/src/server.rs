@@ -190,6 +190,7 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     next_port: AtomicU64,
     forwarded: AtomicU64,
+    relayed_keyframe_requests: AtomicU64,
 }
 
 /// The process's SFU. Cheap to clone.
@@ -219,6 +220,7 @@ impl MediaServer {
             runtime: tokio::runtime::Handle::current(),
             next_port: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            relayed_keyframe_requests: AtomicU64::new(0),
         });
         tokio::spawn(tick(Arc::downgrade(&inner)));
         (MediaServer { inner }, rx)
@@ -235,6 +237,11 @@ impl MediaServer {
     /// Packets forwarded since start, over all calls.
     pub fn forwarded_packets(&self) -> u64 {
         self.inner.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Keyframe requests (PLI, FIR) from subscribers relayed to the core.
+    pub fn relayed_keyframe_requests(&self) -> u64 {
+        self.inner.relayed_keyframe_requests.load(Ordering::Relaxed)
     }
 
     /// Adds `participant` to `room` (a call); the server's offers for what
@@ -443,7 +450,13 @@ impl MediaServer {
             let port = first + (self.inner.next_port.fetch_add(1, Ordering::Relaxed) % span) as u16;
             let mut media_engine = MediaEngine::default();
             register_codecs(&mut media_engine)?;
-            let registry = register_default_interceptors(Registry::new(), &mut media_engine).map_err(webrtc_error)?;
+            let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+                .map_err(webrtc_error)?
+                // Last in the chain: the others see all inbound RTCP first.
+                .with(
+                    rtc::interceptor::Slot::from(14_000),
+                    KeyframeRequests { read: Default::default(), write: Default::default() },
+                );
             let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(config.ip.is_loopback());
             if let Some(public) = config.public_ip {
                 settings = settings
@@ -541,20 +554,16 @@ impl Inner {
                     self.clone().negotiate(key).await;
                 }
             }
-            MediaEvent::KeyframeRequested { room, track } => {
-                let target = {
-                    let published = self.published.lock().expect("published poisoned");
-                    published.get(&(room.clone(), track.clone())).map(|p| (p.remote.clone(), p.ssrc))
-                };
-                if let Some((remote, media_ssrc)) = target {
-                    let _ =
-                        remote.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
-                }
-            }
+            MediaEvent::KeyframeRequested { room, track } => self.send_pli(room, track).await,
             MediaEvent::TrackUnpublished { room, track, .. } => {
                 self.published.lock().expect("published poisoned").remove(&(room.clone(), track.clone()));
             }
             MediaEvent::RoomClosed { room } => {
+                tracing::info!(
+                    forwarded_packets = self.forwarded.load(Ordering::Relaxed),
+                    keyframe_requests_relayed = self.relayed_keyframe_requests.load(Ordering::Relaxed),
+                    "a call's room closed (counts since start)"
+                );
                 let recording = self.recordings.lock().expect("recordings poisoned").remove(room);
                 if let Some(recording) = recording {
                     stop_recorders(recording.tracks.into_values().collect()).await;
@@ -613,9 +622,46 @@ impl Inner {
         }
         self.forwards.lock().expect("forwards poisoned").insert(
             (room.to_owned(), subscriber.to_owned(), track.to_owned()),
-            Forward { track: local, ssrc, payload_type },
+            Forward { track: local.clone(), ssrc, payload_type },
         );
+        if kind != TrackKind::Audio {
+            tokio::spawn(self.clone().relay_keyframe_requests(room.to_owned(), track.to_owned(), local));
+        }
         self.negotiate(key).await;
+    }
+
+    /// Asks the publisher of `track` for a keyframe.
+    async fn send_pli(&self, room: &str, track: &str) {
+        let target = {
+            let published = self.published.lock().expect("published poisoned");
+            published.get(&(room.to_owned(), track.to_owned())).map(|p| (p.remote.clone(), p.ssrc))
+        };
+        if let Some((remote, media_ssrc)) = target {
+            let _ = remote.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
+        }
+    }
+
+    /// A subscriber's decoder lost the picture: ask the publisher (through
+    /// the core, which throttles) for a keyframe. Ends with the sender.
+    async fn relay_keyframe_requests(self: Arc<Self>, room: String, track: String, local: Arc<TrackLocalStaticRTP>) {
+        use webrtc::media_stream::track_local::TrackLocalEvent;
+        while let Some(event) = local.poll().await {
+            if let TrackLocalEvent::OnRtcpPacket(packets) = event {
+                if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                    self.relayed_keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    // Only keyframe requests can come of this input (not
+                    // `act`, which could recurse into subscribing).
+                    let Ok(out) = self.input(Input::KeyframeWanted { room: room.clone(), track: track.clone() }) else {
+                        return;
+                    };
+                    for o in out {
+                        if let Output::Event(MediaEvent::KeyframeRequested { room, track }) = o {
+                            self.send_pli(&room, &track).await;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Offers the subscriber connection's current tracks, unless an offer
@@ -910,6 +956,63 @@ impl PeerConnectionEventHandler for Handler {
             tokio::spawn(inner.on_track(self.key.clone(), track));
         }
     }
+}
+
+/// Hands subscribers' keyframe requests (PLI, FIR) to the application —
+/// inbound RTCP otherwise ends in the interceptor chain — so the SFU can
+/// relay them to the publisher (see `Inner::relay_keyframe_requests`).
+/// Everything else it drops: the interceptors before it already acted on it.
+struct KeyframeRequests {
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for KeyframeRequests {
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
+                packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = rtc::interceptor::Packet::Rtcp(requests);
+            msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl rtc::interceptor::Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+}
+
+fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
 
 fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
