@@ -41,6 +41,7 @@
 //! ```
 
 pub mod composite;
+pub mod loopback;
 pub mod recorder;
 pub mod server;
 pub mod sfu;

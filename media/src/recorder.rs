@@ -206,8 +206,15 @@ impl Drop for TrackRecorder {
 fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segment, RecorderError>)) {
     let mut opened_at: u64 = 0;
     let mut index: u32 = 0;
+    let mut open = false;
+    // The last fragment's "closed" message may come after EOS: after EOS,
+    // wait a little for it rather than lose the last segment's report.
+    let mut eos_at: Option<std::time::Instant> = None;
     while alive.load(Ordering::Relaxed) {
-        let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+        if eos_at.is_some_and(|at| !open || at.elapsed() > Duration::from_secs(2)) {
+            return;
+        }
+        let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
             continue;
         };
         use gst::MessageView;
@@ -216,8 +223,12 @@ fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segme
                 let Some(s) = element.structure() else { continue };
                 let running_time = s.get::<u64>("running-time").unwrap_or(opened_at);
                 match s.name().as_str() {
-                    "splitmuxsink-fragment-opened" => opened_at = running_time,
+                    "splitmuxsink-fragment-opened" => {
+                        opened_at = running_time;
+                        open = true;
+                    }
                     "splitmuxsink-fragment-closed" => {
+                        open = false;
                         let Ok(location) = s.get::<String>("location") else { continue };
                         let path = PathBuf::from(location);
                         let duration_ms = running_time.saturating_sub(opened_at) / 1_000_000;
@@ -237,7 +248,7 @@ fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segme
                     _ => {}
                 }
             }
-            MessageView::Eos(_) => return,
+            MessageView::Eos(_) => eos_at = Some(std::time::Instant::now()),
             MessageView::Error(e) => {
                 on_segment(Err(RecorderError::Gstreamer(format!("{} ({:?})", e.error(), e.debug()))));
                 return;
@@ -324,6 +335,10 @@ mod tests {
 
     /// Records `seconds` of a synthetic track in 1-second segments.
     fn record(video: bool, seconds: f64) -> (tempfile::TempDir, Vec<Segment>) {
+        record_with(video, seconds, 15)
+    }
+
+    fn record_with(video: bool, seconds: f64, keyframe_every: u32) -> (tempfile::TempDir, Vec<Segment>) {
         let dir = tempfile::tempdir().unwrap();
         let segments = Arc::new(Mutex::new(Vec::new()));
         let sink = segments.clone();
@@ -341,7 +356,7 @@ mod tests {
             .unwrap(),
         );
         let feeding = recorder.clone();
-        let source = SyntheticSource::start(video, pt, 300, 15, 0, move |rtp| feeding.push(rtp)).unwrap();
+        let source = SyntheticSource::start(video, pt, 300, keyframe_every, 0, move |rtp| feeding.push(rtp)).unwrap();
         std::thread::sleep(Duration::from_secs_f64(seconds));
         drop(source);
         Arc::try_unwrap(recorder).expect("the source let go").stop();

@@ -833,6 +833,8 @@ impl Inner {
                 }
             });
         };
+        let keyframe_wanted = Arc::new(keyframe_wanted);
+        let first_keyframe = keyframe_wanted.clone();
         match TrackRecorder::new(
             &dir,
             &codec.mime_type,
@@ -840,9 +842,16 @@ impl Inner {
             codec.clock_rate,
             self.config.segment,
             on_segment,
-            keyframe_wanted,
+            move || keyframe_wanted(),
         ) {
-            Ok(r) => Some(Arc::new(r)),
+            Ok(r) => {
+                // A recording that starts mid-picture can only begin at the
+                // next keyframe: ask for one now rather than lose seconds.
+                if codec.mime_type.to_ascii_lowercase().starts_with("video/") {
+                    first_keyframe();
+                }
+                Some(Arc::new(r))
+            }
             Err(e) => {
                 let _ = self.events.send(Report::RecordingFailed {
                     room: room.to_owned(),
@@ -1015,7 +1024,7 @@ fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
 
-fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
+pub(crate) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
     let feedback = |typ: &str, parameter: &str| RTCPFeedback { typ: typ.into(), parameter: parameter.into() };
     let opus = RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
@@ -1111,7 +1120,7 @@ fn sending_tracks(sdp: &str) -> std::collections::HashSet<String> {
     tracks
 }
 
-fn rand_ssrc() -> u32 {
+pub(crate) fn rand_ssrc() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());

@@ -1,0 +1,388 @@
+//! In-process WebRTC peers that call each other through a [`MediaServer`]:
+//! the operator's self-test (`witness media loopback`) and the load
+//! generator's building block. Each [`TestPeer`] is what a browser is to the
+//! SFU — a publishing and a receiving peer connection over real UDP on
+//! loopback, DTLS and SRTP included — sending synthetic Opus and VP8 from
+//! GStreamer test sources (or any RTP it is handed).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::shared::marshal::Unmarshal;
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCSessionDescription, Registry,
+};
+use witness_schemas::ParticipantRole;
+
+use crate::recorder::SyntheticSource;
+use crate::server::{register_codecs, MediaError, MediaServer, Signal};
+
+/// What one peer received through the SFU.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub audio_packets: AtomicU64,
+    pub video_packets: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Send-to-receive delays of packets stamped by [`TestPeer::send`], in µs.
+    pub delays_us: Mutex<Vec<u64>>,
+}
+
+/// A participant made of code.
+pub struct TestPeer {
+    pub name: String,
+    publisher: Arc<dyn PeerConnection>,
+    subscriber: Arc<dyn PeerConnection>,
+    audio: (Arc<TrackLocalStaticRTP>, u32),
+    video: (Arc<TrackLocalStaticRTP>, u32),
+    pub received: Arc<Received>,
+    /// Remote video tracks, for keyframe requests.
+    remotes: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
+    sources: Vec<SyntheticSource>,
+}
+
+impl std::fmt::Debug for TestPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPeer").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+struct Handler {
+    gathered: watch::Sender<bool>,
+    received: Option<(Arc<Received>, Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>, Arc<SendTimes>)>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        let _ = self.gathered.send(state == RTCIceGatheringState::Complete);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let Some((received, remotes, sent)) = self.received.clone() else { return };
+        let video = track.kind().await == RtpCodecKind::Video;
+        if video {
+            remotes.lock().expect("remotes poisoned").push(track.clone());
+        }
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    let now = Instant::now();
+                    let counter = if video { &received.video_packets } else { &received.audio_packets };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    received.bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    if let Some(at) = sent.take(packet.header.timestamp, packet.header.sequence_number) {
+                        received.delays_us.lock().expect("delays poisoned").push((now - at).as_micros() as u64);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// When stamped packets were sent, by (RTP timestamp, sequence number):
+/// the receiver looks its packets up to measure the delay through the SFU.
+#[derive(Debug, Default)]
+pub struct SendTimes(Mutex<std::collections::HashMap<(u32, u16), Instant>>);
+
+impl SendTimes {
+    fn put(&self, key: (u32, u16), at: Instant) {
+        let mut map = self.0.lock().expect("send times poisoned");
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(key, at);
+    }
+
+    fn take(&self, timestamp: u32, sequence: u16) -> Option<Instant> {
+        self.0.lock().expect("send times poisoned").remove(&(timestamp, sequence))
+    }
+}
+
+async fn client(handler: Handler) -> Result<(Arc<dyn PeerConnection>, watch::Receiver<bool>), MediaError> {
+    let mut media_engine = MediaEngine::default();
+    register_codecs(&mut media_engine)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+        .map_err(|e| MediaError::WebRtc(e.to_string()))?;
+    let rx = handler.gathered.subscribe();
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(
+            webrtc::peer_connection::SettingEngineBuilder::new().with_include_loopback_candidate(true).build(),
+        )
+        .with_handler(Arc::new(handler))
+        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .build()
+        .await
+        .map_err(|e| MediaError::WebRtc(e.to_string()))?;
+    Ok((Arc::new(pc), rx))
+}
+
+async fn gathered(rx: &mut watch::Receiver<bool>) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|d| *d)).await;
+}
+
+fn local_track(kind: RtpCodecKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = crate::server::rand_ssrc();
+    let (mime, clock, channels) =
+        if kind == RtpCodecKind::Audio { ("audio/opus", 48_000, 2) } else { ("video/VP8", 90_000, 0) };
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("{name}-stream"),
+        format!("{name}-{}", if kind == RtpCodecKind::Audio { "mic" } else { "cam" }),
+        name.to_owned(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+                mime_type: mime.into(),
+                clock_rate: clock,
+                channels,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+    ));
+    (Arc::new(track), ssrc)
+}
+
+impl TestPeer {
+    /// Joins `room` as `name`, publishes an audio and a video track, and
+    /// answers whatever the server offers. Sends nothing until
+    /// [`TestPeer::start_sources`] or [`TestPeer::send`].
+    pub async fn join(
+        server: &MediaServer,
+        room: &str,
+        name: &str,
+        role: ParticipantRole,
+        sent: Arc<SendTimes>,
+    ) -> Result<TestPeer, MediaError> {
+        let received = Arc::new(Received::default());
+        let remotes = Arc::new(Mutex::new(Vec::new()));
+        let (signals_tx, mut signals) = mpsc::unbounded_channel();
+        server.join(room, name, role, signals_tx).await?;
+
+        let (publisher, mut pub_gathered) =
+            client(Handler { gathered: watch::channel(false).0, received: None }).await?;
+        let (subscriber, sub_gathered) = client(Handler {
+            gathered: watch::channel(false).0,
+            received: Some((received.clone(), remotes.clone(), sent)),
+        })
+        .await?;
+
+        // Answer the server's offers on the receiving connection.
+        let (answering, server_for_answers, room_id, me) =
+            (subscriber.clone(), server.clone(), room.to_owned(), name.to_owned());
+        tokio::spawn(async move {
+            let mut sub_gathered = sub_gathered;
+            while let Some(signal) = signals.recv().await {
+                let Signal::Offer { sdp } = signal else { return };
+                let Ok(offer) = RTCSessionDescription::offer(sdp) else { continue };
+                if answering.set_remote_description(offer).await.is_err() {
+                    continue;
+                }
+                let Ok(answer) = answering.create_answer(None).await else { continue };
+                if answering.set_local_description(answer).await.is_err() {
+                    continue;
+                }
+                gathered(&mut sub_gathered).await;
+                if let Some(local) = answering.local_description().await {
+                    let _ = server_for_answers.subscriber_answer(&room_id, &me, &local.sdp).await;
+                }
+            }
+        });
+
+        let audio = local_track(RtpCodecKind::Audio, name);
+        let video = local_track(RtpCodecKind::Video, name);
+        for track in [&audio.0, &video.0] {
+            publisher
+                .add_track(track.clone() as Arc<dyn TrackLocal>)
+                .await
+                .map_err(|e| MediaError::WebRtc(e.to_string()))?;
+        }
+        let offer = publisher.create_offer(None).await.map_err(|e| MediaError::WebRtc(e.to_string()))?;
+        publisher.set_local_description(offer).await.map_err(|e| MediaError::WebRtc(e.to_string()))?;
+        gathered(&mut pub_gathered).await;
+        let local = publisher.local_description().await.ok_or_else(|| MediaError::WebRtc("no offer".into()))?;
+        let answer = server.publish(room, name, &local.sdp, Vec::new()).await?;
+        let answer = RTCSessionDescription::answer(answer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        publisher.set_remote_description(answer).await.map_err(|e| MediaError::WebRtc(e.to_string()))?;
+        Ok(TestPeer {
+            name: name.to_owned(),
+            publisher,
+            subscriber,
+            audio,
+            video,
+            received,
+            remotes,
+            sources: Vec::new(),
+        })
+    }
+
+    /// Starts GStreamer test sources (a tone, a moving picture at
+    /// `video_kbps`) feeding this peer's tracks.
+    pub fn start_sources(&mut self, pattern: u32, video_kbps: u32) -> Result<(), MediaError> {
+        for video in [false, true] {
+            let (track, ssrc) = if video { self.video.clone() } else { self.audio.clone() };
+            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+            tokio::spawn(async move {
+                while let Some(bytes) = rx.recv().await {
+                    let mut buf = bytes.as_slice();
+                    if let Ok(mut packet) = rtc::rtp::Packet::unmarshal(&mut buf) {
+                        packet.header.ssrc = ssrc;
+                        let _ = track.write_rtp(packet).await;
+                    }
+                }
+            });
+            let (pt, kbps) = if video { (96, video_kbps) } else { (111, 32) };
+            let source = SyntheticSource::start(video, pt, kbps, 30, pattern, move |rtp| {
+                let _ = tx.send(rtp.to_vec());
+            })
+            .map_err(|e| MediaError::Recording(e.to_string()))?;
+            self.sources.push(source);
+        }
+        Ok(())
+    }
+
+    /// Sends one RTP packet on the video (or audio) track, stamped so the
+    /// receivers measure its delay through the SFU.
+    pub async fn send(&self, video: bool, mut packet: rtc::rtp::Packet, sent: &SendTimes) {
+        let (track, ssrc) = if video { &self.video } else { &self.audio };
+        packet.header.ssrc = *ssrc;
+        sent.put((packet.header.timestamp, packet.header.sequence_number), Instant::now());
+        let _ = track.write_rtp(packet).await;
+    }
+
+    /// Asks the SFU for a keyframe of every video this peer receives, as a
+    /// browser's decoder does after a loss.
+    pub async fn request_keyframes(&self) {
+        use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        let remotes: Vec<_> = self.remotes.lock().expect("remotes poisoned").clone();
+        for remote in remotes {
+            if let Some(&media_ssrc) = remote.ssrcs().await.first() {
+                let _ = remote.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        drop(self.sources);
+        let _ = self.publisher.close().await;
+        let _ = self.subscriber.close().await;
+    }
+}
+
+/// What [`run`] saw.
+#[derive(Debug)]
+pub struct LoopbackReport {
+    pub forwarded_packets: u64,
+    pub keyframe_requests_relayed: u64,
+    /// Per peer: (name, audio packets, video packets received).
+    pub received: Vec<(String, u64, u64)>,
+    /// Closed recording segments: (file, bytes, duration in ms).
+    pub segments: Vec<(String, u64, u64)>,
+    pub failures: Vec<String>,
+}
+
+/// Two peers call each other through `server` for `duration` with
+/// synthetic audio and video, recorded as `recording` (the server's
+/// recordings directory). `reports` is the receiver [`MediaServer::new`]
+/// returned; `progress` gets the seconds done.
+pub async fn run(
+    server: &MediaServer,
+    mut reports: mpsc::UnboundedReceiver<crate::server::Report>,
+    duration: Duration,
+    mut progress: impl FnMut(u64),
+) -> Result<LoopbackReport, MediaError> {
+    let room = "loopback";
+    let sent = Arc::new(SendTimes::default());
+    let mut customer = TestPeer::join(server, room, "customer", ParticipantRole::Customer, sent.clone()).await?;
+    let mut agent = TestPeer::join(server, room, "agent", ParticipantRole::Agent, sent.clone()).await?;
+    server.start_recording(room, "loopback")?;
+    customer.start_sources(0, 300)?;
+    agent.start_sources(1, 300)?;
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1).min(duration.saturating_sub(start.elapsed()))).await;
+        progress(start.elapsed().as_secs());
+        // As a browser does after a loss: exercises the keyframe relay.
+        customer.request_keyframes().await;
+    }
+    // Hang up first, as a call does: the recorders then close on what arrived.
+    drop(std::mem::take(&mut customer.sources));
+    drop(std::mem::take(&mut agent.sources));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.stop_recording(room).await;
+    let received = [&customer, &agent]
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.received.audio_packets.load(Ordering::Relaxed),
+                p.received.video_packets.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    customer.close().await;
+    agent.close().await;
+    let _ = server.leave(room, "customer", None).await;
+    let _ = server.leave(room, "agent", None).await;
+    let mut segments = Vec::new();
+    let mut failures = Vec::new();
+    while let Ok(report) = reports.try_recv() {
+        match report {
+            crate::server::Report::SegmentClosed { file, bytes, duration_ms, .. } => {
+                segments.push((file, bytes, duration_ms))
+            }
+            crate::server::Report::RecordingFailed { track, error, .. } => failures.push(format!("{track}: {error}")),
+            crate::server::Report::Media(_) => {}
+        }
+    }
+    segments.sort();
+    Ok(LoopbackReport {
+        forwarded_packets: server.forwarded_packets(),
+        keyframe_requests_relayed: server.relayed_keyframe_requests(),
+        received,
+        segments,
+        failures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::MediaConfig;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_peers_hear_and_see_each_other_through_the_sfu_and_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = MediaConfig {
+            ports: (52_000, 52_199),
+            recordings_dir: dir.path().to_owned(),
+            segment: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let (server, reports) = MediaServer::new(config);
+        let report = run(&server, reports, Duration::from_secs(4), |_| {}).await.unwrap();
+        for (name, audio, video) in &report.received {
+            assert!(*audio > 100, "{name} received {audio} audio packets in 4 s");
+            assert!(*video > 30, "{name} received {video} video packets in 4 s");
+        }
+        assert!(report.forwarded_packets > 300, "{report:?}");
+        assert!(report.keyframe_requests_relayed >= 1, "the subscribers' PLIs reach the SFU: {report:?}");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let tracks: std::collections::HashSet<&str> =
+            report.segments.iter().map(|(file, _, _)| file.rsplit_once('/').unwrap().0).collect();
+        assert_eq!(tracks.len(), 4, "two audio and two video tracks recorded: {:?}", report.segments);
+        for (file, bytes, _) in &report.segments {
+            assert_eq!(std::fs::metadata(dir.path().join(file)).unwrap().len(), *bytes);
+        }
+    }
+}
