@@ -19,3 +19,4 @@ cargo bench --bench rebuild
 cargo bench --bench relay
 cargo bench --bench http_messages
 cargo bench --bench ws_fanout
+cargo bench --bench sfu_load

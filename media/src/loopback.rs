@@ -386,3 +386,82 @@ mod tests {
         }
     }
 }
+
+/// Pre-encoded RTP for load generation: a few seconds of synthetic media,
+/// replayed in a loop with fresh sequence numbers and timestamps, so a
+/// thousand streams cost no encoder.
+#[derive(Debug)]
+pub struct Clip {
+    /// Each packet with its time after the first.
+    packets: Vec<(Duration, rtc::rtp::Packet)>,
+    span: Duration,
+    span_ts: u32,
+    pub bytes_per_second: u64,
+}
+
+impl Clip {
+    /// Captures `seconds` of live synthetic media (VP8 at `kbps`, or Opus).
+    pub fn capture(video: bool, kbps: u32, seconds: f64) -> Result<Clip, MediaError> {
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let sink = captured.clone();
+        let start = Instant::now();
+        let pt = if video { 96 } else { 111 };
+        let source = SyntheticSource::start(video, pt, kbps, 30, 0, move |rtp| {
+            let mut buf = rtp;
+            if let Ok(packet) = rtc::rtp::Packet::unmarshal(&mut buf) {
+                sink.lock().expect("capture poisoned").push((start.elapsed(), packet));
+            }
+        })
+        .map_err(|e| MediaError::Recording(e.to_string()))?;
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        drop(source);
+        let mut packets = std::mem::take(&mut *captured.lock().expect("capture poisoned"));
+        let Some((t0, first)) = packets.first().map(|(t, p)| (*t, p.header.timestamp)) else {
+            return Err(MediaError::Recording("the synthetic source made no packets".into()));
+        };
+        for (t, _) in &mut packets {
+            *t -= t0;
+        }
+        let (last_t, last_ts) = packets.last().map(|(t, p)| (*t, p.header.timestamp)).expect("not empty");
+        let frame = Duration::from_millis(if video { 33 } else { 20 });
+        let clock = if video { 90_000 } else { 48_000 };
+        let span = last_t + frame;
+        let span_ts = last_ts.wrapping_sub(first).wrapping_add((clock as u64 * frame.as_millis() as u64 / 1000) as u32);
+        let bytes: u64 = packets.iter().map(|(_, p)| p.payload.len() as u64 + 12).sum();
+        Ok(Clip { packets, span, span_ts, bytes_per_second: (bytes as f64 / span.as_secs_f64()) as u64 })
+    }
+}
+
+impl TestPeer {
+    /// Sends `clip` on the video (or audio) track in real time until
+    /// `until`, each packet stamped for the delay measurement.
+    pub async fn stream(&self, clip: Arc<Clip>, video: bool, until: Instant, sent: Arc<SendTimes>) {
+        let seq_base = crate::server::rand_ssrc() as u16;
+        let ts_base = crate::server::rand_ssrc();
+        let start = tokio::time::Instant::now();
+        let mut n: u32 = 0;
+        for round in 0u32.. {
+            for (offset, packet) in &clip.packets {
+                let at = start + clip.span * round + *offset;
+                if at.into_std() >= until {
+                    return;
+                }
+                tokio::time::sleep_until(at).await;
+                let mut packet = packet.clone();
+                packet.header.sequence_number = seq_base.wrapping_add(n as u16);
+                packet.header.timestamp =
+                    ts_base.wrapping_add(packet.header.timestamp).wrapping_add(clip.span_ts.wrapping_mul(round));
+                n += 1;
+                self.send(video, packet, &sent).await;
+            }
+        }
+    }
+}
+
+/// `p` (0..=1) of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}

@@ -283,7 +283,7 @@ impl SyntheticSource {
         let description = if video {
             format!(
                 "videotestsrc is-live=true pattern={} ! video/x-raw,width=320,height=240,framerate=30/1 \
-                 ! vp8enc deadline=1 cpu-used=8 target-bitrate={} keyframe-max-dist={keyframe_every} \
+                 ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={} keyframe-max-dist={keyframe_every} \
                  ! rtpvp8pay pt={payload_type} mtu=1200 ! appsink name=out sync=false emit-signals=false",
                 pattern % 25,
                 kbps * 1000

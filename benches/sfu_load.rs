@@ -1,0 +1,159 @@
+//! SFU load: N concurrent 1:1 calls through the real SFU, each participant
+//! an in-process WebRTC peer (DTLS, SRTP, UDP on loopback) sending VP8 at
+//! 500 kbit/s and Opus, replayed from a pre-encoded clip so no encoder runs.
+//! Measures forwarded packets/s and Mbit/s, the process's CPU per forwarded
+//! Mbit/s, and the delay from a peer's send to the other peer's receive
+//! (p50/p99, which includes both peers' SRTP work, so it bounds the SFU's
+//! added latency from above). Runs a light baseline (SFU_BASELINE calls),
+//! then N calls without and with recording, in the same process.
+//!
+//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_BASELINE=10
+//!
+//! CPU is the whole process: the SFU *and* the synthetic peers (which do as
+//! much SRTP work as the SFU). The SFU's own share is at most that.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use witness_media::loopback::{percentile, Clip, SendTimes, TestPeer};
+use witness_media::server::{MediaConfig, MediaServer};
+use witness_schemas::ParticipantRole;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// CPU seconds this process used so far (user + system).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+struct Outcome {
+    calls: u64,
+    record: bool,
+    forwarded_pps: f64,
+    forwarded_mbps: f64,
+    cpu_cores: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    received_ratio: f64,
+}
+
+async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Arc<Clip>, ports: (u16, u16)) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MediaConfig { ports, recordings_dir: dir.path().to_owned(), ..Default::default() };
+    let (server, mut reports) = MediaServer::new(config);
+    tokio::spawn(async move { while reports.recv().await.is_some() {} });
+    let sent = Arc::new(SendTimes::default());
+    let mut peers = Vec::new();
+    for call in 0..calls {
+        let room = format!("call-{call}");
+        if record {
+            server.start_recording(&room, &room).unwrap();
+        }
+        for (name, role) in [("customer", ParticipantRole::Customer), ("agent", ParticipantRole::Agent)] {
+            let peer = TestPeer::join(&server, &room, name, role, sent.clone()).await.expect("peer joins");
+            peers.push(Arc::new(peer));
+        }
+    }
+    // Let the subscriber connections finish negotiating before measuring.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let forwarded_before = server.forwarded_packets();
+    let cpu_before = cpu_seconds();
+    let start = Instant::now();
+    let until = start + Duration::from_secs(seconds);
+    let mut streams = Vec::new();
+    for peer in &peers {
+        for (clip, is_video) in [(video.clone(), true), (audio.clone(), false)] {
+            let (peer, sent) = (peer.clone(), sent.clone());
+            streams.push(tokio::spawn(async move { peer.stream(clip, is_video, until, sent).await }));
+        }
+    }
+    for s in streams {
+        let _ = s.await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let forwarded = server.forwarded_packets() - forwarded_before;
+    let offered_bytes_per_s = (video.bytes_per_second + audio.bytes_per_second) as f64;
+    let forwarded_mbps = offered_bytes_per_s * 8.0 * (peers.len() as f64) / 1e6;
+    let mut delays: Vec<u64> = Vec::new();
+    let mut received = 0u64;
+    for peer in &peers {
+        delays.extend(peer.received.delays_us.lock().unwrap().iter());
+        received +=
+            peer.received.video_packets.load(Ordering::Relaxed) + peer.received.audio_packets.load(Ordering::Relaxed);
+    }
+    delays.sort_unstable();
+    let outcome = Outcome {
+        calls,
+        record,
+        forwarded_pps: forwarded as f64 / elapsed,
+        forwarded_mbps,
+        cpu_cores: cpu / elapsed,
+        p50_ms: percentile(&delays, 0.5) as f64 / 1000.0,
+        p99_ms: percentile(&delays, 0.99) as f64 / 1000.0,
+        received_ratio: received as f64 / forwarded.max(1) as f64,
+    };
+    for peer in peers {
+        if let Ok(peer) = Arc::try_unwrap(peer) {
+            peer.close().await;
+        }
+    }
+    for call in 0..calls {
+        server.close_room(&format!("call-{call}"), "bench over").await;
+    }
+    outcome
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let calls = env("SFU_CALLS", 100);
+    let seconds = env("SFU_SECONDS", 10);
+    let baseline = env("SFU_BASELINE", 10);
+    witness_media::recorder::init().expect("GStreamer (scripts/bench.sh installs it)");
+    eprintln!("capturing 3 s of VP8 at 500 kbit/s and Opus to replay…");
+    let video = Arc::new(Clip::capture(true, 500, 3.0).unwrap());
+    let audio = Arc::new(Clip::capture(false, 32, 3.0).unwrap());
+    eprintln!(
+        "clip: video {:.0} kbit/s, audio {:.0} kbit/s (RTP payload + header)",
+        video.bytes_per_second as f64 * 8.0 / 1000.0,
+        audio.bytes_per_second as f64 * 8.0 / 1000.0
+    );
+    let mut outcomes = Vec::new();
+    for (n, record, ports) in
+        [(baseline, false, (41_000, 41_999)), (calls, false, (42_000, 42_999)), (calls, true, (43_000, 43_999))]
+    {
+        eprintln!("{n} calls{} for {seconds} s…", if record { " with recording" } else { "" });
+        outcomes.push(run(n, seconds, record, video.clone(), audio.clone(), ports).await);
+    }
+    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | CPU per forwarded Mbit/s | send→receive p50 | p99 | received / forwarded |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for o in &outcomes {
+        println!(
+            "| {} | {} | {:.0} | {:.1} | {:.2} | {:.4} | {:.2} ms | {:.2} ms | {:.3} |",
+            o.calls,
+            if o.record { "yes" } else { "no" },
+            o.forwarded_pps,
+            o.forwarded_mbps,
+            o.cpu_cores,
+            o.cpu_cores / o.forwarded_mbps.max(1e-9),
+            o.p50_ms,
+            o.p99_ms,
+            o.received_ratio
+        );
+    }
+    let (plain, recorded) = (&outcomes[1], &outcomes[2]);
+    println!(
+        "recording cost: {:.2} % of a core per call ({} tracks per call); p99 {}x the baseline's",
+        (recorded.cpu_cores - plain.cpu_cores) * 100.0 / calls as f64,
+        4,
+        format_args!("{:.1}", plain.p99_ms / outcomes[0].p99_ms.max(1e-9))
+    );
+}
