@@ -124,6 +124,8 @@ try {
     }
   }
   if (process.env.RECORDED) {
+    // The workbench lists the recording with the composite once rendered.
+    await expect(agent.locator("#recordings .composite video"), "the composite on the workbench");
     // Compliance plays a segment on the admin page (Chromium asks by range);
     // a customer may not; every access is in the record.
     const officer = await (await browser.newContext()).newPage();
