@@ -161,7 +161,8 @@ struct ServeArgs {
     /// Where call recordings are written (per recording, per track).
     #[arg(long, default_value = "data/recordings")]
     recordings_dir: PathBuf,
-    /// Record every call from its start (otherwise agents record on demand).
+    /// Record every call from its start (otherwise agents record on
+    /// demand), for tenants that set no policy of their own.
     #[arg(long)]
     record_calls: bool,
     /// The length of a recording segment, in seconds.

@@ -48,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions/{id}/call", post(start))
         .route("/api/sessions/{id}/call/end", post(end))
         .route("/api/sessions/{id}/recording", post(recording))
+        .route("/api/admin/recording-policy", axum::routing::get(policy).put(set_policy))
 }
 
 #[derive(Deserialize)]
@@ -72,10 +73,48 @@ async fn start(
     let call_id = CallId::new();
     let mut version =
         run(&state, &caller, s.id, SessionCommand::StartCall { agent_id, call_id, kind: body.kind }).await?;
-    if state.record_calls {
+    if records_calls(&state, &caller.t).await? {
         version = start_recording(&state, &caller, s.id, RecordingReason::TenantPolicy).await?;
     }
     Ok((StatusCode::CREATED, Json(json!({ "call_id": call_id, "version": version }))))
+}
+
+/// The tenant's policy, or the server's default (`serve --record-calls`).
+async fn records_calls(state: &AppState, tenant: &witness_schemas::TenantId) -> Result<bool, ApiError> {
+    Ok(crate::accounts::directory(&state.store, tenant).await?.record_calls.unwrap_or(state.record_calls))
+}
+
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Policy {
+    record_calls: bool,
+}
+
+/// The tenant's recording policy (admins).
+async fn policy(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Policy>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    Ok(Json(Policy { record_calls: records_calls(&state, &caller.t).await? }))
+}
+
+/// Sets whether the tenant's calls are recorded from their start (admins);
+/// a `RecordingPolicySet` event on the tenant stream.
+async fn set_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<Policy>,
+) -> Result<Json<Policy>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let command = witness_engine::domain::tenant::TenantCommand::SetRecordingPolicy { record_calls: body.record_calls };
+    execute::<witness_engine::domain::tenant::Tenant>(
+        &state.store,
+        &caller.t,
+        &StreamId::tenant(&caller.t),
+        &caller.actor(),
+        Utc::now(),
+        command,
+    )
+    .await?;
+    Ok(Json(body))
 }
 
 async fn start_recording(

@@ -88,7 +88,8 @@ pub struct AppState {
     pub bot_threshold: f64,
     /// The SFU carrying the calls.
     pub media: witness_media::server::MediaServer,
-    /// Record every call from its start (else only on the agent's demand).
+    /// Record every call from its start (else only on the agent's demand),
+    /// for tenants that set no policy of their own.
     pub record_calls: bool,
     /// Composite renderings in progress.
     pub composites: recordings::Composites,

@@ -696,6 +696,41 @@ mod websocket {
     }
 
     #[tokio::test]
+    async fn a_tenant_that_records_calls_records_each_call_from_its_start_and_only_admins_set_that() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let (customer, agent, id) = assigned(&w).await;
+        let admin = w.token("acme", Role::Admin).to_owned();
+        assert_eq!(w.get("/api/admin/recording-policy", &admin).await["record_calls"], false, "the server's default");
+        let before = w.events().await;
+        let on = json!({ "record_calls": true });
+        let (status, _) = w.call(Method::PUT, "/api/admin/recording-policy", Some(&agent), Some(on.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) =
+            w.call(Method::PUT, "/api/admin/recording-policy", Some(&admin), Some(json!({ "record": true }))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(w.events().await, before, "refused: nothing written");
+        let (status, _) = w.call(Method::PUT, "/api/admin/recording-policy", Some(&admin), Some(on)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(w.get("/api/admin/recording-policy", &admin).await["record_calls"], true);
+        let globex = w.token("globex", Role::Admin);
+        assert_eq!(w.get("/api/admin/recording-policy", globex).await["record_calls"], false, "per tenant");
+
+        let (status, _) = w
+            .call(Method::POST, &format!("/api/sessions/{id}/call"), Some(&customer), Some(json!({ "kind": "audio" })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let view = w.get(&format!("/api/sessions/{id}"), &agent).await;
+        let started = view["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "RecordingStarted");
+        assert_eq!(started.expect("recorded from the start")["payload"]["reason"], "tenant_policy");
+        // The agent stops it; ending the call then needs no stop of its own.
+        w.post(&format!("/api/sessions/{id}/recording"), &agent, json!({ "record": false })).await;
+        w.post(&format!("/api/sessions/{id}/call/end"), &agent, json!({})).await;
+        let view = w.get(&format!("/api/sessions/{id}"), &agent).await;
+        assert_eq!(types(&view).iter().filter(|t| *t == "RecordingStopped").count(), 1, "{:?}", types(&view));
+    }
+
+    #[tokio::test]
     async fn call_signaling_refuses_bad_messages_and_strangers_and_writes_nothing() {
         let w = World::new().await;
         tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));

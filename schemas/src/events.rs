@@ -492,6 +492,13 @@ payload!(
         entries: Vec<FaqEntry>,
     }
 );
+payload!(
+    /// Whether the tenant's calls are recorded from their start (on the
+    /// tenant stream). Without one, the server's default applies.
+    RecordingPolicySet {
+        record_calls: bool,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -631,6 +638,7 @@ registry! {
     TenantCreated => 1,
     UserCreated => 1,
     FaqImported => 1,
+    RecordingPolicySet => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

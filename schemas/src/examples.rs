@@ -44,6 +44,7 @@ pub fn one_of_each() -> Vec<Event> {
             }],
         }
         .into(),
+        RecordingPolicySet { record_calls: true }.into(),
         Event::from(AgentPresenceChanged {
             agent_id,
             presence: Presence::Online,

@@ -24,6 +24,8 @@ pub struct TenantState {
     pub name: Option<String>,
     /// By login.
     pub users: BTreeMap<String, User>,
+    /// The tenant's recording policy, if it set one.
+    pub record_calls: Option<bool>,
 }
 
 impl TenantState {
@@ -50,6 +52,10 @@ pub enum TenantCommand {
     /// Entries already checked by the importer (see the API's `kb` module).
     ImportFaq {
         entries: Vec<FaqEntry>,
+    },
+    /// Record every call from its start, or only on an agent's demand.
+    SetRecordingPolicy {
+        record_calls: bool,
     },
 }
 
@@ -101,6 +107,15 @@ impl Decider for Tenant {
                 }
                 Ok(vec![FaqImported { entries }.into()])
             }
+            TenantCommand::SetRecordingPolicy { record_calls } => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if state.record_calls == Some(record_calls) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![RecordingPolicySet { record_calls }.into()])
+            }
         }
     }
 
@@ -116,6 +131,7 @@ impl Decider for Tenant {
                 };
                 state.users.insert(e.login.clone(), user);
             }
+            Event::RecordingPolicySet(e) => state.record_calls = Some(e.record_calls),
             _ => {}
         }
         state
@@ -133,6 +149,20 @@ mod tests {
 
     fn add(user_id: UserId, login: &str, role: Role) -> TenantCommand {
         TenantCommand::AddUser { user_id, login: login.into(), role, display_name: "Li Na".into() }
+    }
+
+    #[test]
+    fn a_tenant_sets_its_recording_policy_and_setting_it_again_changes_nothing() {
+        let set = |record_calls| TenantCommand::SetRecordingPolicy { record_calls };
+        TestHarness::<Tenant>::given([]).when(set(true)).refused();
+        TestHarness::<Tenant>::given([created()])
+            .when(set(true))
+            .then([RecordingPolicySet { record_calls: true }.into()]);
+        TestHarness::<Tenant>::given([created(), RecordingPolicySet { record_calls: true }.into()])
+            .when(set(true))
+            .then([]);
+        let state = Tenant::fold(&[created(), RecordingPolicySet { record_calls: false }.into()]);
+        assert_eq!(state.record_calls, Some(false));
     }
 
     #[test]
