@@ -43,8 +43,7 @@ pub struct TestPeer {
     audio: (Arc<TrackLocalStaticRTP>, u32),
     video: (Arc<TrackLocalStaticRTP>, u32),
     pub received: Arc<Received>,
-    /// Remote video tracks, for keyframe requests.
-    remotes: Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>,
+    remotes: Remotes,
     sources: Vec<SyntheticSource>,
 }
 
@@ -54,9 +53,13 @@ impl std::fmt::Debug for TestPeer {
     }
 }
 
+/// Remote video tracks a peer receives, kept for keyframe requests.
+type Remotes = Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>;
+
 struct Handler {
     gathered: watch::Sender<bool>,
-    received: Option<(Arc<Received>, Arc<Mutex<Vec<Arc<dyn TrackRemote>>>>, Arc<SendTimes>)>,
+    /// For the receiving connection: where to count and time what arrives.
+    received: Option<(Arc<Received>, Remotes, Arc<SendTimes>)>,
 }
 
 #[async_trait::async_trait]
