@@ -20,9 +20,7 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream", "--auto-select-desktop-capture-source=Entire screen",
-    // The SFU listens on loopback in the tests; Chromium leaves loopback out of ICE unless told.
-    "--allow-loopback-in-peer-connection"],
+    "--use-fake-ui-for-media-stream", "--auto-select-desktop-capture-source=Entire screen"],
 });
 const expect = async (locator, what) => {
   await locator.first().waitFor({ timeout }).catch(() => { throw new Error(`not seen: ${what}`); });
