@@ -285,15 +285,18 @@ impl MediaServer {
             }
             peers.insert(key.clone(), peer);
         }
-        let joined = self.inner.input(Input::Join { room: key.0.clone(), participant: key.1.clone(), role });
-        if let Err(e) = joined {
-            if let Some(peer) = self.inner.peers.lock().await.remove(&key) {
-                close(peer).await;
+        match self.inner.input(Input::Join { room: key.0.clone(), participant: key.1.clone(), role }) {
+            Ok(out) => {
+                self.inner.clone().act(out).await;
+                Ok(())
             }
-            return Err(e.into());
+            Err(e) => {
+                if let Some(peer) = self.inner.peers.lock().await.remove(&key) {
+                    close(peer).await;
+                }
+                Err(e.into())
+            }
         }
-        self.inner.clone().act(joined.unwrap_or_default()).await;
-        Ok(())
     }
 
     /// The participant's offer on its publishing connection (the first, or a
