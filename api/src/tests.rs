@@ -678,7 +678,7 @@ mod websocket {
         assert!(Value::Array(drain(&mut compliance_ws).await).to_string().contains("4242"));
     }
     /// A session assigned to acme's agent: (customer token, agent token, id).
-    async fn assigned(w: &World) -> (String, String, String) {
+    pub(super) async fn assigned(w: &World) -> (String, String, String) {
         let agent = w.token("acme", Role::Agent).to_owned();
         let presence = json!({ "presence": "online", "capacity": 2, "skill_groups": ["cards"] });
         w.call(Method::PUT, "/api/agent/presence", Some(&agent), Some(presence)).await;
@@ -823,6 +823,75 @@ mod decoders {
     use proptest::test_runner::{Config, TestRunner};
 
     use super::*;
+
+    /// Whatever a joined participant sends on the signaling socket — any
+    /// text, near-valid messages, SDP offers of random lines — the answer is
+    /// a `media.error` or a `media.answer`, nothing panics, nothing is
+    /// written to the log.
+    #[test]
+    fn arbitrary_signaling_messages_and_sdp_are_answered_or_refused_cleanly() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (w, claims, id, signaling) = rt.block_on(async {
+            let w = World::new().await;
+            tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+            let (customer, agent, id) = super::websocket::assigned(&w).await;
+            w.post(&format!("/api/sessions/{id}/call"), &agent, json!({ "kind": "video" })).await;
+            let claims = w.state.keys.verify(&customer, chrono::Utc::now()).unwrap();
+            let mut signaling = crate::calls::Signaling::new();
+            let joined =
+                signaling.handle(&w.state, &claims, &json!({ "type": "media.join", "session": id }).to_string()).await;
+            assert!(joined.unwrap().contains("media.joined"));
+            // The join's ParticipantJoined is written asynchronously.
+            w.wait_for(&id, &agent, |v| v.to_string().contains("ParticipantJoined")).await;
+            (w, claims, id, std::sync::Mutex::new(signaling))
+        });
+        let line = prop_oneof![
+            Just("o=- 1 2 IN IP4 127.0.0.1".to_owned()),
+            Just("s=-".to_owned()),
+            Just("t=0 0".to_owned()),
+            Just("a=group:BUNDLE 0".to_owned()),
+            Just("m=audio 9 UDP/TLS/RTP/SAVPF 111".to_owned()),
+            Just("m=video 9 UDP/TLS/RTP/SAVPF 96".to_owned()),
+            Just("c=IN IP4 0.0.0.0".to_owned()),
+            Just("a=mid:0".to_owned()),
+            Just("a=sendonly".to_owned()),
+            Just("a=rtpmap:111 opus/48000/2".to_owned()),
+            Just("a=ice-ufrag:abcd".to_owned()),
+            Just("a=ice-pwd:0123456789abcdefghijklmn".to_owned()),
+            Just("a=fingerprint:sha-256 00:11".to_owned()),
+            Just("a=setup:actpass".to_owned()),
+            Just("a=msid:s t".to_owned()),
+            "[ -~]{0,40}",
+        ];
+        let sdp = proptest::collection::vec(line, 0..14).prop_map(|lines| format!("v=0\r\n{}\r\n", lines.join("\r\n")));
+        let id_for_sdp = id.clone();
+        let frames = prop_oneof![
+            any::<String>(),
+            sdp.prop_map(move |sdp| json!({ "type": "media.publish", "session": id_for_sdp, "sdp": sdp }).to_string()),
+            "\\{\"type\": ?\"media\\.(publish|answer|candidate|dance)\"(, ?\"(sdp|target|candidate|session)\": ?(\"[a-z0-9= ]{0,12}\"|1|null|\\{\\}))*\\}",
+        ];
+        let before = rt.block_on(w.events());
+        let mut runner = TestRunner::new(Config { cases: 128, ..Config::default() });
+        runner
+            .run(&frames, |frame| {
+                let mut signaling = signaling.lock().unwrap();
+                let reply = rt.block_on(signaling.handle(&w.state, &claims, &frame));
+                if let Some(reply) = reply {
+                    let reply: Value = serde_json::from_str(&reply).expect("replies are JSON");
+                    prop_assert!(
+                        reply["type"] == "media.error" || reply["type"] == "media.answer",
+                        "{frame} → {reply}"
+                    );
+                    if reply["type"] == "media.error" {
+                        prop_assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(rt.block_on(w.events()), before, "signaling wrote nothing to the log");
+        let _ = id;
+    }
 
     /// Whatever bytes arrive as a message, the answer is a 2xx with the
     /// message stored, or a 4xx with a JSON error and nothing stored.
