@@ -864,10 +864,9 @@ mod decoders {
             "[ -~]{0,40}",
         ];
         let sdp = proptest::collection::vec(line, 0..14).prop_map(|lines| format!("v=0\r\n{}\r\n", lines.join("\r\n")));
-        let id_for_sdp = id.clone();
         let frames = prop_oneof![
             any::<String>(),
-            sdp.prop_map(move |sdp| json!({ "type": "media.publish", "session": id_for_sdp, "sdp": sdp }).to_string()),
+            sdp.prop_map(move |sdp| json!({ "type": "media.publish", "session": id, "sdp": sdp }).to_string()),
             "\\{\"type\": ?\"media\\.(publish|answer|candidate|dance)\"(, ?\"(sdp|target|candidate|session)\": ?(\"[a-z0-9= ]{0,12}\"|1|null|\\{\\}))*\\}",
         ];
         let before = rt.block_on(w.events());
@@ -890,7 +889,6 @@ mod decoders {
             })
             .unwrap();
         assert_eq!(rt.block_on(w.events()), before, "signaling wrote nothing to the log");
-        let _ = id;
     }
 
     /// Whatever bytes arrive as a message, the answer is a 2xx with the
