@@ -108,7 +108,9 @@ impl TrackRecorder {
         init()?;
         let (media, encoding, depay, pad) = match codec.to_ascii_lowercase().as_str() {
             "audio/opus" => ("audio", "OPUS", "rtpopusdepay ! opusparse", "audio_0"),
-            "video/vp8" => ("video", "VP8", "rtpvp8depay", "video"),
+            // A segment must start at a keyframe to be playable: drop what comes
+            // before the first one (and after a loss), and ask for one then.
+            "video/vp8" => ("video", "VP8", "rtpvp8depay wait-for-keyframe=true request-keyframe=true", "video"),
             other => return Err(RecorderError::Codec(other.to_owned())),
         };
         std::fs::create_dir_all(dir).map_err(|e| RecorderError::Io(dir.to_owned(), e))?;
