@@ -137,14 +137,16 @@ try {
     }
     await officer.click("#sessions tr.session");
     await expect(officer.locator("#recordings .segment video"), "the recording's segments on the admin page");
-    const played = await officer.locator("#recordings .segment video").first().evaluate((v) => new Promise((resolve) => {
-      const done = () => resolve({ readyState: v.readyState, duration: v.duration, error: v.error?.message });
+    // Every segment and the composite must play: each loads its metadata.
+    const played = await officer.locator("#recordings video").evaluateAll((videos) => Promise.all(videos.map((v) => new Promise((resolve) => {
+      const done = () => resolve({ src: v.src.split("?")[0].split("/").slice(-2).join("/"), readyState: v.readyState, duration: v.duration, error: v.error?.message });
       if (v.readyState >= 1) done();
       v.onloadedmetadata = done;
       v.onerror = done;
       setTimeout(done, 10_000);
-    }));
-    if (!(played.readyState >= 1 && played.duration > 0)) throw new Error(`the segment does not play: ${JSON.stringify(played)}`);
+    }))));
+    const unplayable = played.filter((p) => !(p.readyState >= 1 && p.duration > 0));
+    if (played.length < 6 || unplayable.length) throw new Error(`segments that do not play: ${JSON.stringify(unplayable)} of ${played.length}`);
     const customerToken = await customer.evaluate(() => window.witnessToken());
     const list = await fetch(`${base}/api/sessions/${session}/recordings`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json());
     const url = `${base}${list[0].segments[0].url}`;
