@@ -625,6 +625,16 @@ mod websocket {
         Ok(socket)
     }
 
+    /// Runs the routing process and the API on a free loopback port.
+    async fn serve(w: &World) -> u16 {
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router = app(w.state.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        port
+    }
+
     /// The next frame within half a second, if any.
     async fn next(socket: &mut Socket) -> Option<Value> {
         match tokio::time::timeout(Duration::from_millis(500), socket.next()).await {
@@ -645,11 +655,7 @@ mod websocket {
     #[tokio::test]
     async fn each_connection_gets_only_what_its_caller_may_see() {
         let w = World::new().await;
-        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let router = app(w.state.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let port = serve(&w).await;
         let (alice, a) = w.session("acme", "first words").await;
         let (bob, b) = w.session("acme", "other words").await;
 
@@ -733,11 +739,7 @@ mod websocket {
     #[tokio::test]
     async fn call_signaling_refuses_bad_messages_and_strangers_and_writes_nothing() {
         let w = World::new().await;
-        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let router = app(w.state.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let port = serve(&w).await;
         let (customer, agent, id) = assigned(&w).await;
         let mut ws = connect(port, &customer, Some(&id)).await.unwrap();
         drain(&mut ws).await;

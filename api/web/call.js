@@ -175,3 +175,22 @@ export class CallClient {
     this.onChange();
   }
 }
+
+// Wires a page's call controls (#mic, #cam, #switch-cam, #screen) to the
+// call `current()` returns; returns the function that redraws their labels
+// (and then calls `extra`, for a page's own controls).
+export function callControls(current, show, extra = () => {}) {
+  const $ = (id) => document.getElementById(id);
+  const draw = () => {
+    const s = current()?.senders || {};
+    $("mic").textContent = s.mic?.track?.enabled === false ? "Unmute" : "Mute";
+    $("cam").textContent = !s.camera ? "Camera on" : s.camera.track?.enabled === false ? "Camera on" : "Camera off";
+    $("screen").textContent = s.screen ? "Stop sharing" : "Share screen";
+    extra();
+  };
+  $("mic").onclick = () => current()?.toggle("mic");
+  $("cam").onclick = () => (current()?.senders.camera ? current().toggle("camera") : current()?.camera().then(draw, show));
+  $("switch-cam").onclick = () => current()?.camera(true).catch(show);
+  $("screen").onclick = () => (current()?.senders.screen ? current().stopScreen() : current()?.shareScreen())?.catch(show);
+  return draw;
+}
