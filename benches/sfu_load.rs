@@ -114,6 +114,11 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo test --all-targets` runs benches too: only `cargo bench` loads the machine.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("sfu_load bench: run with `cargo bench --bench sfu_load`");
+        return;
+    }
     let calls = env("SFU_CALLS", 100);
     let seconds = env("SFU_SECONDS", 10);
     let baseline = env("SFU_BASELINE", 10);
