@@ -174,7 +174,8 @@ mod tests {
             let recorder =
                 Arc::new(TrackRecorder::new(&dir, codec, pt, clock, Duration::from_secs(1), |_| {}, || {}).unwrap());
             let feed = recorder.clone();
-            let source = SyntheticSource::start(video, pt, 300, 15, pattern, move |rtp| feed.push(rtp)).unwrap();
+            let source =
+                SyntheticSource::start(video, pt, 300, 15, pattern, move |rtp| feed.push(rtp.to_vec())).unwrap();
             inputs.push((dir, video, source, recorder));
         }
         std::thread::sleep(Duration::from_secs_f64(seconds));

@@ -173,9 +173,10 @@ impl TrackRecorder {
         Ok(TrackRecorder { pipeline, appsrc, bus_thread: Some(bus_thread), alive })
     }
 
-    /// Queues one RTP packet (header and payload, as received).
-    pub fn push(&self, rtp: &[u8]) {
-        let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(rtp.to_vec()));
+    /// Queues one RTP packet (header and payload, as received); the buffer
+    /// is handed to GStreamer as it is, not copied.
+    pub fn push(&self, rtp: impl AsRef<[u8]> + Send + 'static) {
+        let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(rtp));
     }
 
     /// Ends the recording: the open segment is closed (and reported) before
@@ -358,7 +359,8 @@ mod tests {
             .unwrap(),
         );
         let feeding = recorder.clone();
-        let source = SyntheticSource::start(video, pt, 300, keyframe_every, 0, move |rtp| feeding.push(rtp)).unwrap();
+        let source =
+            SyntheticSource::start(video, pt, 300, keyframe_every, 0, move |rtp| feeding.push(rtp.to_vec())).unwrap();
         std::thread::sleep(Duration::from_secs_f64(seconds));
         drop(source);
         Arc::try_unwrap(recorder).expect("the source let go").stop();

@@ -780,7 +780,7 @@ impl Inner {
         };
         drop(recordings);
         if let Ok(bytes) = packet.marshal() {
-            recorder.push(&bytes);
+            recorder.push(bytes);
         }
     }
 
@@ -1123,11 +1123,10 @@ fn sending_tracks(sdp: &str) -> std::collections::HashSet<String> {
     tracks
 }
 
+/// A random SSRC (never 0).
 pub(crate) fn rand_ssrc() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    (h.finish() as u32).max(1)
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u32().max(1)
 }
 
 #[cfg(test)]
