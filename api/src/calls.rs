@@ -387,7 +387,17 @@ fn media_error(e: MediaError) -> ApiError {
 /// Writes what the media server saw and recorded into each session's
 /// record, until the server is dropped.
 pub async fn record(store: witness_engine::EventStore, mut reports: mpsc::UnboundedReceiver<Report>) {
+    // A session's tenant never changes: read it once per call's session,
+    // not once per report (the command reads the stream anyway).
+    let mut tenants: std::collections::HashMap<SessionId, witness_schemas::TenantId> = Default::default();
     while let Some(report) = reports.recv().await {
+        if let Report::Media(MediaEvent::RoomClosed { room }) = &report {
+            // Segments flushed after this read the tenant again.
+            if let Ok(session) = room.parse::<SessionId>() {
+                tenants.remove(&session);
+            }
+            continue;
+        }
         let (room, command) = match report {
             Report::Media(event) => {
                 let (room, fact) = match event {
@@ -430,15 +440,18 @@ pub async fn record(store: witness_engine::EventStore, mut reports: mpsc::Unboun
         };
         let Ok(session) = room.parse::<SessionId>() else { continue };
         let stream = StreamId::session(session);
-        let tenant = match store.read_stream(&stream, 1).await {
-            Ok(events) => match events.first() {
-                Some(first) => first.tenant_id.clone(),
-                None => continue,
+        let tenant = match tenants.get(&session) {
+            Some(tenant) => tenant.clone(),
+            None => match store.read_stream(&stream, 1).await {
+                Ok(events) => match events.first() {
+                    Some(first) => tenants.entry(session).or_insert_with(|| first.tenant_id.clone()).clone(),
+                    None => continue,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read a call's session");
+                    continue;
+                }
             },
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read a call's session");
-                continue;
-            }
         };
         if let Err(e) = execute::<Session>(&store, &tenant, &stream, &Actor::system(), Utc::now(), command).await {
             tracing::warn!(error = %e, "media report not recorded");
