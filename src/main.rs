@@ -15,9 +15,10 @@ use witness_schemas::*;
 #[derive(Parser)]
 #[command(name = "witness", version, about = "Event-sourced audio/video customer service")]
 struct Cli {
-    /// The event store: sqlite://PATH (the default, embedded) or postgres://USER@HOST:PORT/DB.
-    #[arg(long, global = true, env = "WITNESS_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    database_url: String,
+    /// The event store: sqlite://PATH or postgres://USER@HOST:PORT/DB
+    /// [default: sqlite://data/witness.db, embedded].
+    #[arg(long, global = true, env = "WITNESS_DATABASE_URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -186,7 +187,9 @@ enum MediaCommand {
     /// recorder with synthetic audio and video (GStreamer test sources):
     /// prints forwarded packets, what each received, and the recorded
     /// segments. Exit 1 if media did not flow or nothing was recorded.
-    /// Writes nothing to the store.
+    /// Writes to a store only when `--database-url` (or
+    /// WITNESS_DATABASE_URL) names one: the call is then a session of
+    /// tenant `selftest` whose record must name every segment with its hash.
     Loopback {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -278,15 +281,18 @@ fn redact(url: &str) -> String {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    // `media loopback` writes to a store only when one is named.
+    let named_store = cli.database_url.clone();
+    let url = cli.database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
     match cli.command {
-        Command::Serve(args) => serve(&cli.database_url, *args).await?,
-        Command::Admin { command } => admin(&cli.database_url, command).await?,
+        Command::Serve(args) => serve(&url, *args).await?,
+        Command::Admin { command } => admin(&url, command).await?,
         Command::Verify { recordings: true, recordings_dir, .. } => {
-            return verify_recordings(&cli.database_url, &recordings_dir).await
+            return verify_recordings(&url, &recordings_dir).await
         }
-        Command::Verify { public_key, .. } => return verify(&cli.database_url, public_key).await,
+        Command::Verify { public_key, .. } => return verify(&url, public_key).await,
         Command::Checkpoint { key_file } => {
-            let store = connect(&cli.database_url).await?;
+            let store = connect(&url).await?;
             let signer = CheckpointSigner::load_or_create(&key_file)?;
             let made = signer.checkpoint(&store).await?;
             match made.last() {
@@ -296,19 +302,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Schema { command: SchemaCommand::Export { dir } } => schema_export(&dir)?,
         Command::Media { command: MediaCommand::Loopback { seconds, out, media_ports, segment_seconds } } => {
-            return media_loopback(seconds, out, media_ports, segment_seconds).await
+            return media_loopback(named_store.as_deref(), seconds, out, media_ports, segment_seconds).await
         }
         Command::Seed { sessions: Some(sessions), agents, seed, tenant, .. } => {
-            seed_day(&cli.database_url, sessions, agents, seed, &tenant).await?;
+            seed_day(&url, sessions, agents, seed, &tenant).await?;
         }
         Command::Seed { sessions: None, events, streams, batch, tenant, .. } => {
-            seed(&cli.database_url, events.unwrap_or(10_000), streams, batch, &tenant).await?;
+            seed(&url, events.unwrap_or(10_000), streams, batch, &tenant).await?;
         }
-        Command::Replay { command: ReplayCommand::List { limit, json } } => {
-            replay_list(&cli.database_url, limit, json).await?
-        }
+        Command::Replay { command: ReplayCommand::List { limit, json } } => replay_list(&url, limit, json).await?,
         Command::Replay { command: ReplayCommand::Session { id, at, json } } => {
-            let store = connect(&cli.database_url).await?;
+            let store = connect(&url).await?;
             let replay = witness_replay::replay::replay_session(&store, id, at).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&replay)?);
@@ -316,7 +320,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{replay}");
             }
         }
-        Command::Rebuild { projection } => rebuild(&cli.database_url, projection.as_deref()).await?,
+        Command::Rebuild { projection } => rebuild(&url, projection.as_deref()).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -508,7 +512,13 @@ async fn verify(url: &str, public_key: Option<PathBuf>) -> Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
-async fn media_loopback(seconds: u64, out: PathBuf, ports: (u16, u16), segment_seconds: u64) -> Result<ExitCode> {
+async fn media_loopback(
+    store_url: Option<&str>,
+    seconds: u64,
+    out: PathBuf,
+    ports: (u16, u16),
+    segment_seconds: u64,
+) -> Result<ExitCode> {
     witness_media::recorder::init().context("the recorder needs GStreamer (scripts/serve.sh installs it)")?;
     let config = witness_media::server::MediaConfig {
         ports,
@@ -516,11 +526,30 @@ async fn media_loopback(seconds: u64, out: PathBuf, ports: (u16, u16), segment_s
         segment: Duration::from_secs(segment_seconds.max(1)),
         ..Default::default()
     };
+    // With a store, the call is a session of the self-test tenant and
+    // everything the media server reports goes into its record, as in a
+    // served call; without one, nothing is written but the segment files.
+    let selftest = match store_url {
+        Some(url) => Some(SelftestCall::open(connect(url).await?).await?),
+        None => None,
+    };
+    let (room, recording) = match &selftest {
+        Some(call) => (call.session.to_string(), call.recording.to_string()),
+        None => ("loopback".to_owned(), "loopback".to_owned()),
+    };
+    let (forward, recorder) = match &selftest {
+        Some(call) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(tokio::spawn(witness_api::calls::record(call.store.clone(), rx))))
+        }
+        None => (None, None),
+    };
     let (server, reports) = witness_media::server::MediaServer::new(config);
     let bar = ProgressBar::new(seconds).with_message("calling through the SFU");
     bar.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} s").expect("a valid template"));
-    let report =
-        witness_media::loopback::run(&server, reports, Duration::from_secs(seconds), |s| bar.set_position(s)).await?;
+    let call =
+        witness_media::loopback::LoopbackCall { room, recording, duration: Duration::from_secs(seconds), forward };
+    let report = witness_media::loopback::run(&server, reports, call, |s| bar.set_position(s)).await?;
     bar.finish_and_clear();
     println!("forwarded packets: {}", report.forwarded_packets);
     println!("keyframe requests relayed: {}", report.keyframe_requests_relayed);
@@ -537,13 +566,133 @@ async fn media_loopback(seconds: u64, out: PathBuf, ports: (u16, u16), segment_s
     for failure in &report.failures {
         println!("recorder failed: {failure}");
     }
-    let flowed = report.received.iter().all(|(_, audio, video)| *audio > 0 && *video > 0);
-    if flowed && !report.segments.is_empty() && report.failures.is_empty() {
+    let mut problems = Vec::new();
+    if !report.received.iter().all(|(_, audio, video)| *audio > 0 && *video > 0) {
+        problems.push("media did not flow both ways".to_owned());
+    }
+    if report.segments.is_empty() {
+        problems.push("nothing was recorded".to_owned());
+    }
+    if !report.failures.is_empty() {
+        problems.push("a recorder failed".to_owned());
+    }
+    if let (Some(call), Some(recorder)) = (selftest, recorder) {
+        drop(server); // its last reports are in; the store's writer finishes
+        recorder.await.context("the media report writer")?;
+        problems.extend(call.finish(&out, &report.segments).await?);
+    }
+    if problems.is_empty() {
         println!("OK: media flows through the SFU and is recorded");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("FAILED: {}", if flowed { "nothing was recorded" } else { "media did not flow both ways" });
+        println!("FAILED: {}", problems.join("; "));
         Ok(ExitCode::from(1))
+    }
+}
+
+/// The session `media loopback --database-url` calls in: tenant
+/// `selftest`, taken by a made-up agent, in a recorded video call.
+struct SelftestCall {
+    store: EventStore,
+    tenant: TenantId,
+    session: SessionId,
+    agent: UserId,
+    call: CallId,
+    recording: RecordingId,
+}
+
+impl SelftestCall {
+    const TENANT: &'static str = "selftest";
+
+    async fn open(store: EventStore) -> Result<SelftestCall> {
+        use witness_engine::domain::session::SessionCommand as C;
+        let call = SelftestCall {
+            store,
+            tenant: Self::TENANT.parse()?,
+            session: SessionId::new(),
+            agent: UserId::new(),
+            call: CallId::new(),
+            recording: RecordingId::new(),
+        };
+        let (offer_id, now) = (OfferId::new(), chrono::Utc::now());
+        let commands = [
+            C::Start {
+                session_id: call.session,
+                channel: Channel::Api,
+                business_type: "media-selftest".into(),
+                customer_ref: "loopback".into(),
+                locale: None,
+            },
+            C::RequestHuman {
+                group: "selftest".into(),
+                reason: "media self-test".into(),
+                context_summary: "witness media loopback".into(),
+                priority: 0,
+            },
+            C::Offer { offer_id, agent_id: call.agent, expires_at: now + chrono::Duration::minutes(1) },
+            C::AcceptOffer { offer_id, agent_id: call.agent, at: now },
+            C::StartCall { agent_id: call.agent, call_id: call.call, kind: CallKind::Video },
+            C::StartRecording { recording_id: call.recording, reason: RecordingReason::OnDemand },
+        ];
+        for command in commands {
+            call.run(command).await?;
+        }
+        println!("calling as session {} of tenant {}", call.session, call.tenant);
+        Ok(call)
+    }
+
+    async fn run(&self, command: witness_engine::domain::session::SessionCommand) -> Result<()> {
+        witness_engine::executor::execute::<witness_engine::domain::session::Session>(
+            &self.store,
+            &self.tenant,
+            &StreamId::session(self.session),
+            &Actor::system(),
+            chrono::Utc::now(),
+            command,
+        )
+        .await
+        .context("writing the self-test session")?;
+        Ok(())
+    }
+
+    /// Ends the recording, the call and the session, then checks that the
+    /// record names every segment the recorder closed, with its size and
+    /// the hash of the file as it is now. Returns what is wrong.
+    async fn finish(self, dir: &Path, closed: &[(String, u64, u64)]) -> Result<Vec<String>> {
+        use witness_engine::domain::session::SessionCommand as C;
+        self.run(C::StopRecording { recording_id: self.recording }).await?;
+        self.run(C::EndCall { call_id: self.call, reason: Some("self-test done".into()) }).await?;
+        self.run(C::End { ended_by: EndedBy::System, reason: EndReason::Resolved }).await?;
+        let events = self.store.read_stream(&StreamId::session(self.session), 1).await?;
+        let mut problems = Vec::new();
+        let mut recorded = Vec::new();
+        for event in &events {
+            if let Ok(Event::RecordingSegmentClosed(s)) = event.decode() {
+                let file = dir.join(&s.file);
+                match witness_media::recorder::sha256_file(&file) {
+                    Ok(hash) if hash == s.sha256.as_str() => {}
+                    Ok(_) => problems.push(format!("{}: its hash differs from the record", s.file)),
+                    Err(e) => problems.push(format!("{}: {e}", s.file)),
+                }
+                recorded.push((s.file, s.bytes));
+            }
+        }
+        recorded.sort();
+        let expected: Vec<_> = closed.iter().map(|(file, bytes, _)| (file.clone(), *bytes)).collect();
+        if recorded != expected {
+            problems.push(format!(
+                "the record names {} segments, the recorder closed {}",
+                recorded.len(),
+                expected.len()
+            ));
+        }
+        println!(
+            "{} events written to session {} ({} segments named with their hashes)",
+            events.len(),
+            self.session,
+            recorded.len()
+        );
+        Ok(problems)
     }
 }
 

@@ -144,3 +144,30 @@ fn seed_a_day_then_list_and_replay_its_sessions() {
     let bad = witness(dir.path(), &["replay", "session", "not-an-id"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn media_loopback_without_a_named_store_writes_only_its_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = witness(
+        dir.path(),
+        &[
+            "media",
+            "loopback",
+            "--seconds",
+            "2",
+            "--segment-seconds",
+            "1",
+            "--media-ports",
+            "52300-52399",
+            "--out",
+            "rec",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("OK: media flows through the SFU and is recorded"), "{printed}");
+    assert!(printed.contains("loopback/customer_customer-cam/00000.webm"), "{printed}");
+    assert!(!dir.path().join("data").exists(), "no store was named, so none is created");
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, vec![std::ffi::OsString::from("rec")]);
+}

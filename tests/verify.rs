@@ -129,3 +129,67 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
     let report = verify_store(&t.store, Some(stranger.verifying_key()), |_| {}).await.unwrap();
     assert!(report.problems.iter().any(|p| p.message.contains("not by the trusted key")), "{:?}", report.problems);
 }
+
+/// `media loopback --database-url` records its call as a `selftest`
+/// session: the record names every segment with its hash, `verify
+/// --recordings` passes, and fails naming the file once a byte changes.
+#[tokio::test]
+async fn the_media_self_test_writes_its_call_to_the_named_store() {
+    let t = postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    let rec_arg = rec.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_witness"))
+            .current_dir(dir.path())
+            .args(["--database-url", &t.url])
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run(&[
+        "media",
+        "loopback",
+        "--seconds",
+        "3",
+        "--segment-seconds",
+        "1",
+        "--media-ports",
+        "52200-52299",
+        "--out",
+        rec_arg,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK: media flows through the SFU and is recorded"), "{out}");
+
+    let mut sessions = Vec::new();
+    for e in t.store.scan_positions(0, 10_000).await.unwrap() {
+        assert_eq!(e.tenant_id.as_str(), "selftest", "{e:?}");
+        sessions.push(e.decode().unwrap());
+    }
+    use witness_schemas::Event;
+    let segments: Vec<_> = sessions
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingSegmentClosed(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(segments.len() >= 4, "two audio and two video tracks: {segments:?}");
+    for kind in ["CallStarted", "RecordingStarted", "TrackPublished", "RecordingStopped", "CallEnded"] {
+        assert!(sessions.iter().any(|e| e.event_type() == kind), "no {kind} in {sessions:?}");
+    }
+    assert!(!dir.path().join("data").exists(), "nothing written to the default store");
+
+    let (code, out) = run(&["verify", "--recordings", "--recordings-dir", rec_arg]);
+    assert_eq!(code, 0, "{out}");
+    let victim = rec.join(&segments[0].file);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    let (code, out) = run(&["verify", "--recordings", "--recordings-dir", rec_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("{}: altered", segments[0].file)), "{out}");
+}

@@ -23,7 +23,7 @@ use webrtc::peer_connection::{
 use witness_schemas::ParticipantRole;
 
 use crate::recorder::SyntheticSource;
-use crate::server::{register_codecs, MediaError, MediaServer, Signal};
+use crate::server::{register_codecs, MediaError, MediaServer, Report, Signal};
 
 /// What one peer received through the SFU.
 #[derive(Debug, Default)]
@@ -294,27 +294,58 @@ pub struct LoopbackReport {
     pub failures: Vec<String>,
 }
 
-/// Two peers call each other through `server` for `duration` with
-/// synthetic audio and video, recorded as `recording` (the server's
-/// recordings directory). `reports` is the receiver [`MediaServer::new`]
+/// Where [`run`] calls and what it hands on.
+#[derive(Debug)]
+pub struct LoopbackCall {
+    /// The room (a session id when the call is written to a store).
+    pub room: String,
+    /// The recording's id: its segments go under `RECORDING/TRACK/`.
+    pub recording: String,
+    pub duration: Duration,
+    /// Every report of the media server is passed on here as it comes (to
+    /// be written to a store), besides being summed up in the result.
+    pub forward: Option<mpsc::UnboundedSender<Report>>,
+}
+
+/// Two peers call each other through `server` in `call.room` for
+/// `call.duration` with synthetic audio and video, recorded as
+/// `call.recording`. `reports` is the receiver [`MediaServer::new`]
 /// returned; `progress` gets the seconds done.
 pub async fn run(
     server: &MediaServer,
-    mut reports: mpsc::UnboundedReceiver<crate::server::Report>,
-    duration: Duration,
+    mut reports: mpsc::UnboundedReceiver<Report>,
+    call: LoopbackCall,
     mut progress: impl FnMut(u64),
 ) -> Result<LoopbackReport, MediaError> {
-    let room = "loopback";
+    let LoopbackCall { room, recording, duration, forward } = call;
+    let room = room.as_str();
+    let mut segments = Vec::new();
+    let mut failures = Vec::new();
+    let mut drain = |reports: &mut mpsc::UnboundedReceiver<Report>| {
+        while let Ok(report) = reports.try_recv() {
+            match &report {
+                Report::SegmentClosed { file, bytes, duration_ms, .. } => {
+                    segments.push((file.clone(), *bytes, *duration_ms))
+                }
+                Report::RecordingFailed { track, error, .. } => failures.push(format!("{track}: {error}")),
+                Report::Media(_) => {}
+            }
+            if let Some(forward) = &forward {
+                let _ = forward.send(report);
+            }
+        }
+    };
     let sent = Arc::new(SendTimes::default());
     let mut customer = TestPeer::join(server, room, "customer", ParticipantRole::Customer, sent.clone()).await?;
     let mut agent = TestPeer::join(server, room, "agent", ParticipantRole::Agent, sent.clone()).await?;
-    server.start_recording(room, "loopback")?;
+    server.start_recording(room, &recording)?;
     customer.start_sources(0, 300)?;
     agent.start_sources(1, 300)?;
     let start = Instant::now();
     while start.elapsed() < duration {
         tokio::time::sleep(Duration::from_secs(1).min(duration.saturating_sub(start.elapsed()))).await;
         progress(start.elapsed().as_secs());
+        drain(&mut reports);
         // As a browser does after a loss: exercises the keyframe relay.
         customer.request_keyframes().await;
     }
@@ -337,17 +368,7 @@ pub async fn run(
     agent.close().await;
     let _ = server.leave(room, "customer", None).await;
     let _ = server.leave(room, "agent", None).await;
-    let mut segments = Vec::new();
-    let mut failures = Vec::new();
-    while let Ok(report) = reports.try_recv() {
-        match report {
-            crate::server::Report::SegmentClosed { file, bytes, duration_ms, .. } => {
-                segments.push((file, bytes, duration_ms))
-            }
-            crate::server::Report::RecordingFailed { track, error, .. } => failures.push(format!("{track}: {error}")),
-            crate::server::Report::Media(_) => {}
-        }
-    }
+    drain(&mut reports);
     segments.sort();
     Ok(LoopbackReport {
         forwarded_packets: server.forwarded_packets(),
@@ -373,7 +394,14 @@ mod tests {
             ..Default::default()
         };
         let (server, reports) = MediaServer::new(config);
-        let report = run(&server, reports, Duration::from_secs(4), |_| {}).await.unwrap();
+        let (forward, mut forwarded) = mpsc::unbounded_channel();
+        let call = LoopbackCall {
+            room: "loopback".into(),
+            recording: "rec".into(),
+            duration: Duration::from_secs(4),
+            forward: Some(forward),
+        };
+        let report = run(&server, reports, call, |_| {}).await.unwrap();
         for (name, audio, video) in &report.received {
             assert!(*audio > 100, "{name} received {audio} audio packets in 4 s");
             assert!(*video > 30, "{name} received {video} video packets in 4 s");
@@ -385,8 +413,21 @@ mod tests {
             report.segments.iter().map(|(file, _, _)| file.rsplit_once('/').unwrap().0).collect();
         assert_eq!(tracks.len(), 4, "two audio and two video tracks recorded: {:?}", report.segments);
         for (file, bytes, _) in &report.segments {
+            assert!(file.starts_with("rec/"), "{file}");
             assert_eq!(std::fs::metadata(dir.path().join(file)).unwrap().len(), *bytes);
         }
+        // Everything summed up was also handed on, in order, joins first.
+        let mut passed_on = Vec::new();
+        while let Ok(report) = forwarded.try_recv() {
+            passed_on.push(report);
+        }
+        let closed = passed_on.iter().filter(|r| matches!(r, Report::SegmentClosed { .. })).count();
+        assert_eq!(closed, report.segments.len());
+        assert!(
+            matches!(passed_on.first(), Some(Report::Media(crate::sfu::MediaEvent::ParticipantJoined { .. }))),
+            "{:?}",
+            passed_on.first()
+        );
     }
 }
 
