@@ -21,7 +21,7 @@
 //! use witness_schemas::{ParticipantRole, TrackKind};
 //!
 //! let now = Instant::now();
-//! let mut sfu = Sfu::<&str>::new(now);
+//! let mut sfu = Sfu::<rtc::rtp::Packet>::new(now);
 //! for (who, role) in [("customer", ParticipantRole::Customer), ("agent", ParticipantRole::Agent)] {
 //!     sfu.handle_input(now, Input::Join { room: "call".into(), participant: who.into(), role }).unwrap();
 //! }
@@ -30,7 +30,8 @@
 //!     kind: TrackKind::Audio, codec: "audio/opus".into(),
 //! };
 //! sfu.handle_input(now, publish).unwrap();
-//! sfu.handle_input(now, Input::Media { room: "call".into(), track: "mic".into(), packet: "rtp", keyframe: false }).unwrap();
+//! let packet = rtc::rtp::Packet::default();
+//! sfu.handle_input(now, Input::Media { room: "call".into(), track: "mic".into(), layer: 0, packet, keyframe: false }).unwrap();
 //! let forwarded: Vec<_> = std::iter::from_fn(|| match sfu.poll_output() {
 //!     Output::Timeout(_) => None,
 //!     other => Some(other),

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -168,7 +169,28 @@ struct Peer {
 struct Published {
     remote: Arc<dyn TrackRemote>,
     codec: RTCRtpCodec,
-    ssrc: u32,
+    /// One per simulcast layer seen so far (one for a single stream).
+    ssrcs: Vec<u32>,
+}
+
+impl crate::sfu::RtpPacket for rtc::rtp::Packet {
+    fn size(&self) -> usize {
+        // A header without extensions and CSRCs is 12 bytes.
+        12 + self.payload.len()
+    }
+
+    fn sequence(&self) -> u16 {
+        self.header.sequence_number
+    }
+
+    fn timestamp(&self) -> u32 {
+        self.header.timestamp
+    }
+
+    fn renumber(&mut self, sequence: u16, timestamp: u32) {
+        self.header.sequence_number = sequence;
+        self.header.timestamp = timestamp;
+    }
 }
 
 struct Recording {
@@ -409,6 +431,8 @@ impl MediaServer {
             return Err(MediaError::Recording("this call is already being recorded".into()));
         }
         recordings.insert(room.to_owned(), Recording { id: recording.to_owned(), tracks: HashMap::new() });
+        drop(recordings);
+        self.inner.set_recording(room, true);
         Ok(())
     }
 
@@ -418,6 +442,7 @@ impl MediaServer {
         let Some(recording) = self.inner.recordings.lock().expect("recordings poisoned").remove(room) else {
             return false;
         };
+        self.inner.set_recording(room, false);
         stop_recorders(recording.tracks.into_values().collect()).await;
         true
     }
@@ -530,6 +555,7 @@ impl Inner {
                         self.forwarded.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                Output::Record { room, track, packet } => self.record(&room, &track, &packet),
                 Output::Event(event) => self.clone().on_event(event).await,
                 Output::Timeout(_) => {}
             }
@@ -627,9 +653,14 @@ impl Inner {
             (room.to_owned(), subscriber.to_owned(), track.to_owned()),
             Forward { track: local.clone(), ssrc, payload_type },
         );
-        if kind != TrackKind::Audio {
-            tokio::spawn(self.clone().relay_keyframe_requests(room.to_owned(), track.to_owned(), local));
-        }
+        // Audio too: a receiver's bandwidth estimate may come addressed to
+        // its audio stream.
+        tokio::spawn(self.clone().relay_receiver_feedback(
+            room.to_owned(),
+            subscriber.to_owned(),
+            track.to_owned(),
+            local,
+        ));
         self.negotiate(key).await;
     }
 
@@ -637,30 +668,51 @@ impl Inner {
     async fn send_pli(&self, room: &str, track: &str) {
         let target = {
             let published = self.published.lock().expect("published poisoned");
-            published.get(&(room.to_owned(), track.to_owned())).map(|p| (p.remote.clone(), p.ssrc))
+            published.get(&(room.to_owned(), track.to_owned())).map(|p| (p.remote.clone(), p.ssrcs.clone()))
         };
-        if let Some((remote, media_ssrc)) = target {
-            let _ = remote.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
+        if let Some((remote, ssrcs)) = target {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = ssrcs
+                .into_iter()
+                .map(|media_ssrc| Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc }) as _)
+                .collect();
+            let _ = remote.write_rtcp(requests).await;
         }
     }
 
-    /// A subscriber's decoder lost the picture: ask the publisher (through
-    /// the core, which throttles) for a keyframe. Ends with the sender.
-    async fn relay_keyframe_requests(self: Arc<Self>, room: String, track: String, local: Arc<TrackLocalStaticRTP>) {
+    /// What a subscriber's receiver says about `track`: its decoder lost
+    /// the picture (ask the publisher, through the core, which throttles,
+    /// for a keyframe), or how much it can receive (a REMB). Ends with the
+    /// sender.
+    async fn relay_receiver_feedback(
+        self: Arc<Self>,
+        room: String,
+        subscriber: String,
+        track: String,
+        local: Arc<TrackLocalStaticRTP>,
+    ) {
+        use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
         use webrtc::media_stream::track_local::TrackLocalEvent;
         while let Some(event) = local.poll().await {
-            if let TrackLocalEvent::OnRtcpPacket(packets) = event {
-                if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
-                    self.relayed_keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                    // Only keyframe requests can come of this input (not
-                    // `act`, which could recurse into subscribing).
-                    let Ok(out) = self.input(Input::KeyframeWanted { room: room.clone(), track: track.clone() }) else {
-                        return;
-                    };
-                    for o in out {
-                        if let Output::Event(MediaEvent::KeyframeRequested { room, track }) = o {
-                            self.send_pli(&room, &track).await;
-                        }
+            let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
+            let estimate =
+                packets.iter().rev().find_map(|p| p.as_any().downcast_ref::<ReceiverEstimatedMaximumBitrate>());
+            if let Some(remb) = estimate {
+                let bps =
+                    Input::Bandwidth { room: room.clone(), participant: subscriber.clone(), bps: remb.bitrate as u64 };
+                if self.input(bps).is_err() {
+                    return;
+                }
+            }
+            if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                self.relayed_keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                // Only keyframe requests can come of this input (not
+                // `act`, which could recurse into subscribing).
+                let Ok(out) = self.input(Input::KeyframeWanted { room: room.clone(), track: track.clone() }) else {
+                    return;
+                };
+                for o in out {
+                    if let Output::Event(MediaEvent::KeyframeRequested { room, track }) = o {
+                        self.send_pli(&room, &track).await;
                     }
                 }
             }
@@ -699,7 +751,23 @@ impl Inner {
 
     async fn on_track(self: Arc<Self>, key: Key, remote: Arc<dyn TrackRemote>) {
         let (room, participant) = key.clone();
-        let Some(&ssrc) = remote.ssrcs().await.first() else { return };
+        // A simulcast track may not know its streams before their first
+        // packets: then the first packet names the first one.
+        let mut first = None;
+        let ssrc = match remote.ssrcs().await.first() {
+            Some(&ssrc) => ssrc,
+            None => loop {
+                match remote.poll().await {
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                        let ssrc = packet.header.ssrc;
+                        first = Some(packet);
+                        break ssrc;
+                    }
+                    Some(_) => continue,
+                    None => return,
+                }
+            },
+        };
         let Some(codec) = remote.codec(ssrc).await else { return };
         let browser_id = remote.track_id().await;
         let kind = match remote.kind().await {
@@ -714,10 +782,11 @@ impl Inner {
         };
         // Scoped by participant: one browser cannot take over another's id.
         let track = format!("{participant}/{browser_id}");
-        self.published
-            .lock()
-            .expect("published poisoned")
-            .insert((room.clone(), track.clone()), Published { remote: remote.clone(), codec: codec.clone(), ssrc });
+        let published_key = (room.clone(), track.clone());
+        self.published.lock().expect("published poisoned").insert(
+            published_key.clone(),
+            Published { remote: remote.clone(), codec: codec.clone(), ssrcs: Vec::new() },
+        );
         let publish = Input::Publish {
             room: room.clone(),
             participant: participant.clone(),
@@ -733,15 +802,33 @@ impl Inner {
             }
         }
         let vp8 = codec.mime_type.eq_ignore_ascii_case("video/vp8");
-        while let Some(event) = remote.poll().await {
-            if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                self.record(&room, &track, &codec, &packet);
-                let keyframe = vp8 && vp8_keyframe(&packet.payload);
-                let media = Input::Media { room: room.clone(), track: track.clone(), packet, keyframe };
-                match self.input(media) {
-                    Ok(out) => self.clone().act(out).await,
-                    Err(_) => break,
+        let mut layers: HashMap<u32, u8> = HashMap::new();
+        loop {
+            let packet = match first.take() {
+                Some(packet) => packet,
+                None => match remote.poll().await {
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => packet,
+                    Some(_) => continue,
+                    None => break,
+                },
+            };
+            let ssrc = packet.header.ssrc;
+            let layer = match layers.get(&ssrc) {
+                Some(&layer) => layer,
+                None => {
+                    let layer = simulcast_layer(remote.as_ref(), ssrc).await;
+                    layers.insert(ssrc, layer);
+                    if let Some(p) = self.published.lock().expect("published poisoned").get_mut(&published_key) {
+                        p.ssrcs.push(ssrc);
+                    }
+                    layer
                 }
+            };
+            let keyframe = vp8 && vp8_keyframe(&packet.payload);
+            let media = Input::Media { room: room.clone(), track: track.clone(), layer, packet, keyframe };
+            match self.input(media) {
+                Ok(out) => self.clone().act(out).await,
+                Err(_) => break,
             }
         }
         self.end_track(&room, &participant, &track).await;
@@ -761,26 +848,40 @@ impl Inner {
         }
     }
 
-    /// Hands a packet to the track's recorder if the room is recorded,
-    /// starting one on the track's first packet.
-    fn record(self: &Arc<Self>, room: &str, track: &str, codec: &RTCRtpCodec, packet: &rtc::rtp::Packet) {
+    /// Hands a packet to the track's recorder, starting one on the track's
+    /// first packet (its payload type known then).
+    fn record(self: &Arc<Self>, room: &str, track: &str, packet: &rtc::rtp::Packet) {
         use rtc::shared::marshal::Marshal;
         let mut recordings = self.recordings.lock().expect("recordings poisoned");
         let Some(recording) = recordings.get_mut(room) else { return };
         let recorder = match recording.tracks.get(track) {
             Some(r) => r.clone(),
-            None => match self.start_recorder(room, &recording.id, track, codec, packet.header.payload_type) {
-                Some(r) => {
-                    recording.tracks.insert(track.to_owned(), r.clone());
-                    r
+            None => {
+                let published = self.published.lock().expect("published poisoned");
+                let Some(codec) = published.get(&(room.to_owned(), track.to_owned())).map(|p| p.codec.clone()) else {
+                    return;
+                };
+                drop(published);
+                match self.start_recorder(room, &recording.id, track, &codec, packet.header.payload_type) {
+                    Some(r) => {
+                        recording.tracks.insert(track.to_owned(), r.clone());
+                        r
+                    }
+                    // Failed and reported; the room stays marked so it is not retried per packet.
+                    None => return,
                 }
-                // Failed and reported; the room stays marked so it is not retried per packet.
-                None => return,
-            },
+            }
         };
         drop(recordings);
         if let Ok(bytes) = packet.marshal() {
             recorder.push(bytes);
+        }
+    }
+
+    /// Tells the core whether `room`'s media goes to the recorder.
+    fn set_recording(self: &Arc<Self>, room: &str, on: bool) {
+        if let Ok(out) = self.input(Input::Recording { room: room.to_owned(), on }) {
+            self.runtime.spawn(self.clone().act(out));
         }
     }
 
@@ -792,9 +893,7 @@ impl Inner {
         codec: &RTCRtpCodec,
         payload_type: u8,
     ) -> Option<Arc<TrackRecorder>> {
-        let track_dir: String =
-            track.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        let relative = format!("{recording}/{track_dir}");
+        let relative = format!("{recording}/{}", track_dir_name(track));
         let dir = self.config.recordings_dir.join(&relative);
         let (events, root) = (self.events.clone(), self.config.recordings_dir.clone());
         let (room_id, recording_id, track_id) = (room.to_owned(), recording.to_owned(), track.to_owned());
@@ -836,8 +935,8 @@ impl Inner {
                 }
             });
         };
-        let keyframe_wanted = Arc::new(keyframe_wanted);
-        let first_keyframe = keyframe_wanted.clone();
+        // (Its first video packet starts a keyframe: the core's recording
+        // forwarder waits for one.)
         match TrackRecorder::new(
             &dir,
             &codec.mime_type,
@@ -845,16 +944,9 @@ impl Inner {
             codec.clock_rate,
             self.config.segment,
             on_segment,
-            move || keyframe_wanted(),
+            keyframe_wanted,
         ) {
-            Ok(r) => {
-                // A recording that starts mid-picture can only begin at the
-                // next keyframe: ask for one now rather than lose seconds.
-                if codec.mime_type.to_ascii_lowercase().starts_with("video/") {
-                    first_keyframe();
-                }
-                Some(Arc::new(r))
-            }
+            Ok(r) => Some(Arc::new(r)),
             Err(e) => {
                 let _ = self.events.send(Report::RecordingFailed {
                     room: room.to_owned(),
@@ -972,7 +1064,8 @@ impl PeerConnectionEventHandler for Handler {
 
 /// Hands subscribers' keyframe requests (PLI, FIR) to the application —
 /// inbound RTCP otherwise ends in the interceptor chain — so the SFU can
-/// relay them to the publisher (see `Inner::relay_keyframe_requests`).
+/// relay them to the publisher, and receivers' bandwidth estimates (REMB)
+/// (see `Inner::relay_receiver_feedback`).
 /// Everything else it drops: the interceptors before it already acted on it.
 struct KeyframeRequests {
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
@@ -989,7 +1082,7 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
     fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
         if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
             let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
-                packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
+                packets.iter().filter(|p| is_keyframe_request(p.as_ref()) || is_remb(p.as_ref())).cloned().collect();
             if requests.is_empty() {
                 return Ok(());
             }
@@ -1027,6 +1120,25 @@ fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
 
+fn is_remb(packet: &dyn rtc::rtcp::Packet) -> bool {
+    use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+    packet.as_any().is::<ReceiverEstimatedMaximumBitrate>()
+}
+
+/// Which simulcast layer (0, the smallest, up) the stream `ssrc` of
+/// `remote` is: by its RID — `q`, `h`, `f` (quarter, half, full size) as
+/// the pages name them, else its place among the track's encodings. A
+/// track sent as one stream has only layer 0.
+async fn simulcast_layer(remote: &dyn TrackRemote, ssrc: u32) -> u8 {
+    let Some(rid) = remote.rid(ssrc).await.filter(|rid| !rid.is_empty()) else { return 0 };
+    match rid.as_str() {
+        "q" => 0,
+        "h" => 1,
+        "f" => 2,
+        _ => remote.codings().await.iter().position(|c| c.rtp_coding_parameters.rid == rid).unwrap_or(0) as u8,
+    }
+}
+
 pub(crate) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
     let feedback = |typ: &str, parameter: &str| RTCPFeedback { typ: typ.into(), parameter: parameter.into() };
     let opus = RTCRtpCodecParameters {
@@ -1045,12 +1157,34 @@ pub(crate) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), Medi
             clock_rate: 90_000,
             channels: 0,
             sdp_fmtp_line: String::new(),
-            rtcp_feedback: vec![feedback("nack", ""), feedback("nack", "pli"), feedback("ccm", "fir")],
+            rtcp_feedback: vec![
+                feedback("nack", ""),
+                feedback("nack", "pli"),
+                feedback("ccm", "fir"),
+                // Receivers send their bandwidth estimate (REMB): it picks
+                // the simulcast layer they get.
+                feedback("goog-remb", ""),
+            ],
         },
         payload_type: VP8_PT,
     };
     media_engine.register_codec(opus, RtpCodecKind::Audio).map_err(webrtc_error)?;
-    media_engine.register_codec(vp8, RtpCodecKind::Video).map_err(webrtc_error)
+    media_engine.register_codec(vp8, RtpCodecKind::Video).map_err(webrtc_error)?;
+    // Simulcast: a browser tells its layers apart by these.
+    for uri in [
+        "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+    ] {
+        media_engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability { uri: uri.to_owned() },
+                RtpCodecKind::Video,
+                None,
+            )
+            .map_err(webrtc_error)?;
+    }
+    Ok(())
 }
 
 /// Whether a VP8 RTP payload starts a keyframe (RFC 7741 §4.2–4.3): the

@@ -4,13 +4,29 @@
 //! Feed it [`Input`]s with the time they happened ([`Sfu::handle_input`]),
 //! then drain [`Sfu::poll_output`] until it returns [`Output::Timeout`]: the
 //! instant at which it wants [`Input::Timeout`] next. Every forwarding
-//! decision (who receives which packet, when a publisher is asked for a
-//! keyframe, when a silent track is reported stalled) is made here, so it is
-//! tested on simulated time; the driver only moves bytes and SDP.
+//! decision (who receives which packet, which simulcast layer each receiver
+//! gets, when a publisher is asked for a keyframe, when a silent track is
+//! reported stalled) is made here, so it is tested on simulated time; the
+//! driver only moves bytes and SDP.
 //!
-//! The core is generic over the packet it forwards (`P`): the driver passes
-//! `rtp::Packet`s (whose payload is reference-counted, so a clone per
-//! subscriber copies no media), tests pass small values.
+//! The core is generic over the packet it forwards (`P`, see
+//! [`RtpPacket`]): the driver passes `rtp::Packet`s (whose payload is
+//! reference-counted, so a clone per subscriber copies no media), tests
+//! pass small values.
+//!
+//! ## Simulcast
+//!
+//! A video track may arrive as several *layers* (the same picture encoded
+//! at different sizes, numbered from 0, the smallest). Every receiver of a
+//! video track — each subscriber, and the recorder — has a forwarder that
+//! sends it one layer at a time: the best layer that fits the receiver's
+//! bandwidth (its estimate, [`Input::Bandwidth`], shared among the video
+//! tracks it receives; the recorder has no limit). A forwarder changes
+//! layer only at a keyframe of the new layer (a decoder cannot start on a
+//! delta frame of another stream), asking the publisher for one, and
+//! rewrites sequence numbers and timestamps so the receiver sees one
+//! continuous stream. A track sent as a single stream is a track of one
+//! layer: its receivers start at a keyframe and get packets unchanged.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -26,6 +42,30 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// stalled (the customer's network dropped, the tab was suspended).
 pub const STALL_AFTER: Duration = Duration::from_secs(5);
 
+/// A simulcast layer with no packet for this long is off (the browser
+/// stops sending its larger layers when its own uplink is short).
+pub const LAYER_IDLE: Duration = Duration::from_secs(1);
+
+/// How often a layer's bitrate is measured.
+const LAYER_WINDOW: Duration = Duration::from_millis(500);
+
+/// A receiver moves up a layer only when its share of bandwidth exceeds
+/// the layer's bitrate by this many percent (so it does not flap).
+const UP_HEADROOM_PERCENT: u64 = 15;
+
+/// Video RTP clock (VP8): timestamps advance 90 per millisecond.
+const VIDEO_CLOCK_PER_MS: u32 = 90;
+
+/// What the core needs of a media packet to forward it.
+pub trait RtpPacket: Clone {
+    /// Bytes on the wire, for bitrates.
+    fn size(&self) -> usize;
+    fn sequence(&self) -> u16;
+    fn timestamp(&self) -> u32;
+    /// Renumbers the packet for a receiver that switched layers.
+    fn renumber(&mut self, sequence: u16, timestamp: u32);
+}
+
 /// What happened, as the driver saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<P> {
@@ -37,10 +77,17 @@ pub enum Input<P> {
     Publish { room: String, participant: String, track: String, kind: TrackKind, codec: String },
     /// A participant stopped sending a track (screen share ended).
     Unpublish { room: String, participant: String, track: String },
-    /// One media packet of a published track; `keyframe` if it starts one.
-    Media { room: String, track: String, packet: P, keyframe: bool },
+    /// One media packet of a published track's simulcast `layer` (0 for a
+    /// track sent as one stream); `keyframe` if it starts one.
+    Media { room: String, track: String, layer: u8, packet: P, keyframe: bool },
     /// A subscriber lost the picture (its decoder asked for a keyframe).
     KeyframeWanted { room: String, track: String },
+    /// What `participant` can receive, in bits per second (its receiver's
+    /// estimate, e.g. an RTCP REMB).
+    Bandwidth { room: String, participant: String, bps: u64 },
+    /// Start or stop handing the room's media to the recorder
+    /// ([`Output::Record`]), one layer per track.
+    Recording { room: String, on: bool },
     /// The instant [`Output::Timeout`] asked for (or any later one).
     Timeout,
 }
@@ -50,6 +97,8 @@ pub enum Input<P> {
 pub enum Output<P> {
     /// Send `packet` of `track` to participant `to`.
     Transmit { room: String, to: String, track: String, packet: P },
+    /// Hand `packet` of `track` to the room's recorder.
+    Record { room: String, track: String, packet: P },
     /// Something the session's record should say.
     Event(MediaEvent),
     /// Nothing more now; call again with [`Input::Timeout`] at this instant
@@ -97,7 +146,8 @@ pub enum MediaEvent {
         subscriber: String,
         track: String,
     },
-    /// Ask the publisher of `track` for a keyframe (an RTCP PLI).
+    /// Ask the publisher of `track` for a keyframe (an RTCP PLI; on every
+    /// layer of a simulcast track).
     KeyframeRequested {
         room: String,
         track: String,
@@ -139,6 +189,108 @@ pub struct TrackStats {
     pub received_packets: u64,
     pub forwarded_packets: u64,
     pub keyframe_requests: u64,
+    /// Times a receiver moved to another simulcast layer.
+    pub layer_switches: u64,
+}
+
+/// One simulcast layer as received: its bitrate, measured per
+/// [`LAYER_WINDOW`], and when it last carried a packet.
+#[derive(Debug, Clone, Copy, Default)]
+struct Layer {
+    bps: u64,
+    window: Option<(Instant, u64)>,
+    last_packet: Option<Instant>,
+}
+
+impl Layer {
+    fn count(&mut self, now: Instant, bytes: usize) {
+        self.last_packet = Some(now);
+        let (start, sum) = self.window.get_or_insert((now, 0));
+        *sum += bytes as u64;
+        let elapsed = now.saturating_duration_since(*start);
+        if elapsed >= LAYER_WINDOW {
+            self.bps = *sum * 8 * 1000 / elapsed.as_millis().max(1) as u64;
+            self.window = Some((now, 0));
+        }
+    }
+
+    fn active(&self, now: Instant) -> bool {
+        self.last_packet.is_some_and(|at| now < at + LAYER_IDLE)
+    }
+}
+
+/// The best layer for a receiver with `budget` bits per second (`None`:
+/// unlimited): the largest active layer whose bitrate fits, else the
+/// smallest active one. Moving up needs [`UP_HEADROOM_PERCENT`] to spare.
+fn choose_layer(layers: &[Layer], now: Instant, budget: Option<u64>, current: Option<u8>) -> Option<u8> {
+    let active: Vec<u8> = (0..layers.len() as u8).filter(|&i| layers[i as usize].active(now)).collect();
+    let smallest = *active.first()?;
+    let Some(budget) = budget else { return active.last().copied() };
+    let fits = |i: u8| {
+        let bps = layers[i as usize].bps;
+        let needed = if current.is_some_and(|c| i > c) { bps * (100 + UP_HEADROOM_PERCENT) / 100 } else { bps };
+        bps > 0 && needed <= budget
+    };
+    Some(active.iter().rev().copied().find(|&i| fits(i)).unwrap_or(smallest))
+}
+
+/// Sends one receiver one layer of a video track (see the module docs).
+#[derive(Debug, Default)]
+struct Forwarder {
+    /// The layer being sent; `None` until the first keyframe.
+    current: Option<u8>,
+    /// Added to each packet's sequence number and timestamp.
+    sequence_offset: u16,
+    timestamp_offset: u32,
+    /// The newest packet sent: its sequence number, timestamp and when.
+    last: Option<(u16, u32, Instant)>,
+}
+
+/// What a forwarder made of one packet.
+struct Forwarded<P> {
+    packet: Option<P>,
+    /// The receiver waits for a keyframe of its target layer.
+    wants_keyframe: bool,
+    switched: bool,
+}
+
+impl Forwarder {
+    fn forward<P: RtpPacket>(
+        &mut self,
+        now: Instant,
+        target: u8,
+        layer: u8,
+        keyframe: bool,
+        packet: &P,
+    ) -> Forwarded<P> {
+        let mut switched = false;
+        if layer == target && self.current != Some(layer) && keyframe {
+            if let Some((sequence, timestamp, at)) = self.last {
+                // Continue where the old layer stopped: the next sequence
+                // number, and a timestamp as far on as time has gone.
+                let gap = (now.saturating_duration_since(at).as_millis() as u32).max(1) * VIDEO_CLOCK_PER_MS;
+                self.sequence_offset = sequence.wrapping_add(1).wrapping_sub(packet.sequence());
+                self.timestamp_offset = timestamp.wrapping_add(gap).wrapping_sub(packet.timestamp());
+                switched = true;
+            }
+            self.current = Some(layer);
+        }
+        let wants_keyframe = self.current != Some(target);
+        if self.current != Some(layer) {
+            return Forwarded { packet: None, wants_keyframe, switched };
+        }
+        let sequence = packet.sequence().wrapping_add(self.sequence_offset);
+        let timestamp = packet.timestamp().wrapping_add(self.timestamp_offset);
+        let mut out = packet.clone();
+        if self.sequence_offset != 0 || self.timestamp_offset != 0 {
+            out.renumber(sequence, timestamp);
+        }
+        // A late packet (lower sequence number) does not move `last` back.
+        if self.last.is_none_or(|(last, _, _)| sequence.wrapping_sub(last) < 0x8000) {
+            self.last = Some((sequence, timestamp, now));
+        }
+        Forwarded { packet: Some(out), wants_keyframe, switched }
+    }
 }
 
 #[derive(Debug)]
@@ -153,15 +305,25 @@ struct Track {
     /// owed once the interval has passed.
     last_keyframe_request: Option<Instant>,
     keyframe_owed: bool,
-    /// Subscribers that have not yet seen a keyframe: a video decoder
-    /// cannot start on delta frames, so they get nothing until one comes.
-    waiting_for_keyframe: Vec<String>,
+    /// Video: the layers seen so far, and a forwarder per subscriber and
+    /// one for the recorder.
+    layers: Vec<Layer>,
+    forwarders: BTreeMap<String, Forwarder>,
+    recorder: Forwarder,
+}
+
+#[derive(Debug)]
+struct Member {
+    role: ParticipantRole,
+    /// What its receiver says it can take, in bits per second.
+    bandwidth: Option<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Room {
-    participants: BTreeMap<String, ParticipantRole>,
+    participants: BTreeMap<String, Member>,
     tracks: BTreeMap<String, Track>,
+    recording: bool,
 }
 
 /// The SFU state machine. See the module documentation for the run loop.
@@ -172,7 +334,7 @@ pub struct Sfu<P> {
     now: Instant,
 }
 
-impl<P: Clone> Sfu<P> {
+impl<P: RtpPacket> Sfu<P> {
     pub fn new(now: Instant) -> Self {
         Sfu { rooms: BTreeMap::new(), out: VecDeque::new(), now }
     }
@@ -187,10 +349,20 @@ impl<P: Clone> Sfu<P> {
                 self.publish(room, participant, track, kind, codec)
             }
             Input::Unpublish { room, participant, track } => self.unpublish(&room, &participant, &track),
-            Input::Media { room, track, packet, keyframe } => self.media(&room, &track, packet, keyframe),
+            Input::Media { room, track, layer, packet, keyframe } => self.media(&room, &track, layer, packet, keyframe),
             Input::KeyframeWanted { room, track } => {
                 self.track_mut(&room, &track)?;
                 self.request_keyframe(&room, &track);
+                Ok(())
+            }
+            Input::Bandwidth { room, participant, bps } => {
+                let r = self.rooms.get_mut(&room).ok_or_else(|| SfuError::NoRoom(room.clone()))?;
+                let member = r.participants.get_mut(&participant).ok_or(SfuError::NotInRoom { room, participant })?;
+                member.bandwidth = Some(bps);
+                Ok(())
+            }
+            Input::Recording { room, on } => {
+                self.recording(room, on);
                 Ok(())
             }
             Input::Timeout => {
@@ -209,12 +381,18 @@ impl<P: Clone> Sfu<P> {
     pub fn participants(&self, room: &str) -> Vec<(String, ParticipantRole)> {
         self.rooms
             .get(room)
-            .map(|r| r.participants.iter().map(|(p, role)| (p.clone(), *role)).collect())
+            .map(|r| r.participants.iter().map(|(p, m)| (p.clone(), m.role)).collect())
             .unwrap_or_default()
     }
 
     pub fn track_stats(&self, room: &str, track: &str) -> Option<TrackStats> {
         self.rooms.get(room)?.tracks.get(track).map(|t| t.stats)
+    }
+
+    /// The layer of `track` that `subscriber` receives now (`None`: nothing
+    /// yet, waiting for a keyframe).
+    pub fn forwarded_layer(&self, room: &str, subscriber: &str, track: &str) -> Option<u8> {
+        self.rooms.get(room)?.tracks.get(track)?.forwarders.get(subscriber)?.current
     }
 
     pub fn room_count(&self) -> usize {
@@ -235,7 +413,7 @@ impl<P: Clone> Sfu<P> {
         if r.participants.contains_key(&participant) {
             return Err(SfuError::AlreadyJoined { room, participant });
         }
-        r.participants.insert(participant.clone(), role);
+        r.participants.insert(participant.clone(), Member { role, bandwidth: None });
         // The newcomer receives every track already published.
         let existing: Vec<(String, TrackKind, String)> =
             r.tracks.iter().map(|(id, t)| (id.clone(), t.kind, t.codec.clone())).collect();
@@ -247,11 +425,6 @@ impl<P: Clone> Sfu<P> {
     }
 
     fn subscribe(&mut self, room: &str, subscriber: &str, track: &str, kind: TrackKind, codec: String) {
-        if kind != TrackKind::Audio {
-            if let Some(t) = self.rooms.get_mut(room).and_then(|r| r.tracks.get_mut(track)) {
-                t.waiting_for_keyframe.push(subscriber.to_owned());
-            }
-        }
         self.emit(MediaEvent::Subscribed {
             room: room.to_owned(),
             subscriber: subscriber.to_owned(),
@@ -260,6 +433,9 @@ impl<P: Clone> Sfu<P> {
             codec,
         });
         if kind != TrackKind::Audio {
+            if let Some(t) = self.rooms.get_mut(room).and_then(|r| r.tracks.get_mut(track)) {
+                t.forwarders.insert(subscriber.to_owned(), Forwarder::default());
+            }
             self.request_keyframe(room, track);
         }
     }
@@ -272,7 +448,7 @@ impl<P: Clone> Sfu<P> {
         let owned: Vec<String> =
             r.tracks.iter().filter(|(_, t)| t.owner == participant).map(|(id, _)| id.clone()).collect();
         for t in r.tracks.values_mut() {
-            t.waiting_for_keyframe.retain(|s| s != participant);
+            t.forwarders.remove(participant);
         }
         for track in owned {
             self.remove_track(room, &track);
@@ -283,6 +459,29 @@ impl<P: Clone> Sfu<P> {
             self.emit(MediaEvent::RoomClosed { room: room.to_owned() });
         }
         Ok(())
+    }
+
+    /// A room may be marked for recording before anyone has joined it; an
+    /// empty room unmarked is forgotten.
+    fn recording(&mut self, room: String, on: bool) {
+        let r = self.rooms.entry(room.clone()).or_default();
+        r.recording = on;
+        for t in r.tracks.values_mut() {
+            t.recorder = Forwarder::default();
+        }
+        let video: Vec<String> =
+            r.tracks.iter().filter(|(_, t)| t.kind != TrackKind::Audio).map(|(id, _)| id.clone()).collect();
+        if !on && r.participants.is_empty() {
+            self.rooms.remove(&room);
+            return;
+        }
+        if on {
+            // A recording can only begin at a keyframe: ask now rather
+            // than lose seconds.
+            for track in video {
+                self.request_keyframe(&room, &track);
+            }
+        }
     }
 
     fn publish(
@@ -313,7 +512,9 @@ impl<P: Clone> Sfu<P> {
                 stalled: false,
                 last_keyframe_request: None,
                 keyframe_owed: false,
-                waiting_for_keyframe: Vec::new(),
+                layers: Vec::new(),
+                forwarders: BTreeMap::new(),
+                recorder: Forwarder::default(),
             },
         );
         self.emit(MediaEvent::TrackPublished {
@@ -352,35 +553,80 @@ impl<P: Clone> Sfu<P> {
         });
     }
 
-    fn media(&mut self, room: &str, track: &str, packet: P, keyframe: bool) -> Result<(), SfuError> {
+    fn media(&mut self, room: &str, track: &str, layer: u8, packet: P, keyframe: bool) -> Result<(), SfuError> {
         let now = self.now;
         let r = self.rooms.get_mut(room).ok_or_else(|| SfuError::NoRoom(room.to_owned()))?;
-        let t = r
-            .tracks
-            .get_mut(track)
-            .ok_or_else(|| SfuError::NoTrack { room: room.to_owned(), track: track.to_owned() })?;
+        let video = match r.tracks.get(track) {
+            Some(t) => t.kind != TrackKind::Audio,
+            None => return Err(SfuError::NoTrack { room: room.to_owned(), track: track.to_owned() }),
+        };
+        // Each participant's bandwidth, shared among the video it receives.
+        let budgets: Vec<Option<u64>> = if video {
+            r.participants
+                .iter()
+                .map(|(p, m)| {
+                    let receives = r.tracks.values().filter(|t| t.kind != TrackKind::Audio && t.owner != *p).count();
+                    m.bandwidth.map(|bps| bps / receives.max(1) as u64)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let t = r.tracks.get_mut(track).expect("looked up above");
         t.stats.received_packets += 1;
         t.last_packet = now;
         let resumed = std::mem::replace(&mut t.stalled, false);
-        if keyframe {
-            t.waiting_for_keyframe.clear();
-        }
         let mut sent = 0;
-        for to in r.participants.keys() {
-            if *to == t.owner || t.waiting_for_keyframe.contains(to) {
-                continue;
+        let mut wants_keyframe = false;
+        if !video {
+            for to in r.participants.keys().filter(|p| **p != t.owner) {
+                self.out.push_back(Output::Transmit {
+                    room: room.to_owned(),
+                    to: to.clone(),
+                    track: track.to_owned(),
+                    packet: packet.clone(),
+                });
+                sent += 1;
             }
-            self.out.push_back(Output::Transmit {
-                room: room.to_owned(),
-                to: to.clone(),
-                track: track.to_owned(),
-                packet: packet.clone(),
-            });
-            sent += 1;
+            if r.recording {
+                self.out.push_back(Output::Record { room: room.to_owned(), track: track.to_owned(), packet });
+            }
+        } else {
+            if t.layers.len() <= layer as usize {
+                t.layers.resize(layer as usize + 1, Layer::default());
+            }
+            t.layers[layer as usize].count(now, packet.size());
+            for ((to, _), budget) in r.participants.iter().zip(&budgets) {
+                let Some(f) = t.forwarders.get_mut(to) else { continue };
+                let target = choose_layer(&t.layers, now, *budget, f.current).unwrap_or(layer);
+                let done = f.forward(now, target, layer, keyframe, &packet);
+                wants_keyframe |= done.wants_keyframe;
+                t.stats.layer_switches += u64::from(done.switched);
+                if let Some(packet) = done.packet {
+                    self.out.push_back(Output::Transmit {
+                        room: room.to_owned(),
+                        to: to.clone(),
+                        track: track.to_owned(),
+                        packet,
+                    });
+                    sent += 1;
+                }
+            }
+            if r.recording {
+                let target = choose_layer(&t.layers, now, None, t.recorder.current).unwrap_or(layer);
+                let done = t.recorder.forward(now, target, layer, keyframe, &packet);
+                wants_keyframe |= done.wants_keyframe;
+                if let Some(packet) = done.packet {
+                    self.out.push_back(Output::Record { room: room.to_owned(), track: track.to_owned(), packet });
+                }
+            }
         }
         t.stats.forwarded_packets += sent;
         if resumed {
             self.emit(MediaEvent::TrackResumed { room: room.to_owned(), track: track.to_owned() });
+        }
+        if wants_keyframe {
+            self.request_keyframe(room, track);
         }
         Ok(())
     }
@@ -447,9 +693,37 @@ mod tests {
         x.to_owned()
     }
 
+    /// A packet: `id` names it in assertions.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Pkt {
+        id: u32,
+        seq: u16,
+        ts: u32,
+        size: usize,
+    }
+
+    impl RtpPacket for Pkt {
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn sequence(&self) -> u16 {
+            self.seq
+        }
+        fn timestamp(&self) -> u32 {
+            self.ts
+        }
+        fn renumber(&mut self, sequence: u16, timestamp: u32) {
+            (self.seq, self.ts) = (sequence, timestamp);
+        }
+    }
+
+    fn pkt(id: u32) -> Pkt {
+        Pkt { id, seq: id as u16, ts: id * 3000, size: 100 }
+    }
+
     /// Runs inputs at their instants and collects every non-timeout output.
     struct Sim {
-        sfu: Sfu<u32>,
+        sfu: Sfu<Pkt>,
         start: Instant,
     }
 
@@ -458,11 +732,11 @@ mod tests {
             let start = Instant::now();
             Sim { sfu: Sfu::new(start), start }
         }
-        fn at(&mut self, ms: u64, input: Input<u32>) -> Vec<Output<u32>> {
+        fn at(&mut self, ms: u64, input: Input<Pkt>) -> Vec<Output<Pkt>> {
             self.sfu.handle_input(self.start + Duration::from_millis(ms), input).expect("input accepted");
             self.drain()
         }
-        fn drain(&mut self) -> Vec<Output<u32>> {
+        fn drain(&mut self) -> Vec<Output<Pkt>> {
             let mut out = Vec::new();
             loop {
                 match self.sfu.poll_output() {
@@ -475,24 +749,24 @@ mod tests {
             self.at(0, Input::Join { room: s("r"), participant: s("customer"), role: ParticipantRole::Customer });
             self.at(0, Input::Join { room: s("r"), participant: s("agent"), role: ParticipantRole::Agent });
         }
-        fn publish(&mut self, ms: u64, who: &str, track: &str, kind: TrackKind) -> Vec<Output<u32>> {
+        fn publish(&mut self, ms: u64, who: &str, track: &str, kind: TrackKind) -> Vec<Output<Pkt>> {
             self.at(ms, Input::Publish { room: s("r"), participant: s(who), track: s(track), kind, codec: s("codec") })
         }
-        fn media(&mut self, ms: u64, track: &str, packet: u32, keyframe: bool) -> Vec<Output<u32>> {
-            self.at(ms, Input::Media { room: s("r"), track: s(track), packet, keyframe })
+        fn media(&mut self, ms: u64, track: &str, packet: u32, keyframe: bool) -> Vec<Output<Pkt>> {
+            self.at(ms, Input::Media { room: s("r"), track: s(track), layer: 0, packet: pkt(packet), keyframe })
         }
     }
 
-    fn transmits(out: &[Output<u32>]) -> Vec<(String, u32)> {
+    fn transmits(out: &[Output<Pkt>]) -> Vec<(String, u32)> {
         out.iter()
             .filter_map(|o| match o {
-                Output::Transmit { to, packet, .. } => Some((to.clone(), *packet)),
+                Output::Transmit { to, packet, .. } => Some((to.clone(), packet.id)),
                 _ => None,
             })
             .collect()
     }
 
-    fn events(out: &[Output<u32>]) -> Vec<MediaEvent> {
+    fn events(out: &[Output<Pkt>]) -> Vec<MediaEvent> {
         out.iter()
             .filter_map(|o| match o {
                 Output::Event(e) => Some(e.clone()),
@@ -608,7 +882,7 @@ mod tests {
         sim.call();
         sim.publish(0, "customer", "mic", TrackKind::Audio);
         let now = sim.start;
-        let bad: Vec<(Input<u32>, SfuError)> = vec![
+        let bad: Vec<(Input<Pkt>, SfuError)> = vec![
             (
                 Input::Join { room: s("r"), participant: s("agent"), role: ParticipantRole::Agent },
                 SfuError::AlreadyJoined { room: s("r"), participant: s("agent") },
@@ -638,7 +912,7 @@ mod tests {
                 SfuError::NoTrack { room: s("r"), track: s("mic") },
             ),
             (
-                Input::Media { room: s("nope"), track: s("mic"), packet: 1, keyframe: false },
+                Input::Media { room: s("nope"), track: s("mic"), layer: 0, packet: pkt(1), keyframe: false },
                 SfuError::NoRoom(s("nope")),
             ),
             (
@@ -671,12 +945,168 @@ mod tests {
             .sfu
             .handle_input(
                 now_plus(&sim, 6_001),
-                Input::Media { room: s("r"), track: s("screen"), packet: 2, keyframe: false }
+                Input::Media { room: s("r"), track: s("screen"), layer: 0, packet: pkt(2), keyframe: false }
             )
             .is_err());
     }
 
     fn now_plus(sim: &Sim, ms: u64) -> Instant {
         sim.start + Duration::from_millis(ms)
+    }
+
+    /// Two layers of one camera, 20 ms apart: layer 0 at 100 kbit/s
+    /// (250-byte packets), layer 1 at 800 kbit/s (2,000 bytes), each with
+    /// its own sequence numbers and timestamps, keyframes every second.
+    fn simulcast_packet(layer: u8, n: u32) -> Pkt {
+        let (seq0, ts0, size) = if layer == 0 { (1_000, 10_000, 250) } else { (50_000, 900_000, 2_000) };
+        Pkt { id: u32::from(layer) * 100_000 + n, seq: (seq0 + n) as u16, ts: ts0 + n * 1_800, size }
+    }
+
+    impl Sim {
+        /// Sends packets `from..to` of both layers (layer 1 only while
+        /// `high` says so); returns what the agent received.
+        fn simulcast(&mut self, from: u32, to: u32, high: impl Fn(u32) -> bool) -> Vec<Pkt> {
+            let mut got = Vec::new();
+            for n in from..to {
+                for layer in [0u8, 1] {
+                    if layer == 1 && !high(n) {
+                        continue;
+                    }
+                    let packet = simulcast_packet(layer, n);
+                    let input = Input::Media { room: s("r"), track: s("cam"), layer, packet, keyframe: n % 50 == 0 };
+                    for o in self.at(u64::from(n) * 20, input) {
+                        if let Output::Transmit { to, packet, .. } = o {
+                            assert_eq!(to, "agent");
+                            got.push(packet);
+                        }
+                    }
+                }
+            }
+            got
+        }
+    }
+
+    /// The agent's stream is one stream: each packet's sequence number one
+    /// more than the last, timestamps never going back.
+    fn assert_continuous(got: &[Pkt]) {
+        for pair in got.windows(2) {
+            assert_eq!(pair[1].seq, pair[0].seq.wrapping_add(1), "{:?} then {:?}", pair[0], pair[1]);
+            assert!(pair[1].ts.wrapping_sub(pair[0].ts) < 0x8000_0000, "{:?} then {:?}", pair[0], pair[1]);
+        }
+    }
+
+    fn layers(got: &[Pkt]) -> Vec<u32> {
+        let mut seen: Vec<u32> = got.iter().map(|p| p.id / 100_000).collect();
+        seen.dedup();
+        seen
+    }
+
+    #[test]
+    fn a_receiver_gets_the_largest_layer_its_bandwidth_allows_and_switches_at_keyframes() {
+        let mut sim = Sim::new();
+        sim.call();
+        sim.publish(0, "customer", "cam", TrackKind::Video);
+        // No estimate: it starts on the first keyframe there is (layer 0's
+        // comes first) and moves to the largest layer at its next one.
+        let got = sim.simulcast(0, 100, |_| true);
+        assert_eq!(layers(&got), [0, 1]);
+        assert_eq!(got.iter().find(|p| p.id >= 100_000).unwrap().id, 100_000, "layer 1 starts on a keyframe too");
+        assert_continuous(&got);
+        assert_eq!(sim.sfu.forwarded_layer("r", "agent", "cam"), Some(1));
+
+        // The agent's receiver can take 300 kbit/s: down to layer 0, at
+        // layer 0's next keyframe (packet 150), not before.
+        sim.simulcast(100, 105, |_| true);
+        sim.at(2_100, Input::Bandwidth { room: s("r"), participant: s("agent"), bps: 300_000 });
+        let out = sim.simulcast(105, 200, |_| true);
+        assert_eq!(layers(&out), [1, 0]);
+        let first_small = out.iter().find(|p| p.id < 100_000).unwrap();
+        assert_eq!(first_small.id, 150, "switched at a keyframe of the new layer");
+        assert_continuous(&out);
+
+        // 2 Mbit/s: back up at layer 1's next keyframe.
+        sim.at(4_000, Input::Bandwidth { room: s("r"), participant: s("agent"), bps: 2_000_000 });
+        let out = sim.simulcast(200, 300, |_| true);
+        assert_eq!(layers(&out), [0, 1]);
+        assert_continuous(&out);
+        assert_eq!(sim.sfu.track_stats("r", "cam").unwrap().layer_switches, 3);
+    }
+
+    #[test]
+    fn when_the_large_layer_stops_the_receiver_moves_to_one_that_flows() {
+        let mut sim = Sim::new();
+        sim.call();
+        sim.publish(0, "customer", "cam", TrackKind::Video);
+        sim.simulcast(0, 60, |_| true);
+        assert_eq!(sim.sfu.forwarded_layer("r", "agent", "cam"), Some(1));
+        // The browser stops sending layer 1 after packet 60 (its uplink is short).
+        let out = sim.simulcast(60, 200, |n| n < 60);
+        assert_eq!(sim.sfu.forwarded_layer("r", "agent", "cam"), Some(0));
+        assert_continuous(&out);
+    }
+
+    #[test]
+    fn a_switch_asks_the_publisher_for_a_keyframe() {
+        let mut sim = Sim::new();
+        sim.call();
+        sim.publish(0, "customer", "cam", TrackKind::Video);
+        sim.simulcast(0, 60, |_| true);
+        sim.at(1_300, Input::Bandwidth { room: s("r"), participant: s("agent"), bps: 300_000 });
+        let packet = simulcast_packet(0, 70);
+        let out = sim.at(1_400, Input::Media { room: s("r"), track: s("cam"), layer: 0, packet, keyframe: false });
+        assert!(events(&out).contains(&MediaEvent::KeyframeRequested { room: s("r"), track: s("cam") }), "{out:?}");
+    }
+
+    #[test]
+    fn the_recorder_gets_the_largest_layer_whatever_the_receivers_bandwidth() {
+        let mut sim = Sim::new();
+        // Recording is switched on before anyone joins (the call starts recorded).
+        sim.at(0, Input::Recording { room: s("r"), on: true });
+        sim.call();
+        sim.publish(0, "customer", "cam", TrackKind::Video);
+        sim.publish(0, "customer", "mic", TrackKind::Audio);
+        sim.at(0, Input::Bandwidth { room: s("r"), participant: s("agent"), bps: 100_000 });
+        let mut recorded = Vec::new();
+        for n in 0..120u32 {
+            for layer in [0u8, 1] {
+                let packet = simulcast_packet(layer, n);
+                let input = Input::Media { room: s("r"), track: s("cam"), layer, packet, keyframe: n % 50 == 0 };
+                for o in sim.at(u64::from(n) * 20, input) {
+                    if let Output::Record { track, packet, .. } = o {
+                        assert_eq!(track, "cam");
+                        recorded.push(packet);
+                    }
+                }
+            }
+        }
+        assert_eq!(layers(&recorded), [0, 1], "the recording moves to the large layer and keeps it");
+        assert_continuous(&recorded);
+        assert_eq!(sim.sfu.forwarded_layer("r", "agent", "cam"), Some(0), "the agent is held to the small one");
+        let out = sim.media(2_500, "mic", 7, false);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Record { track, packet, .. } if track == "mic" && packet.id == 7)));
+
+        sim.at(2_600, Input::Recording { room: s("r"), on: false });
+        let out = sim.media(2_700, "mic", 8, false);
+        assert!(!out.iter().any(|o| matches!(o, Output::Record { .. })), "{out:?}");
+    }
+
+    #[test]
+    fn a_room_marked_for_recording_and_unmarked_before_anyone_joined_is_forgotten() {
+        let mut sim = Sim::new();
+        sim.at(0, Input::Recording { room: s("r"), on: true });
+        assert_eq!(sim.sfu.room_count(), 1);
+        sim.at(1, Input::Recording { room: s("r"), on: false });
+        assert_eq!(sim.sfu.room_count(), 0);
+    }
+
+    #[test]
+    fn bandwidth_from_a_stranger_is_refused() {
+        let mut sim = Sim::new();
+        sim.call();
+        let refused =
+            sim.sfu.handle_input(sim.start, Input::Bandwidth { room: s("r"), participant: s("stranger"), bps: 1 });
+        assert_eq!(refused, Err(SfuError::NotInRoom { room: s("r"), participant: s("stranger") }));
     }
 }
