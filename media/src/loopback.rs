@@ -31,6 +31,11 @@ pub struct Received {
     pub audio_packets: AtomicU64,
     pub video_packets: AtomicU64,
     pub bytes: AtomicU64,
+    /// Video bytes (payload) received: what a layer switch changes.
+    pub video_bytes: AtomicU64,
+    /// Times a received stream's sequence number jumped (by more than 100)
+    /// rather than went on: a layer switch the SFU failed to renumber.
+    pub sequence_jumps: AtomicU64,
     /// Send-to-receive delays of packets stamped by [`TestPeer::send`], in µs.
     pub delays_us: Mutex<Vec<u64>>,
 }
@@ -42,6 +47,10 @@ pub struct TestPeer {
     subscriber: Arc<dyn PeerConnection>,
     audio: (Arc<TrackLocalStaticRTP>, u32),
     video: (Arc<TrackLocalStaticRTP>, u32),
+    /// Simulcast: each layer's RID and SSRC (empty: one stream), and the
+    /// video section's mid, which its packets carry.
+    layers: Vec<(&'static str, u32)>,
+    video_mid: String,
     pub received: Arc<Received>,
     remotes: Remotes,
     sources: Vec<SyntheticSource>,
@@ -75,12 +84,23 @@ impl PeerConnectionEventHandler for Handler {
             remotes.lock().expect("remotes poisoned").push(track.clone());
         }
         tokio::spawn(async move {
+            let mut last_sequence: Option<u16> = None;
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = event {
                     let now = Instant::now();
                     let counter = if video { &received.video_packets } else { &received.audio_packets };
                     counter.fetch_add(1, Ordering::Relaxed);
                     received.bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    if video {
+                        received.video_bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    }
+                    let sequence = packet.header.sequence_number;
+                    if let Some(last) = last_sequence.replace(sequence) {
+                        let step = sequence.wrapping_sub(last);
+                        if step > 100 && step < 0xff00 {
+                            received.sequence_jumps.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     if let Some(at) = sent.take(packet.header.timestamp, packet.header.sequence_number) {
                         received.delays_us.lock().expect("delays poisoned").push((now - at).as_micros() as u64);
                     }
@@ -133,17 +153,25 @@ async fn gathered(rx: &mut watch::Receiver<bool>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|d| *d)).await;
 }
 
-fn local_track(kind: RtpCodecKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
-    let ssrc = crate::server::rand_ssrc();
+/// A local track sent as one stream (`rids` empty) or as one simulcast
+/// layer per RID; returns it with its first stream's SSRC and each layer's.
+fn local_track(
+    kind: RtpCodecKind,
+    name: &str,
+    rids: &[&'static str],
+) -> ((Arc<TrackLocalStaticRTP>, u32), Vec<(&'static str, u32)>) {
     let (mime, clock, channels) =
         if kind == RtpCodecKind::Audio { ("audio/opus", 48_000, 2) } else { ("video/VP8", 90_000, 0) };
-    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        format!("{name}-stream"),
-        format!("{name}-{}", if kind == RtpCodecKind::Audio { "mic" } else { "cam" }),
-        name.to_owned(),
-        kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+    let layers: Vec<(&'static str, u32)> = rids.iter().map(|rid| (*rid, crate::server::rand_ssrc())).collect();
+    let streams = if layers.is_empty() { vec![("", crate::server::rand_ssrc())] } else { layers.clone() };
+    let encodings = streams
+        .iter()
+        .map(|(rid, ssrc)| RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                rid: (*rid).to_owned(),
+                ssrc: Some(*ssrc),
+                ..Default::default()
+            },
             codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
                 mime_type: mime.into(),
                 clock_rate: clock,
@@ -151,9 +179,44 @@ fn local_track(kind: RtpCodecKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32
                 ..Default::default()
             },
             ..Default::default()
-        }],
+        })
+        .collect();
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("{name}-stream"),
+        format!("{name}-{}", if kind == RtpCodecKind::Audio { "mic" } else { "cam" }),
+        name.to_owned(),
+        kind,
+        encodings,
     ));
-    (Arc::new(track), ssrc)
+    ((Arc::new(track), streams[0].1), layers)
+}
+
+/// An RTP header extension's value as raw bytes (a mid or a RID).
+struct Sdes(&'static str, String);
+
+impl rtc::shared::marshal::MarshalSize for Sdes {
+    fn marshal_size(&self) -> usize {
+        self.1.len()
+    }
+}
+
+impl rtc::shared::marshal::Marshal for Sdes {
+    fn marshal_to(&self, buf: &mut [u8]) -> rtc::shared::error::Result<usize> {
+        buf[..self.1.len()].copy_from_slice(self.1.as_bytes());
+        Ok(self.1.len())
+    }
+}
+
+impl Sdes {
+    fn extension(self) -> rtc::rtp::extension::HeaderExtension {
+        rtc::rtp::extension::HeaderExtension::Custom { uri: self.0.into(), extension: Box::new(self) }
+    }
+}
+
+/// The `a=mid` of an SDP's first video section.
+fn video_mid(sdp: &str) -> Option<String> {
+    let section = sdp.split("\nm=").find(|s| s.starts_with("video"))?;
+    section.lines().find_map(|l| l.trim_end().strip_prefix("a=mid:")).map(str::to_owned)
 }
 
 impl TestPeer {
@@ -166,6 +229,20 @@ impl TestPeer {
         name: &str,
         role: ParticipantRole,
         sent: Arc<SendTimes>,
+    ) -> Result<TestPeer, MediaError> {
+        Self::join_with_layers(server, room, name, role, sent, &[]).await
+    }
+
+    /// [`TestPeer::join`], its camera sent as one simulcast layer per RID
+    /// (smallest first, e.g. `["q", "f"]`); send on them with
+    /// [`TestPeer::send_layer`].
+    pub async fn join_with_layers(
+        server: &MediaServer,
+        room: &str,
+        name: &str,
+        role: ParticipantRole,
+        sent: Arc<SendTimes>,
+        rids: &[&'static str],
     ) -> Result<TestPeer, MediaError> {
         let received = Arc::new(Received::default());
         let remotes = Arc::new(Mutex::new(Vec::new()));
@@ -202,8 +279,8 @@ impl TestPeer {
             }
         });
 
-        let audio = local_track(RtpCodecKind::Audio, name);
-        let video = local_track(RtpCodecKind::Video, name);
+        let (audio, _) = local_track(RtpCodecKind::Audio, name, &[]);
+        let (video, layers) = local_track(RtpCodecKind::Video, name, rids);
         for track in [&audio.0, &video.0] {
             publisher
                 .add_track(track.clone() as Arc<dyn TrackLocal>)
@@ -214,6 +291,7 @@ impl TestPeer {
         publisher.set_local_description(offer).await.map_err(|e| MediaError::WebRtc(e.to_string()))?;
         gathered(&mut pub_gathered).await;
         let local = publisher.local_description().await.ok_or_else(|| MediaError::WebRtc("no offer".into()))?;
+        let video_mid = video_mid(&local.sdp).unwrap_or_default();
         let answer = server.publish(room, name, &local.sdp, Vec::new()).await?;
         let answer = RTCSessionDescription::answer(answer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         publisher.set_remote_description(answer).await.map_err(|e| MediaError::WebRtc(e.to_string()))?;
@@ -223,6 +301,8 @@ impl TestPeer {
             subscriber,
             audio,
             video,
+            layers,
+            video_mid,
             received,
             remotes,
             sources: Vec::new(),
@@ -261,6 +341,34 @@ impl TestPeer {
         packet.header.ssrc = *ssrc;
         sent.put((packet.header.timestamp, packet.header.sequence_number), Instant::now());
         let _ = track.write_rtp(packet).await;
+    }
+
+    /// Sends one RTP packet on simulcast layer `layer` of the camera (see
+    /// [`TestPeer::join_with_layers`]), with the mid and RID a browser puts
+    /// on it.
+    pub async fn send_layer(&self, layer: usize, mut packet: rtc::rtp::Packet) -> Result<(), MediaError> {
+        let (rid, ssrc) = *self.layers.get(layer).ok_or_else(|| MediaError::WebRtc(format!("no layer {layer}")))?;
+        packet.header.ssrc = ssrc;
+        let extensions = [
+            Sdes("urn:ietf:params:rtp-hdrext:sdes:mid", self.video_mid.clone()).extension(),
+            Sdes("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", rid.to_owned()).extension(),
+        ];
+        self.video.0.write_rtp_with_extensions(packet, &extensions).await.map_err(|e| MediaError::WebRtc(e.to_string()))
+    }
+
+    /// Tells the SFU this peer can receive `bps` (an RTCP REMB, as a
+    /// browser's receiver sends).
+    pub async fn send_bandwidth(&self, bps: u64) {
+        use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+        let remotes: Vec<_> = self.remotes.lock().expect("remotes poisoned").clone();
+        for remote in remotes {
+            let ssrcs = remote.ssrcs().await;
+            if ssrcs.is_empty() {
+                continue;
+            }
+            let remb = ReceiverEstimatedMaximumBitrate { sender_ssrc: 0, bitrate: bps as f32, ssrcs };
+            let _ = remote.write_rtcp(vec![Box::new(remb)]).await;
+        }
     }
 
     /// Asks the SFU for a keyframe of every video this peer receives, as a
@@ -431,6 +539,58 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod simulcast_tests {
+    use super::*;
+    use crate::server::MediaConfig;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_simulcast_camera_reaches_the_receiver_at_the_layer_its_bandwidth_allows() {
+        let config = MediaConfig { ports: (52_400, 52_499), ..Default::default() };
+        let (server, _reports) = MediaServer::new(config);
+        let sent = Arc::new(SendTimes::default());
+        let (room, cam) = ("sc", "customer/customer-cam");
+        let customer =
+            TestPeer::join_with_layers(&server, room, "customer", ParticipantRole::Customer, sent.clone(), &["q", "h"])
+                .await
+                .unwrap();
+        let agent = TestPeer::join(&server, room, "agent", ParticipantRole::Agent, sent.clone()).await.unwrap();
+        // Each clip starts with a keyframe, so each layer has one every 2 s.
+        let small = Arc::new(Clip::capture(true, 150, 2.0).unwrap());
+        let large = Arc::new(Clip::capture(true, 900, 2.0).unwrap());
+        let customer = Arc::new(customer);
+        let until = Instant::now() + Duration::from_secs(10);
+        for (layer, clip) in [(0, small), (1, large)] {
+            let (customer, sent) = (customer.clone(), sent.clone());
+            tokio::spawn(async move { customer.stream_on(clip, true, Some(layer), until, sent).await });
+        }
+        let rate = |seconds: u64| {
+            let received = agent.received.clone();
+            async move {
+                let before = received.video_bytes.load(Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
+                (received.video_bytes.load(Ordering::Relaxed) - before) * 8 / seconds
+            }
+        };
+
+        // No estimate from the agent: the large layer.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(server.forwarded_layer(room, "agent", cam), Some(1));
+        let unlimited = rate(2).await;
+
+        // The agent's receiver says 400 kbit/s: the small layer, from its
+        // next keyframe on.
+        agent.send_bandwidth(400_000).await;
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        assert_eq!(server.forwarded_layer(room, "agent", cam), Some(0));
+        let limited = rate(2).await;
+        eprintln!("video received: {unlimited} bit/s unlimited, {limited} bit/s limited");
+        assert!(limited * 2 < unlimited, "{limited} bit/s limited, {unlimited} bit/s unlimited");
+        assert!(limited > 50_000, "the small layer still flows: {limited} bit/s");
+        assert_eq!(agent.received.sequence_jumps.load(Ordering::Relaxed), 0, "one continuous stream");
+    }
+}
+
 /// Pre-encoded RTP for load generation: a few seconds of synthetic media,
 /// replayed in a loop with fresh sequence numbers and timestamps, so a
 /// thousand streams cost no encoder.
@@ -480,6 +640,18 @@ impl TestPeer {
     /// Sends `clip` on the video (or audio) track in real time until
     /// `until`, each packet stamped for the delay measurement.
     pub async fn stream(&self, clip: Arc<Clip>, video: bool, until: Instant, sent: Arc<SendTimes>) {
+        self.stream_on(clip, video, None, until, sent).await
+    }
+
+    /// [`TestPeer::stream`] on simulcast layer `layer` if given.
+    pub async fn stream_on(
+        &self,
+        clip: Arc<Clip>,
+        video: bool,
+        layer: Option<usize>,
+        until: Instant,
+        sent: Arc<SendTimes>,
+    ) {
         let seq_base = crate::server::rand_ssrc() as u16;
         let ts_base = crate::server::rand_ssrc();
         let start = tokio::time::Instant::now();
@@ -496,7 +668,12 @@ impl TestPeer {
                 packet.header.timestamp =
                     ts_base.wrapping_add(packet.header.timestamp).wrapping_add(clip.span_ts.wrapping_mul(round));
                 n += 1;
-                self.send(video, packet, &sent).await;
+                match layer {
+                    Some(layer) => {
+                        let _ = self.send_layer(layer, packet).await;
+                    }
+                    None => self.send(video, packet, &sent).await,
+                }
             }
         }
     }

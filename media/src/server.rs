@@ -261,6 +261,11 @@ impl MediaServer {
         self.inner.forwarded.load(Ordering::Relaxed)
     }
 
+    /// The simulcast layer of `track` that `subscriber` receives now.
+    pub fn forwarded_layer(&self, room: &str, subscriber: &str, track: &str) -> Option<u8> {
+        self.inner.core.lock().expect("SFU core poisoned").forwarded_layer(room, subscriber, track)
+    }
+
     /// Keyframe requests (PLI, FIR) from subscribers relayed to the core.
     pub fn relayed_keyframe_requests(&self) -> u64 {
         self.inner.relayed_keyframe_requests.load(Ordering::Relaxed)
