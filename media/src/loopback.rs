@@ -45,8 +45,8 @@ pub struct TestPeer {
     pub name: String,
     publisher: Arc<dyn PeerConnection>,
     subscriber: Arc<dyn PeerConnection>,
-    audio: (Arc<TrackLocalStaticRTP>, u32),
-    video: (Arc<TrackLocalStaticRTP>, u32),
+    audio: LocalStream,
+    video: LocalStream,
     /// Simulcast: each layer's RID and SSRC (empty: one stream), and the
     /// video section's mid, which its packets carry.
     layers: Vec<(&'static str, u32)>,
@@ -153,13 +153,12 @@ async fn gathered(rx: &mut watch::Receiver<bool>) {
     let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|d| *d)).await;
 }
 
+/// A local track and the SSRC its packets carry.
+type LocalStream = (Arc<TrackLocalStaticRTP>, u32);
+
 /// A local track sent as one stream (`rids` empty) or as one simulcast
 /// layer per RID; returns it with its first stream's SSRC and each layer's.
-fn local_track(
-    kind: RtpCodecKind,
-    name: &str,
-    rids: &[&'static str],
-) -> ((Arc<TrackLocalStaticRTP>, u32), Vec<(&'static str, u32)>) {
+fn local_track(kind: RtpCodecKind, name: &str, rids: &[&'static str]) -> (LocalStream, Vec<(&'static str, u32)>) {
     let (mime, clock, channels) =
         if kind == RtpCodecKind::Audio { ("audio/opus", 48_000, 2) } else { ("video/VP8", 90_000, 0) };
     let layers: Vec<(&'static str, u32)> = rids.iter().map(|rid| (*rid, crate::server::rand_ssrc())).collect();
