@@ -139,8 +139,10 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
         for (what, ms) in [("recorded", recorded_ms), ("ffprobe", probed_ms)] {
             assert!(
                 (ms - live_ms).abs() <= 1_500,
-                "{kind} track: {what} {ms} ms of segments for {live_ms} ms published ({} segments)",
-                segments.len()
+                "{kind} track: {what} {ms} ms of segments for {live_ms} ms published ({} segments); \
+                 the server's warnings:\n{}",
+                segments.len(),
+                warnings(&served.log)
             );
         }
         if kind != "screen" {
@@ -188,6 +190,11 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     let out = String::from_utf8_lossy(&failed.stdout);
     assert_eq!(failed.status.code(), Some(1), "{out}");
     assert!(out.contains(&victim) && out.contains("altered"), "{out}");
+}
+
+/// The WARN and ERROR lines of a server log.
+fn warnings(log: &std::path::Path) -> String {
+    read(log).lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect::<Vec<_>>().join("\n")
 }
 
 /// A media file's duration in milliseconds, as ffprobe reads it.

@@ -61,7 +61,8 @@ export class CallClient {
     const media = await navigator.mediaDevices.getUserMedia({ audio: true, video });
     for (const track of media.getTracks()) {
       this.local.addTrack(track);
-      this.senders[track.kind === "audio" ? "mic" : "camera"] = this.pub.addTrack(track, this.local);
+      if (track.kind === "audio") this.senders.mic = this.pub.addTrack(track, this.local);
+      else this.senders.camera = this.addCamera(track);
     }
     await this.publish();
     this.onChange();
@@ -107,10 +108,25 @@ export class CallClient {
       this.senders.camera.track?.stop();
       await this.senders.camera.replaceTrack(track);
     } else {
-      this.senders.camera = this.pub.addTrack(track, this.local);
+      this.senders.camera = this.addCamera(track);
       await this.publish();
     }
     this.device("camera", true);
+  }
+
+  // The camera goes out as simulcast: a half-size and a full-size layer.
+  // The server sends each receiver the largest its bandwidth allows (and
+  // records the largest); a browser short of uplink drops the full one.
+  addCamera(track) {
+    this.local.addTrack(track);
+    return this.pub.addTransceiver(track, {
+      direction: "sendonly",
+      streams: [this.local],
+      sendEncodings: [
+        { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 300_000 },
+        { rid: "f", maxBitrate: 1_200_000 },
+      ],
+    }).sender;
   }
 
   // Mic or camera on/off; the other side and the record learn of it.
@@ -146,14 +162,20 @@ export class CallClient {
   }
 
   // What this browser received and decoded so far, from getStats.
+  // What arrives (packets, decoded frames) and which simulcast layers go
+  // out (`layersSent`: the RIDs with bytes sent).
   async stats() {
-    const out = { audioPackets: 0, framesDecoded: 0, videoTracks: 0 };
+    const out = { audioPackets: 0, framesDecoded: 0, videoTracks: 0, layersSent: [] };
     if (!this.sub) return out;
     (await this.sub.getStats()).forEach((s) => {
       if (s.type !== "inbound-rtp") return;
       if (s.kind === "audio") out.audioPackets += s.packetsReceived || 0;
       if (s.kind === "video") { out.framesDecoded += s.framesDecoded || 0; out.videoTracks += 1; }
     });
+    (await this.pub.getStats()).forEach((s) => {
+      if (s.type === "outbound-rtp" && s.kind === "video" && s.rid && s.bytesSent > 0) out.layersSent.push(s.rid);
+    });
+    out.layersSent.sort();
     return out;
   }
 

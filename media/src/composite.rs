@@ -167,9 +167,9 @@ mod tests {
         let mut inputs = Vec::new();
         for video in [true, false] {
             let dir = root.join(format!("{name}-{}", if video { "cam" } else { "mic" }));
-            let (codec, pt, clock) = if video { ("video/VP8", 96, 90_000) } else { ("audio/opus", 111, 48_000) };
+            let (codec, pt) = if video { ("video/VP8", 96) } else { ("audio/opus", 111) };
             let recorder =
-                Arc::new(TrackRecorder::new(&dir, codec, pt, clock, Duration::from_secs(1), |_| {}, || {}).unwrap());
+                Arc::new(TrackRecorder::new(&dir, codec, pt, 0, Duration::from_secs(1), |_| {}, || {}).unwrap());
             let feed = recorder.clone();
             let source =
                 SyntheticSource::start(video, pt, 300, 15, pattern, move |rtp| feed.push(rtp.to_vec())).unwrap();

@@ -15,7 +15,7 @@
 //! SFU turns into a PLI to the publisher.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,33 +88,41 @@ pub struct TrackRecorder {
     appsrc: gst_app::AppSrc,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     alive: Arc<AtomicBool>,
+    /// One more than the index of the file being written (or about to be).
+    next_index: Arc<AtomicU32>,
 }
 
 impl TrackRecorder {
     /// Starts recording into `dir` (created if needed): `00000.webm`,
-    /// `00001.webm`, … every `segment`. `codec` is the RTP codec's MIME type
-    /// (`audio/opus`, `video/VP8`), `payload_type` and `clock_rate` as
-    /// negotiated. Closed segments go to `on_segment`, keyframe requests to
+    /// `00001.webm`, … every `segment`, numbered from `first_index` or after
+    /// the files already there, whichever is later (a track recorded anew
+    /// after a change of picture size goes on in the same directory: pass
+    /// the replaced recorder's [`TrackRecorder::next_index`]). `codec` is the RTP codec's MIME type
+    /// (`audio/opus`, `video/VP8`; their RTP clocks are fixed), `payload_type`
+    /// as negotiated. Closed segments go to `on_segment`, keyframe requests to
     /// `keyframe_wanted`; both are called from GStreamer's threads.
     pub fn new(
         dir: &Path,
         codec: &str,
         payload_type: u8,
-        clock_rate: u32,
+        first_index: u32,
         segment: Duration,
         on_segment: impl Fn(Result<Segment, RecorderError>) + Send + 'static,
         keyframe_wanted: impl Fn() + Send + Sync + 'static,
     ) -> Result<Self, RecorderError> {
         init()?;
-        let (media, encoding, depay, pad) = match codec.to_ascii_lowercase().as_str() {
-            "audio/opus" => ("audio", "OPUS", "rtpopusdepay ! opusparse", "audio_0"),
+        let (media, encoding, clock_rate, depay, pad) = match codec.to_ascii_lowercase().as_str() {
+            "audio/opus" => ("audio", "OPUS", 48_000, "rtpopusdepay ! opusparse", "audio_0"),
             // A segment must start at a keyframe to be playable: drop what comes
             // before the first one (and after a loss), and ask for one then.
-            "video/vp8" => ("video", "VP8", "rtpvp8depay wait-for-keyframe=true request-keyframe=true", "video"),
+            "video/vp8" => {
+                ("video", "VP8", 90_000, "rtpvp8depay wait-for-keyframe=true request-keyframe=true", "video")
+            }
             other => return Err(RecorderError::Codec(other.to_owned())),
         };
         std::fs::create_dir_all(dir).map_err(|e| RecorderError::Io(dir.to_owned(), e))?;
         let location = dir.join("%05d.webm");
+        let start_index = first_index.max(next_free_index(dir));
         let description = format!(
             "appsrc name=src is-live=true do-timestamp=true format=time \
              ! rtpjitterbuffer latency=200 ! {depay} ! sink.{pad} \
@@ -127,6 +135,7 @@ impl TrackRecorder {
             .map_err(|_| RecorderError::Gstreamer("not a pipeline".into()))?;
         let sink = pipeline.by_name("sink").expect("named in the description");
         sink.set_property("location", location.to_string_lossy().as_ref());
+        sink.set_property("start-index", start_index as i32);
         let appsrc = pipeline
             .by_name("src")
             .expect("named in the description")
@@ -134,7 +143,7 @@ impl TrackRecorder {
             .map_err(|_| RecorderError::Gstreamer("appsrc is not an AppSrc".into()))?;
         let caps = gst::Caps::builder("application/x-rtp")
             .field("media", media)
-            .field("clock-rate", clock_rate as i32)
+            .field("clock-rate", clock_rate)
             .field("encoding-name", encoding)
             .field("payload", i32::from(payload_type))
             .build();
@@ -161,22 +170,31 @@ impl TrackRecorder {
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let alive = Arc::new(AtomicBool::new(true));
         let watching = alive.clone();
+        // Reserved from the start: the first file exists only once media
+        // has passed the jitter buffer.
+        let next_index = Arc::new(AtomicU32::new(start_index + 1));
+        let opened = next_index.clone();
         let bus_thread = std::thread::Builder::new()
             .name("witness-recorder".into())
-            .spawn(move || watch_bus(bus, &watching, on_segment))
+            .spawn(move || watch_bus(bus, &watching, start_index, &opened, on_segment))
             .map_err(|e| RecorderError::Gstreamer(e.to_string()))?;
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             alive.store(false, Ordering::Relaxed);
             let _ = pipeline.set_state(gst::State::Null);
             return Err(gst_error(e));
         }
-        Ok(TrackRecorder { pipeline, appsrc, bus_thread: Some(bus_thread), alive })
+        Ok(TrackRecorder { pipeline, appsrc, bus_thread: Some(bus_thread), alive, next_index })
     }
 
     /// Queues one RTP packet (header and payload, as received); the buffer
     /// is handed to GStreamer as it is, not copied.
     pub fn push(&self, rtp: impl AsRef<[u8]> + Send + 'static) {
         let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(rtp));
+    }
+
+    /// The first file index a recorder taking over this track may use.
+    pub fn next_index(&self) -> u32 {
+        self.next_index.load(Ordering::Relaxed)
     }
 
     /// Ends the recording: the open segment is closed (and reported) before
@@ -205,10 +223,27 @@ impl Drop for TrackRecorder {
     }
 }
 
+/// One more than the highest `NNNNN.webm` in `dir` (0 if none).
+fn next_free_index(dir: &Path) -> u32 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".webm")?.parse::<u32>().ok())
+        .map(|index| index + 1)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Reports closed fragments until end of stream, an error, or shutdown.
-fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segment, RecorderError>)) {
+fn watch_bus(
+    bus: gst::Bus,
+    alive: &AtomicBool,
+    start_index: u32,
+    next_index: &AtomicU32,
+    on_segment: impl Fn(Result<Segment, RecorderError>),
+) {
     let mut opened_at: u64 = 0;
-    let mut index: u32 = 0;
+    let mut index = start_index;
     let mut open = false;
     // The last fragment's "closed" message may come after EOS: after EOS,
     // wait a little for it rather than lose the last segment's report.
@@ -229,6 +264,7 @@ fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segme
                     "splitmuxsink-fragment-opened" => {
                         opened_at = running_time;
                         open = true;
+                        next_index.store(index + 1, Ordering::Relaxed);
                     }
                     "splitmuxsink-fragment-closed" => {
                         open = false;
@@ -345,13 +381,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segments = Arc::new(Mutex::new(Vec::new()));
         let sink = segments.clone();
-        let (codec, pt, clock) = if video { ("video/VP8", 96, 90_000) } else { ("audio/opus", 111, 48_000) };
+        let (codec, pt) = if video { ("video/VP8", 96) } else { ("audio/opus", 111) };
         let recorder = Arc::new(
             TrackRecorder::new(
                 dir.path(),
                 codec,
                 pt,
-                clock,
+                0,
                 Duration::from_secs(1),
                 move |s| sink.lock().unwrap().push(s.expect("segment written")),
                 || {},
@@ -394,9 +430,23 @@ mod tests {
     }
 
     #[test]
+    fn a_recorder_taking_over_a_track_numbers_its_files_after_the_replaced_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = |first| TrackRecorder::new(dir.path(), "video/VP8", 96, first, DEFAULT_SEGMENT, |_| {}, || {});
+        let replaced = new(0).unwrap();
+        assert_eq!(replaced.next_index(), 1, "its first file is reserved before it exists on disk");
+        let next = replaced.next_index();
+        drop(replaced);
+        assert_eq!(new(next).unwrap().next_index(), 2);
+        // Files already there are never overwritten either.
+        std::fs::write(dir.path().join("00004.webm"), b"earlier").unwrap();
+        assert_eq!(new(next).unwrap().next_index(), 6);
+    }
+
+    #[test]
     fn an_unknown_codec_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let made = TrackRecorder::new(dir.path(), "video/H265", 100, 90_000, DEFAULT_SEGMENT, |_| {}, || {});
+        let made = TrackRecorder::new(dir.path(), "video/H265", 100, 0, DEFAULT_SEGMENT, |_| {}, || {});
         assert!(matches!(made, Err(RecorderError::Codec(_))));
     }
 }

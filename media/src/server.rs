@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -196,6 +195,23 @@ impl crate::sfu::RtpPacket for rtc::rtp::Packet {
 struct Recording {
     id: String,
     tracks: HashMap<String, Arc<TrackRecorder>>,
+    /// Per video track, the picture size its current file holds.
+    sizes: HashMap<String, (u16, u16)>,
+    /// Per track replaced, the index its next file takes.
+    next_index: HashMap<String, u32>,
+    /// Recorders replaced mid-call (a change of picture size), closing
+    /// their files.
+    replaced: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Recording {
+    /// Closes every track's last file; returns once all are reported.
+    async fn finish(self) {
+        stop_recorders(self.tracks.into_values().collect()).await;
+        for replaced in self.replaced {
+            let _ = replaced.await;
+        }
+    }
 }
 
 struct Inner {
@@ -435,7 +451,16 @@ impl MediaServer {
         if recordings.contains_key(room) {
             return Err(MediaError::Recording("this call is already being recorded".into()));
         }
-        recordings.insert(room.to_owned(), Recording { id: recording.to_owned(), tracks: HashMap::new() });
+        recordings.insert(
+            room.to_owned(),
+            Recording {
+                id: recording.to_owned(),
+                tracks: HashMap::new(),
+                sizes: HashMap::new(),
+                next_index: HashMap::new(),
+                replaced: Vec::new(),
+            },
+        );
         drop(recordings);
         self.inner.set_recording(room, true);
         Ok(())
@@ -448,7 +473,7 @@ impl MediaServer {
             return false;
         };
         self.inner.set_recording(room, false);
-        stop_recorders(recording.tracks.into_values().collect()).await;
+        recording.finish().await;
         true
     }
 
@@ -600,7 +625,7 @@ impl Inner {
                 );
                 let recording = self.recordings.lock().expect("recordings poisoned").remove(room);
                 if let Some(recording) = recording {
-                    stop_recorders(recording.tracks.into_values().collect()).await;
+                    recording.finish().await;
                 }
             }
             _ => {}
@@ -854,11 +879,25 @@ impl Inner {
     }
 
     /// Hands a packet to the track's recorder, starting one on the track's
-    /// first packet (its payload type known then).
+    /// first packet (its payload type known then) and anew when a video
+    /// keyframe changes the picture size (another simulcast layer, or the
+    /// browser scaling its camera down under load): a WebM file holds one
+    /// size, so the track goes on in its next file.
     fn record(self: &Arc<Self>, room: &str, track: &str, packet: &rtc::rtp::Packet) {
         use rtc::shared::marshal::Marshal;
         let mut recordings = self.recordings.lock().expect("recordings poisoned");
         let Some(recording) = recordings.get_mut(room) else { return };
+        let size = vp8_keyframe_size(&packet.payload);
+        if let (Some(current), Some(new)) = (recording.sizes.get_mut(track), size) {
+            if *current != new {
+                tracing::info!(track, from = ?*current, to = ?new, "picture size changed: the track's recording goes on in a new file");
+                *current = new;
+                if let Some(old) = recording.tracks.remove(track) {
+                    recording.next_index.insert(track.to_owned(), old.next_index());
+                    recording.replaced.push(self.runtime.spawn(stop_recorders(vec![old])));
+                }
+            }
+        }
         let recorder = match recording.tracks.get(track) {
             Some(r) => r.clone(),
             None => {
@@ -867,9 +906,14 @@ impl Inner {
                     return;
                 };
                 drop(published);
-                match self.start_recorder(room, &recording.id, track, &codec, packet.header.payload_type) {
+                let first_index = recording.next_index.get(track).copied().unwrap_or(0);
+                match self.start_recorder(room, &recording.id, track, &codec, packet.header.payload_type, first_index) {
                     Some(r) => {
                         recording.tracks.insert(track.to_owned(), r.clone());
+                        if codec.mime_type.eq_ignore_ascii_case("video/vp8") {
+                            // (The core hands a recorder a keyframe first.)
+                            recording.sizes.entry(track.to_owned()).or_insert(size.unwrap_or_default());
+                        }
                         r
                     }
                     // Failed and reported; the room stays marked so it is not retried per packet.
@@ -897,6 +941,7 @@ impl Inner {
         track: &str,
         codec: &RTCRtpCodec,
         payload_type: u8,
+        first_index: u32,
     ) -> Option<Arc<TrackRecorder>> {
         let relative = format!("{recording}/{}", track_dir_name(track));
         let dir = self.config.recordings_dir.join(&relative);
@@ -946,7 +991,7 @@ impl Inner {
             &dir,
             &codec.mime_type,
             payload_type,
-            codec.clock_rate,
+            first_index,
             self.config.segment,
             on_segment,
             keyframe_wanted,
@@ -1174,40 +1219,25 @@ pub(crate) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), Medi
         payload_type: VP8_PT,
     };
     media_engine.register_codec(opus, RtpCodecKind::Audio).map_err(webrtc_error)?;
-    media_engine.register_codec(vp8, RtpCodecKind::Video).map_err(webrtc_error)?;
-    // Simulcast: a browser tells its layers apart by these.
-    for uri in [
-        "urn:ietf:params:rtp-hdrext:sdes:mid",
-        "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
-        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
-    ] {
-        media_engine
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability { uri: uri.to_owned() },
-                RtpCodecKind::Video,
-                None,
-            )
-            .map_err(webrtc_error)?;
-    }
-    Ok(())
+    // (The header extensions simulcast needs, mid and RID, come with the
+    // default interceptors.)
+    media_engine.register_codec(vp8, RtpCodecKind::Video).map_err(webrtc_error)
 }
 
-/// Whether a VP8 RTP payload starts a keyframe (RFC 7741 §4.2–4.3): the
-/// first packet of a frame (S bit, partition 0) whose frame header has the
-/// inverse key frame flag P clear.
-pub fn vp8_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else { return false };
-    let start = first & 0x10 != 0 && first & 0x07 == 0;
-    if !start {
-        return false;
+/// Where the VP8 frame header is in an RTP payload that starts a frame
+/// (RFC 7741 §4.2: S bit set, partition 0), past the payload descriptor.
+fn vp8_frame_start(payload: &[u8]) -> Option<usize> {
+    let &first = payload.first()?;
+    if first & 0x10 == 0 || first & 0x07 != 0 {
+        return None;
     }
     let mut at = 1;
     if first & 0x80 != 0 {
-        let Some(&x) = payload.get(at) else { return false };
+        let &x = payload.get(at)?;
         at += 1;
         if x & 0x80 != 0 {
             // PictureID: one byte, or two if its M bit is set.
-            let Some(&pid) = payload.get(at) else { return false };
+            let &pid = payload.get(at)?;
             at += if pid & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
@@ -1217,7 +1247,27 @@ pub fn vp8_keyframe(payload: &[u8]) -> bool {
             at += 1; // TID / KEYIDX
         }
     }
-    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+    (at < payload.len()).then_some(at)
+}
+
+/// Whether a VP8 RTP payload starts a keyframe: the first packet of a
+/// frame whose frame header has the inverse key frame flag P clear.
+pub fn vp8_keyframe(payload: &[u8]) -> bool {
+    vp8_frame_start(payload).is_some_and(|at| payload[at] & 0x01 == 0)
+}
+
+/// The picture size (width, height) a VP8 keyframe's first packet states
+/// (RFC 6386 §9.1: after the 3-byte frame tag, the start code 9d 01 2a,
+/// then 14-bit width and height, little-endian).
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let at = vp8_frame_start(payload).filter(|&at| payload[at] & 0x01 == 0)?;
+    let header = payload.get(at..at + 10)?;
+    if header[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u16::from_le_bytes([header[6], header[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([header[8], header[9]]) & 0x3fff;
+    Some((width, height))
 }
 
 /// Refuses what is plainly not an SDP before any WebRTC state is touched.
@@ -1285,6 +1335,23 @@ mod tests {
         assert!(vp8_keyframe(&[0x90, 0xe0, 0x05, 0x01, 0x20, 0x00]));
         assert!(!vp8_keyframe(&[0x90, 0xe0]), "truncated");
         assert!(!vp8_keyframe(&[]));
+    }
+
+    #[test]
+    fn a_vp8_keyframe_states_its_picture_size() {
+        // Descriptor with a 15-bit picture id, frame tag, start code, 640 × 480.
+        let key = [0x90, 0x80, 0x81, 0x23, 0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
+        assert_eq!(vp8_keyframe_size(&key), Some((640, 480)));
+        // The top two bits of each are the scaling mode, not the size.
+        let scaled = [0x10, 0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x41, 0xf0, 0x40];
+        assert_eq!(vp8_keyframe_size(&scaled), Some((320, 240)));
+        let mut delta = key;
+        delta[4] |= 0x01;
+        assert_eq!(vp8_keyframe_size(&delta), None, "an interframe states no size");
+        let mut garbled = key;
+        garbled[8] = 0;
+        assert_eq!(vp8_keyframe_size(&garbled), None, "no start code");
+        assert_eq!(vp8_keyframe_size(&key[..10]), None, "truncated");
     }
 
     #[test]

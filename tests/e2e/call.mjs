@@ -1,7 +1,8 @@
 // A call through the SFU between two headless Chromium pages (fake camera
 // and microphone) against a running `witness serve` (BASE_URL): the
 // customer reaches the agent and starts an audio call; both hear each other,
-// then both turn their cameras on and each decodes the other's video; the
+// then both turn their cameras on (each sends two simulcast layers) and
+// each decodes the other's video; the
 // agent shares the screen for 5 s (the customer decodes it as a second
 // video); the customer switches camera, mutes and unmutes; the customer
 // hangs up after about 15 s. Then the session's record must hold the call:
@@ -63,6 +64,10 @@ try {
   await agent.click("#cam");
   const atAgent = await until(agent, "the agent decodes the customer's video", (s) => s.framesDecoded > 10);
   const atCustomer = await until(customer, "the customer decodes the agent's video", (s) => s.framesDecoded > 10);
+  // Each camera goes out as two simulcast layers, both accepted by the server.
+  for (const [page, who] of [[customer, "customer"], [agent, "agent"]]) {
+    await until(page, `the ${who} sends both simulcast layers`, (s) => s.layersSent.join() === "f,h");
+  }
 
   // The agent shares the screen for 5 s: the customer decodes a second video.
   await agent.click("#screen");
