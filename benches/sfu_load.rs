@@ -2,12 +2,15 @@
 //! an in-process WebRTC peer (DTLS, SRTP, UDP on loopback) sending VP8 at
 //! 500 kbit/s and Opus, replayed from a pre-encoded clip so no encoder runs.
 //! Measures forwarded packets/s and Mbit/s, the process's CPU per forwarded
-//! Mbit/s, and the delay from a peer's send to the other peer's receive
+//! Mbit/s, the delay from a peer's send to the other peer's receive
 //! (p50/p99, which includes both peers' SRTP work, so it bounds the SFU's
-//! added latency from above). Runs a light baseline (SFU_BASELINE calls),
+//! added latency from above), and each packet's residence inside the SFU
+//! (`Residence`: from the publisher connection's receive chain to a
+//! subscriber connection's send chain; SFU_RESIDENCE=0 turns the probe off,
+//! to measure CPU without it). Runs a light baseline (SFU_BASELINE calls),
 //! then N calls without and with recording, in the same process.
 //!
-//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_BASELINE=10
+//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_BASELINE=10 SFU_RESIDENCE=1
 //!
 //! CPU is the whole process: the SFU *and* the synthetic peers (which do as
 //! much SRTP work as the SFU). The SFU's own share is at most that.
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use witness_media::loopback::{percentile, Clip, SendTimes, TestPeer};
-use witness_media::server::{MediaConfig, MediaServer};
+use witness_media::server::{MediaConfig, MediaServer, Residence};
 use witness_schemas::ParticipantRole;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -41,12 +44,20 @@ struct Outcome {
     cpu_cores: f64,
     p50_ms: f64,
     p99_ms: f64,
+    residence_p50_ms: f64,
+    residence_p99_ms: f64,
     received_ratio: f64,
 }
 
 async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Arc<Clip>, ports: (u16, u16)) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
-    let config = MediaConfig { ports, recordings_dir: dir.path().to_owned(), ..Default::default() };
+    let residence = (env("SFU_RESIDENCE", 1) == 1).then(|| Arc::new(Residence::default()));
+    let config = MediaConfig {
+        ports,
+        recordings_dir: dir.path().to_owned(),
+        residence: residence.clone(),
+        ..Default::default()
+    };
     let (server, mut reports) = MediaServer::new(config);
     tokio::spawn(async move { while reports.recv().await.is_some() {} });
     let sent = Arc::new(SendTimes::default());
@@ -64,6 +75,9 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
     // Let the subscriber connections finish negotiating before measuring.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let forwarded_before = server.forwarded_packets();
+    if let Some(residence) = &residence {
+        residence.delays_us.lock().unwrap().clear();
+    }
     let cpu_before = cpu_seconds();
     let start = Instant::now();
     let until = start + Duration::from_secs(seconds);
@@ -91,6 +105,8 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
             peer.received.video_packets.load(Ordering::Relaxed) + peer.received.audio_packets.load(Ordering::Relaxed);
     }
     delays.sort_unstable();
+    let mut inside: Vec<u64> = residence.map(|r| r.delays_us.lock().unwrap().clone()).unwrap_or_default();
+    inside.sort_unstable();
     let outcome = Outcome {
         calls,
         record,
@@ -99,6 +115,8 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
         cpu_cores: cpu / elapsed,
         p50_ms: percentile(&delays, 0.5) as f64 / 1000.0,
         p99_ms: percentile(&delays, 0.99) as f64 / 1000.0,
+        residence_p50_ms: percentile(&inside, 0.5) as f64 / 1000.0,
+        residence_p99_ms: percentile(&inside, 0.99) as f64 / 1000.0,
         received_ratio: received as f64 / forwarded.max(1) as f64,
     };
     for peer in peers {
@@ -138,11 +156,11 @@ async fn main() {
         eprintln!("{n} calls{} for {seconds} s…", if record { " with recording" } else { "" });
         outcomes.push(run(n, seconds, record, video.clone(), audio.clone(), ports).await);
     }
-    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | CPU per forwarded Mbit/s | send→receive p50 | p99 | received / forwarded |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | CPU per forwarded Mbit/s | send→receive p50 | p99 | in the SFU p50 | p99 | received / forwarded |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for o in &outcomes {
         println!(
-            "| {} | {} | {:.0} | {:.1} | {:.2} | {:.4} | {:.2} ms | {:.2} ms | {:.3} |",
+            "| {} | {} | {:.0} | {:.1} | {:.2} | {:.4} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.3} |",
             o.calls,
             if o.record { "yes" } else { "no" },
             o.forwarded_pps,
@@ -151,6 +169,8 @@ async fn main() {
             o.cpu_cores / o.forwarded_mbps.max(1e-9),
             o.p50_ms,
             o.p99_ms,
+            o.residence_p50_ms,
+            o.residence_p99_ms,
             o.received_ratio
         );
     }

@@ -60,6 +60,39 @@ pub struct MediaConfig {
     pub recordings_dir: PathBuf,
     /// The length of a recording segment.
     pub segment: Duration,
+    /// Benchmarks: measure each packet's time inside the SFU (see
+    /// [`Residence`]). Off in service: it costs a map entry per packet.
+    pub residence: Option<Arc<Residence>>,
+}
+
+/// How long packets spend inside the SFU: from leaving the publisher
+/// connection's receive chain (decrypted, past the interceptors) to
+/// entering a subscriber connection's send chain (before encryption).
+/// That is the SFU's own work and every queue between its tasks; the
+/// SRTP and socket work on either side is not in it. Packets are matched
+/// by RTP timestamp and sequence number, which forwarding keeps (single
+/// streams; a simulcast switch renumbers, and such packets go unmatched).
+#[derive(Debug, Default)]
+pub struct Residence {
+    arrived: Mutex<HashMap<(u32, u16), Instant>>,
+    /// One per matched packet, in µs.
+    pub delays_us: Mutex<Vec<u64>>,
+}
+
+impl Residence {
+    fn arrived(&self, packet: &rtc::rtp::Packet) {
+        let mut arrived = self.arrived.lock().expect("residence poisoned");
+        if arrived.len() > 200_000 {
+            arrived.clear();
+        }
+        arrived.insert((packet.header.timestamp, packet.header.sequence_number), Instant::now());
+    }
+
+    fn departed(&self, packet: &rtc::rtp::Packet) {
+        let key = (packet.header.timestamp, packet.header.sequence_number);
+        let Some(at) = self.arrived.lock().expect("residence poisoned").remove(&key) else { return };
+        self.delays_us.lock().expect("residence poisoned").push(at.elapsed().as_micros() as u64);
+    }
 }
 
 impl Default for MediaConfig {
@@ -71,6 +104,7 @@ impl Default for MediaConfig {
             ice_servers: Vec::new(),
             recordings_dir: PathBuf::from("data/recordings"),
             segment: crate::recorder::DEFAULT_SEGMENT,
+            residence: None,
         }
     }
 }
@@ -508,13 +542,22 @@ impl MediaServer {
             let port = first + (self.inner.next_port.fetch_add(1, Ordering::Relaxed) % span) as u16;
             let mut media_engine = MediaEngine::default();
             register_codecs(&mut media_engine)?;
-            let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            let mut registry = register_default_interceptors(Registry::new(), &mut media_engine)
                 .map_err(webrtc_error)?
                 // Last in the chain: the others see all inbound RTCP first.
                 .with(
                     rtc::interceptor::Slot::from(14_000),
                     KeyframeRequests { read: Default::default(), write: Default::default() },
                 );
+            if let Some(residence) = &config.residence {
+                let probe = ResidenceProbe {
+                    side,
+                    residence: residence.clone(),
+                    read: Default::default(),
+                    write: Default::default(),
+                };
+                registry = registry.with(rtc::interceptor::Slot::from(14_001), probe);
+            }
             let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(config.ip.is_loopback());
             if let Some(public) = config.public_ip {
                 settings = settings
@@ -1158,6 +1201,54 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
 }
 
 impl rtc::interceptor::Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+}
+
+/// Stamps RTP packets for [`Residence`]: arriving on a publishing
+/// connection, leaving on a receiving one.
+struct ResidenceProbe {
+    side: Side,
+    residence: Arc<Residence>,
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for ResidenceProbe {
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if let (Side::Publisher, rtc::interceptor::Packet::Rtp(packet)) = (self.side, &msg.message.packet) {
+            self.residence.arrived(packet);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if let (Side::Subscriber, rtc::interceptor::Packet::Rtp(packet)) = (self.side, &msg.message.packet) {
+            self.residence.departed(packet);
+        }
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl rtc::interceptor::Interceptor for ResidenceProbe {
     fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
