@@ -10,10 +10,15 @@
 //! to measure CPU without it). Runs a light baseline (SFU_BASELINE calls),
 //! then N calls without and with recording, in the same process.
 //!
-//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_BASELINE=10 SFU_RESIDENCE=1
+//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_BASELINE=10 SFU_RESIDENCE=1 SFU_PIN=0
 //!
 //! CPU is the whole process: the SFU *and* the synthetic peers (which do as
 //! much SRTP work as the SFU). The SFU's own share is at most that.
+//!
+//! SFU_PIN=1 splits the machine: the SFU runs on its own runtime, one
+//! thread pinned to CPU 0, the peers on another pinned to CPU 1 — as if the
+//! peers were on another machine and the SFU had one core. It then also
+//! reports the CPU of the SFU's thread alone.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,13 +32,50 @@ fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// CPU seconds this process used so far (user + system).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system) of a `/proc/…/stat` file's process or thread.
+fn stat_seconds(path: &std::path::Path) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
     let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()).unwrap_or(0.0);
     ticks / 100.0
+}
+
+/// CPU seconds this process used so far.
+fn cpu_seconds() -> f64 {
+    stat_seconds(std::path::Path::new("/proc/self/stat"))
+}
+
+/// CPU seconds the SFU runtime's threads (named `sfu`) used so far.
+fn sfu_cpu_seconds() -> f64 {
+    let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+    tasks
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "sfu"))
+        .map(|t| stat_seconds(&t.path().join("stat")))
+        .sum()
+}
+
+/// Pins the calling thread (and the threads it starts) to one CPU, with
+/// util-linux's `taskset` (the workspace forbids the `unsafe` a direct
+/// `sched_setaffinity` would take).
+fn pin_to(cpu: usize) {
+    let tid = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    let tid = tid.file_name().and_then(|t| t.to_str()).expect("a thread id").to_owned();
+    let pinned = std::process::Command::new("taskset")
+        .args(["-p", "-c", &cpu.to_string(), &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(pinned, "taskset could not pin thread {tid} to CPU {cpu}");
+}
+
+fn runtime(name: &str, threads: usize, cpu: Option<usize>) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(threads).thread_name(name).enable_all();
+    if let Some(cpu) = cpu {
+        builder.on_thread_start(move || pin_to(cpu));
+    }
+    builder.build().expect("a tokio runtime")
 }
 
 struct Outcome {
@@ -47,9 +89,18 @@ struct Outcome {
     residence_p50_ms: f64,
     residence_p99_ms: f64,
     received_ratio: f64,
+    sfu_cores: f64,
 }
 
-async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Arc<Clip>, ports: (u16, u16)) -> Outcome {
+struct Load {
+    calls: u64,
+    seconds: u64,
+    record: bool,
+    ports: (u16, u16),
+}
+
+async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: Arc<Clip>) -> Outcome {
+    let Load { calls, seconds, record, ports } = load;
     let dir = tempfile::tempdir().unwrap();
     let residence = (env("SFU_RESIDENCE", 1) == 1).then(|| Arc::new(Residence::default()));
     let config = MediaConfig {
@@ -58,7 +109,10 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
         residence: residence.clone(),
         ..Default::default()
     };
-    let (server, mut reports) = MediaServer::new(config);
+    let (server, mut reports) = {
+        let _sfu = sfu.enter();
+        MediaServer::new(config)
+    };
     tokio::spawn(async move { while reports.recv().await.is_some() {} });
     let sent = Arc::new(SendTimes::default());
     let mut peers = Vec::new();
@@ -79,6 +133,7 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
         residence.delays_us.lock().unwrap().clear();
     }
     let cpu_before = cpu_seconds();
+    let sfu_cpu_before = sfu_cpu_seconds();
     let start = Instant::now();
     let until = start + Duration::from_secs(seconds);
     let mut streams = Vec::new();
@@ -94,6 +149,7 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
     tokio::time::sleep(Duration::from_millis(300)).await;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
+    let sfu_cpu = sfu_cpu_seconds() - sfu_cpu_before;
     let forwarded = server.forwarded_packets() - forwarded_before;
     let offered_bytes_per_s = (video.bytes_per_second + audio.bytes_per_second) as f64;
     let forwarded_mbps = offered_bytes_per_s * 8.0 * (peers.len() as f64) / 1e6;
@@ -118,6 +174,7 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
         residence_p50_ms: percentile(&inside, 0.5) as f64 / 1000.0,
         residence_p99_ms: percentile(&inside, 0.99) as f64 / 1000.0,
         received_ratio: received as f64 / forwarded.max(1) as f64,
+        sfu_cores: sfu_cpu / elapsed,
     };
     for peer in peers {
         if let Ok(peer) = Arc::try_unwrap(peer) {
@@ -130,13 +187,24 @@ async fn run(calls: u64, seconds: u64, record: bool, video: Arc<Clip>, audio: Ar
     outcome
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     // `cargo test --all-targets` runs benches too: only `cargo bench` loads the machine.
     if !std::env::args().any(|a| a == "--bench") {
         println!("sfu_load bench: run with `cargo bench --bench sfu_load`");
         return;
     }
+    if env("SFU_PIN", 0) == 1 {
+        pin_to(1);
+        let sfu = runtime("sfu", 1, Some(0));
+        runtime("peers", 1, Some(1)).block_on(bench(sfu.handle().clone(), true));
+    } else {
+        let shared = runtime("shared", 2, None);
+        let handle = shared.handle().clone();
+        shared.block_on(bench(handle, false));
+    }
+}
+
+async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
     let calls = env("SFU_CALLS", 100);
     let seconds = env("SFU_SECONDS", 10);
     let baseline = env("SFU_BASELINE", 10);
@@ -154,18 +222,23 @@ async fn main() {
         [(baseline, false, (41_000, 41_999)), (calls, false, (42_000, 42_999)), (calls, true, (43_000, 43_999))]
     {
         eprintln!("{n} calls{} for {seconds} s…", if record { " with recording" } else { "" });
-        outcomes.push(run(n, seconds, record, video.clone(), audio.clone(), ports).await);
+        let load = Load { calls: n, seconds, record, ports };
+        outcomes.push(run(load, &sfu, video.clone(), audio.clone()).await);
     }
-    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | CPU per forwarded Mbit/s | send→receive p50 | p99 | in the SFU p50 | p99 | received / forwarded |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    if pinned {
+        println!("SFU_PIN=1: SFU on CPU 0 (one thread), peers on CPU 1");
+    }
+    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | SFU thread (cores) | CPU per forwarded Mbit/s | send→receive p50 | p99 | in the SFU p50 | p99 | received / forwarded |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in &outcomes {
         println!(
-            "| {} | {} | {:.0} | {:.1} | {:.2} | {:.4} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.3} |",
+            "| {} | {} | {:.0} | {:.1} | {:.2} | {} | {:.4} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.3} |",
             o.calls,
             if o.record { "yes" } else { "no" },
             o.forwarded_pps,
             o.forwarded_mbps,
             o.cpu_cores,
+            if pinned { format!("{:.2}", o.sfu_cores) } else { "–".to_owned() },
             o.cpu_cores / o.forwarded_mbps.max(1e-9),
             o.p50_ms,
             o.p99_ms,

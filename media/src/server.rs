@@ -334,8 +334,8 @@ impl MediaServer {
         if self.inner.peers.lock().await.contains_key(&key) {
             return Err(MediaError::AlreadyJoined);
         }
-        let (publisher, publisher_gathered) = self.connect(&key, Side::Publisher).await?;
-        let (subscriber, subscriber_gathered) = match self.connect(&key, Side::Subscriber).await {
+        let (publisher, publisher_gathered) = self.connect_here(&key, Side::Publisher).await?;
+        let (subscriber, subscriber_gathered) = match self.connect_here(&key, Side::Subscriber).await {
             Ok(pc) => pc,
             Err(e) => {
                 let _ = publisher.close().await;
@@ -525,6 +525,23 @@ impl MediaServer {
                 let _ = signals.send(Signal::Left { reason: reason.to_owned() });
             }
         }
+    }
+
+    /// [`MediaServer::connect`] on the server's runtime, whichever runtime
+    /// the caller is on: a connection's tasks run where it was made, and
+    /// they belong with the SFU's (the load benchmark gives each its own
+    /// cores).
+    async fn connect_here(
+        &self,
+        key: &Key,
+        side: Side,
+    ) -> Result<(Arc<dyn PeerConnection>, watch::Receiver<bool>), MediaError> {
+        let (server, key) = (self.clone(), key.clone());
+        self.inner
+            .runtime
+            .spawn(async move { server.connect(&key, side).await })
+            .await
+            .map_err(|e| MediaError::WebRtc(e.to_string()))?
     }
 
     async fn connect(
