@@ -559,22 +559,15 @@ impl MediaServer {
             let port = first + (self.inner.next_port.fetch_add(1, Ordering::Relaxed) % span) as u16;
             let mut media_engine = MediaEngine::default();
             register_codecs(&mut media_engine)?;
-            let mut registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            let tap = SfuTap {
+                side,
+                residence: config.residence.clone(),
+                read: Default::default(),
+                write: Default::default(),
+            };
+            let registry = register_default_interceptors(Registry::new(), &mut media_engine)
                 .map_err(webrtc_error)?
-                // Last in the chain: the others see all inbound RTCP first.
-                .with(
-                    rtc::interceptor::Slot::from(14_000),
-                    KeyframeRequests { read: Default::default(), write: Default::default() },
-                );
-            if let Some(residence) = &config.residence {
-                let probe = ResidenceProbe {
-                    side,
-                    residence: residence.clone(),
-                    read: Default::default(),
-                    write: Default::default(),
-                };
-                registry = registry.with(rtc::interceptor::Slot::from(14_001), probe);
-            }
+                .with(rtc::interceptor::Slot::from(14_000), tap);
             let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(config.ip.is_loopback());
             if let Some(public) = config.public_ip {
                 settings = settings
@@ -1172,17 +1165,25 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Hands subscribers' keyframe requests (PLI, FIR) to the application —
-/// inbound RTCP otherwise ends in the interceptor chain — so the SFU can
-/// relay them to the publisher, and receivers' bandwidth estimates (REMB)
-/// (see `Inner::relay_receiver_feedback`).
-/// Everything else it drops: the interceptors before it already acted on it.
-struct KeyframeRequests {
+/// The SFU's place in each connection's interceptor chain (last, so the
+/// others see all inbound RTCP first).
+///
+/// Inbound RTCP: hands subscribers' keyframe requests (PLI, FIR) and
+/// bandwidth estimates (REMB) to the application — inbound RTCP otherwise
+/// ends in the chain — so the SFU can relay the requests to the publisher
+/// and pick simulcast layers (`Inner::relay_receiver_feedback`); drops the
+/// rest, which the interceptors before it already acted on.
+///
+/// Benchmarks: with a [`Residence`], stamps RTP arriving on a publishing
+/// connection and leaving on a receiving one.
+struct SfuTap {
+    side: Side,
+    residence: Option<Arc<Residence>>,
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
 }
 
-impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for KeyframeRequests {
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for SfuTap {
     type Rout = rtc::interceptor::TaggedPacket;
     type Wout = rtc::interceptor::TaggedPacket;
     type Eout = ();
@@ -1190,14 +1191,25 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
-            let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
-                packets.iter().filter(|p| is_keyframe_request(p.as_ref()) || is_remb(p.as_ref())).cloned().collect();
-            if requests.is_empty() {
-                return Ok(());
+        match &msg.message.packet {
+            rtc::interceptor::Packet::Rtcp(packets) => {
+                let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                    .iter()
+                    .filter(|p| is_keyframe_request(p.as_ref()) || is_remb(p.as_ref()))
+                    .cloned()
+                    .collect();
+                if wanted.is_empty() {
+                    return Ok(());
+                }
+                msg.message.packet = rtc::interceptor::Packet::Rtcp(wanted);
+                msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
             }
-            msg.message.packet = rtc::interceptor::Packet::Rtcp(requests);
-            msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
+            rtc::interceptor::Packet::Rtp(packet) => {
+                if let (Side::Publisher, Some(residence)) = (self.side, &self.residence) {
+                    residence.arrived(packet);
+                }
+            }
+            _ => {}
         }
         self.read.push_back(msg);
         Ok(())
@@ -1208,53 +1220,10 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
     }
 
     fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write.pop_front()
-    }
-}
-
-impl rtc::interceptor::Interceptor for KeyframeRequests {
-    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-}
-
-/// Stamps RTP packets for [`Residence`]: arriving on a publishing
-/// connection, leaving on a receiving one.
-struct ResidenceProbe {
-    side: Side,
-    residence: Arc<Residence>,
-    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
-    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
-}
-
-impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for ResidenceProbe {
-    type Rout = rtc::interceptor::TaggedPacket;
-    type Wout = rtc::interceptor::TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        if let (Side::Publisher, rtc::interceptor::Packet::Rtp(packet)) = (self.side, &msg.message.packet) {
-            self.residence.arrived(packet);
-        }
-        self.read.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        if let (Side::Subscriber, rtc::interceptor::Packet::Rtp(packet)) = (self.side, &msg.message.packet) {
-            self.residence.departed(packet);
+        if let (Side::Subscriber, Some(residence), rtc::interceptor::Packet::Rtp(packet)) =
+            (self.side, &self.residence, &msg.message.packet)
+        {
+            residence.departed(packet);
         }
         self.write.push_back(msg);
         Ok(())
@@ -1265,7 +1234,7 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
     }
 }
 
-impl rtc::interceptor::Interceptor for ResidenceProbe {
+impl rtc::interceptor::Interceptor for SfuTap {
     fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}

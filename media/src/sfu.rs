@@ -815,9 +815,7 @@ mod tests {
 
     #[test]
     fn keyframe_requests_are_throttled_and_the_owed_one_goes_out_after_the_interval() {
-        let mut sim = Sim::new();
-        sim.call();
-        sim.publish(0, "customer", "cam", TrackKind::Video);
+        let mut sim = Sim::camera_call();
         for ms in [100, 200, 300] {
             let out = sim.at(ms, Input::KeyframeWanted { room: s("r"), track: s("cam") });
             assert!(events(&out).is_empty(), "request at {ms} ms should wait");
@@ -858,9 +856,7 @@ mod tests {
 
     #[test]
     fn leaving_unpublishes_the_tracks_and_the_last_one_out_closes_the_room() {
-        let mut sim = Sim::new();
-        sim.call();
-        sim.publish(0, "customer", "cam", TrackKind::Video);
+        let mut sim = Sim::camera_call();
         let out = sim.at(10, Input::Leave { room: s("r"), participant: s("customer"), reason: Some(s("hung up")) });
         assert_eq!(
             events(&out),
@@ -964,9 +960,9 @@ mod tests {
 
     impl Sim {
         /// Sends packets `from..to` of both layers (layer 1 only while
-        /// `high` says so); returns what the agent received.
-        fn simulcast(&mut self, from: u32, to: u32, high: impl Fn(u32) -> bool) -> Vec<Pkt> {
-            let mut got = Vec::new();
+        /// `high` says so); returns what came of them.
+        fn simulcast_outputs(&mut self, from: u32, to: u32, high: impl Fn(u32) -> bool) -> Vec<Output<Pkt>> {
+            let mut out = Vec::new();
             for n in from..to {
                 for layer in [0u8, 1] {
                     if layer == 1 && !high(n) {
@@ -974,15 +970,29 @@ mod tests {
                     }
                     let packet = simulcast_packet(layer, n);
                     let input = Input::Media { room: s("r"), track: s("cam"), layer, packet, keyframe: n % 50 == 0 };
-                    for o in self.at(u64::from(n) * 20, input) {
-                        if let Output::Transmit { to, packet, .. } = o {
-                            assert_eq!(to, "agent");
-                            got.push(packet);
-                        }
-                    }
+                    out.extend(self.at(u64::from(n) * 20, input));
                 }
             }
-            got
+            out
+        }
+
+        /// A call in which the customer publishes a camera.
+        fn camera_call() -> Sim {
+            let mut sim = Sim::new();
+            sim.call();
+            sim.publish(0, "customer", "cam", TrackKind::Video);
+            sim
+        }
+
+        /// [`Sim::simulcast_outputs`]: what the agent received.
+        fn simulcast(&mut self, from: u32, to: u32, high: impl Fn(u32) -> bool) -> Vec<Pkt> {
+            let out = self.simulcast_outputs(from, to, high);
+            out.into_iter()
+                .filter_map(|o| match o {
+                    Output::Transmit { to, packet, .. } if to == "agent" => Some(packet),
+                    _ => None,
+                })
+                .collect()
         }
     }
 
@@ -1003,9 +1013,7 @@ mod tests {
 
     #[test]
     fn a_receiver_gets_the_largest_layer_its_bandwidth_allows_and_switches_at_keyframes() {
-        let mut sim = Sim::new();
-        sim.call();
-        sim.publish(0, "customer", "cam", TrackKind::Video);
+        let mut sim = Sim::camera_call();
         // No estimate: it starts on the first keyframe there is (layer 0's
         // comes first) and moves to the largest layer at its next one.
         let got = sim.simulcast(0, 100, |_| true);
@@ -1034,9 +1042,7 @@ mod tests {
 
     #[test]
     fn when_the_large_layer_stops_the_receiver_moves_to_one_that_flows() {
-        let mut sim = Sim::new();
-        sim.call();
-        sim.publish(0, "customer", "cam", TrackKind::Video);
+        let mut sim = Sim::camera_call();
         sim.simulcast(0, 60, |_| true);
         assert_eq!(sim.sfu.forwarded_layer("r", "agent", "cam"), Some(1));
         // The browser stops sending layer 1 after packet 60 (its uplink is short).
@@ -1047,9 +1053,7 @@ mod tests {
 
     #[test]
     fn a_switch_asks_the_publisher_for_a_keyframe() {
-        let mut sim = Sim::new();
-        sim.call();
-        sim.publish(0, "customer", "cam", TrackKind::Video);
+        let mut sim = Sim::camera_call();
         sim.simulcast(0, 60, |_| true);
         sim.at(1_300, Input::Bandwidth { room: s("r"), participant: s("agent"), bps: 300_000 });
         let packet = simulcast_packet(0, 70);
@@ -1066,19 +1070,14 @@ mod tests {
         sim.publish(0, "customer", "cam", TrackKind::Video);
         sim.publish(0, "customer", "mic", TrackKind::Audio);
         sim.at(0, Input::Bandwidth { room: s("r"), participant: s("agent"), bps: 100_000 });
-        let mut recorded = Vec::new();
-        for n in 0..120u32 {
-            for layer in [0u8, 1] {
-                let packet = simulcast_packet(layer, n);
-                let input = Input::Media { room: s("r"), track: s("cam"), layer, packet, keyframe: n % 50 == 0 };
-                for o in sim.at(u64::from(n) * 20, input) {
-                    if let Output::Record { track, packet, .. } = o {
-                        assert_eq!(track, "cam");
-                        recorded.push(packet);
-                    }
-                }
-            }
-        }
+        let recorded: Vec<Pkt> = sim
+            .simulcast_outputs(0, 120, |_| true)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Record { track, packet, .. } if track == "cam" => Some(packet),
+                _ => None,
+            })
+            .collect();
         assert_eq!(layers(&recorded), [0, 1], "the recording moves to the large layer and keeps it");
         assert_continuous(&recorded);
         assert_eq!(sim.sfu.forwarded_layer("r", "agent", "cam"), Some(0), "the agent is held to the small one");
