@@ -166,6 +166,17 @@ try {
     const accesses = events.filter((e) => e.event_type === "RecordingAccessed").map((e) => e.payload);
     if (!accesses.some((a) => a.range === "bytes=0-99")) throw new Error(`the agent's range request is not in the record: ${JSON.stringify(accesses)}`);
     if (accesses.length < 2) throw new Error(`the officer's playback is not in the record: ${JSON.stringify(accesses)}`);
+    // A range past the end: 416, and nothing written. (Had it been served
+    // as a whole file, it would be an access without a range; players
+    // always send a range, so those are ours alone.)
+    const whole = (evs) => evs.filter((e) => e.event_type === "RecordingAccessed" && e.payload.range == null).length;
+    const before = whole(events);
+    const past = await fetch(url, { headers: { authorization: `Bearer ${token}`, range: "bytes=999999999-" } });
+    if (past.status !== 416 || !past.headers.get("content-range")?.startsWith("bytes */")) {
+      throw new Error(`unsatisfiable range: ${past.status} ${past.headers.get("content-range")}`);
+    }
+    const after = (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())).events;
+    if (whole(after) !== before) throw new Error(`an unsatisfiable range was recorded as an access: ${whole(after)} vs ${before}`);
   }
   console.log(JSON.stringify({ ok: true, agent: later, customer: sharing, events }));
 } finally {
