@@ -198,11 +198,18 @@ export class CallClient {
   }
 }
 
-// Wires a page's call controls (#mic, #cam, #switch-cam, #screen) to the
-// call `current()` returns; returns the function that redraws their labels
-// (and then calls `extra`, for a page's own controls).
+// Adds the call controls (#mic, #cam, #switch-cam, #screen before the
+// page's own buttons in #call-buttons, #hang-up after them; the page wires
+// #hang-up) and wires them to the call `current()` returns; returns the
+// function that redraws their labels (and then calls `extra`, for a page's
+// own controls).
 export function callControls(current, show, extra = () => {}) {
   const $ = (id) => document.getElementById(id);
+  // The same buttons on every page, around the page's own (#call-buttons).
+  const button = (id, text, secondary = true) =>
+    Object.assign(document.createElement("button"), { id, textContent: text, className: secondary ? "secondary" : "" });
+  $("call-buttons").prepend(button("mic", "Mute"), button("cam", "Camera"), button("switch-cam", "Switch camera"), button("screen", "Share screen"));
+  $("call-buttons").append(button("hang-up", "Hang up", false));
   const draw = () => {
     const s = current()?.senders || {};
     $("mic").textContent = s.mic?.track?.enabled === false ? "Unmute" : "Mute";
