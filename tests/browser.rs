@@ -118,6 +118,15 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     assert_eq!(of("RecordingStarted").next().unwrap()["payload"]["reason"], "tenant_policy");
     assert_eq!(of("RecordingStopped").count(), 1);
 
+    // The browsers' receivers told the SFU their bandwidth (REMB), which
+    // picks the simulcast layer each gets.
+    let log = read(&served.log);
+    assert!(
+        log.contains("a receiver's first bandwidth estimate"),
+        "no REMB reached the SFU:\n{}",
+        warnings(&served.log)
+    );
+
     // Per track: the segments' durations (as recorded and as ffprobe reads
     // the files) add up to the time the track was published, ±1.5 s.
     let recordings = served._dir.path().join("data/recordings");

@@ -137,8 +137,13 @@ async fn read_models_fed_through_kafka_survive_a_broker_restart_and_match_the_em
         assert!(Instant::now() < deadline, "the Kafka-fed read models stalled at {}", *reached.borrow());
         let _ = tokio::time::timeout(Duration::from_secs(1), reached.changed()).await;
     }
+    // Wait for both to be dropped while the broker still runs: an rdkafka
+    // consumer dropped after the broker is gone blocks in its close, and
+    // the test then hung at runtime shutdown.
     relay_task.abort();
     consumer.abort();
+    let _ = relay_task.await;
+    let _ = consumer.await;
 
     let embedded = Projector::connect(&source.url, models::all()).await.unwrap();
     embedded.catch_up(&source.store, |_| {}).await.unwrap();

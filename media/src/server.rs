@@ -775,11 +775,20 @@ impl Inner {
     ) {
         use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
         use webrtc::media_stream::track_local::TrackLocalEvent;
+        let mut estimated = false;
         while let Some(event) = local.poll().await {
             let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
             let estimate =
                 packets.iter().rev().find_map(|p| p.as_any().downcast_ref::<ReceiverEstimatedMaximumBitrate>());
             if let Some(remb) = estimate {
+                if !std::mem::replace(&mut estimated, true) {
+                    tracing::info!(
+                        room,
+                        participant = subscriber,
+                        bps = remb.bitrate as u64,
+                        "a receiver's first bandwidth estimate"
+                    );
+                }
                 let bps =
                     Input::Bandwidth { room: room.clone(), participant: subscriber.clone(), bps: remb.bitrate as u64 };
                 if self.input(bps).is_err() {
