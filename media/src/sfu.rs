@@ -223,15 +223,15 @@ impl Layer {
 /// unlimited): the largest active layer whose bitrate fits, else the
 /// smallest active one. Moving up needs [`UP_HEADROOM_PERCENT`] to spare.
 fn choose_layer(layers: &[Layer], now: Instant, budget: Option<u64>, current: Option<u8>) -> Option<u8> {
-    let active: Vec<u8> = (0..layers.len() as u8).filter(|&i| layers[i as usize].active(now)).collect();
-    let smallest = *active.first()?;
-    let Some(budget) = budget else { return active.last().copied() };
+    let active = || (0..layers.len() as u8).filter(|&i| layers[i as usize].active(now));
+    let smallest = active().next()?;
+    let Some(budget) = budget else { return active().next_back() };
     let fits = |i: u8| {
         let bps = layers[i as usize].bps;
         let needed = if current.is_some_and(|c| i > c) { bps * (100 + UP_HEADROOM_PERCENT) / 100 } else { bps };
         bps > 0 && needed <= budget
     };
-    Some(active.iter().rev().copied().find(|&i| fits(i)).unwrap_or(smallest))
+    Some(active().rev().find(|&i| fits(i)).unwrap_or(smallest))
 }
 
 /// Sends one receiver one layer of a video track (see the module docs).
