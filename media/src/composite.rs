@@ -160,7 +160,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::recorder::{SyntheticSource, TrackRecorder};
+    use crate::recorder::{SegmentNumbers, SyntheticSource, TrackRecorder};
 
     /// Records `seconds` of synthetic video and audio for one side.
     fn record_side(root: &Path, name: &str, pattern: u32, seconds: f64) -> Vec<Input> {
@@ -168,8 +168,10 @@ mod tests {
         for video in [true, false] {
             let dir = root.join(format!("{name}-{}", if video { "cam" } else { "mic" }));
             let (codec, pt) = if video { ("video/VP8", 96) } else { ("audio/opus", 111) };
-            let recorder =
-                Arc::new(TrackRecorder::new(&dir, codec, pt, 0, Duration::from_secs(1), |_| {}, || {}).unwrap());
+            let recorder = Arc::new(
+                TrackRecorder::new(&dir, codec, pt, &SegmentNumbers::new(), Duration::from_secs(1), |_| {}, || {})
+                    .unwrap(),
+            );
             let feed = recorder.clone();
             let source =
                 SyntheticSource::start(video, pt, 300, 15, pattern, move |rtp| feed.push(rtp.to_vec())).unwrap();

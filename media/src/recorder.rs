@@ -88,16 +88,36 @@ pub struct TrackRecorder {
     appsrc: gst_app::AppSrc,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     alive: Arc<AtomicBool>,
-    /// One more than the index of the file being written (or about to be).
-    next_index: Arc<AtomicU32>,
+}
+
+/// The file numbers of one track's segments, shared by every recorder the
+/// track has: a file takes its number when it is opened, so a recorder that
+/// takes over the track while the replaced one still writes out what it had
+/// queued (and may open one more file for it) never picks the same name.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentNumbers(Arc<AtomicU32>);
+
+impl SegmentNumbers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number the next file opened will take (at least).
+    pub fn next(&self) -> u32 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn take(&self) -> u32 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
 }
 
 impl TrackRecorder {
     /// Starts recording into `dir` (created if needed): `00000.webm`,
-    /// `00001.webm`, … every `segment`, numbered from `first_index` or after
-    /// the files already there, whichever is later (a track recorded anew
-    /// after a change of picture size goes on in the same directory: pass
-    /// the replaced recorder's [`TrackRecorder::next_index`]). `codec` is the RTP codec's MIME type
+    /// `00001.webm`, … every `segment`, each file taking the next of
+    /// `numbers` when it is opened, after the files already there (a track
+    /// recorded anew after a change of picture size goes on in the same
+    /// directory: pass the replaced recorder's numbers). `codec` is the RTP codec's MIME type
     /// (`audio/opus`, `video/VP8`; their RTP clocks are fixed), `payload_type`
     /// as negotiated. Closed segments go to `on_segment`, keyframe requests to
     /// `keyframe_wanted`; both are called from GStreamer's threads.
@@ -105,7 +125,7 @@ impl TrackRecorder {
         dir: &Path,
         codec: &str,
         payload_type: u8,
-        first_index: u32,
+        numbers: &SegmentNumbers,
         segment: Duration,
         on_segment: impl Fn(Result<Segment, RecorderError>) + Send + 'static,
         keyframe_wanted: impl Fn() + Send + Sync + 'static,
@@ -121,8 +141,7 @@ impl TrackRecorder {
             other => return Err(RecorderError::Codec(other.to_owned())),
         };
         std::fs::create_dir_all(dir).map_err(|e| RecorderError::Io(dir.to_owned(), e))?;
-        let location = dir.join("%05d.webm");
-        let start_index = first_index.max(next_free_index(dir));
+        numbers.0.fetch_max(next_free_index(dir), Ordering::SeqCst);
         let description = format!(
             "appsrc name=src is-live=true do-timestamp=true format=time \
              ! rtpjitterbuffer latency=200 ! {depay} ! sink.{pad} \
@@ -134,8 +153,10 @@ impl TrackRecorder {
             .downcast::<gst::Pipeline>()
             .map_err(|_| RecorderError::Gstreamer("not a pipeline".into()))?;
         let sink = pipeline.by_name("sink").expect("named in the description");
-        sink.set_property("location", location.to_string_lossy().as_ref());
-        sink.set_property("start-index", start_index as i32);
+        let (naming, dir_owned) = (numbers.clone(), dir.to_owned());
+        sink.connect("format-location", false, move |_| {
+            Some(dir_owned.join(format!("{:05}.webm", naming.take())).to_string_lossy().into_owned().to_value())
+        });
         let appsrc = pipeline
             .by_name("src")
             .expect("named in the description")
@@ -170,31 +191,22 @@ impl TrackRecorder {
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let alive = Arc::new(AtomicBool::new(true));
         let watching = alive.clone();
-        // Reserved from the start: the first file exists only once media
-        // has passed the jitter buffer.
-        let next_index = Arc::new(AtomicU32::new(start_index + 1));
-        let opened = next_index.clone();
         let bus_thread = std::thread::Builder::new()
             .name("witness-recorder".into())
-            .spawn(move || watch_bus(bus, &watching, start_index, &opened, on_segment))
+            .spawn(move || watch_bus(bus, &watching, on_segment))
             .map_err(|e| RecorderError::Gstreamer(e.to_string()))?;
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             alive.store(false, Ordering::Relaxed);
             let _ = pipeline.set_state(gst::State::Null);
             return Err(gst_error(e));
         }
-        Ok(TrackRecorder { pipeline, appsrc, bus_thread: Some(bus_thread), alive, next_index })
+        Ok(TrackRecorder { pipeline, appsrc, bus_thread: Some(bus_thread), alive })
     }
 
     /// Queues one RTP packet (header and payload, as received); the buffer
     /// is handed to GStreamer as it is, not copied.
     pub fn push(&self, rtp: impl AsRef<[u8]> + Send + 'static) {
         let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(rtp));
-    }
-
-    /// The first file index a recorder taking over this track may use.
-    pub fn next_index(&self) -> u32 {
-        self.next_index.load(Ordering::Relaxed)
     }
 
     /// Ends the recording: the open segment is closed (and reported) before
@@ -228,22 +240,20 @@ fn next_free_index(dir: &Path) -> u32 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".webm")?.parse::<u32>().ok())
+        .filter_map(|entry| file_index(&entry.ok()?.path()))
         .map(|index| index + 1)
         .max()
         .unwrap_or(0)
 }
 
+/// The `N` of a segment file `NNNNN.webm`.
+fn file_index(path: &Path) -> Option<u32> {
+    path.file_name()?.to_str()?.strip_suffix(".webm")?.parse().ok()
+}
+
 /// Reports closed fragments until end of stream, an error, or shutdown.
-fn watch_bus(
-    bus: gst::Bus,
-    alive: &AtomicBool,
-    start_index: u32,
-    next_index: &AtomicU32,
-    on_segment: impl Fn(Result<Segment, RecorderError>),
-) {
+fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segment, RecorderError>)) {
     let mut opened_at: u64 = 0;
-    let mut index = start_index;
     let mut open = false;
     // The last fragment's "closed" message may come after EOS: after EOS,
     // wait a little for it rather than lose the last segment's report.
@@ -264,12 +274,12 @@ fn watch_bus(
                     "splitmuxsink-fragment-opened" => {
                         opened_at = running_time;
                         open = true;
-                        next_index.store(index + 1, Ordering::Relaxed);
                     }
                     "splitmuxsink-fragment-closed" => {
                         open = false;
                         let Ok(location) = s.get::<String>("location") else { continue };
                         let path = PathBuf::from(location);
+                        let index = file_index(&path).unwrap_or_default();
                         let duration_ms = running_time.saturating_sub(opened_at) / 1_000_000;
                         let segment =
                             std::fs::metadata(&path).map_err(|e| RecorderError::Io(path.clone(), e)).and_then(|meta| {
@@ -281,7 +291,6 @@ fn watch_bus(
                                     path: path.clone(),
                                 })
                             });
-                        index += 1;
                         on_segment(segment);
                     }
                     _ => {}
@@ -387,7 +396,7 @@ mod tests {
                 dir.path(),
                 codec,
                 pt,
-                0,
+                &SegmentNumbers::new(),
                 Duration::from_secs(1),
                 move |s| sink.lock().unwrap().push(s.expect("segment written")),
                 || {},
@@ -429,24 +438,64 @@ mod tests {
         check(dir.path(), &segments, 3.5);
     }
 
+    /// A recorder taking over a track while the replaced one still writes
+    /// (as after a change of picture size): the two share the track's
+    /// numbers, so no file is written twice and none is overwritten.
     #[test]
-    fn a_recorder_taking_over_a_track_numbers_its_files_after_the_replaced_ones() {
+    fn recorders_sharing_a_track_never_write_the_same_file() {
         let dir = tempfile::tempdir().unwrap();
-        let new = |first| TrackRecorder::new(dir.path(), "video/VP8", 96, first, DEFAULT_SEGMENT, |_| {}, || {});
-        let replaced = new(0).unwrap();
-        assert_eq!(replaced.next_index(), 1, "its first file is reserved before it exists on disk");
-        let next = replaced.next_index();
-        drop(replaced);
-        assert_eq!(new(next).unwrap().next_index(), 2);
-        // Files already there are never overwritten either.
-        std::fs::write(dir.path().join("00004.webm"), b"earlier").unwrap();
-        assert_eq!(new(next).unwrap().next_index(), 6);
+        let numbers = SegmentNumbers::new();
+        let segments = Arc::new(Mutex::new(Vec::new()));
+        let start = |pattern: u32| {
+            let sink = segments.clone();
+            let recorder = Arc::new(
+                TrackRecorder::new(
+                    dir.path(),
+                    "video/VP8",
+                    96,
+                    &numbers,
+                    Duration::from_millis(500),
+                    move |s| sink.lock().unwrap().push(s.expect("segment written")),
+                    || {},
+                )
+                .unwrap(),
+            );
+            let feeding = recorder.clone();
+            let source = SyntheticSource::start(true, 96, 300, 15, pattern, move |rtp| feeding.push(rtp.to_vec()));
+            (recorder, source.unwrap())
+        };
+        let (first, first_source) = start(0);
+        std::thread::sleep(Duration::from_millis(1200));
+        let (second, second_source) = start(1);
+        std::thread::sleep(Duration::from_millis(1200));
+        for (recorder, source) in [(first, first_source), (second, second_source)] {
+            drop(source);
+            Arc::try_unwrap(recorder).expect("the source let go").stop();
+        }
+        let segments = segments.lock().unwrap().clone();
+        assert!(segments.len() >= 4, "two recorders of 1.2 s or more in 0.5 s segments: {segments:?}");
+        let mut indexes: Vec<u32> = segments.iter().map(|s| s.index).collect();
+        indexes.sort();
+        indexes.dedup();
+        assert_eq!(indexes.len(), segments.len(), "a file number was taken twice: {segments:?}");
+        for s in &segments {
+            assert_eq!(s.path, dir.path().join(format!("{:05}.webm", s.index)));
+            assert_eq!(s.sha256, sha256_file(&s.path).unwrap(), "{} was overwritten", s.path.display());
+        }
+        assert_eq!(numbers.next(), *indexes.last().unwrap() + 1);
+
+        // A recorder starting on a directory with files numbers after them.
+        let later = SegmentNumbers::new();
+        std::fs::write(dir.path().join("00040.webm"), b"earlier").unwrap();
+        drop(TrackRecorder::new(dir.path(), "video/VP8", 96, &later, DEFAULT_SEGMENT, |_| {}, || {}).unwrap());
+        assert_eq!(later.next(), 41);
     }
 
     #[test]
     fn an_unknown_codec_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let made = TrackRecorder::new(dir.path(), "video/H265", 100, 0, DEFAULT_SEGMENT, |_| {}, || {});
+        let made =
+            TrackRecorder::new(dir.path(), "video/H265", 100, &SegmentNumbers::new(), DEFAULT_SEGMENT, |_| {}, || {});
         assert!(matches!(made, Err(RecorderError::Codec(_))));
     }
 }

@@ -32,7 +32,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 use witness_schemas::{ParticipantRole, TrackKind};
 
-use crate::recorder::{RecorderError, Segment, TrackRecorder};
+use crate::recorder::{RecorderError, Segment, SegmentNumbers, TrackRecorder};
 use crate::sfu::{Input, MediaEvent, Output, Sfu, SfuError};
 
 /// A trickled ICE candidate, as the browser's `RTCIceCandidateInit` (JSON).
@@ -231,8 +231,8 @@ struct Recording {
     tracks: HashMap<String, Arc<TrackRecorder>>,
     /// Per video track, the picture size its current file holds.
     sizes: HashMap<String, (u16, u16)>,
-    /// Per track replaced, the index its next file takes.
-    next_index: HashMap<String, u32>,
+    /// Per track, its files' numbers, shared by the recorders it has had.
+    numbers: HashMap<String, SegmentNumbers>,
     /// Recorders replaced mid-call (a change of picture size), closing
     /// their files.
     replaced: Vec<tokio::task::JoinHandle<()>>,
@@ -491,7 +491,7 @@ impl MediaServer {
                 id: recording.to_owned(),
                 tracks: HashMap::new(),
                 sizes: HashMap::new(),
-                next_index: HashMap::new(),
+                numbers: HashMap::new(),
                 replaced: Vec::new(),
             },
         );
@@ -955,7 +955,6 @@ impl Inner {
                 tracing::info!(track, from = ?*current, to = ?new, "picture size changed: the track's recording goes on in a new file");
                 *current = new;
                 if let Some(old) = recording.tracks.remove(track) {
-                    recording.next_index.insert(track.to_owned(), old.next_index());
                     recording.replaced.push(self.runtime.spawn(stop_recorders(vec![old])));
                 }
             }
@@ -968,8 +967,8 @@ impl Inner {
                     return;
                 };
                 drop(published);
-                let first_index = recording.next_index.get(track).copied().unwrap_or(0);
-                match self.start_recorder(room, &recording.id, track, &codec, packet.header.payload_type, first_index) {
+                let numbers = recording.numbers.entry(track.to_owned()).or_default().clone();
+                match self.start_recorder(room, &recording.id, track, &codec, packet.header.payload_type, &numbers) {
                     Some(r) => {
                         recording.tracks.insert(track.to_owned(), r.clone());
                         if codec.mime_type.eq_ignore_ascii_case("video/vp8") {
@@ -1003,7 +1002,7 @@ impl Inner {
         track: &str,
         codec: &RTCRtpCodec,
         payload_type: u8,
-        first_index: u32,
+        numbers: &SegmentNumbers,
     ) -> Option<Arc<TrackRecorder>> {
         let relative = format!("{recording}/{}", track_dir_name(track));
         let dir = self.config.recordings_dir.join(&relative);
@@ -1053,7 +1052,7 @@ impl Inner {
             &dir,
             &codec.mime_type,
             payload_type,
-            first_index,
+            numbers,
             self.config.segment,
             on_segment,
             keyframe_wanted,
