@@ -47,5 +47,6 @@ pub mod workload;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner};
 pub use error::StoreError;
+pub use sqlite::wait_when_busy;
 pub use store::{AppendResult, EventStore, ExpectedVersion, DEFAULT_DATABASE_URL, MAX_BATCH};
 pub use subscription::Subscription;

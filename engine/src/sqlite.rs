@@ -9,10 +9,16 @@
 //! those thread wake-ups, not SQLite, dominating appends and reads. Here one
 //! append or one page of reads is one hop, and statements are prepared once
 //! per connection (`prepare_cached`).
+//!
+//! Appends are committed in groups: one writer thread takes every append
+//! waiting for it, runs each in a savepoint of one transaction (so each is
+//! checked, and refused, on its own) and commits them together. A lone
+//! append is committed at once; under load, concurrent appends share one
+//! `COMMIT` and the WAL pages they touch, instead of queueing on a lock.
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,13 +33,49 @@ use crate::store::{as_retry, check_head, event_ids, seal, AppendResult, Expected
 use crate::StoreError;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connection that found the database locked tries again.
+const BUSY_POLL: Duration = Duration::from_micros(100);
+
+/// Makes `conn` wait for a lock held by another connection by trying again
+/// every 100 µs, for up to 10 s. SQLite's own busy timeout sleeps 1, 2, 5,
+/// 10, 15, 20… ms between tries, so an append that found the projector
+/// mid-transaction waited 18 ms after four tries even when the lock was
+/// free again after a fraction of a millisecond.
+pub fn wait_when_busy(conn: &Connection) -> rusqlite::Result<()> {
+    const TRIES: i32 = (BUSY_TIMEOUT.as_micros() / BUSY_POLL.as_micros()) as i32;
+    conn.busy_handler(Some(|tries: i32| {
+        std::thread::sleep(BUSY_POLL);
+        tries < TRIES
+    }))
+}
+
+/// The most appends one group commit takes.
+const GROUP_MAX: usize = 256;
 
 #[derive(Debug)]
 pub(crate) struct SqliteBackend {
-    /// The one writing connection: appends queue on this lock in process,
-    /// and `BEGIN IMMEDIATE` serialises them against other processes.
+    /// The one writing connection, shared by the append thread and the
+    /// other (rare) writes; `BEGIN IMMEDIATE` serialises it against other
+    /// processes.
     writer: Arc<Mutex<Connection>>,
+    /// Appends waiting for the writer thread, which ends when this drops.
+    appends: mpsc::Sender<AppendRequest>,
     readers: Arc<ReaderPool>,
+}
+
+/// One append handed to the writer thread.
+struct AppendRequest {
+    tenant: TenantId,
+    stream: StreamId,
+    expected: ExpectedVersion,
+    prepared: Arc<Vec<Prepared>>,
+    reply: tokio::sync::oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+impl std::fmt::Debug for AppendRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendRequest").field("stream", &self.stream).field("events", &self.prepared.len()).finish()
+    }
 }
 
 /// Read-only connections, opened on demand and kept for reuse.
@@ -52,7 +94,7 @@ impl ReaderPool {
                     &self.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
                 )?;
-                conn.busy_timeout(BUSY_TIMEOUT)?;
+                wait_when_busy(&conn)?;
                 conn
             }
         };
@@ -146,13 +188,14 @@ impl SqliteBackend {
         // lost. `?synchronous=full` pays an fsync per commit instead.
         let synchronous = if query.contains("synchronous=full") { "FULL" } else { "NORMAL" };
         let writer = Connection::open(&path)?;
-        writer.busy_timeout(BUSY_TIMEOUT)?;
+        wait_when_busy(&writer)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", synchronous)?;
-        Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
-            readers: Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()) }),
-        })
+        let writer = Arc::new(Mutex::new(writer));
+        let (appends, queue) = mpsc::channel();
+        let thread_writer = writer.clone();
+        std::thread::Builder::new().name("sqlite-appends".into()).spawn(move || append_loop(&thread_writer, &queue))?;
+        Ok(Self { writer, appends, readers: Arc::new(ReaderPool { path, idle: Mutex::new(Vec::new()) }) })
     }
 
     pub async fn append(
@@ -162,41 +205,17 @@ impl SqliteBackend {
         expected: ExpectedVersion,
         prepared: &Arc<Vec<Prepared>>,
     ) -> Result<AppendResult, StoreError> {
-        let (writer, tenant, stream, prepared) =
-            (self.writer.clone(), tenant.clone(), stream.clone(), prepared.clone());
-        blocking(move || {
-            let mut conn = lock(&writer);
-            // Dropping `tx` without commit rolls back.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let head = head(&tx, &stream)?;
-            if let Err(refused) = check_head(head.as_ref(), &tenant, &stream, expected) {
-                return match as_retry(find(&tx, &event_ids(&prepared))?, &prepared, &stream)? {
-                    Some(stored) => Ok(stored),
-                    None => Err(refused),
-                };
-            }
-            let last: i64 =
-                tx.prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?.query_row([], |r| r.get(0))?;
-            let positions: Vec<(u64, u64)> =
-                (1..=prepared.len() as u64).map(|i| (last as u64 + i, last as u64 + i)).collect();
-            let events = seal(&prepared, &tenant, &stream, head.as_ref(), &positions);
-            match insert(&tx, &events) {
-                Ok(()) => {
-                    tx.commit()?;
-                    Ok(AppendResult { events, deduplicated: false })
-                }
-                Err(e) if is_unique_violation(&e) => {
-                    // Only event_id can collide: the head was checked under the
-                    // lock. Roll back first, so that the rows of this batch
-                    // inserted before the collision do not look stored.
-                    tx.rollback()?;
-                    let stored = find(&conn, &event_ids(&prepared))?;
-                    as_retry(stored, &prepared, &stream)?.ok_or(StoreError::Sqlite(e))
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = AppendRequest {
+            tenant: tenant.clone(),
+            stream: stream.clone(),
+            expected,
+            prepared: prepared.clone(),
+            reply,
+        };
+        let stopped = || StoreError::Io(std::io::Error::other("the SQLite writer thread stopped"));
+        self.appends.send(request).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn read(
@@ -350,6 +369,93 @@ impl SqliteBackend {
             readers.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64))
         })
         .await
+    }
+}
+
+/// The writer thread: takes the appends waiting (up to [`GROUP_MAX`]),
+/// commits them as one transaction and answers each.
+fn append_loop(writer: &Mutex<Connection>, queue: &mpsc::Receiver<AppendRequest>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(&mut lock(writer), &group);
+        for (request, result) in group.into_iter().zip(results) {
+            // The caller may have gone (its future dropped); what was
+            // committed stays committed, as for any append.
+            let _ = request.reply.send(result);
+        }
+    }
+}
+
+/// One transaction for the whole group, one savepoint per append: an append
+/// refused or failed is rolled back alone. If the transaction itself cannot
+/// begin or commit, every append of the group fails and nothing is written.
+fn commit_group(conn: &mut Connection, group: &[AppendRequest]) -> Vec<Result<AppendResult, StoreError>> {
+    let failed_all = |e: rusqlite::Error| {
+        let message = e.to_string();
+        group.iter().map(|_| Err(StoreError::Io(std::io::Error::other(format!("group commit: {message}"))))).collect()
+    };
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return failed_all(e),
+    };
+    let mut last = match tx
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+    {
+        Ok(last) => last as u64,
+        Err(e) => return failed_all(e),
+    };
+    let mut results = Vec::with_capacity(group.len());
+    for request in group {
+        let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| append_one(sp, request, last));
+        if let Ok(r) = &result {
+            if !r.deduplicated {
+                last += r.events.len() as u64;
+            }
+        }
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => failed_all(e),
+    }
+}
+
+/// One append in its savepoint of the group's transaction; `last` is the
+/// log's last position so far (earlier appends of the group included). The
+/// savepoint is released only if the append wrote; otherwise it is rolled
+/// back, so a refused or failed append leaves nothing.
+fn append_one(mut sp: rusqlite::Savepoint<'_>, request: &AppendRequest, last: u64) -> Result<AppendResult, StoreError> {
+    let AppendRequest { tenant, stream, expected, prepared, .. } = request;
+    let head = head(&sp, stream)?;
+    if let Err(refused) = check_head(head.as_ref(), tenant, stream, *expected) {
+        return match as_retry(find(&sp, &event_ids(prepared))?, prepared, stream)? {
+            Some(stored) => Ok(stored),
+            None => Err(refused),
+        };
+    }
+    let positions: Vec<(u64, u64)> = (1..=prepared.len() as u64).map(|i| (last + i, last + i)).collect();
+    let events = seal(prepared, tenant, stream, head.as_ref(), &positions);
+    match insert(&sp, &events) {
+        Ok(()) => {
+            sp.commit()?;
+            Ok(AppendResult { events, deduplicated: false })
+        }
+        Err(e) if is_unique_violation(&e) => {
+            // Only event_id can collide: the head was checked in this
+            // transaction. Roll back first, so that the rows of this batch
+            // inserted before the collision do not look stored.
+            sp.rollback()?;
+            let stored = find(&sp, &event_ids(prepared))?;
+            as_retry(stored, prepared, stream)?.ok_or(StoreError::Sqlite(e))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

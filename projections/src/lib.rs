@@ -181,7 +181,7 @@ impl Projector {
             let path = rest.split('?').next().unwrap_or_default().to_owned();
             let conn = tokio::task::spawn_blocking(move || {
                 let conn = rusqlite::Connection::open(path)?;
-                conn.busy_timeout(Duration::from_secs(10))?;
+                witness_engine::wait_when_busy(&conn)?;
                 conn.pragma_update(None, "synchronous", "NORMAL")?;
                 // More statement shapes than rusqlite's default cache of 16:
                 // with the default, every batch re-prepared most of them.
