@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 pub mod models;
 pub mod rows;
 
@@ -48,6 +49,10 @@ pub enum ProjectionError {
     Postgres(#[from] sqlx::Error),
     #[error("projection database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A projection asked for something its table cannot do (an unknown
+    /// column, adding to text): a bug in the projection, not in the data.
+    #[error("projection table: {0}")]
+    Table(String),
 }
 
 /// A row of the audit trail as a reader may see it.
@@ -128,6 +133,28 @@ type SessionTuple = (
     Option<i64>,
 );
 
+/// An event as read from the log, with its payload decoded.
+type Decoded = (RecordedEvent, witness_schemas::Event);
+
+fn decode_all(batch: Vec<RecordedEvent>) -> Result<Vec<Decoded>, ProjectionError> {
+    batch
+        .into_iter()
+        .map(|e| match e.decode() {
+            Ok(event) => Ok((e, event)),
+            Err(source) => Err(ProjectionError::Decode { position: e.position, source }),
+        })
+        .collect()
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Events read and projected per transaction.
 const BATCH: usize = 1_000;
 
@@ -140,10 +167,16 @@ enum Db {
     Postgres(sqlx::PgPool),
 }
 
+/// Tables' shapes (read from the database's catalog the first time a batch
+/// writes to them) and statements. A tokio mutex: the PostgreSQL writer
+/// holds it across awaits.
+type Shapes = Arc<tokio::sync::Mutex<batch::Catalog>>;
+
 /// Keeps projections up to date with the log. See the crate docs.
 pub struct Projector {
     db: Db,
     projections: Vec<Box<dyn Projection>>,
+    shapes: Shapes,
 }
 
 impl std::fmt::Debug for Projector {
@@ -165,12 +198,201 @@ async fn on_sqlite<T: Send + 'static>(
     Ok(result?)
 }
 
-fn to_sqlite(v: &Value) -> rusqlite::types::Value {
-    match v {
-        Value::Int(Some(i)) => rusqlite::types::Value::Integer(*i),
-        Value::Text(Some(s)) => rusqlite::types::Value::Text(s.clone()),
-        Value::Int(None) | Value::Text(None) => rusqlite::types::Value::Null,
+/// Bound without copying: a batch binds tens of thousands of values.
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Int(Some(i)) => ValueRef::Integer(*i),
+            Value::Text(Some(s)) => ValueRef::Text(s.as_bytes()),
+            Value::Int(None) | Value::Text(None) => ValueRef::Null,
+        }))
     }
+}
+
+fn sqlite_placeholder(i: usize) -> String {
+    format!("?{i}")
+}
+
+fn postgres_placeholder(i: usize) -> String {
+    format!("${i}")
+}
+
+fn sqlite_exec<'a>(
+    tx: &rusqlite::Transaction,
+    sql: &str,
+    params: impl IntoIterator<Item = &'a Value>,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))
+}
+
+fn sqlite_shape(
+    tx: &rusqlite::Transaction,
+    catalog: &mut batch::Catalog,
+    table: &'static str,
+) -> Result<Arc<batch::Shape>, ProjectionError> {
+    if let Some(shape) = catalog.shapes.get(table) {
+        return Ok(shape.clone());
+    }
+    let mut stmt = tx.prepare(&format!("PRAGMA table_info({table})"))?;
+    let columns = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?.to_uppercase().contains("INT"), r.get(4)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let shape = Arc::new(batch::Shape::from_catalog(table, columns).map_err(ProjectionError::Table)?);
+    catalog.shapes.insert(table, shape.clone());
+    Ok(shape)
+}
+
+/// Writes `ops` as [`batch`] groups them (see there).
+fn sqlite_write(
+    tx: &rusqlite::Transaction,
+    catalog: &mut batch::Catalog,
+    ops: Vec<RowOp>,
+) -> Result<(), ProjectionError> {
+    let p = sqlite_placeholder;
+    let grouped = batch::Batch::new(ops);
+    for ins in &grouped.inserts {
+        for range in batch::chunks(ins.rows.len()) {
+            let sql = catalog.insert_sql(ins, range.len(), p);
+            sqlite_exec(tx, &sql, ins.rows[range].iter().flatten())?;
+        }
+    }
+    for changes in &grouped.changes {
+        if !changes.foldable() {
+            for op in &changes.ops {
+                let (sql, params) = rows::sql(op, p);
+                sqlite_exec(tx, &sql, &params)?;
+            }
+            continue;
+        }
+        let shape = sqlite_shape(tx, catalog, changes.table)?;
+        let key_index = shape.index(changes.key).map_err(ProjectionError::Table)?;
+        let keys = changes.keys();
+        let mut existing = HashMap::new();
+        for range in batch::chunks(keys.len()) {
+            let mut stmt = tx.prepare_cached(&catalog.select_sql(changes, &shape, range.len(), p))?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(&keys[range]))?;
+            while let Some(r) = rows.next()? {
+                let row = (0..shape.columns.len())
+                    .map(|i| {
+                        Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                            rusqlite::types::Value::Integer(v) => shape.typed(i, Some(v), Some(v.to_string())),
+                            rusqlite::types::Value::Text(v) => shape.typed(i, v.parse().ok(), Some(v)),
+                            _ => shape.typed(i, None, None),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Value>>>()?;
+                existing.insert(row[key_index].clone(), row);
+            }
+        }
+        let written = batch::fold(&shape, changes, existing).map_err(ProjectionError::Table)?;
+        for range in batch::chunks(written.upserts.len()) {
+            let sql = catalog.upsert_sql(changes, &shape, range.len(), p);
+            sqlite_exec(tx, &sql, written.upserts[range].iter().flatten())?;
+        }
+        for range in batch::chunks(written.deletes.len()) {
+            sqlite_exec(tx, &catalog.delete_sql(changes, range.len(), p), &written.deletes[range])?;
+        }
+    }
+    Ok(())
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn pg_bind<'q>(mut q: PgQuery<'q>, params: impl IntoIterator<Item = &'q Value>) -> PgQuery<'q> {
+    for v in params {
+        q = match v {
+            Value::Int(v) => q.bind(*v),
+            Value::Text(v) => q.bind(v.as_deref()),
+        };
+    }
+    q
+}
+
+/// A column of a PostgreSQL row as a value: integers of any width, or text.
+fn pg_value(row: &sqlx::postgres::PgRow, i: usize, integer: bool) -> Result<Value, sqlx::Error> {
+    use sqlx::{Column, Row, TypeInfo};
+    Ok(match (integer, row.columns()[i].type_info().name()) {
+        (_, "INT8") => Value::Int(row.try_get(i)?),
+        (_, "INT4") => Value::Int(row.try_get::<Option<i32>, _>(i)?.map(i64::from)),
+        (_, "INT2") => Value::Int(row.try_get::<Option<i16>, _>(i)?.map(i64::from)),
+        (true, _) => Value::Int(row.try_get::<Option<String>, _>(i)?.and_then(|v| v.parse().ok())),
+        (false, _) => Value::Text(row.try_get(i)?),
+    })
+}
+
+async fn postgres_shape(
+    tx: &mut sqlx::PgConnection,
+    catalog: &mut batch::Catalog,
+    table: &'static str,
+) -> Result<Arc<batch::Shape>, ProjectionError> {
+    if let Some(shape) = catalog.shapes.get(table) {
+        return Ok(shape.clone());
+    }
+    let columns: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text, column_default::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+    )
+    .bind(table)
+    .fetch_all(&mut *tx)
+    .await?;
+    let columns = columns
+        .into_iter()
+        .map(|(name, kind, default)| (name, matches!(kind.as_str(), "bigint" | "integer" | "smallint"), default))
+        .collect();
+    let shape = Arc::new(batch::Shape::from_catalog(table, columns).map_err(ProjectionError::Table)?);
+    catalog.shapes.insert(table, shape.clone());
+    Ok(shape)
+}
+
+/// [`sqlite_write`] for PostgreSQL.
+async fn postgres_write(
+    tx: &mut sqlx::PgConnection,
+    catalog: &mut batch::Catalog,
+    ops: Vec<RowOp>,
+) -> Result<(), ProjectionError> {
+    let p = postgres_placeholder;
+    let grouped = batch::Batch::new(ops);
+    for ins in &grouped.inserts {
+        for range in batch::chunks(ins.rows.len()) {
+            let sql = catalog.insert_sql(ins, range.len(), p);
+            pg_bind(sqlx::query(&sql), ins.rows[range].iter().flatten()).execute(&mut *tx).await?;
+        }
+    }
+    for changes in &grouped.changes {
+        if !changes.foldable() {
+            for op in &changes.ops {
+                let (sql, params) = rows::sql(op, p);
+                pg_bind(sqlx::query(&sql), &params).execute(&mut *tx).await?;
+            }
+            continue;
+        }
+        let shape = postgres_shape(tx, catalog, changes.table).await?;
+        let key_index = shape.index(changes.key).map_err(ProjectionError::Table)?;
+        let keys = changes.keys();
+        let mut existing = HashMap::new();
+        for range in batch::chunks(keys.len()) {
+            let sql = catalog.select_sql(changes, &shape, range.len(), p);
+            for r in pg_bind(sqlx::query(&sql), &keys[range]).fetch_all(&mut *tx).await? {
+                let row = (0..shape.columns.len())
+                    .map(|i| pg_value(&r, i, matches!(shape.defaults[i], Value::Int(_))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                existing.insert(row[key_index].clone(), row);
+            }
+        }
+        let written = batch::fold(&shape, changes, existing).map_err(ProjectionError::Table)?;
+        for range in batch::chunks(written.upserts.len()) {
+            let sql = catalog.upsert_sql(changes, &shape, range.len(), p);
+            pg_bind(sqlx::query(&sql), written.upserts[range].iter().flatten()).execute(&mut *tx).await?;
+        }
+        for range in batch::chunks(written.deletes.len()) {
+            let sql = catalog.delete_sql(changes, range.len(), p);
+            pg_bind(sqlx::query(&sql), &written.deletes[range]).execute(&mut *tx).await?;
+        }
+    }
+    Ok(())
 }
 
 impl Projector {
@@ -183,6 +405,11 @@ impl Projector {
                 let conn = rusqlite::Connection::open(path)?;
                 witness_engine::wait_when_busy(&conn)?;
                 conn.pragma_update(None, "synchronous", "NORMAL")?;
+                // A multi-row insert keeps a statement journal, in a temporary
+                // file unless told otherwise; and a rebuild's working set is
+                // larger than the default 2 MiB page cache.
+                conn.pragma_update(None, "temp_store", "MEMORY")?;
+                conn.pragma_update(None, "cache_size", -65_536)?;
                 // More statement shapes than rusqlite's default cache of 16:
                 // with the default, every batch re-prepared most of them.
                 conn.set_prepared_statement_cache_capacity(128);
@@ -194,7 +421,7 @@ impl Projector {
         } else {
             Db::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await?)
         };
-        Ok(Self { db, projections })
+        Ok(Self { db, projections, shapes: Shapes::default() })
     }
 
     /// Keeps only the named projection (for `rebuild NAME`).
@@ -254,7 +481,10 @@ impl Projector {
         let stored = |(c, p): (i64, i64)| Cursor { commit: c as u64, position: p as u64 };
         match &self.db {
             Db::Sqlite(conn) => {
-                on_sqlite(conn, move |conn| {
+                let shapes = self.shapes.clone();
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
                     // IMMEDIATE: the write lock is held from here, so what is
                     // read below cannot change before the commit.
                     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -267,15 +497,12 @@ impl Projector {
                             return Ok(false);
                         }
                     }
-                    for op in &all {
-                        let (sql, params) = rows::sql(op, |i| format!("?{i}"));
-                        let params: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
-                        tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(params))?;
-                    }
+                    sqlite_write(&tx, &mut shapes.blocking_lock(), all)?;
                     tx.commit()?;
                     Ok(true)
                 })
                 .await
+                .expect("SQLite task panicked")
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -289,17 +516,7 @@ impl Projector {
                         return Ok(false);
                     }
                 }
-                for op in &all {
-                    let (sql, params) = rows::sql(op, |i| format!("${i}"));
-                    let mut q = sqlx::query(&sql);
-                    for p in params {
-                        q = match p {
-                            Value::Int(v) => q.bind(v),
-                            Value::Text(v) => q.bind(v),
-                        };
-                    }
-                    q.execute(&mut *tx).await?;
-                }
+                postgres_write(&mut tx, &mut *self.shapes.lock().await, all).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -323,21 +540,17 @@ impl Projector {
     /// positions. Returns the new positions.
     async fn project(
         &self,
-        batch: &[RecordedEvent],
+        batch: &[Decoded],
         mut at: HashMap<&'static str, Cursor>,
     ) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
-        let Some(last) = batch.iter().map(RecordedEvent::cursor).max() else { return Ok(at) };
+        let Some(last) = batch.iter().map(|(e, _)| e.cursor()).max() else { return Ok(at) };
         loop {
             let mut ops = Vec::new();
-            for e in batch {
-                let pending: Vec<&dyn Projection> =
-                    self.projections.iter().map(|p| p.as_ref()).filter(|p| e.cursor() > at[p.name()]).collect();
-                if pending.is_empty() {
-                    continue;
-                }
-                let event = e.decode().map_err(|source| ProjectionError::Decode { position: e.position, source })?;
-                for p in pending {
-                    p.apply(e, &event, &mut ops);
+            for (e, event) in batch {
+                for p in &self.projections {
+                    if e.cursor() > at[p.name()] {
+                        p.apply(e, event, &mut ops);
+                    }
                 }
             }
             let moves: Vec<(&'static str, Cursor, Cursor)> = self
@@ -360,16 +573,38 @@ impl Projector {
     /// Projects every event of `store` not yet projected, up to the current
     /// end of the log; `progress` gets the number of events read so far.
     /// Returns it.
+    ///
+    /// The next batch is read and decoded by a task of its own while this
+    /// one is written: on a rebuild the two take about as long as each other.
     pub async fn catch_up(&self, store: &EventStore, mut progress: impl FnMut(u64)) -> Result<u64, ProjectionError> {
         let mut at = self.positions().await?;
-        let mut cursor = at.values().copied().min().unwrap_or(Cursor::START);
+        let from = at.values().copied().min().unwrap_or(Cursor::START);
+        let (batches, mut next) = tokio::sync::mpsc::channel(2);
+        let store = store.clone();
+        let reader = tokio::spawn(async move {
+            let mut cursor = from;
+            loop {
+                let batch = match store.read_all(cursor, BATCH).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = batches.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let Some(last) = batch.last().map(|e| e.cursor()) else { return };
+                cursor = last;
+                // Ends when the receiver is gone (it failed, or was dropped).
+                if batches.send(decode_all(batch)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // The reader stops once `next` is dropped, on return or on error.
+        let _reader = AbortOnDrop(reader);
         let mut read = 0;
-        loop {
-            let batch = store.read_all(cursor, BATCH).await?;
-            let Some(last) = batch.last().map(|e| e.cursor()) else { break };
+        while let Some(batch) = next.recv().await {
+            let batch = batch?;
             at = self.project(&batch, at).await?;
-            // Normally `last`; further when another projector got ahead.
-            cursor = at.values().copied().min().unwrap_or(last);
             read += batch.len() as u64;
             progress(read);
         }
@@ -396,7 +631,7 @@ impl Projector {
     ) -> Result<(), ProjectionError> {
         let mut at = self.positions().await?;
         loop {
-            let batch = feed.next_batch(BATCH, Duration::from_millis(20)).await?;
+            let batch = decode_all(feed.next_batch(BATCH, Duration::from_millis(20)).await?)?;
             at = self.project(&batch, at).await?;
             feed.commit()?;
             progress(at.values().copied().min().unwrap_or(Cursor::START));
@@ -580,8 +815,7 @@ impl Projector {
                 on_sqlite(conn, move |conn| {
                     let mut stmt = conn.prepare_cached(&text)?;
                     let columns = stmt.column_count();
-                    let params: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
-                    let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                    let rows = stmt.query_map(rusqlite::params_from_iter(&params), |r| {
                         (0..columns)
                             .map(|i| {
                                 Ok(match r.get::<_, rusqlite::types::Value>(i)? {
@@ -597,29 +831,12 @@ impl Projector {
                 .await
             }
             Db::Postgres(pool) => {
-                use sqlx::{Column, Row, TypeInfo};
-                let mut q = sqlx::query(&text);
-                for p in params {
-                    q = match p {
-                        Value::Int(v) => q.bind(v),
-                        Value::Text(v) => q.bind(v),
-                    };
-                }
-                let rows = q.fetch_all(pool).await?;
-                rows.iter()
-                    .map(|row| {
-                        row.columns()
-                            .iter()
-                            .map(|c| {
-                                Ok(match c.type_info().name() {
-                                    "INT8" => Value::Int(row.try_get(c.ordinal())?),
-                                    "INT4" => Value::Int(row.try_get::<Option<i32>, _>(c.ordinal())?.map(i64::from)),
-                                    _ => Value::Text(row.try_get(c.ordinal())?),
-                                })
-                            })
-                            .collect()
-                    })
-                    .collect()
+                use sqlx::Row;
+                let rows = pg_bind(sqlx::query(&text), &params).fetch_all(pool).await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| (0..row.len()).map(|i| pg_value(row, i, false)).collect::<Result<Vec<_>, _>>())
+                    .collect::<Result<Vec<_>, _>>()?)
             }
         }
     }
@@ -705,5 +922,139 @@ impl Projector {
     /// The tables of this projector's projections.
     pub fn tables(&self) -> Vec<&'static str> {
         self.projections.iter().flat_map(|p| p.tables().iter().copied()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small xorshift generator: the test needs reproducible variety, not
+    /// good randomness.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    fn random_op(rng: &mut Rng, position: &mut i64) -> RowOp {
+        let key = ("k", Value::from(format!("k{}", rng.below(6))));
+        let text = |rng: &mut Rng| match rng.below(4) {
+            0 => Value::Text(None),
+            n => Value::from(format!("v{n}")),
+        };
+        let int = |rng: &mut Rng| match rng.below(4) {
+            0 => Value::Int(None),
+            n => Value::from(n as i64),
+        };
+        let merge = |rng: &mut Rng| if rng.below(2) == 0 { Merge::Set } else { Merge::KeepFirst };
+        match rng.below(7) {
+            0 | 1 => {
+                let mut columns = Vec::new();
+                if rng.below(2) == 0 {
+                    columns.push(("a", text(rng), merge(rng)));
+                }
+                if rng.below(2) == 0 {
+                    columns.push(("c", Value::from(format!("c{}", rng.below(3))), merge(rng)));
+                }
+                if rng.below(2) == 0 {
+                    columns.push(("d", int(rng), merge(rng)));
+                }
+                RowOp::Upsert { table: "t", key, columns }
+            }
+            2 => RowOp::Insert { table: "t", key, columns: vec![("a", text(rng))] },
+            3 => RowOp::Update { table: "t", key, columns: vec![("d", int(rng)), ("a", text(rng))] },
+            4 => RowOp::Delete { table: "t", key },
+            5 => RowOp::Add {
+                table: "t",
+                key,
+                column: if rng.below(2) == 0 { "b" } else { "d" },
+                delta: rng.below(5) as i64 - 2,
+            },
+            _ => {
+                // Append-only rows, now and then one already there.
+                *position += 1;
+                let at = *position - rng.below(2) as i64;
+                RowOp::Insert {
+                    table: "log",
+                    key: ("position", Value::from(at)),
+                    columns: vec![("s", Value::from(format!("s{}", rng.below(9))))],
+                }
+            }
+        }
+    }
+
+    fn dump(conn: &rusqlite::Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        for table in ["t", "log"] {
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .unwrap();
+            out.extend(rows.map(|r| format!("{table}: {}", r.unwrap().join(" | "))));
+        }
+        out
+    }
+
+    #[test]
+    fn batched_ops_leave_the_tables_as_sequential_ops_do() {
+        let open = || {
+            let conn = rusqlite::Connection::open_in_memory().unwrap();
+            conn.execute_batch(
+                "CREATE TABLE t (k TEXT PRIMARY KEY, a TEXT, b INTEGER NOT NULL DEFAULT 0, \
+                 c TEXT NOT NULL DEFAULT 'it''s', d INTEGER);
+                 CREATE TABLE log (position INTEGER PRIMARY KEY, s TEXT NOT NULL);",
+            )
+            .unwrap();
+            conn
+        };
+        let (mut one_by_one, mut batched) = (open(), open());
+        let mut catalog = batch::Catalog::default();
+        let mut rng = Rng(0x5eed);
+        let mut position = 0;
+        let mut changed = 0;
+        for round in 0..300 {
+            let ops: Vec<RowOp> = (0..rng.below(40) + 1).map(|_| random_op(&mut rng, &mut position)).collect();
+            let tx = one_by_one.transaction().unwrap();
+            for op in &ops {
+                let (sql, params) = rows::sql(op, sqlite_placeholder);
+                sqlite_exec(&tx, &sql, &params).unwrap();
+            }
+            tx.commit().unwrap();
+            let tx = batched.transaction().unwrap();
+            sqlite_write(&tx, &mut catalog, ops.clone()).unwrap();
+            tx.commit().unwrap();
+            let expected = dump(&one_by_one);
+            assert_eq!(dump(&batched), expected, "round {round}, ops {ops:#?}");
+            changed += usize::from(!expected.is_empty());
+        }
+        assert!(changed > 250, "the random ops should leave rows behind: {changed}");
+    }
+
+    #[test]
+    fn an_op_on_an_unknown_column_is_refused_and_writes_nothing() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, a TEXT)").unwrap();
+        let mut conn = conn;
+        let tx = conn.transaction().unwrap();
+        let ops = vec![
+            RowOp::Upsert { table: "t", key: ("k", "k1".into()), columns: vec![("a", "x".into(), Merge::Set)] },
+            RowOp::Upsert { table: "t", key: ("k", "k1".into()), columns: vec![("nope", "x".into(), Merge::Set)] },
+        ];
+        let err = sqlite_write(&tx, &mut batch::Catalog::default(), ops).unwrap_err();
+        assert!(err.to_string().contains("no column nope"), "{err}");
+        drop(tx);
+        let rows: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0);
     }
 }

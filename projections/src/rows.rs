@@ -3,7 +3,7 @@
 
 /// A column value. Typed even when null, because PostgreSQL needs to know
 /// the type of every bound parameter.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value {
     Int(Option<i64>),
     Text(Option<String>),
@@ -34,6 +34,10 @@ impl From<Option<String>> for Value {
 }
 
 impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Int(None) | Value::Text(None))
+    }
+
     /// The text, or empty for null or a number.
     pub fn text(&self) -> String {
         match self {
