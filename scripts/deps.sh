@@ -52,6 +52,20 @@ need_browser() {
     export WITNESS_TEST_CHROMIUM=/usr/bin/chromium
 }
 
+# Python readers of the Parquet export, as an analyst would use them:
+# pyarrow and DuckDB from PyPI (pinned), in a virtualenv under
+# ~/.cache/witness. Sets WITNESS_TEST_PYTHON.
+need_parquet_readers() {
+    apt_install python3-venv
+    local venv="${XDG_CACHE_HOME:-$HOME/.cache}/witness/pyenv"
+    if ! "$venv/bin/python" -c "import pyarrow, duckdb" 2>/dev/null; then
+        echo "==> installing pyarrow and duckdb (PyPI) into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow==26.0.1 duckdb==2.0.1
+    fi
+    export WITNESS_TEST_PYTHON="$venv/bin/python"
+}
+
 # GStreamer 1.22 from Debian: the recorder (libraries and plugins) and the
 # tools the tests check recordings with (gst-discoverer-1.0, ffprobe).
 need_gstreamer() {

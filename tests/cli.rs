@@ -66,6 +66,11 @@ fn bad_arguments_get_a_clear_error_and_write_nothing() {
     let out = witness(dir.path(), &["seed", "--tenant", "Not A Slug"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("invalid tenant"), "{}", stderr(&out));
+
+    let out = witness(dir.path(), &["export", "--format", "csv", "--out", "export"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("possible values: parquet"), "{}", stderr(&out));
+    assert!(!dir.path().join("export").exists(), "a refused export created its directory");
     assert!(!dir.path().join("data").exists(), "a refused command created the store");
 }
 
@@ -137,6 +142,15 @@ fn seed_a_day_then_list_and_replay_its_sessions() {
     assert_eq!(count("SELECT COUNT(*) FROM projection_checkpoints"), 5);
     let rebuilt = witness(dir.path(), &["rebuild", "sessions"]);
     assert!(stdout(&rebuilt).starts_with("rebuilt sessions from "), "{}", stdout(&rebuilt));
+
+    // The analysts' export: everything the first time, nothing the second.
+    let exported = witness(dir.path(), &["export", "--format", "parquet", "--out", "export"]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let total = count("SELECT COUNT(*) FROM events");
+    assert!(stdout(&exported).starts_with(&format!("exported {total} events into ")), "{}", stdout(&exported));
+    assert!(dir.path().join("export/export-state.json").exists());
+    let again = witness(dir.path(), &["export", "--format", "parquet", "--out", "export"]);
+    assert!(stdout(&again).starts_with("exported 0 events into 0 new file(s)"), "{}", stdout(&again));
 
     let unknown = witness(dir.path(), &["replay", "session", "01a21369-b188-7776-94e2-000000000000"]);
     assert_eq!(unknown.status.code(), Some(2));

@@ -22,6 +22,7 @@
 //! ```
 
 mod batch;
+pub mod export;
 pub mod models;
 pub mod rows;
 
