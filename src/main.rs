@@ -78,6 +78,12 @@ enum Command {
         #[arg(long)]
         tenant: Option<TenantId>,
     },
+    /// SQL over Arrow for analysts (DataFusion): over the Parquet export
+    /// (`events`, `messages`) and the read models (`sessions`, `agents`, `qa`).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Rebuild read models from position 0 (all, or the one named).
     Rebuild {
         /// sessions, session_timeline, audit_trail, queues or tickets.
@@ -150,6 +156,10 @@ struct ServeArgs {
     /// Where uploaded chat files are kept (content-addressed).
     #[arg(long, default_value = "data/uploads")]
     uploads_dir: PathBuf,
+    /// The Parquet export (`witness export --format parquet --out DIR`)
+    /// that /api/reports queries.
+    #[arg(long, default_value = "data/export")]
+    export_dir: PathBuf,
     /// The largest file a chat upload may be, in MiB.
     #[arg(long, default_value_t = 20)]
     max_upload_mib: usize,
@@ -251,6 +261,51 @@ fn parse_role(text: &str) -> Result<Role, String> {
         .map_err(|_| format!("{text:?}: use agent, supervisor, compliance or admin"))
 }
 
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Run one read-only SELECT.
+    Sql {
+        query: String,
+        #[command(flatten)]
+        options: ReportOptions,
+    },
+    /// Run a standard report (see `witness report list`).
+    Run {
+        name: String,
+        #[command(flatten)]
+        options: ReportOptions,
+    },
+    /// The standard reports and what each shows.
+    List,
+}
+
+#[derive(clap::Args)]
+struct ReportOptions {
+    /// Where `witness export --format parquet` wrote the log.
+    #[arg(long, default_value = "data/export")]
+    export: PathBuf,
+    /// Only this tenant's rows, in every table.
+    #[arg(long)]
+    tenant: Option<TenantId>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
+    /// At most this many rows (the output says when more matched).
+    #[arg(long, default_value_t = 10_000)]
+    limit: usize,
+    /// Stop a query that runs longer than this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+    /// Arrow IPC stream (binary).
+    Arrow,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ExportFormat {
     Parquet,
@@ -339,6 +394,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rebuild { projection } => rebuild(&url, projection.as_deref()).await?,
         Command::Export { format: ExportFormat::Parquet, out, tenant } => export(&url, &out, tenant.as_ref()).await?,
+        Command::Report { command } => report(&url, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -352,6 +408,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         kafka_topic,
         token_key_file,
         uploads_dir,
+        export_dir,
         max_upload_mib,
         media_ip,
         media_public_ip,
@@ -387,7 +444,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     let store = connect(url).await?;
     let demo = witness_api::accounts::demo_start(&store).await?;
     let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?.with_media(media);
-    let state = witness_api::AppState { record_calls, ..state };
+    let state = witness_api::AppState { record_calls, export_dir, ..state };
     let signer = CheckpointSigner::load_or_create(&key_file)?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
@@ -858,6 +915,45 @@ async fn export(url: &str, out: &Path, tenant: Option<&TenantId>) -> Result<()> 
         out.display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+async fn report(url: &str, command: ReportCommand) -> Result<()> {
+    use witness_projections::reports::{self, Format, Reports, STANDARD};
+    let (query, options) = match command {
+        ReportCommand::List => {
+            for r in STANDARD {
+                println!("{:<20} {}", r.name, r.about);
+            }
+            return Ok(());
+        }
+        ReportCommand::Sql { query, options } => (Ok(query), options),
+        ReportCommand::Run { name, options } => (Err(name), options),
+    };
+    if let Err(name) = &query {
+        // Before opening anything: a typo should not cost a table load.
+        if !STANDARD.iter().any(|r| r.name == name) {
+            return Err(reports::ReportError::UnknownReport(name.clone()).into());
+        }
+    }
+    let projector = witness_projections::Projector::connect(url, witness_projections::models::all()).await?;
+    let tables = Reports::open(&options.export, &projector, options.tenant.as_ref()).await?;
+    let timeout = std::time::Duration::from_secs(options.timeout_secs);
+    let answer = match &query {
+        Ok(sql) => tables.sql(sql, options.limit, timeout).await?,
+        Err(name) => tables.standard(name, options.limit, timeout).await?,
+    };
+    let format = match options.format {
+        ReportFormat::Table => Format::Table,
+        ReportFormat::Csv => Format::Csv,
+        ReportFormat::Json => Format::Json,
+        ReportFormat::Arrow => Format::Arrow,
+    };
+    let mut out = std::io::stdout().lock();
+    reports::write(&answer, format, &mut out)?;
+    if answer.truncated {
+        eprintln!("(more rows matched; showing the first {}: raise --limit)", options.limit);
+    }
     Ok(())
 }
 

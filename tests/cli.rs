@@ -152,6 +152,25 @@ fn seed_a_day_then_list_and_replay_its_sessions() {
     let again = witness(dir.path(), &["export", "--format", "parquet", "--out", "export"]);
     assert!(stdout(&again).starts_with("exported 0 events into 0 new file(s)"), "{}", stdout(&again));
 
+    // Reports over it.
+    let report =
+        witness(dir.path(), &["report", "run", "sessions-by-channel", "--export", "export", "--format", "json"]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(rows.iter().map(|r| r["sessions"].as_i64().unwrap()).sum::<i64>(), 25);
+    let sql = witness(dir.path(), &["report", "sql", "SELECT count(*) AS n FROM events", "--export", "export"]);
+    assert!(stdout(&sql).contains(&format!("| {total} ")), "{}", stdout(&sql));
+    for (args, says) in [
+        (&["report", "sql", "DROP VIEW messages", "--export", "export"][..], "DDL not supported"),
+        (&["report", "run", "sessions-by-chanel"][..], "unknown report \"sessions-by-chanel\""),
+        (&["report", "sql", "SELECT 1", "--export", "nowhere"][..], "no Parquet export at nowhere"),
+    ] {
+        let refused = witness(dir.path(), args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&refused).contains(says), "{args:?}: {}", stderr(&refused));
+    }
+    assert!(!dir.path().join("nowhere").exists());
+
     let unknown = witness(dir.path(), &["replay", "session", "01a21369-b188-7776-94e2-000000000000"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("no session"), "{}", stderr(&unknown));

@@ -39,6 +39,7 @@ mod error;
 pub mod kb;
 pub mod live;
 pub mod recordings;
+pub mod reports;
 pub mod sessions;
 pub mod supervision;
 pub mod tickets;
@@ -93,6 +94,8 @@ pub struct AppState {
     pub record_calls: bool,
     /// Composite renderings in progress.
     pub composites: recordings::Composites,
+    /// Where `witness export --format parquet` writes: what reports query.
+    pub export_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -116,6 +119,7 @@ impl AppState {
             media,
             record_calls: false,
             composites: Default::default(),
+            export_dir: "data/export".into(),
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));
         Ok(state)
@@ -154,6 +158,7 @@ pub fn app(state: AppState) -> Router {
         .merge(kb::router())
         .merge(uploads::router(state.uploads.limit))
         .merge(supervision::router())
+        .merge(reports::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

@@ -597,6 +597,107 @@ async fn the_tenants_event_log_pages_with_next_and_hides_other_tenants() {
     }
 }
 
+/// Analysts' reports over the HTTP API: their own tenant's data only,
+/// analysts' roles only, bad requests refused with nothing written.
+#[tokio::test]
+async fn analysts_query_their_tenants_reports_and_nobody_else_can() {
+    let mut w = World::new().await;
+    w.session("acme", "hello").await;
+    w.session("acme", "hi again").await;
+    w.session("globex", "hi").await;
+    let supervisor = w.token("acme", Role::Supervisor).to_owned();
+    w.state.export_dir = w._dir.path().join("export");
+    let (status, answer) = w.call(Method::GET, "/api/reports/sessions-by-channel", Some(&supervisor), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("exported"), "{answer}");
+
+    witness_projections::Projector::connect(&w.url, witness_projections::models::all())
+        .await
+        .unwrap()
+        .catch_up(&w.state.store, |_| {})
+        .await
+        .unwrap();
+    witness_projections::export::export_events(&w.state.store, &w.state.export_dir, None, |_| {}).await.unwrap();
+    let customer = w.visitor("acme").await;
+    let before = w.events().await;
+
+    let by_channel = w.get("/api/reports/sessions-by-channel", &supervisor).await;
+    let total: i64 = by_channel.as_array().unwrap().iter().map(|r| r["sessions"].as_i64().unwrap()).sum();
+    assert_eq!(total, 2);
+    let globex = w
+        .post(
+            "/api/reports/sql",
+            w.token("globex", Role::Compliance),
+            json!({ "sql": "SELECT count(*) AS n FROM sessions" }),
+        )
+        .await;
+    assert_eq!(globex, json!([{ "n": 1 }]));
+    let listed = w.get("/api/reports", w.token("acme", Role::Admin)).await;
+    let names: Vec<&str> = witness_projections::reports::STANDARD.iter().map(|r| r.name).collect();
+    assert_eq!(listed.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect::<Vec<_>>(), names);
+    let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+    assert_eq!(spec["paths"]["/api/reports/{name}"]["get"]["parameters"][0]["schema"]["enum"], json!(names));
+
+    // CSV and Arrow come as what they are, with the truncation flag.
+    let request = Request::get("/api/reports/sessions-by-channel?format=csv&limit=1")
+        .header("authorization", format!("Bearer {supervisor}"))
+        .body(HttpBody::empty())
+        .unwrap();
+    let response = app(w.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(response.headers()[reports::TRUNCATED], "false");
+    let csv = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert_eq!(csv.lines().next(), Some("channel,business_type,sessions"));
+    let request = Request::post("/api/reports/sql")
+        .header("authorization", format!("Bearer {supervisor}"))
+        .header("content-type", "application/json")
+        .body(HttpBody::from(json!({ "sql": "SELECT * FROM events", "format": "arrow", "limit": 3 }).to_string()))
+        .unwrap();
+    let response = app(w.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[reports::TRUNCATED], "true");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let rows: usize = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    assert_eq!(rows, 3);
+
+    let sql = |body: Value| (Method::POST, "/api/reports/sql".to_owned(), Some(body));
+    let get = |uri: &str| (Method::GET, uri.to_owned(), None);
+    let cases = vec![
+        (
+            get("/api/reports/sessions-by-channel"),
+            Some(w.token("acme", Role::Agent).to_owned()),
+            StatusCode::FORBIDDEN,
+            "role",
+        ),
+        (get("/api/reports"), Some(customer.clone()), StatusCode::FORBIDDEN, "role"),
+        (get("/api/reports/sessions-by-channel"), None, StatusCode::UNAUTHORIZED, "token"),
+        (get("/api/reports/no-such-report"), Some(supervisor.clone()), StatusCode::NOT_FOUND, "no-such-report"),
+        (get("/api/reports/satisfaction?format=xml"), Some(supervisor.clone()), StatusCode::BAD_REQUEST, "format"),
+        (get("/api/reports/satisfaction?limit=0"), Some(supervisor.clone()), StatusCode::BAD_REQUEST, "limit"),
+        (get("/api/reports/satisfaction?limit=many"), Some(supervisor.clone()), StatusCode::BAD_REQUEST, "limit"),
+        (sql(json!({ "sql": "DROP VIEW messages" })), Some(supervisor.clone()), StatusCode::BAD_REQUEST, "DDL"),
+        (sql(json!({ "sql": "SELECT 1", "limt": 3 })), Some(supervisor.clone()), StatusCode::BAD_REQUEST, "limt"),
+        (
+            sql(json!({ "sql": "SELECT 1", "limit": 1_000_000 })),
+            Some(supervisor.clone()),
+            StatusCode::BAD_REQUEST,
+            "limit",
+        ),
+        (sql(json!({ "sql": "SELECT * FROM nowhere" })), Some(supervisor.clone()), StatusCode::BAD_REQUEST, "nowhere"),
+    ];
+    for ((method, uri, body), token, expected, word) in cases {
+        let (status, answer) = w.call(method, &uri, token.as_deref(), body).await;
+        assert_eq!(status, expected, "{uri}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains(word), "{uri}: {error:?} should name {word:?}");
+    }
+    assert_eq!(w.events().await, before, "a report wrote an event");
+}
+
 #[tokio::test]
 async fn healthz_and_the_openapi_document_need_no_token() {
     let w = World::new().await;

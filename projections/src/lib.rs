@@ -24,6 +24,7 @@
 mod batch;
 pub mod export;
 pub mod models;
+pub mod reports;
 pub mod rows;
 
 use std::collections::HashMap;
@@ -877,6 +878,18 @@ impl Projector {
                 },
             })
             .collect())
+    }
+
+    /// Every row of a read model's `table` (of `tenant` only, if given), the
+    /// named columns in order: for loading it into Arrow.
+    pub async fn rows(
+        &self,
+        table: &str,
+        columns: &[&str],
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Vec<Value>>, ProjectionError> {
+        let sql = format!("SELECT {} FROM {table} WHERE ({{1}} IS NULL OR tenant_id = {{1}})", columns.join(", "));
+        self.select(&sql, vec![Value::from(tenant.map(|t| t.to_string()))]).await
     }
 
     /// A tenant's queues: the sessions waiting, by group, oldest first, and

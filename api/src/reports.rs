@@ -1,0 +1,144 @@
+//! SQL and the standard reports for analysts — supervisors, compliance
+//! officers and admins — over their own tenant's data only: the Parquet
+//! export (`witness export`) and the read models. See
+//! `witness_projections::reports` for the tables and the bounds.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use witness_projections::reports::{self, Answer, Format, ReportError, Reports, STANDARD};
+use witness_schemas::Role;
+
+use crate::auth::{Caller, Claims};
+use crate::error::Body;
+use crate::{ApiError, AppState};
+
+/// The most rows an answer carries, and the default.
+pub const MAX_ROWS: usize = 100_000;
+const DEFAULT_ROWS: usize = 10_000;
+/// How long a query may run.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// Set on an answer that stopped at the row limit.
+pub const TRUNCATED: &str = "x-witness-truncated";
+
+const ANALYSTS: &[Role] = &[Role::Supervisor, Role::Compliance, Role::Admin];
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/reports", get(list))
+        .route("/api/reports/sql", post(sql))
+        .route("/api/reports/{name}", get(standard))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    /// json (default), csv or arrow.
+    format: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct Options {
+    format: Option<String>,
+    limit: Option<String>,
+}
+
+fn format(text: Option<&str>) -> Result<Format, ApiError> {
+    match text.unwrap_or("json") {
+        "json" => Ok(Format::Json),
+        "csv" => Ok(Format::Csv),
+        "arrow" => Ok(Format::Arrow),
+        other => Err(ApiError::bad_request(format!("`format` must be json, csv or arrow, got {other:?}"))),
+    }
+}
+
+fn limit(n: Option<usize>) -> Result<usize, ApiError> {
+    match n {
+        None => Ok(DEFAULT_ROWS),
+        Some(n) if (1..=MAX_ROWS).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!("`limit` must be from 1 to {MAX_ROWS}, got {n}"))),
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::NoExport(dir) => {
+                tracing::warn!(dir = %dir.display(), "a report was asked for before any export");
+                ApiError::new(StatusCode::NOT_FOUND, "nothing has been exported for analysis yet")
+            }
+            ReportError::Query(e) => ApiError::bad_request(e.to_string()),
+            e @ ReportError::Timeout(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            ReportError::UnknownReport(name) => ApiError::not_found(&format!("report {name:?}")),
+            ReportError::Projection(e) => e.into(),
+            e @ ReportError::Write(_) => {
+                tracing::error!(error = %e, "writing a report");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the answer could not be written")
+            }
+        }
+    }
+}
+
+async fn tables(state: &AppState, caller: &Claims) -> Result<Reports, ApiError> {
+    caller.require(ANALYSTS)?;
+    Ok(Reports::open(&state.export_dir, &state.projector, Some(&caller.t)).await?)
+}
+
+fn respond(answer: &Answer, format: Format) -> Result<Response, ApiError> {
+    let mut body = Vec::new();
+    reports::write(answer, format, &mut body)?;
+    let kind = match format {
+        Format::Json => "application/json",
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Arrow | Format::Table => "application/vnd.apache.arrow.stream",
+    };
+    let truncated = if answer.truncated { "true" } else { "false" };
+    Ok(([(header::CONTENT_TYPE, kind), (header::HeaderName::from_static(TRUNCATED), truncated)], body).into_response())
+}
+
+/// The standard reports' names and what each shows.
+async fn list(Caller(caller): Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(ANALYSTS)?;
+    Ok(Json(STANDARD.iter().map(|r| serde_json::json!({ "name": r.name, "about": r.about, "sql": r.sql })).collect()))
+}
+
+/// One read-only query.
+async fn sql(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(req): Body<SqlRequest>,
+) -> Result<Response, ApiError> {
+    let (format, limit) = (format(req.format.as_deref())?, limit(req.limit)?);
+    let answer = tables(&state, &caller).await?.sql(&req.sql, limit, TIMEOUT).await?;
+    respond(&answer, format)
+}
+
+/// A standard report by name.
+async fn standard(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    options: Result<Query<Options>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(options) = options.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let rows = match options.limit.as_deref() {
+        None => None,
+        Some(text) => {
+            Some(text.parse().map_err(|_| ApiError::bad_request(format!("`limit`: not a number: {text:?}")))?)
+        }
+    };
+    let (format, limit) = (format(options.format.as_deref())?, limit(rows)?);
+    if !STANDARD.iter().any(|r| r.name == name) {
+        caller.require(ANALYSTS)?;
+        return Err(ApiError::not_found(&format!("report {name:?}")));
+    }
+    let answer = tables(&state, &caller).await?.standard(&name, limit, TIMEOUT).await?;
+    respond(&answer, format)
+}
