@@ -212,72 +212,56 @@ impl rusqlite::ToSql for Value {
     }
 }
 
-fn sqlite_placeholder(i: usize) -> String {
-    format!("?{i}")
+/// What writing a batch needs from a database, inside a transaction.
+/// [`write_batch`] is the one algorithm; SQLite and PostgreSQL differ only
+/// here.
+trait Tables {
+    /// Writes the i-th (1-based) placeholder.
+    const PLACEHOLDER: fn(usize) -> String;
+    /// `(name, is_integer, default SQL)` of each column of `table`, in order.
+    async fn columns(&mut self, table: &str) -> Result<Vec<(String, bool, Option<String>)>, ProjectionError>;
+    async fn execute(&mut self, sql: &str, params: Vec<&Value>) -> Result<(), ProjectionError>;
+    /// Whole rows, typed by `shape`.
+    async fn rows(
+        &mut self,
+        sql: &str,
+        params: Vec<&Value>,
+        shape: &batch::Shape,
+    ) -> Result<Vec<Vec<Value>>, ProjectionError>;
 }
 
-fn postgres_placeholder(i: usize) -> String {
-    format!("${i}")
-}
+/// SQLite's side. Nothing in it waits: its futures are ready when first
+/// polled, so the blocking thread drives them with `now_or_never`.
+struct SqliteTables<'a>(&'a rusqlite::Transaction<'a>);
 
-fn sqlite_exec<'a>(
-    tx: &rusqlite::Transaction,
-    sql: &str,
-    params: impl IntoIterator<Item = &'a Value>,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))
-}
+impl Tables for SqliteTables<'_> {
+    const PLACEHOLDER: fn(usize) -> String = |i| format!("?{i}");
 
-fn sqlite_shape(
-    tx: &rusqlite::Transaction,
-    catalog: &mut batch::Catalog,
-    table: &'static str,
-) -> Result<Arc<batch::Shape>, ProjectionError> {
-    if let Some(shape) = catalog.shapes.get(table) {
-        return Ok(shape.clone());
-    }
-    let mut stmt = tx.prepare(&format!("PRAGMA table_info({table})"))?;
-    let columns = stmt
-        .query_map([], |r| {
+    async fn columns(&mut self, table: &str) -> Result<Vec<(String, bool, Option<String>)>, ProjectionError> {
+        let mut stmt = self.0.prepare(&format!("PRAGMA table_info({table})"))?;
+        let columns = stmt.query_map([], |r| {
             Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?.to_uppercase().contains("INT"), r.get(4)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let shape = Arc::new(batch::Shape::from_catalog(table, columns).map_err(ProjectionError::Table)?);
-    catalog.shapes.insert(table, shape.clone());
-    Ok(shape)
-}
-
-/// Writes `ops` as [`batch`] groups them (see there).
-fn sqlite_write(
-    tx: &rusqlite::Transaction,
-    catalog: &mut batch::Catalog,
-    ops: Vec<RowOp>,
-) -> Result<(), ProjectionError> {
-    let p = sqlite_placeholder;
-    let grouped = batch::Batch::new(ops);
-    for ins in &grouped.inserts {
-        for range in batch::chunks(ins.rows.len()) {
-            let sql = catalog.insert_sql(ins, range.len(), p);
-            sqlite_exec(tx, &sql, ins.rows[range].iter().flatten())?;
-        }
+        })?;
+        Ok(columns.collect::<Result<Vec<_>, _>>()?)
     }
-    for changes in &grouped.changes {
-        if !changes.foldable() {
-            for op in &changes.ops {
-                let (sql, params) = rows::sql(op, p);
-                sqlite_exec(tx, &sql, &params)?;
-            }
-            continue;
-        }
-        let shape = sqlite_shape(tx, catalog, changes.table)?;
-        let key_index = shape.index(changes.key).map_err(ProjectionError::Table)?;
-        let keys = changes.keys();
-        let mut existing = HashMap::new();
-        for range in batch::chunks(keys.len()) {
-            let mut stmt = tx.prepare_cached(&catalog.select_sql(changes, &shape, range.len(), p))?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(&keys[range]))?;
-            while let Some(r) = rows.next()? {
-                let row = (0..shape.columns.len())
+
+    async fn execute(&mut self, sql: &str, params: Vec<&Value>) -> Result<(), ProjectionError> {
+        self.0.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))?;
+        Ok(())
+    }
+
+    async fn rows(
+        &mut self,
+        sql: &str,
+        params: Vec<&Value>,
+        shape: &batch::Shape,
+    ) -> Result<Vec<Vec<Value>>, ProjectionError> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(
+                (0..shape.columns.len())
                     .map(|i| {
                         Ok(match r.get::<_, rusqlite::types::Value>(i)? {
                             rusqlite::types::Value::Integer(v) => shape.typed(i, Some(v), Some(v.to_string())),
@@ -285,20 +269,50 @@ fn sqlite_write(
                             _ => shape.typed(i, None, None),
                         })
                     })
-                    .collect::<rusqlite::Result<Vec<Value>>>()?;
-                existing.insert(row[key_index].clone(), row);
-            }
+                    .collect::<rusqlite::Result<Vec<Value>>>()?,
+            );
         }
-        let written = batch::fold(&shape, changes, existing).map_err(ProjectionError::Table)?;
-        for range in batch::chunks(written.upserts.len()) {
-            let sql = catalog.upsert_sql(changes, &shape, range.len(), p);
-            sqlite_exec(tx, &sql, written.upserts[range].iter().flatten())?;
-        }
-        for range in batch::chunks(written.deletes.len()) {
-            sqlite_exec(tx, &catalog.delete_sql(changes, range.len(), p), &written.deletes[range])?;
-        }
+        Ok(out)
     }
-    Ok(())
+}
+
+struct PostgresTables<'a>(&'a mut sqlx::PgConnection);
+
+impl Tables for PostgresTables<'_> {
+    const PLACEHOLDER: fn(usize) -> String = |i| format!("${i}");
+
+    async fn columns(&mut self, table: &str) -> Result<Vec<(String, bool, Option<String>)>, ProjectionError> {
+        let columns: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text, column_default::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(columns
+            .into_iter()
+            .map(|(name, kind, default)| (name, matches!(kind.as_str(), "bigint" | "integer" | "smallint"), default))
+            .collect())
+    }
+
+    async fn execute(&mut self, sql: &str, params: Vec<&Value>) -> Result<(), ProjectionError> {
+        pg_bind(sqlx::query(sql), params).execute(&mut *self.0).await?;
+        Ok(())
+    }
+
+    async fn rows(
+        &mut self,
+        sql: &str,
+        params: Vec<&Value>,
+        shape: &batch::Shape,
+    ) -> Result<Vec<Vec<Value>>, ProjectionError> {
+        let rows = pg_bind(sqlx::query(sql), params).fetch_all(&mut *self.0).await?;
+        let integer = |i: usize| matches!(shape.defaults[i], Value::Int(_));
+        Ok(rows
+            .iter()
+            .map(|r| (0..shape.columns.len()).map(|i| pg_value(r, i, integer(i))).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<Vec<_>, _>>()?)
+    }
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -325,76 +339,68 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize, integer: bool) -> Result<Valu
     })
 }
 
-async fn postgres_shape(
-    tx: &mut sqlx::PgConnection,
-    catalog: &mut batch::Catalog,
-    table: &'static str,
-) -> Result<Arc<batch::Shape>, ProjectionError> {
-    if let Some(shape) = catalog.shapes.get(table) {
-        return Ok(shape.clone());
-    }
-    let columns: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT column_name::text, data_type::text, column_default::text FROM information_schema.columns \
-         WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-    )
-    .bind(table)
-    .fetch_all(&mut *tx)
-    .await?;
-    let columns = columns
-        .into_iter()
-        .map(|(name, kind, default)| (name, matches!(kind.as_str(), "bigint" | "integer" | "smallint"), default))
-        .collect();
-    let shape = Arc::new(batch::Shape::from_catalog(table, columns).map_err(ProjectionError::Table)?);
-    catalog.shapes.insert(table, shape.clone());
-    Ok(shape)
-}
-
-/// [`sqlite_write`] for PostgreSQL.
-async fn postgres_write(
-    tx: &mut sqlx::PgConnection,
+/// Writes `ops` as [`batch`] groups them (see there).
+async fn write_batch<T: Tables>(
+    db: &mut T,
     catalog: &mut batch::Catalog,
     ops: Vec<RowOp>,
 ) -> Result<(), ProjectionError> {
-    let p = postgres_placeholder;
+    let p = T::PLACEHOLDER;
     let grouped = batch::Batch::new(ops);
     for ins in &grouped.inserts {
         for range in batch::chunks(ins.rows.len()) {
             let sql = catalog.insert_sql(ins, range.len(), p);
-            pg_bind(sqlx::query(&sql), ins.rows[range].iter().flatten()).execute(&mut *tx).await?;
+            db.execute(&sql, ins.rows[range].iter().flatten().collect()).await?;
         }
     }
     for changes in &grouped.changes {
         if !changes.foldable() {
             for op in &changes.ops {
                 let (sql, params) = rows::sql(op, p);
-                pg_bind(sqlx::query(&sql), &params).execute(&mut *tx).await?;
+                db.execute(&sql, params.iter().collect()).await?;
             }
             continue;
         }
-        let shape = postgres_shape(tx, catalog, changes.table).await?;
+        let shape = match catalog.shapes.get(changes.table) {
+            Some(shape) => shape.clone(),
+            None => {
+                let columns = db.columns(changes.table).await?;
+                let shape =
+                    Arc::new(batch::Shape::from_catalog(changes.table, columns).map_err(ProjectionError::Table)?);
+                catalog.shapes.insert(changes.table, shape.clone());
+                shape
+            }
+        };
         let key_index = shape.index(changes.key).map_err(ProjectionError::Table)?;
         let keys = changes.keys();
         let mut existing = HashMap::new();
         for range in batch::chunks(keys.len()) {
             let sql = catalog.select_sql(changes, &shape, range.len(), p);
-            for r in pg_bind(sqlx::query(&sql), &keys[range]).fetch_all(&mut *tx).await? {
-                let row = (0..shape.columns.len())
-                    .map(|i| pg_value(&r, i, matches!(shape.defaults[i], Value::Int(_))))
-                    .collect::<Result<Vec<_>, _>>()?;
+            for row in db.rows(&sql, keys[range].iter().collect(), &shape).await? {
                 existing.insert(row[key_index].clone(), row);
             }
         }
         let written = batch::fold(&shape, changes, existing).map_err(ProjectionError::Table)?;
         for range in batch::chunks(written.upserts.len()) {
             let sql = catalog.upsert_sql(changes, &shape, range.len(), p);
-            pg_bind(sqlx::query(&sql), written.upserts[range].iter().flatten()).execute(&mut *tx).await?;
+            db.execute(&sql, written.upserts[range].iter().flatten().collect()).await?;
         }
         for range in batch::chunks(written.deletes.len()) {
             let sql = catalog.delete_sql(changes, range.len(), p);
-            pg_bind(sqlx::query(&sql), &written.deletes[range]).execute(&mut *tx).await?;
+            db.execute(&sql, written.deletes[range].iter().collect()).await?;
         }
     }
     Ok(())
+}
+
+/// [`write_batch`] on SQLite, whose writes never wait.
+fn sqlite_write(
+    tx: &rusqlite::Transaction,
+    catalog: &mut batch::Catalog,
+    ops: Vec<RowOp>,
+) -> Result<(), ProjectionError> {
+    use futures_util::FutureExt;
+    write_batch(&mut SqliteTables(tx), catalog, ops).now_or_never().expect("SQLite writes do not wait")
 }
 
 impl Projector {
@@ -518,7 +524,7 @@ impl Projector {
                         return Ok(false);
                     }
                 }
-                postgres_write(&mut tx, &mut *self.shapes.lock().await, all).await?;
+                write_batch(&mut PostgresTables(&mut tx), &mut *self.shapes.lock().await, all).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -1041,8 +1047,8 @@ mod tests {
             let ops: Vec<RowOp> = (0..rng.below(40) + 1).map(|_| random_op(&mut rng, &mut position)).collect();
             let tx = one_by_one.transaction().unwrap();
             for op in &ops {
-                let (sql, params) = rows::sql(op, sqlite_placeholder);
-                sqlite_exec(&tx, &sql, &params).unwrap();
+                let (sql, params) = rows::sql(op, SqliteTables::PLACEHOLDER);
+                tx.execute(&sql, rusqlite::params_from_iter(&params)).unwrap();
             }
             tx.commit().unwrap();
             let tx = batched.transaction().unwrap();
