@@ -78,8 +78,8 @@ enum Command {
         #[arg(long)]
         tenant: Option<TenantId>,
     },
-    /// SQL over Arrow for analysts (DataFusion): over the Parquet export
-    /// (`events`, `messages`) and the read models (`sessions`, `agents`, `qa`).
+    /// SQL over Arrow for analysts (DataFusion) over the Parquet export:
+    /// `events`, `messages`, `sessions`, `agents`, `qa` as of the last export.
     Report {
         #[command(subcommand)]
         command: ReportCommand,
@@ -394,7 +394,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rebuild { projection } => rebuild(&url, projection.as_deref()).await?,
         Command::Export { format: ExportFormat::Parquet, out, tenant } => export(&url, &out, tenant.as_ref()).await?,
-        Command::Report { command } => report(&url, command).await?,
+        Command::Report { command } => report(command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -908,17 +908,22 @@ async fn export(url: &str, out: &Path, tenant: Option<&TenantId>) -> Result<()> 
     let started = std::time::Instant::now();
     let report = export::export_events(&store, out, tenant, |n| bar.set_position((done + n).min(total))).await?;
     bar.finish_and_clear();
+    // The read models as they are now, after catching up with the log.
+    let projector = witness_projections::Projector::connect(url, witness_projections::models::all()).await?;
+    projector.catch_up(&store, |_| {}).await?;
+    let snapshots = export::export_read_models(&projector, out, tenant).await?;
     println!(
-        "exported {} events into {} new file(s) under {} in {:.2} s",
+        "exported {} events into {} new file(s) and {} read-model snapshot(s) under {} in {:.2} s",
         report.events,
         report.files.len(),
+        snapshots.len(),
         out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-async fn report(url: &str, command: ReportCommand) -> Result<()> {
+async fn report(command: ReportCommand) -> Result<()> {
     use witness_projections::reports::{self, Format, Reports, STANDARD};
     let (query, options) = match command {
         ReportCommand::List => {
@@ -936,8 +941,7 @@ async fn report(url: &str, command: ReportCommand) -> Result<()> {
             return Err(reports::ReportError::UnknownReport(name.clone()).into());
         }
     }
-    let projector = witness_projections::Projector::connect(url, witness_projections::models::all()).await?;
-    let tables = Reports::open(&options.export, &projector, options.tenant.as_ref()).await?;
+    let tables = Reports::open(&options.export, options.tenant.as_ref()).await?;
     let timeout = std::time::Duration::from_secs(options.timeout_secs);
     let answer = match &query {
         Ok(sql) => tables.sql(sql, options.limit, timeout).await?,

@@ -12,7 +12,8 @@ use chrono::DateTime;
 use common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use witness_engine::workload::{run_day, DayPlan};
-use witness_projections::export::{export_events, ExportError, STATE_FILE};
+use witness_projections::export::{export_events, export_read_models, ExportError, STATE_FILE};
+use witness_projections::{models, Projector};
 use witness_schemas::{Cursor, TenantId, MASK};
 
 fn day(seed: u64, n: i64) -> DayPlan {
@@ -188,6 +189,9 @@ async fn pyarrow_and_duckdb_read_the_export_with_its_partitions() {
     export_events(&t.store, out.path(), None, |_| {}).await.unwrap();
     let second = run_day(&t.store, &day(5, 1), |_| {}).await.unwrap();
     export_events(&t.store, out.path(), None, |_| {}).await.unwrap();
+    let projector = Projector::connect(&t.url, models::all()).await.unwrap();
+    projector.catch_up(&t.store, |_| {}).await.unwrap();
+    export_read_models(&projector, out.path(), None).await.unwrap();
 
     let script = r#"
 import json, sys
@@ -197,8 +201,11 @@ table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
 by_day = duckdb.sql(
     f"SELECT tenant_id, day, count(*) AS n, count(DISTINCT position) AS d, min(occurred_at)::DATE::VARCHAR AS first "
     f"FROM read_parquet('{root}/*/*/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY day").fetchall()
+sessions = duckdb.sql(
+    f"SELECT count(*), count(DISTINCT session_id), min(tenant_id) FROM read_parquet('{sys.argv[1]}/sessions/*/*.parquet', "
+    f"hive_partitioning = true)").fetchall()[0]
 print(json.dumps({"pyarrow_rows": table.num_rows, "pyarrow_columns": table.column_names,
-                  "duckdb": [list(map(str, r)) for r in by_day]}))
+                  "duckdb": [list(map(str, r)) for r in by_day], "sessions": list(sessions)}))
 "#;
     let output = std::process::Command::new(python).args(["-c", script]).arg(out.path()).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -206,6 +213,7 @@ print(json.dumps({"pyarrow_rows": table.num_rows, "pyarrow_columns": table.colum
     assert_eq!(seen["pyarrow_rows"], first.events + second.events);
     let columns = seen["pyarrow_columns"].as_array().unwrap();
     assert!(columns.contains(&"tenant_id".into()) && columns.contains(&"day".into()), "{columns:?}");
+    assert_eq!(seen["sessions"], serde_json::json!([80, 80, tenant().to_string()]));
     let days = seen["duckdb"].as_array().unwrap();
     assert_eq!(days.len(), 2, "{days:?}");
     let counts: Vec<u64> = days.iter().map(|d| d[2].as_str().unwrap().parse().unwrap()).collect();

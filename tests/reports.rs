@@ -11,7 +11,7 @@ use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use chrono::DateTime;
 use common::*;
 use witness_engine::workload::{run_day, DayPlan, DayReport};
-use witness_projections::export::export_events;
+use witness_projections::export::{export_events, export_read_models};
 use witness_projections::reports::{write, Answer, Format, ReportError, Reports, STANDARD};
 use witness_projections::{models, Projector};
 use witness_schemas::{Cursor, TenantId};
@@ -21,7 +21,6 @@ const TIME: Duration = Duration::from_secs(30);
 
 struct Seeded {
     t: TestStore,
-    projector: Projector,
     export: tempfile::TempDir,
     acme: DayReport,
     other: DayReport,
@@ -44,7 +43,8 @@ async fn seeded() -> Seeded {
     projector.catch_up(&t.store, |_| {}).await.unwrap();
     let export = tempfile::tempdir().unwrap();
     export_events(&t.store, export.path(), None, |_| {}).await.unwrap();
-    Seeded { t, projector, export, acme, other }
+    export_read_models(&projector, export.path(), None).await.unwrap();
+    Seeded { t, export, acme, other }
 }
 
 fn other() -> TenantId {
@@ -71,7 +71,7 @@ fn one(a: &Answer, column: &str) -> i64 {
 #[tokio::test]
 async fn standard_reports_agree_with_the_log() {
     let s = seeded().await;
-    let r = Reports::open(s.export.path(), &s.projector, Some(&tenant())).await.unwrap();
+    let r = Reports::open(s.export.path(), Some(&tenant())).await.unwrap();
     let events = s.t.store.read_all(Cursor::START, 1_000_000).await.unwrap();
     let acme: Vec<_> = events.iter().filter(|e| e.tenant_id == tenant()).collect();
 
@@ -125,25 +125,30 @@ async fn standard_reports_agree_with_the_log() {
 #[tokio::test]
 async fn a_tenant_sees_only_its_rows_and_the_operator_sees_all() {
     let s = seeded().await;
-    let acme = Reports::open(s.export.path(), &s.projector, Some(&tenant())).await.unwrap();
+    let acme = Reports::open(s.export.path(), Some(&tenant())).await.unwrap();
     let sessions = acme.sql("SELECT count(*) AS n FROM sessions", LIMIT, TIME).await.unwrap();
     assert_eq!(one(&sessions, "n"), 60);
-    let tenants = acme.sql("SELECT DISTINCT tenant_id FROM sessions", LIMIT, TIME).await.unwrap();
-    assert_eq!(tenants.rows(), 1);
-    // The tenant's events table has no tenant column and no other tenant's files.
-    let err = acme.sql("SELECT tenant_id FROM events", LIMIT, TIME).await.unwrap_err();
-    assert!(err.to_string().contains("tenant_id"), "{err}");
+    // A tenant's tables have no tenant column: only its own files are open.
+    for table in ["events", "sessions", "agents", "qa"] {
+        let err = acme.sql(&format!("SELECT tenant_id FROM {table}"), LIMIT, TIME).await.unwrap_err();
+        assert!(err.to_string().contains("tenant_id"), "{table}: {err}");
+    }
 
-    let all = Reports::open(s.export.path(), &s.projector, None).await.unwrap();
+    let all = Reports::open(s.export.path(), None).await.unwrap();
     let by_tenant = all
         .sql("SELECT tenant_id, count(*) AS n FROM events GROUP BY tenant_id ORDER BY tenant_id", LIMIT, TIME)
         .await
         .unwrap();
     assert_eq!(int(&by_tenant, "n"), [s.acme.events as i64, s.other.events as i64]);
+    let sessions = all
+        .sql("SELECT tenant_id, count(*) AS n FROM sessions GROUP BY tenant_id ORDER BY tenant_id", LIMIT, TIME)
+        .await
+        .unwrap();
+    assert_eq!(int(&sessions, "n"), [60, 20]);
 
     // A tenant with nothing exported gets empty tables, not an error.
     let nobody: TenantId = "nobody".parse().unwrap();
-    let empty = Reports::open(s.export.path(), &s.projector, Some(&nobody)).await.unwrap();
+    let empty = Reports::open(s.export.path(), Some(&nobody)).await.unwrap();
     assert_eq!(one(&empty.sql("SELECT count(*) AS n FROM events", LIMIT, TIME).await.unwrap(), "n"), 0);
     assert_eq!(one(&empty.sql("SELECT count(*) AS n FROM sessions", LIMIT, TIME).await.unwrap(), "n"), 0);
 }
@@ -151,7 +156,7 @@ async fn a_tenant_sees_only_its_rows_and_the_operator_sees_all() {
 #[tokio::test]
 async fn queries_cannot_write_or_read_files_and_stay_within_their_bounds() {
     let s = seeded().await;
-    let r = Reports::open(s.export.path(), &s.projector, Some(&tenant())).await.unwrap();
+    let r = Reports::open(s.export.path(), Some(&tenant())).await.unwrap();
     let target = s.export.path().join("written.csv");
     let refused = [
         "CREATE TABLE t AS SELECT 1".to_owned(),
@@ -183,14 +188,14 @@ async fn queries_cannot_write_or_read_files_and_stay_within_their_bounds() {
     let err = r.standard("no-such-report", LIMIT, TIME).await.unwrap_err();
     assert!(err.to_string().contains("sessions-by-channel"), "{err}");
     let nowhere = tempfile::tempdir().unwrap();
-    let err = Reports::open(nowhere.path(), &s.projector, None).await.unwrap_err();
+    let err = Reports::open(nowhere.path(), None).await.unwrap_err();
     assert!(matches!(err, ReportError::NoExport(_)), "{err}");
 }
 
 #[tokio::test]
 async fn answers_come_as_a_table_csv_json_or_an_arrow_stream() {
     let s = seeded().await;
-    let r = Reports::open(s.export.path(), &s.projector, Some(&tenant())).await.unwrap();
+    let r = Reports::open(s.export.path(), Some(&tenant())).await.unwrap();
     let answer = r.standard("sessions-by-channel", LIMIT, TIME).await.unwrap();
     let rows = answer.rows();
     let out = |format| {

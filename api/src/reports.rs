@@ -1,6 +1,6 @@
 //! SQL and the standard reports for analysts — supervisors, compliance
-//! officers and admins — over their own tenant's data only: the Parquet
-//! export (`witness export`) and the read models. See
+//! officers and admins — over their own tenant's data only, as of the last
+//! `witness export`. See
 //! `witness_projections::reports` for the tables and the bounds.
 
 use std::time::Duration;
@@ -77,7 +77,6 @@ impl From<ReportError> for ApiError {
             ReportError::Query(e) => ApiError::bad_request(e.to_string()),
             e @ ReportError::Timeout(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             ReportError::UnknownReport(name) => ApiError::not_found(&format!("report {name:?}")),
-            ReportError::Projection(e) => e.into(),
             e @ ReportError::Write(_) => {
                 tracing::error!(error = %e, "writing a report");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the answer could not be written")
@@ -88,7 +87,7 @@ impl From<ReportError> for ApiError {
 
 async fn tables(state: &AppState, caller: &Claims) -> Result<Reports, ApiError> {
     caller.require(ANALYSTS)?;
-    Ok(Reports::open(&state.export_dir, &state.projector, Some(&caller.t)).await?)
+    Ok(Reports::open(&state.export_dir, Some(&caller.t)).await?)
 }
 
 fn respond(answer: &Answer, format: Format) -> Result<Response, ApiError> {

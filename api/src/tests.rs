@@ -611,13 +611,10 @@ async fn analysts_query_their_tenants_reports_and_nobody_else_can() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("exported"), "{answer}");
 
-    witness_projections::Projector::connect(&w.url, witness_projections::models::all())
-        .await
-        .unwrap()
-        .catch_up(&w.state.store, |_| {})
-        .await
-        .unwrap();
+    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
     witness_projections::export::export_events(&w.state.store, &w.state.export_dir, None, |_| {}).await.unwrap();
+    witness_projections::export::export_read_models(&projector, &w.state.export_dir, None).await.unwrap();
     let customer = w.visitor("acme").await;
     let before = w.events().await;
 

@@ -16,6 +16,13 @@
 //! place: an interrupted run leaves no partial file, and the next run
 //! exports the same events again.
 //!
+//! The read models analysts need beside the log — `sessions` and `agents`
+//! (`queue_agents`) — are written as snapshots on every export
+//! ([`export_read_models`]): `DIR/sessions/tenant_id=…/sessions.parquet`,
+//! replaced whole (a session's row changes until it ends). Together with
+//! `events` they are the tables of [`crate::reports`], and the same files
+//! DuckDB or pyarrow read.
+//!
 //! Days are days of `occurred_at` in UTC. Payloads have their personal
 //! fields masked ([`witness_schemas::mask_personal`]): an analyst's export
 //! carries no customer's words or names.
@@ -34,6 +41,8 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use witness_engine::EventStore;
 use witness_schemas::{mask_personal, Cursor, RecordedEvent, TenantId};
+
+use crate::{Projector, Value};
 
 /// The export state file in the output directory.
 pub const STATE_FILE: &str = "export-state.json";
@@ -60,6 +69,8 @@ pub enum ExportError {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("{path} is not an export state this version can read: {source}")]
     State { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    Projection(#[from] crate::ProjectionError),
     #[error("{dir} holds an export of {held}; exporting {asked} into it would leave holes — use another directory")]
     OtherTenant { dir: PathBuf, held: String, asked: String },
 }
@@ -255,6 +266,13 @@ fn remove_leftovers(dir: &Path) -> Result<(), ExportError> {
     Ok(())
 }
 
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .build()
+}
+
 /// Exports the events of `store` (of `tenant` only, if given) that the
 /// previous export into `dir` did not, as described in the module docs;
 /// `progress` gets the number of events read so far.
@@ -273,10 +291,7 @@ pub async fn export_events(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     remove_leftovers(&dir.join("events"))?;
     let schema = event_schema();
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP))
-        .build();
+    let properties = properties();
     let mut open: HashMap<(String, String), Part> = HashMap::new();
     let mut done: Vec<Part> = Vec::new();
     let mut cursor = state.cursor.unwrap_or(Cursor::START);
@@ -329,4 +344,147 @@ pub async fn export_events(
     let state = ExportState { cursor: (read > 0).then_some(cursor).or(state.cursor), tenant: asked };
     write_state(dir, &state)?;
     Ok(ExportReport { events: exported, files, state })
+}
+
+fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A read model's column as Arrow sees it.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Text,
+    Int,
+    Time,
+}
+
+pub(crate) const SESSION_COLUMNS: &[(&str, Kind)] = &[
+    ("session_id", Kind::Text),
+    ("channel", Kind::Text),
+    ("business_type", Kind::Text),
+    ("started_at", Kind::Time),
+    ("queued_at", Kind::Time),
+    ("assigned_at", Kind::Time),
+    ("ended_at", Kind::Time),
+    ("agent_id", Kind::Text),
+    ("group_name", Kind::Text),
+    ("ended_by", Kind::Text),
+    ("outcome", Kind::Text),
+    ("satisfaction", Kind::Int),
+    ("transfers", Kind::Int),
+    ("messages", Kind::Int),
+];
+
+pub(crate) const AGENT_COLUMNS: &[(&str, Kind)] = &[
+    ("agent_id", Kind::Text),
+    ("presence", Kind::Text),
+    ("capacity", Kind::Int),
+    ("skill_groups", Kind::Text),
+    ("load", Kind::Int),
+    ("updated_at", Kind::Time),
+];
+
+pub(crate) const QA_COLUMNS: &[(&str, Kind)] = &[
+    ("session_id", Kind::Text),
+    ("agent_id", Kind::Text),
+    ("evaluator_id", Kind::Text),
+    ("score", Kind::Int),
+    ("evaluated_at", Kind::Time),
+];
+
+pub(crate) fn schema_of(columns: &[(&str, Kind)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, kind)| {
+                let t = match kind {
+                    Kind::Text => DataType::Utf8,
+                    Kind::Int => DataType::Int64,
+                    Kind::Time => time_type(),
+                };
+                Field::new(*name, t, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Read-model rows as one Arrow batch (times are RFC 3339 text there).
+pub(crate) fn batch_of(columns: &[(&str, Kind)], rows: &[Vec<Value>]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let arrays: Vec<ArrayRef> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| -> ArrayRef {
+            match kind {
+                Kind::Text => {
+                    let mut b = StringBuilder::new();
+                    rows.iter().for_each(|r| b.append_option(r[i].opt_text()));
+                    Arc::new(b.finish())
+                }
+                Kind::Int => {
+                    let mut b = Int64Builder::new();
+                    rows.iter().for_each(|r| b.append_option(matches!(r[i], Value::Int(Some(_))).then(|| r[i].int())));
+                    Arc::new(b.finish())
+                }
+                Kind::Time => {
+                    let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+                    rows.iter().for_each(|r| {
+                        let t = r[i].opt_text().and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+                        b.append_option(t.map(|t| t.timestamp_micros()))
+                    });
+                    Arc::new(b.finish())
+                }
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema_of(columns), arrays)
+}
+
+/// A read model written as a snapshot per tenant.
+pub(crate) struct Snapshot {
+    /// The table's name in reports, and its directory in the export.
+    pub name: &'static str,
+    /// The read model's table.
+    table: &'static str,
+    pub columns: &'static [(&'static str, Kind)],
+}
+
+pub(crate) const SNAPSHOTS: &[Snapshot] = &[
+    Snapshot { name: "sessions", table: "sessions", columns: SESSION_COLUMNS },
+    Snapshot { name: "agents", table: "queue_agents", columns: AGENT_COLUMNS },
+];
+
+/// Writes the snapshots of the read models (see the module docs) for every
+/// tenant, or `tenant` only; returns the files written, relative to `dir`.
+/// Call it after [`export_events`], which checks that `dir` holds the same
+/// tenants.
+pub async fn export_read_models(
+    projector: &Projector,
+    dir: &Path,
+    tenant: Option<&TenantId>,
+) -> Result<Vec<PathBuf>, ExportError> {
+    let mut files = Vec::new();
+    for snapshot in SNAPSHOTS {
+        let names: Vec<&str> = std::iter::once("tenant_id").chain(snapshot.columns.iter().map(|c| c.0)).collect();
+        let mut by_tenant: std::collections::BTreeMap<String, Vec<Vec<Value>>> = Default::default();
+        for mut row in projector.rows(snapshot.table, &names, tenant).await? {
+            let t = row.remove(0).text();
+            by_tenant.entry(t).or_default().push(row);
+        }
+        for (t, rows) in by_tenant {
+            let relative =
+                PathBuf::from(snapshot.name).join(format!("tenant_id={t}")).join(format!("{}.parquet", snapshot.name));
+            let path = dir.join(&relative);
+            let parent = path.parent().expect("a snapshot has a directory");
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+            let tmp = path.with_extension("parquet.tmp");
+            let batch = batch_of(snapshot.columns, &rows)?;
+            let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties()))?;
+            writer.write(&batch)?;
+            writer.close()?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            files.push(relative);
+        }
+    }
+    Ok(files)
 }

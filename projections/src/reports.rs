@@ -1,5 +1,5 @@
-//! SQL over Arrow for analysts: DataFusion over the Parquet export and the
-//! read models.
+//! SQL over Arrow for analysts: DataFusion over the Parquet export
+//! ([`crate::export`]) — the same files pyarrow or DuckDB would read.
 //!
 //! Tables a query sees:
 //!
@@ -7,8 +7,8 @@
 //! |---|---|
 //! | `events` | the Parquet export ([`crate::export`]): every column of [`crate::export::event_schema`] plus `day` (and `tenant_id` when not scoped to one tenant) |
 //! | `messages` | a view of `events`: the customer's, the bot's and the agents' messages (payloads masked) |
-//! | `sessions` | the `sessions` read model, times as timestamps |
-//! | `agents` | the `queue_agents` read model |
+//! | `sessions` | the snapshot of the `sessions` read model taken by the export, times as timestamps |
+//! | `agents` | the snapshot of the `queue_agents` read model |
 //! | `qa` | QA evaluations — empty until QA exists (issue 6); its columns are fixed so that reports can name them |
 //!
 //! Queries are read-only (no DDL, DML or `SET`; no reading files by path),
@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
@@ -30,7 +29,7 @@ use datafusion::execution::context::{SQLOptions, SessionContext};
 use futures_util::StreamExt;
 use witness_schemas::TenantId;
 
-use crate::{Projector, Value};
+use crate::export;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -40,8 +39,6 @@ pub enum ReportError {
     Query(#[from] datafusion::error::DataFusionError),
     #[error("the query ran longer than {0:?} and was stopped")]
     Timeout(Duration),
-    #[error(transparent)]
-    Projection(#[from] crate::ProjectionError),
     #[error("writing the result: {0}")]
     Write(#[from] arrow_schema::ArrowError),
     #[error("unknown report {0:?}; known: {known}", known = STANDARD.iter().map(|r| r.name).collect::<Vec<_>>().join(", "))]
@@ -84,158 +81,70 @@ impl std::fmt::Debug for Reports {
     }
 }
 
-fn time_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-/// A read model's column as Arrow sees it.
-#[derive(Clone, Copy)]
-enum Kind {
-    Text,
-    Int,
-    Time,
-}
-
-const SESSION_COLUMNS: &[(&str, Kind)] = &[
-    ("session_id", Kind::Text),
-    ("tenant_id", Kind::Text),
-    ("channel", Kind::Text),
-    ("business_type", Kind::Text),
-    ("started_at", Kind::Time),
-    ("queued_at", Kind::Time),
-    ("assigned_at", Kind::Time),
-    ("ended_at", Kind::Time),
-    ("agent_id", Kind::Text),
-    ("group_name", Kind::Text),
-    ("ended_by", Kind::Text),
-    ("outcome", Kind::Text),
-    ("satisfaction", Kind::Int),
-    ("transfers", Kind::Int),
-    ("messages", Kind::Int),
-];
-
-const AGENT_COLUMNS: &[(&str, Kind)] = &[
-    ("agent_id", Kind::Text),
-    ("tenant_id", Kind::Text),
-    ("presence", Kind::Text),
-    ("capacity", Kind::Int),
-    ("skill_groups", Kind::Text),
-    ("load", Kind::Int),
-    ("updated_at", Kind::Time),
-];
-
-const QA_COLUMNS: &[(&str, Kind)] = &[
-    ("session_id", Kind::Text),
-    ("tenant_id", Kind::Text),
-    ("agent_id", Kind::Text),
-    ("evaluator_id", Kind::Text),
-    ("score", Kind::Int),
-    ("evaluated_at", Kind::Time),
-];
-
-fn schema_of(columns: &[(&str, Kind)]) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|(name, kind)| {
-                let t = match kind {
-                    Kind::Text => DataType::Utf8,
-                    Kind::Int => DataType::Int64,
-                    Kind::Time => time_type(),
-                };
-                Field::new(*name, t, true)
-            })
-            .collect::<Vec<_>>(),
-    ))
-}
-
-/// Read-model rows as one Arrow batch (times are RFC 3339 text there).
-fn batch_of(columns: &[(&str, Kind)], rows: &[Vec<Value>]) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let arrays: Vec<ArrayRef> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, kind))| -> ArrayRef {
-            match kind {
-                Kind::Text => {
-                    let mut b = StringBuilder::new();
-                    rows.iter().for_each(|r| b.append_option(r[i].opt_text()));
-                    Arc::new(b.finish())
-                }
-                Kind::Int => {
-                    let mut b = Int64Builder::new();
-                    rows.iter().for_each(|r| b.append_option(matches!(r[i], Value::Int(Some(_))).then(|| r[i].int())));
-                    Arc::new(b.finish())
-                }
-                Kind::Time => {
-                    let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-                    rows.iter().for_each(|r| {
-                        let t = r[i].opt_text().and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
-                        b.append_option(t.map(|t| t.timestamp_micros()))
-                    });
-                    Arc::new(b.finish())
-                }
-            }
-        })
-        .collect();
-    RecordBatch::try_new(schema_of(columns), arrays)
+/// Registers `name` over the Parquet files under `root` (Hive partitions:
+/// `tenant_id=…` then `extra`), or only `tenant`'s directory of them; an
+/// empty table of the same columns when nothing is there yet.
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    root: &Path,
+    tenant: Option<&TenantId>,
+    schema: SchemaRef,
+    extra: &[&str],
+) -> Result<(), ReportError> {
+    let mut partitions: Vec<(String, DataType)> = extra.iter().map(|p| (p.to_string(), DataType::Utf8)).collect();
+    let dir = match tenant {
+        Some(t) => root.join(format!("tenant_id={t}")),
+        None => {
+            partitions.insert(0, ("tenant_id".into(), DataType::Utf8));
+            root.to_owned()
+        }
+    };
+    if !dir.is_dir() {
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| (**f).clone()).collect();
+        fields.extend(partitions.into_iter().map(|(name, t)| Field::new(name, t, false)));
+        let empty = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?;
+        ctx.register_table(name, Arc::new(empty))?;
+        return Ok(());
+    }
+    let absolute = dir
+        .canonicalize()
+        .map_err(|e| datafusion::error::DataFusionError::External(format!("{}: {e}", dir.display()).into()))?;
+    let url = ListingTableUrl::parse(format!("{}/", absolute.display()))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(partitions);
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
 }
 
 impl Reports {
-    /// Opens the tables (see the module docs): `events` from the Parquet
-    /// export in `export_dir`, the read models through `projector`; only
-    /// `tenant`'s rows if given.
-    pub async fn open(
-        export_dir: &Path,
-        projector: &Projector,
-        tenant: Option<&TenantId>,
-    ) -> Result<Self, ReportError> {
-        let events_dir = export_dir.join("events");
-        if !export_dir.join(crate::export::STATE_FILE).exists() {
+    /// Opens the tables of the export in `export_dir` (see the module
+    /// docs); only `tenant`'s rows if given — its own directories are the
+    /// only ones opened.
+    pub async fn open(export_dir: &Path, tenant: Option<&TenantId>) -> Result<Self, ReportError> {
+        if !export_dir.join(export::STATE_FILE).exists() {
             return Err(ReportError::NoExport(export_dir.to_owned()));
         }
         let ctx = SessionContext::new();
-        // A tenant's own directory: other tenants' files are never opened.
-        let (dir, partitions) = match tenant {
-            Some(t) => (events_dir.join(format!("tenant_id={t}")), vec![("day".to_owned(), DataType::Utf8)]),
-            None => (events_dir, vec![("tenant_id".to_owned(), DataType::Utf8), ("day".to_owned(), DataType::Utf8)]),
-        };
-        if dir.is_dir() {
-            let url = ListingTableUrl::parse(format!(
-                "{}/",
-                dir.canonicalize()
-                    .map_err(|e| {
-                        datafusion::error::DataFusionError::External(format!("{}: {e}", dir.display()).into())
-                    })?
-                    .display()
-            ))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(partitions);
-            let config =
-                ListingTableConfig::new(url).with_listing_options(options).with_schema(crate::export::event_schema());
-            ctx.register_table("events", Arc::new(ListingTable::try_new(config)?))?;
-        } else {
-            // Nothing exported for this tenant yet: the table exists, empty.
-            let mut fields: Vec<Field> = crate::export::event_schema().fields().iter().map(|f| (**f).clone()).collect();
-            fields.extend(partitions.into_iter().map(|(name, t)| Field::new(name, t, false)));
-            let schema = Arc::new(Schema::new(fields));
-            ctx.register_table("events", Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+        register(&ctx, "events", &export_dir.join("events"), tenant, export::event_schema(), &["day"]).await?;
+        for snapshot in export::SNAPSHOTS {
+            let schema = export::schema_of(snapshot.columns);
+            register(&ctx, snapshot.name, &export_dir.join(snapshot.name), tenant, schema, &[]).await?;
         }
+        // QA does not exist yet (issue 6): the table does, with its columns.
+        let mut qa: Vec<Field> = export::schema_of(export::QA_COLUMNS).fields().iter().map(|f| (**f).clone()).collect();
+        if tenant.is_none() {
+            qa.push(Field::new("tenant_id", DataType::Utf8, false));
+        }
+        ctx.register_table("qa", Arc::new(MemTable::try_new(Arc::new(Schema::new(qa)), vec![vec![]])?))?;
         ctx.sql(
             "CREATE VIEW messages AS SELECT position, stream_id AS session_id, event_type, actor_kind AS sender, \
              actor_id, occurred_at, day, payload FROM events \
              WHERE event_type IN ('CustomerMessage', 'BotMessage', 'AgentMessage')",
         )
         .await?;
-        for (name, table, columns) in
-            [("sessions", "sessions", SESSION_COLUMNS), ("agents", "queue_agents", AGENT_COLUMNS)]
-        {
-            let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
-            let rows = projector.rows(table, &names, tenant).await?;
-            let batch = batch_of(columns, &rows)?;
-            ctx.register_table(name, Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?))?;
-        }
-        ctx.register_table("qa", Arc::new(MemTable::try_new(schema_of(QA_COLUMNS), vec![vec![]])?))?;
         Ok(Self { ctx })
     }
 
