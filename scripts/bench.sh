@@ -11,6 +11,7 @@ need_build_tools
 need_gstreamer
 need_kafka_broker
 apt_install wrk
+need_parquet_readers
 start_postgres
 export WITNESS_BENCH_PG_URL="$PG_URL"
 cargo bench --bench event_store
@@ -20,3 +21,4 @@ cargo bench --bench relay
 cargo bench --bench http_messages
 cargo bench --bench ws_fanout
 cargo bench --bench sfu_load
+cargo bench --bench reports
