@@ -22,9 +22,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use witness_schemas::{Cursor, RecordedEvent};
+use witness_schemas::RecordedEvent;
 
 use crate::{EventStore, StoreError};
 
@@ -79,18 +79,6 @@ pub async fn create_topic(brokers: &str, topic: &str) -> Result<(), KafkaError> 
     Ok(())
 }
 
-/// Waits until every delivery of a batch is acknowledged.
-async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), KafkaError> {
-    for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e.into()),
-            Err(_cancelled) => return Err(rdkafka::error::KafkaError::Canceled.into()),
-        }
-    }
-    Ok(())
-}
-
 /// Store → topic. See the module docs.
 pub struct OutboxRelay {
     store: EventStore,
@@ -118,33 +106,22 @@ impl OutboxRelay {
 
     /// Produces everything after the checkpoint, batch by batch, moving the
     /// checkpoint after each acknowledged batch. Returns how many were sent.
-    ///
-    /// The next batch is read and enqueued while the broker acknowledges
-    /// the one before: the idempotent producer keeps them in order, and a
-    /// checkpoint still moves only over acknowledged batches, in order.
     pub async fn relay_available(&self) -> Result<u64, KafkaError> {
         let mut cursor = self.store.subscription_checkpoint(RELAY_CHECKPOINT).await?;
         let mut sent = 0;
-        let mut in_flight: Option<(Cursor, usize, Vec<DeliveryFuture>)> = None;
         loop {
             let batch = self.store.read_all(cursor, BATCH).await?;
-            let next = match batch.last().map(RecordedEvent::cursor) {
-                Some(last) => Some((last, batch.len(), self.enqueue(&batch).await?)),
-                None => None,
-            };
-            if let Some((last, n, deliveries)) = in_flight.take() {
-                acknowledged(deliveries).await?;
-                self.store.save_subscription_checkpoint(RELAY_CHECKPOINT, last).await?;
-                sent += n as u64;
-            }
-            let Some(next) = next else { return Ok(sent) };
-            cursor = next.0;
-            in_flight = Some(next);
+            let Some(last) = batch.last().map(RecordedEvent::cursor) else { return Ok(sent) };
+            self.produce(&batch).await?;
+            self.store.save_subscription_checkpoint(RELAY_CHECKPOINT, last).await?;
+            cursor = last;
+            sent += batch.len() as u64;
         }
     }
 
-    /// Enqueues `batch` in log order; its deliveries resolve on acknowledgement.
-    async fn enqueue(&self, batch: &[RecordedEvent]) -> Result<Vec<DeliveryFuture>, KafkaError> {
+    async fn produce(&self, batch: &[RecordedEvent]) -> Result<(), KafkaError> {
+        // Enqueue the whole batch in log order (the idempotent producer keeps
+        // that order through retries), then wait for every acknowledgement.
         let mut deliveries = Vec::with_capacity(batch.len());
         for e in batch {
             let value = serde_json::to_vec(e).expect("events serialize");
@@ -171,7 +148,14 @@ impl OutboxRelay {
                 }
             }
         }
-        Ok(deliveries)
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e.into()),
+                Err(_cancelled) => return Err(rdkafka::error::KafkaError::Canceled.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Relays until the task is dropped, waking on local appends and
