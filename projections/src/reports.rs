@@ -5,16 +5,19 @@
 //!
 //! | table | from |
 //! |---|---|
-//! | `events` | the Parquet export ([`crate::export`]): every column of [`crate::export::event_schema`] plus `day` (and `tenant_id` when not scoped to one tenant) |
+//! | `events` | the Parquet export ([`crate::export`]): every column of [`crate::export::event_schema`] plus `day` |
 //! | `messages` | a view of `events`: the customer's, the bot's and the agents' messages (payloads masked) |
 //! | `sessions` | the snapshot of the `sessions` read model taken by the export, times as timestamps |
 //! | `agents` | the snapshot of the `queue_agents` read model |
 //! | `qa` | QA evaluations — empty until QA exists (issue 6); its columns are fixed so that reports can name them |
 //!
-//! Queries are read-only (no DDL, DML or `SET`; no reading files by path),
-//! scoped to a tenant when one is given (its rows only, in every table), and
-//! bounded: at most `row_limit` rows come back (`truncated` says when there
-//! were more) and a query running past `timeout` is stopped with an error.
+//! Queries are read-only (no DDL, DML or `SET`; no reading files by path)
+//! and scoped to a tenant when one is given: only that tenant's directories
+//! are opened, and the tables have no `tenant_id` column (unscoped, every
+//! table has one). They are bounded: at most `row_limit` rows come back
+//! (`truncated` says when there were more) and a query running past
+//! `timeout` is stopped with an error. Memory is not bounded yet: a query
+//! that needs more than the machine has fails only when it runs out.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
