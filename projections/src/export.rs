@@ -289,7 +289,7 @@ pub async fn export_events(
         return Err(ExportError::OtherTenant { dir: dir.to_owned(), held: name(&state.tenant), asked: name(&asked) });
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    remove_leftovers(&dir.join("events"))?;
+    remove_leftovers(dir)?;
     let schema = event_schema();
     let properties = properties();
     let mut open: HashMap<(String, String), Part> = HashMap::new();

@@ -170,15 +170,15 @@ enum Db {
 }
 
 /// Tables' shapes (read from the database's catalog the first time a batch
-/// writes to them) and statements. A tokio mutex: the PostgreSQL writer
-/// holds it across awaits.
-type Shapes = Arc<tokio::sync::Mutex<batch::Catalog>>;
+/// writes to them) and statements' text. A tokio mutex: the PostgreSQL
+/// writer holds it across awaits.
+type SharedCatalog = Arc<tokio::sync::Mutex<batch::Catalog>>;
 
 /// Keeps projections up to date with the log. See the crate docs.
 pub struct Projector {
     db: Db,
     projections: Vec<Box<dyn Projection>>,
-    shapes: Shapes,
+    catalog: SharedCatalog,
 }
 
 impl std::fmt::Debug for Projector {
@@ -429,7 +429,7 @@ impl Projector {
         } else {
             Db::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await?)
         };
-        Ok(Self { db, projections, shapes: Shapes::default() })
+        Ok(Self { db, projections, catalog: SharedCatalog::default() })
     }
 
     /// Keeps only the named projection (for `rebuild NAME`).
@@ -489,7 +489,7 @@ impl Projector {
         let stored = |(c, p): (i64, i64)| Cursor { commit: c as u64, position: p as u64 };
         match &self.db {
             Db::Sqlite(conn) => {
-                let shapes = self.shapes.clone();
+                let catalog = self.catalog.clone();
                 let conn = conn.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -505,7 +505,7 @@ impl Projector {
                             return Ok(false);
                         }
                     }
-                    sqlite_write(&tx, &mut shapes.blocking_lock(), all)?;
+                    sqlite_write(&tx, &mut catalog.blocking_lock(), all)?;
                     tx.commit()?;
                     Ok(true)
                 })
@@ -524,7 +524,7 @@ impl Projector {
                         return Ok(false);
                     }
                 }
-                write_batch(&mut PostgresTables(&mut tx), &mut *self.shapes.lock().await, all).await?;
+                write_batch(&mut PostgresTables(&mut tx), &mut *self.catalog.lock().await, all).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -583,7 +583,7 @@ impl Projector {
     /// Returns it.
     ///
     /// The next batch is read and decoded by a task of its own while this
-    /// one is written: on a rebuild the two take about as long as each other.
+    /// one is written (on a rebuild the writing takes most of the time).
     pub async fn catch_up(&self, store: &EventStore, mut progress: impl FnMut(u64)) -> Result<u64, ProjectionError> {
         let mut at = self.positions().await?;
         let from = at.values().copied().min().unwrap_or(Cursor::START);
