@@ -185,6 +185,13 @@ async fn queries_cannot_write_or_read_files_and_stay_within_their_bounds() {
     let err = r.sql(slow, LIMIT, Duration::from_millis(50)).await.unwrap_err();
     assert!(matches!(err, ReportError::Timeout(_)), "{err}");
 
+    // Past its memory limit a query fails; with the default it runs.
+    let greedy = "SELECT payload, count(*) AS n FROM events GROUP BY payload ORDER BY n DESC, payload";
+    assert!(r.sql(greedy, LIMIT, TIME).await.unwrap().rows() > 100);
+    let small = Reports::open_with_memory(s.export.path(), Some(&tenant()), 32 << 10).await.unwrap();
+    let err = small.sql(greedy, LIMIT, TIME).await.unwrap_err();
+    assert!(matches!(err, ReportError::Query(_)) && err.to_string().contains("Resources exhausted"), "{err}");
+
     let err = r.standard("no-such-report", LIMIT, TIME).await.unwrap_err();
     assert!(err.to_string().contains("sessions-by-channel"), "{err}");
     let nowhere = tempfile::tempdir().unwrap();

@@ -16,8 +16,8 @@
 //! are opened, and the tables have no `tenant_id` column (unscoped, every
 //! table has one). They are bounded: at most `row_limit` rows come back
 //! (`truncated` says when there were more) and a query running past
-//! `timeout` is stopped with an error. Memory is not bounded yet: a query
-//! that needs more than the machine has fails only when it runs out.
+//! `timeout` is stopped with an error, as is one that needs more than
+//! [`MEMORY_LIMIT`] (nothing spills to disk).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +28,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
-use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use futures_util::StreamExt;
 use witness_schemas::TenantId;
 
@@ -122,15 +124,33 @@ async fn register(
     Ok(())
 }
 
+/// The memory one query may hold; past it the query fails ("Resources
+/// exhausted"), not the server. Nothing spills to disk: queries write
+/// nothing anywhere.
+pub const MEMORY_LIMIT: usize = 512 << 20;
+
 impl Reports {
     /// Opens the tables of the export in `export_dir` (see the module
     /// docs); only `tenant`'s rows if given — its own directories are the
-    /// only ones opened.
+    /// only ones opened. Each query may hold [`MEMORY_LIMIT`] bytes.
     pub async fn open(export_dir: &Path, tenant: Option<&TenantId>) -> Result<Self, ReportError> {
+        Self::open_with_memory(export_dir, tenant, MEMORY_LIMIT).await
+    }
+
+    /// [`Reports::open`] with another memory limit, in bytes.
+    pub async fn open_with_memory(
+        export_dir: &Path,
+        tenant: Option<&TenantId>,
+        memory: usize,
+    ) -> Result<Self, ReportError> {
         if !export_dir.join(export::STATE_FILE).exists() {
             return Err(ReportError::NoExport(export_dir.to_owned()));
         }
-        let ctx = SessionContext::new();
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory, 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
         register(&ctx, "events", &export_dir.join("events"), tenant, export::event_schema(), &["day"]).await?;
         for snapshot in export::SNAPSHOTS {
             let schema = export::schema_of(snapshot.columns);
