@@ -147,6 +147,30 @@ async fn postgres_days_export_to_partitioned_parquet_and_a_second_run_adds_only_
 }
 
 #[tokio::test]
+async fn a_week_exports_one_partition_per_day_with_more_days_than_open_files() {
+    let t = sqlite().await;
+    let mut total = 0;
+    for n in 0..7 {
+        total += run_day(&t.store, &day(10 + n as u64, n), |_| {}).await.unwrap().events;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let report = export_events(&t.store, out.path(), None, |_| {}).await.unwrap();
+    assert_eq!(report.events, total);
+    let mut days = BTreeSet::new();
+    let mut positions = BTreeSet::new();
+    for file in parts(out.path()).keys() {
+        let partition = file.iter().nth(2).unwrap().to_string_lossy().into_owned();
+        for (position, _, day, _) in rows(&out.path().join(file)) {
+            assert_eq!(partition, format!("day={day}"), "{file:?}");
+            assert!(positions.insert(position));
+            days.insert(day);
+        }
+    }
+    assert_eq!(positions.len() as u64, total);
+    assert!(days.len() >= 7, "{days:?}");
+}
+
+#[tokio::test]
 async fn an_export_that_would_leave_holes_or_cannot_read_its_state_is_refused_and_writes_nothing() {
     let t = sqlite().await;
     run_day(&t.store, &day(3, 0), |_| {}).await.unwrap();

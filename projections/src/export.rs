@@ -53,9 +53,11 @@ const ROW_GROUP: usize = 65_536;
 /// Events read from the store per page.
 const PAGE: usize = 10_000;
 
-/// Part files open at once; the log is mostly in time order, so a run
-/// rarely writes to more than one day per tenant at a time.
-const OPEN_PARTS: usize = 16;
+/// Part files open at once (each holds up to a row group in memory); the
+/// log is mostly in time order, so a run rarely writes to more than one day
+/// per tenant at a time. The least recently written part is closed to make
+/// room; an event of its day arriving later opens another part.
+const OPEN_PARTS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -232,6 +234,14 @@ impl Part {
         }
         Ok(())
     }
+
+    /// Writes what is buffered and the footer; returns (temporary file,
+    /// final path relative to the output directory) for publishing.
+    fn close(mut self, schema: &SchemaRef) -> Result<(PathBuf, PathBuf), ExportError> {
+        self.flush(schema)?;
+        self.writer.close()?;
+        Ok((self.tmp, self.path))
+    }
 }
 
 /// The state of the export in `dir` (the default state if there is none).
@@ -293,7 +303,7 @@ pub async fn export_events(
     let schema = event_schema();
     let properties = properties();
     let mut open: HashMap<(String, String), Part> = HashMap::new();
-    let mut done: Vec<Part> = Vec::new();
+    let mut closed: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut cursor = state.cursor.unwrap_or(Cursor::START);
     let (mut read, mut exported, mut tick) = (0u64, 0u64, 0u64);
     loop {
@@ -307,7 +317,9 @@ pub async fn export_events(
             if !open.contains_key(&key) {
                 if open.len() >= OPEN_PARTS {
                     let oldest = open.iter().min_by_key(|(_, p)| p.last_used).map(|(k, _)| k.clone());
-                    done.extend(oldest.and_then(|k| open.remove(&k)));
+                    if let Some(part) = oldest.and_then(|k| open.remove(&k)) {
+                        closed.push(part.close(&schema)?);
+                    }
                 }
                 let relative = PathBuf::from("events")
                     .join(format!("tenant_id={}", key.0))
@@ -332,13 +344,14 @@ pub async fn export_events(
         progress(read);
     }
     // Every file complete and in place before the state moves on.
+    for part in open.into_values() {
+        closed.push(part.close(&schema)?);
+    }
     let mut files = Vec::new();
-    for mut part in done.into_iter().chain(open.into_values()) {
-        part.flush(&schema)?;
-        part.writer.close()?;
-        let path = dir.join(&part.path);
-        std::fs::rename(&part.tmp, &path).map_err(io(&path))?;
-        files.push(part.path);
+    for (tmp, relative) in closed {
+        let path = dir.join(&relative);
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        files.push(relative);
     }
     files.sort();
     let state = ExportState { cursor: (read > 0).then_some(cursor).or(state.cursor), tenant: asked };
