@@ -14,11 +14,15 @@
 //!
 //! BENCH_RUNS (default 5) sets how many runs each figure is the median of.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, QueryBuilder, Row};
 use witness_engine::{EventStore, ExpectedVersion};
 use witness_schemas::*;
+
+use common::median;
 
 const COLUMNS: &str = "position, event_id, tenant_id, stream_id, stream_version, event_type, schema_version, \
      occurred_at, recorded_at, actor_kind, actor_id, correlation_id, causation_id, payload, prev_hash, hash";
@@ -70,11 +74,6 @@ impl Target {
             }
         }
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -8,6 +8,8 @@
 //!   REBUILD_EVENTS=100000 cargo bench --bench rebuild # smaller
 //!   REBUILD_DB=/tmp/r.db cargo bench --bench rebuild  # keep the seeded log there, reuse it next time
 
+mod common;
+
 use std::time::Instant;
 
 use chrono::DateTime;
@@ -16,10 +18,7 @@ use witness_engine::EventStore;
 use witness_projections::{models, Projector};
 use witness_schemas::Cursor;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+use common::median;
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {

@@ -9,6 +9,8 @@
 //! Baseline in the same run: DuckDB, through its Python API, running the
 //! same reports (written in its dialect) over the same export.
 
+mod common;
+
 use std::time::Instant;
 
 use chrono::DateTime;
@@ -17,6 +19,8 @@ use witness_engine::EventStore;
 use witness_projections::export::{export_events, export_read_models};
 use witness_projections::reports::{Reports, STANDARD};
 use witness_projections::{models, Projector};
+
+use common::median;
 
 /// The standard reports in DuckDB's dialect, by name: the same question
 /// asked of the same files.
@@ -86,11 +90,6 @@ for name, sql in queries:
     out[name] = statistics.median(times)
 print(json.dumps(out))
 "#;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
