@@ -1,5 +1,5 @@
 //! Projection rebuild throughput: scripted days of 3,000 customers each
-//! until the log holds a million events (SQLite), then `reset` + `catch_up`
+//! until the log holds a million events (SQLite, `common::scripted_log`), then `reset` + `catch_up`
 //! of every read model, timed.
 //! Baseline in the same run: reading and decoding the same log without
 //! projecting it (`read_all` + decode), i.e. the cost a rebuild cannot avoid.
@@ -12,13 +12,10 @@ mod common;
 
 use std::time::Instant;
 
-use chrono::DateTime;
-use witness_engine::workload::{run_day, DayPlan};
-use witness_engine::EventStore;
 use witness_projections::{models, Projector};
 use witness_schemas::Cursor;
 
-use common::median;
+use common::{median, scripted_log};
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -26,47 +23,11 @@ fn main() {
         return;
     }
     let target: u64 = std::env::var("REBUILD_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let sessions: usize = 3_000;
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let path = std::env::var("REBUILD_DB").unwrap_or_else(|_| format!("{}/rebuild.db", dir.path().display()));
-        let url = format!("sqlite://{path}");
-        let store = EventStore::connect(&url).await.unwrap();
-        // A kept log (REBUILD_DB) is counted, not seeded again.
-        let mut report = witness_engine::workload::DayReport::default();
-        let mut cursor = Cursor::START;
-        loop {
-            let page = store.read_all(cursor, 10_000).await.unwrap();
-            let Some(last) = page.last() else { break };
-            cursor = last.cursor();
-            report.events += page.len() as u64;
-        }
-        // Days of `sessions` customers each, until the log holds `events`
-        // events: one very long day would mostly measure a huge router.
-        let mut days = 0;
-        let t = Instant::now();
-        while report.events < target {
-            let plan = DayPlan {
-                tenant: "bench".parse().unwrap(),
-                sessions,
-                agents: (sessions / 40).max(10),
-                seed: 42 + days,
-                start: DateTime::from_timestamp(1_790_000_000 + 86_400 * days as i64, 0).unwrap(),
-            };
-            let day = run_day(&store, &plan, |_| {}).await.unwrap();
-            report.sessions += day.sessions;
-            report.events += day.events;
-            days += 1;
-        }
-        let seed_secs = t.elapsed().as_secs_f64();
-        println!(
-            "seeded {days} days, {} sessions, {} events in {seed_secs:.1} s ({:.0} events/s through deciders, routing and the store)",
-            report.sessions,
-            report.events,
-            report.events as f64 / seed_secs
-        );
+        let (_dir, url, store) = scripted_log("REBUILD_DB", target).await;
+        let events = store.count().await.unwrap();
         let projector = Projector::connect(&url, models::all()).await.unwrap();
         let (mut rebuild, mut baseline) = (vec![], vec![]);
         for _ in 0..runs {
@@ -87,7 +48,7 @@ fn main() {
             let t = Instant::now();
             projector.reset().await.unwrap();
             let read = projector.catch_up(&store, |_| {}).await.unwrap();
-            assert_eq!(read, report.events);
+            assert_eq!(read, events);
             rebuild.push(read as f64 / t.elapsed().as_secs_f64());
         }
         println!("| measure (median of {runs}) | events/s |");

@@ -13,14 +13,11 @@ mod common;
 
 use std::time::Instant;
 
-use chrono::DateTime;
-use witness_engine::workload::{run_day, DayPlan};
-use witness_engine::EventStore;
 use witness_projections::export::{export_events, export_read_models};
 use witness_projections::reports::{Reports, STANDARD};
 use witness_projections::{models, Projector};
 
-use common::median;
+use common::{median, scripted_log};
 
 /// The standard reports in DuckDB's dialect, by name: the same question
 /// asked of the same files.
@@ -102,28 +99,7 @@ fn main() {
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let path = std::env::var("REPORTS_DB").unwrap_or_else(|_| format!("{}/reports.db", dir.path().display()));
-        let url = format!("sqlite://{path}");
-        let store = EventStore::connect(&url).await.unwrap();
-        let mut events = store.count().await.unwrap();
-        let mut day = 0;
-        let t = Instant::now();
-        while events < target {
-            let plan = DayPlan {
-                tenant: "bench".parse().unwrap(),
-                sessions: 3_000,
-                agents: 75,
-                seed: 1_000 + events,
-                start: DateTime::from_timestamp(1_700_000_000 + 86_400 * (events / 40_000) as i64, 0).unwrap(),
-            };
-            run_day(&store, &plan, |_| {}).await.unwrap();
-            events = store.count().await.unwrap();
-            day += 1;
-        }
-        if day > 0 {
-            println!("seeded {day} days in {:.1} s", t.elapsed().as_secs_f64());
-        }
+        let (_dir, url, store) = scripted_log("REPORTS_DB", target).await;
         let projector = Projector::connect(&url, models::all()).await.unwrap();
         projector.catch_up(&store, |_| {}).await.unwrap();
 
