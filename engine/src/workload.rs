@@ -30,12 +30,15 @@ pub struct DayPlan {
 }
 
 /// What happened.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DayReport {
     pub sessions: usize,
     pub events: u64,
     pub bot_resolved: usize,
+    /// Assignments to an agent (a session an agent transferred on is assigned again).
     pub assigned: usize,
+    /// Sessions assigned to an agent at least once.
+    pub sessions_assigned: usize,
     pub abandoned: usize,
     pub calls: usize,
     pub recording_segments: usize,
@@ -92,6 +95,9 @@ struct Day<'a> {
     router: Router,
     agents: Vec<UserId>,
     report: DayReport,
+    assigned: std::collections::HashSet<SessionId>,
+    /// Sessions started and not yet ended.
+    open: std::collections::BTreeSet<SessionId>,
     /// When a `Todo::Route` is already scheduled.
     route_at: Option<DateTime<Utc>>,
 }
@@ -115,6 +121,11 @@ impl Day<'_> {
         for recorded in &result.events {
             let event = recorded.decode()?;
             self.router.apply(&stream, &event, self.now);
+            match event {
+                Event::SessionStarted(_) => self.open.insert(id),
+                Event::SessionEnded(_) => self.open.remove(&id),
+                _ => false,
+            };
             self.react(id, &event);
         }
         Ok(())
@@ -154,6 +165,9 @@ impl Day<'_> {
             }
             Event::AgentAssigned(a) => {
                 self.report.assigned += 1;
+                if self.assigned.insert(id) {
+                    self.report.sessions_assigned += 1;
+                }
                 let agent = Actor::new(ActorKind::Agent, a.agent_id.to_string());
                 let hello = MessageContent::Text { text: "您好，请问有什么可以帮您？".into() };
                 self.later(
@@ -345,6 +359,8 @@ pub async fn run_day(
         router: Router::new(RouterConfig::default()),
         agents: (0..plan.agents).map(|_| UserId::new()).collect(),
         report: DayReport { sessions: plan.sessions, ..Default::default() },
+        assigned: Default::default(),
+        open: Default::default(),
         route_at: None,
     };
     for i in 0..plan.agents {
@@ -424,6 +440,25 @@ pub async fn run_day(
             Todo::Route => day.route_at = None,
         }
         day.route().await?;
+    }
+    // The service closes: whoever is still waiting (every agent who could
+    // take them declined or let the offer run out) gives up, and every agent
+    // signs off, so the day ends with nothing open and nobody online.
+    for id in std::mem::take(&mut day.open) {
+        let customer = Actor::new(ActorKind::Customer, format!("visitor-{}", &id.to_string()[24..]));
+        let leave = SessionCommand::End { ended_by: EndedBy::Customer, reason: EndReason::Abandoned };
+        day.session(id, customer, leave).await?;
+    }
+    for (i, &agent_id) in day.agents.iter().enumerate() {
+        let command = AgentCommand::SetPresence {
+            agent_id,
+            presence: Presence::Offline,
+            capacity: 1 + (i % 3) as u32,
+            skill_groups: vec![],
+        };
+        let actor = Actor::new(ActorKind::Agent, agent_id.to_string());
+        let r = execute::<Agent>(store, &plan.tenant, &StreamId::agent(agent_id), &actor, day.now, command).await?;
+        day.report.events += r.events.len() as u64;
     }
     Ok(day.report)
 }
