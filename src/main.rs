@@ -90,7 +90,9 @@ enum Command {
         projection: Option<String>,
     },
     /// Append synthetic events through the real append path: a scripted day
-    /// of sessions (--sessions), or raw message events (--events).
+    /// of sessions (--sessions, yesterday), or raw message events (--events).
+    /// Seed a store no `witness serve` is running on: a live server's router
+    /// would act on the seeded sessions too.
     Seed {
         /// Customers in a scripted day, driven through the deciders and routing.
         #[arg(long, conflicts_with = "events")]
@@ -112,6 +114,9 @@ enum Command {
         batch: usize,
         #[arg(long, default_value = "demo")]
         tenant: String,
+        /// Print what --sessions did as JSON (the workload's own tally).
+        #[arg(long, requires = "sessions")]
+        json: bool,
     },
 }
 
@@ -376,8 +381,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Media { command: MediaCommand::Loopback { seconds, out, media_ports, segment_seconds } } => {
             return media_loopback(named_store.as_deref(), seconds, out, media_ports, segment_seconds).await
         }
-        Command::Seed { sessions: Some(sessions), agents, seed, tenant, .. } => {
-            seed_day(&url, sessions, agents, seed, &tenant).await?;
+        Command::Seed { sessions: Some(sessions), agents, seed, tenant, json, .. } => {
+            seed_day(&url, sessions, agents, seed, &tenant, json).await?;
         }
         Command::Seed { sessions: None, events, streams, batch, tenant, .. } => {
             seed(&url, events.unwrap_or(10_000), streams, batch, &tenant).await?;
@@ -455,7 +460,8 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         for d in &demo {
             println!("  {:<11} login {:<11} password {}", format!("{:?}", d.role).to_lowercase(), d.login, d.password);
         }
-        println!("Customer page: http://{address}/   Agent workbench: http://{address}/agent\n");
+        println!("Customer page: http://{address}/   Agent workbench: http://{address}/agent");
+        println!("Supervisor dashboard: http://{address}/supervisor   Admin: http://{address}/admin\n");
     }
     let checkpoints = {
         let store = store.clone();
@@ -961,7 +967,7 @@ async fn report(command: ReportCommand) -> Result<()> {
     Ok(())
 }
 
-async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: &str) -> Result<()> {
+async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: &str, json: bool) -> Result<()> {
     if sessions == 0 || agents == 0 {
         bail!("--sessions and --agents must be at least 1");
     }
@@ -975,13 +981,17 @@ async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: 
     let plan = witness_engine::workload::DayPlan { tenant, sessions, agents, seed, start };
     let report = witness_engine::workload::run_day(&store, &plan, |n| bar.set_position(n as u64)).await?;
     bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
     println!(
         "seeded {} sessions ({} events): {} resolved by the bot, {} assigned to agents, {} abandoned, {} calls, \
          {} recording segments, {} ratings, {} tickets",
         report.sessions,
         report.events,
         report.bot_resolved,
-        report.assigned,
+        report.sessions_assigned,
         report.abandoned,
         report.calls,
         report.recording_segments,
