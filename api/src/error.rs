@@ -109,6 +109,9 @@ impl From<ExecuteError> for ApiError {
 
 impl From<witness_projections::ProjectionError> for ApiError {
     fn from(e: witness_projections::ProjectionError) -> Self {
+        if let witness_projections::ProjectionError::Invalid(why) = e {
+            return Self::bad_request(why);
+        }
         tracing::error!(error = %e, "read model error");
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "the read models are unavailable")
     }

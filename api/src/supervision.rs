@@ -5,6 +5,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use witness_projections::dashboard::DayKpis;
 use witness_projections::{AuditRow, QueueView, SessionQuery, SessionRow};
 use witness_schemas::{Cursor, Role};
 
@@ -17,12 +18,57 @@ pub const MAX_PAGE: usize = 1_000;
 const DEFAULT_PAGE: usize = 100;
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/queue", get(queue)).route("/api/audit", get(audit)).route("/api/events", get(events))
+    Router::new()
+        .route("/api/queue", get(queue))
+        .route("/api/dashboard", get(dashboard))
+        .route("/api/audit", get(audit))
+        .route("/api/events", get(events))
 }
 
 async fn queue(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<QueueView>, ApiError> {
     caller.require(&[Role::Agent, Role::Supervisor])?;
     Ok(Json(state.projector.queue(&caller.t).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DashboardQuery {
+    day: Option<String>,
+    offset: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Dashboard {
+    kpis: DayKpis,
+    queue: QueueView,
+}
+
+/// `GET /api/dashboard?day=YYYY-MM-DD&offset=MINUTES`: the supervisor
+/// dashboard's figures — a local day's KPIs (today by default; `offset` is
+/// the local clock's minutes east of UTC, default 0) and the queues now —
+/// from the read models. The page fetches it again as the WebSocket feed
+/// brings new events.
+async fn dashboard(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    query: Result<Query<DashboardQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Dashboard>, ApiError> {
+    caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let offset = match q.offset.as_deref().filter(|o| !o.is_empty()) {
+        None => 0,
+        Some(text) => text
+            .parse::<i32>()
+            .map_err(|_| ApiError::bad_request(format!("`offset`: minutes east of UTC, like 480, got {text:?}")))?,
+    };
+    let day = match q.day.as_deref().filter(|d| !d.is_empty()) {
+        None => (chrono::Utc::now() + chrono::Duration::minutes(offset as i64)).date_naive(),
+        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| ApiError::bad_request(format!("`day`: a date like 2026-11-27, got {text:?}")))?,
+    };
+    let kpis = state.projector.day_kpis(&caller.t, day, offset).await?;
+    let queue = state.projector.queue(&caller.t).await?;
+    Ok(Json(Dashboard { kpis, queue }))
 }
 
 /// Query strings are taken as text and parsed here, so that a bad value

@@ -1031,3 +1031,72 @@ mod decoders {
             .unwrap();
     }
 }
+
+/// The supervisor dashboard's figures: a seeded day's KPIs as the workload
+/// tallied them, bounded by the local day asked for, the queues with the
+/// agents signed off, the caller's tenant only, bad requests refused with
+/// nothing written.
+#[tokio::test]
+async fn the_dashboard_sums_up_a_seeded_day_for_its_tenant() {
+    let w = World::new().await;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-20T01:00:00Z").unwrap().with_timezone(&Utc);
+    let plan =
+        witness_engine::workload::DayPlan { tenant: "acme".parse().unwrap(), sessions: 60, agents: 4, seed: 5, start };
+    let seeded = witness_engine::workload::run_day(&w.state.store, &plan, |_| {}).await.unwrap();
+    w.session("globex", "hello").await;
+    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    let supervisor = w.token("acme", Role::Supervisor);
+
+    let board = w.get("/api/dashboard?day=2026-11-20", supervisor).await;
+    let k = &board["kpis"];
+    let n = |v: &Value| v.as_u64().unwrap() as usize;
+    assert_eq!(n(&k["sessions"]), seeded.sessions);
+    assert_eq!(n(&k["bot_resolved"]), seeded.bot_resolved);
+    assert_eq!(n(&k["assigned"]), seeded.sessions_assigned);
+    assert!(seeded.sessions_assigned > 10);
+    assert_eq!(n(&k["abandoned"]), seeded.abandoned);
+    assert_eq!(n(&k["ratings"]), seeded.ratings);
+    assert_eq!(n(&k["open"]), 0, "the scripted day closes every session");
+    assert_eq!(k["by_hour"].as_array().unwrap().iter().map(n).sum::<usize>(), seeded.sessions);
+    let containment = seeded.bot_resolved as f64 / seeded.sessions as f64;
+    assert!((k["bot_containment"].as_f64().unwrap() - containment).abs() < 1e-9, "{k}");
+    assert!(k["wait_p50_secs"].as_f64().unwrap() <= k["wait_p90_secs"].as_f64().unwrap(), "{k}");
+    let agents = board["queue"]["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 4);
+    assert!(agents.iter().all(|a| a["presence"] == "offline"), "the shift ended: {agents:?}");
+
+    // Five hours west of UTC, the local 20th starts at 05:00Z: only the
+    // sessions started from then on, as the session search counts them.
+    let west = w.get("/api/dashboard?day=2026-11-20&offset=-300", supervisor).await;
+    assert_eq!(west["kpis"]["since"], "2026-11-20T05:00:00.000000Z");
+    let later = w.get("/api/sessions?since=2026-11-20T05:00:00Z&limit=1000", supervisor).await;
+    assert_eq!(n(&west["kpis"]["sessions"]), later.as_array().unwrap().len());
+    assert!(n(&west["kpis"]["sessions"]) < seeded.sessions && !later.as_array().unwrap().is_empty());
+
+    // Another tenant's supervisor sees none of it; today is the default day.
+    let globex = w.get("/api/dashboard?day=2026-11-20", w.token("globex", Role::Supervisor)).await;
+    assert_eq!(globex["kpis"]["sessions"], 0);
+    assert!(globex["queue"]["agents"].as_array().unwrap().is_empty());
+    let today = w.get("/api/dashboard", w.token("globex", Role::Admin)).await;
+    assert_eq!(today["kpis"]["day"], Utc::now().date_naive().to_string());
+    assert_eq!(today["kpis"]["sessions"], 1);
+
+    let customer = w.visitor("acme").await;
+    let before = w.events().await;
+    let cases = [
+        ("/api/dashboard?day=2026-13-01", Some(supervisor), StatusCode::BAD_REQUEST, "day"),
+        ("/api/dashboard?offset=east", Some(supervisor), StatusCode::BAD_REQUEST, "offset"),
+        ("/api/dashboard?offset=2000", Some(supervisor), StatusCode::BAD_REQUEST, "offset"),
+        ("/api/dashboard?dya=2026-11-20", Some(supervisor), StatusCode::BAD_REQUEST, "dya"),
+        ("/api/dashboard", Some(w.token("acme", Role::Agent)), StatusCode::FORBIDDEN, "role"),
+        ("/api/dashboard", Some(customer.as_str()), StatusCode::FORBIDDEN, "role"),
+        ("/api/dashboard", None, StatusCode::UNAUTHORIZED, "token"),
+    ];
+    for (uri, token, expected, word) in cases {
+        let (status, answer) = w.call(Method::GET, uri, token, None).await;
+        assert_eq!(status, expected, "{uri}: {answer}");
+        assert!(answer["error"].as_str().unwrap_or_default().contains(word), "{uri}: {answer} should name {word:?}");
+    }
+    assert_eq!(w.events().await, before, "a dashboard read wrote an event");
+}

@@ -22,6 +22,7 @@
 //! ```
 
 mod batch;
+pub mod dashboard;
 pub mod export;
 pub mod models;
 pub mod reports;
@@ -55,6 +56,9 @@ pub enum ProjectionError {
     /// column, adding to text): a bug in the projection, not in the data.
     #[error("projection table: {0}")]
     Table(String),
+    /// A question the read models cannot answer as asked (e.g. an offset beyond any time zone's).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A row of the audit trail as a reader may see it.
