@@ -2,8 +2,10 @@
 //! creates the demo tenant and prints its logins), then a script under
 //! `tests/e2e/` drives a customer, an agent and an admin in headless
 //! Chromium through Playwright: `chat.mjs` the chat, `call.mjs` a video call
-//! through the SFU. Needs WITNESS_TEST_CHROMIUM and tests/e2e/node_modules:
-//! `scripts/test.sh` installs both.
+//! through the SFU, `dashboard.mjs` the supervisor dashboard over a seeded
+//! day. Needs WITNESS_TEST_CHROMIUM and tests/e2e/node_modules:
+//! `scripts/test.sh` installs both. With WITNESS_TEST_ARTIFACTS=DIR the
+//! dashboard's screenshot is kept there.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -33,22 +35,9 @@ struct Served {
 
 fn serve(extra: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = dir.path().join("server.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
-        .current_dir(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .env("WITNESS_DATABASE_URL", format!("sqlite://{}/w.db", dir.path().display()))
-        .env("WITNESS_LOG", "info,witness_api=debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (server, port, log, mut lines) = spawn(dir.path(), extra);
     // The demo logins, printed once on the fresh store.
     let mut passwords = std::collections::HashMap::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let server = Server(child);
     for line in lines.by_ref() {
         let line = line.unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -59,10 +48,48 @@ fn serve(extra: &[&str]) -> Served {
             break;
         }
     }
-    assert!(["agent", "compliance", "admin"].iter().all(|r| passwords.contains_key(*r)), "{passwords:?}");
+    assert!(["agent", "supervisor", "compliance", "admin"].iter().all(|r| passwords.contains_key(*r)), "{passwords:?}");
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     Served { _server: server, _dir: dir, port, log, passwords }
+}
+
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `witness serve` on `dir`'s store (logging to `dir/server.log`).
+fn spawn(dir: &std::path::Path, extra: &[&str]) -> (Server, u16, std::path::PathBuf, Lines) {
+    let port = free_port();
+    let log = dir.join("server.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
+        .current_dir(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .env("WITNESS_DATABASE_URL", format!("sqlite://{}/w.db", dir.display()))
+        .env("WITNESS_LOG", "info,witness_api=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (Server(child), port, log, lines)
+}
+
+impl Served {
+    /// Stops the server, runs `between` on its data dir, and starts it
+    /// again on the same store (same logins) once it accepts connections.
+    fn restart(self, between: impl FnOnce(&std::path::Path)) -> Served {
+        let Served { _server, _dir, passwords, .. } = self;
+        drop(_server);
+        between(_dir.path());
+        let (server, port, log, lines) = spawn(_dir.path(), &[]);
+        std::thread::spawn(move || lines.for_each(drop));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the restarted server never listened:\n{}", read(&log));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Served { _server: server, _dir, port, log, passwords }
+    }
 }
 
 /// Runs `tests/e2e/SCRIPT` with node against `served`; returns its stdout
@@ -79,6 +106,7 @@ fn run_script(served: &Served, script: &str, env: &[(&str, &str)]) -> String {
         .env("AGENT_PASSWORD", &served.passwords["agent"])
         .env("COMPLIANCE_PASSWORD", &served.passwords["compliance"])
         .env("ADMIN_PASSWORD", &served.passwords["admin"])
+        .env("SUPERVISOR_PASSWORD", &served.passwords["supervisor"])
         .env("CHROMIUM", chromium)
         .envs(env.iter().copied())
         .output()
@@ -199,6 +227,47 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     let out = String::from_utf8_lossy(&failed.stdout);
     assert_eq!(failed.status.code(), Some(1), "{out}");
     assert!(out.contains(&victim) && out.contains("altered"), "{out}");
+}
+
+#[test]
+fn the_supervisor_dashboard_shows_a_seeded_day_and_live_queues_and_drills_down_to_a_timeline() {
+    // A day of 240 customers and 5 agents, seeded into the store while the
+    // server is stopped (a running server's router would act on the seeded
+    // sessions too).
+    let agents = 5;
+    let mut tally = String::new();
+    let served = serve(&[]).restart(|dir| {
+        let seeded = Command::new(env!("CARGO_BIN_EXE_witness"))
+            .current_dir(dir)
+            .args(["seed", "--sessions", "240", "--agents", &agents.to_string(), "--seed", "11", "--json"])
+            .env("WITNESS_DATABASE_URL", format!("sqlite://{}/w.db", dir.display()))
+            .output()
+            .unwrap();
+        assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+        tally = String::from_utf8(seeded.stdout).unwrap();
+    });
+    let report: serde_json::Value = serde_json::from_str(tally.trim()).unwrap();
+    assert_eq!(report["sessions"], 240);
+    let screenshot = served._dir.path().join("dashboard.png");
+    let stdout = run_script(
+        &served,
+        "dashboard.mjs",
+        &[
+            ("SEEDED", tally.trim()),
+            ("SEEDED_AGENTS", &agents.to_string()),
+            ("SCREENSHOT", screenshot.to_str().unwrap()),
+        ],
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["sessions"], 240);
+    let by_hour: u64 = result["by_hour"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(by_hour, 240);
+    let png = std::fs::read(&screenshot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a {}-byte screenshot", png.len());
+    if let Ok(dir) = std::env::var("WITNESS_TEST_ARTIFACTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join("dashboard.png"), png).unwrap();
+    }
 }
 
 /// The WARN and ERROR lines of a server log.

@@ -65,9 +65,13 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 const CUSTOMER_PAGE: &str = include_str!("../web/customer.html");
 const AGENT_PAGE: &str = include_str!("../web/agent.html");
 const ADMIN_PAGE: &str = include_str!("../web/admin.html");
+const SUPERVISOR_PAGE: &str = include_str!("../web/supervisor.html");
 const STYLE: &str = include_str!("../web/style.css");
 const COMMON_JS: &str = include_str!("../web/common.js");
 const CALL_JS: &str = include_str!("../web/call.js");
+/// Chart.js from npm, committed by `scripts/vendor-web.sh` (MIT, see
+/// `web/vendor/chart.js-LICENSE.md`): the supervisor dashboard's charts.
+const CHART_JS: &str = include_str!("../web/vendor/chart.umd.min.js");
 
 async fn page(html: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
@@ -144,12 +148,23 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(|| page(CUSTOMER_PAGE)))
         .route("/agent", get(|| page(AGENT_PAGE)))
         .route("/admin", get(|| page(ADMIN_PAGE)))
+        .route("/supervisor", get(|| page(SUPERVISOR_PAGE)))
         .route("/web/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
         .route(
             "/web/common.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], COMMON_JS) }),
         )
         .route("/web/call.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CALL_JS) }))
+        .route(
+            "/web/vendor/chart.umd.min.js",
+            get(|| async {
+                let headers = [
+                    (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                    (header::CACHE_CONTROL, "public, max-age=3600"),
+                ];
+                (headers, CHART_JS)
+            }),
+        )
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(calls::router())

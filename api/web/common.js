@@ -52,3 +52,46 @@ export function recordingPlayers(list, token) {
     return div;
   });
 }
+
+// Signs a staff member in: { token, role, display_name, … }, or rejects
+// with the API's reason.
+export function signIn(tenant, login, password) {
+  return call(null, "POST", "/api/login", { tenant, login, password });
+}
+
+const cell = (text) => Object.assign(document.createElement("td"), { textContent: text ?? "" });
+
+// An RFC 3339 time as the browser's local `YYYY-MM-DD HH:MM:SS`.
+export function localTime(iso) {
+  const t = new Date(iso);
+  return new Date(t.getTime() - t.getTimezoneOffset() * 60_000).toISOString().slice(0, 19).replace("T", " ");
+}
+
+// Rows of the `sessions` read model (GET /api/sessions) as table rows that
+// call `open(session_id)` when clicked.
+export function sessionRows(rows, open) {
+  return rows.map((r) => {
+    const tr = document.createElement("tr");
+    tr.className = "session";
+    tr.dataset.session = r.session_id;
+    tr.append(cell(r.started_at && localTime(r.started_at)), cell(r.channel), cell(r.business_type), cell(r.outcome ?? "open"), cell(r.satisfaction), cell(`…${r.session_id.slice(-6)}`));
+    tr.onclick = () => open(r.session_id);
+    return tr;
+  });
+}
+
+// Shows session `id`'s timeline (GET /api/sessions/{id}, masked as the
+// caller's role requires) in `card`: its `title` and a row per event in `rows`.
+export async function showTimeline(token, id, { card, title, rows }) {
+  const view = await call(token, "GET", `/api/sessions/${id}`);
+  card.classList.remove("hidden");
+  title.textContent = `Session ${id} — ${view.status}${view.masked ? " (personal data masked for your role)" : ""}`;
+  rows.replaceChildren(...view.events.map((e) => {
+    const tr = document.createElement("tr");
+    const p = e.payload;
+    const said = p.content ? (p.content.text ?? p.content.markdown ?? p.content.attachment?.file_name) : "";
+    tr.append(cell(localTime(e.occurred_at).slice(11)), cell(`${e.actor.kind}`), cell(e.event_type), cell(said || p.context_summary || p.reason || ""));
+    return tr;
+  }));
+  return view;
+}
