@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use witness_engine::checkpoint::{public_key_path, read_public_key};
 use witness_engine::{CheckpointSigner, EventStore, ExpectedVersion, DEFAULT_DATABASE_URL};
+use witness_projections::audit::{AuditFormat, AuditQuery};
 use witness_schemas::*;
 
 #[derive(Parser)]
@@ -69,11 +70,15 @@ enum Command {
     /// Export the event log for analysts: Parquet files partitioned by tenant
     /// and day under OUT/events/tenant_id=…/day=…/, personal fields masked.
     /// Incremental: a second run into the same OUT adds only what is new.
+    /// `witness export audit …` exports for compliance instead.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Export {
-        #[arg(long, value_enum)]
-        format: ExportFormat,
-        #[arg(long)]
-        out: PathBuf,
+        #[command(subcommand)]
+        audit: Option<ExportCommand>,
+        #[arg(long, value_enum, required = true)]
+        format: Option<ExportFormat>,
+        #[arg(long, required = true)]
+        out: Option<PathBuf>,
         /// Export this tenant's events only.
         #[arg(long)]
         tenant: Option<TenantId>,
@@ -317,6 +322,50 @@ enum ExportFormat {
 }
 
 #[derive(Subcommand)]
+enum ExportCommand {
+    /// One file of the log's events — a tenant's, or all — between two
+    /// times, every envelope column with `hash` and `prev_hash`, and a
+    /// manifest with its SHA-256 beside it. Personal fields are masked
+    /// unless --unmasked; an export of one tenant is recorded on its stream
+    /// (an `AuditExported` event).
+    Audit {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// From this time (RFC 3339, or a day YYYY-MM-DD: its midnight UTC), inclusive.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// To this time, exclusive.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum)]
+        format: AuditFormatArg,
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave personal fields in (names, phone numbers, what customers
+        /// wrote): for compliance officers. Needs --tenant, and is recorded.
+        #[arg(long, requires = "tenant")]
+        unmasked: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditFormatArg {
+    Parquet,
+    Jsonl,
+    Csv,
+}
+
+/// An RFC 3339 time, or a day (its midnight UTC).
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time (2026-11-24T09:00:00Z) nor a day (2026-11-24)"))
+}
+
+#[derive(Subcommand)]
 enum SchemaCommand {
     /// Write one JSON Schema file per event type into DIR.
     Export { dir: PathBuf },
@@ -398,7 +447,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Rebuild { projection } => rebuild(&url, projection.as_deref()).await?,
-        Command::Export { format: ExportFormat::Parquet, out, tenant } => export(&url, &out, tenant.as_ref()).await?,
+        Command::Export { audit: Some(ExportCommand::Audit { tenant, from, to, format, out, unmasked }), .. } => {
+            let format = match format {
+                AuditFormatArg::Parquet => AuditFormat::Parquet,
+                AuditFormatArg::Jsonl => AuditFormat::Jsonl,
+                AuditFormatArg::Csv => AuditFormat::Csv,
+            };
+            export_audit(&url, &out, AuditQuery { tenant, from, to, unmasked }, format).await?
+        }
+        Command::Export { audit: None, format: _, out, tenant } => {
+            export(&url, &out.expect("clap requires --out"), tenant.as_ref()).await?
+        }
         Command::Report { command } => report(command).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -925,6 +984,33 @@ async fn export(url: &str, out: &Path, tenant: Option<&TenantId>) -> Result<()> 
         snapshots.len(),
         out.display(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn export_audit(url: &str, out: &Path, query: AuditQuery, format: AuditFormat) -> Result<()> {
+    let store = connect(url).await?;
+    if let Some(tenant) = &query.tenant {
+        if !witness_api::accounts::directory(&store, tenant).await?.exists() {
+            bail!("no tenant {tenant}");
+        }
+    }
+    let bar = ProgressBar::new(store.count().await?);
+    bar.set_style(ProgressStyle::with_template("exporting {bar:40} {pos}/{len} events read ({per_sec}, eta {eta})")?);
+    let pending =
+        witness_projections::audit::export_audit(&store, out, &query, format, |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    if let Some(tenant) = &query.tenant {
+        let actor = Actor::new(ActorKind::Admin, "cli");
+        witness_api::supervision::record_audit_export(&store, tenant, &actor, &pending.manifest).await?;
+    }
+    let manifest = pending.publish()?;
+    println!(
+        "exported {} events ({}) into {} (sha256 {})",
+        manifest.events,
+        if manifest.unmasked { "unmasked" } else { "personal fields masked" },
+        out.join(&manifest.file).display(),
+        manifest.sha256
     );
     Ok(())
 }

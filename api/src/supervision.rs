@@ -5,6 +5,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use witness_projections::audit::AuditManifest;
 use witness_projections::dashboard::DayKpis;
 use witness_projections::{AuditRow, QueueView, SessionQuery, SessionRow};
 use witness_schemas::{Cursor, Role};
@@ -22,6 +23,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/queue", get(queue))
         .route("/api/dashboard", get(dashboard))
         .route("/api/audit", get(audit))
+        .route("/api/audit/export", get(audit_export))
         .route("/api/events", get(events))
 }
 
@@ -113,6 +115,122 @@ async fn audit(
     let rows = state.projector.audit(&caller.t, caller.r, from, limit(&page)?).await?;
     let next = rows.last().map_or(from, |r| r.position);
     Ok(Json(AuditPage { rows, next }))
+}
+
+/// Records an audit export on `tenant`'s stream, by `actor`.
+pub async fn record_audit_export(
+    store: &witness_engine::EventStore,
+    tenant: &witness_schemas::TenantId,
+    actor: &witness_schemas::Actor,
+    manifest: &AuditManifest,
+) -> Result<(), ApiError> {
+    use witness_engine::domain::tenant::{Tenant, TenantCommand};
+    let event = witness_schemas::AuditExported {
+        format: manifest.format.clone(),
+        from: manifest.from,
+        to: manifest.to,
+        events: manifest.events,
+        unmasked: manifest.unmasked,
+        sha256: manifest.sha256.clone(),
+    };
+    let stream = witness_schemas::StreamId::tenant(tenant);
+    let command = TenantCommand::RecordAuditExport(event);
+    witness_engine::executor::execute::<Tenant>(store, tenant, &stream, actor, chrono::Utc::now(), command).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditExportQuery {
+    format: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// An RFC 3339 time or a day (its midnight UTC), for `name`.
+fn time_param(name: &str, text: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(t.with_timezone(&chrono::Utc)));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| Some(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
+        .map_err(|_| {
+            ApiError::bad_request(format!("`{name}`: an RFC 3339 time or a day like 2026-11-24, got {text:?}"))
+        })
+}
+
+/// A temporary directory for one audit export, removed with what is in it.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `GET /api/audit/export?format=jsonl|csv|parquet&from=&to=`: the tenant's
+/// events in that range as one file (see `witness_projections::audit`),
+/// personal fields masked for supervisors and whole for compliance. Each
+/// export is an `AuditExported` event on the tenant stream, recorded before
+/// the first byte is sent; the file's SHA-256 is in `x-witness-sha256`.
+async fn audit_export(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    query: Result<Query<AuditExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    use witness_projections::audit::{export_audit, AuditFormat, AuditQuery};
+    caller.require(&[Role::Supervisor, Role::Compliance])?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let format: AuditFormat = q
+        .format
+        .as_deref()
+        .unwrap_or("jsonl")
+        .parse()
+        .map_err(|e: String| ApiError::bad_request(format!("`format`: {e}")))?;
+    let query = AuditQuery {
+        tenant: Some(caller.t.clone()),
+        from: time_param("from", q.from.as_deref())?,
+        to: time_param("to", q.to.as_deref())?,
+        unmasked: caller.r.sees_personal_data(),
+    };
+    if let (Some(from), Some(to)) = (query.from, query.to) {
+        if from >= to {
+            return Err(ApiError::bad_request("`to` must be after `from`"));
+        }
+    }
+    let scratch = Scratch(std::env::temp_dir().join(format!("witness-audit-{}", uuid::Uuid::new_v4())));
+    let pending = export_audit(&state.store, &scratch.0, &query, format, |_| {}).await.map_err(|e| {
+        tracing::error!(error = %e, "audit export failed");
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the audit export could not be written")
+    })?;
+    record_audit_export(&state.store, &caller.t, &caller.actor(), &pending.manifest).await?;
+    let file = tokio::fs::File::open(&pending.tmp).await.map_err(|e| {
+        tracing::error!(error = %e, "audit export vanished");
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the audit export could not be read")
+    })?;
+    let headers = [
+        (header::CONTENT_TYPE, format.content_type().to_owned()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", pending.manifest.file)),
+        (header::HeaderName::from_static("x-witness-sha256"), pending.manifest.sha256.clone()),
+        (header::HeaderName::from_static("x-witness-events"), pending.manifest.events.to_string()),
+    ];
+    // The file and its directory live as long as the body is being sent.
+    let chunks = futures_util::stream::unfold((file, pending, scratch), |(mut file, pending, scratch)| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = vec![0; 64 * 1024];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok::<_, std::io::Error>(buffer), (file, pending, scratch)))
+            }
+            Err(e) => Some((Err(e), (file, pending, scratch))),
+        }
+    });
+    Ok((headers, axum::body::Body::from_stream(chunks)).into_response())
 }
 
 #[derive(Serialize)]

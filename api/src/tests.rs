@@ -1100,3 +1100,73 @@ async fn the_dashboard_sums_up_a_seeded_day_for_its_tenant() {
     }
     assert_eq!(w.events().await, before, "a dashboard read wrote an event");
 }
+
+/// Audit exports over HTTP: the caller's tenant only, masked for
+/// supervisors and whole for compliance, each recorded before it is sent;
+/// refused requests write nothing.
+#[tokio::test]
+async fn audit_exports_are_masked_by_role_recorded_and_refused_cleanly() {
+    let w = World::new().await;
+    w.session("acme", "call me on 13800001111").await;
+    w.session("globex", "globex secret 4242").await;
+    let export = |token: &str, query: &str| {
+        let request = Request::get(format!("/api/audit/export{query}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(HttpBody::empty())
+            .unwrap();
+        let state = w.state.clone();
+        async move {
+            let response = app(state).oneshot(request).await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, body)
+        }
+    };
+    let recorded = || async {
+        let events = w.state.store.read_stream(&StreamId::tenant(&"acme".parse().unwrap()), 1).await.unwrap();
+        events.into_iter().filter(|e| e.event_type == "AuditExported").map(|e| e.decode().unwrap()).collect::<Vec<_>>()
+    };
+    let acme_events = w.state.store.read_all(Cursor::START, 10_000).await.unwrap();
+    let acme_count = acme_events.iter().filter(|e| e.tenant_id.as_str() == "acme").count();
+
+    let (status, headers, body) = export(w.token("acme", Role::Supervisor), "?format=jsonl").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(text.lines().count(), acme_count);
+    assert!(!text.contains("13800001111") && !text.contains("globex"), "masked, acme only");
+    use sha2::Digest;
+    assert_eq!(headers["x-witness-sha256"], hex::encode(sha2::Sha256::digest(&body)));
+    assert_eq!(headers["content-type"], "application/jsonl");
+    let exports = recorded().await;
+    let [Event::AuditExported(first)] = &exports[..] else { panic!("{exports:?}") };
+    assert!(!first.unmasked && first.events == acme_count as u64 && first.format == "jsonl", "{first:?}");
+
+    let (status, headers, body) = export(w.token("acme", Role::Compliance), "?format=csv&from=2000-01-01").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    assert!(String::from_utf8_lossy(&body).contains("13800001111"), "whole for compliance");
+    let exports = recorded().await;
+    let Event::AuditExported(second) = &exports[1] else { panic!() };
+    assert!(second.unmasked && second.from.is_some() && second.to.is_none(), "{second:?}");
+    let audit_events = w.events().await;
+
+    let customer = w.visitor("acme").await;
+    let supervisor = w.token("acme", Role::Supervisor);
+    let cases = [
+        (w.token("acme", Role::Agent), "", StatusCode::FORBIDDEN, "role"),
+        (w.token("acme", Role::Admin), "", StatusCode::FORBIDDEN, "role"),
+        (customer.as_str(), "", StatusCode::FORBIDDEN, "role"),
+        (supervisor, "?format=xml", StatusCode::BAD_REQUEST, "format"),
+        (supervisor, "?from=last+week", StatusCode::BAD_REQUEST, "from"),
+        (supervisor, "?from=2026-02-01&to=2026-01-01", StatusCode::BAD_REQUEST, "after"),
+        (supervisor, "?tenant=globex", StatusCode::BAD_REQUEST, "tenant"),
+    ];
+    for (token, query, expected, word) in cases {
+        let (status, _, body) = export(token, query).await;
+        assert_eq!(status, expected, "{query}: {}", String::from_utf8_lossy(&body));
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert!(answer["error"].as_str().unwrap().contains(word), "{query}: {answer} should name {word:?}");
+    }
+    assert_eq!(w.events().await, audit_events, "a refused export wrote an event");
+}

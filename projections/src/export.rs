@@ -48,10 +48,10 @@ use crate::{Projector, Value};
 pub const STATE_FILE: &str = "export-state.json";
 
 /// Rows per Parquet row group (and per Arrow batch written).
-const ROW_GROUP: usize = 65_536;
+pub(crate) const ROW_GROUP: usize = 65_536;
 
 /// Events read from the store per page.
-const PAGE: usize = 10_000;
+pub(crate) const PAGE: usize = 10_000;
 
 /// Part files open at once (each holds up to a row group in memory); the
 /// log is mostly in time order, so a run rarely writes to more than one day
@@ -75,9 +75,13 @@ pub enum ExportError {
     Projection(#[from] crate::ProjectionError),
     #[error("{dir} holds an export of {held}; exporting {asked} into it would leave holes — use another directory")]
     OtherTenant { dir: PathBuf, held: String, asked: String },
+    #[error("{0} exists: an audit export is never overwritten — choose another directory or move it away")]
+    Exists(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     move |source| ExportError::Io { path: path.to_owned(), source }
 }
 
@@ -122,8 +126,9 @@ pub fn event_schema() -> SchemaRef {
     ]))
 }
 
-/// Column builders for one part file's next row group.
-struct Columns {
+/// Column builders for one part file's next row group (or, with the
+/// audit columns, one audit export's: see [`crate::audit`]).
+pub(crate) struct Columns {
     position: Int64Builder,
     event_id: StringBuilder,
     stream_id: StringBuilder,
@@ -138,10 +143,19 @@ struct Columns {
     causation_id: StringBuilder,
     payload: StringBuilder,
     hash: FixedSizeBinaryBuilder,
-    rows: usize,
+    pub(crate) rows: usize,
+    /// Payloads have their personal fields masked.
+    mask: bool,
+    /// `tenant_id` and `prev_hash`, for audit exports (which are not
+    /// partitioned by tenant and are checked link by link).
+    audit: Option<(StringBuilder, FixedSizeBinaryBuilder)>,
 }
 
 impl Columns {
+    pub(crate) fn audit(mask: bool) -> Self {
+        Self { mask, audit: Some((StringBuilder::new(), FixedSizeBinaryBuilder::new(32))), ..Self::new() }
+    }
+
     fn new() -> Self {
         Self {
             position: Int64Builder::new(),
@@ -159,10 +173,12 @@ impl Columns {
             payload: StringBuilder::new(),
             hash: FixedSizeBinaryBuilder::new(32),
             rows: 0,
+            mask: true,
+            audit: None,
         }
     }
 
-    fn push(&mut self, e: &RecordedEvent) -> Result<(), ExportError> {
+    pub(crate) fn push(&mut self, e: &RecordedEvent) -> Result<(), ExportError> {
         self.position.append_value(e.position as i64);
         self.event_id.append_value(e.event_id.to_string());
         self.stream_id.append_value(e.stream_id.to_string());
@@ -175,14 +191,22 @@ impl Columns {
         self.actor_id.append_option(e.actor.id.as_deref());
         self.correlation_id.append_value(e.correlation_id.to_string());
         self.causation_id.append_option(e.causation_id.map(|id| id.to_string()));
-        self.payload.append_value(masked(&e.payload));
+        if self.mask {
+            self.payload.append_value(masked(&e.payload));
+        } else {
+            self.payload.append_value(&e.payload);
+        }
         self.hash.append_value(e.hash)?;
+        if let Some((tenant_id, prev_hash)) = &mut self.audit {
+            tenant_id.append_value(e.tenant_id.as_str());
+            prev_hash.append_value(e.prev_hash)?;
+        }
         self.rows += 1;
         Ok(())
     }
 
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, ExportError> {
-        let columns: Vec<ArrayRef> = vec![
+    pub(crate) fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, ExportError> {
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.position.finish()),
             Arc::new(self.event_id.finish()),
             Arc::new(self.stream_id.finish()),
@@ -198,6 +222,10 @@ impl Columns {
             Arc::new(self.payload.finish()),
             Arc::new(self.hash.finish()),
         ];
+        if let Some((tenant_id, prev_hash)) = &mut self.audit {
+            columns.push(Arc::new(tenant_id.finish()));
+            columns.push(Arc::new(prev_hash.finish()));
+        }
         self.rows = 0;
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
@@ -276,7 +304,7 @@ fn remove_leftovers(dir: &Path) -> Result<(), ExportError> {
     Ok(())
 }
 
-fn properties() -> WriterProperties {
+pub(crate) fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP))

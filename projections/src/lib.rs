@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 mod batch;
 pub mod dashboard;
 pub mod export;

@@ -499,6 +499,26 @@ payload!(
         record_calls: bool,
     }
 );
+payload!(
+    /// Part of the tenant's event log was exported for audit (`witness
+    /// export audit`, `GET /api/audit/export`), on the tenant stream: the
+    /// envelope's actor is who exported it. `unmasked`: personal fields were
+    /// left in, as the exporter's role allows.
+    AuditExported {
+        /// parquet, jsonl or csv.
+        format: String,
+        /// The bounds of `occurred_at` exported, if any (from inclusive, to exclusive).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<DateTime<Utc>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<DateTime<Utc>>,
+        /// How many events the file holds.
+        events: u64,
+        unmasked: bool,
+        /// SHA-256 of the exported file, hex.
+        sha256: String,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -639,6 +659,7 @@ registry! {
     UserCreated => 1,
     FaqImported => 1,
     RecordingPolicySet => 1,
+    AuditExported => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

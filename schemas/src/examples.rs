@@ -45,6 +45,15 @@ pub fn one_of_each() -> Vec<Event> {
         }
         .into(),
         RecordingPolicySet { record_calls: true }.into(),
+        AuditExported {
+            format: "jsonl".into(),
+            from: Some("2026-11-01T00:00:00Z".parse().expect("a time")),
+            to: None,
+            events: 1234,
+            unmasked: true,
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        }
+        .into(),
         Event::from(AgentPresenceChanged {
             agent_id,
             presence: Presence::Online,

@@ -57,6 +57,8 @@ pub enum TenantCommand {
     SetRecordingPolicy {
         record_calls: bool,
     },
+    /// Records an audit export that was written (see [`AuditExported`]).
+    RecordAuditExport(AuditExported),
 }
 
 #[derive(Debug)]
@@ -115,6 +117,12 @@ impl Decider for Tenant {
                     return Ok(vec![]);
                 }
                 Ok(vec![RecordingPolicySet { record_calls }.into()])
+            }
+            TenantCommand::RecordAuditExport(export) => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                Ok(vec![export.into()])
             }
         }
     }
