@@ -332,10 +332,10 @@ enum ExportCommand {
         #[arg(long)]
         tenant: Option<TenantId>,
         /// From this time (RFC 3339, or a day YYYY-MM-DD: its midnight UTC), inclusive.
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = witness_projections::audit::parse_time)]
         from: Option<chrono::DateTime<chrono::Utc>>,
         /// To this time, exclusive.
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = witness_projections::audit::parse_time)]
         to: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long, value_enum)]
         format: AuditFormatArg,
@@ -353,16 +353,6 @@ enum AuditFormatArg {
     Parquet,
     Jsonl,
     Csv,
-}
-
-/// An RFC 3339 time, or a day (its midnight UTC).
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-        .map_err(|_| format!("{text:?} is neither an RFC 3339 time (2026-11-24T09:00:00Z) nor a day (2026-11-24)"))
 }
 
 #[derive(Subcommand)]

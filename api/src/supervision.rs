@@ -149,15 +149,9 @@ struct AuditExportQuery {
 
 /// An RFC 3339 time or a day (its midnight UTC), for `name`.
 fn time_param(name: &str, text: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(t.with_timezone(&chrono::Utc)));
-    }
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map(|d| Some(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
-        .map_err(|_| {
-            ApiError::bad_request(format!("`{name}`: an RFC 3339 time or a day like 2026-11-24, got {text:?}"))
-        })
+    text.filter(|t| !t.is_empty())
+        .map(|t| witness_projections::audit::parse_time(t).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}"))))
+        .transpose()
 }
 
 /// A temporary directory for one audit export, removed with what is in it.

@@ -74,6 +74,17 @@ impl std::str::FromStr for AuditFormat {
     }
 }
 
+/// A bound of an audit export as people write it: an RFC 3339 time, or a
+/// day (its midnight UTC).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time (2026-11-24T09:00:00Z) nor a day (2026-11-24)"))
+}
+
 /// Which events, and how.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
