@@ -167,6 +167,7 @@ pub(crate) async fn ws(
     };
     let upgrade =
         upgrade.map_err(|e| crate::ApiError::bad_request(format!("not a WebSocket request: {}", e.body_text())))?;
+    crate::supervision::record_view(&state, &caller, "live_feed", session, 0).await?;
     let feed = state.hub.subscribe();
     Ok(upgrade.on_upgrade(move |socket| push(state, socket, feed, caller, session)))
 }

@@ -202,6 +202,9 @@ async fn show(
 ) -> Result<Json<SessionView>, ApiError> {
     let s = load(&state, &caller, &id).await?;
     let unmasked = s.unmasked_for(&caller);
+    if unmasked {
+        crate::supervision::record_view(&state, &caller, "session", Some(s.id), s.events.len()).await?;
+    }
     Ok(Json(SessionView {
         session_id: s.id,
         status: s.state.status.to_string(),

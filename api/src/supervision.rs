@@ -5,6 +5,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use witness_engine::domain::tenant::{Tenant, TenantCommand};
 use witness_projections::audit::AuditManifest;
 use witness_projections::dashboard::DayKpis;
 use witness_projections::{AuditRow, QueueView, SessionQuery, SessionRow};
@@ -113,6 +114,7 @@ async fn audit(
         Some(text) => text.parse().map_err(|_| ApiError::bad_request(format!("`from`: not a position: {text:?}")))?,
     };
     let rows = state.projector.audit(&caller.t, caller.r, from, limit(&page)?).await?;
+    record_view(&state, &caller, "audit_trail", None, rows.len()).await?;
     let next = rows.last().map_or(from, |r| r.position);
     Ok(Json(AuditPage { rows, next }))
 }
@@ -124,7 +126,6 @@ pub async fn record_audit_export(
     actor: &witness_schemas::Actor,
     manifest: &AuditManifest,
 ) -> Result<(), ApiError> {
-    use witness_engine::domain::tenant::{Tenant, TenantCommand};
     let event = witness_schemas::AuditExported {
         format: manifest.format.clone(),
         from: manifest.from,
@@ -133,8 +134,34 @@ pub async fn record_audit_export(
         unmasked: manifest.unmasked,
         sha256: manifest.sha256.clone(),
     };
+    on_tenant_stream(store, tenant, actor, TenantCommand::RecordAuditExport(event)).await
+}
+
+/// Records that `caller` read personal data unmasked through `view`, if
+/// their role is one that reads it everywhere (compliance, admin) and the
+/// view showed something: before the data is sent, so that a view the log
+/// cannot show is never served.
+pub(crate) async fn record_view(
+    state: &AppState,
+    caller: &crate::auth::Claims,
+    view: &str,
+    session_id: Option<witness_schemas::SessionId>,
+    items: usize,
+) -> Result<(), ApiError> {
+    if !caller.r.sees_personal_data() || (items == 0 && view != "live_feed") {
+        return Ok(());
+    }
+    let event = witness_schemas::PersonalDataViewed { view: view.to_owned(), session_id, items: items as u64 };
+    on_tenant_stream(&state.store, &caller.t, &caller.actor(), TenantCommand::RecordView(event)).await
+}
+
+async fn on_tenant_stream(
+    store: &witness_engine::EventStore,
+    tenant: &witness_schemas::TenantId,
+    actor: &witness_schemas::Actor,
+    command: TenantCommand,
+) -> Result<(), ApiError> {
     let stream = witness_schemas::StreamId::tenant(tenant);
-    let command = TenantCommand::RecordAuditExport(event);
     witness_engine::executor::execute::<Tenant>(store, tenant, &stream, actor, chrono::Utc::now(), command).await?;
     Ok(())
 }
@@ -250,7 +277,9 @@ async fn events(
     let read = state.store.read_all(from, limit(&page)?).await?;
     let next = read.last().map_or(from, |e| e.cursor());
     let unmasked = caller.r.sees_personal_data();
-    let events = read.iter().filter(|e| e.tenant_id == caller.t).map(|e| EventView::new(e, unmasked)).collect();
+    let events: Vec<EventView> =
+        read.iter().filter(|e| e.tenant_id == caller.t).map(|e| EventView::new(e, unmasked)).collect();
+    record_view(&state, &caller, "event_log", None, events.len()).await?;
     Ok(Json(EventsPage { events, next }))
 }
 

@@ -775,7 +775,10 @@ mod websocket {
         assert!(to_alice.iter().all(|f| f["event"]["stream"] == format!("session-{a}")), "{to_alice:?}");
         assert!(to_alice.iter().any(|f| f["event"]["payload"]["content"]["text"] == "card 4242 is blocked"));
         assert!(drain(&mut bob_ws).await.is_empty(), "Bob hears nothing of Alice's session");
-        assert!(drain(&mut globex_ws).await.is_empty(), "another tenant hears nothing");
+        // Globex's compliance officer hears only that their own unmasked feed was recorded.
+        let to_globex = drain(&mut globex_ws).await;
+        assert!(to_globex.iter().all(|f| f["event"]["event_type"] == "PersonalDataViewed"), "{to_globex:?}");
+        assert!(!Value::Array(to_globex).to_string().contains("acme"), "another tenant hears nothing");
         let supervised = drain(&mut supervisor_ws).await;
         assert!(!supervised.is_empty());
         assert!(!Value::Array(supervised).to_string().contains("4242"), "masked for supervisors");
@@ -1169,4 +1172,43 @@ async fn audit_exports_are_masked_by_role_recorded_and_refused_cleanly() {
         assert!(answer["error"].as_str().unwrap().contains(word), "{query}: {answer} should name {word:?}");
     }
     assert_eq!(w.events().await, audit_events, "a refused export wrote an event");
+}
+
+/// Unmasked reads of personal data by compliance and admins are recorded
+/// (`PersonalDataViewed` on the tenant stream, by whom); masked reads, and a
+/// session's own customer, are not.
+#[tokio::test]
+async fn unmasked_views_are_recorded_and_masked_ones_are_not() {
+    let w = World::new().await;
+    let (customer, id) = w.session("acme", "my ID is 110101199003071234").await;
+    let views = || async {
+        let events = w.state.store.read_stream(&StreamId::tenant(&"acme".parse().unwrap()), 1).await.unwrap();
+        events
+            .into_iter()
+            .filter(|e| e.event_type == "PersonalDataViewed")
+            .map(|e| (e.actor.kind, e.decode().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    // Masked or one's own: nothing recorded.
+    w.get(&format!("/api/sessions/{id}"), &customer).await;
+    w.get(&format!("/api/sessions/{id}"), w.token("acme", Role::Supervisor)).await;
+    w.get("/api/events", w.token("acme", Role::Supervisor)).await;
+    assert!(views().await.is_empty());
+
+    let view = w.get(&format!("/api/sessions/{id}"), w.token("acme", Role::Compliance)).await;
+    assert!(view.to_string().contains("110101199003071234"));
+    let shown = view["events"].as_array().unwrap().len() as u64;
+    w.get("/api/events?limit=1000", w.token("acme", Role::Admin)).await;
+    let recorded = views().await;
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    let (ActorKind::Compliance, Event::PersonalDataViewed(session)) = &recorded[0] else { panic!("{recorded:?}") };
+    assert_eq!(
+        (session.view.as_str(), session.session_id.map(|s| s.to_string()), session.items),
+        ("session", Some(id), shown)
+    );
+    let (ActorKind::Admin, Event::PersonalDataViewed(log)) = &recorded[1] else { panic!("{recorded:?}") };
+    assert!(log.view == "event_log" && log.items > 0, "{log:?}");
+    // A page with nothing on it shows no one's data.
+    w.get("/api/events?from=999999-999999", w.token("acme", Role::Compliance)).await;
+    assert_eq!(views().await.len(), 2);
 }

@@ -519,6 +519,22 @@ payload!(
         sha256: String,
     }
 );
+payload!(
+    /// Someone read personal data unmasked that is not theirs to handle — a
+    /// compliance officer or admin opening a session, a page of the audit
+    /// trail or of the event log, or the live feed (on the tenant stream;
+    /// the envelope's actor is who). A session's own customer and agent are
+    /// not recorded: the conversation is theirs.
+    PersonalDataViewed {
+        /// session, audit_trail, event_log or live_feed.
+        view: String,
+        /// The session read, if one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+        /// How many events (or rows) the view showed.
+        items: u64,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -660,6 +676,7 @@ registry! {
     FaqImported => 1,
     RecordingPolicySet => 1,
     AuditExported => 1,
+    PersonalDataViewed => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

@@ -45,6 +45,7 @@ pub fn one_of_each() -> Vec<Event> {
         }
         .into(),
         RecordingPolicySet { record_calls: true }.into(),
+        PersonalDataViewed { view: "session".into(), session_id: Some(session_id), items: 12 }.into(),
         AuditExported {
             format: "jsonl".into(),
             from: Some("2026-11-01T00:00:00Z".parse().expect("a time")),

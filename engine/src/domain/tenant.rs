@@ -59,6 +59,8 @@ pub enum TenantCommand {
     },
     /// Records an audit export that was written (see [`AuditExported`]).
     RecordAuditExport(AuditExported),
+    /// Records an unmasked view of personal data (see [`PersonalDataViewed`]).
+    RecordView(PersonalDataViewed),
 }
 
 #[derive(Debug)]
@@ -123,6 +125,12 @@ impl Decider for Tenant {
                     return Err(DomainError::Invalid("no such tenant".into()));
                 }
                 Ok(vec![export.into()])
+            }
+            TenantCommand::RecordView(view) => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                Ok(vec![view.into()])
             }
         }
     }
