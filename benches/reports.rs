@@ -59,7 +59,10 @@ const DUCKDB: &[(&str, &str)] = &[
         "SELECT satisfaction AS rating, count(*) AS sessions FROM sessions \
          WHERE satisfaction IS NOT NULL GROUP BY satisfaction ORDER BY satisfaction",
     ),
-    ("qa-scores", "SELECT 0 AS band, 0 AS evaluations WHERE false"),
+    (
+        "qa-scores",
+        "SELECT (score // 10) * 10 AS band, count(*) AS evaluations FROM qa_evaluations GROUP BY 1 ORDER BY 1",
+    ),
     (
         "recording-coverage",
         "SELECT count(*), count(r.session_id), count(r.session_id) / count(*) \
@@ -70,13 +73,18 @@ const DUCKDB: &[(&str, &str)] = &[
 ];
 
 const DUCKDB_SCRIPT: &str = r#"
-import json, statistics, sys, time
+import glob, json, statistics, sys, time
 import duckdb
 root, runs = sys.argv[1], int(sys.argv[2])
 queries = json.load(sys.stdin)
 con = duckdb.connect()
 con.sql(f"CREATE VIEW events AS SELECT * FROM read_parquet('{root}/events/*/*/*.parquet', hive_partitioning = true)")
 con.sql(f"CREATE VIEW sessions AS SELECT * FROM read_parquet('{root}/sessions/*/*.parquet', hive_partitioning = true)")
+qa = f"{root}/qa_evaluations/*/*.parquet"
+if glob.glob(qa):
+    con.sql(f"CREATE VIEW qa_evaluations AS SELECT * FROM read_parquet('{qa}', hive_partitioning = true)")
+else:
+    con.sql("CREATE TABLE qa_evaluations (score BIGINT)")
 out = {}
 for name, sql in queries:
     times = []

@@ -91,7 +91,7 @@ enum Command {
     },
     /// Rebuild read models from position 0 (all, or the one named).
     Rebuild {
-        /// sessions, session_timeline, audit_trail, queues or tickets.
+        /// sessions, session_timeline, audit_trail, queues, tickets or qa.
         projection: Option<String>,
     },
     /// Append synthetic events through the real append path: a scripted day

@@ -11,10 +11,11 @@ use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use chrono::DateTime;
 use common::*;
 use witness_engine::workload::{run_day, DayPlan, DayReport};
+use witness_engine::ExpectedVersion;
 use witness_projections::export::{export_events, export_read_models};
 use witness_projections::reports::{write, Answer, Format, ReportError, Reports, STANDARD};
 use witness_projections::{models, Projector};
-use witness_schemas::{Cursor, TenantId};
+use witness_schemas::*;
 
 const LIMIT: usize = 100_000;
 const TIME: Duration = Duration::from_secs(30);
@@ -37,8 +38,31 @@ async fn seeded() -> Seeded {
         seed,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
     };
-    let acme = run_day(&t.store, &plan(tenant(), 60, 21), |_| {}).await.unwrap();
+    let mut acme = run_day(&t.store, &plan(tenant(), 60, 21), |_| {}).await.unwrap();
     let other = run_day(&t.store, &plan(other(), 20, 22), |_| {}).await.unwrap();
+    // QA evaluations of four sessions that reached an agent, as an
+    // evaluator's form would record them: 95, 87, 90 (18 of 20) and 45 %.
+    let events = t.store.read_all(Cursor::START, 1_000_000).await.unwrap();
+    let mut assigned: Vec<_> =
+        events.iter().filter(|e| e.event_type == "AgentAssigned" && e.tenant_id == tenant()).collect();
+    assigned.dedup_by_key(|e| e.stream_id.clone());
+    let evaluator = UserId::new();
+    for (e, (total, max)) in assigned.iter().zip([(95.0, 100.0), (87.0, 100.0), (18.0, 20.0), (45.0, 100.0)]) {
+        let session_id = e.stream_id.id.parse().unwrap();
+        let criteria =
+            vec![QaCriterionScore { criterion: "greeting".into(), weight: 1.0, score: total, comment: None }];
+        let qa = QaEvaluated {
+            evaluation_id: EvaluationId::new(),
+            session_id,
+            evaluator_id: evaluator,
+            total_score: total,
+            max_score: max,
+            criteria,
+        };
+        let actor = Actor::new(ActorKind::Supervisor, evaluator.to_string());
+        t.store.append(&tenant(), &e.stream_id, ExpectedVersion::Any, vec![NewEvent::new(qa, actor)]).await.unwrap();
+        acme.events += 1;
+    }
     let projector = Projector::connect(&t.url, models::all()).await.unwrap();
     projector.catch_up(&t.store, |_| {}).await.unwrap();
     let export = tempfile::tempdir().unwrap();
@@ -116,9 +140,18 @@ async fn standard_reports_agree_with_the_log() {
     assert_eq!(one(&coverage, "with_call") as usize, called.len());
     assert_eq!(one(&coverage, "recorded") as usize, called.intersection(&recorded).count());
 
-    // QA does not exist yet: the table is there, empty.
+    // The four evaluations, in bands of ten, each with its session's agent.
     let qa = r.standard("qa-scores", LIMIT, TIME).await.unwrap();
-    assert_eq!(qa.rows(), 0);
+    assert_eq!((int(&qa, "band"), int(&qa, "evaluations")), (vec![40, 80, 90], vec![1, 1, 2]));
+    let agents = r
+        .sql(
+            "SELECT count(*) AS n FROM qa JOIN sessions s USING (session_id) WHERE qa.agent_id = s.agent_id",
+            LIMIT,
+            TIME,
+        )
+        .await
+        .unwrap();
+    assert_eq!(one(&agents, "n"), 4);
     assert_eq!(STANDARD.len(), 8);
 }
 

@@ -426,8 +426,8 @@ pub(crate) const AGENT_COLUMNS: &[(&str, Kind)] = &[
 ];
 
 pub(crate) const QA_COLUMNS: &[(&str, Kind)] = &[
+    ("evaluation_id", Kind::Text),
     ("session_id", Kind::Text),
-    ("agent_id", Kind::Text),
     ("evaluator_id", Kind::Text),
     ("score", Kind::Int),
     ("evaluated_at", Kind::Time),
@@ -492,6 +492,7 @@ pub(crate) struct Snapshot {
 pub(crate) const SNAPSHOTS: &[Snapshot] = &[
     Snapshot { name: "sessions", table: "sessions", columns: SESSION_COLUMNS },
     Snapshot { name: "agents", table: "queue_agents", columns: AGENT_COLUMNS },
+    Snapshot { name: "qa_evaluations", table: "qa_evaluations", columns: QA_COLUMNS },
 ];
 
 /// Writes the snapshots of the read models (see the module docs) for every

@@ -47,7 +47,7 @@ pub enum ProjectionError {
     Kafka(#[from] witness_engine::kafka::KafkaError),
     #[error("event at position {position} cannot be decoded: {source}")]
     Decode { position: u64, source: SchemaError },
-    #[error("unknown projection {0:?}; known: sessions, session_timeline, audit_trail, queues, tickets")]
+    #[error("unknown projection {0:?}; known: sessions, session_timeline, audit_trail, queues, tickets, qa")]
     Unknown(String),
     #[error("projection database: {0}")]
     Postgres(#[from] sqlx::Error),

@@ -16,7 +16,14 @@ pub trait Projection: Send + Sync {
 
 /// Every read model Witness keeps.
 pub fn all() -> Vec<Box<dyn Projection>> {
-    vec![Box::new(Sessions), Box::new(Timeline), Box::new(AuditTrail), Box::new(Queues), Box::new(Tickets)]
+    vec![
+        Box::new(Sessions),
+        Box::new(Timeline),
+        Box::new(AuditTrail),
+        Box::new(Queues),
+        Box::new(Tickets),
+        Box::new(Qa),
+    ]
 }
 
 fn session_key(e: &RecordedEvent) -> Option<(&'static str, Value)> {
@@ -236,6 +243,37 @@ impl Projection for Queues {
             }),
             _ => {}
         }
+    }
+}
+
+/// `qa_evaluations`: one row per QA evaluation, its score in percent of the
+/// form's maximum.
+#[derive(Debug)]
+pub struct Qa;
+
+impl Projection for Qa {
+    fn name(&self) -> &'static str {
+        "qa"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["qa_evaluations"]
+    }
+
+    fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<RowOp>) {
+        let Event::QaEvaluated(e) = event else { return };
+        let score = if e.max_score > 0.0 { (e.total_score / e.max_score * 100.0).round() as i64 } else { 0 };
+        out.push(RowOp::Insert {
+            table: "qa_evaluations",
+            key: ("evaluation_id", text(e.evaluation_id)),
+            columns: vec![
+                ("tenant_id", text(&r.tenant_id)),
+                ("session_id", text(e.session_id)),
+                ("evaluator_id", text(e.evaluator_id)),
+                ("score", Value::from(score)),
+                ("evaluated_at", text(time_text(&r.occurred_at))),
+            ],
+        });
     }
 }
 

@@ -9,7 +9,8 @@
 //! | `messages` | a view of `events`: the customer's, the bot's and the agents' messages (payloads masked) |
 //! | `sessions` | the snapshot of the `sessions` read model taken by the export, times as timestamps |
 //! | `agents` | the snapshot of the `queue_agents` read model |
-//! | `qa` | QA evaluations — empty until QA exists (issue 6); its columns are fixed so that reports can name them |
+//! | `qa_evaluations` | the snapshot of the `qa_evaluations` read model (`QaEvaluated` events, score in percent) |
+//! | `qa` | a view: each evaluation with the `agent_id` of its session |
 //!
 //! Queries are read-only (no DDL, DML or `SET`; no reading files by path)
 //! and scoped to a tenant when one is given: only that tenant's directories
@@ -124,6 +125,20 @@ async fn register(
     Ok(())
 }
 
+/// The threads reports run on (two, named `witness-reports`), apart from
+/// whatever serves requests.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("witness-reports")
+            .enable_all()
+            .build()
+            .expect("the reports' runtime starts")
+    })
+}
+
 /// The memory one query may hold; past it the query fails ("Resources
 /// exhausted"), not the server. Nothing spills to disk: queries write
 /// nothing anywhere.
@@ -156,12 +171,13 @@ impl Reports {
             let schema = export::schema_of(snapshot.columns);
             register(&ctx, snapshot.name, &export_dir.join(snapshot.name), tenant, schema, &[]).await?;
         }
-        // QA does not exist yet (issue 6): the table does, with its columns.
-        let mut qa: Vec<Field> = export::schema_of(export::QA_COLUMNS).fields().iter().map(|f| (**f).clone()).collect();
-        if tenant.is_none() {
-            qa.push(Field::new("tenant_id", DataType::Utf8, false));
-        }
-        ctx.register_table("qa", Arc::new(MemTable::try_new(Arc::new(Schema::new(qa)), vec![vec![]])?))?;
+        // Each evaluation with the agent who handled the session.
+        let tenant_column = if tenant.is_none() { ", q.tenant_id" } else { "" };
+        ctx.sql(&format!(
+            "CREATE VIEW qa AS SELECT q.evaluation_id, q.session_id, s.agent_id, q.evaluator_id, q.score, \
+             q.evaluated_at{tenant_column} FROM qa_evaluations q LEFT JOIN sessions s ON q.session_id = s.session_id"
+        ))
+        .await?;
         ctx.sql(
             "CREATE VIEW messages AS SELECT position, stream_id AS session_id, event_type, actor_kind AS sender, \
              actor_id, occurred_at, day, payload FROM events \
@@ -172,10 +188,18 @@ impl Reports {
     }
 
     /// Runs one read-only query (see the module docs for the bounds).
+    ///
+    /// The query runs on the reports' own threads ([`runtime`]), never on
+    /// the caller's: an operator may compute for seconds without yielding
+    /// (a nested-loop join works a whole batch at once), and must neither
+    /// stall the caller's runtime nor outlive its timeout unnoticed. On
+    /// timeout the caller gets [`ReportError::Timeout`] at once and the
+    /// query is cancelled, which takes effect at its next yield.
     pub async fn sql(&self, sql: &str, row_limit: usize, timeout: Duration) -> Result<Answer, ReportError> {
         let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        let run = async {
-            let frame = self.ctx.sql_with_options(sql, read_only).await?;
+        let (ctx, sql) = (self.ctx.clone(), sql.to_owned());
+        let run = async move {
+            let frame = ctx.sql_with_options(&sql, read_only).await?;
             let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
             let mut stream = frame.execute_stream().await?;
             let (mut batches, mut rows, mut truncated) = (Vec::new(), 0, false);
@@ -191,7 +215,15 @@ impl Reports {
             }
             Ok::<_, ReportError>(Answer { schema, batches, truncated })
         };
-        tokio::time::timeout(timeout, run).await.map_err(|_| ReportError::Timeout(timeout))?
+        let mut task = runtime().spawn(run);
+        match tokio::time::timeout(timeout, &mut task).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Err(ReportError::Query(datafusion::error::DataFusionError::External(Box::new(e)))),
+            Err(_) => {
+                task.abort();
+                Err(ReportError::Timeout(timeout))
+            }
+        }
     }
 
     /// Runs a standard report by name.
