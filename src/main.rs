@@ -83,6 +83,12 @@ enum Command {
         #[arg(long)]
         tenant: Option<TenantId>,
     },
+    /// Retention: delete the recordings and attachments past their tenant's
+    /// retention period that no legal hold covers (`serve` does it hourly).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// SQL over Arrow for analysts (DataFusion) over the Parquet export:
     /// `events`, `messages`, `sessions`, `agents`, `qa` as of the last export.
     Report {
@@ -198,6 +204,10 @@ struct ServeArgs {
     /// demand), for tenants that set no policy of their own.
     #[arg(long)]
     record_calls: bool,
+    /// Seconds between retention sweeps (deleting recordings and
+    /// attachments past their tenant's retention, never under a legal hold).
+    #[arg(long, default_value_t = 3600)]
+    retention_every: u64,
     /// The length of a recording segment, in seconds.
     #[arg(long, default_value_t = 10)]
     segment_seconds: u64,
@@ -314,6 +324,23 @@ enum ReportFormat {
     Json,
     /// Arrow IPC stream (binary).
     Arrow,
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Sweep once: each deletion is a MediaDeleted event, then the file goes.
+    Sweep {
+        #[arg(long, default_value = "data/recordings")]
+        recordings_dir: PathBuf,
+        #[arg(long, default_value = "data/uploads")]
+        uploads_dir: PathBuf,
+        /// Sweep as of this time (RFC 3339 or a day) instead of now.
+        #[arg(long, value_parser = witness_projections::audit::parse_time)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -449,6 +476,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             export(&url, &out.expect("clap requires --out"), tenant.as_ref()).await?
         }
         Command::Report { command } => report(command).await?,
+        Command::Retention { command: RetentionCommand::Sweep { recordings_dir, uploads_dir, at, dry_run } } => {
+            let store = connect(&url).await?;
+            let uploads = witness_api::uploads::UploadStore::new(uploads_dir, 0);
+            let now = at.unwrap_or_else(chrono::Utc::now);
+            let report = witness_api::retention::sweep(&store, &recordings_dir, &uploads, now, dry_run).await?;
+            for d in &report.deleted {
+                let class = serde_json::to_value(d.class)?.as_str().unwrap_or_default().to_owned();
+                println!(
+                    "{} {} session {} {}",
+                    if dry_run { "would delete" } else { "deleted" },
+                    class,
+                    d.session_id,
+                    d.file
+                );
+            }
+            println!(
+                "{} file(s) {}; {} session(s) past retention kept by a legal hold; {} earlier deletion(s) {}",
+                report.deleted.len(),
+                if dry_run { "to delete (dry run: nothing deleted)" } else { "deleted" },
+                report.held_sessions,
+                report.retried,
+                if dry_run { "to finish" } else { "finished" }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -473,6 +524,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         recordings_dir,
         record_calls,
         segment_seconds,
+        retention_every,
     } = args;
     if record_calls {
         witness_media::recorder::init().context("--record-calls needs GStreamer (scripts/serve.sh installs it)")?;
@@ -489,7 +541,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
                 urls: vec![url],
             })
             .collect(),
-        recordings_dir,
+        recordings_dir: recordings_dir.clone(),
         segment: Duration::from_secs(segment_seconds.max(1)),
         residence: None,
     };
@@ -524,8 +576,23 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
             }
         })
     };
+    let retention = {
+        let (store, uploads) = (store.clone(), state.uploads.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(retention_every.max(1)));
+            loop {
+                tick.tick().await;
+                let now = chrono::Utc::now();
+                match witness_api::retention::sweep(&store, &recordings_dir, &uploads, now, false).await {
+                    Ok(r) if r.deleted.is_empty() && r.retried == 0 => {}
+                    Ok(r) => tracing::info!(deleted = r.deleted.len(), retried = r.retried, "retention sweep"),
+                    Err(e) => tracing::warn!(error = %e, "retention sweep failed; retrying at the next tick"),
+                }
+            }
+        })
+    };
     let projector = witness_projections::Projector::connect(url, witness_projections::models::all()).await?;
-    let mut tasks = vec![checkpoints];
+    let mut tasks = vec![checkpoints, retention];
     match kafka {
         None => {
             let store = store.clone();
@@ -832,7 +899,13 @@ async fn verify_recordings(url: &str, dir: &Path) -> Result<ExitCode> {
     let bar = spinner("hashing recording segments");
     let report = witness_replay::verify::verify_recordings(&store, dir, |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
-    println!("{} recording segments in the log; {} intact under {}", report.segments, report.intact, dir.display());
+    println!(
+        "{} recording segments in the log; {} intact under {}, {} deleted under retention",
+        report.segments,
+        report.intact,
+        dir.display(),
+        report.deleted
+    );
     if report.is_ok() {
         println!("OK: every recording segment is there, unaltered");
         return Ok(ExitCode::SUCCESS);

@@ -312,3 +312,17 @@ fn audit_exports_are_sliced_masked_unless_asked_recorded_and_never_overwritten()
     assert_eq!(listing(), files, "a refused export left a file");
     assert_eq!(store().0, all_before + 3, "a refused export wrote an event");
 }
+
+/// `witness retention sweep`: nothing to delete without a policy; a bad
+/// time is refused before anything runs.
+#[test]
+fn retention_sweep_reports_what_it_did_and_refuses_a_bad_time() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(witness(dir.path(), &["admin", "create-tenant", "acme", "--name", "Acme"]).status.success());
+    let swept = witness(dir.path(), &["retention", "sweep", "--dry-run"]);
+    assert!(swept.status.success(), "{}", stderr(&swept));
+    assert!(stdout(&swept).contains("0 file(s) to delete (dry run: nothing deleted)"), "{}", stdout(&swept));
+    let bad = witness(dir.path(), &["retention", "sweep", "--at", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("neither an RFC 3339 time"), "{}", stderr(&bad));
+}

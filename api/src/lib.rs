@@ -40,6 +40,7 @@ pub mod kb;
 pub mod live;
 pub mod recordings;
 pub mod reports;
+pub mod retention;
 pub mod sessions;
 pub mod supervision;
 pub mod tickets;
@@ -174,6 +175,7 @@ pub fn app(state: AppState) -> Router {
         .merge(uploads::router(state.uploads.limit))
         .merge(supervision::router())
         .merge(reports::router())
+        .merge(retention::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

@@ -1212,3 +1212,61 @@ async fn unmasked_views_are_recorded_and_masked_ones_are_not() {
     w.get("/api/events?from=999999-999999", w.token("acme", Role::Compliance)).await;
     assert_eq!(views().await.len(), 2);
 }
+
+/// Retention periods (admins) and legal holds (compliance, admins) over
+/// HTTP: each a tenant event, shown back; bad requests, wrong roles and
+/// other tenants' sessions refused with nothing written.
+#[tokio::test]
+async fn retention_and_legal_holds_are_set_by_their_roles_only() {
+    let w = World::new().await;
+    let (_, session) = w.session("acme", "hello").await;
+    let (_, globex_session) = w.session("globex", "hi").await;
+    let admin = w.token("acme", Role::Admin);
+    let compliance = w.token("acme", Role::Compliance);
+
+    let set = w
+        .call(Method::PUT, "/api/admin/retention", Some(admin), Some(json!({ "class": "recordings", "days": 365 })))
+        .await;
+    assert_eq!(set.0, StatusCode::OK, "{}", set.1);
+    assert_eq!(set.1["retention"], json!({ "recordings": 365 }));
+    let held = w.post("/api/legal-holds", compliance, json!({ "session_id": session, "reason": "case 7" })).await;
+    assert_eq!(held["holds"], json!([{ "session_id": session, "reason": "case 7" }]));
+    let shown = w.get("/api/admin/retention", compliance).await;
+    assert_eq!((shown["retention"]["recordings"].as_u64(), shown["holds"].as_array().unwrap().len()), (Some(365), 1));
+
+    let before = w.events().await;
+    let put = |token: &str, body: Value| (Method::PUT, "/api/admin/retention", token.to_owned(), body);
+    let hold = |token: &str, body: Value| (Method::POST, "/api/legal-holds", token.to_owned(), body);
+    let release = |token: &str, body: Value| (Method::POST, "/api/legal-holds/release", token.to_owned(), body);
+    let cases = [
+        (put(compliance, json!({ "class": "recordings", "days": 1 })), StatusCode::FORBIDDEN, "role"),
+        (put(admin, json!({ "class": "recordings", "days": 0 })), StatusCode::UNPROCESSABLE_ENTITY, "days"),
+        (put(admin, json!({ "class": "emails", "days": 5 })), StatusCode::BAD_REQUEST, "emails"),
+        (put(admin, json!({ "class": "recordings", "dayz": 5 })), StatusCode::BAD_REQUEST, "dayz"),
+        (hold(w.token("acme", Role::Supervisor), json!({ "reason": "x" })), StatusCode::FORBIDDEN, "role"),
+        (
+            hold(compliance, json!({ "session_id": session, "reason": "again" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "already",
+        ),
+        (hold(compliance, json!({ "reason": " " })), StatusCode::UNPROCESSABLE_ENTITY, "reason"),
+        (hold(compliance, json!({ "session_id": globex_session, "reason": "x" })), StatusCode::NOT_FOUND, "session"),
+        (release(compliance, json!({ "reason": "no tenant-wide hold" })), StatusCode::UNPROCESSABLE_ENTITY, "no such"),
+    ];
+    for ((method, uri, token, body), expected, word) in cases {
+        let (status, answer) = w.call(method, uri, Some(&token), Some(body.clone())).await;
+        assert_eq!(status, expected, "{uri} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(word),
+            "{uri} {body}: {answer} should name {word:?}"
+        );
+    }
+    assert_eq!(w.events().await, before, "a refused request wrote an event");
+    let released =
+        w.post("/api/legal-holds/release", admin, json!({ "session_id": session, "reason": "case closed" })).await;
+    assert_eq!(released["holds"], json!([]));
+    assert!(w.get("/api/admin/retention", w.token("globex", Role::Admin)).await["holds"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

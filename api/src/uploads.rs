@@ -102,6 +102,27 @@ impl UploadStore {
         Ok((Sha256Hex::try_from(hash).expect("a SHA-256 in hex"), media_type))
     }
 
+    /// Removes `tenant`'s file `hash` and its thumbnail; `Ok(false)` if it
+    /// was not there.
+    pub fn remove(&self, tenant: &TenantId, hash: &str) -> std::io::Result<bool> {
+        let path = self.path(tenant, hash);
+        match std::fs::remove_file(thumb_path(&path)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `tenant` has the file `hash`.
+    pub fn has(&self, tenant: &TenantId, hash: &str) -> bool {
+        self.path(tenant, hash).exists()
+    }
+
     /// The stored file's size and type, if `tenant` has it.
     pub async fn kind(&self, tenant: &TenantId, hash: &Sha256Hex) -> Option<(u64, &'static str)> {
         use tokio::io::AsyncReadExt;

@@ -196,6 +196,8 @@ pub struct RecordingsReport {
     pub segments: u64,
     /// Their files that were there with the recorded size and hash.
     pub intact: u64,
+    /// Their files deleted under a retention policy (a `MediaDeleted` names them).
+    pub deleted: u64,
     /// One per missing or altered file: the event's position and what is wrong.
     pub problems: Vec<Problem>,
 }
@@ -207,7 +209,9 @@ impl RecordingsReport {
 }
 
 /// Re-hashes every recording segment the log names against its file under
-/// `dir`. `progress` is called with the number of segments checked so far.
+/// `dir`, but those a `MediaDeleted` event says were deleted under a
+/// retention policy (counted in `deleted`). `progress` is called with the
+/// number of segments checked so far.
 pub async fn verify_recordings(
     store: &EventStore,
     dir: &std::path::Path,
@@ -215,6 +219,7 @@ pub async fn verify_recordings(
 ) -> Result<RecordingsReport, StoreError> {
     let mut report = RecordingsReport::default();
     let mut after = 0;
+    let (mut named, mut deleted) = (Vec::new(), std::collections::HashSet::new());
     loop {
         let batch = match store.scan_positions(after, BATCH).await {
             Ok(batch) => batch,
@@ -228,43 +233,59 @@ pub async fn verify_recordings(
         };
         let Some(last) = batch.last() else { break };
         after = last.position;
-        for e in
-            batch.iter().filter(|e| e.event_type == "RecordingSegmentClosed" || e.event_type == "RecordingComposited")
-        {
-            report.segments += 1;
-            let position = Some(e.position);
-            let (name, bytes, sha256) = match e.decode() {
-                Ok(witness_schemas::Event::RecordingSegmentClosed(s)) => (s.file, s.bytes, s.sha256),
-                Ok(witness_schemas::Event::RecordingComposited(c)) => (c.file, c.bytes, c.sha256),
-                Ok(_) | Err(_) => {
-                    report.problems.push(Problem { position, message: "the recording event cannot be decoded".into() });
-                    continue;
-                }
-            };
-            let name = &name;
-            let relative = std::path::Path::new(name);
-            if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                report
-                    .problems
-                    .push(Problem { position, message: format!("{name}: not a path inside the recordings directory") });
+        for e in batch.iter() {
+            match e.event_type.as_str() {
+                "RecordingSegmentClosed" | "RecordingComposited" => named.push(e.clone()),
+                "MediaDeleted" => match e.decode() {
+                    Ok(witness_schemas::Event::MediaDeleted(d)) => _ = deleted.insert((e.tenant_id.clone(), d.file)),
+                    _ => report
+                        .problems
+                        .push(Problem { position: Some(e.position), message: "MediaDeleted cannot be decoded".into() }),
+                },
+                _ => {}
+            }
+        }
+    }
+    // A file is checked once the whole log has been read: its deletion comes after it.
+    for e in named {
+        report.segments += 1;
+        let position = Some(e.position);
+        let (name, bytes, sha256) = match e.decode() {
+            Ok(witness_schemas::Event::RecordingSegmentClosed(s)) => (s.file, s.bytes, s.sha256),
+            Ok(witness_schemas::Event::RecordingComposited(c)) => (c.file, c.bytes, c.sha256),
+            Ok(_) | Err(_) => {
+                report.problems.push(Problem { position, message: "the recording event cannot be decoded".into() });
                 continue;
             }
-            match hash_file(&dir.join(relative)) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    report.problems.push(Problem { position, message: format!("{name}: missing") })
-                }
-                Err(e) => report.problems.push(Problem { position, message: format!("{name}: cannot be read: {e}") }),
-                Ok((found, _)) if found != bytes => report
-                    .problems
-                    .push(Problem { position, message: format!("{name}: altered ({found} bytes, {bytes} recorded)") }),
-                Ok((_, found)) if found != sha256.as_str() => report.problems.push(Problem {
-                    position,
-                    message: format!("{name}: altered (SHA-256 {found}, {} recorded)", sha256.as_str()),
-                }),
-                Ok(_) => report.intact += 1,
-            }
+        };
+        if deleted.contains(&(e.tenant_id.clone(), name.clone())) {
+            report.deleted += 1;
             progress(report.segments);
+            continue;
         }
+        let name = &name;
+        let relative = std::path::Path::new(name);
+        if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            report
+                .problems
+                .push(Problem { position, message: format!("{name}: not a path inside the recordings directory") });
+            continue;
+        }
+        match hash_file(&dir.join(relative)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.problems.push(Problem { position, message: format!("{name}: missing") })
+            }
+            Err(e) => report.problems.push(Problem { position, message: format!("{name}: cannot be read: {e}") }),
+            Ok((found, _)) if found != bytes => report
+                .problems
+                .push(Problem { position, message: format!("{name}: altered ({found} bytes, {bytes} recorded)") }),
+            Ok((_, found)) if found != sha256.as_str() => report.problems.push(Problem {
+                position,
+                message: format!("{name}: altered (SHA-256 {found}, {} recorded)", sha256.as_str()),
+            }),
+            Ok(_) => report.intact += 1,
+        }
+        progress(report.segments);
     }
     Ok(report)
 }

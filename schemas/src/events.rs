@@ -153,6 +153,23 @@ pub enum FaceDecision {
     Inconclusive,
 }
 
+/// What a retention policy applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DataClass {
+    /// Recording segments and composites (files under the recordings directory).
+    Recordings,
+    /// Images and files sent in sessions (the upload store).
+    Attachments,
+    /// What was written in sessions. The text is in the hash-chained log and
+    /// cannot be deleted from it; a policy can be set, nothing sweeps it yet.
+    Messages,
+}
+
+impl DataClass {
+    pub const ALL: [DataClass; 3] = [DataClass::Recordings, DataClass::Attachments, DataClass::Messages];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordingReason {
@@ -535,6 +552,44 @@ payload!(
         items: u64,
     }
 );
+payload!(
+    /// How long the tenant keeps a class of data after a session ends (on
+    /// the tenant stream); `days: None` keeps it forever (the default).
+    RetentionSet {
+        class: DataClass,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        days: Option<u32>,
+    }
+);
+payload!(
+    /// Nothing of the session (or, without one, of the whole tenant) may be
+    /// deleted until the hold is released (on the tenant stream).
+    LegalHoldPlaced {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+        reason: String,
+    }
+);
+payload!(LegalHoldReleased {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_id: Option<SessionId>,
+    reason: String,
+});
+payload!(
+    /// A file of the session was deleted under the tenant's retention policy
+    /// (on the session stream). The events that named the file stay, and so
+    /// does the hash chain: `verify --recordings` counts the file as deleted,
+    /// not missing.
+    MediaDeleted {
+        class: DataClass,
+        /// A recording's path under the recordings directory, or an
+        /// attachment's SHA-256.
+        file: String,
+        sha256: Sha256Hex,
+        /// `retention: N days`.
+        reason: String,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -677,6 +732,10 @@ registry! {
     RecordingPolicySet => 1,
     AuditExported => 1,
     PersonalDataViewed => 1,
+    RetentionSet => 1,
+    LegalHoldPlaced => 1,
+    LegalHoldReleased => 1,
+    MediaDeleted => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

@@ -46,6 +46,17 @@ pub fn one_of_each() -> Vec<Event> {
         .into(),
         RecordingPolicySet { record_calls: true }.into(),
         PersonalDataViewed { view: "session".into(), session_id: Some(session_id), items: 12 }.into(),
+        RetentionSet { class: DataClass::Recordings, days: Some(365) }.into(),
+        LegalHoldPlaced { session_id: Some(session_id), reason: "case 2026-117".into() }.into(),
+        LegalHoldReleased { session_id: Some(session_id), reason: "case closed".into() }.into(),
+        MediaDeleted {
+            class: DataClass::Recordings,
+            file: "01a2/customer-audio/00000.webm".into(),
+            sha256: Sha256Hex::try_from("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned())
+                .expect("hex"),
+            reason: "retention: 365 days".into(),
+        }
+        .into(),
         AuditExported {
             format: "jsonl".into(),
             from: Some("2026-11-01T00:00:00Z".parse().expect("a time")),

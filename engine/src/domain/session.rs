@@ -211,6 +211,10 @@ pub enum SessionCommand {
         rating: Rating,
         comment: Option<String>,
     },
+    /// A file of the ended session was deleted under the retention policy.
+    RecordDeletion {
+        deleted: MediaDeleted,
+    },
 }
 
 impl SessionCommand {
@@ -238,6 +242,7 @@ impl SessionCommand {
             Self::TimeOut => "TimeOut",
             Self::CompleteWrapUp { .. } => "CompleteWrapUp",
             Self::Rate { .. } => "Rate",
+            Self::RecordDeletion { .. } => "RecordDeletion",
         }
     }
 }
@@ -467,6 +472,7 @@ impl Decider for Session {
                 }
                 vec![composite.into()]
             }
+            (S::WrapUp | S::Closed, C::RecordDeletion { deleted }) => vec![deleted.into()],
             (_, C::AccessRecording { recording_id, access, user_id, range }) => {
                 if !state.recordings.contains(&recording_id) {
                     return Err(DomainError::Invalid(format!("recording {recording_id} is not this session's")));

@@ -26,6 +26,10 @@ pub struct TenantState {
     pub users: BTreeMap<String, User>,
     /// The tenant's recording policy, if it set one.
     pub record_calls: Option<bool>,
+    /// Days each class of data is kept after its session ends (absent: forever).
+    pub retention: BTreeMap<DataClass, u32>,
+    /// Legal holds in force, by session (`None`: the whole tenant), with their reasons.
+    pub holds: BTreeMap<Option<SessionId>, String>,
 }
 
 impl TenantState {
@@ -61,7 +65,22 @@ pub enum TenantCommand {
     RecordAuditExport(AuditExported),
     /// Records an unmasked view of personal data (see [`PersonalDataViewed`]).
     RecordView(PersonalDataViewed),
+    SetRetention {
+        class: DataClass,
+        days: Option<u32>,
+    },
+    PlaceLegalHold {
+        session_id: Option<SessionId>,
+        reason: String,
+    },
+    ReleaseLegalHold {
+        session_id: Option<SessionId>,
+        reason: String,
+    },
 }
+
+/// The longest retention a tenant may set: a hundred years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 #[derive(Debug)]
 pub struct Tenant;
@@ -132,6 +151,41 @@ impl Decider for Tenant {
                 }
                 Ok(vec![view.into()])
             }
+            TenantCommand::SetRetention { class, days } => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if days.is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d)) {
+                    return Err(DomainError::Invalid(format!(
+                        "retention is 1 to {MAX_RETENTION_DAYS} days, or none (keep forever)"
+                    )));
+                }
+                if state.retention.get(&class).copied() == days {
+                    return Ok(vec![]);
+                }
+                Ok(vec![RetentionSet { class, days }.into()])
+            }
+            TenantCommand::PlaceLegalHold { session_id, reason } => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if reason.trim().is_empty() {
+                    return Err(DomainError::Invalid("a legal hold needs a reason".into()));
+                }
+                if state.holds.contains_key(&session_id) {
+                    return Err(DomainError::Invalid("that legal hold is already in force".into()));
+                }
+                Ok(vec![LegalHoldPlaced { session_id, reason: reason.trim().to_owned() }.into()])
+            }
+            TenantCommand::ReleaseLegalHold { session_id, reason } => {
+                if !state.holds.contains_key(&session_id) {
+                    return Err(DomainError::Invalid("no such legal hold in force".into()));
+                }
+                if reason.trim().is_empty() {
+                    return Err(DomainError::Invalid("releasing a legal hold needs a reason".into()));
+                }
+                Ok(vec![LegalHoldReleased { session_id, reason: reason.trim().to_owned() }.into()])
+            }
         }
     }
 
@@ -148,6 +202,12 @@ impl Decider for Tenant {
                 state.users.insert(e.login.clone(), user);
             }
             Event::RecordingPolicySet(e) => state.record_calls = Some(e.record_calls),
+            Event::RetentionSet(e) => match e.days {
+                Some(days) => _ = state.retention.insert(e.class, days),
+                None => _ = state.retention.remove(&e.class),
+            },
+            Event::LegalHoldPlaced(e) => _ = state.holds.insert(e.session_id, e.reason.clone()),
+            Event::LegalHoldReleased(e) => _ = state.holds.remove(&e.session_id),
             _ => {}
         }
         state
@@ -179,6 +239,41 @@ mod tests {
             .then([]);
         let state = Tenant::fold(&[created(), RecordingPolicySet { record_calls: false }.into()]);
         assert_eq!(state.record_calls, Some(false));
+    }
+
+    #[test]
+    fn retention_is_set_per_class_and_holds_are_placed_once_and_released_once() {
+        let session = SessionId::new();
+        let set = |class, days| TenantCommand::SetRetention { class, days };
+        TestHarness::<Tenant>::given([created()]).when(set(DataClass::Recordings, Some(30))).then([RetentionSet {
+            class: DataClass::Recordings,
+            days: Some(30),
+        }
+        .into()]);
+        let thirty: Event = RetentionSet { class: DataClass::Recordings, days: Some(30) }.into();
+        TestHarness::<Tenant>::given([created(), thirty.clone()]).when(set(DataClass::Recordings, Some(30))).then([]);
+        for days in [Some(0), Some(MAX_RETENTION_DAYS + 1)] {
+            let refused = TestHarness::<Tenant>::given([created()]).when(set(DataClass::Attachments, days));
+            assert!(matches!(refused.refused(), DomainError::Invalid(_)));
+        }
+        let forever: Event = RetentionSet { class: DataClass::Recordings, days: None }.into();
+        assert!(Tenant::fold(&[created(), thirty.clone(), forever]).retention.is_empty());
+        assert_eq!(Tenant::fold(&[created(), thirty]).retention[&DataClass::Recordings], 30);
+
+        let hold = |session_id| TenantCommand::PlaceLegalHold { session_id, reason: " case 7 ".into() };
+        let placed: Event = LegalHoldPlaced { session_id: Some(session), reason: "case 7".into() }.into();
+        TestHarness::<Tenant>::given([created()]).when(hold(Some(session))).then([placed.clone()]);
+        TestHarness::<Tenant>::given([created(), placed.clone()]).when(hold(Some(session))).refused();
+        TestHarness::<Tenant>::given([created(), placed.clone()]).when(hold(None)).then([LegalHoldPlaced {
+            session_id: None,
+            reason: "case 7".into(),
+        }
+        .into()]);
+        let release = |session_id| TenantCommand::ReleaseLegalHold { session_id, reason: "closed".into() };
+        TestHarness::<Tenant>::given([created()]).when(release(Some(session))).refused();
+        let released: Event = LegalHoldReleased { session_id: Some(session), reason: "closed".into() }.into();
+        TestHarness::<Tenant>::given([created(), placed.clone()]).when(release(Some(session))).then([released.clone()]);
+        assert!(Tenant::fold(&[created(), placed, released]).holds.is_empty());
     }
 
     #[test]

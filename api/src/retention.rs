@@ -1,0 +1,376 @@
+//! Retention and legal holds: deleting what a tenant's policy no longer
+//! keeps, and nothing a legal hold covers.
+//!
+//! A tenant sets how many days after a session ends each class of data is
+//! kept (`RetentionSet`; none: forever). [`sweep`] walks the log, and for
+//! each ended session older than that which no legal hold covers (neither
+//! one on the session nor one on the whole tenant) deletes its recording
+//! files (segments and composites) and its attachments — an attachment only
+//! once every session that sent it is past retention and unheld, since the
+//! upload store keeps one file per content. Each deletion is first
+//! recorded as a `MediaDeleted` event on the session stream, then the file
+//! is removed; a file whose deletion is recorded but which is still there
+//! (the removal failed) is removed again by the next sweep. The events that
+//! named the files stay, so the hash chain stays whole and `witness verify
+//! --recordings` counts those files as deleted, not missing.
+//!
+//! Messages: their text is in the hash-chained log, which nothing rewrites;
+//! a `messages` policy can be set but nothing is swept for it (erasing it
+//! would need per-session payload encryption — not built).
+//!
+//! The sweep reads the whole log each time: fine for the sizes measured
+//! here; a read model of expiring files would be the next step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path};
+
+use chrono::{DateTime, Duration, Utc};
+use witness_engine::domain::session::{Session, SessionCommand};
+use witness_engine::executor::execute;
+use witness_engine::EventStore;
+use witness_schemas::*;
+
+use crate::uploads::UploadStore;
+use crate::ApiError;
+
+/// One file deleted (or, in a dry run, to be deleted).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Deleted {
+    pub tenant: String,
+    pub session_id: SessionId,
+    pub class: DataClass,
+    pub file: String,
+}
+
+/// What a sweep did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SweepReport {
+    pub deleted: Vec<Deleted>,
+    /// Ended sessions past a retention period that a legal hold kept.
+    pub held_sessions: usize,
+    /// Files recorded as deleted earlier that were still there, removed now.
+    pub retried: usize,
+}
+
+#[derive(Default)]
+struct SessionFiles {
+    ended_at: Option<DateTime<Utc>>,
+    /// Recording files (path under the recordings directory, SHA-256).
+    recordings: Vec<(String, Sha256Hex)>,
+    attachments: BTreeSet<String>,
+    /// `file` of every MediaDeleted.
+    deleted: BTreeSet<String>,
+}
+
+fn attachments_of(content: &MessageContent) -> Vec<&Attachment> {
+    match content {
+        MessageContent::Image { attachment, .. } | MessageContent::File { attachment } => vec![attachment],
+        MessageContent::RichText { attachments, .. } => attachments.iter().collect(),
+        MessageContent::Text { .. } => vec![],
+    }
+}
+
+/// A recording's path, if it stays inside the recordings directory.
+fn inside(dir: &Path, file: &str) -> Option<std::path::PathBuf> {
+    let relative = Path::new(file);
+    (!relative.is_absolute() && relative.components().all(|c| matches!(c, Component::Normal(_))))
+        .then(|| dir.join(relative))
+}
+
+/// Deletes what retention no longer keeps as of `now` (see the module
+/// docs); with `dry_run`, only says what it would delete.
+pub async fn sweep(
+    store: &EventStore,
+    recordings: &Path,
+    uploads: &UploadStore,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<SweepReport, ApiError> {
+    let mut sessions: BTreeMap<(TenantId, SessionId), SessionFiles> = BTreeMap::new();
+    let mut cursor = Cursor::START;
+    loop {
+        let page = store.read_all(cursor, 5_000).await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.cursor();
+        for e in page.iter().filter(|e| e.stream_id.kind == StreamKind::Session) {
+            let Ok(id) = e.stream_id.id.parse::<SessionId>() else { continue };
+            let relevant = matches!(
+                e.event_type.as_str(),
+                "SessionEnded"
+                    | "RecordingSegmentClosed"
+                    | "RecordingComposited"
+                    | "CustomerMessage"
+                    | "AgentMessage"
+                    | "BotMessage"
+                    | "MediaDeleted"
+            );
+            if !relevant {
+                continue;
+            }
+            let s = sessions.entry((e.tenant_id.clone(), id)).or_default();
+            match e.decode().map_err(|err| {
+                tracing::error!(position = e.position, error = %err, "retention: undecodable event");
+                ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "a stored event cannot be read")
+            })? {
+                Event::SessionEnded(_) => s.ended_at = Some(e.occurred_at),
+                Event::RecordingSegmentClosed(r) => s.recordings.push((r.file, r.sha256)),
+                Event::RecordingComposited(r) => s.recordings.push((r.file, r.sha256)),
+                Event::CustomerMessage(m) => {
+                    s.attachments.extend(attachments_of(&m.content).iter().map(|a| a.sha256.as_str().to_owned()))
+                }
+                Event::AgentMessage(m) => {
+                    s.attachments.extend(attachments_of(&m.content).iter().map(|a| a.sha256.as_str().to_owned()))
+                }
+                Event::BotMessage(m) => {
+                    s.attachments.extend(attachments_of(&m.content).iter().map(|a| a.sha256.as_str().to_owned()))
+                }
+                Event::MediaDeleted(d) => _ = s.deleted.insert(d.file),
+                _ => {}
+            }
+        }
+    }
+
+    let mut report = SweepReport::default();
+    let tenants: BTreeSet<TenantId> = sessions.keys().map(|(t, _)| t.clone()).collect();
+    for tenant in tenants {
+        let policy = crate::accounts::directory(store, &tenant).await?;
+        let of_tenant = || sessions.iter().filter(|((t, _), _)| *t == tenant);
+        // Deletions recorded earlier whose removal did not happen.
+        for ((_, _), s) in of_tenant() {
+            for (file, _) in s.recordings.iter().filter(|(f, _)| s.deleted.contains(f)) {
+                if let Some(path) = inside(recordings, file).filter(|p| p.exists()) {
+                    if !dry_run {
+                        std::fs::remove_file(&path).map_err(removal)?;
+                    }
+                    report.retried += 1;
+                }
+            }
+        }
+        // Attachments: one file per content, shared by every session that sent it.
+        let mut senders: BTreeMap<&str, Vec<(&SessionId, &SessionFiles)>> = BTreeMap::new();
+        for ((_, id), s) in of_tenant() {
+            for hash in &s.attachments {
+                senders.entry(hash.as_str()).or_default().push((id, s));
+            }
+        }
+        // (Only if every sender's deletion is recorded: content sent again
+        // since is a new file of a live session.)
+        for (hash, users) in &senders {
+            if users.iter().all(|(_, s)| s.deleted.contains(*hash)) && uploads.has(&tenant, hash) {
+                if !dry_run {
+                    uploads.remove(&tenant, hash).map_err(removal)?;
+                }
+                report.retried += 1;
+            }
+        }
+        if policy.retention.is_empty() {
+            continue;
+        }
+        let held = |id: &SessionId| policy.holds.contains_key(&None) || policy.holds.contains_key(&Some(*id));
+        let expired = |class: DataClass, s: &SessionFiles| match (policy.retention.get(&class), s.ended_at) {
+            (Some(days), Some(ended)) => ended + Duration::days(*days as i64) <= now,
+            _ => false,
+        };
+        let reason = |class: DataClass| format!("retention: {} days", policy.retention[&class]);
+        let mut kept_by_hold = BTreeSet::new();
+
+        // Recordings: the session's own files.
+        for ((_, id), s) in of_tenant().filter(|(_, s)| expired(DataClass::Recordings, s)) {
+            if held(id) {
+                kept_by_hold.insert(*id);
+                continue;
+            }
+            for (file, sha256) in s.recordings.iter().filter(|(f, _)| !s.deleted.contains(f)) {
+                let Some(path) = inside(recordings, file) else { continue };
+                if !path.exists() {
+                    continue;
+                }
+                let deleted = MediaDeleted {
+                    class: DataClass::Recordings,
+                    file: file.clone(),
+                    sha256: sha256.clone(),
+                    reason: reason(DataClass::Recordings),
+                };
+                if !dry_run {
+                    record(store, &tenant, *id, deleted, now).await?;
+                    std::fs::remove_file(&path).map_err(removal)?;
+                }
+                report.deleted.push(Deleted {
+                    tenant: tenant.to_string(),
+                    session_id: *id,
+                    class: DataClass::Recordings,
+                    file: file.clone(),
+                });
+            }
+        }
+
+        for (hash, users) in senders {
+            if !users.iter().all(|(_, s)| expired(DataClass::Attachments, s)) {
+                continue;
+            }
+            if let Some((id, _)) = users.iter().find(|(id, _)| held(id)) {
+                kept_by_hold.insert(**id);
+                continue;
+            }
+            if !uploads.has(&tenant, hash) {
+                continue;
+            }
+            let sha256 = Sha256Hex::try_from(hash.to_owned()).expect("attachments name a SHA-256");
+            for (id, _) in users.iter().filter(|(_, s)| !s.deleted.contains(hash)) {
+                let deleted = MediaDeleted {
+                    class: DataClass::Attachments,
+                    file: hash.to_owned(),
+                    sha256: sha256.clone(),
+                    reason: reason(DataClass::Attachments),
+                };
+                if !dry_run {
+                    record(store, &tenant, **id, deleted, now).await?;
+                }
+                report.deleted.push(Deleted {
+                    tenant: tenant.to_string(),
+                    session_id: **id,
+                    class: DataClass::Attachments,
+                    file: hash.to_owned(),
+                });
+            }
+            if !dry_run {
+                uploads.remove(&tenant, hash).map_err(removal)?;
+            }
+        }
+        report.held_sessions += kept_by_hold.len();
+    }
+    Ok(report)
+}
+
+async fn record(
+    store: &EventStore,
+    tenant: &TenantId,
+    id: SessionId,
+    deleted: MediaDeleted,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let stream = StreamId::session(id);
+    execute::<Session>(store, tenant, &stream, &Actor::system(), now, SessionCommand::RecordDeletion { deleted })
+        .await?;
+    Ok(())
+}
+
+fn removal(e: std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "retention: removing a file failed");
+    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "a file could not be removed; the next sweep retries")
+}
+
+// ---------------------------------------------------------------- the API
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use witness_engine::domain::tenant::{Tenant, TenantCommand};
+
+use crate::auth::Caller;
+use crate::error::Body;
+use crate::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/retention", get(show).put(set))
+        .route("/api/legal-holds", post(place))
+        .route("/api/legal-holds/release", post(release))
+}
+
+#[derive(serde::Serialize)]
+struct Hold {
+    session_id: Option<SessionId>,
+    reason: String,
+}
+
+#[derive(serde::Serialize)]
+struct Policy {
+    /// Days kept after a session ends, by class; absent: forever.
+    retention: BTreeMap<DataClass, u32>,
+    holds: Vec<Hold>,
+}
+
+async fn policy_of(state: &AppState, tenant: &TenantId) -> Result<Policy, ApiError> {
+    let t = crate::accounts::directory(&state.store, tenant).await?;
+    let holds = t.holds.into_iter().map(|(session_id, reason)| Hold { session_id, reason }).collect();
+    Ok(Policy { retention: t.retention, holds })
+}
+
+/// `GET /api/admin/retention`: the tenant's retention periods and legal
+/// holds (admins and compliance).
+async fn show(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Policy>, ApiError> {
+    caller.require(&[Role::Admin, Role::Compliance])?;
+    Ok(Json(policy_of(&state, &caller.t).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRetention {
+    class: DataClass,
+    /// Absent or null: keep forever.
+    days: Option<u32>,
+}
+
+/// `PUT /api/admin/retention` `{class, days}` (admins): a `RetentionSet` event.
+async fn set(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<SetRetention>,
+) -> Result<Json<Policy>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let command = TenantCommand::SetRetention { class: body.class, days: body.days };
+    on_tenant(&state, &caller, command).await?;
+    Ok(Json(policy_of(&state, &caller.t).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldRequest {
+    /// Absent: the whole tenant.
+    session_id: Option<String>,
+    reason: String,
+}
+
+async fn hold_target(
+    state: &AppState,
+    caller: &crate::auth::Claims,
+    id: Option<&str>,
+) -> Result<Option<SessionId>, ApiError> {
+    match id {
+        None => Ok(None),
+        // Another tenant's session is a 404, as one that does not exist.
+        Some(id) => Ok(Some(crate::sessions::load(state, caller, id).await?.id)),
+    }
+}
+
+/// `POST /api/legal-holds` `{session_id?, reason}` (compliance, admins):
+/// nothing of the session (or the tenant) is deleted until released.
+async fn place(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<HoldRequest>,
+) -> Result<Json<Policy>, ApiError> {
+    caller.require(&[Role::Compliance, Role::Admin])?;
+    let session_id = hold_target(&state, &caller, body.session_id.as_deref()).await?;
+    on_tenant(&state, &caller, TenantCommand::PlaceLegalHold { session_id, reason: body.reason }).await?;
+    Ok(Json(policy_of(&state, &caller.t).await?))
+}
+
+/// `POST /api/legal-holds/release` `{session_id?, reason}` (compliance, admins).
+async fn release(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<HoldRequest>,
+) -> Result<Json<Policy>, ApiError> {
+    caller.require(&[Role::Compliance, Role::Admin])?;
+    let session_id = hold_target(&state, &caller, body.session_id.as_deref()).await?;
+    on_tenant(&state, &caller, TenantCommand::ReleaseLegalHold { session_id, reason: body.reason }).await?;
+    Ok(Json(policy_of(&state, &caller.t).await?))
+}
+
+async fn on_tenant(state: &AppState, caller: &crate::auth::Claims, command: TenantCommand) -> Result<(), ApiError> {
+    let stream = StreamId::tenant(&caller.t);
+    execute::<Tenant>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
+    Ok(())
+}

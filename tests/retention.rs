@@ -1,0 +1,231 @@
+//! Retention and legal holds, end to end over a real store and real files:
+//! what is past its tenant's retention is deleted with a `MediaDeleted`
+//! event, what a legal hold covers is kept until the hold is released, an
+//! attachment goes only when every session that sent it has expired, and
+//! the hash chain and `verify --recordings` stay whole throughout.
+
+mod common;
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use sha2::Digest;
+use witness_api::retention::sweep;
+use witness_api::uploads::UploadStore;
+use witness_engine::domain::session::{Session, SessionCommand};
+use witness_engine::domain::tenant::{Tenant, TenantCommand};
+use witness_engine::executor::execute;
+use witness_engine::EventStore;
+use witness_replay::verify::{verify_recordings, verify_store};
+use witness_schemas::*;
+
+/// A PNG, different for each `seed` (so that each is its own upload).
+fn png(seed: u8) -> Vec<u8> {
+    let mut image = image::RgbImage::new(4, 4);
+    image.pixels_mut().for_each(|p| *p = image::Rgb([seed, 0, 255 - seed]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+struct World {
+    t: TestStore,
+    dir: tempfile::TempDir,
+    uploads: UploadStore,
+}
+
+impl World {
+    fn recordings(&self) -> std::path::PathBuf {
+        self.dir.path().join("recordings")
+    }
+
+    async fn tenant(&self, command: TenantCommand) {
+        let stream = StreamId::tenant(&tenant());
+        execute::<Tenant>(
+            &self.t.store,
+            &tenant(),
+            &stream,
+            &Actor::new(ActorKind::Compliance, "c1"),
+            Utc::now(),
+            command,
+        )
+        .await
+        .unwrap();
+    }
+
+    /// A session that started at `at`, sent the image `image`, was answered
+    /// by an agent in a recorded call (one real segment file) and ended ten
+    /// minutes later. Returns its id and its segment's path.
+    async fn recorded_session(&self, at: DateTime<Utc>, image: &[u8]) -> (SessionId, String) {
+        let store = &self.t.store;
+        let id = SessionId::new();
+        let agent = UserId::new();
+        let (offer_id, call_id, recording_id) = (OfferId::new(), CallId::new(), RecordingId::new());
+        let (hash, media_type) = self.uploads.put(&tenant(), image.to_vec().into()).await.unwrap();
+        let attachment =
+            Attachment { sha256: hash, file_name: "bill.png".into(), media_type: media_type.into(), bytes: 0 };
+        let file = format!("{recording_id}/customer-audio/00000.webm");
+        let bytes = format!("audio of {id}").into_bytes();
+        let path = self.recordings().join(&file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let segment = RecordingSegmentClosed {
+            recording_id,
+            track_id: "customer-audio".into(),
+            segment_index: 0,
+            file: file.clone(),
+            bytes: bytes.len() as u64,
+            duration_ms: 10_000,
+            sha256: Sha256Hex::try_from(hex::encode(sha2::Sha256::digest(&bytes))).unwrap(),
+        };
+        let commands = [
+            SessionCommand::Start {
+                session_id: id,
+                channel: Channel::Web,
+                business_type: "cards".into(),
+                customer_ref: "visitor-1".into(),
+                locale: None,
+            },
+            SessionCommand::CustomerSays {
+                message_id: MessageId::new(),
+                content: MessageContent::Image { attachment, caption: None },
+            },
+            SessionCommand::RequestHuman {
+                group: "cards".into(),
+                reason: "asked".into(),
+                context_summary: "a bill".into(),
+                priority: 0,
+            },
+            SessionCommand::Offer { offer_id, agent_id: agent, expires_at: at + Duration::seconds(20) },
+            SessionCommand::AcceptOffer { offer_id, agent_id: agent, at },
+            SessionCommand::StartCall { agent_id: agent, call_id, kind: CallKind::Audio },
+            SessionCommand::StartRecording { recording_id, reason: RecordingReason::OnDemand },
+            SessionCommand::CloseSegment { segment },
+            SessionCommand::StopRecording { recording_id },
+            SessionCommand::EndCall { call_id, reason: None },
+            SessionCommand::End { ended_by: EndedBy::Agent, reason: EndReason::Resolved },
+        ];
+        let stream = StreamId::session(id);
+        for (i, command) in commands.into_iter().enumerate() {
+            let when = at + Duration::minutes(i as i64);
+            execute::<Session>(store, &tenant(), &stream, &Actor::system(), when, command).await.unwrap();
+        }
+        (id, file)
+    }
+}
+
+async fn deletions(store: &EventStore, id: SessionId) -> Vec<MediaDeleted> {
+    let events = store.read_stream(&StreamId::session(id), 1).await.unwrap();
+    events
+        .iter()
+        .filter_map(|e| match e.decode().unwrap() {
+            Event::MediaDeleted(d) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+fn exists(dir: &Path, file: &str) -> bool {
+    dir.join(file).exists()
+}
+
+#[tokio::test]
+async fn expired_media_is_deleted_with_an_event_and_held_media_is_kept_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = World { t: sqlite().await, uploads: UploadStore::new(dir.path().join("uploads"), 1 << 20), dir };
+    let store = &w.t.store;
+    w.tenant(TenantCommand::Create { name: "Acme".into() }).await;
+    let now = Utc::now();
+    let long_ago = now - Duration::days(100);
+    // Two old sessions share an image with a recent one; a third old one is held.
+    let shared = png(1);
+    let (old, old_file) = w.recorded_session(long_ago, &shared).await;
+    let (alone, alone_file) = w.recorded_session(long_ago, &png(2)).await;
+    let (held, held_file) = w.recorded_session(long_ago, &png(3)).await;
+    let (recent, recent_file) = w.recorded_session(now - Duration::days(1), &shared).await;
+    let alone_image = hex::encode(sha2::Sha256::digest(png(2)));
+    let shared_image = hex::encode(sha2::Sha256::digest(&shared));
+    let recordings = w.recordings();
+
+    // Without a policy nothing goes.
+    let report = sweep(store, &recordings, &w.uploads, now, false).await.unwrap();
+    assert!(report.deleted.is_empty());
+    w.tenant(TenantCommand::SetRetention { class: DataClass::Recordings, days: Some(30) }).await;
+    w.tenant(TenantCommand::SetRetention { class: DataClass::Attachments, days: Some(30) }).await;
+    w.tenant(TenantCommand::PlaceLegalHold { session_id: Some(held), reason: "case 7".into() }).await;
+
+    // A dry run says what would go and deletes nothing.
+    let before = store.count().await.unwrap();
+    let dry = sweep(store, &recordings, &w.uploads, now, true).await.unwrap();
+    assert_eq!(dry.deleted.len(), 3, "{:?}", dry.deleted);
+    assert_eq!(store.count().await.unwrap(), before);
+    assert!(exists(&recordings, &old_file) && w.uploads.has(&tenant(), &alone_image));
+
+    let report = sweep(store, &recordings, &w.uploads, now, false).await.unwrap();
+    assert_eq!(report.held_sessions, 1);
+    // The two unheld old sessions lose their recordings; the image only one of them sent goes too.
+    assert!(!exists(&recordings, &old_file) && !exists(&recordings, &alone_file));
+    assert!(exists(&recordings, &held_file) && exists(&recordings, &recent_file));
+    assert!(!w.uploads.has(&tenant(), &alone_image), "expired and sent by no one else");
+    assert!(w.uploads.has(&tenant(), &shared_image), "the recent session still uses it");
+    let old_deleted = deletions(store, old).await;
+    assert_eq!(old_deleted.len(), 1);
+    assert_eq!((old_deleted[0].class, old_deleted[0].file.as_str()), (DataClass::Recordings, old_file.as_str()));
+    assert_eq!(old_deleted[0].reason, "retention: 30 days");
+    let alone_deleted: Vec<_> = deletions(store, alone).await.into_iter().map(|d| d.class).collect();
+    assert_eq!(alone_deleted, vec![DataClass::Recordings, DataClass::Attachments]);
+    assert!(deletions(store, held).await.is_empty() && deletions(store, recent).await.is_empty());
+
+    // The chain is whole, and the deleted files count as deleted, not missing.
+    let chain = verify_store(store, None, |_| {}).await.unwrap();
+    assert!(chain.is_ok(), "{:?}", chain.first_problem());
+    let files = verify_recordings(store, &recordings, |_| {}).await.unwrap();
+    assert!(files.is_ok(), "{:?}", files.problems);
+    assert_eq!((files.segments, files.intact, files.deleted), (4, 2, 2));
+    // A second sweep finds nothing more to do.
+    let again = sweep(store, &recordings, &w.uploads, now, false).await.unwrap();
+    assert!(again.deleted.is_empty() && again.retried == 0);
+
+    // Released, the held session's recording goes at the next sweep.
+    w.tenant(TenantCommand::ReleaseLegalHold { session_id: Some(held), reason: "case closed".into() }).await;
+    let report = sweep(store, &recordings, &w.uploads, now, false).await.unwrap();
+    assert_eq!(report.deleted.len(), 2, "{:?}", report.deleted);
+    assert!(!exists(&recordings, &held_file));
+
+    // A tenant-wide hold keeps everything, even once the recent session expires.
+    w.tenant(TenantCommand::PlaceLegalHold { session_id: None, reason: "regulator inquiry".into() }).await;
+    let later = now + Duration::days(40);
+    let report = sweep(store, &recordings, &w.uploads, later, false).await.unwrap();
+    assert!(report.deleted.is_empty() && report.held_sessions > 0, "{report:?}");
+    assert!(exists(&recordings, &recent_file) && w.uploads.has(&tenant(), &shared_image));
+    w.tenant(TenantCommand::ReleaseLegalHold { session_id: None, reason: "closed".into() }).await;
+    sweep(store, &recordings, &w.uploads, later, false).await.unwrap();
+    assert!(!exists(&recordings, &recent_file) && !w.uploads.has(&tenant(), &shared_image));
+    // The shared image's deletion is on both sessions that sent it.
+    for id in [old, recent] {
+        assert!(deletions(store, id).await.iter().any(|d| d.class == DataClass::Attachments && d.file == shared_image));
+    }
+    let files = verify_recordings(store, &recordings, |_| {}).await.unwrap();
+    assert_eq!((files.intact, files.deleted, files.problems.len()), (0, 4, 0));
+    assert!(verify_store(store, None, |_| {}).await.unwrap().is_ok());
+}
+
+/// A deletion recorded but not carried out (the file came back, or its
+/// removal failed) is carried out by the next sweep.
+#[tokio::test]
+async fn a_recorded_deletion_whose_file_is_still_there_is_finished_by_the_next_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = World { t: sqlite().await, uploads: UploadStore::new(dir.path().join("uploads"), 1 << 20), dir };
+    w.tenant(TenantCommand::Create { name: "Acme".into() }).await;
+    let now = Utc::now();
+    let (_, file) = w.recorded_session(now - Duration::days(10), &png(9)).await;
+    w.tenant(TenantCommand::SetRetention { class: DataClass::Recordings, days: Some(5) }).await;
+    let recordings = w.recordings();
+    sweep(&w.t.store, &recordings, &w.uploads, now, false).await.unwrap();
+    assert!(!exists(&recordings, &file));
+    std::fs::write(recordings.join(&file), b"restored from a backup").unwrap();
+    let report = sweep(&w.t.store, &recordings, &w.uploads, now, false).await.unwrap();
+    assert_eq!((report.deleted.len(), report.retried), (0, 1));
+    assert!(!exists(&recordings, &file));
+}
