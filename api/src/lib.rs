@@ -38,6 +38,7 @@ pub mod calls;
 mod error;
 pub mod kb;
 pub mod live;
+pub mod qa;
 pub mod recordings;
 pub mod reports;
 pub mod retention;
@@ -176,6 +177,7 @@ pub fn app(state: AppState) -> Router {
         .merge(supervision::router())
         .merge(reports::router())
         .merge(retention::router())
+        .merge(qa::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

@@ -265,10 +265,11 @@ fn removal(e: std::io::Error) -> ApiError {
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use witness_engine::domain::tenant::{Tenant, TenantCommand};
+use witness_engine::domain::tenant::TenantCommand;
 
 use crate::auth::Caller;
 use crate::error::Body;
+use crate::supervision::on_tenant_stream;
 use crate::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -320,7 +321,7 @@ async fn set(
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = TenantCommand::SetRetention { class: body.class, days: body.days };
-    on_tenant(&state, &caller, command).await?;
+    on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(policy_of(&state, &caller.t).await?))
 }
 
@@ -353,7 +354,13 @@ async fn place(
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&[Role::Compliance, Role::Admin])?;
     let session_id = hold_target(&state, &caller, body.session_id.as_deref()).await?;
-    on_tenant(&state, &caller, TenantCommand::PlaceLegalHold { session_id, reason: body.reason }).await?;
+    on_tenant_stream(
+        &state.store,
+        &caller.t,
+        &caller.actor(),
+        TenantCommand::PlaceLegalHold { session_id, reason: body.reason },
+    )
+    .await?;
     Ok(Json(policy_of(&state, &caller.t).await?))
 }
 
@@ -365,12 +372,12 @@ async fn release(
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&[Role::Compliance, Role::Admin])?;
     let session_id = hold_target(&state, &caller, body.session_id.as_deref()).await?;
-    on_tenant(&state, &caller, TenantCommand::ReleaseLegalHold { session_id, reason: body.reason }).await?;
+    on_tenant_stream(
+        &state.store,
+        &caller.t,
+        &caller.actor(),
+        TenantCommand::ReleaseLegalHold { session_id, reason: body.reason },
+    )
+    .await?;
     Ok(Json(policy_of(&state, &caller.t).await?))
-}
-
-async fn on_tenant(state: &AppState, caller: &crate::auth::Claims, command: TenantCommand) -> Result<(), ApiError> {
-    let stream = StreamId::tenant(&caller.t);
-    execute::<Tenant>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
-    Ok(())
 }

@@ -155,7 +155,8 @@ pub(crate) async fn record_view(
     on_tenant_stream(&state.store, &caller.t, &caller.actor(), TenantCommand::RecordView(event)).await
 }
 
-async fn on_tenant_stream(
+/// Runs a tenant command on `tenant`'s stream as `actor`.
+pub(crate) async fn on_tenant_stream(
     store: &witness_engine::EventStore,
     tenant: &witness_schemas::TenantId,
     actor: &witness_schemas::Actor,

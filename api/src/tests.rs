@@ -1270,3 +1270,169 @@ async fn retention_and_legal_holds_are_set_by_their_roles_only() {
         .unwrap()
         .is_empty());
 }
+
+/// QA: an admin's form and rules, the rules' findings over a session's
+/// events, a supervisor's evaluation against the form (a QaEvaluated event
+/// the qa read model counts); bad scores, wrong roles, open sessions and a
+/// tenant without a form refused with nothing written.
+#[tokio::test]
+async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
+    use witness_engine::domain::session::{Session, SessionCommand};
+    let w = World::new().await;
+    let admin = w.token("acme", Role::Admin);
+    let supervisor = w.token("acme", Role::Supervisor);
+    let form = json!({ "criteria": [
+        { "name": "greeting", "weight": 1.0, "max_score": 5.0 },
+        { "name": "accuracy", "weight": 2.0, "max_score": 10.0 },
+    ] });
+    assert_eq!(w.call(Method::PUT, "/api/admin/qa-form", Some(admin), Some(form)).await.0, StatusCode::OK);
+    let rules =
+        json!({ "greeting_within_secs": 30, "forbidden_words": [" Guaranteed return "], "response_sla_secs": 60 });
+    let (status, set) = w.call(Method::PUT, "/api/admin/qa-rules", Some(admin), Some(rules)).await;
+    assert_eq!((status, &set["forbidden_words"]), (StatusCode::OK, &json!(["Guaranteed return"])));
+
+    // A session: assigned at t, greeted at t+45 s (late), a forbidden promise
+    // at t+60 s, a customer question at t+70 s answered at t+200 s (late).
+    let tenant: TenantId = "acme".parse().unwrap();
+    let id = SessionId::new();
+    let stream = StreamId::session(id);
+    let agent = w.users[&("acme", Role::Agent)];
+    let t = Utc::now() - chrono::Duration::hours(1);
+    let offer_id = OfferId::new();
+    let say = |text: &str| MessageContent::Text { text: text.into() };
+    let steps: Vec<(i64, SessionCommand)> = vec![
+        (
+            -60,
+            SessionCommand::Start {
+                session_id: id,
+                channel: Channel::Web,
+                business_type: "wealth".into(),
+                customer_ref: "visitor-9".into(),
+                locale: None,
+            },
+        ),
+        (
+            -50,
+            SessionCommand::RequestHuman {
+                group: "wealth".into(),
+                reason: "asked".into(),
+                context_summary: "fund".into(),
+                priority: 0,
+            },
+        ),
+        (-10, SessionCommand::Offer { offer_id, agent_id: agent, expires_at: t + chrono::Duration::seconds(10) }),
+        (0, SessionCommand::AcceptOffer { offer_id, agent_id: agent, at: t }),
+        (45, SessionCommand::AgentSays { agent_id: agent, message_id: MessageId::new(), content: say("Hello!") }),
+        (
+            60,
+            SessionCommand::AgentSays {
+                agent_id: agent,
+                message_id: MessageId::new(),
+                content: say("This fund has a GUARANTEED RETURN."),
+            },
+        ),
+        (70, SessionCommand::CustomerSays { message_id: MessageId::new(), content: say("Really?") }),
+        (
+            200,
+            SessionCommand::AgentSays { agent_id: agent, message_id: MessageId::new(), content: say("Let me check.") },
+        ),
+    ];
+    for (secs, command) in steps {
+        let at = t + chrono::Duration::seconds(secs);
+        witness_engine::executor::execute::<Session>(&w.state.store, &tenant, &stream, &Actor::system(), at, command)
+            .await
+            .unwrap();
+    }
+    let qa = w.get(&format!("/api/sessions/{id}/qa"), supervisor).await;
+    let finding = |rule: &str| qa["findings"].as_array().unwrap().iter().find(|f| f["rule"] == rule).cloned().unwrap();
+    assert_eq!(finding("greeting")["passed"], false);
+    assert!(finding("greeting")["detail"].as_str().unwrap().contains("45 s"), "{qa}");
+    assert_eq!(finding("forbidden_words")["passed"], false);
+    assert_eq!(finding("response_time")["passed"], false);
+    assert!(finding("response_time")["detail"].as_str().unwrap().starts_with("1 of 1"), "{qa}");
+    assert_eq!(qa["form"].as_array().unwrap().len(), 2);
+
+    // Not while it is open; then scored against the form.
+    let scores = json!({ "scores": [{ "criterion": "greeting", "score": 2 }, { "criterion": "accuracy", "score": 8, "comment": "promised a return" }] });
+    let uri = format!("/api/sessions/{id}/qa");
+    let (status, answer) = w.call(Method::POST, &uri, Some(supervisor), Some(scores.clone())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let end = SessionCommand::End { ended_by: EndedBy::Agent, reason: EndReason::Resolved };
+    witness_engine::executor::execute::<Session>(&w.state.store, &tenant, &stream, &Actor::system(), Utc::now(), end)
+        .await
+        .unwrap();
+
+    let before = w.events().await;
+    let globex_form_less = w.session("globex", "hi").await.1;
+    let globex_events = w.events().await;
+    let bad = |scores: Value| json!({ "scores": scores });
+    let cases = [
+        (uri.clone(), Some(w.token("acme", Role::Agent)), bad(json!([])), StatusCode::FORBIDDEN, "role"),
+        (uri.clone(), Some(w.token("acme", Role::Compliance)), scores.clone(), StatusCode::FORBIDDEN, "role"),
+        (
+            uri.clone(),
+            Some(supervisor),
+            bad(json!([{ "criterion": "greeting", "score": 2 }])),
+            StatusCode::BAD_REQUEST,
+            "accuracy",
+        ),
+        (
+            uri.clone(),
+            Some(supervisor),
+            bad(json!([{ "criterion": "greeting", "score": 6 }, { "criterion": "accuracy", "score": 1 }])),
+            StatusCode::BAD_REQUEST,
+            "0 to 5",
+        ),
+        (
+            uri.clone(),
+            Some(supervisor),
+            bad(
+                json!([{ "criterion": "greeting", "score": 1 }, { "criterion": "accuracy", "score": 1 }, { "criterion": "tone", "score": 1 }]),
+            ),
+            StatusCode::BAD_REQUEST,
+            "tone",
+        ),
+        (uri.clone(), Some(supervisor), json!({ "scores": [], "score": 1 }), StatusCode::BAD_REQUEST, "score"),
+        (
+            format!("/api/sessions/{globex_form_less}/qa"),
+            Some(w.token("globex", Role::Supervisor)),
+            scores.clone(),
+            StatusCode::CONFLICT,
+            "QA form",
+        ),
+        (
+            "/api/admin/qa-form".into(),
+            Some(admin),
+            json!({ "criteria": [{ "name": "x", "weight": 0.0, "max_score": 5.0 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "positive",
+        ),
+        (
+            "/api/admin/qa-rules".into(),
+            Some(admin),
+            json!({ "greeting_within_secs": 0 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "1 second",
+        ),
+    ];
+    for (uri, token, body, expected, word) in cases {
+        let method = if uri.starts_with("/api/admin") { Method::PUT } else { Method::POST };
+        let (status, answer) = w.call(method, &uri, token, Some(body.clone())).await;
+        assert_eq!(status, expected, "{uri} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(word),
+            "{uri} {body}: {answer} should name {word:?}"
+        );
+    }
+    assert!(globex_events > before);
+    assert_eq!(w.events().await, globex_events, "a refused request wrote an event");
+
+    let evaluated = w.post(&uri, supervisor, scores).await;
+    assert_eq!((evaluated["total_score"].as_f64(), evaluated["max_score"].as_f64()), (Some(18.0), Some(25.0)));
+    assert_eq!(w.get(&uri, supervisor).await["evaluations"].as_array().unwrap().len(), 1);
+    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    let rows = projector.rows("qa_evaluations", &["session_id", "score"], Some(&tenant)).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0][0].text(), rows[0][1].int()), (id.to_string(), 72), "18 of 25 is 72 %");
+}

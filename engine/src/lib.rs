@@ -38,6 +38,7 @@ mod error;
 pub mod executor;
 pub mod kafka;
 mod postgres;
+pub mod qa;
 pub mod routing;
 mod rows;
 mod sqlite;

@@ -590,6 +590,40 @@ payload!(
         reason: String,
     }
 );
+/// One criterion of a tenant's QA evaluation form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QaCriterion {
+    /// Unique within the form, e.g. `greeting`, `accuracy`.
+    pub name: String,
+    /// How much the criterion counts in the total.
+    pub weight: f64,
+    /// The most an evaluator may give it.
+    pub max_score: f64,
+}
+
+payload!(
+    /// The tenant's QA evaluation form (on the tenant stream); each new one
+    /// replaces the last, and evaluations carry the weights they used.
+    QaFormSet {
+        criteria: Vec<QaCriterion>,
+    }
+);
+payload!(
+    /// The tenant's automatic QA rules (on the tenant stream), checked over
+    /// each session's events: the first agent message within
+    /// `greeting_within_secs` of assignment, agents' messages free of
+    /// `forbidden_words`, every customer message answered within
+    /// `response_sla_secs`, every dual-recording step started also completed.
+    QaRulesSet {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        greeting_within_secs: Option<u32>,
+        #[serde(default)]
+        forbidden_words: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response_sla_secs: Option<u32>,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -736,6 +770,8 @@ registry! {
     LegalHoldPlaced => 1,
     LegalHoldReleased => 1,
     MediaDeleted => 1,
+    QaFormSet => 1,
+    QaRulesSet => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

@@ -47,6 +47,13 @@ pub fn one_of_each() -> Vec<Event> {
         RecordingPolicySet { record_calls: true }.into(),
         PersonalDataViewed { view: "session".into(), session_id: Some(session_id), items: 12 }.into(),
         RetentionSet { class: DataClass::Recordings, days: Some(365) }.into(),
+        QaFormSet { criteria: vec![QaCriterion { name: "greeting".into(), weight: 2.0, max_score: 5.0 }] }.into(),
+        QaRulesSet {
+            greeting_within_secs: Some(30),
+            forbidden_words: vec!["保证收益".into()],
+            response_sla_secs: Some(60),
+        }
+        .into(),
         LegalHoldPlaced { session_id: Some(session_id), reason: "case 2026-117".into() }.into(),
         LegalHoldReleased { session_id: Some(session_id), reason: "case closed".into() }.into(),
         MediaDeleted {

@@ -215,6 +215,10 @@ pub enum SessionCommand {
     RecordDeletion {
         deleted: MediaDeleted,
     },
+    /// A QA evaluation of the ended session (scored against the tenant's form by the caller).
+    Evaluate {
+        evaluation: QaEvaluated,
+    },
 }
 
 impl SessionCommand {
@@ -243,6 +247,7 @@ impl SessionCommand {
             Self::CompleteWrapUp { .. } => "CompleteWrapUp",
             Self::Rate { .. } => "Rate",
             Self::RecordDeletion { .. } => "RecordDeletion",
+            Self::Evaluate { .. } => "Evaluate",
         }
     }
 }
@@ -473,6 +478,28 @@ impl Decider for Session {
                 vec![composite.into()]
             }
             (S::WrapUp | S::Closed, C::RecordDeletion { deleted }) => vec![deleted.into()],
+            (S::WrapUp | S::Closed, C::Evaluate { evaluation }) => {
+                if state.session_id != Some(evaluation.session_id) {
+                    return Err(DomainError::Invalid("the evaluation names another session".into()));
+                }
+                let scores_ok =
+                    evaluation.criteria.iter().all(|c| c.score.is_finite() && c.score >= 0.0 && c.weight > 0.0);
+                let total: f64 = evaluation.criteria.iter().map(|c| c.weight * c.score).sum();
+                if evaluation.criteria.is_empty()
+                    || !scores_ok
+                    || !evaluation.max_score.is_finite()
+                    || evaluation.max_score <= 0.0
+                    || (total - evaluation.total_score).abs() > 1e-6
+                    || evaluation.total_score > evaluation.max_score + 1e-6
+                {
+                    return Err(DomainError::Invalid(
+                        "an evaluation scores at least one criterion, each from 0, and its total is their weighted sum \
+                         within its maximum"
+                            .into(),
+                    ));
+                }
+                vec![evaluation.into()]
+            }
             (_, C::AccessRecording { recording_id, access, user_id, range }) => {
                 if !state.recordings.contains(&recording_id) {
                     return Err(DomainError::Invalid(format!("recording {recording_id} is not this session's")));

@@ -30,6 +30,10 @@ pub struct TenantState {
     pub retention: BTreeMap<DataClass, u32>,
     /// Legal holds in force, by session (`None`: the whole tenant), with their reasons.
     pub holds: BTreeMap<Option<SessionId>, String>,
+    /// The QA evaluation form (empty: none set).
+    pub qa_form: Vec<QaCriterion>,
+    /// The automatic QA rules, if set.
+    pub qa_rules: Option<QaRulesSet>,
 }
 
 impl TenantState {
@@ -77,6 +81,10 @@ pub enum TenantCommand {
         session_id: Option<SessionId>,
         reason: String,
     },
+    SetQaForm {
+        criteria: Vec<QaCriterion>,
+    },
+    SetQaRules(QaRulesSet),
 }
 
 /// The longest retention a tenant may set: a hundred years.
@@ -177,6 +185,43 @@ impl Decider for Tenant {
                 }
                 Ok(vec![LegalHoldPlaced { session_id, reason: reason.trim().to_owned() }.into()])
             }
+            TenantCommand::SetQaForm { criteria } => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if criteria.is_empty() {
+                    return Err(DomainError::Invalid("a QA form needs at least one criterion".into()));
+                }
+                let mut names = std::collections::BTreeSet::new();
+                for c in &criteria {
+                    if c.name.trim().is_empty() || !names.insert(c.name.trim()) {
+                        return Err(DomainError::Invalid(format!(
+                            "criterion names must be set and unique: {:?}",
+                            c.name
+                        )));
+                    }
+                    if !(c.weight.is_finite() && c.weight > 0.0 && c.max_score.is_finite() && c.max_score > 0.0) {
+                        return Err(DomainError::Invalid(format!(
+                            "criterion {:?}: weight and max_score must be positive numbers",
+                            c.name
+                        )));
+                    }
+                }
+                Ok(vec![QaFormSet { criteria }.into()])
+            }
+            TenantCommand::SetQaRules(mut rules) => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if rules.greeting_within_secs == Some(0) || rules.response_sla_secs == Some(0) {
+                    return Err(DomainError::Invalid("rule limits are at least 1 second".into()));
+                }
+                rules.forbidden_words = rules.forbidden_words.iter().map(|w| w.trim().to_owned()).collect();
+                if rules.forbidden_words.iter().any(String::is_empty) {
+                    return Err(DomainError::Invalid("a forbidden word cannot be empty".into()));
+                }
+                Ok(vec![rules.into()])
+            }
             TenantCommand::ReleaseLegalHold { session_id, reason } => {
                 if !state.holds.contains_key(&session_id) {
                     return Err(DomainError::Invalid("no such legal hold in force".into()));
@@ -208,6 +253,8 @@ impl Decider for Tenant {
             },
             Event::LegalHoldPlaced(e) => _ = state.holds.insert(e.session_id, e.reason.clone()),
             Event::LegalHoldReleased(e) => _ = state.holds.remove(&e.session_id),
+            Event::QaFormSet(e) => state.qa_form = e.criteria.clone(),
+            Event::QaRulesSet(e) => state.qa_rules = Some(e.clone()),
             _ => {}
         }
         state
