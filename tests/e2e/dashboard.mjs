@@ -7,7 +7,8 @@
 // here from the raw event log (GET /api/events). Then, live and without a
 // reload: an agent signs in, a customer asks for a human, the agent accepts;
 // each shows up on the board. Drill-down: an hour's bar lists its sessions,
-// a session opens its timeline. Saves a screenshot to SCREENSHOT.
+// a session opens its timeline and its QA, scored through the page. Saves a
+// screenshot to SCREENSHOT.
 // Exits non-zero on the first failed expectation. Driven by tests/browser.rs.
 import { chromium } from "playwright-core";
 
@@ -129,6 +130,33 @@ try {
     .catch(async () => fail(`drill-down of hour ${busiest}: ${await board.locator("#drill tr.session").count()} rows, expected ${byHour[busiest]}`));
   await board.click("#drill tr.session");
   await board.locator("#timeline td", { hasText: "SessionStarted" }).first().waitFor({ timeout });
+
+  // QA: an admin sets a form and rules; a resolved session shows the rules'
+  // findings (the seeded agent greets 5 s after taking the session but never
+  // answers the customer's next message) and is scored through the page.
+  const admin = await fetch(`${base}/api/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ tenant: "demo", login: "admin", password: process.env.ADMIN_PASSWORD }),
+  }).then((r) => r.json());
+  const put = (path, body) => fetch(`${base}${path}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json", authorization: `Bearer ${admin.token}` },
+    body: JSON.stringify(body),
+  }).then((r) => (r.ok ? r.json() : fail(`PUT ${path}: ${r.status}`)));
+  await put("/api/admin/qa-form", { criteria: [{ name: "greeting", weight: 1, max_score: 5 }, { name: "accuracy", weight: 2, max_score: 10 }] });
+  await put("/api/admin/qa-rules", { greeting_within_secs: 30, forbidden_words: ["guaranteed"], response_sla_secs: 60 });
+  await board.click('#drill tr.session:has(td:text-is("resolved"))');
+  const result = (rule) => board.locator(`#findings tr[data-rule="${rule}"] td:nth-child(2)`);
+  await result("greeting").waitFor({ timeout });
+  same(await result("greeting").textContent(), "passed", "the greeting rule");
+  same(await result("forbidden_words").textContent(), "passed", "the forbidden-words rule");
+  same(await result("response_time").textContent(), "FAILED", "the response-time rule");
+  await board.fill('#criteria input[name="greeting"]', "4");
+  await board.fill('#criteria input[name="accuracy"]', "9");
+  await board.click("#evaluate button");
+  await expectText(board, "#evaluated", "saved: 22 / 25", "the evaluation");
+  await board.locator("#evaluations tr.evaluation").first().waitFor({ timeout });
 
   // Live, without a reload: the marker survives only if the page is not reloaded.
   await board.evaluate(() => { window.notReloaded = true; });
