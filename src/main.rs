@@ -353,7 +353,7 @@ enum ExportCommand {
     /// One file of the log's events — a tenant's, or all — between two
     /// times, every envelope column with `hash` and `prev_hash`, and a
     /// manifest with its SHA-256 beside it. Personal fields are masked
-    /// unless --unmasked; an export of one tenant is recorded on its stream
+    /// unless --unmasked; an export of one tenant is recorded in its access log
     /// (an `AuditExported` event).
     Audit {
         #[arg(long)]

@@ -211,7 +211,7 @@ fn media_loopback_without_a_named_store_writes_only_its_segments() {
 
 /// `witness export audit`: one tenant's slice of the log as JSON lines, CSV
 /// or Parquet with a manifest; masked unless --unmasked, each export of a
-/// tenant recorded on its stream; bad requests write nothing.
+/// tenant recorded in its access log; bad requests write nothing.
 #[test]
 fn audit_exports_are_sliced_masked_unless_asked_recorded_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,7 +250,7 @@ fn audit_exports_are_sliced_masked_unless_asked_recorded_and_never_overwritten()
     use sha2::Digest;
     assert_eq!(manifest["sha256"], hex::encode(sha2::Sha256::digest(text.as_bytes())));
     assert_eq!((manifest["events"].as_i64(), manifest["unmasked"].as_bool()), (Some(acme_before), Some(false)));
-    assert_eq!(store(), (all_before + 1, acme_before + 1, 1), "the export is recorded on acme's stream");
+    assert_eq!(store(), (all_before + 1, acme_before + 1, 1), "the export is recorded in acme's access log");
 
     // Unmasked CSV of a time slice: the customers' words, only that slice.
     let unmasked = run(&[

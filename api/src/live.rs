@@ -194,7 +194,8 @@ impl Filter {
         match self.caller.r {
             Role::Customer => None,
             Role::Agent => {
-                if e.stream_id.kind == StreamKind::Tenant {
+                // Directory and access log are not an agent's business.
+                if matches!(e.stream_id.kind, StreamKind::Tenant | StreamKind::Access) {
                     return None;
                 }
                 if let (Some(to), Ok(me)) = (published.offered_to(), self.caller.user_id()) {

@@ -775,7 +775,7 @@ mod websocket {
         assert!(to_alice.iter().all(|f| f["event"]["stream"] == format!("session-{a}")), "{to_alice:?}");
         assert!(to_alice.iter().any(|f| f["event"]["payload"]["content"]["text"] == "card 4242 is blocked"));
         assert!(drain(&mut bob_ws).await.is_empty(), "Bob hears nothing of Alice's session");
-        // Globex's compliance officer hears only that their own unmasked feed was recorded.
+        // Globex's compliance officer hears only that their own unmasked feed was logged.
         let to_globex = drain(&mut globex_ws).await;
         assert!(to_globex.iter().all(|f| f["event"]["event_type"] == "PersonalDataViewed"), "{to_globex:?}");
         assert!(!Value::Array(to_globex).to_string().contains("acme"), "another tenant hears nothing");
@@ -1127,7 +1127,12 @@ async fn audit_exports_are_masked_by_role_recorded_and_refused_cleanly() {
         }
     };
     let recorded = || async {
-        let events = w.state.store.read_stream(&StreamId::tenant(&"acme".parse().unwrap()), 1).await.unwrap();
+        let events = w
+            .state
+            .store
+            .read_stream(&StreamId::access(&"acme".parse().unwrap(), Utc::now().date_naive()), 1)
+            .await
+            .unwrap();
         events.into_iter().filter(|e| e.event_type == "AuditExported").map(|e| e.decode().unwrap()).collect::<Vec<_>>()
     };
     let acme_events = w.state.store.read_all(Cursor::START, 10_000).await.unwrap();
@@ -1175,14 +1180,19 @@ async fn audit_exports_are_masked_by_role_recorded_and_refused_cleanly() {
 }
 
 /// Unmasked reads of personal data by compliance and admins are recorded
-/// (`PersonalDataViewed` on the tenant stream, by whom); masked reads, and a
+/// (`PersonalDataViewed` in the tenant's access log, by whom); masked reads, and a
 /// session's own customer, are not.
 #[tokio::test]
 async fn unmasked_views_are_recorded_and_masked_ones_are_not() {
     let w = World::new().await;
     let (customer, id) = w.session("acme", "my ID is 110101199003071234").await;
     let views = || async {
-        let events = w.state.store.read_stream(&StreamId::tenant(&"acme".parse().unwrap()), 1).await.unwrap();
+        let events = w
+            .state
+            .store
+            .read_stream(&StreamId::access(&"acme".parse().unwrap(), Utc::now().date_naive()), 1)
+            .await
+            .unwrap();
         events
             .into_iter()
             .filter(|e| e.event_type == "PersonalDataViewed")

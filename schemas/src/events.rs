@@ -518,8 +518,8 @@ payload!(
 );
 payload!(
     /// Part of the tenant's event log was exported for audit (`witness
-    /// export audit`, `GET /api/audit/export`), on the tenant stream: the
-    /// envelope's actor is who exported it. `unmasked`: personal fields were
+    /// export audit`, `GET /api/audit/export`), in the tenant's access log
+    /// (`access-<tenant>.<day>`): the envelope's actor is who exported it. `unmasked`: personal fields were
     /// left in, as the exporter's role allows.
     AuditExported {
         /// parquet, jsonl or csv.
@@ -539,8 +539,8 @@ payload!(
 payload!(
     /// Someone read personal data unmasked that is not theirs to handle — a
     /// compliance officer or admin opening a session, a page of the audit
-    /// trail or of the event log, or the live feed (on the tenant stream;
-    /// the envelope's actor is who). A session's own customer and agent are
+    /// trail or of the event log, or the live feed (in the tenant's access
+    /// log, `access-<tenant>.<day>`; the envelope's actor is who). A session's own customer and agent are
     /// not recorded: the conversation is theirs.
     PersonalDataViewed {
         /// session, audit_trail, event_log or live_feed.

@@ -138,10 +138,15 @@ pub enum StreamKind {
     Agent,
     Ticket,
     Tenant,
+    /// A tenant's access log for one day (`access-<tenant>.<YYYY-MM-DD>`):
+    /// who read personal data unmasked, who exported the log. Kept off the
+    /// tenant stream, which every login folds, and cut by day so that no
+    /// stream grows without end.
+    Access,
 }
 
 impl StreamKind {
-    pub const ALL: [StreamKind; 4] = [Self::Session, Self::Agent, Self::Ticket, Self::Tenant];
+    pub const ALL: [StreamKind; 5] = [Self::Session, Self::Agent, Self::Ticket, Self::Tenant, Self::Access];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -149,6 +154,7 @@ impl StreamKind {
             Self::Agent => "agent",
             Self::Ticket => "ticket",
             Self::Tenant => "tenant",
+            Self::Access => "access",
         }
     }
 }
@@ -181,6 +187,11 @@ impl StreamId {
     pub fn tenant(id: &TenantId) -> Self {
         Self::new(StreamKind::Tenant, id)
     }
+
+    /// The tenant's access log for `day` (UTC).
+    pub fn access(tenant: &TenantId, day: chrono::NaiveDate) -> Self {
+        Self::new(StreamKind::Access, format!("{tenant}.{day}"))
+    }
 }
 
 impl fmt::Display for StreamId {
@@ -195,7 +206,7 @@ impl FromStr for StreamId {
         let invalid = || SchemaError::InvalidId {
             kind: "stream",
             value: s.to_owned(),
-            expected: "<kind>-<id> with kind one of session, agent, ticket, tenant",
+            expected: "<kind>-<id> with kind one of session, agent, ticket, tenant, access",
         };
         let (kind, id) = s.split_once('-').ok_or_else(invalid)?;
         let kind = StreamKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(invalid)?;

@@ -65,10 +65,6 @@ pub enum TenantCommand {
     SetRecordingPolicy {
         record_calls: bool,
     },
-    /// Records an audit export that was written (see [`AuditExported`]).
-    RecordAuditExport(AuditExported),
-    /// Records an unmasked view of personal data (see [`PersonalDataViewed`]).
-    RecordView(PersonalDataViewed),
     SetRetention {
         class: DataClass,
         days: Option<u32>,
@@ -146,18 +142,6 @@ impl Decider for Tenant {
                     return Ok(vec![]);
                 }
                 Ok(vec![RecordingPolicySet { record_calls }.into()])
-            }
-            TenantCommand::RecordAuditExport(export) => {
-                if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
-                }
-                Ok(vec![export.into()])
-            }
-            TenantCommand::RecordView(view) => {
-                if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
-                }
-                Ok(vec![view.into()])
             }
             TenantCommand::SetRetention { class, days } => {
                 if !state.exists() {
