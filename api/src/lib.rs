@@ -35,6 +35,7 @@ pub mod accounts;
 pub mod auth;
 pub mod bot;
 pub mod calls;
+pub mod dual;
 mod error;
 pub mod kb;
 pub mod live;
@@ -178,6 +179,7 @@ pub fn app(state: AppState) -> Router {
         .merge(reports::router())
         .merge(retention::router())
         .merge(qa::router())
+        .merge(dual::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

@@ -1446,3 +1446,134 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0][0].text(), rows[0][1].int()), (id.to_string(), 72), "18 of 25 is 72 %");
 }
+
+/// Dual recordings: an admin versions a script; during a recorded call the
+/// assigned agent walks through its steps in order, the customer completes
+/// the step that asks for their click and sees the text being read; every
+/// start and end carries its offset into the recording. Out-of-order steps,
+/// wrong people and bad scripts are refused with nothing written.
+#[tokio::test]
+async fn a_dual_recording_walks_through_its_script_step_by_step() {
+    use witness_engine::domain::session::{Session, SessionCommand};
+    let w = World::new().await;
+    let admin = w.token("acme", Role::Admin);
+    let script = |text: &str| {
+        json!({ "title": "Wealth product", "steps": [
+            { "kind": "risk_disclosure", "text": text, "evidence": ["agent_reads_aloud", "customer_speaks"] },
+            { "kind": "customer_confirmation", "text": "I understand and confirm.", "evidence": ["customer_clicks"] },
+            { "kind": "document_shown", "text": "Show the signed form.", "evidence": ["document_shown"] },
+        ] })
+    };
+    let v1 = w
+        .call(Method::PUT, "/api/admin/dual-scripts/wealth", Some(admin), Some(script("Not capital-guaranteed.")))
+        .await;
+    assert_eq!((v1.0, &v1.1["version"]), (StatusCode::OK, &json!(1)), "{}", v1.1);
+    let disclosure = "本产品不保本，过往业绩不代表未来表现。";
+    let v2 = w.call(Method::PUT, "/api/admin/dual-scripts/wealth", Some(admin), Some(script(disclosure))).await;
+    assert_eq!(v2.1["version"], 2);
+    let listed = w.get("/api/dual-scripts", w.token("acme", Role::Agent)).await;
+    assert_eq!((listed.as_array().unwrap().len(), &listed[0]["version"]), (1, &json!(2)));
+
+    // A session in a recorded call with acme's agent (the router offers it).
+    let router = tokio::spawn(crate::live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+    let (customer, agent, id) = websocket::assigned(&w).await;
+    router.abort();
+    let tenant: TenantId = "acme".parse().unwrap();
+    let session: SessionId = id.parse().unwrap();
+    let (call_id, recording_id) = (CallId::new(), RecordingId::new());
+    let agent_id = w.users[&("acme", Role::Agent)];
+    for command in [
+        SessionCommand::StartCall { agent_id, call_id, kind: CallKind::Video },
+        SessionCommand::StartRecording { recording_id, reason: RecordingReason::DualRecording },
+    ] {
+        let stream = StreamId::session(session);
+        witness_engine::executor::execute::<Session>(
+            &w.state.store,
+            &tenant,
+            &stream,
+            &Actor::system(),
+            Utc::now(),
+            command,
+        )
+        .await
+        .unwrap();
+    }
+    let uri = |what: &str| format!("/api/sessions/{id}/dual/{what}");
+    let start = |i: u32| json!({ "script_id": "wealth", "step_index": i });
+    let done = json!({ "outcome": "completed" });
+
+    let before = w.events().await;
+    let cases = [
+        (uri("start"), w.token("acme", Role::Supervisor).to_owned(), start(0), StatusCode::FORBIDDEN, "role"),
+        (uri("start"), customer.clone(), start(0), StatusCode::FORBIDDEN, "role"),
+        (uri("start"), agent.clone(), start(1), StatusCode::UNPROCESSABLE_ENTITY, "next step is 0"),
+        (uri("start"), agent.clone(), start(3), StatusCode::BAD_REQUEST, "3 steps"),
+        (
+            uri("start"),
+            agent.clone(),
+            json!({ "script_id": "loans", "step_index": 0 }),
+            StatusCode::NOT_FOUND,
+            "script",
+        ),
+        (uri("complete"), agent.clone(), done.clone(), StatusCode::CONFLICT, "no step"),
+        (
+            "/api/admin/dual-scripts/has%20space".into(),
+            admin.to_owned(),
+            script("x"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "script id",
+        ),
+        (
+            "/api/admin/dual-scripts/empty".into(),
+            admin.to_owned(),
+            json!({ "title": "t", "steps": [] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at least one step",
+        ),
+        (
+            "/api/admin/dual-scripts/bad".into(),
+            admin.to_owned(),
+            json!({ "title": "t", "steps": [{ "kind": "risk_disclosure", "text": "x", "evidence": ["telepathy"] }] }),
+            StatusCode::BAD_REQUEST,
+            "telepathy",
+        ),
+    ];
+    for (uri, token, body, expected, word) in cases {
+        let method = if uri.starts_with("/api/admin") { Method::PUT } else { Method::POST };
+        let (status, answer) = w.call(method, &uri, Some(&token), Some(body.clone())).await;
+        assert_eq!(status, expected, "{uri} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(word),
+            "{uri} {body}: {answer} should name {word:?}"
+        );
+    }
+    assert_eq!(w.events().await, before, "a refused request wrote an event");
+
+    // Step 0: the agent reads the disclosure; the customer's page shows it.
+    let open = w.post(&uri("start"), &agent, start(0)).await;
+    assert_eq!((open["open"].as_u64(), open["script"]["version"].as_u64()), (Some(0), Some(2)));
+    let seen = w.get(&format!("/api/sessions/{id}/dual"), &customer).await;
+    assert_eq!(seen["open_text"], disclosure);
+    let (status, _) = w.call(Method::POST, &uri("complete"), Some(&customer), Some(done.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the disclosure is the agent's to complete");
+    w.post(&uri("complete"), &agent, done.clone()).await;
+    // Step 1: the customer confirms with a click.
+    w.post(&uri("start"), &agent, start(1)).await;
+    let confirmed = w.post(&uri("complete"), &customer, done.clone()).await;
+    assert_eq!(confirmed["done"], json!([[0, "completed"], [1, "completed"]]));
+    // Step 2: the document, which the agent marks failed.
+    w.post(&uri("start"), &agent, start(2)).await;
+    let last = w.post(&uri("complete"), &agent, json!({ "outcome": "failed" })).await;
+    assert_eq!((last["done"][2][1].as_str(), last["open"].is_null()), (Some("failed"), true));
+
+    // Six step events, by who did them, with offsets that never go back.
+    let events = w.state.store.read_stream(&StreamId::session(session), 1).await.unwrap();
+    let steps: Vec<_> = events.iter().filter(|e| e.event_type.starts_with("DualRecordingStep")).collect();
+    assert_eq!(steps.len(), 6);
+    assert_eq!(steps[3].actor.kind, ActorKind::Customer, "the click is the customer's");
+    let offsets: Vec<u64> = steps
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.payload).unwrap()["recording_offset_ms"].as_u64().unwrap())
+        .collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+}

@@ -187,6 +187,30 @@ pub enum DualRecordingStepKind {
     DocumentShown,
 }
 
+/// What a dual-recording step must leave on the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// The agent reads the step's text aloud (on the recording).
+    AgentReadsAloud,
+    /// The customer says they agree (on the recording).
+    CustomerSpeaks,
+    /// The customer presses "I confirm" on their page (the step is completed by the customer).
+    CustomerClicks,
+    /// A document is held to the camera.
+    DocumentShown,
+}
+
+/// One step of a dual-recording script.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptStep {
+    pub kind: DualRecordingStepKind,
+    /// What is read aloud or shown; the customer's page shows it during the step.
+    pub text: String,
+    pub evidence: Vec<Evidence>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepOutcome {
@@ -624,6 +648,18 @@ payload!(
         response_sla_secs: Option<u32>,
     }
 );
+payload!(
+    /// A version of one of the tenant's dual-recording (双录) scripts (on
+    /// the tenant stream): ordered steps, each with the evidence it needs.
+    /// Versions count up from 1 per `script_id`; sessions name the version
+    /// they followed.
+    DualRecordingScriptSet {
+        script_id: String,
+        version: u32,
+        title: String,
+        steps: Vec<ScriptStep>,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -772,6 +808,7 @@ registry! {
     MediaDeleted => 1,
     QaFormSet => 1,
     QaRulesSet => 1,
+    DualRecordingScriptSet => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

@@ -47,6 +47,17 @@ pub fn one_of_each() -> Vec<Event> {
         RecordingPolicySet { record_calls: true }.into(),
         PersonalDataViewed { view: "session".into(), session_id: Some(session_id), items: 12 }.into(),
         RetentionSet { class: DataClass::Recordings, days: Some(365) }.into(),
+        DualRecordingScriptSet {
+            script_id: "wealth-product".into(),
+            version: 1,
+            title: "Wealth product sale".into(),
+            steps: vec![ScriptStep {
+                kind: DualRecordingStepKind::RiskDisclosure,
+                text: "本产品不保本，过往业绩不代表未来表现。".into(),
+                evidence: vec![Evidence::AgentReadsAloud, Evidence::CustomerSpeaks],
+            }],
+        }
+        .into(),
         QaFormSet { criteria: vec![QaCriterion { name: "greeting".into(), weight: 2.0, max_score: 5.0 }] }.into(),
         QaRulesSet {
             greeting_within_secs: Some(30),

@@ -101,6 +101,19 @@ pub struct SessionState {
     pub recent: VecDeque<RecentMessage>,
     pub ended: bool,
     pub rated: bool,
+    /// The dual-recording script followed, if one was started.
+    pub dual: Option<DualProgress>,
+}
+
+/// Where a session is in its dual-recording script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DualProgress {
+    pub script_id: String,
+    pub version: u32,
+    /// Steps completed (with any outcome), in order.
+    pub done: Vec<(u32, StepOutcome)>,
+    /// The step started and not yet completed.
+    pub open: Option<u32>,
 }
 
 /// What can be asked of a session.
@@ -219,6 +232,16 @@ pub enum SessionCommand {
     Evaluate {
         evaluation: QaEvaluated,
     },
+    /// The next step of a dual-recording script begins, during a recorded
+    /// call; `steps` is how many the script version has (the caller looked it up).
+    StartStep {
+        step: DualRecordingStepStarted,
+        steps: u32,
+    },
+    /// The open step ends.
+    CompleteStep {
+        step: DualRecordingStepCompleted,
+    },
 }
 
 impl SessionCommand {
@@ -248,6 +271,8 @@ impl SessionCommand {
             Self::Rate { .. } => "Rate",
             Self::RecordDeletion { .. } => "RecordDeletion",
             Self::Evaluate { .. } => "Evaluate",
+            Self::StartStep { .. } => "StartStep",
+            Self::CompleteStep { .. } => "CompleteStep",
         }
     }
 }
@@ -477,6 +502,40 @@ impl Decider for Session {
                 }
                 vec![composite.into()]
             }
+            (S::InCall, C::StartStep { step, steps }) => {
+                if state.recording.is_none() {
+                    return Err(DomainError::Invalid("a dual-recording step runs while the call is recorded".into()));
+                }
+                let expected = match &state.dual {
+                    Some(d) if d.script_id != step.script_id || d.version != step.script_version => {
+                        return Err(DomainError::Invalid(format!(
+                            "this session follows script {} v{}",
+                            d.script_id, d.version
+                        )))
+                    }
+                    Some(d) if d.open.is_some() => {
+                        return Err(DomainError::Invalid("the open step must be completed first".into()))
+                    }
+                    Some(d) => d.done.len() as u32,
+                    None => 0,
+                };
+                if step.step_index != expected || step.step_index >= steps {
+                    return Err(DomainError::Invalid(format!(
+                        "the next step is {expected} of {steps}, not {}",
+                        step.step_index
+                    )));
+                }
+                vec![step.into()]
+            }
+            (S::InCall, C::CompleteStep { step }) => {
+                let open = state.dual.as_ref().and_then(|d| {
+                    (d.script_id == step.script_id && d.version == step.script_version).then_some(d.open).flatten()
+                });
+                if open != Some(step.step_index) {
+                    return Err(DomainError::Invalid(format!("step {} is not the open step", step.step_index)));
+                }
+                vec![step.into()]
+            }
             (S::WrapUp | S::Closed, C::RecordDeletion { deleted }) => vec![deleted.into()],
             (S::WrapUp | S::Closed, C::Evaluate { evaluation }) => {
                 if state.session_id != Some(evaluation.session_id) {
@@ -579,6 +638,21 @@ impl Decider for Session {
                 state.status = S::InCall;
                 state.call = Some(e.call_id);
                 state.last_call = Some(e.call_id);
+            }
+            Event::DualRecordingStepStarted(e) => {
+                let dual = state.dual.get_or_insert_with(|| DualProgress {
+                    script_id: e.script_id.clone(),
+                    version: e.script_version,
+                    done: vec![],
+                    open: None,
+                });
+                dual.open = Some(e.step_index);
+            }
+            Event::DualRecordingStepCompleted(e) => {
+                if let Some(dual) = state.dual.as_mut() {
+                    dual.open = None;
+                    dual.done.push((e.step_index, e.outcome));
+                }
             }
             Event::RecordingStarted(e) => {
                 state.recording = Some(e.recording_id);
@@ -785,6 +859,49 @@ mod tests {
         let mut h = queued(&ids);
         h.push(SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Abandoned }.into());
         assert_eq!(Session::fold(&h).status, SessionStatus::Closed, "no agent: no wrap-up");
+    }
+
+    #[test]
+    fn dual_recording_steps_run_in_order_one_at_a_time_during_a_recorded_call() {
+        let ids = ids();
+        let (call_id, recording_id) = (CallId::new(), RecordingId::new());
+        let mut h = assigned(&ids);
+        h.push(CallStarted { call_id, kind: CallKind::Video }.into());
+        let started = |i: u32| DualRecordingStepStarted {
+            script_id: "wealth".into(),
+            script_version: 2,
+            step_index: i,
+            step_kind: DualRecordingStepKind::RiskDisclosure,
+            recording_offset_ms: 1_000 * i as u64,
+        };
+        let completed = |i: u32| DualRecordingStepCompleted {
+            script_id: "wealth".into(),
+            script_version: 2,
+            step_index: i,
+            outcome: StepOutcome::Completed,
+            recording_offset_ms: 1_500 * (i as u64 + 1),
+        };
+        let start = |i: u32| SessionCommand::StartStep { step: started(i), steps: 2 };
+        // Not before the call is recorded.
+        Given::given(h.clone()).when(start(0)).refused();
+        h.push(RecordingStarted { recording_id, call_id, reason: RecordingReason::DualRecording }.into());
+        Given::given(h.clone()).when(start(1)).refused();
+        Given::given(h.clone()).when(start(0)).then([started(0).into()]);
+        Given::given(h.clone()).when(SessionCommand::CompleteStep { step: completed(0) }).refused();
+        h.push(started(0).into());
+        Given::given(h.clone()).when(start(1)).refused();
+        Given::given(h.clone()).when(SessionCommand::CompleteStep { step: completed(1) }).refused();
+        Given::given(h.clone()).when(SessionCommand::CompleteStep { step: completed(0) }).then([completed(0).into()]);
+        h.push(completed(0).into());
+        let mut other = started(1);
+        other.script_version = 1;
+        Given::given(h.clone()).when(SessionCommand::StartStep { step: other, steps: 2 }).refused();
+        Given::given(h.clone()).when(start(1)).then([started(1).into()]);
+        h.push(started(1).into());
+        h.push(completed(1).into());
+        Given::given(h.clone()).when(SessionCommand::StartStep { step: started(2), steps: 2 }).refused();
+        let dual = Session::fold(&h).dual.unwrap();
+        assert_eq!((dual.done.len(), dual.open), (2, None));
     }
 
     #[test]

@@ -34,6 +34,15 @@ pub struct TenantState {
     pub qa_form: Vec<QaCriterion>,
     /// The automatic QA rules, if set.
     pub qa_rules: Option<QaRulesSet>,
+    /// Every version of every dual-recording script, by id, oldest first.
+    pub scripts: BTreeMap<String, Vec<DualRecordingScriptSet>>,
+}
+
+impl TenantState {
+    /// Version `version` of script `id`, if there is one.
+    pub fn script(&self, id: &str, version: u32) -> Option<&DualRecordingScriptSet> {
+        self.scripts.get(id)?.iter().find(|s| s.version == version)
+    }
 }
 
 impl TenantState {
@@ -81,6 +90,12 @@ pub enum TenantCommand {
         criteria: Vec<QaCriterion>,
     },
     SetQaRules(QaRulesSet),
+    /// A new version of a dual-recording script.
+    SetScript {
+        script_id: String,
+        title: String,
+        steps: Vec<ScriptStep>,
+    },
 }
 
 /// The longest retention a tenant may set: a hundred years.
@@ -206,6 +221,27 @@ impl Decider for Tenant {
                 }
                 Ok(vec![rules.into()])
             }
+            TenantCommand::SetScript { script_id, title, steps } => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                let valid_id = !script_id.is_empty()
+                    && script_id.len() <= 64
+                    && script_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+                if !valid_id {
+                    return Err(DomainError::Invalid("a script id is 1 to 64 letters, digits, - or _".into()));
+                }
+                if title.trim().is_empty() || steps.is_empty() {
+                    return Err(DomainError::Invalid("a script needs a title and at least one step".into()));
+                }
+                if let Some(i) = steps.iter().position(|s| s.text.trim().is_empty() || s.evidence.is_empty()) {
+                    return Err(DomainError::Invalid(format!(
+                        "step {i}: a step needs its text and the evidence it requires"
+                    )));
+                }
+                let version = state.scripts.get(&script_id).map_or(0, Vec::len) as u32 + 1;
+                Ok(vec![DualRecordingScriptSet { script_id, version, title: title.trim().to_owned(), steps }.into()])
+            }
             TenantCommand::ReleaseLegalHold { session_id, reason } => {
                 if !state.holds.contains_key(&session_id) {
                     return Err(DomainError::Invalid("no such legal hold in force".into()));
@@ -239,6 +275,7 @@ impl Decider for Tenant {
             Event::LegalHoldReleased(e) => _ = state.holds.remove(&e.session_id),
             Event::QaFormSet(e) => state.qa_form = e.criteria.clone(),
             Event::QaRulesSet(e) => state.qa_rules = Some(e.clone()),
+            Event::DualRecordingScriptSet(e) => state.scripts.entry(e.script_id.clone()).or_default().push(e.clone()),
             _ => {}
         }
         state
