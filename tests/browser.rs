@@ -144,6 +144,24 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     let call_ms = (call_ended - call_started).num_milliseconds();
     assert!(call_ms >= 14_000, "the call lasted {call_ms} ms");
     assert_eq!(of("RecordingStarted").next().unwrap()["payload"]["reason"], "tenant_policy");
+    // The dual recording: two steps started by the agent, the disclosure
+    // completed by the agent and the confirmation by the customer's click,
+    // each at its offset into the recording, in order and within the call.
+    let steps: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event_type"].as_str().unwrap().starts_with("DualRecordingStep")).collect();
+    let kinds: Vec<(&str, &str)> =
+        steps.iter().map(|e| (e["event_type"].as_str().unwrap(), e["actor"]["kind"].as_str().unwrap())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("DualRecordingStepStarted", "agent"),
+            ("DualRecordingStepCompleted", "agent"),
+            ("DualRecordingStepStarted", "agent"),
+            ("DualRecordingStepCompleted", "customer"),
+        ]
+    );
+    let offsets: Vec<i64> = steps.iter().map(|e| e["payload"]["recording_offset_ms"].as_i64().unwrap()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]) && offsets[3] < call_ms, "{offsets:?} in a {call_ms} ms call");
     assert_eq!(of("RecordingStopped").count(), 1);
 
     // The browsers' receivers told the SFU their bandwidth (REMB), which

@@ -39,6 +39,27 @@ async function until(page, what, ok) {
 }
 const seconds = (n) => new Promise((r) => setTimeout(r, n * 1000));
 
+// With RECORDED, a dual-recording script the agent walks through during the
+// call: a disclosure the agent reads, then a confirmation the customer clicks.
+const DISCLOSURE = "本产品不保本，过往业绩不代表未来表现。";
+if (process.env.RECORDED) {
+  const admin = await fetch(`${base}/api/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ tenant: "demo", login: "admin", password: process.env.ADMIN_PASSWORD }),
+  }).then((r) => r.json());
+  const script = { title: "Wealth product", steps: [
+    { kind: "risk_disclosure", text: DISCLOSURE, evidence: ["agent_reads_aloud", "customer_speaks"] },
+    { kind: "customer_confirmation", text: "I understand the risks and confirm.", evidence: ["customer_clicks"] },
+  ] };
+  const put = await fetch(`${base}/api/admin/dual-scripts/wealth`, {
+    method: "PUT",
+    headers: { "content-type": "application/json", authorization: `Bearer ${admin.token}` },
+    body: JSON.stringify(script),
+  });
+  if (!put.ok) throw new Error(`the script: ${put.status} ${await put.text()}`);
+}
+
 try {
   const agent = await (await browser.newContext()).newPage();
   await agent.goto(`${base}/agent`);
@@ -72,7 +93,19 @@ try {
   // The agent shares the screen for 5 s: the customer decodes a second video.
   await agent.click("#screen");
   const sharing = await until(customer, "the customer decodes the shared screen", (s) => s.videoTracks >= 2 && s.framesDecoded > atCustomer.framesDecoded + 10);
-  await seconds(5);
+  const shared = Date.now();
+  if (process.env.RECORDED) {
+    // The dual recording, during the share: the customer's page shows the
+    // disclosure while the agent reads it, then the customer confirms.
+    await agent.click("#dual-start");
+    await expect(customer.locator("#dual-text", { hasText: DISCLOSURE }), "the disclosure on the customer's page");
+    await agent.click("#dual-done");
+    await expect(agent.locator("#dual-step", { hasText: "Next: step 2 of 2" }), "the next step on the workbench");
+    await agent.click("#dual-start");
+    await customer.click("#dual-confirm", { timeout });
+    await expect(agent.locator("#dual-step", { hasText: "All 2 steps done" }), "the script done on the workbench");
+  }
+  await seconds(Math.max(0, 5 - (Date.now() - shared) / 1000));
   await agent.click("#screen");
   await expect(agent.locator("#screen", { hasText: "Share screen" }), "the share stopped");
 
