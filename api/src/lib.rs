@@ -43,6 +43,7 @@ pub mod qa;
 pub mod recordings;
 pub mod reports;
 pub mod retention;
+pub mod review;
 pub mod sessions;
 pub mod supervision;
 pub mod tickets;
@@ -180,6 +181,7 @@ pub fn app(state: AppState) -> Router {
         .merge(retention::router())
         .merge(qa::router())
         .merge(dual::router())
+        .merge(review::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

@@ -1576,4 +1576,56 @@ async fn a_dual_recording_walks_through_its_script_step_by_step() {
         .map(|e| serde_json::from_str::<Value>(&e.payload).unwrap()["recording_offset_ms"].as_u64().unwrap())
         .collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+
+    // The review console: listed as pending; each step reviewed, then the verdict.
+    let compliance = w.token("acme", Role::Compliance);
+    let review = format!("/api/sessions/{id}/review");
+    let step =
+        |i: u32, passed: bool, comment: Option<&str>| json!({ "step_index": i, "passed": passed, "comment": comment });
+    let reviewed = |passed: bool| json!({ "passed": passed, "comment": "step 3 must be redone" });
+    let (status, answer) =
+        w.call(Method::POST, &format!("{review}/steps"), Some(compliance), Some(step(0, true, None))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "not while the call goes on: {answer}");
+    w.post(&format!("/api/sessions/{id}/end"), &agent, json!({})).await;
+    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    let pending = w.get("/api/reviews", compliance).await;
+    assert_eq!((pending[0]["session_id"].as_str(), pending[0]["steps"].as_i64()), (Some(id.as_str()), Some(3)));
+    let view = w.get(&review, compliance).await;
+    let composite = view["steps"][0]["composite_ms"].as_u64().unwrap();
+    assert!(composite <= view["steps"][0]["started_ms"].as_u64().unwrap(), "{view}");
+
+    let before = w.events().await;
+    let steps_uri = format!("{review}/steps");
+    let cases = [
+        (review.clone(), reviewed(false), StatusCode::UNPROCESSABLE_ENTITY, "step 0 is not reviewed"),
+        (steps_uri.clone(), step(2, false, None), StatusCode::BAD_REQUEST, "comment"),
+        (steps_uri.clone(), step(7, true, None), StatusCode::UNPROCESSABLE_ENTITY, "step 7"),
+    ];
+    for (uri, body, expected, word) in cases {
+        let (status, answer) = w.call(Method::POST, &uri, Some(compliance), Some(body.clone())).await;
+        assert_eq!(status, expected, "{uri} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(word),
+            "{uri} {body}: {answer} should name {word:?}"
+        );
+    }
+    let (status, _) =
+        w.call(Method::POST, &steps_uri, Some(w.token("acme", Role::Supervisor)), Some(step(0, true, None))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(w.events().await, before, "a refused review wrote an event");
+
+    w.post(&steps_uri, compliance, step(0, true, None)).await;
+    w.post(&steps_uri, compliance, step(1, true, Some("clear click"))).await;
+    w.post(&steps_uri, compliance, step(2, false, Some("no document on camera"))).await;
+    let (status, answer) = w.call(Method::POST, &review, Some(compliance), Some(reviewed(true))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a failed step cannot pass: {answer}");
+    let done = w.post(&review, compliance, reviewed(false)).await;
+    assert_eq!(done["verdict"], json!([false, "step 3 must be redone"]));
+    assert_eq!(done["steps"][2]["review"], json!([false, "no document on camera"]));
+    let (status, _) = w.call(Method::POST, &steps_uri, Some(compliance), Some(step(2, true, None))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "closed once the verdict is given");
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    assert!(w.get("/api/reviews", compliance).await.as_array().unwrap().is_empty());
+    assert_eq!(w.get("/api/reviews?status=all", compliance).await[0]["verdict"], "failed");
 }

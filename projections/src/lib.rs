@@ -47,7 +47,7 @@ pub enum ProjectionError {
     Kafka(#[from] witness_engine::kafka::KafkaError),
     #[error("event at position {position} cannot be decoded: {source}")]
     Decode { position: u64, source: SchemaError },
-    #[error("unknown projection {0:?}; known: sessions, session_timeline, audit_trail, queues, tickets, qa")]
+    #[error("unknown projection {0:?}; known: sessions, session_timeline, audit_trail, queues, tickets, qa, dual_recordings")]
     Unknown(String),
     #[error("projection database: {0}")]
     Postgres(#[from] sqlx::Error),
@@ -100,6 +100,20 @@ pub struct AgentRow {
     pub skill_groups: Vec<String>,
     /// Sessions held now.
     pub load: i64,
+}
+
+/// A session with a dual recording, for the review console.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReviewRow {
+    pub session_id: String,
+    pub script_id: String,
+    pub script_version: i64,
+    /// Steps started.
+    pub steps: i64,
+    /// RFC 3339: when its first step started.
+    pub recorded_at: String,
+    /// `passed` or `failed`, once reviewed.
+    pub verdict: Option<String>,
 }
 
 /// A filter on the `sessions` read model; times are RFC 3339 text.
@@ -887,6 +901,29 @@ impl Projector {
                     Value::Int(v) => v,
                     Value::Text(_) => None,
                 },
+            })
+            .collect())
+    }
+
+    /// A tenant's dual recordings awaiting a verdict (with `all`, every
+    /// one), oldest first.
+    pub async fn reviews(&self, tenant: &TenantId, all: bool, limit: usize) -> Result<Vec<ReviewRow>, ProjectionError> {
+        let rows = self
+            .select(
+                "SELECT session_id, script_id, script_version, steps, recorded_at, verdict FROM dual_recordings \
+                 WHERE tenant_id = {1} AND ({2} = 1 OR verdict IS NULL) ORDER BY recorded_at, session_id LIMIT {3}",
+                vec![Value::from(tenant.as_str()), Value::from(all as i64), Value::from(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ReviewRow {
+                session_id: r[0].text(),
+                script_id: r[1].text(),
+                script_version: r[2].int(),
+                steps: r[3].int(),
+                recorded_at: r[4].text(),
+                verdict: r[5].opt_text(),
             })
             .collect())
     }

@@ -23,6 +23,7 @@ pub fn all() -> Vec<Box<dyn Projection>> {
         Box::new(Queues),
         Box::new(Tickets),
         Box::new(Qa),
+        Box::new(DualRecordings),
     ]
 }
 
@@ -274,6 +275,47 @@ impl Projection for Qa {
                 ("evaluated_at", text(time_text(&r.occurred_at))),
             ],
         });
+    }
+}
+
+/// `dual_recordings`: one row per session with a dual recording, for the
+/// review console: its script, steps started, and the verdict once given.
+#[derive(Debug)]
+pub struct DualRecordings;
+
+impl Projection for DualRecordings {
+    fn name(&self) -> &'static str {
+        "dual_recordings"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["dual_recordings"]
+    }
+
+    fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<RowOp>) {
+        let Some(key) = session_key(r) else { return };
+        let at = || text(time_text(&r.occurred_at));
+        match event {
+            Event::DualRecordingStepStarted(e) => {
+                out.push(RowOp::Upsert {
+                    table: "dual_recordings",
+                    key: key.clone(),
+                    columns: vec![
+                        ("tenant_id", text(&r.tenant_id), Merge::Set),
+                        ("script_id", text(&e.script_id), Merge::Set),
+                        ("script_version", Value::from(e.script_version as i64), Merge::Set),
+                        ("recorded_at", at(), Merge::KeepFirst),
+                    ],
+                });
+                out.push(RowOp::Add { table: "dual_recordings", key, column: "steps", delta: 1 });
+            }
+            Event::DualRecordingReviewed(e) => out.push(RowOp::Update {
+                table: "dual_recordings",
+                key,
+                columns: vec![("verdict", text(if e.passed { "passed" } else { "failed" })), ("reviewed_at", at())],
+            }),
+            _ => {}
+        }
     }
 }
 

@@ -660,6 +660,27 @@ payload!(
         steps: Vec<ScriptStep>,
     }
 );
+payload!(
+    /// A reviewer passed or failed one completed step of the session's dual
+    /// recording (on the session stream; the envelope's actor is who).
+    DualRecordingStepReviewed {
+        script_id: String,
+        script_version: u32,
+        step_index: u32,
+        passed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    }
+);
+payload!(
+    /// The reviewer's overall verdict on the session's dual recording, once
+    /// every completed step was reviewed; final.
+    DualRecordingReviewed {
+        passed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    }
+);
 payload!(AgentPresenceChanged {
     agent_id: UserId,
     presence: Presence,
@@ -809,6 +830,8 @@ registry! {
     QaFormSet => 1,
     QaRulesSet => 1,
     DualRecordingScriptSet => 1,
+    DualRecordingStepReviewed => 1,
+    DualRecordingReviewed => 1,
 }
 
 /// The current schema version of `event_type`, if Witness knows it.

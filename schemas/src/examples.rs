@@ -47,6 +47,15 @@ pub fn one_of_each() -> Vec<Event> {
         RecordingPolicySet { record_calls: true }.into(),
         PersonalDataViewed { view: "session".into(), session_id: Some(session_id), items: 12 }.into(),
         RetentionSet { class: DataClass::Recordings, days: Some(365) }.into(),
+        DualRecordingStepReviewed {
+            script_id: "wealth-product".into(),
+            script_version: 1,
+            step_index: 0,
+            passed: false,
+            comment: Some("the disclosure was read too fast".into()),
+        }
+        .into(),
+        DualRecordingReviewed { passed: false, comment: Some("step 1 must be recorded again".into()) }.into(),
         DualRecordingScriptSet {
             script_id: "wealth-product".into(),
             version: 1,

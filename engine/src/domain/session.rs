@@ -114,6 +114,10 @@ pub struct DualProgress {
     pub done: Vec<(u32, StepOutcome)>,
     /// The step started and not yet completed.
     pub open: Option<u32>,
+    /// Reviewers' verdicts on completed steps (the latest per step).
+    pub step_reviews: std::collections::BTreeMap<u32, bool>,
+    /// The overall verdict, once given.
+    pub verdict: Option<bool>,
 }
 
 /// What can be asked of a session.
@@ -242,6 +246,14 @@ pub enum SessionCommand {
     CompleteStep {
         step: DualRecordingStepCompleted,
     },
+    /// A reviewer passes or fails a completed step of the ended session.
+    ReviewStep {
+        review: DualRecordingStepReviewed,
+    },
+    /// The reviewer's overall verdict, once every completed step is reviewed.
+    Review {
+        verdict: DualRecordingReviewed,
+    },
 }
 
 impl SessionCommand {
@@ -273,6 +285,8 @@ impl SessionCommand {
             Self::Evaluate { .. } => "Evaluate",
             Self::StartStep { .. } => "StartStep",
             Self::CompleteStep { .. } => "CompleteStep",
+            Self::ReviewStep { .. } => "ReviewStep",
+            Self::Review { .. } => "Review",
         }
     }
 }
@@ -536,6 +550,39 @@ impl Decider for Session {
                 }
                 vec![step.into()]
             }
+            (S::WrapUp | S::Closed, C::ReviewStep { review }) => {
+                let Some(dual) = &state.dual else {
+                    return Err(DomainError::Invalid("the session has no dual recording".into()));
+                };
+                if dual.verdict.is_some() {
+                    return Err(DomainError::Invalid("the review is closed: its verdict was given".into()));
+                }
+                if dual.script_id != review.script_id
+                    || dual.version != review.script_version
+                    || !dual.done.iter().any(|(i, _)| *i == review.step_index)
+                {
+                    return Err(DomainError::Invalid(format!(
+                        "step {} was not completed in this session",
+                        review.step_index
+                    )));
+                }
+                vec![review.into()]
+            }
+            (S::WrapUp | S::Closed, C::Review { verdict }) => {
+                let Some(dual) = &state.dual else {
+                    return Err(DomainError::Invalid("the session has no dual recording".into()));
+                };
+                if dual.verdict.is_some() {
+                    return Err(DomainError::Invalid("the verdict was already given".into()));
+                }
+                if let Some((i, _)) = dual.done.iter().find(|(i, _)| !dual.step_reviews.contains_key(i)) {
+                    return Err(DomainError::Invalid(format!("step {i} is not reviewed yet")));
+                }
+                if verdict.passed && dual.step_reviews.values().any(|passed| !passed) {
+                    return Err(DomainError::Invalid("a recording with a failed step cannot pass".into()));
+                }
+                vec![verdict.into()]
+            }
             (S::WrapUp | S::Closed, C::RecordDeletion { deleted }) => vec![deleted.into()],
             (S::WrapUp | S::Closed, C::Evaluate { evaluation }) => {
                 if state.session_id != Some(evaluation.session_id) {
@@ -645,8 +692,20 @@ impl Decider for Session {
                     version: e.script_version,
                     done: vec![],
                     open: None,
+                    step_reviews: Default::default(),
+                    verdict: None,
                 });
                 dual.open = Some(e.step_index);
+            }
+            Event::DualRecordingStepReviewed(e) => {
+                if let Some(dual) = state.dual.as_mut() {
+                    dual.step_reviews.insert(e.step_index, e.passed);
+                }
+            }
+            Event::DualRecordingReviewed(e) => {
+                if let Some(dual) = state.dual.as_mut() {
+                    dual.verdict = Some(e.passed);
+                }
             }
             Event::DualRecordingStepCompleted(e) => {
                 if let Some(dual) = state.dual.as_mut() {

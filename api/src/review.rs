@@ -1,0 +1,211 @@
+//! The review console's API, for compliance officers: dual recordings
+//! awaiting a verdict, one session's steps placed on its composite, a pass
+//! or fail per step with a comment, and the overall verdict — each a
+//! session event.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use witness_engine::domain::session::SessionCommand;
+use witness_projections::ReviewRow;
+use witness_schemas::*;
+
+use crate::auth::Caller;
+use crate::error::Body;
+use crate::sessions::{load, run, Loaded};
+use crate::{ApiError, AppState};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/reviews", get(pending))
+        .route("/api/sessions/{id}/review", get(show).post(verdict))
+        .route("/api/sessions/{id}/review/steps", post(review_step))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PendingQuery {
+    /// `all`: reviewed ones too.
+    status: Option<String>,
+}
+
+/// `GET /api/reviews[?status=all]`: the tenant's dual recordings awaiting a
+/// verdict (or all), oldest first (compliance).
+async fn pending(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    query: Result<Query<PendingQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<ReviewRow>>, ApiError> {
+    caller.require(&[Role::Compliance])?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let all = match q.status.as_deref() {
+        None | Some("") | Some("pending") => false,
+        Some("all") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("`status` is pending or all, got {other:?}"))),
+    };
+    Ok(Json(state.projector.reviews(&caller.t, all, 500).await?))
+}
+
+#[derive(serde::Serialize)]
+struct StepView {
+    index: u32,
+    kind: DualRecordingStepKind,
+    text: String,
+    evidence: Vec<Evidence>,
+    /// Offsets into the recording, and into its composite (whose time zero
+    /// is the first camera or microphone track, not the recording's start).
+    started_ms: Option<u64>,
+    completed_ms: Option<u64>,
+    composite_ms: Option<u64>,
+    outcome: Option<StepOutcome>,
+    /// The latest review: (passed, comment).
+    review: Option<(bool, Option<String>)>,
+}
+
+#[derive(serde::Serialize)]
+struct ReviewView {
+    script: Option<DualRecordingScriptSet>,
+    steps: Vec<StepView>,
+    /// The overall verdict, once given: (passed, comment).
+    verdict: Option<(bool, Option<String>)>,
+}
+
+/// How far the composite's time zero is into the recording: the composite
+/// starts at the first non-screen track, counted from the recording's start
+/// (as `recordings::render` lays the inputs out).
+fn composite_shift_ms(session: &Loaded) -> u64 {
+    let mut started = None;
+    let mut first_track = None;
+    for e in &session.events {
+        match e.decode() {
+            Ok(Event::RecordingStarted(_)) => started = Some(e.occurred_at),
+            Ok(Event::TrackPublished(t)) if t.kind != TrackKind::Screen => {
+                if let Some(s) = started {
+                    let at = e.occurred_at.max(s);
+                    first_track = Some(first_track.map_or(at, |f: chrono::DateTime<chrono::Utc>| f.min(at)));
+                }
+            }
+            _ => {}
+        }
+    }
+    match (started, first_track) {
+        (Some(s), Some(f)) => (f - s).num_milliseconds().max(0) as u64,
+        _ => 0,
+    }
+}
+
+/// `GET /api/sessions/{id}/review`: the script's steps with where they
+/// happened in the recording, what each came to, and the reviews so far.
+async fn show(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ReviewView>, ApiError> {
+    caller.require(&[Role::Compliance])?;
+    let session = load(&state, &caller, &id).await?;
+    let Some(dual) = session.state.dual.clone() else {
+        return Ok(Json(ReviewView { script: None, steps: vec![], verdict: None }));
+    };
+    let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
+    let script = tenant.script(&dual.script_id, dual.version).cloned();
+    let shift = composite_shift_ms(&session);
+    let (mut started, mut completed, mut reviews) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let mut verdict = None;
+    for e in &session.events {
+        match e.decode() {
+            Ok(Event::DualRecordingStepStarted(s)) => _ = started.insert(s.step_index, s.recording_offset_ms),
+            Ok(Event::DualRecordingStepCompleted(c)) => {
+                _ = completed.insert(c.step_index, (c.recording_offset_ms, c.outcome))
+            }
+            Ok(Event::DualRecordingStepReviewed(r)) => _ = reviews.insert(r.step_index, (r.passed, r.comment)),
+            Ok(Event::DualRecordingReviewed(v)) => verdict = Some((v.passed, v.comment)),
+            _ => {}
+        }
+    }
+    let steps = script
+        .iter()
+        .flat_map(|s| s.steps.iter().enumerate())
+        .map(|(i, step)| {
+            let i = i as u32;
+            let started_ms = started.get(&i).copied();
+            StepView {
+                index: i,
+                kind: step.kind,
+                text: step.text.clone(),
+                evidence: step.evidence.clone(),
+                started_ms,
+                completed_ms: completed.get(&i).map(|c| c.0),
+                composite_ms: started_ms.map(|ms| ms.saturating_sub(shift)),
+                outcome: completed.get(&i).map(|c| c.1),
+                review: reviews.get(&i).cloned(),
+            }
+        })
+        .collect();
+    Ok(Json(ReviewView { script, steps, verdict }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepReview {
+    step_index: u32,
+    passed: bool,
+    comment: Option<String>,
+}
+
+fn comment(text: Option<String>) -> Result<Option<String>, ApiError> {
+    let text = text.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+    if text.as_ref().is_some_and(|c| c.chars().count() > 2_000) {
+        return Err(ApiError::bad_request("`comment`: at most 2,000 characters"));
+    }
+    Ok(text)
+}
+
+/// `POST /api/sessions/{id}/review/steps` `{step_index, passed, comment?}`
+/// (compliance): a DualRecordingStepReviewed event. A failed step needs a comment.
+async fn review_step(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<StepReview>,
+) -> Result<Json<ReviewView>, ApiError> {
+    caller.require(&[Role::Compliance])?;
+    let session = load(&state, &caller, &id).await?;
+    let comment = comment(body.comment)?;
+    if !body.passed && comment.is_none() {
+        return Err(ApiError::bad_request("a failed step needs a `comment` saying why"));
+    }
+    let dual = session.state.dual.clone().ok_or_else(|| ApiError::not_found("dual recording"))?;
+    let review = DualRecordingStepReviewed {
+        script_id: dual.script_id,
+        script_version: dual.version,
+        step_index: body.step_index,
+        passed: body.passed,
+        comment,
+    };
+    run(&state, &caller, session.id, SessionCommand::ReviewStep { review }).await?;
+    show(State(state), Caller(caller), Path(id)).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Verdict {
+    passed: bool,
+    comment: Option<String>,
+}
+
+/// `POST /api/sessions/{id}/review` `{passed, comment?}` (compliance): the
+/// final verdict, once every completed step is reviewed.
+async fn verdict(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Verdict>,
+) -> Result<Json<ReviewView>, ApiError> {
+    caller.require(&[Role::Compliance])?;
+    let session = load(&state, &caller, &id).await?;
+    let verdict = DualRecordingReviewed { passed: body.passed, comment: comment(body.comment)? };
+    run(&state, &caller, session.id, SessionCommand::Review { verdict }).await?;
+    show(State(state), Caller(caller), Path(id)).await
+}
