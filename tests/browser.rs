@@ -147,8 +147,12 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     // The dual recording: two steps started by the agent, the disclosure
     // completed by the agent and the confirmation by the customer's click,
     // each at its offset into the recording, in order and within the call.
-    let steps: Vec<&serde_json::Value> =
-        events.iter().filter(|e| e["event_type"].as_str().unwrap().starts_with("DualRecordingStep")).collect();
+    let steps: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            ["DualRecordingStepStarted", "DualRecordingStepCompleted"].contains(&e["event_type"].as_str().unwrap())
+        })
+        .collect();
     let kinds: Vec<(&str, &str)> =
         steps.iter().map(|e| (e["event_type"].as_str().unwrap(), e["actor"]["kind"].as_str().unwrap())).collect();
     assert_eq!(
@@ -162,6 +166,12 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     );
     let offsets: Vec<i64> = steps.iter().map(|e| e["payload"]["recording_offset_ms"].as_i64().unwrap()).collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]) && offsets[3] < call_ms, "{offsets:?} in a {call_ms} ms call");
+    // Reviewed on the admin page by compliance: both steps, then the recording.
+    let reviewed: Vec<(&str, bool)> = of("DualRecordingStepReviewed")
+        .map(|e| (e["actor"]["kind"].as_str().unwrap(), e["payload"]["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(reviewed, [("compliance", true), ("compliance", true)]);
+    assert_eq!(of("DualRecordingReviewed").next().expect("the verdict")["payload"]["passed"], true);
     assert_eq!(of("RecordingStopped").count(), 1);
 
     // The browsers' receivers told the SFU their bandwidth (REMB), which

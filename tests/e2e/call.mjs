@@ -210,6 +210,32 @@ try {
     }
     const after = (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())).events;
     if (whole(after) !== before) throw new Error(`an unsatisfiable range was recorded as an access: ${whole(after)} vs ${before}`);
+
+    // The review console: once the session has ended, the officer finds the
+    // dual recording, jumps to a step on the composite, passes both steps
+    // and the recording.
+    const ended = await fetch(`${base}/api/sessions/${session}/end`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}" });
+    if (!ended.ok) throw new Error(`ending the session: ${ended.status}`);
+    const listed = officer.locator(`#reviews tr[data-session="${session}"]`);
+    for (let i = 0; i < 50 && !(await listed.count()); i++) {
+      await officer.click("#reviews-refresh");
+      await officer.waitForTimeout(200);
+    }
+    await listed.click();
+    const marker = officer.locator('#review-steps tr[data-step="1"] button.marker');
+    await expect(marker, "the confirmation step's marker");
+    await officer.waitForFunction(() => document.querySelector("#review-video").readyState >= 1, null, { timeout });
+    await marker.click();
+    const wanted = Number(await marker.getAttribute("data-ms")) / 1000;
+    await officer.waitForFunction((t) => Math.abs(document.querySelector("#review-video").currentTime - t) < 0.6, wanted, { timeout })
+      .catch(async () => { throw new Error(`the marker seeks to ${wanted} s; the video is at ${await officer.evaluate(() => document.querySelector("#review-video").currentTime)}`); });
+    for (const step of [0, 1]) {
+      await officer.click(`#review-steps tr[data-step="${step}"] button.pass`);
+      await expect(officer.locator(`#review-steps tr[data-step="${step}"] td`, { hasText: "passed" }), `step ${step + 1} passed`);
+    }
+    await officer.click("#verdict-pass");
+    await expect(officer.locator("#review-verdict", { hasText: "passed" }), "the verdict");
+    events = (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())).events;
   }
   console.log(JSON.stringify({ ok: true, agent: later, customer: sharing, events }));
 } finally {
