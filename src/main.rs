@@ -51,6 +51,11 @@ enum Command {
         recordings: bool,
         #[arg(long, default_value = "data/recordings", requires = "recordings")]
         recordings_dir: PathBuf,
+        /// Check a review package instead (a tar from
+        /// `GET /api/sessions/{id}/review/package`), offline: needs only the
+        /// file and --public-key.
+        #[arg(long, conflicts_with = "recordings")]
+        package: Option<PathBuf>,
     },
     /// Sign a checkpoint over every event not yet covered by one, now.
     Checkpoint {
@@ -433,6 +438,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify { recordings: true, recordings_dir, .. } => {
             return verify_recordings(&url, &recordings_dir).await
         }
+        Command::Verify { package: Some(package), public_key, .. } => return verify_package(&package, public_key),
         Command::Verify { public_key, .. } => return verify(&url, public_key).await,
         Command::Checkpoint { key_file } => {
             let store = connect(&url).await?;
@@ -550,8 +556,8 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     let store = connect(url).await?;
     let demo = witness_api::accounts::demo_start(&store).await?;
     let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?.with_media(media);
-    let state = witness_api::AppState { record_calls, export_dir, ..state };
-    let signer = CheckpointSigner::load_or_create(&key_file)?;
+    let signer = std::sync::Arc::new(CheckpointSigner::load_or_create(&key_file)?);
+    let state = witness_api::AppState { record_calls, export_dir, package_signer: Some(signer.clone()), ..state };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(backend = store.backend_name(), "witness listening on http://{address}");
@@ -668,6 +674,30 @@ async fn admin(url: &str, command: AdminCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn verify_package(package: &Path, public_key: Option<PathBuf>) -> Result<ExitCode> {
+    let key_path = public_key.unwrap_or_else(|| public_key_path(Path::new("data/witness-signing.key")));
+    let key = read_public_key(&key_path).with_context(|| {
+        format!(
+            "a package is checked against the instance's public key: pass --public-key (not found: {})",
+            key_path.display()
+        )
+    })?;
+    let file = std::fs::File::open(package).with_context(|| format!("opening {}", package.display()))?;
+    let report = witness_replay::package::verify_package(std::io::BufReader::new(file), &key)?;
+    println!(
+        "session {}: {} files, {} events, {} recording files checked against the log",
+        report.session_id, report.files, report.events, report.recordings
+    );
+    if report.is_ok() {
+        println!("OK: the package is intact and signed by this key");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &report.problems {
+        println!("FAILED: {problem}");
+    }
+    Ok(ExitCode::from(1))
 }
 
 async fn verify(url: &str, public_key: Option<PathBuf>) -> Result<ExitCode> {

@@ -134,7 +134,8 @@ fn a_customer_and_an_agent_talk_through_the_pages_and_the_audit_trail_shows_it()
 #[test]
 fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_and_its_segments_verify() {
     let served = serve(&["--record-calls"]);
-    let stdout = run_script(&served, "call.mjs", &[("RECORDED", "1")]);
+    let package = served._dir.path().join("review.tar");
+    let stdout = run_script(&served, "call.mjs", &[("RECORDED", "1"), ("PACKAGE", package.to_str().unwrap())]);
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let events = result["events"].as_array().unwrap();
     let at = |e: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(e["occurred_at"].as_str().unwrap()).unwrap();
@@ -172,6 +173,21 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
         .collect();
     assert_eq!(reviewed, [("compliance", true), ("compliance", true)]);
     assert_eq!(of("DualRecordingReviewed").next().expect("the verdict")["payload"]["passed"], true);
+    // The review package checks offline: elsewhere, with only the file and the public key.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::copy(&package, elsewhere.path().join("review.tar")).unwrap();
+    std::fs::copy(served._dir.path().join("data/witness-signing.pub"), elsewhere.path().join("witness.pub")).unwrap();
+    let checked = Command::new(env!("CARGO_BIN_EXE_witness"))
+        .current_dir(elsewhere.path())
+        .args(["verify", "--package", "review.tar", "--public-key", "witness.pub"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(0), "{said}{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(said.contains("OK: the package is intact"), "{said}");
+    let recordings_checked: usize =
+        said.split(" recording files").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(recordings_checked >= 6, "five tracks' segments and the composite: {said}");
     assert_eq!(of("RecordingStopped").count(), 1);
 
     // The browsers' receivers told the SFU their bandwidth (REMB), which

@@ -326,3 +326,61 @@ fn retention_sweep_reports_what_it_did_and_refuses_a_bad_time() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("neither an RFC 3339 time"), "{}", stderr(&bad));
 }
+
+/// `witness verify --package`: offline, with nothing but the file and the
+/// public key — intact, incomplete (files the log names are missing), signed
+/// by another key, or with no key at hand.
+#[test]
+fn verify_package_checks_a_review_package_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(witness(dir.path(), &["admin", "create-tenant", "acme", "--name", "Acme"]).status.success());
+    let seeded = witness(dir.path(), &["seed", "--sessions", "30", "--agents", "3", "--tenant", "acme"]);
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (bot_only, recorded) = runtime.block_on(async {
+        let store = witness_engine::EventStore::connect(&format!("sqlite://{}/data/witness.db", dir.path().display()))
+            .await
+            .unwrap();
+        let events = store.read_all(witness_schemas::Cursor::START, 100_000).await.unwrap();
+        let with =
+            |t: &str| events.iter().filter(|e| e.event_type == t).map(|e| e.stream_id.id.clone()).collect::<Vec<_>>();
+        let (ended, recorded, queued) = (with("SessionEnded"), with("RecordingSegmentClosed"), with("SessionQueued"));
+        let bot_only = ended.into_iter().find(|s| !queued.contains(s)).expect("a session the bot resolved");
+        let signer = witness_engine::CheckpointSigner::load_or_create(&dir.path().join("keys/signing.key")).unwrap();
+        let mut written = vec![];
+        for id in [&bot_only, &recorded[0]] {
+            let package = witness_replay::package::write_package(
+                &store,
+                &dir.path().join("data/recordings"),
+                &"acme".parse().unwrap(),
+                id.parse().unwrap(),
+                &serde_json::json!({}),
+                &signer,
+            )
+            .await
+            .unwrap();
+            let path = dir.path().join(format!("{id}.tar"));
+            std::fs::write(&path, package).unwrap();
+            written.push(path);
+        }
+        (written[0].clone(), written[1].clone())
+    });
+    let key = dir.path().join("keys/signing.pub");
+    let run = |package: &Path, key: &Path| {
+        witness(dir.path(), &["verify", "--package", package.to_str().unwrap(), "--public-key", key.to_str().unwrap()])
+    };
+    let ok = run(&bot_only, &key);
+    assert_eq!(ok.status.code(), Some(0), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).contains("OK: the package is intact and signed by this key"), "{}", stdout(&ok));
+    let incomplete = run(&recorded, &key);
+    assert_eq!(incomplete.status.code(), Some(1));
+    assert!(stdout(&incomplete).contains("named by the log but not in the package"), "{}", stdout(&incomplete));
+    std::fs::create_dir_all(dir.path().join("other")).unwrap();
+    witness_engine::CheckpointSigner::load_or_create(&dir.path().join("other/k.key")).unwrap();
+    let stranger = run(&bot_only, &dir.path().join("other/k.pub"));
+    assert_eq!(stranger.status.code(), Some(1));
+    assert!(stdout(&stranger).contains("signature does not verify"), "{}", stdout(&stranger));
+    let keyless = witness(dir.path(), &["verify", "--package", bot_only.to_str().unwrap()]);
+    assert_eq!(keyless.status.code(), Some(2));
+    assert!(stderr(&keyless).contains("--public-key"), "{}", stderr(&keyless));
+}

@@ -104,6 +104,9 @@ pub struct AppState {
     pub composites: recordings::Composites,
     /// Where `witness export --format parquet` writes: what reports query.
     pub export_dir: std::path::PathBuf,
+    /// Signs review packages (the instance's checkpoint key); without one,
+    /// packages cannot be exported.
+    pub package_signer: Option<Arc<witness_engine::CheckpointSigner>>,
 }
 
 impl AppState {
@@ -128,6 +131,7 @@ impl AppState {
             record_calls: false,
             composites: Default::default(),
             export_dir: "data/export".into(),
+            package_signer: None,
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));
         Ok(state)

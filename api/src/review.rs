@@ -22,6 +22,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/reviews", get(pending))
         .route("/api/sessions/{id}/review", get(show).post(verdict))
         .route("/api/sessions/{id}/review/steps", post(review_step))
+        .route("/api/sessions/{id}/review/package", get(package))
 }
 
 #[derive(serde::Deserialize)]
@@ -208,4 +209,38 @@ async fn verdict(
     let verdict = DualRecordingReviewed { passed: body.passed, comment: comment(body.comment)? };
     run(&state, &caller, session.id, SessionCommand::Review { verdict }).await?;
     show(State(state), Caller(caller), Path(id)).await
+}
+
+/// `GET /api/sessions/{id}/review/package` (compliance): the review package
+/// — composite, segments, timeline, review, signed manifest — as one tar
+/// file that `witness verify --package` checks offline. Its contents are
+/// unmasked, so each download is logged as a `PersonalDataViewed`.
+async fn package(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    caller.require(&[Role::Compliance])?;
+    let session = load(&state, &caller, &id).await?;
+    let signer = state.package_signer.clone().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this server has no key to sign packages with")
+    })?;
+    let Json(view) = show(State(state.clone()), Caller(caller.clone()), Path(id.clone())).await?;
+    let review = serde_json::to_value(&view).expect("a review serialises");
+    crate::supervision::record_view(&state, &caller, "review_package", Some(session.id), session.events.len()).await?;
+    let recordings = state.media.recordings_dir();
+    let bytes =
+        witness_replay::package::write_package(&state.store, recordings, &caller.t, session.id, &review, &signer)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "writing a review package");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the review package could not be written")
+            })?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"review-{}.tar\"", session.id)),
+    ];
+    Ok((headers, bytes).into_response())
 }

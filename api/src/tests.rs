@@ -1455,7 +1455,7 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
 #[tokio::test]
 async fn a_dual_recording_walks_through_its_script_step_by_step() {
     use witness_engine::domain::session::{Session, SessionCommand};
-    let w = World::new().await;
+    let mut w = World::new().await;
     let admin = w.token("acme", Role::Admin);
     let script = |text: &str| {
         json!({ "title": "Wealth product", "steps": [
@@ -1628,4 +1628,29 @@ async fn a_dual_recording_walks_through_its_script_step_by_step() {
     projector.catch_up(&w.state.store, |_| {}).await.unwrap();
     assert!(w.get("/api/reviews", compliance).await.as_array().unwrap().is_empty());
     assert_eq!(w.get("/api/reviews?status=all", compliance).await[0]["verdict"], "failed");
+
+    // The review package: compliance only, signed by the server's key, logged.
+    let package = format!("{review}/package");
+    let (status, answer) = w.call(Method::GET, &package, Some(compliance), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no signing key: {answer}");
+    let keys = tempfile::tempdir().unwrap();
+    let signer = witness_engine::CheckpointSigner::load_or_create(&keys.path().join("k.key")).unwrap();
+    let public = signer.verifying_key();
+    w.state.package_signer = Some(std::sync::Arc::new(signer));
+    let compliance = w.token("acme", Role::Compliance);
+    let (status, _) = w.call(Method::GET, &package, Some(w.token("acme", Role::Supervisor)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let request =
+        Request::get(&package).header("authorization", format!("Bearer {compliance}")).body(HttpBody::empty()).unwrap();
+    let response = app(w.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(
+        (response.status(), &response.headers()["content-type"]),
+        (StatusCode::OK, &"application/x-tar".parse().unwrap())
+    );
+    let tar = response.into_body().collect().await.unwrap().to_bytes();
+    let report = witness_replay::package::verify_package(&tar[..], &public).unwrap();
+    let stream = w.state.store.read_stream(&StreamId::session(session), 1).await.unwrap();
+    assert!(report.is_ok() && report.events == stream.len(), "{:?} {}", report.problems, report.events);
+    let logged = w.state.store.read_stream(&StreamId::access(&tenant, Utc::now().date_naive()), 1).await.unwrap();
+    assert!(logged.iter().any(|e| e.payload.contains("review_package")), "the download is in the access log");
 }

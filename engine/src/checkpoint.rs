@@ -99,6 +99,14 @@ fn read_hex32(path: &Path) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| key_error(path, "expected 32 bytes of hex"))
 }
 
+/// The bytes signed for a review package: a domain tag, then its manifest
+/// (so that a package signature can never pass for a checkpoint's).
+pub fn package_message(manifest: &[u8]) -> Vec<u8> {
+    let mut m = b"witness-review-package-v1".to_vec();
+    m.extend_from_slice(manifest);
+    m
+}
+
 /// The public key file that sits beside a signing key file.
 pub fn public_key_path(key_path: &Path) -> PathBuf {
     key_path.with_extension("pub")
@@ -127,6 +135,11 @@ impl CheckpointSigner {
 
     pub fn verifying_key(&self) -> VerifyingKey {
         self.key.verifying_key()
+    }
+
+    /// Signs a review package's manifest (see [`package_message`]).
+    pub fn sign_package(&self, manifest: &[u8]) -> [u8; 64] {
+        self.key.sign(&package_message(manifest)).to_bytes()
     }
 
     pub fn path(&self) -> &Path {

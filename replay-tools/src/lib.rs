@@ -19,5 +19,6 @@
 //! # Ok(()) }
 //! ```
 
+pub mod package;
 pub mod replay;
 pub mod verify;

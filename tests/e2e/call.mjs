@@ -235,6 +235,9 @@ try {
     }
     await officer.click("#verdict-pass");
     await expect(officer.locator("#review-verdict", { hasText: "passed" }), "the verdict");
+    // The review package, downloaded for an offline check (by tests/browser.rs).
+    const [download] = await Promise.all([officer.waitForEvent("download", { timeout }), officer.click("#review-package")]);
+    await download.saveAs(process.env.PACKAGE);
     events = (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())).events;
   }
   console.log(JSON.stringify({ ok: true, agent: later, customer: sharing, events }));

@@ -1,8 +1,9 @@
-//! Retention and legal holds, end to end over a real store and real files:
+//! Compliance over a real store and real files. Retention and legal holds:
 //! what is past its tenant's retention is deleted with a `MediaDeleted`
 //! event, what a legal hold covers is kept until the hold is released, an
 //! attachment goes only when every session that sent it has expired, and
-//! the hash chain and `verify --recordings` stay whole throughout.
+//! the hash chain and `verify --recordings` stay whole throughout. Review
+//! packages: written, then checked offline, and any change to them found.
 
 mod common;
 
@@ -228,4 +229,54 @@ async fn a_recorded_deletion_whose_file_is_still_there_is_finished_by_the_next_s
     let report = sweep(&w.t.store, &recordings, &w.uploads, now, false).await.unwrap();
     assert_eq!((report.deleted.len(), report.retried), (0, 1));
     assert!(!exists(&recordings, &file));
+}
+
+/// A review package verifies with the instance's key, and any change — to a
+/// recording, to the timeline, or the key itself — is found and named.
+#[tokio::test]
+async fn a_review_package_verifies_offline_and_every_change_to_it_is_found() {
+    use witness_engine::CheckpointSigner;
+    use witness_replay::package::{verify_package, write_package};
+    let dir = tempfile::tempdir().unwrap();
+    let w = World { t: sqlite().await, uploads: UploadStore::new(dir.path().join("uploads"), 1 << 20), dir };
+    w.tenant(TenantCommand::Create { name: "Acme".into() }).await;
+    let (session, file) = w.recorded_session(Utc::now() - Duration::hours(1), &png(4)).await;
+    let signer = CheckpointSigner::load_or_create(&w.dir.path().join("keys/signing.key")).unwrap();
+    let review = serde_json::json!({ "verdict": [true, null] });
+    let package = write_package(&w.t.store, &w.recordings(), &tenant(), session, &review, &signer).await.unwrap();
+
+    let report = verify_package(package.as_slice(), &signer.verifying_key()).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!((report.files, report.recordings, report.session_id), (3, 1, session.to_string()));
+    assert_eq!(report.events, w.t.store.read_stream(&StreamId::session(session), 1).await.unwrap().len());
+
+    // Another tenant's session is not packaged.
+    let other: TenantId = "globex".parse().unwrap();
+    assert!(write_package(&w.t.store, &w.recordings(), &other, session, &review, &signer).await.is_err());
+
+    let changed = |from: &[u8], to: &[u8]| {
+        let at = package.windows(from.len()).position(|w| w == from).expect("the bytes to change are in the package");
+        let mut copy = package.clone();
+        copy[at..at + to.len()].copy_from_slice(to);
+        verify_package(copy.as_slice(), &signer.verifying_key()).unwrap().problems
+    };
+    // One byte of the recording.
+    let audio = format!("audio of {session}");
+    let problems = changed(audio.as_bytes(), b"AUDIO");
+    let name = format!("recordings/{file}");
+    assert!(problems.iter().any(|p| p.starts_with(&name) && p.contains("altered")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with(&name) && p.contains("not the file the log recorded")),
+        "{problems:?}"
+    );
+    // The customer's reference in the timeline: the file and the event's hash.
+    let problems = changed(b"visitor-1", b"visitor-2");
+    assert!(problems.iter().any(|p| p.starts_with("timeline.json: altered")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("does not hash to its hash")), "{problems:?}");
+    // Another key.
+    let stranger = CheckpointSigner::load_or_create(&w.dir.path().join("keys/other.key")).unwrap();
+    let report = verify_package(package.as_slice(), &stranger.verifying_key()).unwrap();
+    assert_eq!(report.problems, vec!["manifest.json: the signature does not verify with this public key".to_owned()]);
+    // Not a package at all.
+    assert!(verify_package(&b"not a tar"[..], &signer.verifying_key()).is_err());
 }

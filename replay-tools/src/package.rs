@@ -1,0 +1,235 @@
+//! Review packages: one session's dual recording as a single tar file that
+//! can be checked offline, on another machine, with nothing but the file and
+//! the instance's public key (`witness verify --package FILE --public-key K`).
+//!
+//! ```text
+//! manifest.json        what the package holds: every file with its size and SHA-256
+//! manifest.sig         Ed25519 signature (hex) over "witness-review-package-v1" ‖ manifest.json,
+//!                      by the instance's checkpoint key
+//! timeline.json        the session's events, whole envelopes with their hashes
+//! review.json          the reviewer's view: steps, offsets, reviews, verdict (if given)
+//! recordings/…         the composite and every segment the events name
+//! ```
+//!
+//! The verifier checks the signature with the key it is given (never one
+//! the package carries), every listed file's size and hash, that nothing
+//! unlisted is there, that each event's hash is what its envelope hashes to,
+//! and that each recording event's file is in the package with the hash
+//! the event recorded. Events are a session's, not the whole log: their
+//! `prev_hash` links point into the rest of the log and are not followed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+use witness_engine::checkpoint::{package_message, CheckpointSigner};
+use witness_engine::{EventStore, StoreError};
+use witness_schemas::{Event, RecordedEvent, SessionId, StreamId, TenantId};
+
+pub const FORMAT: &str = "witness-review-package/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no such session")]
+    NoSession,
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("the package cannot be read: {0}")]
+    Unreadable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PackedFile {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub tenant: String,
+    pub session_id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The signer's public key (hex), for information: verify with a key you trust.
+    pub public_key: String,
+    pub files: Vec<PackedFile>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn recording_file(e: &Event) -> Option<(&str, &str)> {
+    match e {
+        Event::RecordingSegmentClosed(s) => Some((&s.file, s.sha256.as_str())),
+        Event::RecordingComposited(c) => Some((&c.file, c.sha256.as_str())),
+        _ => None,
+    }
+}
+
+/// The package of `session` (of `tenant`), signed by `signer`, as tar bytes.
+/// `review` is the reviewer's view to include. A recording file the log
+/// names but the disk has lost (deleted under retention, say) is left out;
+/// the verifier reports it.
+pub async fn write_package(
+    store: &EventStore,
+    recordings: &Path,
+    tenant: &TenantId,
+    session: SessionId,
+    review: &serde_json::Value,
+    signer: &CheckpointSigner,
+) -> Result<Vec<u8>, PackageError> {
+    let events = store.read_stream(&StreamId::session(session), 1).await?;
+    if events.first().is_none_or(|e| &e.tenant_id != tenant) {
+        return Err(PackageError::NoSession);
+    }
+    let mut contents: Vec<(String, Vec<u8>)> = vec![
+        ("timeline.json".into(), serde_json::to_vec_pretty(&events).expect("events serialise")),
+        ("review.json".into(), serde_json::to_vec_pretty(review).expect("a review serialises")),
+    ];
+    for e in &events {
+        let Ok(decoded) = e.decode() else { continue };
+        let Some((file, _)) = recording_file(&decoded) else { continue };
+        let relative = Path::new(file);
+        if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            continue;
+        }
+        let path = recordings.join(relative);
+        match std::fs::read(&path) {
+            Ok(bytes) => contents.push((format!("recordings/{file}"), bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(PackageError::Io { path: path.display().to_string(), source }),
+        }
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        tenant: tenant.to_string(),
+        session_id: session.to_string(),
+        created_at: chrono::Utc::now(),
+        public_key: hex::encode(signer.verifying_key().to_bytes()),
+        files: contents
+            .iter()
+            .map(|(path, bytes)| PackedFile {
+                path: path.clone(),
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(bytes),
+            })
+            .collect(),
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+    let signature = hex::encode(signer.sign_package(&manifest_bytes));
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(manifest.created_at.timestamp().max(0) as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, path, bytes).map_err(|source| PackageError::Io { path: path.into(), source })
+    };
+    add("manifest.json", &manifest_bytes)?;
+    add("manifest.sig", signature.as_bytes())?;
+    for (path, bytes) in &contents {
+        add(path, bytes)?;
+    }
+    tar.into_inner().map_err(|source| PackageError::Io { path: "package".into(), source })
+}
+
+/// What `verify --package` found.
+#[derive(Debug, Default)]
+pub struct PackageReport {
+    pub session_id: String,
+    pub files: usize,
+    pub events: usize,
+    pub recordings: usize,
+    pub problems: Vec<String>,
+}
+
+impl PackageReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks a package (tar bytes from `reader`) against `key`, as described
+/// in the module docs. An unreadable archive is an error; everything else
+/// found wrong is a problem in the report.
+pub fn verify_package(reader: impl Read, key: &VerifyingKey) -> Result<PackageReport, PackageError> {
+    let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(|e| PackageError::Unreadable(e.to_string()))? {
+        let mut entry = entry.map_err(|e| PackageError::Unreadable(e.to_string()))?;
+        let path = entry.path().map_err(|e| PackageError::Unreadable(e.to_string()))?.display().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(|e| PackageError::Unreadable(e.to_string()))?;
+        entries.insert(path, bytes);
+    }
+    let mut report = PackageReport::default();
+    let manifest_bytes =
+        entries.remove("manifest.json").ok_or_else(|| PackageError::Unreadable("no manifest.json".into()))?;
+    let signature = entries.remove("manifest.sig").ok_or_else(|| PackageError::Unreadable("no manifest.sig".into()))?;
+    let signed = hex::decode(String::from_utf8_lossy(&signature).trim())
+        .ok()
+        .and_then(|s| <[u8; 64]>::try_from(s).ok())
+        .is_some_and(|s| key.verify(&package_message(&manifest_bytes), &Signature::from_bytes(&s)).is_ok());
+    if !signed {
+        report.problems.push("manifest.json: the signature does not verify with this public key".into());
+    }
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| PackageError::Unreadable(format!("manifest.json: {e}")))?;
+    if manifest.format != FORMAT {
+        report.problems.push(format!("manifest.json: format {:?}, expected {FORMAT:?}", manifest.format));
+    }
+    report.session_id = manifest.session_id.clone();
+    for f in &manifest.files {
+        match entries.get(&f.path) {
+            None => report.problems.push(format!("{}: listed but missing", f.path)),
+            Some(bytes) if bytes.len() as u64 != f.bytes || sha256_hex(bytes) != f.sha256 => {
+                report.problems.push(format!("{}: altered (its size or SHA-256 is not the listed one)", f.path))
+            }
+            Some(_) => report.files += 1,
+        }
+    }
+    for path in entries.keys().filter(|p| !manifest.files.iter().any(|f| &f.path == *p)) {
+        report.problems.push(format!("{path}: in the package but not in the manifest"));
+    }
+    let Some(timeline) = entries.get("timeline.json") else {
+        report.problems.push("timeline.json: missing".into());
+        return Ok(report);
+    };
+    let events: Vec<RecordedEvent> = match serde_json::from_slice(timeline) {
+        Ok(events) => events,
+        Err(e) => {
+            report.problems.push(format!("timeline.json: not a list of events: {e}"));
+            return Ok(report);
+        }
+    };
+    for e in &events {
+        report.events += 1;
+        if witness_engine::chain::event_hash(e) != e.hash {
+            report.problems.push(format!("timeline.json: event at position {} does not hash to its hash", e.position));
+        }
+        if e.stream_id.to_string() != format!("session-{}", manifest.session_id) {
+            report.problems.push(format!("timeline.json: event at position {} is not the session's", e.position));
+        }
+        let Ok(decoded) = e.decode() else {
+            report.problems.push(format!("timeline.json: event at position {} cannot be decoded", e.position));
+            continue;
+        };
+        if let Some((file, sha256)) = recording_file(&decoded) {
+            match entries.get(&format!("recordings/{file}")) {
+                None => report.problems.push(format!("recordings/{file}: named by the log but not in the package")),
+                Some(bytes) if sha256_hex(bytes) != sha256 => {
+                    report.problems.push(format!("recordings/{file}: not the file the log recorded"))
+                }
+                Some(_) => report.recordings += 1,
+            }
+        }
+    }
+    Ok(report)
+}
