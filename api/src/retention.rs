@@ -347,37 +347,28 @@ async fn hold_target(
 
 /// `POST /api/legal-holds` `{session_id?, reason}` (compliance, admins):
 /// nothing of the session (or the tenant) is deleted until released.
-async fn place(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Body(body): Body<HoldRequest>,
-) -> Result<Json<Policy>, ApiError> {
-    caller.require(&[Role::Compliance, Role::Admin])?;
-    let session_id = hold_target(&state, &caller, body.session_id.as_deref()).await?;
-    on_tenant_stream(
-        &state.store,
-        &caller.t,
-        &caller.actor(),
-        TenantCommand::PlaceLegalHold { session_id, reason: body.reason },
-    )
-    .await?;
-    Ok(Json(policy_of(&state, &caller.t).await?))
+async fn place(state: State<AppState>, caller: Caller, body: Body<HoldRequest>) -> Result<Json<Policy>, ApiError> {
+    hold(state, caller, body, true).await
 }
 
 /// `POST /api/legal-holds/release` `{session_id?, reason}` (compliance, admins).
-async fn release(
+async fn release(state: State<AppState>, caller: Caller, body: Body<HoldRequest>) -> Result<Json<Policy>, ApiError> {
+    hold(state, caller, body, false).await
+}
+
+async fn hold(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Body(body): Body<HoldRequest>,
+    place: bool,
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&[Role::Compliance, Role::Admin])?;
     let session_id = hold_target(&state, &caller, body.session_id.as_deref()).await?;
-    on_tenant_stream(
-        &state.store,
-        &caller.t,
-        &caller.actor(),
-        TenantCommand::ReleaseLegalHold { session_id, reason: body.reason },
-    )
-    .await?;
+    let command = if place {
+        TenantCommand::PlaceLegalHold { session_id, reason: body.reason }
+    } else {
+        TenantCommand::ReleaseLegalHold { session_id, reason: body.reason }
+    };
+    on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(policy_of(&state, &caller.t).await?))
 }

@@ -102,6 +102,13 @@ impl World {
         self.state.store.count().await.unwrap()
     }
 
+    /// Today's events of `event_type` in `tenant`'s access log.
+    async fn access_log(&self, tenant: &str, event_type: &str) -> Vec<RecordedEvent> {
+        let stream = StreamId::access(&tenant.parse().unwrap(), Utc::now().date_naive());
+        let events = self.state.store.read_stream(&stream, 1).await.unwrap();
+        events.into_iter().filter(|e| e.event_type == event_type).collect()
+    }
+
     /// A customer session with the bot, one message in.
     async fn session(&self, tenant: &str, says: &str) -> (String, String) {
         let customer = self.visitor(tenant).await;
@@ -1127,13 +1134,7 @@ async fn audit_exports_are_masked_by_role_recorded_and_refused_cleanly() {
         }
     };
     let recorded = || async {
-        let events = w
-            .state
-            .store
-            .read_stream(&StreamId::access(&"acme".parse().unwrap(), Utc::now().date_naive()), 1)
-            .await
-            .unwrap();
-        events.into_iter().filter(|e| e.event_type == "AuditExported").map(|e| e.decode().unwrap()).collect::<Vec<_>>()
+        w.access_log("acme", "AuditExported").await.iter().map(|e| e.decode().unwrap()).collect::<Vec<_>>()
     };
     let acme_events = w.state.store.read_all(Cursor::START, 10_000).await.unwrap();
     let acme_count = acme_events.iter().filter(|e| e.tenant_id.as_str() == "acme").count();
@@ -1187,17 +1188,8 @@ async fn unmasked_views_are_recorded_and_masked_ones_are_not() {
     let w = World::new().await;
     let (customer, id) = w.session("acme", "my ID is 110101199003071234").await;
     let views = || async {
-        let events = w
-            .state
-            .store
-            .read_stream(&StreamId::access(&"acme".parse().unwrap(), Utc::now().date_naive()), 1)
-            .await
-            .unwrap();
-        events
-            .into_iter()
-            .filter(|e| e.event_type == "PersonalDataViewed")
-            .map(|e| (e.actor.kind, e.decode().unwrap()))
-            .collect::<Vec<_>>()
+        let events = w.access_log("acme", "PersonalDataViewed").await;
+        events.iter().map(|e| (e.actor.kind, e.decode().unwrap())).collect::<Vec<_>>()
     };
     // Masked or one's own: nothing recorded.
     w.get(&format!("/api/sessions/{id}"), &customer).await;
@@ -1651,6 +1643,6 @@ async fn a_dual_recording_walks_through_its_script_step_by_step() {
     let report = witness_replay::package::verify_package(&tar[..], &public).unwrap();
     let stream = w.state.store.read_stream(&StreamId::session(session), 1).await.unwrap();
     assert!(report.is_ok() && report.events == stream.len(), "{:?} {}", report.problems, report.events);
-    let logged = w.state.store.read_stream(&StreamId::access(&tenant, Utc::now().date_naive()), 1).await.unwrap();
+    let logged = w.access_log("acme", "PersonalDataViewed").await;
     assert!(logged.iter().any(|e| e.payload.contains("review_package")), "the download is in the access log");
 }
