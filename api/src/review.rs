@@ -14,7 +14,7 @@ use witness_schemas::*;
 
 use crate::auth::Caller;
 use crate::error::Body;
-use crate::sessions::{load, run, Loaded};
+use crate::sessions::{load, run};
 use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -73,30 +73,6 @@ struct ReviewView {
     verdict: Option<(bool, Option<String>)>,
 }
 
-/// How far the composite's time zero is into the recording: the composite
-/// starts at the first non-screen track, counted from the recording's start
-/// (as `recordings::render` lays the inputs out).
-fn composite_shift_ms(session: &Loaded) -> u64 {
-    let mut started = None;
-    let mut first_track = None;
-    for e in &session.events {
-        match e.decode() {
-            Ok(Event::RecordingStarted(_)) => started = Some(e.occurred_at),
-            Ok(Event::TrackPublished(t)) if t.kind != TrackKind::Screen => {
-                if let Some(s) = started {
-                    let at = e.occurred_at.max(s);
-                    first_track = Some(first_track.map_or(at, |f: chrono::DateTime<chrono::Utc>| f.min(at)));
-                }
-            }
-            _ => {}
-        }
-    }
-    match (started, first_track) {
-        (Some(s), Some(f)) => (f - s).num_milliseconds().max(0) as u64,
-        _ => 0,
-    }
-}
-
 /// `GET /api/sessions/{id}/review`: the script's steps with where they
 /// happened in the recording, what each came to, and the reviews so far.
 async fn show(
@@ -111,11 +87,19 @@ async fn show(
     };
     let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
     let script = tenant.script(&dual.script_id, dual.version).cloned();
-    let shift = composite_shift_ms(&session);
     let (mut started, mut completed, mut reviews) = (HashMap::new(), HashMap::new(), HashMap::new());
-    let mut verdict = None;
+    let (mut verdict, mut recording_started, mut first_track) = (None, None, None);
     for e in &session.events {
         match e.decode() {
+            Ok(Event::RecordingStarted(_)) => recording_started = Some(e.occurred_at),
+            // The composite starts at the first camera or microphone track
+            // after the recording's start (as `recordings` lays it out).
+            Ok(Event::TrackPublished(t)) if t.kind != TrackKind::Screen => {
+                if let Some(begun) = recording_started {
+                    let at = e.occurred_at.max(begun);
+                    first_track = Some(first_track.map_or(at, |f: chrono::DateTime<chrono::Utc>| f.min(at)));
+                }
+            }
             Ok(Event::DualRecordingStepStarted(s)) => _ = started.insert(s.step_index, s.recording_offset_ms),
             Ok(Event::DualRecordingStepCompleted(c)) => {
                 _ = completed.insert(c.step_index, (c.recording_offset_ms, c.outcome))
@@ -125,6 +109,11 @@ async fn show(
             _ => {}
         }
     }
+    // How far the composite's time zero is into the recording.
+    let shift = match (recording_started, first_track) {
+        (Some(begun), Some(first)) => (first - begun).num_milliseconds().max(0) as u64,
+        _ => 0,
+    };
     let steps = script
         .iter()
         .flat_map(|s| s.steps.iter().enumerate())
