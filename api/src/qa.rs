@@ -24,6 +24,17 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/admin/qa-form", put(set_form))
         .route("/api/admin/qa-rules", put(set_rules))
         .route("/api/sessions/{id}/qa", get(show).post(evaluate))
+        .route("/api/qa/queue", get(queue))
+}
+
+/// `GET /api/qa/queue` (supervisors): ended sessions an agent handled that
+/// nobody has evaluated yet, most recently ended first (at most 200).
+async fn queue(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<witness_projections::SessionRow>>, ApiError> {
+    caller.require(&[Role::Supervisor])?;
+    Ok(Json(state.projector.qa_queue(&caller.t, 200).await?))
 }
 
 #[derive(serde::Serialize)]

@@ -1363,6 +1363,13 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
     witness_engine::executor::execute::<Session>(&w.state.store, &tenant, &stream, &Actor::system(), Utc::now(), end)
         .await
         .unwrap();
+    // Ended and handled by an agent: in the QA queue until evaluated.
+    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    let queued = |q: &Value| q.as_array().unwrap().iter().any(|s| s["session_id"] == id.to_string());
+    assert!(queued(&w.get("/api/qa/queue", supervisor).await), "the ended session waits for QA");
+    let (status, _) = w.call(Method::GET, "/api/qa/queue", Some(w.token("acme", Role::Agent)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
     let before = w.events().await;
     let globex_form_less = w.session("globex", "hi").await.1;
@@ -1432,8 +1439,8 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
     let evaluated = w.post(&uri, supervisor, scores).await;
     assert_eq!((evaluated["total_score"].as_f64(), evaluated["max_score"].as_f64()), (Some(18.0), Some(25.0)));
     assert_eq!(w.get(&uri, supervisor).await["evaluations"].as_array().unwrap().len(), 1);
-    let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
     projector.catch_up(&w.state.store, |_| {}).await.unwrap();
+    assert!(!queued(&w.get("/api/qa/queue", supervisor).await), "evaluated: out of the queue");
     let rows = projector.rows("qa_evaluations", &["session_id", "score"], Some(&tenant)).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0][0].text(), rows[0][1].int()), (id.to_string(), 72), "18 of 25 is 72 %");

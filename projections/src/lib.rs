@@ -154,6 +154,25 @@ type SessionTuple = (
     Option<i64>,
 );
 
+/// A row of `sessions` selected as `session_id, tenant_id, channel,
+/// business_type, started_at, ended_at, outcome, agent_id, satisfaction`.
+fn session_row(r: Vec<Value>) -> SessionRow {
+    SessionRow {
+        session_id: r[0].text(),
+        tenant_id: r[1].text(),
+        channel: r[2].opt_text(),
+        business_type: r[3].opt_text(),
+        started_at: r[4].opt_text(),
+        ended_at: r[5].opt_text(),
+        outcome: r[6].opt_text(),
+        agent_id: r[7].opt_text(),
+        satisfaction: match r[8] {
+            Value::Int(v) => v,
+            Value::Text(_) => None,
+        },
+    }
+}
+
 /// An event as read from the log, with its payload decoded.
 type Decoded = (RecordedEvent, witness_schemas::Event);
 
@@ -886,23 +905,23 @@ impl Projector {
                 ],
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| SessionRow {
-                session_id: r[0].text(),
-                tenant_id: r[1].text(),
-                channel: r[2].opt_text(),
-                business_type: r[3].opt_text(),
-                started_at: r[4].opt_text(),
-                ended_at: r[5].opt_text(),
-                outcome: r[6].opt_text(),
-                agent_id: r[7].opt_text(),
-                satisfaction: match r[8] {
-                    Value::Int(v) => v,
-                    Value::Text(_) => None,
-                },
-            })
-            .collect())
+        Ok(rows.into_iter().map(session_row).collect())
+    }
+
+    /// A tenant's ended sessions that an agent handled and nobody has
+    /// evaluated yet, most recently ended first: the QA queue.
+    pub async fn qa_queue(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SessionRow>, ProjectionError> {
+        let rows = self
+            .select(
+                "SELECT s.session_id, s.tenant_id, s.channel, s.business_type, s.started_at, s.ended_at, s.outcome, \
+                 s.agent_id, s.satisfaction FROM sessions s WHERE s.tenant_id = {1} AND s.agent_id IS NOT NULL \
+                 AND s.ended_at IS NOT NULL AND NOT EXISTS \
+                 (SELECT 1 FROM qa_evaluations q WHERE q.session_id = s.session_id) \
+                 ORDER BY s.ended_at DESC, s.session_id LIMIT {2}",
+                vec![Value::from(tenant.as_str()), Value::from(limit as i64)],
+            )
+            .await?;
+        Ok(rows.into_iter().map(session_row).collect())
     }
 
     /// A tenant's dual recordings awaiting a verdict (with `all`, every

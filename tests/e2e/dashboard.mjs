@@ -152,10 +152,15 @@ try {
   same(await result("greeting").textContent(), "passed", "the greeting rule");
   same(await result("forbidden_words").textContent(), "passed", "the forbidden-words rule");
   same(await result("response_time").textContent(), "FAILED", "the response-time rule");
+  const queueCount = () => board.textContent("#qa-queue-count").then(Number);
+  const waiting = await queueCount();
+  same(waiting, seeded.sessions_assigned, "sessions an agent handled, none evaluated yet");
   await board.fill('#criteria input[name="greeting"]', "4");
   await board.fill('#criteria input[name="accuracy"]', "9");
   await board.click("#evaluate button");
   await expectText(board, "#evaluated", "saved: 22 / 25", "the evaluation");
+  // Evaluated, it leaves the QA queue (pushed: the page re-reads it as events arrive).
+  await expectText(board, "#qa-queue-count", String(waiting - 1), "the QA queue after the evaluation");
   await board.locator("#evaluations tr.evaluation").first().waitFor({ timeout });
 
   // Live, without a reload: the marker survives only if the page is not reloaded.
