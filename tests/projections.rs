@@ -143,3 +143,113 @@ async fn sqlite_rebuilt_projections_equal_the_live_ones() {
 async fn postgres_rebuilt_projections_equal_the_live_ones() {
     live_then_rebuilt(postgres().await).await;
 }
+
+/// The compliance read models on both backends: a dual recording walked,
+/// evaluated and reviewed lands in `dual_recordings` (steps, verdict) and
+/// `qa_evaluations` (score in percent), and a rebuild gives the same rows.
+async fn compliance_read_models(t: TestStore) {
+    use chrono::{Duration, Utc};
+    use witness_engine::domain::session::{Session, SessionCommand};
+    use witness_engine::executor::execute;
+    use witness_schemas::*;
+    let (id, agent, offer_id, call_id, recording_id) =
+        (SessionId::new(), UserId::new(), OfferId::new(), CallId::new(), RecordingId::new());
+    let t0 = Utc::now() - Duration::hours(2);
+    let step = |i: u32| DualRecordingStepStarted {
+        script_id: "wealth".into(),
+        script_version: 1,
+        step_index: i,
+        step_kind: DualRecordingStepKind::RiskDisclosure,
+        recording_offset_ms: 1_000 * i as u64,
+    };
+    let done = |i: u32| DualRecordingStepCompleted {
+        script_id: "wealth".into(),
+        script_version: 1,
+        step_index: i,
+        outcome: StepOutcome::Completed,
+        recording_offset_ms: 1_000 * i as u64 + 500,
+    };
+    let review = |i: u32| DualRecordingStepReviewed {
+        script_id: "wealth".into(),
+        script_version: 1,
+        step_index: i,
+        passed: true,
+        comment: None,
+    };
+    let evaluation = QaEvaluated {
+        evaluation_id: EvaluationId::new(),
+        session_id: id,
+        evaluator_id: UserId::new(),
+        total_score: 7.0,
+        max_score: 8.0,
+        criteria: vec![QaCriterionScore { criterion: "greeting".into(), weight: 1.0, score: 7.0, comment: None }],
+    };
+    let commands = vec![
+        SessionCommand::Start {
+            session_id: id,
+            channel: Channel::App,
+            business_type: "wealth".into(),
+            customer_ref: "visitor-5".into(),
+            locale: None,
+        },
+        SessionCommand::RequestHuman {
+            group: "wealth".into(),
+            reason: "r".into(),
+            context_summary: "c".into(),
+            priority: 0,
+        },
+        SessionCommand::Offer { offer_id, agent_id: agent, expires_at: t0 + Duration::seconds(20) },
+        SessionCommand::AcceptOffer { offer_id, agent_id: agent, at: t0 },
+        SessionCommand::StartCall { agent_id: agent, call_id, kind: CallKind::Video },
+        SessionCommand::StartRecording { recording_id, reason: RecordingReason::DualRecording },
+        SessionCommand::StartStep { step: step(0), steps: 2 },
+        SessionCommand::CompleteStep { step: done(0) },
+        SessionCommand::StartStep { step: step(1), steps: 2 },
+        SessionCommand::CompleteStep { step: done(1) },
+        SessionCommand::End { ended_by: EndedBy::Agent, reason: EndReason::Resolved },
+        SessionCommand::Evaluate { evaluation },
+        SessionCommand::ReviewStep { review: review(0) },
+        SessionCommand::ReviewStep { review: review(1) },
+        SessionCommand::Review { verdict: DualRecordingReviewed { passed: true, comment: None } },
+    ];
+    let stream = StreamId::session(id);
+    for (i, command) in commands.into_iter().enumerate() {
+        let at = t0 + Duration::seconds(i as i64);
+        execute::<Session>(&t.store, &tenant(), &stream, &Actor::system(), at, command).await.unwrap();
+    }
+    let projector = Projector::connect(&t.url, models::all()).await.unwrap();
+    projector.catch_up(&t.store, |_| {}).await.unwrap();
+    /// The two read models' rows, as text.
+    async fn read(p: &Projector) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+        let columns = ["session_id", "script_id", "script_version", "steps", "verdict"];
+        let dual = p.rows("dual_recordings", &columns, None).await.unwrap();
+        let qa = p.rows("qa_evaluations", &["session_id", "score"], None).await.unwrap();
+        let text = |rows: Vec<Vec<witness_projections::Value>>| {
+            rows.iter().map(|r| r.iter().map(|v| v.text()).collect::<Vec<_>>()).collect::<Vec<_>>()
+        };
+        (text(dual), text(qa))
+    }
+    let live = read(&projector).await;
+    assert_eq!(live.0, vec![vec![id.to_string(), "wealth".into(), "1".into(), "2".into(), "passed".into()]]);
+    assert_eq!(live.1, vec![vec![id.to_string(), "88".into()]], "7 of 8 is 88 %");
+    let pending = projector.reviews(&tenant(), false, 10).await.unwrap();
+    assert!(pending.is_empty(), "reviewed: {pending:?}");
+    // Rebuilt from position 0, the two read models hold the same rows.
+    for name in ["qa", "dual_recordings"] {
+        let one = Projector::connect(&t.url, models::all()).await.unwrap().only(name).unwrap();
+        one.reset().await.unwrap();
+        assert_ne!(read(&one).await, live, "{name}: reset empties its table");
+        one.catch_up(&t.store, |_| {}).await.unwrap();
+    }
+    assert_eq!(read(&projector).await, live);
+}
+
+#[tokio::test]
+async fn sqlite_compliance_read_models_project_and_rebuild() {
+    compliance_read_models(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_compliance_read_models_project_and_rebuild() {
+    compliance_read_models(postgres().await).await;
+}

@@ -7,7 +7,7 @@ CREATE TABLE qa_evaluations (
     session_id    TEXT NOT NULL,
     evaluator_id  TEXT NOT NULL,
     -- total_score / max_score, in percent, rounded.
-    score         INTEGER NOT NULL,
+    score         BIGINT NOT NULL,
     evaluated_at  TEXT NOT NULL
 );
 CREATE INDEX qa_evaluations_session ON qa_evaluations (session_id);
