@@ -24,8 +24,13 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// One browser test at a time: the recorded call checks media durations to
+/// ±1.5 s, which two Chromiums and two servers on two cores can stretch.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `witness serve` on a fresh data dir, with the demo logins it printed.
 struct Served {
+    _turn: std::sync::MutexGuard<'static, ()>,
     _server: Server,
     _dir: tempfile::TempDir,
     port: u16,
@@ -34,6 +39,8 @@ struct Served {
 }
 
 fn serve(extra: &[&str]) -> Served {
+    // A test that failed while holding the turn poisons it; the next may still run.
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (server, port, log, mut lines) = spawn(dir.path(), extra);
     // The demo logins, printed once on the fresh store.
@@ -51,7 +58,7 @@ fn serve(extra: &[&str]) -> Served {
     assert!(["agent", "supervisor", "compliance", "admin"].iter().all(|r| passwords.contains_key(*r)), "{passwords:?}");
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Served { _server: server, _dir: dir, port, log, passwords }
+    Served { _turn: turn, _server: server, _dir: dir, port, log, passwords }
 }
 
 type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
@@ -78,7 +85,7 @@ impl Served {
     /// Stops the server, runs `between` on its data dir, and starts it
     /// again on the same store (same logins) once it accepts connections.
     fn restart(self, between: impl FnOnce(&std::path::Path)) -> Served {
-        let Served { _server, _dir, passwords, .. } = self;
+        let Served { _turn, _server, _dir, passwords, .. } = self;
         drop(_server);
         between(_dir.path());
         let (server, port, log, lines) = spawn(_dir.path(), &[]);
@@ -88,7 +95,7 @@ impl Served {
             assert!(std::time::Instant::now() < deadline, "the restarted server never listened:\n{}", read(&log));
             std::thread::sleep(Duration::from_millis(50));
         }
-        Served { _server: server, _dir, port, log, passwords }
+        Served { _turn, _server: server, _dir, port, log, passwords }
     }
 }
 
