@@ -22,12 +22,13 @@
 //! here; a read model of expiring files would be the next step.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path};
+use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 use witness_engine::domain::session::{Session, SessionCommand};
 use witness_engine::executor::execute;
 use witness_engine::EventStore;
+use witness_replay::verify::{recording_file, recording_path};
 use witness_schemas::*;
 
 use crate::uploads::UploadStore;
@@ -70,13 +71,6 @@ fn attachments_of(content: &MessageContent) -> Vec<&Attachment> {
     }
 }
 
-/// A recording's path, if it stays inside the recordings directory.
-fn inside(dir: &Path, file: &str) -> Option<std::path::PathBuf> {
-    let relative = Path::new(file);
-    (!relative.is_absolute() && relative.components().all(|c| matches!(c, Component::Normal(_))))
-        .then(|| dir.join(relative))
-}
-
 /// Deletes what retention no longer keeps as of `now` (see the module
 /// docs); with `dry_run`, only says what it would delete.
 pub async fn sweep(
@@ -113,19 +107,17 @@ pub async fn sweep(
                 ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "a stored event cannot be read")
             })? {
                 Event::SessionEnded(_) => s.ended_at = Some(e.occurred_at),
-                Event::RecordingSegmentClosed(r) => s.recordings.push((r.file, r.sha256)),
-                Event::RecordingComposited(r) => s.recordings.push((r.file, r.sha256)),
-                Event::CustomerMessage(m) => {
-                    s.attachments.extend(attachments_of(&m.content).iter().map(|a| a.sha256.as_str().to_owned()))
-                }
-                Event::AgentMessage(m) => {
-                    s.attachments.extend(attachments_of(&m.content).iter().map(|a| a.sha256.as_str().to_owned()))
-                }
-                Event::BotMessage(m) => {
-                    s.attachments.extend(attachments_of(&m.content).iter().map(|a| a.sha256.as_str().to_owned()))
+                Event::CustomerMessage(CustomerMessage { content, .. })
+                | Event::AgentMessage(AgentMessage { content, .. })
+                | Event::BotMessage(BotMessage { content, .. }) => {
+                    s.attachments.extend(attachments_of(&content).iter().map(|a| a.sha256.as_str().to_owned()))
                 }
                 Event::MediaDeleted(d) => _ = s.deleted.insert(d.file),
-                _ => {}
+                other => {
+                    if let Some((file, _, sha256)) = recording_file(&other) {
+                        s.recordings.push((file.to_owned(), sha256.clone()));
+                    }
+                }
             }
         }
     }
@@ -138,7 +130,7 @@ pub async fn sweep(
         // Deletions recorded earlier whose removal did not happen.
         for ((_, _), s) in of_tenant() {
             for (file, _) in s.recordings.iter().filter(|(f, _)| s.deleted.contains(f)) {
-                if let Some(path) = inside(recordings, file).filter(|p| p.exists()) {
+                if let Some(path) = recording_path(recordings, file).filter(|p| p.exists()) {
                     if !dry_run {
                         std::fs::remove_file(&path).map_err(removal)?;
                     }
@@ -181,7 +173,7 @@ pub async fn sweep(
                 continue;
             }
             for (file, sha256) in s.recordings.iter().filter(|(f, _)| !s.deleted.contains(f)) {
-                let Some(path) = inside(recordings, file) else { continue };
+                let Some(path) = recording_path(recordings, file) else { continue };
                 if !path.exists() {
                     continue;
                 }

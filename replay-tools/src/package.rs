@@ -26,7 +26,9 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 use witness_engine::checkpoint::{package_message, CheckpointSigner};
 use witness_engine::{EventStore, StoreError};
-use witness_schemas::{Event, RecordedEvent, SessionId, StreamId, TenantId};
+use witness_schemas::{RecordedEvent, SessionId, StreamId, TenantId};
+
+use crate::verify::{recording_file, recording_path};
 
 pub const FORMAT: &str = "witness-review-package/1";
 
@@ -64,14 +66,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn recording_file(e: &Event) -> Option<(&str, &str)> {
-    match e {
-        Event::RecordingSegmentClosed(s) => Some((&s.file, s.sha256.as_str())),
-        Event::RecordingComposited(c) => Some((&c.file, c.sha256.as_str())),
-        _ => None,
-    }
-}
-
 /// The package of `session` (of `tenant`), signed by `signer`, as tar bytes.
 /// `review` is the reviewer's view to include. A recording file the log
 /// names but the disk has lost (deleted under retention, say) is left out;
@@ -94,12 +88,8 @@ pub async fn write_package(
     ];
     for e in &events {
         let Ok(decoded) = e.decode() else { continue };
-        let Some((file, _)) = recording_file(&decoded) else { continue };
-        let relative = Path::new(file);
-        if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            continue;
-        }
-        let path = recordings.join(relative);
+        let Some((file, _, _)) = recording_file(&decoded) else { continue };
+        let Some(path) = recording_path(recordings, file) else { continue };
         match std::fs::read(&path) {
             Ok(bytes) => contents.push((format!("recordings/{file}"), bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -221,10 +211,10 @@ pub fn verify_package(reader: impl Read, key: &VerifyingKey) -> Result<PackageRe
             report.problems.push(format!("timeline.json: event at position {} cannot be decoded", e.position));
             continue;
         };
-        if let Some((file, sha256)) = recording_file(&decoded) {
+        if let Some((file, _, sha256)) = recording_file(&decoded) {
             match entries.get(&format!("recordings/{file}")) {
                 None => report.problems.push(format!("recordings/{file}: named by the log but not in the package")),
-                Some(bytes) if sha256_hex(bytes) != sha256 => {
+                Some(bytes) if sha256_hex(bytes) != sha256.as_str() => {
                     report.problems.push(format!("recordings/{file}: not the file the log recorded"))
                 }
                 Some(_) => report.recordings += 1,

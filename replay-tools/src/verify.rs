@@ -189,6 +189,24 @@ async fn leaves_in(store: &EventStore, from: Cursor, to: Cursor) -> Result<Vec<[
     Ok(leaves)
 }
 
+/// The file a recording event (`RecordingSegmentClosed`,
+/// `RecordingComposited`) names: its path under the recordings directory,
+/// its size and its SHA-256.
+pub fn recording_file(e: &witness_schemas::Event) -> Option<(&str, u64, &witness_schemas::Sha256Hex)> {
+    match e {
+        witness_schemas::Event::RecordingSegmentClosed(s) => Some((&s.file, s.bytes, &s.sha256)),
+        witness_schemas::Event::RecordingComposited(c) => Some((&c.file, c.bytes, &c.sha256)),
+        _ => None,
+    }
+}
+
+/// Where `file`, as the log names it, is under the recordings directory
+/// `dir` — if it stays inside it (no absolute path, no `..`).
+pub fn recording_path(dir: &std::path::Path, file: &str) -> Option<std::path::PathBuf> {
+    let relative = std::path::Path::new(file);
+    relative.components().all(|c| matches!(c, std::path::Component::Normal(_))).then(|| dir.join(relative))
+}
+
 /// What `verify --recordings` found.
 #[derive(Debug, Default)]
 pub struct RecordingsReport {
@@ -250,28 +268,23 @@ pub async fn verify_recordings(
     for e in named {
         report.segments += 1;
         let position = Some(e.position);
-        let (name, bytes, sha256) = match e.decode() {
-            Ok(witness_schemas::Event::RecordingSegmentClosed(s)) => (s.file, s.bytes, s.sha256),
-            Ok(witness_schemas::Event::RecordingComposited(c)) => (c.file, c.bytes, c.sha256),
-            Ok(_) | Err(_) => {
-                report.problems.push(Problem { position, message: "the recording event cannot be decoded".into() });
-                continue;
-            }
+        let decoded = e.decode();
+        let Some((name, bytes, sha256)) = decoded.as_ref().ok().and_then(recording_file) else {
+            report.problems.push(Problem { position, message: "the recording event cannot be decoded".into() });
+            continue;
         };
-        if deleted.contains(&(e.tenant_id.clone(), name.clone())) {
+        if deleted.contains(&(e.tenant_id.clone(), name.to_owned())) {
             report.deleted += 1;
             progress(report.segments);
             continue;
         }
-        let name = &name;
-        let relative = std::path::Path::new(name);
-        if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        let Some(path) = recording_path(dir, name) else {
             report
                 .problems
                 .push(Problem { position, message: format!("{name}: not a path inside the recordings directory") });
             continue;
-        }
-        match hash_file(&dir.join(relative)) {
+        };
+        match hash_file(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 report.problems.push(Problem { position, message: format!("{name}: missing") })
             }
