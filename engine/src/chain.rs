@@ -28,6 +28,15 @@ pub fn time_text(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// A file's size and SHA-256 (hex), read through once: how recordings and
+/// exported files are fingerprinted.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut hasher)?;
+    Ok((bytes, hex::encode(hasher.finalize())))
+}
+
 /// The hash an event must have, given its envelope (its own `hash` field is
 /// ignored).
 pub fn event_hash(e: &RecordedEvent) -> [u8; 32] {

@@ -21,7 +21,7 @@
 //! export, then [`PendingAudit::publish`] renames the file and writes the
 //! manifest (with the file's SHA-256).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,7 +29,6 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
-use sha2::{Digest, Sha256};
 use witness_engine::EventStore;
 use witness_schemas::{Cursor, TenantId};
 
@@ -171,20 +170,6 @@ impl Sink {
     }
 }
 
-fn sha256_of(path: &Path) -> Result<String, ExportError> {
-    let mut file = std::fs::File::open(path).map_err(io(path))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer).map_err(io(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// An audit export written under a temporary name, not yet in place:
 /// [`PendingAudit::publish`] renames it and writes the manifest; dropping it
 /// removes the file. The caller records the export (an `AuditExported`
@@ -267,7 +252,7 @@ pub async fn export_audit(
     };
     // From here on, an error drops `pending`, which removes the file.
     let (events, first, last) = write_file(store, &pending.tmp, q, format, &mut progress).await?;
-    pending.manifest.sha256 = sha256_of(&pending.tmp)?;
+    pending.manifest.sha256 = witness_engine::chain::sha256_file(&pending.tmp).map_err(io(&pending.tmp))?.1;
     pending.manifest.events = events;
     pending.manifest.first_position = first;
     pending.manifest.last_position = last;

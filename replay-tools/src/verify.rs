@@ -284,7 +284,7 @@ pub async fn verify_recordings(
                 .push(Problem { position, message: format!("{name}: not a path inside the recordings directory") });
             continue;
         };
-        match hash_file(&path) {
+        match witness_engine::chain::sha256_file(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 report.problems.push(Problem { position, message: format!("{name}: missing") })
             }
@@ -301,12 +301,4 @@ pub async fn verify_recordings(
         progress(report.segments);
     }
     Ok(report)
-}
-
-fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let bytes = std::io::copy(&mut file, &mut hasher)?;
-    Ok((bytes, hex::encode(hasher.finalize())))
 }
