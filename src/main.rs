@@ -216,6 +216,11 @@ struct ServeArgs {
     /// The length of a recording segment, in seconds.
     #[arg(long, default_value_t = 10)]
     segment_seconds: u64,
+    /// The face-verification models (`. scripts/deps.sh && need_face_models`
+    /// puts them in ~/.cache/witness/face-models, the default). Without
+    /// them the server runs, but cannot verify faces.
+    #[arg(long, env = "WITNESS_FACE_MODELS")]
+    face_models: Option<PathBuf>,
 }
 
 fn port_range(s: &str) -> Result<(u16, u16), String> {
@@ -510,6 +515,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The face models from `dir`, or from the default place if none was
+/// named: a named directory must load; the default may be missing.
+fn load_face_models(dir: Option<PathBuf>) -> Result<Option<std::sync::Arc<witness_face::FaceModel>>> {
+    let (dir, named) = match dir {
+        Some(dir) => (dir, true),
+        None => {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+            match cache {
+                Some(cache) => (cache.join("witness/face-models"), false),
+                None => return Ok(None),
+            }
+        }
+    };
+    match witness_face::FaceModel::load(&dir) {
+        Ok(model) => {
+            tracing::info!(models = %dir.display(), version = model.version(), "face verification on");
+            Ok(Some(std::sync::Arc::new(model)))
+        }
+        Err(e) if !named => {
+            tracing::warn!(error = %e, "face verification off");
+            Ok(None)
+        }
+        Err(e) => Err(e).context("--face-models"),
+    }
+}
+
 async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     let ServeArgs {
         listen,
@@ -531,6 +564,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         record_calls,
         segment_seconds,
         retention_every,
+        face_models,
     } = args;
     if record_calls {
         witness_media::recorder::init().context("--record-calls needs GStreamer (scripts/serve.sh installs it)")?;
@@ -557,7 +591,9 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     let demo = witness_api::accounts::demo_start(&store).await?;
     let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?.with_media(media);
     let signer = std::sync::Arc::new(CheckpointSigner::load_or_create(&key_file)?);
-    let state = witness_api::AppState { record_calls, export_dir, package_signer: Some(signer.clone()), ..state };
+    let face = load_face_models(face_models)?;
+    let state =
+        witness_api::AppState { record_calls, export_dir, package_signer: Some(signer.clone()), face, ..state };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(backend = store.backend_name(), "witness listening on http://{address}");

@@ -37,6 +37,7 @@ pub mod bot;
 pub mod calls;
 pub mod dual;
 mod error;
+pub mod face;
 pub mod kb;
 pub mod live;
 pub mod qa;
@@ -107,6 +108,8 @@ pub struct AppState {
     /// Signs review packages (the instance's checkpoint key); without one,
     /// packages cannot be exported.
     pub package_signer: Option<Arc<witness_engine::CheckpointSigner>>,
+    /// Face verification's models; without them its routes answer 503.
+    pub face: Option<Arc<witness_face::FaceModel>>,
 }
 
 impl AppState {
@@ -132,6 +135,7 @@ impl AppState {
             composites: Default::default(),
             export_dir: "data/export".into(),
             package_signer: None,
+            face: None,
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));
         Ok(state)
@@ -185,6 +189,7 @@ pub fn app(state: AppState) -> Router {
         .merge(retention::router())
         .merge(qa::router())
         .merge(dual::router())
+        .merge(face::router())
         .merge(review::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {

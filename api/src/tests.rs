@@ -1653,3 +1653,165 @@ async fn a_dual_recording_walks_through_its_script_step_by_step() {
     let logged = w.access_log("acme", "PersonalDataViewed").await;
     assert!(logged.iter().any(|e| e.payload.contains("review_package")), "the download is in the access log");
 }
+
+/// Face verification on real faces (the johns set Debian ships with dlib)
+/// and the real model: needs WITNESS_FACE_MODELS and WITNESS_TEST_FACES
+/// (scripts/test.sh sets both).
+mod face {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+
+    use super::*;
+
+    fn model() -> Arc<witness_face::FaceModel> {
+        let dir = std::env::var("WITNESS_FACE_MODELS")
+            .expect("WITNESS_FACE_MODELS is not set: run the tests with scripts/test.sh, which installs the models");
+        Arc::new(witness_face::FaceModel::load(&PathBuf::from(dir)).unwrap())
+    }
+
+    /// The photos of one of the johns, sorted by how far the head is turned.
+    fn photos_by_yaw(model: &witness_face::FaceModel, person: &str) -> Vec<Vec<u8>> {
+        let root = std::env::var("WITNESS_TEST_FACES")
+            .expect("WITNESS_TEST_FACES is not set: run the tests with scripts/test.sh, which finds the set");
+        let mut photos: Vec<(f32, Vec<u8>)> = std::fs::read_dir(PathBuf::from(root).join(person))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .map(|bytes| {
+                let faces = model.faces(&witness_face::decode(&bytes).unwrap()).unwrap();
+                (faces[0].yaw(), bytes)
+            })
+            .collect();
+        photos.sort_by(|a, b| a.0.total_cmp(&b.0));
+        photos.into_iter().map(|(_, bytes)| bytes).collect()
+    }
+
+    fn b64(frames: &[Vec<u8>]) -> Value {
+        json!({ "frames": frames.iter().map(|f| base64::engine::general_purpose::STANDARD.encode(f)).collect::<Vec<_>>() })
+    }
+
+    #[tokio::test]
+    async fn the_agent_verifies_the_customer_on_the_call_against_the_id_photo() {
+        let mut w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let (customer, agent, id) = websocket::assigned(&w).await;
+        let model = model();
+        let simm = photos_by_yaw(&model, "John_Simm");
+        let savage = photos_by_yaw(&model, "John_Savage");
+        // The most frontal photo is the ID photo; the others are the call's frames.
+        let id_photo = simm[simm.len() / 2].clone();
+        let turn: Vec<Vec<u8>> = simm.iter().filter(|p| **p != id_photo).cloned().collect();
+        let (status, stored) = upload(&w, &agent, id_photo).await;
+        assert_eq!(status, StatusCode::CREATED, "{stored}");
+        let photo = stored["sha256"].as_str().unwrap().to_owned();
+        let (_, faceless) = upload(&w, &agent, png(320, 240)).await;
+        let faceless = faceless["sha256"].as_str().unwrap().to_owned();
+        let start = format!("/api/sessions/{id}/face-verifications");
+        let ask = |sha: &str| json!({ "id_photo_sha256": sha });
+
+        // Refused, each writing nothing: no call yet, no models, wrong role,
+        // another tenant, a photo never uploaded, a photo without a face.
+        let uploads_dir = w._dir.path().join("uploads");
+        let (events, files) = (w.events().await, files_in(&uploads_dir));
+        let (status, body) = w.call(Method::POST, &start, Some(&agent), Some(ask(&photo))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.to_string().contains("--face-models"), "{body}");
+        w.state.face = Some(model.clone());
+        let (status, body) = w.call(Method::POST, &start, Some(&agent), Some(ask(&photo))).await;
+        assert_eq!((status, body["error"].as_str().unwrap()), (StatusCode::CONFLICT, "a face is verified during a video call"));
+        assert_eq!((w.events().await, files_in(&uploads_dir)), (events, files), "refused: nothing written");
+        w.post(&format!("/api/sessions/{id}/call"), &agent, json!({ "kind": "video" })).await;
+        let events = w.events().await;
+        let refusals = [
+            (&customer, ask(&photo), StatusCode::FORBIDDEN),
+            (&w.token("acme", Role::Supervisor).to_owned(), ask(&photo), StatusCode::FORBIDDEN),
+            (&w.token("globex", Role::Agent).to_owned(), ask(&photo), StatusCode::NOT_FOUND),
+            (&agent, ask(&"ab".repeat(32)), StatusCode::UNPROCESSABLE_ENTITY),
+            (&agent, ask(&faceless), StatusCode::UNPROCESSABLE_ENTITY),
+            (&agent, json!({ "id_photo_sha256": "not a hash" }), StatusCode::BAD_REQUEST),
+            (&agent, json!({ "photo": photo }), StatusCode::BAD_REQUEST),
+        ];
+        for (token, body, expected) in refusals {
+            let (status, answer) = w.call(Method::POST, &start, Some(token), Some(body.clone())).await;
+            assert_eq!(status, expected, "{body} → {answer}");
+        }
+        let (_, answer) = w.call(Method::POST, &start, Some(&agent), Some(ask(&faceless))).await;
+        assert_eq!(answer["error"], "no face found in the ID photo");
+        assert_eq!((w.events().await, files_in(&uploads_dir)), (events, files), "refused: nothing written");
+
+        // Asked: the customer's page hears it (their session's feed).
+        let (status, requested) = w.call(Method::POST, &start, Some(&agent), Some(ask(&photo))).await;
+        assert_eq!(status, StatusCode::CREATED, "{requested}");
+        let vid = requested["verification_id"].as_str().unwrap().to_owned();
+        let (status, _) = w.call(Method::POST, &start, Some(&agent), Some(ask(&photo))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "one at a time");
+        let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+        assert!(types(&view).contains(&"FaceVerificationRequested".to_owned()));
+
+        // Bad frames are refused and write nothing.
+        let frames = format!("{start}/{vid}/frames");
+        let (events, files) = (w.events().await, files_in(&uploads_dir));
+        let text = base64::engine::general_purpose::STANDARD.encode("plain words, not an image");
+        let refusals = [
+            (&agent, b64(&turn[..2]), StatusCode::BAD_REQUEST),
+            (&agent, json!({ "frames": ["%%%", "%%%", "%%%"] }), StatusCode::BAD_REQUEST),
+            (&agent, json!({ "frames": [text.clone(), text.clone(), text] }), StatusCode::UNPROCESSABLE_ENTITY),
+            (&customer, b64(&turn), StatusCode::FORBIDDEN),
+            (&agent, json!({ "frames": [] , "extra": 1 }), StatusCode::BAD_REQUEST),
+        ];
+        for (token, body, expected) in refusals {
+            let (status, answer) = w.call(Method::POST, &frames, Some(token), Some(body)).await;
+            assert_eq!(status, expected, "{answer}");
+        }
+        let other = format!("{start}/{}/frames", VerificationId::new());
+        let (status, _) = w.call(Method::POST, &other, Some(&agent), Some(b64(&turn))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "not the open verification");
+        assert_eq!((w.events().await, files_in(&uploads_dir)), (events, files), "refused: nothing written");
+
+        // The same man turning his head: a match, and alive.
+        let (status, done) = w.call(Method::POST, &frames, Some(&agent), Some(b64(&turn))).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        assert_eq!(done["decision"], "match", "{done}");
+        assert_eq!(done["liveness_passed"], true, "{done}");
+        assert!(done["score"].as_f64().unwrap() >= done["threshold"].as_f64().unwrap(), "{done}");
+        assert_eq!(done["threshold"], 0.4);
+        assert_eq!(done["model_name"], "dlib_face_recognition_resnet_model_v1");
+        assert!(done["model_version"].as_str().unwrap().starts_with("dlib 19.24; sha256:"), "{done}");
+        let hashes: Vec<String> =
+            done["frame_sha256s"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_owned()).collect();
+        assert_eq!(hashes.len(), turn.len());
+        for (hash, frame) in hashes.iter().zip(&turn) {
+            assert_eq!(*hash, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(frame)), "stored by hash, in order");
+            let tenant: TenantId = "acme".parse().unwrap();
+            assert!(w.state.uploads.has(&tenant, hash), "frame {hash} stored");
+        }
+        assert!(hashes.contains(&done["compared_frame_sha256"].as_str().unwrap().to_owned()));
+        let liveness = &done["liveness"];
+        assert_eq!((liveness["prompt"].as_str(), liveness["frames"].as_u64()), (Some("head_turn"), Some(10)));
+        assert!(liveness["yaw_min"].as_f64().unwrap() < -0.08 && liveness["yaw_max"].as_f64().unwrap() > 0.08);
+        let (status, _) = w.call(Method::POST, &frames, Some(&agent), Some(b64(&turn))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "completed: closed");
+
+        // Someone else turning his head: no match.
+        let (_, requested) = w.call(Method::POST, &start, Some(&agent), Some(ask(&photo))).await;
+        let vid = requested["verification_id"].as_str().unwrap();
+        let (_, done) = w.call(Method::POST, &format!("{start}/{vid}/frames"), Some(&agent), Some(b64(&savage))).await;
+        assert_eq!(done["decision"], "no_match", "{done}");
+        assert!(done["score"].as_f64().unwrap() < 0.4, "{done}");
+
+        // The ID photo's own man, but a photo held still: not shown alive.
+        let (_, requested) = w.call(Method::POST, &start, Some(&agent), Some(ask(&photo))).await;
+        let vid = requested["verification_id"].as_str().unwrap();
+        let still = vec![turn[4].clone(); 4];
+        let (_, done) = w.call(Method::POST, &format!("{start}/{vid}/frames"), Some(&agent), Some(b64(&still))).await;
+        assert_eq!((done["decision"].as_str(), done["liveness_passed"].as_bool()), (Some("inconclusive"), Some(false)));
+        assert_eq!(done["liveness"]["reason"], "the head did not turn to both sides", "{done}");
+
+        // All three are in the log, each with its request before it.
+        let view = w.get(&format!("/api/sessions/{id}"), &agent).await;
+        let kinds = types(&view);
+        assert_eq!(kinds.iter().filter(|t| *t == "FaceVerificationRequested").count(), 3);
+        assert_eq!(kinds.iter().filter(|t| *t == "FaceVerificationCompleted").count(), 3);
+    }
+}

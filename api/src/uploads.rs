@@ -118,6 +118,11 @@ impl UploadStore {
         }
     }
 
+    /// `tenant`'s file `hash`, if it has it.
+    pub async fn read(&self, tenant: &TenantId, hash: &Sha256Hex) -> Option<Vec<u8>> {
+        tokio::fs::read(self.path(tenant, hash.as_str())).await.ok()
+    }
+
     /// Whether `tenant` has the file `hash`.
     pub fn has(&self, tenant: &TenantId, hash: &str) -> bool {
         self.path(tenant, hash).exists()

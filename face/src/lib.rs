@@ -225,8 +225,10 @@ pub fn judge_liveness(frames: &[Vec<Face>], threshold: f32) -> Liveness {
     }
 }
 
-/// The face of the live frames to compare with the ID photo: the one
-/// facing the camera most squarely.
-pub fn most_frontal(frames: &[Vec<Face>]) -> Option<&Face> {
-    frames.iter().filter(|f| f.len() == 1).map(|f| &f[0]).min_by(|a, b| a.yaw().abs().total_cmp(&b.yaw().abs()))
+/// Which frame to compare with the ID photo: of those with exactly one
+/// face, the one facing the camera most squarely.
+pub fn most_frontal(frames: &[Vec<Face>]) -> Option<usize> {
+    (0..frames.len())
+        .filter(|&i| frames[i].len() == 1)
+        .min_by(|&a, &b| frames[a][0].yaw().abs().total_cmp(&frames[b][0].yaw().abs()))
 }

@@ -153,6 +153,25 @@ pub enum FaceDecision {
     Inconclusive,
 }
 
+/// What a liveness check saw across the frames of the live video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessCheck {
+    /// What the customer was asked to do, e.g. `head_turn`.
+    pub prompt: String,
+    pub frames: u32,
+    /// Frames with exactly one face.
+    pub frames_with_face: u32,
+    /// One person throughout.
+    pub same_person: bool,
+    /// The head's turn, least and most (−0.5 … 0.5; 0 faces the camera).
+    pub yaw_min: f64,
+    pub yaw_max: f64,
+    /// Why it failed; empty when it passed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
 /// What a retention policy applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -396,15 +415,32 @@ payload!(FaceVerificationRequested {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     frame_sha256: Option<Sha256Hex>,
 });
-payload!(FaceVerificationCompleted {
-    verification_id: VerificationId,
-    score: f64,
-    threshold: f64,
-    decision: FaceDecision,
-    model_name: String,
-    model_version: String,
-    liveness_passed: bool,
-});
+payload!(
+    /// The live face compared with the ID photo. `score` is a similarity in
+    /// [0, 1] (1 − the descriptors' distance) and `decision` is `match` when
+    /// it reaches `threshold` and the liveness check passed, `no_match` when
+    /// it does not reach it, `inconclusive` when a face was missing or the
+    /// same face was not shown to be live.
+    ///
+    /// v2 added the frames (stored by hash), the one compared, and what the
+    /// liveness check saw; a v1 payload reads with none of them.
+    FaceVerificationCompleted {
+        verification_id: VerificationId,
+        score: f64,
+        threshold: f64,
+        decision: FaceDecision,
+        model_name: String,
+        model_version: String,
+        liveness_passed: bool,
+        /// Every frame taken from the customer's video, in order.
+        frame_sha256s: Vec<Sha256Hex>,
+        /// The frame compared with the ID photo (the most frontal face).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compared_frame_sha256: Option<Sha256Hex>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        liveness: Option<LivenessCheck>,
+    }
+);
 payload!(RecordingStarted { recording_id: RecordingId, call_id: CallId, reason: RecordingReason });
 payload!(
     /// One closed per-track segment file and its SHA-256.
@@ -802,7 +838,7 @@ registry! {
     TrackUnpublished => 1,
     MediaStateChanged => 1,
     FaceVerificationRequested => 1,
-    FaceVerificationCompleted => 1,
+    FaceVerificationCompleted => 2,
     RecordingStarted => 1,
     RecordingSegmentClosed => 1,
     RecordingStopped => 1,

@@ -169,12 +169,23 @@ pub fn one_of_each() -> Vec<Event> {
         .into(),
         FaceVerificationCompleted {
             verification_id,
-            score: 0.91,
-            threshold: 0.6,
+            score: 0.71,
+            threshold: 0.4,
             decision: FaceDecision::Match,
             model_name: "dlib_face_recognition_resnet_model_v1".into(),
-            model_version: "1".into(),
+            model_version: "dlib 19.24; sha256:1c4ad4bd3b8bd8d0".into(),
             liveness_passed: true,
+            frame_sha256s: vec![digest.clone(), digest.clone()],
+            compared_frame_sha256: Some(digest.clone()),
+            liveness: Some(LivenessCheck {
+                prompt: "head_turn".into(),
+                frames: 2,
+                frames_with_face: 2,
+                same_person: true,
+                yaw_min: -0.12,
+                yaw_max: 0.14,
+                reason: String::new(),
+            }),
         }
         .into(),
         DualRecordingStepStarted {

@@ -74,6 +74,22 @@ fn session_started_v1_is_upcast_to_v2() {
 }
 
 #[test]
+fn face_verification_completed_v1_reads_as_v2_without_frames() {
+    let id = VerificationId::new();
+    let v1 = json!({
+        "verification_id": id, "score": 0.7, "threshold": 0.4, "decision": "match",
+        "model_name": "m", "model_version": "1", "liveness_passed": true
+    })
+    .to_string();
+    let Event::FaceVerificationCompleted(c) = decode("FaceVerificationCompleted", 1, &v1).unwrap() else { panic!() };
+    assert_eq!((c.verification_id, c.decision, c.liveness_passed), (id, FaceDecision::Match, true));
+    assert!(c.frame_sha256s.is_empty() && c.compared_frame_sha256.is_none() && c.liveness.is_none());
+    // v2 without its frames is malformed: the list is required from v2 on.
+    let err = decode("FaceVerificationCompleted", 2, &v1).unwrap_err();
+    assert!(err.to_string().contains("frame_sha256s"), "{err}");
+}
+
+#[test]
 fn upcast_of_a_broken_v1_payload_says_why() {
     let err = decode("SessionStarted", 1, r#"{"session_id":"x"}"#).unwrap_err();
     assert!(matches!(err, SchemaError::Upcast { from_version: 1, .. }), "{err}");

@@ -20,8 +20,10 @@ pub struct Upcaster {
 }
 
 /// Every upcaster Witness ships.
-pub static UPCASTERS: &[Upcaster] =
-    &[Upcaster { event_type: "SessionStarted", from_version: 1, lift: session_started_v1_to_v2 }];
+pub static UPCASTERS: &[Upcaster] = &[
+    Upcaster { event_type: "SessionStarted", from_version: 1, lift: session_started_v1_to_v2 },
+    Upcaster { event_type: "FaceVerificationCompleted", from_version: 1, lift: face_verification_completed_v1_to_v2 },
+];
 
 /// The upcaster for `event_type` at `from_version`, if any.
 pub fn find(event_type: &str, from_version: u32) -> Option<&'static Upcaster> {
@@ -46,4 +48,14 @@ fn session_started_v1_to_v2(v1: Value) -> Result<Value, String> {
     v2.insert("business_type".into(), Value::from("general"));
     v2.extend(fields);
     Ok(Value::Object(v2))
+}
+
+/// `FaceVerificationCompleted` v1 recorded no frames: v2 reads it with an
+/// empty list (and no compared frame or liveness detail).
+fn face_verification_completed_v1_to_v2(v1: Value) -> Result<Value, String> {
+    let Value::Object(mut fields) = v1 else {
+        return Err("payload is not a JSON object".into());
+    };
+    fields.insert("frame_sha256s".into(), Value::Array(vec![]));
+    Ok(Value::Object(fields))
 }

@@ -103,6 +103,8 @@ pub struct SessionState {
     pub rated: bool,
     /// The dual-recording script followed, if one was started.
     pub dual: Option<DualProgress>,
+    /// A face verification requested and not yet completed.
+    pub face_verification: Option<VerificationId>,
 }
 
 /// Where a session is in its dual-recording script.
@@ -246,6 +248,15 @@ pub enum SessionCommand {
     CompleteStep {
         step: DualRecordingStepCompleted,
     },
+    /// The agent asks to verify the customer's face against an ID photo,
+    /// during a call (the customer's video is what is compared).
+    RequestFaceVerification {
+        request: FaceVerificationRequested,
+    },
+    /// The requested verification's result (computed by the caller).
+    CompleteFaceVerification {
+        result: FaceVerificationCompleted,
+    },
     /// A reviewer passes or fails a completed step of the ended session.
     ReviewStep {
         review: DualRecordingStepReviewed,
@@ -285,6 +296,8 @@ impl SessionCommand {
             Self::Evaluate { .. } => "Evaluate",
             Self::StartStep { .. } => "StartStep",
             Self::CompleteStep { .. } => "CompleteStep",
+            Self::RequestFaceVerification { .. } => "RequestFaceVerification",
+            Self::CompleteFaceVerification { .. } => "CompleteFaceVerification",
             Self::ReviewStep { .. } => "ReviewStep",
             Self::Review { .. } => "Review",
         }
@@ -541,6 +554,21 @@ impl Decider for Session {
                 }
                 vec![step.into()]
             }
+            (S::InCall, C::RequestFaceVerification { request }) => {
+                if let Some(open) = state.face_verification {
+                    return Err(DomainError::Invalid(format!("face verification {open} is still open")));
+                }
+                vec![request.into()]
+            }
+            (S::InCall, C::CompleteFaceVerification { result }) => {
+                if state.face_verification != Some(result.verification_id) {
+                    return Err(DomainError::Invalid(format!(
+                        "face verification {} is not the open one",
+                        result.verification_id
+                    )));
+                }
+                vec![result.into()]
+            }
             (S::InCall, C::CompleteStep { step }) => {
                 let open = state.dual.as_ref().and_then(|d| {
                     (d.script_id == step.script_id && d.version == step.script_version).then_some(d.open).flatten()
@@ -707,6 +735,8 @@ impl Decider for Session {
                     dual.verdict = Some(e.passed);
                 }
             }
+            Event::FaceVerificationRequested(e) => state.face_verification = Some(e.verification_id),
+            Event::FaceVerificationCompleted(_) => state.face_verification = None,
             Event::DualRecordingStepCompleted(e) => {
                 if let Some(dual) = state.dual.as_mut() {
                     dual.open = None;
@@ -721,6 +751,8 @@ impl Decider for Session {
             Event::RecordingStopped(_) => state.recording = None,
             Event::CallEnded(_) => {
                 state.call = None;
+                // Its frames can no longer be taken.
+                state.face_verification = None;
                 if state.status == S::InCall {
                     state.status = S::Assigned;
                 }
@@ -961,6 +993,54 @@ mod tests {
         Given::given(h.clone()).when(SessionCommand::StartStep { step: started(2), steps: 2 }).refused();
         let dual = Session::fold(&h).dual.unwrap();
         assert_eq!((dual.done.len(), dual.open), (2, None));
+    }
+
+    #[test]
+    fn one_face_verification_at_a_time_during_a_call() {
+        let ids = ids();
+        let call_id = CallId::new();
+        let digest = Sha256Hex::try_from("ab".repeat(32)).unwrap();
+        let request = |verification_id| FaceVerificationRequested {
+            verification_id,
+            id_photo_sha256: digest.clone(),
+            frame_sha256: None,
+        };
+        let result = |verification_id| FaceVerificationCompleted {
+            verification_id,
+            score: 0.7,
+            threshold: 0.4,
+            decision: FaceDecision::Match,
+            model_name: "m".into(),
+            model_version: "v".into(),
+            liveness_passed: true,
+            frame_sha256s: vec![digest.clone()],
+            compared_frame_sha256: Some(digest.clone()),
+            liveness: None,
+        };
+        let (first, second) = (VerificationId::new(), VerificationId::new());
+        let mut h = assigned(&ids);
+        // Not without a call: there is no video to compare.
+        Given::given(h.clone()).when(SessionCommand::RequestFaceVerification { request: request(first) }).refused();
+        h.push(CallStarted { call_id, kind: CallKind::Video }.into());
+        Given::given(h.clone()).when(SessionCommand::CompleteFaceVerification { result: result(first) }).refused();
+        Given::given(h.clone())
+            .when(SessionCommand::RequestFaceVerification { request: request(first) })
+            .then([request(first).into()]);
+        h.push(request(first).into());
+        Given::given(h.clone()).when(SessionCommand::RequestFaceVerification { request: request(second) }).refused();
+        Given::given(h.clone()).when(SessionCommand::CompleteFaceVerification { result: result(second) }).refused();
+        Given::given(h.clone())
+            .when(SessionCommand::CompleteFaceVerification { result: result(first) })
+            .then([result(first).into()]);
+        h.push(result(first).into());
+        Given::given(h.clone()).when(SessionCommand::CompleteFaceVerification { result: result(first) }).refused();
+        Given::given(h.clone())
+            .when(SessionCommand::RequestFaceVerification { request: request(second) })
+            .then([request(second).into()]);
+        // A call that ends closes the open verification with it.
+        h.push(request(second).into());
+        h.push(CallEnded { call_id, reason: None }.into());
+        assert_eq!(Session::fold(&h).face_verification, None);
     }
 
     #[test]

@@ -1,0 +1,234 @@
+//! Face verification during a call: is the customer on the video the
+//! person on the ID photo, and a live one?
+//!
+//! 1. The assigned agent asks for it with the hash of an ID photo already
+//!    uploaded (`POST /api/uploads`, or an image the customer sent):
+//!    `POST /api/sessions/{id}/face-verifications {"id_photo_sha256"}`. The
+//!    photo must show one face; `FaceVerificationRequested` is written and
+//!    the customer's page asks them to turn their head slowly to each side.
+//! 2. The agent's workbench takes frames from the customer's video track as
+//!    it arrives and sends them:
+//!    `POST /api/sessions/{id}/face-verifications/{vid}/frames {"frames": [JPEG or PNG, base64]}`.
+//!    Every frame is stored by hash beside the uploads; the most frontal
+//!    face is compared with the photo ([`witness_face`]) and the liveness
+//!    check judged across all of them; `FaceVerificationCompleted` records
+//!    the score, decision, model, frames and what the check saw.
+//!
+//! Without the models (`witness serve --face-models DIR`) both routes
+//! answer 503 and write nothing.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use witness_engine::domain::session::SessionCommand;
+use witness_face::{FaceModel, DEFAULT_THRESHOLD};
+use witness_schemas::*;
+
+use crate::auth::{Caller, Claims};
+use crate::error::Body;
+use crate::sessions::{load, run, Loaded};
+use crate::{ApiError, AppState};
+
+/// Frames one verification takes, at least and at most.
+pub const MIN_FRAMES: usize = 3;
+pub const MAX_FRAMES: usize = 16;
+/// One frame's size at most (decoded from base64).
+pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
+/// What the customer is asked to do.
+pub const PROMPT: &str = "head_turn";
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/sessions/{id}/face-verifications", post(request)).route(
+        "/api/sessions/{id}/face-verifications/{verification}/frames",
+        // Base64 makes 16 frames of 2 MiB about 43 MiB of JSON.
+        post(frames).layer(DefaultBodyLimit::max(MAX_FRAMES * MAX_FRAME_BYTES * 4 / 3 + 64 * 1024)),
+    )
+}
+
+fn model(state: &AppState) -> Result<Arc<FaceModel>, ApiError> {
+    state.face.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "face verification is not set up on this server: start it with --face-models DIR",
+        )
+    })
+}
+
+fn assigned_agent(session: &Loaded, caller: &Claims) -> Result<(), ApiError> {
+    caller.require(&[Role::Agent])?;
+    if session.state.agent != Some(caller.user_id()?) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "only the session's agent verifies its customer"));
+    }
+    Ok(())
+}
+
+/// Runs the models on a blocking thread: an image takes a few hundred ms.
+async fn faces_of(model: Arc<FaceModel>, images: Vec<image::RgbImage>) -> Result<Vec<Vec<witness_face::Face>>, ApiError> {
+    tokio::task::spawn_blocking(move || images.iter().map(|img| model.faces(img)).collect::<Result<Vec<_>, _>>())
+        .await
+        .expect("face analysis task")
+        .map_err(|e| {
+            tracing::error!(error = %e, "face analysis");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "face analysis failed")
+        })
+}
+
+fn decode(bytes: &[u8], what: &str) -> Result<image::RgbImage, ApiError> {
+    witness_face::decode(bytes).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: {e}")))
+}
+
+/// The ID photo's one face.
+async fn id_photo_face(
+    state: &AppState,
+    model: Arc<FaceModel>,
+    tenant: &TenantId,
+    hash: &Sha256Hex,
+) -> Result<witness_face::Face, ApiError> {
+    let bytes = state.uploads.read(tenant, hash).await.ok_or_else(|| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("no upload {}: upload the ID photo first", hash.as_str()))
+    })?;
+    let img = decode(&bytes, "the ID photo")?;
+    let mut faces = faces_of(model, vec![img]).await?.pop().expect("one image");
+    match faces.len() {
+        1 => Ok(faces.pop().expect("one face")),
+        0 => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no face found in the ID photo")),
+        n => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{n} faces in the ID photo; it must show one"))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestBody {
+    id_photo_sha256: Sha256Hex,
+}
+
+async fn request(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RequestBody>,
+) -> Result<(StatusCode, Json<FaceVerificationRequested>), ApiError> {
+    let session = load(&state, &caller, &id).await?;
+    assigned_agent(&session, &caller)?;
+    let model = model(&state)?;
+    if session.state.call.is_none() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "a face is verified during a video call"));
+    }
+    if let Some(open) = session.state.face_verification {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("face verification {open} is still open")));
+    }
+    id_photo_face(&state, model, &caller.t, &body.id_photo_sha256).await?;
+    let request = FaceVerificationRequested {
+        verification_id: VerificationId::new(),
+        id_photo_sha256: body.id_photo_sha256,
+        frame_sha256: None,
+    };
+    run(&state, &caller, session.id, SessionCommand::RequestFaceVerification { request: request.clone() }).await?;
+    Ok((StatusCode::CREATED, Json(request)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FramesBody {
+    /// JPEG or PNG, base64 (a `data:` URL prefix is allowed).
+    frames: Vec<String>,
+}
+
+async fn frames(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, verification)): Path<(String, String)>,
+    Body(body): Body<FramesBody>,
+) -> Result<Json<FaceVerificationCompleted>, ApiError> {
+    let session = load(&state, &caller, &id).await?;
+    assigned_agent(&session, &caller)?;
+    let model = model(&state)?;
+    let verification_id: VerificationId =
+        verification.parse().map_err(|_| ApiError::not_found("face verification"))?;
+    if session.state.face_verification != Some(verification_id) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "this face verification is not open"));
+    }
+    let id_photo = requested_photo(&session, verification_id)?;
+    if !(MIN_FRAMES..=MAX_FRAMES).contains(&body.frames.len()) {
+        return Err(ApiError::bad_request(format!("send {MIN_FRAMES} to {MAX_FRAMES} frames")));
+    }
+    // Everything is checked before anything is written.
+    let mut raw = Vec::with_capacity(body.frames.len());
+    let mut images = Vec::with_capacity(body.frames.len());
+    for (i, frame) in body.frames.iter().enumerate() {
+        let b64 = frame.split_once(";base64,").map_or(frame.as_str(), |(_, data)| data);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| ApiError::bad_request(format!("frame {i} is not base64")))?;
+        if bytes.len() > MAX_FRAME_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("frame {i} is over {} MiB", MAX_FRAME_BYTES / (1024 * 1024)),
+            ));
+        }
+        images.push(decode(&bytes, &format!("frame {i}"))?);
+        raw.push(bytes);
+    }
+    let photo = id_photo_face(&state, model.clone(), &caller.t, &id_photo).await?;
+    let live = faces_of(model.clone(), images).await?;
+
+    let judged = witness_face::judge_liveness(&live, DEFAULT_THRESHOLD);
+    let compared = witness_face::most_frontal(&live).map(|i| (i, score(witness_face::distance(&photo, &live[i][0]))));
+    let mut hashes = Vec::with_capacity(raw.len());
+    for bytes in raw {
+        hashes.push(state.uploads.put(&caller.t, bytes.into()).await?.0);
+    }
+    let threshold = score(DEFAULT_THRESHOLD);
+    let (score, decision) = match compared {
+        None => (0.0, FaceDecision::Inconclusive),
+        Some((_, s)) if s < threshold => (s, FaceDecision::NoMatch),
+        Some((_, s)) if !judged.passed => (s, FaceDecision::Inconclusive),
+        Some((_, s)) => (s, FaceDecision::Match),
+    };
+    let result = FaceVerificationCompleted {
+        verification_id,
+        score,
+        threshold,
+        decision,
+        model_name: witness_face::MODEL_NAME.into(),
+        model_version: model.version().into(),
+        liveness_passed: judged.passed,
+        compared_frame_sha256: compared.map(|(i, _)| hashes[i].clone()),
+        frame_sha256s: hashes,
+        liveness: Some(LivenessCheck {
+            prompt: PROMPT.into(),
+            frames: judged.frames as u32,
+            frames_with_face: judged.frames_with_face as u32,
+            same_person: judged.same_person,
+            yaw_min: f64::from(judged.yaw_min),
+            yaw_max: f64::from(judged.yaw_max),
+            reason: judged.reason,
+        }),
+    };
+    run(&state, &caller, session.id, SessionCommand::CompleteFaceVerification { result: result.clone() }).await?;
+    Ok(Json(result))
+}
+
+/// The ID photo of the open request.
+fn requested_photo(session: &Loaded, verification_id: VerificationId) -> Result<Sha256Hex, ApiError> {
+    session
+        .events
+        .iter()
+        .rev()
+        .filter(|e| e.event_type == "FaceVerificationRequested")
+        .find_map(|e| match e.decode() {
+            Ok(Event::FaceVerificationRequested(r)) if r.verification_id == verification_id => Some(r.id_photo_sha256),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::not_found("face verification"))
+}
+
+/// Similarity in [0, 1] from a descriptor distance, to 4 decimals: what
+/// the event records, and what the decision compares.
+fn score(distance: f32) -> f64 {
+    ((1.0 - f64::from(distance)).clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0
+}
