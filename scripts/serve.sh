@@ -9,5 +9,6 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 need_build_tools
 need_gstreamer
+need_face_models
 cargo build --release --bin witness
 exec target/release/witness serve "$@"

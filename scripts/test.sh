@@ -16,6 +16,7 @@ need_kafka_broker
 need_browser
 need_gstreamer
 need_parquet_readers
+need_face_test_set
 
 start_postgres
 export WITNESS_TEST_PG_URL="$PG_URL"

@@ -592,8 +592,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?.with_media(media);
     let signer = std::sync::Arc::new(CheckpointSigner::load_or_create(&key_file)?);
     let face = load_face_models(face_models)?;
-    let state =
-        witness_api::AppState { record_calls, export_dir, package_signer: Some(signer.clone()), face, ..state };
+    let state = witness_api::AppState { record_calls, export_dir, package_signer: Some(signer.clone()), face, ..state };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(backend = store.backend_name(), "witness listening on http://{address}");

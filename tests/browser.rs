@@ -341,3 +341,71 @@ fn probe_ms(path: &std::path::Path) -> i64 {
 fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The photos of one of the johns (Debian's dlib examples) sorted by how
+/// far the head is turned, left to right.
+fn johns_by_yaw(person: &str) -> Vec<std::path::PathBuf> {
+    let models = std::env::var("WITNESS_FACE_MODELS")
+        .expect("WITNESS_FACE_MODELS is not set: run the tests with scripts/test.sh, which installs the models");
+    let root = std::env::var("WITNESS_TEST_FACES")
+        .expect("WITNESS_TEST_FACES is not set: run the tests with scripts/test.sh, which finds the set");
+    let model = witness_face::FaceModel::load(std::path::Path::new(&models)).unwrap();
+    let mut photos: Vec<(f32, std::path::PathBuf)> = std::fs::read_dir(std::path::Path::new(&root).join(person))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|path| {
+            let img = witness_face::decode(&std::fs::read(&path).unwrap()).unwrap();
+            (model.faces(&img).unwrap()[0].yaw(), path)
+        })
+        .collect();
+    photos.sort_by(|a, b| a.0.total_cmp(&b.0));
+    photos.into_iter().map(|(_, path)| path).collect()
+}
+
+#[test]
+fn the_agent_verifies_the_customers_face_from_the_call_video_against_an_id_photo() {
+    let served = serve(&[]);
+    // The ID photo: the most frontal photo of one man. The customer's
+    // camera: his other photos, his head turning from one side to the other
+    // and back, pausing at each side as people do, five photos a second,
+    // looped by Chromium (4.4 s a loop; the workbench samples 12 frames
+    // 0.4 s apart).
+    let mut shimkus = johns_by_yaw("John_Shimkus");
+    let id_photo = shimkus.remove(shimkus.len() / 2);
+    let (first, last) = (&shimkus[0], &shimkus[shimkus.len() - 1]);
+    let inner = &shimkus[1..shimkus.len() - 1];
+    let turn: Vec<&std::path::PathBuf> =
+        [first, first, first].into_iter().chain(inner).chain([last, last, last]).chain(inner.iter().rev()).collect();
+    let frames = served._dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for (i, photo) in turn.into_iter().enumerate() {
+        std::fs::copy(photo, frames.join(format!("{i:03}.jpg"))).unwrap();
+    }
+    let video = served._dir.path().join("turning.y4m");
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-framerate", "5", "-i"])
+        .arg(frames.join("%03d.jpg"))
+        .args([
+            "-vf",
+            "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2,fps=15,format=yuv420p",
+        ])
+        .arg(&video)
+        .status()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    assert!(status.success());
+    let other = &johns_by_yaw("John_Simm")[0];
+    let stdout = run_script(
+        &served,
+        "face.mjs",
+        &[
+            ("FACE_VIDEO", video.to_str().unwrap()),
+            ("ID_PHOTO", id_photo.to_str().unwrap()),
+            ("OTHER_PHOTO", other.to_str().unwrap()),
+        ],
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    println!("{result}");
+    let matched = result["results"]["match"].as_str().unwrap();
+    assert!(matched.starts_with("Match: score") && matched.contains("head turn seen"), "{matched}");
+    assert!(result["results"]["no_match"].as_str().unwrap().starts_with("No match"), "{result}");
+}

@@ -67,7 +67,10 @@ fn assigned_agent(session: &Loaded, caller: &Claims) -> Result<(), ApiError> {
 }
 
 /// Runs the models on a blocking thread: an image takes a few hundred ms.
-async fn faces_of(model: Arc<FaceModel>, images: Vec<image::RgbImage>) -> Result<Vec<Vec<witness_face::Face>>, ApiError> {
+async fn faces_of(
+    model: Arc<FaceModel>,
+    images: Vec<image::RgbImage>,
+) -> Result<Vec<Vec<witness_face::Face>>, ApiError> {
     tokio::task::spawn_blocking(move || images.iter().map(|img| model.faces(img)).collect::<Result<Vec<_>, _>>())
         .await
         .expect("face analysis task")
@@ -89,14 +92,19 @@ async fn id_photo_face(
     hash: &Sha256Hex,
 ) -> Result<witness_face::Face, ApiError> {
     let bytes = state.uploads.read(tenant, hash).await.ok_or_else(|| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("no upload {}: upload the ID photo first", hash.as_str()))
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("no upload {}: upload the ID photo first", hash.as_str()),
+        )
     })?;
     let img = decode(&bytes, "the ID photo")?;
     let mut faces = faces_of(model, vec![img]).await?.pop().expect("one image");
     match faces.len() {
         1 => Ok(faces.pop().expect("one face")),
         0 => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no face found in the ID photo")),
-        n => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{n} faces in the ID photo; it must show one"))),
+        n => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{n} faces in the ID photo; it must show one")))
+        }
     }
 }
 
@@ -147,8 +155,7 @@ async fn frames(
     let session = load(&state, &caller, &id).await?;
     assigned_agent(&session, &caller)?;
     let model = model(&state)?;
-    let verification_id: VerificationId =
-        verification.parse().map_err(|_| ApiError::not_found("face verification"))?;
+    let verification_id: VerificationId = verification.parse().map_err(|_| ApiError::not_found("face verification"))?;
     if session.state.face_verification != Some(verification_id) {
         return Err(ApiError::new(StatusCode::CONFLICT, "this face verification is not open"));
     }

@@ -1719,7 +1719,10 @@ mod face {
         assert!(body.to_string().contains("--face-models"), "{body}");
         w.state.face = Some(model.clone());
         let (status, body) = w.call(Method::POST, &start, Some(&agent), Some(ask(&photo))).await;
-        assert_eq!((status, body["error"].as_str().unwrap()), (StatusCode::CONFLICT, "a face is verified during a video call"));
+        assert_eq!(
+            (status, body["error"].as_str().unwrap()),
+            (StatusCode::CONFLICT, "a face is verified during a video call")
+        );
         assert_eq!((w.events().await, files_in(&uploads_dir)), (events, files), "refused: nothing written");
         w.post(&format!("/api/sessions/{id}/call"), &agent, json!({ "kind": "video" })).await;
         let events = w.events().await;

@@ -48,6 +48,11 @@ fn false_accepts_and_rejects_on_the_johns() {
     println!("one face found in {} of {} photos; not in: {missed:?}", found.len(), photos.len());
     assert!(found.len() >= 50, "the detector found one face in only {} photos", found.len());
 
+    for person in ["John_Salley", "John_Savage", "John_Schneider", "John_Shimkus", "John_Simm"] {
+        let yaws: Vec<f32> = found.iter().filter(|(p, _, _)| p == person).map(|(_, _, f)| f[0].yaw()).collect();
+        let (min, max) = yaws.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &y| (lo.min(y), hi.max(y)));
+        println!("{person}: yaw {min:.3} … {max:.3}");
+    }
     let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
     for (i, a) in found.iter().enumerate() {
         for b in &found[i + 1..] {

@@ -1,0 +1,61 @@
+// Face verification in a video call, through the pages: the customer's
+// camera is a video of real faces (FACE_VIDEO, a y4m that tests/browser.rs
+// makes from one man's photos, his head turning from one side to the
+// other and back); the agent picks an ID photo (ID_PHOTO, another photo of him) and
+// clicks "Verify face"; the customer's page asks them to turn their head;
+// the workbench takes frames of the customer's video as it arrives through
+// the SFU and shows the verdict. Then again with someone else's photo
+// (OTHER_PHOTO). Prints {"ok":true,...} on success. Driven by tests/browser.rs.
+import { chromium } from "playwright-core";
+
+const base = process.env.BASE_URL;
+const timeout = 30_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream", `--use-file-for-fake-video-capture=${process.env.FACE_VIDEO}`],
+});
+const expect = async (locator, what) => {
+  await locator.first().waitFor({ timeout }).catch(() => { throw new Error(`not seen: ${what}`); });
+};
+
+try {
+  const agent = await (await browser.newContext()).newPage();
+  await agent.goto(`${base}/agent`);
+  await agent.fill("#password", process.env.AGENT_PASSWORD);
+  await agent.click("#sign-in");
+  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
+
+  const customer = await (await browser.newContext()).newPage();
+  await customer.goto(`${base}/?tenant=demo`);
+  await customer.click("#human");
+  await agent.click("#offers button:has-text('Accept')", { timeout });
+  await expect(customer.locator(".note", { hasText: "An agent has joined" }), "the agent at the customer's");
+  await customer.click("#call-video");
+  await expect(customer.locator(".note", { hasText: "Video call started" }), "the call at the customer's");
+  const started = Date.now();
+  while (!(await agent.evaluate(() => (window.witnessCall()?.stats() ?? Promise.resolve(null)).then((s) => s?.framesDecoded > 30)))) {
+    if (Date.now() - started > timeout) throw new Error("the agent never decoded the customer's video");
+    await agent.waitForTimeout(250);
+  }
+
+  const results = {};
+  for (const [photo, expected] of [[process.env.ID_PHOTO, "match"], [process.env.OTHER_PHOTO, "no_match"]]) {
+    await agent.setInputFiles("#face-photo", photo);
+    await agent.click("#face-start");
+    await expect(customer.locator("#face:not(.hidden)", { hasText: "turn your head" }), "the prompt on the customer's page");
+    await expect(agent.locator("#face-result[data-decision]"), "the verdict on the workbench");
+    const decision = await agent.getAttribute("#face-result", "data-decision");
+    const text = await agent.textContent("#face-result");
+    if (decision !== expected) throw new Error(`expected ${expected}, got ${decision}: ${text}`);
+    await customer.locator("#face").waitFor({ state: "hidden", timeout }).catch(() => { throw new Error("the prompt stayed on the customer's page"); });
+    results[expected] = text;
+    await agent.evaluate(() => delete document.querySelector("#face-result").dataset.decision);
+  }
+  const session = await customer.evaluate(() => window.witnessSession?.() ?? null);
+  console.log(JSON.stringify({ ok: true, results, session }));
+} finally {
+  await browser.close();
+}
