@@ -5,7 +5,8 @@
 //! kept (`RetentionSet`; none: forever). [`sweep`] walks the log, and for
 //! each ended session older than that which no legal hold covers (neither
 //! one on the session nor one on the whole tenant) deletes its recording
-//! files (segments and composites) and its attachments — an attachment only
+//! files (segments and composites) and its attachments (files sent in
+//! messages, and the ID photos and video frames of face verifications) — an attachment only
 //! once every session that sent it is past retention and unheld, since the
 //! upload store keeps one file per content. Each deletion is first
 //! recorded as a `MediaDeleted` event on the session stream, then the file
@@ -96,6 +97,8 @@ pub async fn sweep(
                     | "CustomerMessage"
                     | "AgentMessage"
                     | "BotMessage"
+                    | "FaceVerificationRequested"
+                    | "FaceVerificationCompleted"
                     | "MediaDeleted"
             );
             if !relevant {
@@ -111,6 +114,14 @@ pub async fn sweep(
                 | Event::AgentMessage(AgentMessage { content, .. })
                 | Event::BotMessage(BotMessage { content, .. }) => {
                     s.attachments.extend(attachments_of(&content).iter().map(|a| a.sha256.as_str().to_owned()))
+                }
+                // ID photos and the frames of face verifications are
+                // images of the session like those sent in messages.
+                Event::FaceVerificationRequested(r) => s
+                    .attachments
+                    .extend([Some(r.id_photo_sha256), r.frame_sha256].into_iter().flatten().map(String::from)),
+                Event::FaceVerificationCompleted(c) => {
+                    s.attachments.extend(c.frame_sha256s.into_iter().map(String::from))
                 }
                 Event::MediaDeleted(d) => _ = s.deleted.insert(d.file),
                 other => {

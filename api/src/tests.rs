@@ -1816,5 +1816,27 @@ mod face {
         let kinds = types(&view);
         assert_eq!(kinds.iter().filter(|t| *t == "FaceVerificationRequested").count(), 3);
         assert_eq!(kinds.iter().filter(|t| *t == "FaceVerificationCompleted").count(), 3);
+
+        // Past the attachments' retention, the ID photo and every frame go,
+        // each with a MediaDeleted event.
+        w.post(&format!("/api/sessions/{id}/call/end"), &agent, json!({})).await;
+        w.post(&format!("/api/sessions/{id}/end"), &agent, json!({})).await;
+        let admin = w.token("acme", Role::Admin).to_owned();
+        let (status, body) = w
+            .call(Method::PUT, "/api/admin/retention", Some(&admin), Some(json!({ "class": "attachments", "days": 1 })))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let later = Utc::now() + chrono::Duration::days(2);
+        let recordings = w._dir.path().join("recordings");
+        let report =
+            crate::retention::sweep(&w.state.store, &recordings, &w.state.uploads, later, false).await.unwrap();
+        let deleted: std::collections::BTreeSet<&str> = report.deleted.iter().map(|d| d.file.as_str()).collect();
+        let tenant: TenantId = "acme".parse().unwrap();
+        for hash in hashes.iter().map(String::as_str).chain([photo.as_str()]) {
+            assert!(deleted.contains(hash), "{hash} not swept: {deleted:?}");
+            assert!(!w.state.uploads.has(&tenant, hash), "{hash} still stored");
+        }
+        let view = w.get(&format!("/api/sessions/{id}"), &admin).await;
+        assert!(types(&view).iter().filter(|t| *t == "MediaDeleted").count() >= hashes.len() + 1);
     }
 }
