@@ -12,6 +12,7 @@ need_gstreamer
 need_kafka_broker
 apt_install wrk
 need_parquet_readers
+need_face_test_set
 start_postgres
 export WITNESS_BENCH_PG_URL="$PG_URL"
 cargo bench --bench event_store
@@ -22,3 +23,4 @@ cargo bench --bench http_messages
 cargo bench --bench ws_fanout
 cargo bench --bench sfu_load
 cargo bench --bench reports
+cargo bench --bench face
