@@ -216,7 +216,8 @@ async fn frames(
             reason: judged.reason,
         }),
     };
-    run(&state, &caller, session.id, SessionCommand::CompleteFaceVerification { result: result.clone() }).await?;
+    run(&state, &caller, session.id, SessionCommand::CompleteFaceVerification { result: Box::new(result.clone()) })
+        .await?;
     Ok(Json(result))
 }
 

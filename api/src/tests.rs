@@ -1837,6 +1837,8 @@ mod face {
             assert!(!w.state.uploads.has(&tenant, hash), "{hash} still stored");
         }
         let view = w.get(&format!("/api/sessions/{id}"), &admin).await;
-        assert!(types(&view).iter().filter(|t| *t == "MediaDeleted").count() >= hashes.len() + 1);
+        // One per distinct image: the photo, the turn's frames, the other man's (the still frame is one of the turn's).
+        assert_eq!(deleted.len(), 1 + hashes.len() + savage.len(), "{deleted:?}");
+        assert_eq!(types(&view).iter().filter(|t| *t == "MediaDeleted").count(), deleted.len());
     }
 }

@@ -173,7 +173,7 @@ pub fn one_of_each() -> Vec<Event> {
             threshold: 0.4,
             decision: FaceDecision::Match,
             model_name: "dlib_face_recognition_resnet_model_v1".into(),
-            model_version: "dlib 19.24; sha256:1c4ad4bd3b8bd8d0".into(),
+            model_version: "dlib 19.24; sha256:55533b28a95800a5".into(),
             liveness_passed: true,
             frame_sha256s: vec![digest.clone(), digest.clone()],
             compared_frame_sha256: Some(digest.clone()),

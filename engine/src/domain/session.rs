@@ -255,7 +255,7 @@ pub enum SessionCommand {
     },
     /// The requested verification's result (computed by the caller).
     CompleteFaceVerification {
-        result: FaceVerificationCompleted,
+        result: Box<FaceVerificationCompleted>,
     },
     /// A reviewer passes or fails a completed step of the ended session.
     ReviewStep {
@@ -567,7 +567,7 @@ impl Decider for Session {
                         result.verification_id
                     )));
                 }
-                vec![result.into()]
+                vec![(*result).into()]
             }
             (S::InCall, C::CompleteStep { step }) => {
                 let open = state.dual.as_ref().and_then(|d| {
@@ -1022,18 +1022,24 @@ mod tests {
         // Not without a call: there is no video to compare.
         Given::given(h.clone()).when(SessionCommand::RequestFaceVerification { request: request(first) }).refused();
         h.push(CallStarted { call_id, kind: CallKind::Video }.into());
-        Given::given(h.clone()).when(SessionCommand::CompleteFaceVerification { result: result(first) }).refused();
+        Given::given(h.clone())
+            .when(SessionCommand::CompleteFaceVerification { result: Box::new(result(first)) })
+            .refused();
         Given::given(h.clone())
             .when(SessionCommand::RequestFaceVerification { request: request(first) })
             .then([request(first).into()]);
         h.push(request(first).into());
         Given::given(h.clone()).when(SessionCommand::RequestFaceVerification { request: request(second) }).refused();
-        Given::given(h.clone()).when(SessionCommand::CompleteFaceVerification { result: result(second) }).refused();
         Given::given(h.clone())
-            .when(SessionCommand::CompleteFaceVerification { result: result(first) })
+            .when(SessionCommand::CompleteFaceVerification { result: Box::new(result(second)) })
+            .refused();
+        Given::given(h.clone())
+            .when(SessionCommand::CompleteFaceVerification { result: Box::new(result(first)) })
             .then([result(first).into()]);
         h.push(result(first).into());
-        Given::given(h.clone()).when(SessionCommand::CompleteFaceVerification { result: result(first) }).refused();
+        Given::given(h.clone())
+            .when(SessionCommand::CompleteFaceVerification { result: Box::new(result(first)) })
+            .refused();
         Given::given(h.clone())
             .when(SessionCommand::RequestFaceVerification { request: request(second) })
             .then([request(second).into()]);
