@@ -1756,12 +1756,15 @@ mod face {
         let frames = format!("{start}/{vid}/frames");
         let (events, files) = (w.events().await, files_in(&uploads_dir));
         let text = base64::engine::general_purpose::STANDARD.encode("plain words, not an image");
+        let mut oversized = turn[0].clone();
+        oversized.resize(crate::face::MAX_FRAME_BYTES + 1, 0);
         let refusals = [
             (&agent, b64(&turn[..2]), StatusCode::BAD_REQUEST),
             (&agent, json!({ "frames": ["%%%", "%%%", "%%%"] }), StatusCode::BAD_REQUEST),
             (&agent, json!({ "frames": [text.clone(), text.clone(), text] }), StatusCode::UNPROCESSABLE_ENTITY),
             (&customer, b64(&turn), StatusCode::FORBIDDEN),
             (&agent, json!({ "frames": [] , "extra": 1 }), StatusCode::BAD_REQUEST),
+            (&agent, b64(&[turn[0].clone(), turn[1].clone(), oversized.clone()]), StatusCode::PAYLOAD_TOO_LARGE),
         ];
         for (token, body, expected) in refusals {
             let (status, answer) = w.call(Method::POST, &frames, Some(token), Some(body)).await;

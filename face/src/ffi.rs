@@ -34,8 +34,8 @@ extern "C" {
 /// Owns a loaded dlib model; not shared between threads without a lock.
 pub(crate) struct Model(*mut RawModel);
 
-// SAFETY: the model is only used through `&mut`-free calls guarded by the
-// caller's Mutex (see `FaceModel`); dlib objects may move between threads.
+// SAFETY: a `Model` is only reachable through `FaceModel`'s Mutex, so one
+// thread uses it at a time; dlib's objects have no thread affinity.
 unsafe impl Send for Model {}
 
 fn c_path(path: &Path) -> Result<CString, String> {

@@ -11,21 +11,12 @@
 // customer sees the recording notice and the script waits for every track's
 // last segment; tests/browser.rs checks the files.
 // Prints {"ok":true,...} on success. Driven by tests/browser.rs.
-import { chromium } from "playwright-core";
+import { agentTakesCustomer, base, launchWithMedia, seen } from "./pages.mjs";
 
-const base = process.env.BASE_URL;
-const agentPassword = process.env.AGENT_PASSWORD;
 const timeout = 20_000;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream", "--auto-select-desktop-capture-source=Entire screen"],
-});
-const expect = async (locator, what) => {
-  await locator.first().waitFor({ timeout }).catch(() => { throw new Error(`not seen: ${what}`); });
-};
+const browser = await launchWithMedia(["--auto-select-desktop-capture-source=Entire screen"]);
+const expect = seen(timeout);
 // Polls the page's call statistics until `ok(stats)` holds.
 async function until(page, what, ok) {
   const started = Date.now();
@@ -61,17 +52,7 @@ if (process.env.RECORDED) {
 }
 
 try {
-  const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent`);
-  await agent.fill("#password", agentPassword);
-  await agent.click("#sign-in");
-  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
-
-  const customer = await (await browser.newContext()).newPage();
-  await customer.goto(`${base}/?tenant=demo`);
-  await customer.click("#human");
-  await agent.click("#offers button:has-text('Accept')", { timeout });
-  await expect(customer.locator(".note", { hasText: "An agent has joined" }), "the agent at the customer's");
+  const { agent, customer } = await agentTakesCustomer(browser, timeout);
 
   // The customer starts an audio call; both pages join it and hear each other.
   await customer.click("#call-audio");

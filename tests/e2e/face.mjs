@@ -6,33 +6,15 @@
 // the workbench takes frames of the customer's video as it arrives through
 // the SFU and shows the verdict. Then again with someone else's photo
 // (OTHER_PHOTO). Prints {"ok":true,...} on success. Driven by tests/browser.rs.
-import { chromium } from "playwright-core";
+import { agentTakesCustomer, launchWithMedia, seen } from "./pages.mjs";
 
-const base = process.env.BASE_URL;
 const timeout = 30_000;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream", `--use-file-for-fake-video-capture=${process.env.FACE_VIDEO}`],
-});
-const expect = async (locator, what) => {
-  await locator.first().waitFor({ timeout }).catch(() => { throw new Error(`not seen: ${what}`); });
-};
+const browser = await launchWithMedia([`--use-file-for-fake-video-capture=${process.env.FACE_VIDEO}`]);
+const expect = seen(timeout);
 
 try {
-  const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent`);
-  await agent.fill("#password", process.env.AGENT_PASSWORD);
-  await agent.click("#sign-in");
-  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
-
-  const customer = await (await browser.newContext()).newPage();
-  await customer.goto(`${base}/?tenant=demo`);
-  await customer.click("#human");
-  await agent.click("#offers button:has-text('Accept')", { timeout });
-  await expect(customer.locator(".note", { hasText: "An agent has joined" }), "the agent at the customer's");
+  const { agent, customer } = await agentTakesCustomer(browser, timeout);
   await customer.click("#call-video");
   await expect(customer.locator(".note", { hasText: "Video call started" }), "the call at the customer's");
   const started = Date.now();

@@ -1,0 +1,38 @@
+// What the call scripts share: Chromium with a fake camera and microphone,
+// and an agent who signs in and takes a customer's request for a person.
+import { chromium } from "playwright-core";
+
+export const base = process.env.BASE_URL;
+
+// Headless Chromium with fake media devices; `extra` adds flags.
+export function launchWithMedia(extra = []) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
+      "--use-fake-ui-for-media-stream", ...extra],
+  });
+}
+
+// Waits until `locator` shows, or fails naming `what`.
+export const seen = (timeout) => async (locator, what) => {
+  await locator.first().waitFor({ timeout }).catch(() => { throw new Error(`not seen: ${what}`); });
+};
+
+// The agent signs in (AGENT_PASSWORD) and goes online; a customer of the
+// demo tenant asks for a person and the agent accepts. Returns both pages.
+export async function agentTakesCustomer(browser, timeout) {
+  const expect = seen(timeout);
+  const agent = await (await browser.newContext()).newPage();
+  await agent.goto(`${base}/agent`);
+  await agent.fill("#password", process.env.AGENT_PASSWORD);
+  await agent.click("#sign-in");
+  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
+
+  const customer = await (await browser.newContext()).newPage();
+  await customer.goto(`${base}/?tenant=demo`);
+  await customer.click("#human");
+  await agent.click("#offers button:has-text('Accept')", { timeout });
+  await expect(customer.locator(".note", { hasText: "An agent has joined" }), "the agent at the customer's");
+  return { agent, customer };
+}
