@@ -489,9 +489,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report { command } => report(command).await?,
         Command::Retention { command: RetentionCommand::Sweep { recordings_dir, uploads_dir, at, dry_run } } => {
             let store = connect(&url).await?;
+            let projector = witness_projections::Projector::connect(&url, vec![]).await?;
             let uploads = witness_api::uploads::UploadStore::new(uploads_dir, 0);
             let now = at.unwrap_or_else(chrono::Utc::now);
-            let report = witness_api::retention::sweep(&store, &recordings_dir, &uploads, now, dry_run).await?;
+            let report =
+                witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, dry_run).await?;
             for d in &report.deleted {
                 let class = serde_json::to_value(d.class)?.as_str().unwrap_or_default().to_owned();
                 println!(
@@ -618,13 +620,13 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         })
     };
     let retention = {
-        let (store, uploads) = (store.clone(), state.uploads.clone());
+        let (store, uploads, projector) = (store.clone(), state.uploads.clone(), state.projector.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(retention_every.max(1)));
             loop {
                 tick.tick().await;
                 let now = chrono::Utc::now();
-                match witness_api::retention::sweep(&store, &recordings_dir, &uploads, now, false).await {
+                match witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await {
                     Ok(r) if r.deleted.is_empty() && r.retried == 0 => {}
                     Ok(r) => tracing::info!(deleted = r.deleted.len(), retried = r.retried, "retention sweep"),
                     Err(e) => tracing::warn!(error = %e, "retention sweep failed; retrying at the next tick"),

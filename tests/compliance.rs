@@ -2,7 +2,9 @@
 //! what is past its tenant's retention is deleted with a `MediaDeleted`
 //! event, what a legal hold covers is kept until the hold is released, an
 //! attachment goes only when every session that sent it has expired, and
-//! the hash chain and `verify --recordings` stay whole throughout. Review
+//! the hash chain and `verify --recordings` stay whole throughout; past the
+//! messages' retention a session's key is erased and its personal fields
+//! read `[erased]` everywhere, the chain unchanged. Review
 //! packages: written, then checked offline, and any change to them found.
 
 mod common;
@@ -18,6 +20,7 @@ use witness_engine::domain::session::{Session, SessionCommand};
 use witness_engine::domain::tenant::{Tenant, TenantCommand};
 use witness_engine::executor::execute;
 use witness_engine::EventStore;
+use witness_projections::Projector;
 use witness_replay::verify::{verify_recordings, verify_store};
 use witness_schemas::*;
 
@@ -37,6 +40,11 @@ struct World {
 }
 
 impl World {
+    /// The read models of the world's store (a reader; the tables are the store's).
+    async fn projector(&self) -> Projector {
+        Projector::connect(&self.t.url, vec![]).await.unwrap()
+    }
+
     fn recordings(&self) -> std::path::PathBuf {
         self.dir.path().join("recordings")
     }
@@ -150,7 +158,7 @@ async fn expired_media_is_deleted_with_an_event_and_held_media_is_kept_until_rel
     let recordings = w.recordings();
 
     // Without a policy nothing goes.
-    let report = sweep(store, &recordings, &w.uploads, now, false).await.unwrap();
+    let report = sweep(store, &w.projector().await, &recordings, &w.uploads, now, false).await.unwrap();
     assert!(report.deleted.is_empty());
     w.tenant(TenantCommand::SetRetention { class: DataClass::Recordings, days: Some(30) }).await;
     w.tenant(TenantCommand::SetRetention { class: DataClass::Attachments, days: Some(30) }).await;
@@ -158,12 +166,12 @@ async fn expired_media_is_deleted_with_an_event_and_held_media_is_kept_until_rel
 
     // A dry run says what would go and deletes nothing.
     let before = store.count().await.unwrap();
-    let dry = sweep(store, &recordings, &w.uploads, now, true).await.unwrap();
+    let dry = sweep(store, &w.projector().await, &recordings, &w.uploads, now, true).await.unwrap();
     assert_eq!(dry.deleted.len(), 3, "{:?}", dry.deleted);
     assert_eq!(store.count().await.unwrap(), before);
     assert!(exists(&recordings, &old_file) && w.uploads.has(&tenant(), &alone_image));
 
-    let report = sweep(store, &recordings, &w.uploads, now, false).await.unwrap();
+    let report = sweep(store, &w.projector().await, &recordings, &w.uploads, now, false).await.unwrap();
     assert_eq!(report.held_sessions, 1);
     // The two unheld old sessions lose their recordings; the image only one of them sent goes too.
     assert!(!exists(&recordings, &old_file) && !exists(&recordings, &alone_file));
@@ -185,23 +193,23 @@ async fn expired_media_is_deleted_with_an_event_and_held_media_is_kept_until_rel
     assert!(files.is_ok(), "{:?}", files.problems);
     assert_eq!((files.segments, files.intact, files.deleted), (4, 2, 2));
     // A second sweep finds nothing more to do.
-    let again = sweep(store, &recordings, &w.uploads, now, false).await.unwrap();
+    let again = sweep(store, &w.projector().await, &recordings, &w.uploads, now, false).await.unwrap();
     assert!(again.deleted.is_empty() && again.retried == 0);
 
     // Released, the held session's recording goes at the next sweep.
     w.tenant(TenantCommand::ReleaseLegalHold { session_id: Some(held), reason: "case closed".into() }).await;
-    let report = sweep(store, &recordings, &w.uploads, now, false).await.unwrap();
+    let report = sweep(store, &w.projector().await, &recordings, &w.uploads, now, false).await.unwrap();
     assert_eq!(report.deleted.len(), 2, "{:?}", report.deleted);
     assert!(!exists(&recordings, &held_file));
 
     // A tenant-wide hold keeps everything, even once the recent session expires.
     w.tenant(TenantCommand::PlaceLegalHold { session_id: None, reason: "regulator inquiry".into() }).await;
     let later = now + Duration::days(40);
-    let report = sweep(store, &recordings, &w.uploads, later, false).await.unwrap();
+    let report = sweep(store, &w.projector().await, &recordings, &w.uploads, later, false).await.unwrap();
     assert!(report.deleted.is_empty() && report.held_sessions > 0, "{report:?}");
     assert!(exists(&recordings, &recent_file) && w.uploads.has(&tenant(), &shared_image));
     w.tenant(TenantCommand::ReleaseLegalHold { session_id: None, reason: "closed".into() }).await;
-    sweep(store, &recordings, &w.uploads, later, false).await.unwrap();
+    sweep(store, &w.projector().await, &recordings, &w.uploads, later, false).await.unwrap();
     assert!(!exists(&recordings, &recent_file) && !w.uploads.has(&tenant(), &shared_image));
     // The shared image's deletion is on both sessions that sent it.
     for id in [old, recent] {
@@ -223,10 +231,10 @@ async fn a_recorded_deletion_whose_file_is_still_there_is_finished_by_the_next_s
     let (_, file) = w.recorded_session(now - Duration::days(10), &png(9)).await;
     w.tenant(TenantCommand::SetRetention { class: DataClass::Recordings, days: Some(5) }).await;
     let recordings = w.recordings();
-    sweep(&w.t.store, &recordings, &w.uploads, now, false).await.unwrap();
+    sweep(&w.t.store, &w.projector().await, &recordings, &w.uploads, now, false).await.unwrap();
     assert!(!exists(&recordings, &file));
     std::fs::write(recordings.join(&file), b"restored from a backup").unwrap();
-    let report = sweep(&w.t.store, &recordings, &w.uploads, now, false).await.unwrap();
+    let report = sweep(&w.t.store, &w.projector().await, &recordings, &w.uploads, now, false).await.unwrap();
     assert_eq!((report.deleted.len(), report.retried), (0, 1));
     assert!(!exists(&recordings, &file));
 }
@@ -247,7 +255,7 @@ async fn a_review_package_verifies_offline_and_every_change_to_it_is_found() {
 
     let report = verify_package(package.as_slice(), &signer.verifying_key()).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    assert_eq!((report.files, report.recordings, report.session_id), (3, 1, session.to_string()));
+    assert_eq!((report.files, report.recordings, report.session_id), (4, 1, session.to_string()));
     assert_eq!(report.events, w.t.store.read_stream(&StreamId::session(session), 1).await.unwrap().len());
 
     // Another tenant's session is not packaged.
@@ -269,14 +277,148 @@ async fn a_review_package_verifies_offline_and_every_change_to_it_is_found() {
         problems.iter().any(|p| p.starts_with(&name) && p.contains("not the file the log recorded")),
         "{problems:?}"
     );
-    // The customer's reference in the timeline: the file and the event's hash.
+    // The timeline holds the events as stored (the customer's reference
+    // encrypted), the conversation the same events readable.
+    let count = |what: &[u8]| package.windows(what.len()).filter(|w| *w == what).count();
+    assert_eq!(count(b"visitor-1"), 1, "only in conversation.json");
     let problems = changed(b"visitor-1", b"visitor-2");
+    assert_eq!(problems, vec!["conversation.json: altered (its size or SHA-256 is not the listed one)".to_owned()]);
+    // The business type, first in the timeline: the file, the event's hash,
+    // and the conversation no longer matching it.
+    let problems = changed(b"\"cards\"", b"\"carts\"");
     assert!(problems.iter().any(|p| p.starts_with("timeline.json: altered")), "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("does not hash to its hash")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.starts_with("conversation.json: the event at position")), "{problems:?}");
     // Another key.
     let stranger = CheckpointSigner::load_or_create(&w.dir.path().join("keys/other.key")).unwrap();
     let report = verify_package(package.as_slice(), &stranger.verifying_key()).unwrap();
     assert_eq!(report.problems, vec!["manifest.json: the signature does not verify with this public key".to_owned()]);
     // Not a package at all.
     assert!(verify_package(&b"not a tar"[..], &signer.verifying_key()).is_err());
+}
+
+/// A session that began at `at`: the customer (`customer_ref`) writes
+/// `text`, asks for a person, gives up waiting.
+async fn chatted_session(store: &EventStore, at: DateTime<Utc>, customer_ref: &str, text: &str) -> SessionId {
+    let id = SessionId::new();
+    let commands = [
+        SessionCommand::Start {
+            session_id: id,
+            channel: Channel::Web,
+            business_type: "cards".into(),
+            customer_ref: customer_ref.into(),
+            locale: None,
+        },
+        SessionCommand::CustomerSays {
+            message_id: MessageId::new(),
+            content: MessageContent::Text { text: text.into() },
+        },
+        SessionCommand::RequestHuman {
+            group: "cards".into(),
+            reason: "asked".into(),
+            context_summary: format!("customer: {text}"),
+            priority: 0,
+        },
+        SessionCommand::End { ended_by: EndedBy::Customer, reason: EndReason::Abandoned },
+    ];
+    for (i, command) in commands.into_iter().enumerate() {
+        let when = at + Duration::minutes(i as i64);
+        execute::<Session>(store, &tenant(), &StreamId::session(id), &Actor::system(), when, command).await.unwrap();
+    }
+    id
+}
+
+/// Every personal value of `id`'s events as read, and as stored.
+async fn personal_values(store: &EventStore, id: SessionId) -> (String, String) {
+    let read = store.read_stream(&StreamId::session(id), 1).await.unwrap();
+    let stored = store.read_stream_stored(&StreamId::session(id), 1).await.unwrap();
+    let payloads = |events: &[RecordedEvent]| events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>().join("\n");
+    (payloads(&read), payloads(&stored))
+}
+
+async fn messages_are_erased_with_their_key_past_retention(t: TestStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let w = World { t, uploads: UploadStore::new(dir.path().join("uploads"), 1 << 20), dir };
+    let store = &w.t.store;
+    w.tenant(TenantCommand::Create { name: "Acme".into() }).await;
+    let now = Utc::now();
+    let old = chatted_session(store, now - Duration::days(100), "visitor-77", "my card 4242 is blocked").await;
+    let held = chatted_session(store, now - Duration::days(100), "visitor-88", "card 5555 stolen").await;
+    let recent = chatted_session(store, now - Duration::days(1), "visitor-99", "card 6666 lost").await;
+    let projector = Projector::connect(&w.t.url, witness_projections::models::all()).await.unwrap();
+    projector.catch_up(store, |_| {}).await.unwrap();
+
+    // Stored encrypted, read in clear.
+    let (read, stored) = personal_values(store, old).await;
+    assert!(read.contains("my card 4242 is blocked") && read.contains("visitor-77"), "{read}");
+    assert!(!stored.contains("4242") && !stored.contains("visitor-77"), "{stored}");
+    assert!(stored.contains("enc:v1:"), "{stored}");
+    let audit = projector.dump("audit_trail").await.unwrap().join("\n");
+    assert!(audit.contains("4242") && audit.contains("visitor-77"), "the read models copy what they read");
+
+    // Without a messages policy, or under a hold, nothing goes.
+    let report = sweep(store, &projector, &w.recordings(), &w.uploads, now, false).await.unwrap();
+    assert!(report.deleted.is_empty());
+    w.tenant(TenantCommand::SetRetention { class: DataClass::Messages, days: Some(30) }).await;
+    w.tenant(TenantCommand::PlaceLegalHold { session_id: Some(held), reason: "case 9".into() }).await;
+    let before = store.count().await.unwrap();
+    let dry = sweep(store, &projector, &w.recordings(), &w.uploads, now, true).await.unwrap();
+    assert_eq!(dry.deleted.iter().map(|d| (d.session_id, d.class)).collect::<Vec<_>>(), [(old, DataClass::Messages)]);
+    assert_eq!(store.count().await.unwrap(), before, "a dry run writes nothing");
+    assert!(personal_values(store, old).await.0.contains("4242"), "a dry run erases nothing");
+
+    let report = sweep(store, &projector, &w.recordings(), &w.uploads, now, false).await.unwrap();
+    assert_eq!(
+        report.deleted.iter().map(|d| (d.session_id, d.class)).collect::<Vec<_>>(),
+        [(old, DataClass::Messages)]
+    );
+    assert_eq!(report.held_sessions, 1);
+    let events = store.read_stream(&StreamId::session(old), 1).await.unwrap();
+    let erased: Vec<PersonalDataErased> = events
+        .iter()
+        .filter_map(|e| match e.decode().unwrap() {
+            Event::PersonalDataErased(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(erased, [PersonalDataErased { class: DataClass::Messages, reason: "retention: 30 days".into() }]);
+    let Event::CustomerMessage(m) = events[1].decode().unwrap() else { panic!("{:?}", events[1]) };
+    assert_eq!(m.content, MessageContent::Text { text: "[erased]".into() });
+    let Event::SessionStarted(started) = events[0].decode().unwrap() else { panic!() };
+    assert_eq!(started.customer_ref, "[erased]");
+    let (read, _) = personal_values(store, old).await;
+    assert!(!read.contains("4242") && !read.contains("visitor-77"), "{read}");
+    // The held and the recent sessions read as before.
+    assert!(personal_values(store, held).await.0.contains("card 5555 stolen"));
+    assert!(personal_values(store, recent).await.0.contains("card 6666 lost"));
+
+    // The read models no longer hold it; the others' rows are untouched.
+    projector.catch_up(store, |_| {}).await.unwrap();
+    for table in ["audit_trail", "session_timeline", "sessions"] {
+        let rows = projector.dump(table).await.unwrap().join("\n");
+        assert!(!rows.contains("4242") && !rows.contains("visitor-77"), "{table}: {rows}");
+        assert!(rows.contains("visitor-88") || rows.contains("5555"), "{table} lost the held session: {rows}");
+    }
+
+    // The log, its hashes and checkpoints are whole.
+    let verified = verify_store(store, None, |_| {}).await.unwrap();
+    assert!(verified.problems.is_empty(), "{:?}", verified.problems);
+    // Personal data written to the session afterwards is not kept.
+    let rate = SessionCommand::Rate { rating: Rating::try_from(2).unwrap(), comment: Some("call 13800138000".into()) };
+    execute::<Session>(store, &tenant(), &StreamId::session(old), &Actor::system(), now, rate).await.unwrap();
+    let (read, stored) = personal_values(store, old).await;
+    assert!(!read.contains("13800138000") && !stored.contains("13800138000"), "{stored}");
+    // Erasure happens once.
+    let again = sweep(store, &projector, &w.recordings(), &w.uploads, now, false).await.unwrap();
+    assert!(again.deleted.is_empty(), "{:?}", again.deleted);
+}
+
+#[tokio::test]
+async fn messages_are_erased_with_their_key_past_retention_on_sqlite() {
+    messages_are_erased_with_their_key_past_retention(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn messages_are_erased_with_their_key_past_retention_on_postgres() {
+    messages_are_erased_with_their_key_past_retention(postgres().await).await;
 }

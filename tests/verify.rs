@@ -73,7 +73,10 @@ async fn tamper_and_verify(t: TestStore, tamper: impl Fn(&[RecordedEvent]) -> (S
 
 fn altered_payload(events: &[RecordedEvent]) -> (String, Option<u64>) {
     let p = events[8].position;
-    (format!("UPDATE events SET payload = replace(payload, 'question', 'answer') WHERE position = {p}"), Some(p))
+    // A message's text is stored encrypted (engine/src/shred.rs): altering
+    // it means altering its ciphertext.
+    let sql = format!("UPDATE events SET payload = replace(payload, '\"text\":\"enc:v1:', '\"text\":\"enc:v1:A') WHERE position = {p}");
+    (sql, Some(p))
 }
 
 fn altered_hash(events: &[RecordedEvent]) -> (String, Option<u64>) {

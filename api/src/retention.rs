@@ -15,9 +15,17 @@
 //! named the files stay, so the hash chain stays whole and `witness verify
 //! --recordings` counts those files as deleted, not missing.
 //!
-//! Messages: their text is in the hash-chained log, which nothing rewrites;
-//! a `messages` policy can be set but nothing is swept for it (erasing it
-//! would need per-session payload encryption — not built).
+//! Messages: a session's personal fields (messages' text, captions, file
+//! names, the customer's reference, comments) are stored encrypted with a
+//! key of its own (`witness_engine::shred`). Past the `messages` retention
+//! the sweep erases that key — the values read `[erased]` from then on, the
+//! log and its hashes unchanged — rewrites what the read models copied
+//! (timeline, audit trail, the session's customer reference), then records
+//! `PersonalDataErased` on the session. Each step is safe to repeat, so a
+//! sweep interrupted between them is finished by the next. Sessions written
+//! before keys existed hold those fields in clear and are not erasable.
+//! Copies outside the store are not reached: Kafka topics (set their
+//! retention no longer than the messages'), exports and backups.
 //!
 //! The sweep reads the whole log each time: fine for the sizes measured
 //! here; a read model of expiring files would be the next step.
@@ -34,6 +42,7 @@ use witness_schemas::*;
 
 use crate::uploads::UploadStore;
 use crate::ApiError;
+use crate::Projector;
 
 /// One file deleted (or, in a dry run, to be deleted).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -62,6 +71,8 @@ struct SessionFiles {
     attachments: BTreeSet<String>,
     /// `file` of every MediaDeleted.
     deleted: BTreeSet<String>,
+    /// PersonalDataErased recorded.
+    erased: bool,
 }
 
 fn attachments_of(content: &MessageContent) -> Vec<&Attachment> {
@@ -76,6 +87,7 @@ fn attachments_of(content: &MessageContent) -> Vec<&Attachment> {
 /// docs); with `dry_run`, only says what it would delete.
 pub async fn sweep(
     store: &EventStore,
+    projector: &Projector,
     recordings: &Path,
     uploads: &UploadStore,
     now: DateTime<Utc>,
@@ -100,6 +112,7 @@ pub async fn sweep(
                     | "FaceVerificationRequested"
                     | "FaceVerificationCompleted"
                     | "MediaDeleted"
+                    | "PersonalDataErased"
             );
             if !relevant {
                 continue;
@@ -124,6 +137,7 @@ pub async fn sweep(
                     s.attachments.extend(c.frame_sha256s.into_iter().map(String::from))
                 }
                 Event::MediaDeleted(d) => _ = s.deleted.insert(d.file),
+                Event::PersonalDataErased(_) => s.erased = true,
                 other => {
                     if let Some((file, _, sha256)) = recording_file(&other) {
                         s.recordings.push((file.to_owned(), sha256.clone()));
@@ -195,7 +209,7 @@ pub async fn sweep(
                     reason: reason(DataClass::Recordings),
                 };
                 if !dry_run {
-                    record(store, &tenant, *id, deleted, now).await?;
+                    record(store, &tenant, *id, SessionCommand::RecordDeletion { deleted }, now).await?;
                     std::fs::remove_file(&path).map_err(removal)?;
                 }
                 report.deleted.push(Deleted {
@@ -227,7 +241,7 @@ pub async fn sweep(
                     reason: reason(DataClass::Attachments),
                 };
                 if !dry_run {
-                    record(store, &tenant, **id, deleted, now).await?;
+                    record(store, &tenant, **id, SessionCommand::RecordDeletion { deleted }, now).await?;
                 }
                 report.deleted.push(Deleted {
                     tenant: tenant.to_string(),
@@ -240,21 +254,45 @@ pub async fn sweep(
                 uploads.remove(&tenant, hash).map_err(removal)?;
             }
         }
+
+        // Messages and the session's other personal fields: its key.
+        for ((_, id), _) in of_tenant().filter(|(_, s)| !s.erased && expired(DataClass::Messages, s)) {
+            if held(id) {
+                kept_by_hold.insert(*id);
+                continue;
+            }
+            if !dry_run {
+                let subject = id.to_string();
+                store.erase_subject(&tenant, &subject).await?;
+                let events = store.read_stream(&StreamId::session(*id), 1).await?;
+                projector.erase_session(&events).await.map_err(|e| {
+                    tracing::error!(error = %e, "retention: rewriting the read models");
+                    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the read models cannot be written")
+                })?;
+                let erased = PersonalDataErased { class: DataClass::Messages, reason: reason(DataClass::Messages) };
+                record(store, &tenant, *id, SessionCommand::RecordErasure { erased }, now).await?;
+            }
+            report.deleted.push(Deleted {
+                tenant: tenant.to_string(),
+                session_id: *id,
+                class: DataClass::Messages,
+                file: "personal data".into(),
+            });
+        }
         report.held_sessions += kept_by_hold.len();
     }
     Ok(report)
 }
 
+/// Records what the sweep did on session `id`, as the system.
 async fn record(
     store: &EventStore,
     tenant: &TenantId,
     id: SessionId,
-    deleted: MediaDeleted,
+    command: SessionCommand,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let stream = StreamId::session(id);
-    execute::<Session>(store, tenant, &stream, &Actor::system(), now, SessionCommand::RecordDeletion { deleted })
-        .await?;
+    execute::<Session>(store, tenant, &StreamId::session(id), &Actor::system(), now, command).await?;
     Ok(())
 }
 

@@ -1832,7 +1832,9 @@ mod face {
         let later = Utc::now() + chrono::Duration::days(2);
         let recordings = w._dir.path().join("recordings");
         let report =
-            crate::retention::sweep(&w.state.store, &recordings, &w.state.uploads, later, false).await.unwrap();
+            crate::retention::sweep(&w.state.store, &w.state.projector, &recordings, &w.state.uploads, later, false)
+                .await
+                .unwrap();
         let deleted: std::collections::BTreeSet<&str> = report.deleted.iter().map(|d| d.file.as_str()).collect();
         let tenant: TenantId = "acme".parse().unwrap();
         for hash in hashes.iter().map(String::as_str).chain([photo.as_str()]) {

@@ -41,6 +41,7 @@ mod postgres;
 pub mod qa;
 pub mod routing;
 mod rows;
+pub mod shred;
 mod sqlite;
 mod store;
 mod subscription;

@@ -22,6 +22,7 @@ use witness_schemas::{Cursor, RecordedEvent, StreamId, TenantId};
 
 use crate::checkpoint::Checkpoint;
 use crate::rows::{RawRow, COLUMNS};
+use crate::shred::{new_key_hex, KeyState};
 use crate::store::{as_retry, check_head, event_ids, seal, AppendResult, ExpectedVersion, Head, Prepared};
 use crate::StoreError;
 
@@ -264,6 +265,44 @@ impl PgBackend {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// A subject's key; with `create`, one is made if it has none.
+    pub async fn subject_key(&self, tenant: &str, subject: &str, create: bool) -> Result<KeyState, StoreError> {
+        if create {
+            sqlx::query(
+                "INSERT INTO subject_keys (tenant_id, subject, key_hex) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id, subject) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(subject)
+            .bind(new_key_hex())
+            .execute(&self.pool)
+            .await?;
+        }
+        let found: Option<Option<String>> =
+            sqlx::query_scalar("SELECT key_hex FROM subject_keys WHERE tenant_id = $1 AND subject = $2")
+                .bind(tenant)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.map_or(KeyState::Missing, KeyState::from_hex))
+    }
+
+    /// Erases a subject's key (recording an erased one if it had none);
+    /// `true` if a key was erased now.
+    pub async fn erase_subject_key(&self, tenant: &str, subject: &str, at: &str) -> Result<bool, StoreError> {
+        let erased = sqlx::query(
+            "INSERT INTO subject_keys (tenant_id, subject, key_hex, erased_at) VALUES ($1, $2, NULL, $3) \
+             ON CONFLICT (tenant_id, subject) DO UPDATE SET key_hex = NULL, erased_at = excluded.erased_at \
+             WHERE subject_keys.key_hex IS NOT NULL",
+        )
+        .bind(tenant)
+        .bind(subject)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(erased.rows_affected() > 0)
     }
 
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {

@@ -29,6 +29,7 @@ use witness_schemas::{Cursor, RecordedEvent, StreamId, TenantId};
 
 use crate::checkpoint::Checkpoint;
 use crate::rows::{RawRow, COLUMNS};
+use crate::shred::{new_key_hex, KeyState};
 use crate::store::{as_retry, check_head, event_ids, seal, AppendResult, ExpectedVersion, Head, Prepared};
 use crate::StoreError;
 
@@ -349,6 +350,50 @@ impl SqliteBackend {
                 params![user, hash],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// A subject's key; with `create`, one is made if it has none.
+    pub async fn subject_key(&self, tenant: &str, subject: &str, create: bool) -> Result<KeyState, StoreError> {
+        fn read(c: &Connection, tenant: &str, subject: &str) -> Result<KeyState, StoreError> {
+            let found: Option<Option<String>> = c
+                .prepare_cached("SELECT key_hex FROM subject_keys WHERE tenant_id = ?1 AND subject = ?2")?
+                .query_row([tenant, subject], |r| r.get(0))
+                .optional()?;
+            Ok(found.map_or(KeyState::Missing, KeyState::from_hex))
+        }
+        let (tenant, subject) = (tenant.to_owned(), subject.to_owned());
+        if !create {
+            let readers = self.readers.clone();
+            return blocking(move || readers.with(|c| read(c, &tenant, &subject))).await;
+        }
+        let writer = self.writer.clone();
+        blocking(move || {
+            let conn = lock(&writer);
+            conn.prepare_cached(
+                "INSERT INTO subject_keys (tenant_id, subject, key_hex) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tenant_id, subject) DO NOTHING",
+            )?
+            .execute(params![tenant, subject, new_key_hex()])?;
+            read(&conn, &tenant, &subject)
+        })
+        .await
+    }
+
+    /// Erases a subject's key (recording an erased one if it had none);
+    /// `true` if a key was erased now.
+    pub async fn erase_subject_key(&self, tenant: &str, subject: &str, at: &str) -> Result<bool, StoreError> {
+        let (writer, tenant, subject, at) = (self.writer.clone(), tenant.to_owned(), subject.to_owned(), at.to_owned());
+        blocking(move || {
+            let conn = lock(&writer);
+            let erased = conn.execute(
+                "INSERT INTO subject_keys (tenant_id, subject, key_hex, erased_at) VALUES (?1, ?2, NULL, ?3) \
+                 ON CONFLICT (tenant_id, subject) DO UPDATE SET key_hex = NULL, erased_at = excluded.erased_at \
+                 WHERE subject_keys.key_hex IS NOT NULL",
+                params![tenant, subject, at],
+            )?;
+            Ok(erased > 0)
         })
         .await
     }

@@ -9,6 +9,7 @@ use witness_schemas::{validate_new, Cursor, NewEvent, RecordedEvent, StreamId, T
 
 use crate::chain::{event_hash, GENESIS};
 use crate::checkpoint::Checkpoint;
+use crate::shred::{self, KeyCache, KeyState};
 use crate::subscription::Subscription;
 use crate::{postgres, sqlite, StoreError};
 
@@ -199,6 +200,8 @@ struct Inner {
     /// Bumped after every local append, so that local subscribers wake at once
     /// instead of waiting for their next poll.
     appended: watch::Sender<u64>,
+    /// Sessions' keys for their personal fields ([`crate::shred`]).
+    keys: KeyCache,
 }
 
 /// The event store. Cheap to clone; all clones share one connection pool.
@@ -241,7 +244,7 @@ impl EventStore {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        Ok(Self { inner: Arc::new(Inner { backend, appended: watch::Sender::new(0) }) })
+        Ok(Self { inner: Arc::new(Inner { backend, appended: watch::Sender::new(0), keys: KeyCache::default() }) })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -264,7 +267,16 @@ impl EventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let prepared = Arc::new(prepare(events)?);
+        let mut prepared = prepare(events)?;
+        if let Some(subject) = shred::subject(stream) {
+            let key = self.subject_key(tenant, subject, true).await?;
+            for p in &mut prepared {
+                if let Some(sealed) = shred::seal(&p.payload, tenant.as_str(), subject, &key) {
+                    p.payload = sealed;
+                }
+            }
+        }
+        let prepared = Arc::new(prepared);
         let mut attempts = 0;
         let result = loop {
             let attempt = match &self.inner.backend {
@@ -282,11 +294,72 @@ impl EventStore {
         if !result.deduplicated {
             self.inner.appended.send_modify(|n| *n += 1);
         }
+        let mut result = result;
+        self.open(&mut result.events).await?;
         Ok(result)
+    }
+
+    /// A subject's key, through the cache.
+    async fn subject_key(&self, tenant: &TenantId, subject: &str, create: bool) -> Result<KeyState, StoreError> {
+        if let Some(key) = self.inner.keys.get(tenant.as_str(), subject) {
+            if key != KeyState::Missing || !create {
+                return Ok(key);
+            }
+        }
+        let key = match &self.inner.backend {
+            Backend::Sqlite(b) => b.subject_key(tenant.as_str(), subject, create).await?,
+            Backend::Postgres(b) => b.subject_key(tenant.as_str(), subject, create).await?,
+        };
+        self.inner.keys.put(tenant.as_str(), subject, key.clone());
+        Ok(key)
+    }
+
+    /// Decrypts the personal fields of `events` in place ([`crate::shred`]).
+    async fn open(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
+        for e in events.iter_mut().filter(|e| shred::is_sealed(&e.payload)) {
+            let Some(subject) = shred::subject(&e.stream_id) else { continue };
+            let key = self.subject_key(&e.tenant_id, subject, false).await?;
+            if let Some(opened) = shred::open(&e.payload, e.tenant_id.as_str(), subject, &key) {
+                e.payload = opened;
+            }
+        }
+        Ok(())
+    }
+
+    /// Erases `tenant`'s session `subject`'s key: the personal fields of
+    /// its events read [`shred::ERASED`] from now on (on other nodes within
+    /// a minute), and any written later are not kept. `true` if a key was
+    /// erased now, `false` if it was already.
+    pub async fn erase_subject(&self, tenant: &TenantId, subject: &str) -> Result<bool, StoreError> {
+        let at = crate::chain::time_text(&witness_schemas::now());
+        let erased = match &self.inner.backend {
+            Backend::Sqlite(b) => b.erase_subject_key(tenant.as_str(), subject, &at).await?,
+            Backend::Postgres(b) => b.erase_subject_key(tenant.as_str(), subject, &at).await?,
+        };
+        self.inner.keys.put(tenant.as_str(), subject, KeyState::Erased);
+        Ok(erased)
+    }
+
+    /// Whether `tenant`'s `subject`'s key was erased.
+    pub async fn is_erased(&self, tenant: &TenantId, subject: &str) -> Result<bool, StoreError> {
+        Ok(self.subject_key(tenant, subject, false).await? == KeyState::Erased)
     }
 
     /// Events of `stream` with `stream_version >= from_version`, in order.
     pub async fn read_stream(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = self.read_stream_stored(stream, from_version).await?;
+        self.open(&mut events).await?;
+        Ok(events)
+    }
+
+    /// [`Self::read_stream`] as stored: personal fields still encrypted,
+    /// each event exactly what its hash covers. For verification and
+    /// review packages.
+    pub async fn read_stream_stored(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         match &self.inner.backend {
             Backend::Sqlite(b) => b.read_stream(stream, from_version).await,
             Backend::Postgres(b) => b.read_stream(stream, from_version).await,
@@ -297,15 +370,18 @@ impl EventStore {
     /// event is returned only once every event before it in that order is
     /// committed and visible.
     pub async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        match &self.inner.backend {
-            Backend::Sqlite(b) => b.read_all(after, limit).await,
-            Backend::Postgres(b) => b.read_all(after, limit).await,
-        }
+        let mut events = match &self.inner.backend {
+            Backend::Sqlite(b) => b.read_all(after, limit).await?,
+            Backend::Postgres(b) => b.read_all(after, limit).await?,
+        };
+        self.open(&mut events).await?;
+        Ok(events)
     }
 
     /// Up to `limit` committed events with `position > after`, in position
-    /// order. For verification, which must see every row, including ones
-    /// whose global order is not settled yet.
+    /// order, as stored (personal fields encrypted). For verification, which
+    /// must see every row, including ones whose global order is not settled
+    /// yet, and the bytes each hash covers.
     pub async fn scan_positions(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         match &self.inner.backend {
             Backend::Sqlite(b) => b.scan_positions(after, limit).await,

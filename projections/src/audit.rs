@@ -13,8 +13,9 @@
 //! unless the export is `unmasked` — which only callers whose role sees
 //! personal data may ask for (the API decides from the token; the CLI from
 //! `--unmasked`), and which the caller records as an `AuditExported` event.
-//! A masked payload no longer hashes to `hash`: only an unmasked export can
-//! be re-hashed.
+//! Payloads are as read, not as stored: `hash` covers a session event's
+//! personal fields encrypted (`witness_engine::shred`), so rows are matched
+//! to the chain by their hashes, not re-hashed.
 //!
 //! Nothing is overwritten: an existing file of the same name is an error.
 //! The file is written under a temporary name; the caller records the

@@ -616,6 +616,36 @@ impl Projector {
         }
     }
 
+    /// Rewrites what the read models copied of a session's personal data,
+    /// from its `events` as they read now that its key is erased (their
+    /// personal fields `[erased]`, see `witness_engine::shred`): the
+    /// timeline's summaries, the audit trail's payloads, the session's
+    /// customer reference (whichever projections this projector runs: the
+    /// tables are the store's). Rows not projected yet are left to the
+    /// projector, which will read the erased values. Checkpoints do not move.
+    pub async fn erase_session(&self, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        let mut ops = Vec::new();
+        for r in events {
+            let Ok(event) = r.decode() else { continue };
+            let mut rows = Vec::new();
+            models::Timeline.apply(r, &event, &mut rows);
+            models::AuditTrail.apply(r, &event, &mut rows);
+            ops.extend(rows.into_iter().filter_map(|op| match op {
+                rows::RowOp::Insert { table, key, columns } => Some(rows::RowOp::Update { table, key, columns }),
+                _ => None,
+            }));
+            if let witness_schemas::Event::SessionStarted(s) = &event {
+                ops.push(rows::RowOp::Update {
+                    table: "sessions",
+                    key: ("session_id", rows::Value::from(s.session_id.to_string())),
+                    columns: vec![("customer_ref", rows::Value::from(s.customer_ref.clone()))],
+                });
+            }
+        }
+        self.commit(ops, vec![]).await?;
+        Ok(())
+    }
+
     /// Projects every event of `store` not yet projected, up to the current
     /// end of the log; `progress` gets the number of events read so far.
     /// Returns it.

@@ -6,7 +6,10 @@
 //! manifest.json        what the package holds: every file with its size and SHA-256
 //! manifest.sig         Ed25519 signature (hex) over "witness-review-package-v1" ‖ manifest.json,
 //!                      by the instance's checkpoint key
-//! timeline.json        the session's events, whole envelopes with their hashes
+//! timeline.json        the session's events as stored, whole envelopes with their hashes
+//!                      (personal fields encrypted with the session's key: engine/src/shred.rs)
+//! conversation.json    the same events with their personal fields readable (or
+//!                      "[erased]" once the session's key is erased)
 //! review.json          the reviewer's view: steps, offsets, reviews, verdict (if given)
 //! recordings/…         the composite and every segment the events name
 //! ```
@@ -14,8 +17,9 @@
 //! The verifier checks the signature with the key it is given (never one
 //! the package carries), every listed file's size and hash, that nothing
 //! unlisted is there, that each event's hash is what its envelope hashes to,
-//! and that each recording event's file is in the package with the hash
-//! the event recorded. Events are a session's, not the whole log: their
+//! that `conversation.json` is `timeline.json` but for the personal fields'
+//! values, and that each recording event's file is in the package with the
+//! hash the event recorded. Events are a session's, not the whole log: their
 //! `prev_hash` links point into the rest of the log and are not followed.
 
 use std::collections::BTreeMap;
@@ -78,12 +82,15 @@ pub async fn write_package(
     review: &serde_json::Value,
     signer: &CheckpointSigner,
 ) -> Result<Vec<u8>, PackageError> {
-    let events = store.read_stream(&StreamId::session(session), 1).await?;
-    if events.first().is_none_or(|e| &e.tenant_id != tenant) {
+    let stream = StreamId::session(session);
+    let stored = store.read_stream_stored(&stream, 1).await?;
+    if stored.first().is_none_or(|e| &e.tenant_id != tenant) {
         return Err(PackageError::NoSession);
     }
+    let events = store.read_stream(&stream, 1).await?;
     let mut contents: Vec<(String, Vec<u8>)> = vec![
-        ("timeline.json".into(), serde_json::to_vec_pretty(&events).expect("events serialise")),
+        ("timeline.json".into(), serde_json::to_vec_pretty(&stored).expect("events serialise")),
+        ("conversation.json".into(), serde_json::to_vec_pretty(&events).expect("events serialise")),
         ("review.json".into(), serde_json::to_vec_pretty(review).expect("a review serialises")),
     ];
     for e in &events {
@@ -199,6 +206,15 @@ pub fn verify_package(reader: impl Read, key: &VerifyingKey) -> Result<PackageRe
             return Ok(report);
         }
     };
+    match entries.get("conversation.json").map(|c| serde_json::from_slice::<Vec<RecordedEvent>>(c)) {
+        None => report.problems.push("conversation.json: missing".into()),
+        Some(Err(e)) => report.problems.push(format!("conversation.json: not a list of events: {e}")),
+        Some(Ok(readable)) => {
+            if let Some(problem) = same_but_personal(&events, &readable) {
+                report.problems.push(format!("conversation.json: {problem}"));
+            }
+        }
+    }
     for e in &events {
         report.events += 1;
         if witness_engine::chain::event_hash(e) != e.hash {
@@ -222,4 +238,23 @@ pub fn verify_package(reader: impl Read, key: &VerifyingKey) -> Result<PackageRe
         }
     }
     Ok(report)
+}
+
+/// Why `readable` is not `stored` with its personal fields' values opened,
+/// if it is not: the same envelopes, and payloads equal once every personal
+/// field is masked.
+fn same_but_personal(stored: &[RecordedEvent], readable: &[RecordedEvent]) -> Option<String> {
+    if stored.len() != readable.len() {
+        return Some(format!("{} events, the timeline has {}", readable.len(), stored.len()));
+    }
+    let masked = |e: &RecordedEvent| {
+        let mut payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
+        witness_schemas::mask_personal(&mut payload);
+        payload
+    };
+    stored.iter().zip(readable).find_map(|(s, r)| {
+        let same = (s.position, s.event_id, s.hash, &s.event_type) == (r.position, r.event_id, r.hash, &r.event_type)
+            && masked(s) == masked(r);
+        (!same).then(|| format!("the event at position {} differs from the timeline's", s.position))
+    })
 }

@@ -650,6 +650,17 @@ payload!(
         reason: String,
     }
 );
+payload!(
+    /// The session's key was erased under the tenant's retention policy:
+    /// the personal fields of its events (messages' text, captions, file
+    /// names, the customer's reference, comments) read `[erased]` from now
+    /// on. Nothing in the log changed; see `engine/src/shred.rs`.
+    PersonalDataErased {
+        class: DataClass,
+        /// `retention: N days`.
+        reason: String,
+    }
+);
 /// One criterion of a tenant's QA evaluation form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -863,6 +874,7 @@ registry! {
     LegalHoldPlaced => 1,
     LegalHoldReleased => 1,
     MediaDeleted => 1,
+    PersonalDataErased => 1,
     QaFormSet => 1,
     QaRulesSet => 1,
     DualRecordingScriptSet => 1,

@@ -84,6 +84,7 @@ pub fn one_of_each() -> Vec<Event> {
             reason: "retention: 365 days".into(),
         }
         .into(),
+        PersonalDataErased { class: DataClass::Messages, reason: "retention: 180 days".into() }.into(),
         AuditExported {
             format: "jsonl".into(),
             from: Some("2026-11-01T00:00:00Z".parse().expect("a time")),

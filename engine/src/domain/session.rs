@@ -105,6 +105,8 @@ pub struct SessionState {
     pub dual: Option<DualProgress>,
     /// A face verification requested and not yet completed.
     pub face_verification: Option<VerificationId>,
+    /// Its personal data erased (`PersonalDataErased`).
+    pub erased: bool,
 }
 
 /// Where a session is in its dual-recording script.
@@ -234,6 +236,10 @@ pub enum SessionCommand {
     RecordDeletion {
         deleted: MediaDeleted,
     },
+    /// The ended session's key was erased under the retention policy.
+    RecordErasure {
+        erased: PersonalDataErased,
+    },
     /// A QA evaluation of the ended session (scored against the tenant's form by the caller).
     Evaluate {
         evaluation: QaEvaluated,
@@ -293,6 +299,7 @@ impl SessionCommand {
             Self::CompleteWrapUp { .. } => "CompleteWrapUp",
             Self::Rate { .. } => "Rate",
             Self::RecordDeletion { .. } => "RecordDeletion",
+            Self::RecordErasure { .. } => "RecordErasure",
             Self::Evaluate { .. } => "Evaluate",
             Self::StartStep { .. } => "StartStep",
             Self::CompleteStep { .. } => "CompleteStep",
@@ -612,6 +619,12 @@ impl Decider for Session {
                 vec![verdict.into()]
             }
             (S::WrapUp | S::Closed, C::RecordDeletion { deleted }) => vec![deleted.into()],
+            (S::WrapUp | S::Closed, C::RecordErasure { erased }) => {
+                if state.erased {
+                    return Err(DomainError::Invalid("the session's personal data is already erased".into()));
+                }
+                vec![erased.into()]
+            }
             (S::WrapUp | S::Closed, C::Evaluate { evaluation }) => {
                 if state.session_id != Some(evaluation.session_id) {
                     return Err(DomainError::Invalid("the evaluation names another session".into()));
@@ -737,6 +750,7 @@ impl Decider for Session {
             }
             Event::FaceVerificationRequested(e) => state.face_verification = Some(e.verification_id),
             Event::FaceVerificationCompleted(_) => state.face_verification = None,
+            Event::PersonalDataErased(_) => state.erased = true,
             Event::DualRecordingStepCompleted(e) => {
                 if let Some(dual) = state.dual.as_mut() {
                     dual.open = None;
