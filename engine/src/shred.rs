@@ -204,11 +204,15 @@ pub(crate) fn open(payload: &str, tenant: &str, subject: &str, key: &KeyState) -
 }
 
 /// Subjects' keys as last read, for a minute: another node's erasure is
-/// seen within that time.
+/// seen within that time. By tenant, then subject, so that a lookup
+/// allocates nothing.
 #[derive(Debug, Default)]
 pub(crate) struct KeyCache {
-    keys: Mutex<HashMap<(String, String), (KeyState, Instant)>>,
+    keys: Mutex<Cached>,
 }
+
+/// How many entries, and the entries: tenant → subject → (key, read at).
+type Cached = (usize, HashMap<String, HashMap<String, (KeyState, Instant)>>);
 
 const KEEP: Duration = Duration::from_secs(60);
 const MAX_CACHED: usize = 100_000;
@@ -216,17 +220,19 @@ const MAX_CACHED: usize = 100_000;
 impl KeyCache {
     pub(crate) fn get(&self, tenant: &str, subject: &str) -> Option<KeyState> {
         let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.get(&(tenant.to_owned(), subject.to_owned()))
-            .filter(|(_, at)| at.elapsed() < KEEP)
-            .map(|(state, _)| state.clone())
+        let (state, at) = keys.1.get(tenant)?.get(subject)?;
+        (at.elapsed() < KEEP).then(|| state.clone())
     }
 
     pub(crate) fn put(&self, tenant: &str, subject: &str, state: KeyState) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if keys.len() >= MAX_CACHED {
-            keys.clear();
+        if keys.0 >= MAX_CACHED {
+            *keys = (0, HashMap::new());
         }
-        keys.insert((tenant.to_owned(), subject.to_owned()), (state, Instant::now()));
+        let fresh = keys.1.entry(tenant.to_owned()).or_default().insert(subject.to_owned(), (state, Instant::now()));
+        if fresh.is_none() {
+            keys.0 += 1;
+        }
     }
 }
 
