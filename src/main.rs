@@ -512,6 +512,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 report.retried,
                 if dry_run { "to finish" } else { "finished" }
             );
+            for id in &report.not_erasable {
+                println!("session {id}: written before per-session keys; its messages cannot be erased");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -627,8 +630,13 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
                 tick.tick().await;
                 let now = chrono::Utc::now();
                 match witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await {
-                    Ok(r) if r.deleted.is_empty() && r.retried == 0 => {}
-                    Ok(r) => tracing::info!(deleted = r.deleted.len(), retried = r.retried, "retention sweep"),
+                    Ok(r) if r.deleted.is_empty() && r.retried == 0 && r.not_erasable.is_empty() => {}
+                    Ok(r) => tracing::info!(
+                        deleted = r.deleted.len(),
+                        retried = r.retried,
+                        not_erasable = r.not_erasable.len(),
+                        "retention sweep"
+                    ),
                     Err(e) => tracing::warn!(error = %e, "retention sweep failed; retrying at the next tick"),
                 }
             }

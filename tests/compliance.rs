@@ -411,6 +411,28 @@ async fn messages_are_erased_with_their_key_past_retention(t: TestStore) {
     // Erasure happens once.
     let again = sweep(store, &projector, &w.recordings(), &w.uploads, now, false).await.unwrap();
     assert!(again.deleted.is_empty(), "{:?}", again.deleted);
+
+    // A session written before keys existed (its customer's reference in
+    // clear, as an old store holds it) is reported, and nothing is claimed.
+    let legacy = chatted_session(store, now - Duration::days(100), "visitor-55", "card 7777").await;
+    let first = store.read_stream_stored(&StreamId::session(legacy), 1).await.unwrap()[0].clone();
+    let clear = first.payload.replace(&started_ref(&first.payload), "\"customer_ref\":\"visitor-55\"");
+    store
+        .execute_raw(&format!("UPDATE events SET payload = '{clear}' WHERE position = {}", first.position))
+        .await
+        .unwrap();
+    let before = store.count().await.unwrap();
+    let report = sweep(store, &projector, &w.recordings(), &w.uploads, now, false).await.unwrap();
+    assert_eq!((report.deleted.len(), report.not_erasable), (0, vec![legacy]));
+    assert_eq!(store.count().await.unwrap(), before, "no PersonalDataErased for it");
+    assert!(personal_values(store, legacy).await.0.contains("card 7777"), "its key is kept");
+}
+
+/// The `"customer_ref":"…"` member of a stored SessionStarted payload.
+fn started_ref(payload: &str) -> String {
+    let at = payload.find("\"customer_ref\":\"").unwrap();
+    let end = payload[at + 16..].find('"').unwrap() + at + 17;
+    payload[at..end].to_owned()
 }
 
 #[tokio::test]

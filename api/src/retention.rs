@@ -23,7 +23,8 @@
 //! (timeline, audit trail, the session's customer reference), then records
 //! `PersonalDataErased` on the session. Each step is safe to repeat, so a
 //! sweep interrupted between them is finished by the next. Sessions written
-//! before keys existed hold those fields in clear and are not erasable.
+//! before keys existed hold those fields in clear and are not erasable: the
+//! sweep reports them (`not_erasable`) and records nothing for them.
 //! Copies outside the store are not reached: Kafka topics (set their
 //! retention no longer than the messages'), exports and backups.
 //!
@@ -36,6 +37,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use witness_engine::domain::session::{Session, SessionCommand};
 use witness_engine::executor::execute;
+use witness_engine::shred;
 use witness_engine::EventStore;
 use witness_replay::verify::{recording_file, recording_path};
 use witness_schemas::*;
@@ -61,6 +63,9 @@ pub struct SweepReport {
     pub held_sessions: usize,
     /// Files recorded as deleted earlier that were still there, removed now.
     pub retried: usize,
+    /// Sessions past the messages' retention whose events were written
+    /// before per-session keys, with personal fields in clear: not erasable.
+    pub not_erasable: Vec<SessionId>,
 }
 
 #[derive(Default)]
@@ -261,10 +266,16 @@ pub async fn sweep(
                 kept_by_hold.insert(*id);
                 continue;
             }
+            let stream = StreamId::session(*id);
+            if store.read_stream_stored(&stream, 1).await?.iter().any(|e| shred::has_clear_personal(&e.payload)) {
+                tracing::warn!(session = %id, "retention: written before per-session keys; its messages cannot be erased");
+                report.not_erasable.push(*id);
+                continue;
+            }
             if !dry_run {
                 let subject = id.to_string();
                 store.erase_subject(&tenant, &subject).await?;
-                let events = store.read_stream(&StreamId::session(*id), 1).await?;
+                let events = store.read_stream(&stream, 1).await?;
                 projector.erase_session(&events).await.map_err(|e| {
                     tracing::error!(error = %e, "retention: rewriting the read models");
                     ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the read models cannot be written")

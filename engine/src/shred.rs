@@ -173,6 +173,19 @@ pub(crate) fn seal(payload: &str, tenant: &str, subject: &str, key: &KeyState) -
     })
 }
 
+/// Whether a stored `payload` holds a personal value in clear (written
+/// before keys existed): erasing the key would not erase it.
+pub fn has_clear_personal(payload: &str) -> bool {
+    let mut clear = false;
+    rewrite(payload, |name, raw| {
+        if name.is_some_and(|n| PERSONAL_FIELDS.contains(&n)) && !raw.starts_with(ENCRYPTED) && raw != ERASED {
+            clear = true;
+        }
+        None
+    });
+    clear
+}
+
 /// Whether `payload` holds encrypted values (a cheap test before [`open`]).
 pub(crate) fn is_sealed(payload: &str) -> bool {
     payload.contains("\"enc:v1:")
@@ -276,5 +289,14 @@ mod tests {
         assert_eq!(seal(payload, "acme", "s1", &KEY), None);
         assert_eq!(open(payload, "acme", "s1", &KEY), None);
         assert!(!is_sealed(payload));
+    }
+
+    #[test]
+    fn a_payload_written_before_keys_is_told_apart() {
+        let payload = r#"{"text":"hello","n":1}"#;
+        assert!(has_clear_personal(payload));
+        assert!(!has_clear_personal(&seal(payload, "acme", "s1", &KEY).unwrap()));
+        assert!(!has_clear_personal(&seal(payload, "acme", "s1", &KeyState::Erased).unwrap()));
+        assert!(!has_clear_personal(r#"{"session_id":"s"}"#));
     }
 }

@@ -340,11 +340,6 @@ impl EventStore {
         Ok(erased)
     }
 
-    /// Whether `tenant`'s `subject`'s key was erased.
-    pub async fn is_erased(&self, tenant: &TenantId, subject: &str) -> Result<bool, StoreError> {
-        Ok(self.subject_key(tenant, subject, false).await? == KeyState::Erased)
-    }
-
     /// Events of `stream` with `stream_version >= from_version`, in order.
     pub async fn read_stream(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = self.read_stream_stored(stream, from_version).await?;
