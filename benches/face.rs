@@ -19,6 +19,10 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("face bench: run with `cargo bench --bench face`");
+        return;
+    }
     let models = PathBuf::from(std::env::var("WITNESS_FACE_MODELS").expect("WITNESS_FACE_MODELS"));
     let faces = PathBuf::from(std::env::var("WITNESS_TEST_FACES").expect("WITNESS_TEST_FACES"));
     let loading = Instant::now();
