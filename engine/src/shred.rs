@@ -23,7 +23,7 @@
 //! [`crate::EventStore::read_stream_stored`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -42,11 +42,12 @@ pub fn subject(stream: &StreamId) -> Option<&str> {
 }
 
 /// A subject's key as stored.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum KeyState {
     /// No key yet (no event of the subject was written since keys exist).
     Missing,
-    Live([u8; 32]),
+    /// The key, ready to use (its AES key schedule made once, when read).
+    Live(Arc<LessSafeKey>),
     Erased,
 }
 
@@ -61,10 +62,18 @@ impl std::fmt::Debug for KeyState {
 }
 
 impl KeyState {
+    pub(crate) fn live(key: &[u8; 32]) -> Self {
+        Self::Live(Arc::new(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES key"))))
+    }
+
+    pub(crate) fn is_missing(&self) -> bool {
+        matches!(self, Self::Missing)
+    }
+
     pub(crate) fn from_hex(key: Option<String>) -> Self {
         match key.as_deref().map(hex::decode) {
             None => Self::Erased,
-            Some(Ok(bytes)) if bytes.len() == 32 => Self::Live(bytes.try_into().expect("32 bytes")),
+            Some(Ok(bytes)) if bytes.len() == 32 => Self::live(&bytes.try_into().expect("32 bytes")),
             Some(_) => Self::Erased,
         }
     }
@@ -79,10 +88,6 @@ pub(crate) fn new_key_hex() -> String {
 
 fn aad(tenant: &str, subject: &str) -> Vec<u8> {
     format!("{tenant}/{subject}").into_bytes()
-}
-
-fn cipher(key: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES key"))
 }
 
 /// Calls `f(key, raw)` for every string value of a JSON text (`key`: the
@@ -153,7 +158,7 @@ fn rewrite(json: &str, mut f: impl FnMut(Option<&str>, &str) -> Option<String>) 
 /// no personal field.
 pub(crate) fn seal(payload: &str, tenant: &str, subject: &str, key: &KeyState) -> Option<String> {
     let (cipher, aad, rng) = match key {
-        KeyState::Live(k) => (Some(cipher(k)), aad(tenant, subject), SystemRandom::new()),
+        KeyState::Live(k) => (Some(k), aad(tenant, subject), SystemRandom::new()),
         _ => (None, vec![], SystemRandom::new()),
     };
     rewrite(payload, |name, raw| {
@@ -196,7 +201,7 @@ pub(crate) fn is_sealed(payload: &str) -> bool {
 /// was encrypted.
 pub(crate) fn open(payload: &str, tenant: &str, subject: &str, key: &KeyState) -> Option<String> {
     let cipher = match key {
-        KeyState::Live(k) => Some(cipher(k)),
+        KeyState::Live(k) => Some(k),
         _ => None,
     };
     let aad = aad(tenant, subject);
@@ -207,10 +212,10 @@ pub(crate) fn open(payload: &str, tenant: &str, subject: &str, key: &KeyState) -
             if token.len() < NONCE_LEN {
                 return None;
             }
-            let mut sealed = token.split_off(NONCE_LEN);
-            let nonce = Nonce::try_assume_unique_for_key(&token).ok()?;
-            let plain = cipher.open_in_place(nonce, Aad::from(&aad), &mut sealed).ok()?;
-            String::from_utf8(plain.to_vec()).ok()
+            let (nonce, sealed) = token.split_at_mut(NONCE_LEN);
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let plain = cipher.open_in_place(nonce, Aad::from(&aad), sealed).ok()?;
+            std::str::from_utf8(plain).ok().map(str::to_owned)
         });
         Some(opened.unwrap_or_else(|| ERASED.to_owned()))
     })
@@ -253,32 +258,32 @@ impl KeyCache {
 mod tests {
     use super::*;
 
-    const KEY: KeyState = KeyState::Live([7; 32]);
+    static KEY: std::sync::LazyLock<KeyState> = std::sync::LazyLock::new(|| KeyState::live(&[7; 32]));
 
     #[test]
     fn personal_values_are_encrypted_and_come_back_byte_for_byte() {
         let payload = r#"{"message_id":"m1","content":{"kind":"text","text":"my card \"4242\" é\\n"},"customer_ref":"v-9","n":3,"tags":["text","x"]}"#;
-        let sealed = seal(payload, "acme", "s1", &KEY).unwrap();
+        let sealed = seal(payload, "acme", "s1", &*KEY).unwrap();
         assert!(!sealed.contains("4242") && !sealed.contains("v-9"), "{sealed}");
         assert!(sealed.contains(r#""message_id":"m1""#) && sealed.contains(r#""kind":"text""#), "{sealed}");
         assert!(sealed.contains(r#""tags":["text","x"]"#), "array values are not fields: {sealed}");
         assert_eq!(sealed.matches(ENCRYPTED).count(), 2);
         serde_json::from_str::<serde_json::Value>(&sealed).unwrap();
         assert!(is_sealed(&sealed));
-        assert_eq!(open(&sealed, "acme", "s1", &KEY).unwrap(), payload);
+        assert_eq!(open(&sealed, "acme", "s1", &*KEY).unwrap(), payload);
         // Twice the same text: two different ciphertexts (random nonces).
-        assert_ne!(seal(payload, "acme", "s1", &KEY), Some(sealed.clone()));
+        assert_ne!(seal(payload, "acme", "s1", &*KEY), Some(sealed.clone()));
     }
 
     #[test]
     fn without_the_key_or_elsewhere_the_values_read_erased() {
         let payload = r#"{"text":"hello","comment":"fine"}"#;
-        let sealed = seal(payload, "acme", "s1", &KEY).unwrap();
+        let sealed = seal(payload, "acme", "s1", &*KEY).unwrap();
         let erased = r#"{"text":"[erased]","comment":"[erased]"}"#;
         assert_eq!(open(&sealed, "acme", "s1", &KeyState::Erased).unwrap(), erased);
-        assert_eq!(open(&sealed, "acme", "s2", &KEY).unwrap(), erased, "bound to its session");
-        assert_eq!(open(&sealed, "globex", "s1", &KEY).unwrap(), erased, "bound to its tenant");
-        assert_eq!(open(&sealed, "acme", "s1", &KeyState::Live([8; 32])).unwrap(), erased);
+        assert_eq!(open(&sealed, "acme", "s2", &*KEY).unwrap(), erased, "bound to its session");
+        assert_eq!(open(&sealed, "globex", "s1", &*KEY).unwrap(), erased, "bound to its tenant");
+        assert_eq!(open(&sealed, "acme", "s1", &KeyState::live(&[8; 32])).unwrap(), erased);
         // Written after erasure: not kept at all.
         assert_eq!(seal(payload, "acme", "s1", &KeyState::Erased).unwrap(), erased);
     }
@@ -286,8 +291,8 @@ mod tests {
     #[test]
     fn payloads_without_personal_fields_are_left_alone() {
         let payload = r#"{"session_id":"s","channel":"web","nested":{"a":[1,{"b":"c"}]}}"#;
-        assert_eq!(seal(payload, "acme", "s1", &KEY), None);
-        assert_eq!(open(payload, "acme", "s1", &KEY), None);
+        assert_eq!(seal(payload, "acme", "s1", &*KEY), None);
+        assert_eq!(open(payload, "acme", "s1", &*KEY), None);
         assert!(!is_sealed(payload));
     }
 
@@ -295,8 +300,9 @@ mod tests {
     fn a_payload_written_before_keys_is_told_apart() {
         let payload = r#"{"text":"hello","n":1}"#;
         assert!(has_clear_personal(payload));
-        assert!(!has_clear_personal(&seal(payload, "acme", "s1", &KEY).unwrap()));
+        assert!(!has_clear_personal(&seal(payload, "acme", "s1", &*KEY).unwrap()));
         assert!(!has_clear_personal(&seal(payload, "acme", "s1", &KeyState::Erased).unwrap()));
         assert!(!has_clear_personal(r#"{"session_id":"s"}"#));
     }
 }
+

@@ -302,7 +302,7 @@ impl EventStore {
     /// A subject's key, through the cache.
     async fn subject_key(&self, tenant: &TenantId, subject: &str, create: bool) -> Result<KeyState, StoreError> {
         if let Some(key) = self.inner.keys.get(tenant.as_str(), subject) {
-            if key != KeyState::Missing || !create {
+            if !key.is_missing() || !create {
                 return Ok(key);
             }
         }
