@@ -151,7 +151,7 @@ async fn set_form(
     Ok(Json(crate::accounts::directory(&state.store, &caller.t).await?.qa_form))
 }
 
-/// `PUT /api/admin/qa-rules` `{greeting_within_secs?, forbidden_words?, response_sla_secs?}` (admins).
+/// `PUT /api/admin/qa-rules` `{greeting_within_secs?, forbidden_words?, response_sla_secs?, silence_secs?}` (admins).
 async fn set_rules(
     State(state): State<AppState>,
     Caller(caller): Caller,

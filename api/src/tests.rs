@@ -1288,19 +1288,20 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
         { "name": "accuracy", "weight": 2.0, "max_score": 10.0 },
     ] });
     assert_eq!(w.call(Method::PUT, "/api/admin/qa-form", Some(admin), Some(form)).await.0, StatusCode::OK);
-    let rules =
-        json!({ "greeting_within_secs": 30, "forbidden_words": [" Guaranteed return "], "response_sla_secs": 60 });
+    let rules = json!({ "greeting_within_secs": 30, "forbidden_words": [" Guaranteed return "], "response_sla_secs": 60, "silence_secs": 100 });
     let (status, set) = w.call(Method::PUT, "/api/admin/qa-rules", Some(admin), Some(rules)).await;
     assert_eq!((status, &set["forbidden_words"]), (StatusCode::OK, &json!(["Guaranteed return"])));
 
     // A session: assigned at t, greeted at t+45 s (late), a forbidden promise
-    // at t+60 s, a customer question at t+70 s answered at t+200 s (late).
+    // at t+60 s, a customer question at t+70 s answered at t+200 s (late: a
+    // silence of 130 s), then a call from t+210 s to t+400 s (its 190 s are
+    // not a silence of the conversation) and a word at t+420 s.
     let tenant: TenantId = "acme".parse().unwrap();
     let id = SessionId::new();
     let stream = StreamId::session(id);
     let agent = w.users[&("acme", Role::Agent)];
     let t = Utc::now() - chrono::Duration::hours(1);
-    let offer_id = OfferId::new();
+    let (offer_id, call_id) = (OfferId::new(), CallId::new());
     let say = |text: &str| MessageContent::Text { text: text.into() };
     let steps: Vec<(i64, SessionCommand)> = vec![
         (
@@ -1338,6 +1339,12 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
             200,
             SessionCommand::AgentSays { agent_id: agent, message_id: MessageId::new(), content: say("Let me check.") },
         ),
+        (210, SessionCommand::StartCall { agent_id: agent, call_id, kind: CallKind::Audio }),
+        (400, SessionCommand::EndCall { call_id, reason: None }),
+        (
+            420,
+            SessionCommand::AgentSays { agent_id: agent, message_id: MessageId::new(), content: say("Anything else?") },
+        ),
     ];
     for (secs, command) in steps {
         let at = t + chrono::Duration::seconds(secs);
@@ -1352,6 +1359,9 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
     assert_eq!(finding("forbidden_words")["passed"], false);
     assert_eq!(finding("response_time")["passed"], false);
     assert!(finding("response_time")["detail"].as_str().unwrap().starts_with("1 of 1"), "{qa}");
+    assert_eq!(finding("silence")["passed"], false);
+    let silence = finding("silence")["detail"].as_str().unwrap().to_owned();
+    assert!(silence.starts_with("1 silence(s) longer than 100 s") && silence.contains("longest 130 s"), "{silence}");
     assert_eq!(qa["form"].as_array().unwrap().len(), 2);
 
     // Not while it is open; then scored against the form.
@@ -1420,6 +1430,13 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
             "/api/admin/qa-rules".into(),
             Some(admin),
             json!({ "greeting_within_secs": 0 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "1 second",
+        ),
+        (
+            "/api/admin/qa-rules".into(),
+            Some(admin),
+            json!({ "silence_secs": 0 }),
             StatusCode::UNPROCESSABLE_ENTITY,
             "1 second",
         ),

@@ -3,8 +3,9 @@
 //! or in a replay — so findings are computed when asked for, not stored;
 //! what a supervisor concludes from them is a `QaEvaluated` event.
 //!
-//! Long silences are not checked: they need transcripts, which Witness
-//! does not make yet.
+//! Long silences are checked in the conversation's transcript — its
+//! messages — while an agent has the session and no call runs. A call's
+//! own silences are not: Witness makes no transcript of calls.
 
 use chrono::{DateTime, Utc};
 use witness_schemas::*;
@@ -12,7 +13,7 @@ use witness_schemas::*;
 /// One rule's verdict on a session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct QaFinding {
-    /// greeting, forbidden_words, response_time or dual_recording_steps.
+    /// greeting, forbidden_words, response_time, silence or dual_recording_steps.
     pub rule: &'static str,
     pub passed: bool,
     pub detail: String,
@@ -100,6 +101,40 @@ pub fn check(rules: &QaRulesSet, events: &[RecordedEvent]) -> Vec<QaFinding> {
             rule: "response_time",
             passed: late == 0,
             detail: format!("{late} of {asked} customer messages answered later than {limit} s or not at all (longest wait {worst} s)"),
+        });
+    }
+
+    if let (Some(limit), Some(assigned)) = (rules.silence_secs, assigned) {
+        // From the assignment to the end: the time since the last message
+        // (or the assignment, or a call's end); a call stops the clock.
+        let (mut last, mut silences, mut longest) = (Some(assigned), 0, (0i64, assigned));
+        for (t, e) in decoded.iter().filter(|(t, _)| *t >= assigned) {
+            let speaks = matches!(e, Event::CustomerMessage(_) | Event::AgentMessage(_) | Event::SessionEnded(_));
+            if speaks {
+                if let Some(since) = last {
+                    let gap = (*t - since).num_seconds();
+                    silences += (gap > limit as i64) as u32;
+                    if gap > longest.0 {
+                        longest = (gap, since);
+                    }
+                }
+                last = Some(*t);
+            }
+            match e {
+                Event::CallStarted(_) => last = None,
+                Event::CallEnded(_) => last = Some(*t),
+                Event::SessionEnded(_) => break,
+                _ => {}
+            }
+        }
+        findings.push(QaFinding {
+            rule: "silence",
+            passed: silences == 0,
+            detail: format!(
+                "{silences} silence(s) longer than {limit} s in the conversation (longest {} s, from {}); calls are not checked",
+                longest.0,
+                hms(longest.1)
+            ),
         });
     }
 

@@ -685,7 +685,9 @@ payload!(
     /// each session's events: the first agent message within
     /// `greeting_within_secs` of assignment, agents' messages free of
     /// `forbidden_words`, every customer message answered within
-    /// `response_sla_secs`, every dual-recording step started also completed.
+    /// `response_sla_secs`, every dual-recording step started also completed,
+    /// no silence longer than `silence_secs` in the conversation's transcript
+    /// (v2; a v1 payload reads with none).
     QaRulesSet {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         greeting_within_secs: Option<u32>,
@@ -693,6 +695,8 @@ payload!(
         forbidden_words: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         response_sla_secs: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        silence_secs: Option<u32>,
     }
 );
 payload!(
@@ -876,7 +880,7 @@ registry! {
     MediaDeleted => 1,
     PersonalDataErased => 1,
     QaFormSet => 1,
-    QaRulesSet => 1,
+    QaRulesSet => 2,
     DualRecordingScriptSet => 1,
     DualRecordingStepReviewed => 1,
     DualRecordingReviewed => 1,

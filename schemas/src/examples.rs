@@ -72,6 +72,7 @@ pub fn one_of_each() -> Vec<Event> {
             greeting_within_secs: Some(30),
             forbidden_words: vec!["保证收益".into()],
             response_sla_secs: Some(60),
+            silence_secs: Some(120),
         }
         .into(),
         LegalHoldPlaced { session_id: Some(session_id), reason: "case 2026-117".into() }.into(),

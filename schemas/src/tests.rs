@@ -90,6 +90,15 @@ fn face_verification_completed_v1_reads_as_v2_without_frames() {
 }
 
 #[test]
+fn qa_rules_v1_read_as_v2_without_a_silence_rule() {
+    let v1 = json!({ "greeting_within_secs": 30, "forbidden_words": ["x"] }).to_string();
+    let Event::QaRulesSet(rules) = decode("QaRulesSet", 1, &v1).unwrap() else { panic!() };
+    assert_eq!((rules.greeting_within_secs, rules.silence_secs), (Some(30), None));
+    let v1_with_v2_field = json!({ "silence_secs": 5 }).to_string();
+    assert!(matches!(decode("QaRulesSet", 1, &v1_with_v2_field), Err(SchemaError::Upcast { .. })));
+}
+
+#[test]
 fn upcast_of_a_broken_v1_payload_says_why() {
     let err = decode("SessionStarted", 1, r#"{"session_id":"x"}"#).unwrap_err();
     assert!(matches!(err, SchemaError::Upcast { from_version: 1, .. }), "{err}");

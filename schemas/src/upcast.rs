@@ -23,6 +23,7 @@ pub struct Upcaster {
 pub static UPCASTERS: &[Upcaster] = &[
     Upcaster { event_type: "SessionStarted", from_version: 1, lift: session_started_v1_to_v2 },
     Upcaster { event_type: "FaceVerificationCompleted", from_version: 1, lift: face_verification_completed_v1_to_v2 },
+    Upcaster { event_type: "QaRulesSet", from_version: 1, lift: qa_rules_set_v1_to_v2 },
 ];
 
 /// The upcaster for `event_type` at `from_version`, if any.
@@ -58,4 +59,14 @@ fn face_verification_completed_v1_to_v2(v1: Value) -> Result<Value, String> {
     };
     fields.insert("frame_sha256s".into(), Value::Array(vec![]));
     Ok(Value::Object(fields))
+}
+
+/// `QaRulesSet` v1 had no silence rule: v2 reads it with none (the field is
+/// optional, so the payload is unchanged).
+fn qa_rules_set_v1_to_v2(v1: Value) -> Result<Value, String> {
+    match v1 {
+        Value::Object(fields) if !fields.contains_key("silence_secs") => Ok(Value::Object(fields)),
+        Value::Object(_) => Err("a v1 payload has no `silence_secs`".into()),
+        _ => Err("payload is not a JSON object".into()),
+    }
 }

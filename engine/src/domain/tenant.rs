@@ -212,7 +212,7 @@ impl Decider for Tenant {
                 if !state.exists() {
                     return Err(DomainError::Invalid("no such tenant".into()));
                 }
-                if rules.greeting_within_secs == Some(0) || rules.response_sla_secs == Some(0) {
+                if [rules.greeting_within_secs, rules.response_sla_secs, rules.silence_secs].contains(&Some(0)) {
                     return Err(DomainError::Invalid("rule limits are at least 1 second".into()));
                 }
                 rules.forbidden_words = rules.forbidden_words.iter().map(|w| w.trim().to_owned()).collect();
