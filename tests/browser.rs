@@ -334,7 +334,17 @@ fn probe_ms(path: &std::path::Path) -> i64 {
         .output()
         .expect("ffprobe (scripts/test.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
-    let seconds: f64 = text.trim().parse().unwrap_or_else(|_| panic!("ffprobe on {}: {text}", path.display()));
+    let seconds: f64 = text.trim().parse().unwrap_or_else(|_| {
+        // What the file holds, for whoever reads the failure.
+        let streams = Command::new("ffprobe")
+            .args(["-v", "warning", "-show_format", "-show_streams", "-count_frames"])
+            .arg(path)
+            .output()
+            .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+            .unwrap_or_default();
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        panic!("ffprobe on {} ({bytes} bytes): {text}\n{streams}", path.display())
+    });
     (seconds * 1000.0).round() as i64
 }
 
