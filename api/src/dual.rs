@@ -13,7 +13,7 @@ use witness_engine::domain::session::SessionCommand;
 use witness_engine::domain::tenant::TenantCommand;
 use witness_schemas::*;
 
-use crate::auth::{Caller, Claims};
+use crate::auth::Caller;
 use crate::error::Body;
 use crate::sessions::{load, run, Loaded};
 use crate::supervision::on_tenant_stream;
@@ -106,17 +106,6 @@ fn offset_ms(session: &Loaded) -> Result<u64, ApiError> {
     Ok((Utc::now() - started).num_milliseconds().max(0) as u64)
 }
 
-fn assigned_agent(session: &Loaded, caller: &Claims) -> Result<(), ApiError> {
-    caller.require(&[Role::Agent])?;
-    if session.state.agent != Some(caller.user_id()?) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "only the session's agent leads its dual recording",
-        ));
-    }
-    Ok(())
-}
-
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
@@ -135,7 +124,7 @@ async fn start(
     Body(body): Body<StartBody>,
 ) -> Result<Json<Progress>, ApiError> {
     let session = load(&state, &caller, &id).await?;
-    assigned_agent(&session, &caller)?;
+    session.require_assigned_agent(&caller, "leads its dual recording")?;
     let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
     let versions = tenant.scripts.get(&body.script_id).ok_or_else(|| ApiError::not_found("dual-recording script"))?;
     let script = match body.version {
@@ -188,7 +177,7 @@ async fn complete(
             return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "this step is for the agent to complete"));
         }
     } else {
-        assigned_agent(&session, &caller)?;
+        session.require_assigned_agent(&caller, "leads its dual recording")?;
     }
     let step = DualRecordingStepCompleted {
         script_id: dual.script_id,

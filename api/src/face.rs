@@ -28,7 +28,7 @@ use witness_engine::domain::session::SessionCommand;
 use witness_face::{FaceModel, DEFAULT_THRESHOLD};
 use witness_schemas::*;
 
-use crate::auth::{Caller, Claims};
+use crate::auth::Caller;
 use crate::error::Body;
 use crate::sessions::{load, run, Loaded};
 use crate::{ApiError, AppState};
@@ -56,14 +56,6 @@ fn model(state: &AppState) -> Result<Arc<FaceModel>, ApiError> {
             "face verification is not set up on this server: start it with --face-models DIR",
         )
     })
-}
-
-fn assigned_agent(session: &Loaded, caller: &Claims) -> Result<(), ApiError> {
-    caller.require(&[Role::Agent])?;
-    if session.state.agent != Some(caller.user_id()?) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "only the session's agent verifies its customer"));
-    }
-    Ok(())
 }
 
 /// Runs the models on a blocking thread: an image takes a few hundred ms.
@@ -121,7 +113,7 @@ async fn request(
     Body(body): Body<RequestBody>,
 ) -> Result<(StatusCode, Json<FaceVerificationRequested>), ApiError> {
     let session = load(&state, &caller, &id).await?;
-    assigned_agent(&session, &caller)?;
+    session.require_assigned_agent(&caller, "verifies its customer")?;
     let model = model(&state)?;
     if session.state.call.is_none() {
         return Err(ApiError::new(StatusCode::CONFLICT, "a face is verified during a video call"));
@@ -153,7 +145,7 @@ async fn frames(
     Body(body): Body<FramesBody>,
 ) -> Result<Json<FaceVerificationCompleted>, ApiError> {
     let session = load(&state, &caller, &id).await?;
-    assigned_agent(&session, &caller)?;
+    session.require_assigned_agent(&caller, "verifies its customer")?;
     let model = model(&state)?;
     let verification_id: VerificationId = verification.parse().map_err(|_| ApiError::not_found("face verification"))?;
     if session.state.face_verification != Some(verification_id) {

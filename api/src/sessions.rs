@@ -62,6 +62,16 @@ impl Loaded {
             r => r.sees_personal_data(),
         }
     }
+
+    /// Refuses (403) anyone but the agent the session is assigned to;
+    /// `what` ends the refusal: "only the session's agent {what}".
+    pub fn require_assigned_agent(&self, caller: &Claims, what: &str) -> Result<(), ApiError> {
+        caller.require(&[Role::Agent])?;
+        if self.state.agent != Some(caller.user_id()?) {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, format!("only the session's agent {what}")));
+        }
+        Ok(())
+    }
 }
 
 /// Loads session `id` if the caller may see it: same tenant and, for a
