@@ -268,11 +268,16 @@ impl EventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         let mut prepared = prepare(events)?;
+        // The payloads as written, for the result: what was just sealed
+        // need not be decrypted again.
+        let mut written = Vec::new();
         if let Some(subject) = shred::subject(stream) {
             let key = self.subject_key(tenant, subject, true).await?;
             for p in &mut prepared {
                 if let Some(sealed) = shred::seal(&p.payload, tenant.as_str(), subject, &key) {
-                    p.payload = sealed;
+                    written.push(Some(std::mem::replace(&mut p.payload, sealed)));
+                } else {
+                    written.push(None);
                 }
             }
         }
@@ -295,7 +300,17 @@ impl EventStore {
             self.inner.appended.send_modify(|n| *n += 1);
         }
         let mut result = result;
-        self.open(&mut result.events).await?;
+        if result.deduplicated {
+            // A retry: the stored events, sealed when first written.
+            self.decrypt(&mut result.events).await?;
+        } else {
+            // Sealed from `prepared`, one event each, in order.
+            for (e, plain) in result.events.iter_mut().zip(written) {
+                if let Some(plain) = plain {
+                    e.payload = plain;
+                }
+            }
+        }
         Ok(result)
     }
 
@@ -314,8 +329,11 @@ impl EventStore {
         Ok(key)
     }
 
-    /// Decrypts the personal fields of `events` in place ([`crate::shred`]).
-    async fn open(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
+    /// Decrypts the personal fields of events read as stored, in place
+    /// ([`crate::shred`]): what [`Self::read_stream`] does after
+    /// [`Self::read_stream_stored`], for callers that need both forms of
+    /// one read.
+    pub async fn decrypt(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
         for e in events.iter_mut().filter(|e| shred::is_sealed(&e.payload)) {
             let Some(subject) = shred::subject(&e.stream_id) else { continue };
             let key = self.subject_key(&e.tenant_id, subject, false).await?;
@@ -343,7 +361,7 @@ impl EventStore {
     /// Events of `stream` with `stream_version >= from_version`, in order.
     pub async fn read_stream(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = self.read_stream_stored(stream, from_version).await?;
-        self.open(&mut events).await?;
+        self.decrypt(&mut events).await?;
         Ok(events)
     }
 
@@ -369,7 +387,7 @@ impl EventStore {
             Backend::Sqlite(b) => b.read_all(after, limit).await?,
             Backend::Postgres(b) => b.read_all(after, limit).await?,
         };
-        self.open(&mut events).await?;
+        self.decrypt(&mut events).await?;
         Ok(events)
     }
 

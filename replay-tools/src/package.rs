@@ -87,7 +87,9 @@ pub async fn write_package(
     if stored.first().is_none_or(|e| &e.tenant_id != tenant) {
         return Err(PackageError::NoSession);
     }
-    let events = store.read_stream(&stream, 1).await?;
+    // One read for both files, so that they hold the same events.
+    let mut events = stored.clone();
+    store.decrypt(&mut events).await?;
     let mut contents: Vec<(String, Vec<u8>)> = vec![
         ("timeline.json".into(), serde_json::to_vec_pretty(&stored).expect("events serialise")),
         ("conversation.json".into(), serde_json::to_vec_pretty(&events).expect("events serialise")),
