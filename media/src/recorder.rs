@@ -132,11 +132,11 @@ impl TrackRecorder {
     ) -> Result<Self, RecorderError> {
         init()?;
         let (media, encoding, clock_rate, depay, pad) = match codec.to_ascii_lowercase().as_str() {
-            "audio/opus" => ("audio", "OPUS", 48_000, "rtpopusdepay ! opusparse", "audio_0"),
+            "audio/opus" => ("audio", "OPUS", 48_000, "rtpopusdepay ! opusparse name=last", "audio_0"),
             // A segment must start at a keyframe to be playable: drop what comes
             // before the first one (and after a loss), and ask for one then.
             "video/vp8" => {
-                ("video", "VP8", 90_000, "rtpvp8depay wait-for-keyframe=true request-keyframe=true", "video")
+                ("video", "VP8", 90_000, "rtpvp8depay name=last wait-for-keyframe=true request-keyframe=true", "video")
             }
             other => return Err(RecorderError::Codec(other.to_owned())),
         };
@@ -188,6 +188,8 @@ impl TrackRecorder {
             gst::PadProbeReturn::Ok
         });
 
+        give_frames_durations(&pipeline.by_name("last").expect("named in the description"));
+
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let alive = Arc::new(AtomicBool::new(true));
         let watching = alive.clone();
@@ -233,6 +235,35 @@ impl Drop for TrackRecorder {
         self.alive.store(false, Ordering::Relaxed);
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// Gives each buffer `element` sends on that has no duration one: the
+/// interval since the buffer before it (a frame's duration, as far as can be
+/// known before the next frame arrives), 1/30 s for the first.
+///
+/// The VP8 depayloader stamps frames with a time but no duration, so the
+/// muxer's file duration is the span from the first frame's start to the
+/// last one's *start*: a segment holding a single frame (the first file of
+/// a camera whose picture size changes at its next keyframe) had none at all,
+/// and players and ffprobe could not time it. Opus frames come from
+/// `opusparse` with durations and are left alone.
+fn give_frames_durations(element: &gst::Element) {
+    // (the previous buffer's time, the last interval)
+    let last = std::sync::Mutex::new((None::<gst::ClockTime>, gst::ClockTime::from_nseconds(1_000_000_000 / 30)));
+    let pad = element.static_pad("src").expect("the element has a src pad");
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+            if let (None, Some(pts)) = (buffer.duration(), buffer.pts()) {
+                let mut last = last.lock().expect("durations poisoned");
+                if let Some(before) = last.0.filter(|&before| pts > before) {
+                    last.1 = pts - before;
+                }
+                last.0 = Some(pts);
+                buffer.make_mut().set_duration(last.1);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// One more than the highest `NNNNN.webm` in `dir` (0 if none).
@@ -489,6 +520,57 @@ mod tests {
         std::fs::write(dir.path().join("00040.webm"), b"earlier").unwrap();
         drop(TrackRecorder::new(dir.path(), "video/VP8", 96, &later, DEFAULT_SEGMENT, |_| {}, || {}).unwrap());
         assert_eq!(later.next(), 41);
+    }
+
+    /// A file holding one frame (as when a camera's picture size changes at
+    /// its second keyframe) still states how long it lasts. Without
+    /// durations on the frames the muxer wrote none and ffprobe said "N/A".
+    #[test]
+    fn a_segment_of_a_single_frame_has_a_duration() {
+        let first_frame = Arc::new(Mutex::new((Vec::<Vec<u8>>::new(), false)));
+        let collecting = first_frame.clone();
+        let source = SyntheticSource::start(true, 96, 300, 15, 0, move |rtp| {
+            let mut frame = collecting.lock().unwrap();
+            if !frame.1 {
+                frame.0.push(rtp.to_vec());
+                // The RTP marker bit ends a VP8 frame.
+                frame.1 = rtp[1] & 0x80 != 0;
+            }
+        })
+        .unwrap();
+        while !first_frame.lock().unwrap().1 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(source);
+        let packets = std::mem::take(&mut first_frame.lock().unwrap().0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let segments = Arc::new(Mutex::new(Vec::new()));
+        let sink = segments.clone();
+        let recorder = TrackRecorder::new(
+            dir.path(),
+            "video/VP8",
+            96,
+            &SegmentNumbers::new(),
+            DEFAULT_SEGMENT,
+            move |s| sink.lock().unwrap().push(s.expect("segment written")),
+            || {},
+        )
+        .unwrap();
+        for packet in packets {
+            recorder.push(packet);
+        }
+        recorder.stop();
+        let segments = segments.lock().unwrap().clone();
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        let probed = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+            .arg(&segments[0].path)
+            .output()
+            .expect("ffprobe (scripts/test.sh installs it)");
+        let text = String::from_utf8_lossy(&probed.stdout);
+        let seconds: f64 = text.trim().parse().unwrap_or_else(|_| panic!("ffprobe gave no duration: {text}"));
+        assert!((seconds - 1.0 / 30.0).abs() < 0.005, "one frame lasts {seconds} s");
     }
 
     #[test]
