@@ -102,7 +102,9 @@ pub enum Output<P> {
     /// Something the session's record should say.
     Event(MediaEvent),
     /// Nothing more now; call again with [`Input::Timeout`] at this instant
-    /// (`None`: nothing is pending).
+    /// (`None`: nothing is pending). It may be early — after media packets
+    /// it is not recomputed over every track — and a timeout with nothing
+    /// due does nothing.
     Timeout(Option<Instant>),
 }
 
@@ -312,6 +314,16 @@ struct Track {
     recorder: Forwarder,
 }
 
+impl Track {
+    /// When the track next needs [`Input::Timeout`]: a keyframe request
+    /// owed, or being reported stalled.
+    fn deadline(&self) -> Option<Instant> {
+        let owed = self.keyframe_owed.then(|| self.last_keyframe_request.map(|at| at + KEYFRAME_REQUEST_INTERVAL));
+        let stall = (!self.stalled).then_some(self.last_packet + STALL_AFTER);
+        owed.flatten().into_iter().chain(stall).min()
+    }
+}
+
 #[derive(Debug)]
 struct Member {
     role: ParticipantRole,
@@ -332,24 +344,36 @@ pub struct Sfu<P> {
     rooms: BTreeMap<String, Room>,
     out: VecDeque<Output<P>>,
     now: Instant,
+    /// What [`Output::Timeout`] asks for: the earliest deadline of any
+    /// track, or earlier (a wake-up with nothing due does nothing). Found by
+    /// a scan of every track after any input but media; a media packet only
+    /// moves its own track's deadlines, so it can only bring this closer —
+    /// scanning every track per packet made the SFU's work per packet grow
+    /// with the number of calls.
+    wake_at: Option<Instant>,
 }
 
 impl<P: RtpPacket> Sfu<P> {
     pub fn new(now: Instant) -> Self {
-        Sfu { rooms: BTreeMap::new(), out: VecDeque::new(), now }
+        Sfu { rooms: BTreeMap::new(), out: VecDeque::new(), now, wake_at: None }
     }
 
     /// Applies one input that happened at `now`. On error nothing changed.
     pub fn handle_input(&mut self, now: Instant, input: Input<P>) -> Result<(), SfuError> {
         self.now = self.now.max(now);
-        match input {
+        let done = match input {
             Input::Join { room, participant, role } => self.join(room, participant, role),
             Input::Leave { room, participant, reason } => self.leave(&room, &participant, reason),
             Input::Publish { room, participant, track, kind, codec } => {
                 self.publish(room, participant, track, kind, codec)
             }
             Input::Unpublish { room, participant, track } => self.unpublish(&room, &participant, &track),
-            Input::Media { room, track, layer, packet, keyframe } => self.media(&room, &track, layer, packet, keyframe),
+            Input::Media { room, track, layer, packet, keyframe } => {
+                let done = self.media(&room, &track, layer, packet, keyframe);
+                let due = self.rooms.get(&room).and_then(|r| r.tracks.get(&track)).and_then(Track::deadline);
+                self.wake_at = self.wake_at.into_iter().chain(due).min();
+                return done;
+            }
             Input::KeyframeWanted { room, track } => {
                 self.track_mut(&room, &track)?;
                 self.request_keyframe(&room, &track);
@@ -369,12 +393,14 @@ impl<P: RtpPacket> Sfu<P> {
                 self.timeout();
                 Ok(())
             }
-        }
+        };
+        self.wake_at = self.earliest_deadline();
+        done
     }
 
     /// The next thing to do; ends each batch with [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output<P> {
-        self.out.pop_front().unwrap_or_else(|| Output::Timeout(self.next_timeout()))
+        self.out.pop_front().unwrap_or(Output::Timeout(self.wake_at))
     }
 
     /// Participants of `room`, by id.
@@ -671,17 +697,8 @@ impl<P: RtpPacket> Sfu<P> {
         }
     }
 
-    fn next_timeout(&self) -> Option<Instant> {
-        self.rooms
-            .values()
-            .flat_map(|r| r.tracks.values())
-            .flat_map(|t| {
-                let owed =
-                    t.keyframe_owed.then(|| t.last_keyframe_request.map(|at| at + KEYFRAME_REQUEST_INTERVAL)).flatten();
-                let stall = (!t.stalled).then_some(t.last_packet + STALL_AFTER);
-                owed.into_iter().chain(stall)
-            })
-            .min()
+    fn earliest_deadline(&self) -> Option<Instant> {
+        self.rooms.values().flat_map(|r| r.tracks.values()).filter_map(Track::deadline).min()
     }
 }
 
