@@ -28,6 +28,8 @@ const CONNECTIONS: usize = 32;
 const SECONDS: u64 = 10;
 
 struct Wrk {
+    /// Responses received.
+    requests: u64,
     requests_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -57,7 +59,10 @@ fn wrk(url: &str, script: &std::path::Path) -> Wrk {
     let field = |prefix: &str| {
         text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned())).unwrap_or_default()
     };
+    // "  41234 requests in 10.00s, 8.52MB read"
+    let requests = text.lines().find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok()).unwrap_or(0);
     Wrk {
+        requests,
         requests_per_sec: field("Requests/sec:").parse().unwrap_or(0.0),
         p50_ms: ms(&field("50%")),
         p99_ms: ms(&field("99%")),
@@ -131,12 +136,25 @@ end
     let full_path = dir.path().join("full.lua");
     std::fs::write(&full_path, script(0.0)).unwrap();
     let target = format!("http://127.0.0.1:{port}");
+    // Events in the store: a message is one (no bot and no agent answer
+    // in this setup).
+    let messages =
+        || rt.block_on(async { witness_engine::EventStore::connect(&url).await.unwrap().count().await.unwrap() });
+    let before = messages();
     let full = wrk(&target, &full_path);
     // Pace every connection so that all of them together send half the rate.
     let delay = CONNECTIONS as f64 * 1000.0 / (full.requests_per_sec / 2.0) - full.p50_ms;
     let half_path = dir.path().join("half.lua");
     std::fs::write(&half_path, script(delay.max(0.0))).unwrap();
     let half = wrk(&target, &half_path);
+    // Every answered request wrote its message (those still in flight when
+    // wrk stopped may have too).
+    let written = messages() - before;
+    assert!(
+        written >= full.requests + half.requests && written <= full.requests + half.requests + 2 * CONNECTIONS as u64,
+        "{written} messages written for {} answered requests",
+        full.requests + half.requests
+    );
 
     // Baseline: the same command in process, one at a time, for as long.
     let baseline = rt.block_on(async {

@@ -91,12 +91,13 @@ async fn progress(
 }
 
 /// The offset of now into the session's running recording.
-fn offset_ms(session: &Loaded) -> Result<u64, ApiError> {
+async fn offset_ms(state: &AppState, session: &Loaded) -> Result<u64, ApiError> {
     let recording = session.state.recording.ok_or_else(|| {
         ApiError::new(axum::http::StatusCode::CONFLICT, "a dual-recording step runs while the call is recorded")
     })?;
     let started = session
-        .events
+        .events(state)
+        .await?
         .iter()
         .rev()
         .filter(|e| e.event_type == "RecordingStarted")
@@ -141,7 +142,7 @@ async fn start(
         script_version: script.version,
         step_index: body.step_index,
         step_kind: kind,
-        recording_offset_ms: offset_ms(&session)?,
+        recording_offset_ms: offset_ms(&state, &session).await?,
     };
     run(&state, &caller, session.id, SessionCommand::StartStep { step, steps: script.steps.len() as u32 }).await?;
     progress(State(state), Caller(caller), Path(id)).await
@@ -184,7 +185,7 @@ async fn complete(
         script_version: dual.version,
         step_index: open,
         outcome: body.outcome,
-        recording_offset_ms: offset_ms(&session)?,
+        recording_offset_ms: offset_ms(&state, &session).await?,
     };
     run(&state, &caller, session.id, SessionCommand::CompleteStep { step }).await?;
     progress(State(state), Caller(caller), Path(id)).await

@@ -30,7 +30,7 @@ use witness_schemas::*;
 
 use crate::auth::Caller;
 use crate::error::Body;
-use crate::sessions::{load, run, Loaded};
+use crate::sessions::{load, run};
 use crate::{ApiError, AppState};
 
 /// Frames one verification takes, at least and at most.
@@ -151,7 +151,7 @@ async fn frames(
     if session.state.face_verification != Some(verification_id) {
         return Err(ApiError::new(StatusCode::CONFLICT, "this face verification is not open"));
     }
-    let id_photo = requested_photo(&session, verification_id)?;
+    let id_photo = requested_photo(&session.events(&state).await?, verification_id)?;
     if !(MIN_FRAMES..=MAX_FRAMES).contains(&body.frames.len()) {
         return Err(ApiError::bad_request(format!("send {MIN_FRAMES} to {MAX_FRAMES} frames")));
     }
@@ -214,9 +214,8 @@ async fn frames(
 }
 
 /// The ID photo of the open request.
-fn requested_photo(session: &Loaded, verification_id: VerificationId) -> Result<Sha256Hex, ApiError> {
-    session
-        .events
+fn requested_photo(events: &[RecordedEvent], verification_id: VerificationId) -> Result<Sha256Hex, ApiError> {
+    events
         .iter()
         .rev()
         .filter(|e| e.event_type == "FaceVerificationRequested")

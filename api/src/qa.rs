@@ -53,11 +53,10 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<SessionQa>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
-    let session = crate::sessions::load(&state, &caller, &id).await?;
+    let events = crate::sessions::load(&state, &caller, &id).await?.events(&state).await?;
     let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
-    let findings = tenant.qa_rules.as_ref().map(|r| witness_engine::qa::check(r, &session.events)).unwrap_or_default();
-    let evaluations = session
-        .events
+    let findings = tenant.qa_rules.as_ref().map(|r| witness_engine::qa::check(r, &events)).unwrap_or_default();
+    let evaluations = events
         .iter()
         .filter(|e| e.event_type == "QaEvaluated")
         .filter_map(|e| match e.decode() {

@@ -68,7 +68,7 @@ async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<RecordingView>>, ApiError> {
     let s = allowed(&state, &caller, &id).await?;
-    let decoded = crate::error::decode_stream(&s.events, "the session")?;
+    let decoded = crate::error::decode_stream(&s.events(&state).await?, "the session")?;
     let mut recordings: Vec<RecordingView> = Vec::new();
     for event in decoded {
         match event {
@@ -263,7 +263,7 @@ async fn serve_file(
     let s = allowed(&state, &caller, &id).await?;
     // Only a file the session's record names: the path never comes from
     // the caller alone.
-    let decoded = crate::error::decode_stream(&s.events, "the session")?;
+    let decoded = crate::error::decode_stream(&s.events(&state).await?, "the session")?;
     let Some((recording_id, file)) = decoded.into_iter().find_map(|e| match e {
         Event::RecordingSegmentClosed(c) if c.file == wanted => Some((c.recording_id, c.file)),
         Event::RecordingComposited(c) if c.file == wanted => Some((c.recording_id, c.file)),

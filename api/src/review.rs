@@ -89,7 +89,7 @@ async fn show(
     let script = tenant.script(&dual.script_id, dual.version).cloned();
     let (mut started, mut completed, mut reviews) = (HashMap::new(), HashMap::new(), HashMap::new());
     let (mut verdict, mut recording_started, mut first_track) = (None, None, None);
-    for e in &session.events {
+    for e in &session.events(&state).await? {
         match e.decode() {
             Ok(Event::RecordingStarted(_)) => recording_started = Some(e.occurred_at),
             // The composite starts at the first camera or microphone track
@@ -218,7 +218,8 @@ async fn package(
     })?;
     let Json(view) = show(State(state.clone()), Caller(caller.clone()), Path(id.clone())).await?;
     let review = serde_json::to_value(&view).expect("a review serialises");
-    crate::supervision::record_view(&state, &caller, "review_package", Some(session.id), session.events.len()).await?;
+    let events = session.events(&state).await?.len();
+    crate::supervision::record_view(&state, &caller, "review_package", Some(session.id), events).await?;
     let recordings = state.media.recordings_dir();
     let bytes =
         witness_replay::package::write_package(&state.store, recordings, &caller.t, session.id, &review, &signer)

@@ -15,7 +15,6 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use witness_engine::domain::agent::{Agent, AgentCommand};
 use witness_engine::domain::session::{Session, SessionCommand, SessionState, SessionStatus};
-use witness_engine::domain::Decider;
 use witness_engine::executor::execute;
 use witness_schemas::*;
 
@@ -44,9 +43,7 @@ pub(crate) fn router() -> Router<AppState> {
 /// A session as the caller may see it.
 pub(crate) struct Loaded {
     pub id: SessionId,
-    pub events: Vec<RecordedEvent>,
     pub state: SessionState,
-    pub customer_ref: String,
 }
 
 impl Loaded {
@@ -55,7 +52,7 @@ impl Loaded {
     /// see personal data everywhere.
     pub fn unmasked_for(&self, caller: &Claims) -> bool {
         match caller.r {
-            Role::Customer => caller.s == self.customer_ref,
+            Role::Customer => caller.s == self.state.customer_ref,
             Role::Agent => caller.user_id().is_ok_and(|me| {
                 self.state.agent == Some(me) || self.state.offer.as_ref().is_some_and(|o| o.agent_id == me)
             }),
@@ -72,26 +69,27 @@ impl Loaded {
         }
         Ok(())
     }
+
+    /// The session's events, read now (readable: personal fields decrypted).
+    pub async fn events(&self, state: &AppState) -> Result<Vec<RecordedEvent>, ApiError> {
+        Ok(state.store.read_stream(&StreamId::session(self.id), 1).await?)
+    }
 }
 
 /// Loads session `id` if the caller may see it: same tenant and, for a
-/// customer, their own.
+/// customer, their own. The state comes from the one the executor keeps
+/// between commands, brought up to date: a chat message does not read the
+/// session's whole history.
 pub(crate) async fn load(state: &AppState, caller: &Claims, id: &str) -> Result<Loaded, ApiError> {
     let id: SessionId = id.parse().map_err(|_| ApiError::not_found("session"))?;
-    let events = state.store.read_stream(&StreamId::session(id), 1).await?;
-    let Some(first) = events.first() else { return Err(ApiError::not_found("session")) };
-    if first.tenant_id != caller.t {
+    let folded = witness_engine::executor::current::<Session>(&state.store, &StreamId::session(id)).await?;
+    if folded.tenant.as_ref() != Some(&caller.t) {
         return Err(ApiError::not_found("session"));
     }
-    let decoded = crate::error::decode_stream(&events, "the session")?;
-    let customer_ref = match decoded.first() {
-        Some(Event::SessionStarted(e)) => e.customer_ref.clone(),
-        _ => String::new(),
-    };
-    if caller.r == Role::Customer && caller.s != customer_ref {
+    if caller.r == Role::Customer && caller.s != folded.state.customer_ref {
         return Err(ApiError::not_found("session"));
     }
-    Ok(Loaded { id, state: Session::fold(&decoded), events, customer_ref })
+    Ok(Loaded { id, state: folded.state })
 }
 
 pub(crate) async fn run(
@@ -211,9 +209,10 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     let s = load(&state, &caller, &id).await?;
+    let events = s.events(&state).await?;
     let unmasked = s.unmasked_for(&caller);
     if unmasked {
-        crate::supervision::record_view(&state, &caller, "session", Some(s.id), s.events.len()).await?;
+        crate::supervision::record_view(&state, &caller, "session", Some(s.id), events.len()).await?;
     }
     Ok(Json(SessionView {
         session_id: s.id,
@@ -223,7 +222,7 @@ async fn show(
         agent_id: s.state.agent,
         open_offer: s.state.offer.as_ref().filter(|_| unmasked).map(|o| o.offer_id),
         masked: !unmasked,
-        events: s.events.iter().map(|e| EventView::new(e, unmasked)).collect(),
+        events: events.iter().map(|e| EventView::new(e, unmasked)).collect(),
     }))
 }
 

@@ -237,7 +237,7 @@ async fn download(
     if caller.r == Role::Customer {
         let id = q.session.ok_or_else(|| ApiError::not_found("upload"))?;
         let session = crate::sessions::load(&state, &caller, &id).await?;
-        if !session.events.iter().any(|e| e.payload.contains(hash.as_str())) {
+        if !session.events(&state).await?.iter().any(|e| e.payload.contains(hash.as_str())) {
             return Err(ApiError::not_found("upload"));
         }
     }

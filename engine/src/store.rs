@@ -202,6 +202,8 @@ struct Inner {
     appended: watch::Sender<u64>,
     /// Sessions' keys for their personal fields ([`crate::shred`]).
     keys: KeyCache,
+    /// Deciders' states between commands ([`crate::executor`]).
+    states: crate::executor::StateCache,
 }
 
 /// The event store. Cheap to clone; all clones share one connection pool.
@@ -244,7 +246,14 @@ impl EventStore {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        Ok(Self { inner: Arc::new(Inner { backend, appended: watch::Sender::new(0), keys: KeyCache::default() }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                appended: watch::Sender::new(0),
+                keys: KeyCache::default(),
+                states: Default::default(),
+            }),
+        })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -355,7 +364,12 @@ impl EventStore {
             Backend::Postgres(b) => b.erase_subject_key(tenant.as_str(), subject, &at).await?,
         };
         self.inner.keys.put(tenant.as_str(), subject, KeyState::Erased);
+        self.inner.states.forget_session(subject);
         Ok(erased)
+    }
+
+    pub(crate) fn states(&self) -> &crate::executor::StateCache {
+        &self.inner.states
     }
 
     /// Events of `stream` with `stream_version >= from_version`, in order.

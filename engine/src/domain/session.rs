@@ -82,6 +82,8 @@ pub struct OpenOffer {
 pub struct SessionState {
     pub status: SessionStatus,
     pub session_id: Option<SessionId>,
+    /// Who the customer is (their visitor token's subject), as started.
+    pub customer_ref: String,
     pub channel: Option<Channel>,
     pub business_type: String,
     pub group: Option<String>,
@@ -695,6 +697,7 @@ impl Decider for Session {
             Event::SessionStarted(e) => {
                 state.status = S::WithBot;
                 state.session_id = Some(e.session_id);
+                state.customer_ref = e.customer_ref.clone();
                 state.channel = Some(e.channel);
                 state.business_type = e.business_type.clone();
             }
