@@ -216,21 +216,11 @@ mod tests {
 
     #[tokio::test]
     async fn of_two_racing_commands_the_loser_is_decided_again_on_the_new_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
-        let tenant: TenantId = "acme".parse().unwrap();
-        let session = SessionId::new();
-        let stream = StreamId::session(session);
+        let (_dir, store, tenant, session, stream) = fixture().await;
         let (agent, offer) = (UserId::new(), OfferId::new());
         let now = now();
         for command in [
-            SessionCommand::Start {
-                session_id: session,
-                channel: Channel::Web,
-                business_type: "cards".into(),
-                customer_ref: "v".into(),
-                locale: None,
-            },
+            start(session),
             SessionCommand::RequestHuman {
                 group: "cards".into(),
                 reason: "-".into(),
@@ -266,6 +256,14 @@ mod tests {
         let types: Vec<String> =
             store.read_stream(&stream, 1).await.unwrap().into_iter().map(|e| e.event_type).collect();
         assert!(types.len() == 5 || types.len() == 6, "{types:?}");
+    }
+
+    /// A store in a temporary directory, a tenant and a session stream.
+    async fn fixture() -> (tempfile::TempDir, EventStore, TenantId, SessionId, StreamId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
+        let session = SessionId::new();
+        (dir, store, "acme".parse().unwrap(), session, StreamId::session(session))
     }
 
     fn start(session: SessionId) -> SessionCommand {
@@ -324,11 +322,7 @@ mod tests {
     /// recent messages in the clear.
     #[tokio::test]
     async fn erasing_a_session_forgets_its_kept_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
-        let tenant: TenantId = "acme".parse().unwrap();
-        let session = SessionId::new();
-        let stream = StreamId::session(session);
+        let (_dir, store, tenant, session, stream) = fixture().await;
         let system = Actor::system();
         execute::<Session>(&store, &tenant, &stream, &system, now(), start(session)).await.unwrap();
         execute::<Session>(&store, &tenant, &stream, &system, now(), says("my card is 4111")).await.unwrap();
@@ -347,30 +341,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_writers_racing_on_one_stream_all_get_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
-        let tenant: TenantId = "acme".parse().unwrap();
-        let session = SessionId::new();
-        let stream = StreamId::session(session);
-        let start = SessionCommand::Start {
-            session_id: session,
-            channel: Channel::Web,
-            business_type: "cards".into(),
-            customer_ref: "v".into(),
-            locale: None,
-        };
-        execute::<Session>(&store, &tenant, &stream, &Actor::system(), now(), start).await.unwrap();
+        let (_dir, store, tenant, session, stream) = fixture().await;
+        execute::<Session>(&store, &tenant, &stream, &Actor::system(), now(), start(session)).await.unwrap();
         // Sixteen messages at once on one stream (as sixteen range requests
         // of one recording append sixteen accesses): none may be lost to
         // the race.
         let writers = (0..16).map(|i| {
             let (store, tenant, stream) = (store.clone(), tenant.clone(), stream.clone());
             tokio::spawn(async move {
-                let says = SessionCommand::CustomerSays {
-                    message_id: MessageId::new(),
-                    content: MessageContent::Text { text: format!("message {i}") },
-                };
-                execute::<Session>(&store, &tenant, &stream, &Actor::system(), now(), says).await
+                execute::<Session>(&store, &tenant, &stream, &Actor::system(), now(), says(&format!("message {i}")))
+                    .await
             })
         });
         for writer in writers.collect::<Vec<_>>() {
