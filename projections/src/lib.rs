@@ -587,34 +587,18 @@ impl Projector {
     async fn project(
         &self,
         batch: &[Decoded],
-        at: HashMap<&'static str, Cursor>,
-    ) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
-        let ops = self.apply(batch, &at);
-        self.project_applied(batch, at, ops).await
-    }
-
-    /// The row operations of `batch` for the projections that are at `at`.
-    fn apply(&self, batch: &[Decoded], at: &HashMap<&'static str, Cursor>) -> Vec<RowOp> {
-        let mut ops = Vec::new();
-        for (e, event) in batch {
-            for p in &self.projections {
-                if e.cursor() > at[p.name()] {
-                    p.apply(e, event, &mut ops);
-                }
-            }
-        }
-        ops
-    }
-
-    /// [`Projector::project`] with `batch`'s ops already made from `at`.
-    async fn project_applied(
-        &self,
-        batch: &[Decoded],
         mut at: HashMap<&'static str, Cursor>,
-        mut ops: Vec<RowOp>,
     ) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
         let Some(last) = batch.iter().map(|(e, _)| e.cursor()).max() else { return Ok(at) };
         loop {
+            let mut ops = Vec::new();
+            for (e, event) in batch {
+                for p in &self.projections {
+                    if e.cursor() > at[p.name()] {
+                        p.apply(e, event, &mut ops);
+                    }
+                }
+            }
             let moves: Vec<(&'static str, Cursor, Cursor)> = self
                 .projections
                 .iter()
@@ -629,7 +613,6 @@ impl Projector {
                 return Ok(at);
             }
             at = self.positions().await?;
-            ops = self.apply(batch, &at);
         }
     }
 
@@ -694,35 +677,12 @@ impl Projector {
         });
         // The reader stops once `next` is dropped, on return or on error.
         let _reader = AbortOnDrop(reader);
-        // A batch's ops are made while the batch before it is written (the
-        // write runs on a thread of its own), from the positions that write
-        // will leave; if it leaves others (another projector moved a
-        // checkpoint), they are made again.
         let mut read = 0;
-        let Some(first) = next.recv().await else { return Ok(0) };
-        let first = first?;
-        let ops = self.apply(&first, &at);
-        let mut applied = Some((first, at.clone(), ops));
-        while let Some((batch, assumed, ops)) = applied.take() {
-            let last = batch.last().map(|(e, _)| e.cursor()).unwrap_or(Cursor::START);
-            let after: HashMap<&'static str, Cursor> = at.iter().map(|(&name, &c)| (name, c.max(last))).collect();
-            let ops = if assumed == at { ops } else { self.apply(&batch, &at) };
-            let writing = self.project_applied(&batch, at.clone(), ops);
-            let reading = async {
-                match next.recv().await {
-                    Some(Ok(following)) => {
-                        let ops = self.apply(&following, &after);
-                        Ok(Some((following, after.clone(), ops)))
-                    }
-                    Some(Err(e)) => Err(e),
-                    None => Ok(None),
-                }
-            };
-            let (written, following) = tokio::join!(writing, reading);
-            at = written?;
+        while let Some(batch) = next.recv().await {
+            let batch = batch?;
+            at = self.project(&batch, at).await?;
             read += batch.len() as u64;
             progress(read);
-            applied = following?;
         }
         Ok(read)
     }
@@ -1155,66 +1115,6 @@ mod tests {
             out.extend(rows.map(|r| format!("{table}: {}", r.unwrap().join(" | "))));
         }
         out
-    }
-
-    /// `catch_up` makes a batch's ops while the batch before it is written,
-    /// from the positions that write should leave. Here another projector
-    /// moves the checkpoints past them meanwhile (after A's first batch, B
-    /// projects up to event 2,500: past A's second batch, inside its third):
-    /// A's third batch is made again from where the checkpoints are, so no
-    /// message is counted twice.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_made_ahead_is_made_again_when_another_projector_moved_on() {
-        use witness_engine::ExpectedVersion;
-        use witness_schemas::*;
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/w.db", dir.path().display());
-        let store = EventStore::connect(&url).await.unwrap();
-        let (tenant, session) = ("acme".parse::<TenantId>().unwrap(), SessionId::new());
-        let stream = StreamId::session(session);
-        let actor = Actor::system();
-        let started = SessionStarted {
-            session_id: session,
-            channel: Channel::Web,
-            business_type: "cards".into(),
-            customer_ref: "v".into(),
-            locale: None,
-        };
-        let mut events = vec![NewEvent::new(started, actor.clone())];
-        let messages = 3 * BATCH + BATCH / 2 - 1;
-        events.extend((0..messages).map(|i| {
-            let text = MessageContent::Text { text: format!("m{i}") };
-            NewEvent::new(CustomerMessage { message_id: MessageId::new(), content: text }, actor.clone())
-        }));
-        let mut version = 0;
-        for chunk in events.chunks(500) {
-            let done = store.append(&tenant, &stream, ExpectedVersion::Exact(version), chunk.to_vec()).await.unwrap();
-            version = done.last_version();
-        }
-        let all = decode_all(store.read_all(Cursor::START, 10_000).await.unwrap()).unwrap();
-        let (a, b) = (
-            Projector::connect(&url, models::all()).await.unwrap(),
-            Projector::connect(&url, models::all()).await.unwrap(),
-        );
-        let handle = tokio::runtime::Handle::current();
-        let mut moved = false;
-        a.catch_up(&store, |read| {
-            if read == BATCH as u64 {
-                tokio::task::block_in_place(|| {
-                    handle.block_on(async {
-                        let at = b.positions().await.unwrap();
-                        b.project(&all[..2 * BATCH + BATCH / 2], at).await.unwrap();
-                    })
-                });
-                moved = true;
-            }
-        })
-        .await
-        .unwrap();
-        assert!(moved);
-        let counted = a.dump("sessions").await.unwrap();
-        assert_eq!(counted.len(), 1);
-        assert!(counted[0].contains(&format!("Integer({messages})")), "{messages} messages: {counted:?}");
     }
 
     #[test]
