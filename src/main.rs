@@ -659,7 +659,8 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
             witness_engine::kafka::create_topic(&brokers, &kafka_topic).await?;
             let relay = witness_engine::kafka::OutboxRelay::new(store.clone(), &brokers, &kafka_topic)?;
             tasks.push(tokio::spawn(async move { relay.run().await }));
-            let feed = witness_engine::kafka::KafkaFeed::new(&brokers, &kafka_topic, "witness-projections")?;
+            let feed =
+                witness_engine::kafka::KafkaFeed::new(store.clone(), &brokers, &kafka_topic, "witness-projections")?;
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = projector.run_kafka(&feed, |_| {}).await {
                     tracing::error!(error = %e, "projections stopped");

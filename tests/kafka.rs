@@ -3,7 +3,7 @@
 //! the topic while the broker is killed and restarted mid-way; the read
 //! models fed from the topic must end identical to the ones fed straight
 //! from the store — nothing lost, nothing doubled — and a plain Kafka client
-//! (kcat) must read and decode the events.
+//! (kcat) must read and decode the events, their personal fields encrypted.
 
 mod common;
 
@@ -100,7 +100,7 @@ async fn read_models_fed_through_kafka_survive_a_broker_restart_and_match_the_em
 
     let relay = OutboxRelay::new(source.store.clone(), &brokers, topic).unwrap();
     let relay_task = tokio::spawn(async move { relay.run().await });
-    let feed = KafkaFeed::new(&brokers, topic, "witness-projections-test").unwrap();
+    let feed = KafkaFeed::new(source.store.clone(), &brokers, topic, "witness-projections-test").unwrap();
     let (reached_tx, reached) = tokio::sync::watch::channel(witness_schemas::Cursor::START);
     let consumer = tokio::spawn(async move {
         fed.run_kafka(&feed, |c| {
@@ -160,13 +160,23 @@ async fn read_models_fed_through_kafka_survive_a_broker_restart_and_match_the_em
         .expect("kcat (installed by scripts/test.sh)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut positions = std::collections::BTreeSet::new();
+    let mut texts = 0;
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let (key, value) = line.split_once('\t').unwrap();
         let event: serde_json::Value = serde_json::from_str(value).unwrap();
         assert_eq!(event["stream_id"], key);
         assert!(event["payload"].is_object() && event["event_type"].is_string());
         positions.insert(event["position"].as_u64().unwrap());
+        // Personal fields travel as stored, encrypted with the session's key
+        // (the fed read models above were built from them decrypted).
+        if event["event_type"] == "CustomerMessage" {
+            if let Some(text) = event["payload"]["content"]["text"].as_str() {
+                assert!(text.starts_with(witness_engine::shred::ENCRYPTED), "a message in clear on the topic: {text}");
+                texts += 1;
+            }
+        }
     }
+    assert!(texts > 0, "the day's customers wrote text messages");
     // Every event is there (the relay may have sent a batch twice around the restart).
     assert_eq!(positions.len() as u64, report.events);
 }

@@ -11,6 +11,13 @@
 //! checkpoint re-sends that batch on restart, so readers deduplicate by
 //! position (see [`KafkaFeed`] and the projections' checkpoints).
 //!
+//! Events go out **as stored**: the personal fields of session events
+//! encrypted with their session's key (`crate::shred`), each envelope
+//! exactly what its hash covers. Erasing a session's key therefore reaches
+//! the topic's copies too, and any consumer can check the hashes. The
+//! [`KafkaFeed`] decrypts with the keys in the store, as a read from the
+//! store does; a consumer without the store sees `enc:v1:…` in those fields.
+//!
 //! The projection consumers rely on the topic holding the log in global
 //! order, so [`create_topic`] makes it with one partition. More partitions
 //! would need per-partition checkpoints in the read models (not done yet).
@@ -110,7 +117,7 @@ impl OutboxRelay {
         let mut cursor = self.store.subscription_checkpoint(RELAY_CHECKPOINT).await?;
         let mut sent = 0;
         loop {
-            let batch = self.store.read_all(cursor, BATCH).await?;
+            let batch = self.store.read_all_stored(cursor, BATCH).await?;
             let Some(last) = batch.last().map(RecordedEvent::cursor) else { return Ok(sent) };
             self.produce(&batch).await?;
             self.store.save_subscription_checkpoint(RELAY_CHECKPOINT, last).await?;
@@ -181,6 +188,8 @@ impl OutboxRelay {
 /// is redelivered after a crash is deduplicated by the caller's checkpoint.
 pub struct KafkaFeed {
     consumer: StreamConsumer,
+    /// Holds the keys the events' personal fields are decrypted with.
+    store: EventStore,
 }
 
 impl std::fmt::Debug for KafkaFeed {
@@ -190,18 +199,20 @@ impl std::fmt::Debug for KafkaFeed {
 }
 
 impl KafkaFeed {
-    pub fn new(brokers: &str, topic: &str, group: &str) -> Result<Self, KafkaError> {
+    /// A consumer of `topic` in `group`; `store` is the store the relay
+    /// reads (its keys decrypt the events).
+    pub fn new(store: EventStore, brokers: &str, topic: &str, group: &str) -> Result<Self, KafkaError> {
         let consumer: StreamConsumer = config(brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .create()?;
         consumer.subscribe(&[topic])?;
-        Ok(Self { consumer })
+        Ok(Self { consumer, store })
     }
 
-    /// The next events: waits for one, then takes what else arrives within
-    /// `linger` (at most `max`).
+    /// The next events, readable (personal fields decrypted): waits for
+    /// one, then takes what else arrives within `linger` (at most `max`).
     pub async fn next_batch(&self, max: usize, linger: Duration) -> Result<Vec<RecordedEvent>, KafkaError> {
         let mut out = Vec::new();
         while out.is_empty() {
@@ -216,6 +227,7 @@ impl KafkaFeed {
                 Err(_) => break,
             }
         }
+        self.store.decrypt(&mut out).await?;
         Ok(out)
     }
 

@@ -397,12 +397,18 @@ impl EventStore {
     /// event is returned only once every event before it in that order is
     /// committed and visible.
     pub async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut events = match &self.inner.backend {
-            Backend::Sqlite(b) => b.read_all(after, limit).await?,
-            Backend::Postgres(b) => b.read_all(after, limit).await?,
-        };
+        let mut events = self.read_all_stored(after, limit).await?;
         self.decrypt(&mut events).await?;
         Ok(events)
+    }
+
+    /// [`Self::read_all`] as stored: personal fields still encrypted. What
+    /// the Kafka relay sends, so that erasing a key reaches the topic too.
+    pub async fn read_all_stored(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.read_all(after, limit).await,
+            Backend::Postgres(b) => b.read_all(after, limit).await,
+        }
     }
 
     /// Up to `limit` committed events with `position > after`, in position
