@@ -102,7 +102,7 @@ enum Command {
     },
     /// Rebuild read models from position 0 (all, or the one named).
     Rebuild {
-        /// sessions, session_timeline, audit_trail, queues, tickets, qa or dual_recordings.
+        /// sessions, audit_trail, queues, tickets, qa or dual_recordings.
         projection: Option<String>,
     },
     /// Append synthetic events through the real append path: a scripted day

@@ -8,7 +8,7 @@ use chrono::DateTime;
 use common::*;
 use witness_engine::workload::{run_day, DayPlan};
 use witness_projections::{models, AuditRow, Projector, SessionQuery};
-use witness_schemas::Role;
+use witness_schemas::{Role, StreamKind};
 
 async fn live_then_rebuilt(t: TestStore) {
     let projector = Projector::connect(&t.url, models::all()).await.unwrap();
@@ -48,9 +48,9 @@ async fn live_then_rebuilt(t: TestStore) {
 
     // The audit trail: tenant-scoped, personal fields masked by role.
     let events = t.store.count().await.unwrap() as usize;
-    let full = projector.audit(&tenant(), Role::Compliance, 0, 100_000).await.unwrap();
+    let full = projector.audit(&t.store, &tenant(), Role::Compliance, 0, 100_000).await.unwrap();
     assert_eq!(full.len(), events);
-    let masked = projector.audit(&tenant(), Role::Supervisor, 0, 100_000).await.unwrap();
+    let masked = projector.audit(&t.store, &tenant(), Role::Supervisor, 0, 100_000).await.unwrap();
     let shows = |rows: &[AuditRow], s: &str| rows.iter().any(|r| r.detail.to_string().contains(s));
     assert!(shows(&full, "I was charged twice") && !shows(&masked, "I was charged twice"));
     assert!(masked.iter().all(|r| r.masked) && full.iter().all(|r| !r.masked));
@@ -58,9 +58,21 @@ async fn live_then_rebuilt(t: TestStore) {
         masked.iter().map(|r| r.position).collect::<Vec<_>>(),
         full.iter().map(|r| r.position).collect::<Vec<_>>()
     );
+    // Each row's detail is its event, read from the log by position.
+    let logged = t.store.read_all(witness_schemas::Cursor::START, 100_000).await.unwrap();
+    for (row, event) in full.iter().zip(&logged) {
+        assert_eq!(row.position, event.position);
+        assert_eq!(row.detail, serde_json::from_str::<serde_json::Value>(&event.payload).unwrap());
+    }
+    // The session timeline is the trail's session rows, by session.
+    let timeline = projector.dump("session_timeline").await.unwrap();
+    let in_sessions: Vec<_> = logged.iter().filter(|e| e.stream_id.kind == StreamKind::Session).collect();
+    assert_eq!(timeline.len(), in_sessions.len());
+    let first = &in_sessions[0];
+    assert!(timeline[0].contains(&first.stream_id.id) && !timeline[0].contains("session-"), "{}", timeline[0]);
     let other: witness_schemas::TenantId = "globex".parse().unwrap();
-    assert!(projector.audit(&other, Role::Compliance, 0, 100).await.unwrap().is_empty());
-    assert_eq!(projector.audit(&tenant(), Role::Compliance, full[9].position, 5).await.unwrap(), full[10..15].to_vec());
+    assert!(projector.audit(&t.store, &other, Role::Compliance, 0, 100).await.unwrap().is_empty());
+    assert_eq!(projector.audit(&t.store, &tenant(), Role::Compliance, full[9].position, 5).await.unwrap(), full[10..15].to_vec());
 
     // The readers the API uses, on this backend.
     let queue = projector.queue(&tenant()).await.unwrap();

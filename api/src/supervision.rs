@@ -113,7 +113,7 @@ async fn audit(
         None | Some("") => 0,
         Some(text) => text.parse().map_err(|_| ApiError::bad_request(format!("`from`: not a position: {text:?}")))?,
     };
-    let rows = state.projector.audit(&caller.t, caller.r, from, limit(&page)?).await?;
+    let rows = state.projector.audit(&state.store, &caller.t, caller.r, from, limit(&page)?).await?;
     record_view(&state, &caller, "audit_trail", None, rows.len()).await?;
     let next = rows.last().map_or(from, |r| r.position);
     Ok(Json(AuditPage { rows, next }))

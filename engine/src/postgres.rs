@@ -184,6 +184,15 @@ impl PgBackend {
         rows.iter().map(row_to_event).collect()
     }
 
+    pub async fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let positions: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+        let rows = sqlx::query(&format!("{SELECT} WHERE position = ANY($1) ORDER BY position"))
+            .bind(positions)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_event).collect()
+    }
+
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, from_commit, from_position, to_commit, to_position, event_count, merkle_root, public_key, \

@@ -250,6 +250,17 @@ impl SqliteBackend {
         .await
     }
 
+    pub async fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let positions = serde_json::to_string(positions).expect("integers serialise");
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE position IN (SELECT value FROM json_each(?1)) ORDER BY position"
+            );
+            query_events(c, &sql, params![positions])
+        })
+        .await
+    }
+
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         let readers = self.readers.clone();
         blocking(move || {

@@ -411,6 +411,18 @@ impl EventStore {
         }
     }
 
+    /// The events at `positions` that exist, in position order, decrypted as
+    /// [`Self::read_all`] does. For read models that index the log instead
+    /// of copying it (the audit trail).
+    pub async fn read_positions(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = match &self.inner.backend {
+            Backend::Sqlite(b) => b.read_positions(positions).await?,
+            Backend::Postgres(b) => b.read_positions(positions).await?,
+        };
+        self.decrypt(&mut events).await?;
+        Ok(events)
+    }
+
     /// Up to `limit` committed events with `position > after`, in position
     /// order, as stored (personal fields encrypted). For verification, which
     /// must see every row, including ones whose global order is not settled

@@ -9,8 +9,9 @@
 //! Because projections hold no state outside their rows, `rebuild` is just:
 //! empty the tables, forget the checkpoint, read from position 0.
 //!
-//! Read models today ([`models::all`]): `sessions`, `session_timeline`,
-//! `audit_trail`, `queues` (`queue_waiting`, `queue_agents`), `tickets`.
+//! Read models today ([`models::all`]): `sessions`, `audit_trail` (and
+//! `session_timeline`, a view of it), `queues` (`queue_waiting`,
+//! `queue_agents`), `tickets`, `qa`, `dual_recordings`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), witness_projections::ProjectionError> {
@@ -47,7 +48,7 @@ pub enum ProjectionError {
     Kafka(#[from] witness_engine::kafka::KafkaError),
     #[error("event at position {position} cannot be decoded: {source}")]
     Decode { position: u64, source: SchemaError },
-    #[error("unknown projection {0:?}; known: sessions, session_timeline, audit_trail, queues, tickets, qa, dual_recordings")]
+    #[error("unknown projection {0:?}; known: sessions, audit_trail (session_timeline is a view of it), queues, tickets, qa, dual_recordings")]
     Unknown(String),
     #[error("projection database: {0}")]
     Postgres(#[from] sqlx::Error),
@@ -619,29 +620,22 @@ impl Projector {
     /// Rewrites what the read models copied of a session's personal data,
     /// from its `events` as they read now that its key is erased (their
     /// personal fields `[erased]`, see `witness_engine::shred`): the
-    /// timeline's summaries, the audit trail's payloads, the session's
-    /// customer reference (whichever projections this projector runs: the
-    /// tables are the store's). Rows not projected yet are left to the
-    /// projector, which will read the erased values. Checkpoints do not move.
+    /// session's customer reference. (The audit trail and the timeline hold
+    /// no copies: they read the events from the log.) Rows not projected yet
+    /// are left to the projector, which will read the erased values.
+    /// Checkpoints do not move.
     pub async fn erase_session(&self, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
-        let mut ops = Vec::new();
-        for r in events {
-            let Ok(event) = r.decode() else { continue };
-            let mut rows = Vec::new();
-            models::Timeline.apply(r, &event, &mut rows);
-            models::AuditTrail.apply(r, &event, &mut rows);
-            ops.extend(rows.into_iter().filter_map(|op| match op {
-                rows::RowOp::Insert { table, key, columns } => Some(rows::RowOp::Update { table, key, columns }),
-                _ => None,
-            }));
-            if let witness_schemas::Event::SessionStarted(s) = &event {
-                ops.push(rows::RowOp::Update {
+        let ops = events
+            .iter()
+            .filter_map(|r| match r.decode() {
+                Ok(witness_schemas::Event::SessionStarted(s)) => Some(rows::RowOp::Update {
                     table: "sessions",
                     key: ("session_id", rows::Value::from(s.session_id.to_string())),
-                    columns: vec![("customer_ref", rows::Value::from(s.customer_ref.clone()))],
-                });
-            }
-        }
+                    columns: vec![("customer_ref", rows::Value::from(s.customer_ref))],
+                }),
+                _ => None,
+            })
+            .collect();
         self.commit(ops, vec![]).await?;
         Ok(())
     }
@@ -821,18 +815,21 @@ impl Projector {
             .collect())
     }
 
-    /// A tenant's audit trail after `after_position`, oldest first, with
-    /// personal fields masked unless `role` may see them.
+    /// A tenant's audit trail after `after_position`, oldest first: the
+    /// read model's rows, each with its event read from `store` (decrypted,
+    /// so erased fields read `[erased]`), personal fields masked unless
+    /// `role` may see them.
     pub async fn audit(
         &self,
+        store: &EventStore,
         tenant: &TenantId,
         role: Role,
         after_position: u64,
         limit: usize,
     ) -> Result<Vec<AuditRow>, ProjectionError> {
-        const SQL: &str = "SELECT position, stream_id, occurred_at, actor_kind, actor_id, action, detail \
+        const SQL: &str = "SELECT position, stream_id, occurred_at, actor_kind, actor_id, action \
                            FROM audit_trail WHERE tenant_id = {1} AND position > {2} ORDER BY position LIMIT {3}";
-        type Row = (i64, String, String, String, Option<String>, String, String);
+        type Row = (i64, String, String, String, Option<String>, String);
         let rows: Vec<Row> = match &self.db {
             Db::Sqlite(conn) => {
                 let tenant = tenant.to_string();
@@ -840,7 +837,7 @@ impl Projector {
                     let sql = SQL.replace("{1}", "?1").replace("{2}", "?2").replace("{3}", "?3");
                     let mut stmt = conn.prepare_cached(&sql)?;
                     let rows = stmt.query_map(rusqlite::params![tenant, after_position as i64, limit as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                     })?;
                     rows.collect::<Result<Vec<_>, _>>()
                 })
@@ -856,26 +853,26 @@ impl Projector {
                     .await?
             }
         };
-        Ok(rows
-            .into_iter()
-            .map(|(position, stream_id, occurred_at, actor_kind, actor_id, action, detail)| {
-                let mut detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
-                let masked = !role.sees_personal_data();
+        let positions: Vec<u64> = rows.iter().map(|r| r.0 as u64).collect();
+        let mut payloads: HashMap<u64, String> =
+            store.read_positions(&positions).await?.into_iter().map(|e| (e.position, e.payload)).collect();
+        let masked = !role.sees_personal_data();
+        rows.into_iter()
+            .map(|(position, stream_id, occurred_at, actor_kind, actor_id, action)| {
+                let position = position as u64;
+                let payload = payloads.remove(&position).ok_or_else(|| {
+                    ProjectionError::Invalid(format!(
+                        "the audit trail's row at position {position} has no event in the store: \
+                         are the read models built from another log?"
+                    ))
+                })?;
+                let mut detail: serde_json::Value = serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null);
                 if masked {
                     mask_personal(&mut detail);
                 }
-                AuditRow {
-                    position: position as u64,
-                    stream_id,
-                    occurred_at,
-                    actor_kind,
-                    actor_id,
-                    action,
-                    detail,
-                    masked,
-                }
+                Ok(AuditRow { position, stream_id, occurred_at, actor_kind, actor_id, action, detail, masked })
             })
-            .collect())
+            .collect()
     }
 
     /// Runs a read-only query with `{1}`, `{2}`… placeholders on either

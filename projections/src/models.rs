@@ -18,7 +18,6 @@ pub trait Projection: Send + Sync {
 pub fn all() -> Vec<Box<dyn Projection>> {
     vec![
         Box::new(Sessions),
-        Box::new(Timeline),
         Box::new(AuditTrail),
         Box::new(Queues),
         Box::new(Tickets),
@@ -127,41 +126,12 @@ pub fn summarize(event: &Event) -> String {
     }
 }
 
-/// `session_timeline`: every event of every session, one line each.
-#[derive(Debug)]
-pub struct Timeline;
-
-impl Projection for Timeline {
-    fn name(&self) -> &'static str {
-        "session_timeline"
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["session_timeline"]
-    }
-
-    fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<RowOp>) {
-        if r.stream_id.kind != StreamKind::Session {
-            return;
-        }
-        out.push(RowOp::Insert {
-            table: "session_timeline",
-            key: ("position", Value::from(r.position as i64)),
-            columns: vec![
-                ("tenant_id", text(&r.tenant_id)),
-                ("session_id", text(&r.stream_id.id)),
-                ("occurred_at", text(time_text(&r.occurred_at))),
-                ("event_type", text(&r.event_type)),
-                ("actor_kind", text(r.actor.kind.as_str())),
-                ("actor_id", Value::from(r.actor.id.clone())),
-                ("summary", Value::from(summarize(event))),
-            ],
-        });
-    }
-}
-
-/// `audit_trail`: every event of every stream, with its payload. Personal
-/// fields are kept here and masked when read, by the reader's role.
+/// `audit_trail`: every event of every stream — who did what to which stream
+/// and when — indexing the log rather than copying it: the event itself is
+/// read from the store by position when the trail is shown
+/// ([`crate::Projector::audit`]), decrypted, then masked by the reader's
+/// role. `session_timeline` is a view of its session rows
+/// (`migrations/*/0008_audit_trail_indexes_the_log.sql`).
 #[derive(Debug)]
 pub struct AuditTrail;
 
@@ -185,7 +155,6 @@ impl Projection for AuditTrail {
                 ("actor_kind", text(r.actor.kind.as_str())),
                 ("actor_id", Value::from(r.actor.id.clone())),
                 ("action", text(&r.event_type)),
-                ("detail", text(&r.payload)),
             ],
         });
     }
