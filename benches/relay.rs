@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use witness_engine::kafka::{create_topic, OutboxRelay};
+use witness_engine::kafka::{create_topic, OutboxRelay, RELAY_BATCH};
 use witness_engine::{EventStore, ExpectedVersion};
 use witness_schemas::*;
 
@@ -84,7 +84,7 @@ fn main() {
             .create()
             .unwrap();
         let t = Instant::now();
-        for chunk in messages.chunks(1000) {
+        for chunk in messages.chunks(RELAY_BATCH) {
             let mut deliveries = Vec::new();
             for (key, value) in chunk {
                 let mut record = FutureRecord::to("relay.baseline").key(key).payload(value);
@@ -105,7 +105,7 @@ fn main() {
         let base_rate = messages.len() as f64 / t.elapsed().as_secs_f64();
         println!("| measure ({EVENTS} events) | events/s |");
         println!("|---|---|");
-        println!("| outbox relay: read, produce, await acks, checkpoint per 1,000 | {relay_rate:.0} |");
+        println!("| outbox relay: read, produce, await acks, checkpoint per {RELAY_BATCH} | {relay_rate:.0} |");
         println!("| baseline: bare producer, same messages, same batches | {base_rate:.0} |");
         println!("| ratio | {:.2} |", relay_rate / base_rate);
     });

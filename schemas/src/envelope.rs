@@ -168,12 +168,16 @@ fn raw_json_in<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Erro
 mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Every event serialised carries two of these (the relay, the API,
+    /// exports): no formatting machinery, no allocation.
     pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        let mut out = String::with_capacity(64);
-        for b in bytes {
-            out.push_str(&format!("{b:02x}"));
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
         }
-        s.serialize_str(&out)
+        s.serialize_str(std::str::from_utf8(&out).expect("hex digits are ASCII"))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {

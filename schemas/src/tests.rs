@@ -43,11 +43,13 @@ fn recorded_event_envelope_round_trips_with_raw_payload() {
         causation_id: None,
         payload: new.payload.to_string(),
         prev_hash: [1; 32],
-        hash: [2; 32],
+        hash: std::array::from_fn(|i| i as u8 * 8 + 3),
     };
     let json = serde_json::to_value(&recorded).unwrap();
     assert!(json["payload"].is_object(), "payload is embedded as JSON, not as a string");
-    assert_eq!(json["hash"], json!("02".repeat(32)));
+    let hex: String = recorded.hash.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(json["hash"], json!(hex));
+    assert_eq!(json["prev_hash"], json!("01".repeat(32)));
     let back: RecordedEvent = serde_json::from_value(json).unwrap();
     assert_eq!(back, recorded);
     assert_eq!(back.decode().unwrap(), event);
