@@ -152,6 +152,11 @@ async fn read_models_fed_through_kafka_survive_a_broker_restart_and_match_the_em
         assert_eq!(fed.dump(table).await.unwrap(), embedded.dump(table).await.unwrap(), "{table} differs");
     }
     assert_eq!(fed.dump("audit_trail").await.unwrap().len() as u64, report.events);
+    // The fed audit trail, in its own database, shows the events from the store.
+    let role = witness_schemas::Role::Compliance;
+    let fed_trail = fed.audit(&source.store, &tenant(), role, 0, 100_000).await.unwrap();
+    assert_eq!(fed_trail, embedded.audit(&source.store, &tenant(), role, 0, 100_000).await.unwrap());
+    assert_eq!(fed_trail.len() as u64, report.events);
 
     // A plain Kafka client reads the topic and every message decodes as JSON.
     let out = Command::new("kcat")

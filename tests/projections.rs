@@ -72,7 +72,10 @@ async fn live_then_rebuilt(t: TestStore) {
     assert!(timeline[0].contains(&first.stream_id.id) && !timeline[0].contains("session-"), "{}", timeline[0]);
     let other: witness_schemas::TenantId = "globex".parse().unwrap();
     assert!(projector.audit(&t.store, &other, Role::Compliance, 0, 100).await.unwrap().is_empty());
-    assert_eq!(projector.audit(&t.store, &tenant(), Role::Compliance, full[9].position, 5).await.unwrap(), full[10..15].to_vec());
+    assert_eq!(
+        projector.audit(&t.store, &tenant(), Role::Compliance, full[9].position, 5).await.unwrap(),
+        full[10..15].to_vec()
+    );
 
     // The readers the API uses, on this backend.
     let queue = projector.queue(&tenant()).await.unwrap();
