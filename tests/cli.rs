@@ -139,7 +139,7 @@ fn seed_a_day_then_list_and_replay_its_sessions() {
     let db = rusqlite::Connection::open(dir.path().join("data/witness.db")).unwrap();
     let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM sessions"), 25);
-    assert_eq!(count("SELECT COUNT(*) FROM projection_checkpoints"), 7);
+    assert_eq!(count("SELECT COUNT(*) FROM projection_checkpoints"), 6);
     let rebuilt = witness(dir.path(), &["rebuild", "sessions"]);
     assert!(stdout(&rebuilt).starts_with("rebuilt sessions from "), "{}", stdout(&rebuilt));
 
