@@ -15,6 +15,12 @@
 //! CPU is the whole process: the SFU *and* the synthetic peers (which do as
 //! much SRTP work as the SFU). The SFU's own share is at most that.
 //!
+//! Each stream starts at its own point of the clip (a fixed pseudo-random
+//! phase per stream), as independent calls do; SFU_ALIGNED=1 starts them
+//! all at the clip's beginning instead, so every publisher sends its frames
+//! — and its keyframes — at the same instant (the worst case: the SFU gets
+//! the whole room's frames as one burst every 33 ms).
+//!
 //! SFU_PIN=1 splits the machine: the SFU runs on its own runtime, one
 //! thread pinned to CPU 0, the peers on another pinned to CPU 1 — as if the
 //! peers were on another machine and the SFU had one core. It then also
@@ -30,6 +36,15 @@ use witness_schemas::ParticipantRole;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Stream `i`'s starting point in its clip: up to 10 s (taken modulo the
+/// clip's length), the same for every run (splitmix64 of `i`).
+fn phase(i: u64) -> Duration {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    Duration::from_micros((z ^ (z >> 31)) % 10_000_000)
 }
 
 /// CPU seconds (user + system) of a `/proc/…/stat` file's process or thread.
@@ -136,11 +151,13 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
     let sfu_cpu_before = sfu_cpu_seconds();
     let start = Instant::now();
     let until = start + Duration::from_secs(seconds);
+    let aligned = env("SFU_ALIGNED", 0) == 1;
     let mut streams = Vec::new();
     for peer in &peers {
         for (clip, is_video) in [(video.clone(), true), (audio.clone(), false)] {
             let (peer, sent) = (peer.clone(), sent.clone());
-            streams.push(tokio::spawn(async move { peer.stream(clip, is_video, until, sent).await }));
+            let phase = if aligned { Duration::ZERO } else { phase(streams.len() as u64) };
+            streams.push(tokio::spawn(async move { peer.stream(clip, is_video, phase, until, sent).await }));
         }
     }
     for s in streams {
@@ -228,6 +245,11 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
     if pinned {
         println!("SFU_PIN=1: SFU on CPU 0 (one thread), peers on CPU 1");
     }
+    if env("SFU_ALIGNED", 0) == 1 {
+        println!("SFU_ALIGNED=1: every stream starts at the clip's beginning (frames in step)");
+    } else {
+        println!("each stream starts at its own point of the clip");
+    }
     println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | SFU thread (cores) | CPU per forwarded Mbit/s | send→receive p50 | p99 | in the SFU p50 | p99 | received / forwarded |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in &outcomes {
@@ -247,6 +269,10 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
             o.received_ratio
         );
     }
+    println!(
+        "packets the recorders dropped (recording too far behind): {}",
+        witness_media::recorder::dropped_packets()
+    );
     let (plain, recorded) = (&outcomes[1], &outcomes[2]);
     println!(
         "recording cost: {:.2} % of a core per call ({} tracks per call); p99 {}x the baseline's",

@@ -567,7 +567,7 @@ mod simulcast_tests {
         let until = Instant::now() + Duration::from_secs(10);
         for (layer, clip) in [(0, small), (1, large)] {
             let (customer, sent) = (customer.clone(), sent.clone());
-            tokio::spawn(async move { customer.stream_on(clip, true, Some(layer), until, sent).await });
+            tokio::spawn(async move { customer.stream_on(clip, true, Some(layer), Duration::ZERO, until, sent).await });
         }
         let rate = |seconds: u64| {
             let received = agent.received.clone();
@@ -643,9 +643,11 @@ impl Clip {
 
 impl TestPeer {
     /// Sends `clip` on the video (or audio) track in real time until
-    /// `until`, each packet stamped for the delay measurement.
-    pub async fn stream(&self, clip: Arc<Clip>, video: bool, until: Instant, sent: Arc<SendTimes>) {
-        self.stream_on(clip, video, None, until, sent).await
+    /// `until`, each packet stamped for the delay measurement, beginning
+    /// `phase` into the clip (streams started together with the same phase
+    /// send their frames in step, which independent calls never do).
+    pub async fn stream(&self, clip: Arc<Clip>, video: bool, phase: Duration, until: Instant, sent: Arc<SendTimes>) {
+        self.stream_on(clip, video, None, phase, until, sent).await
     }
 
     /// [`TestPeer::stream`] on simulcast layer `layer` if given.
@@ -654,16 +656,22 @@ impl TestPeer {
         clip: Arc<Clip>,
         video: bool,
         layer: Option<usize>,
+        phase: Duration,
         until: Instant,
         sent: Arc<SendTimes>,
     ) {
         let seq_base = crate::server::rand_ssrc() as u16;
         let ts_base = crate::server::rand_ssrc();
-        let start = tokio::time::Instant::now();
+        let phase = Duration::from_nanos((phase.as_nanos() % clip.span.as_nanos().max(1)) as u64);
+        let now = tokio::time::Instant::now();
+        let start = now.checked_sub(phase).unwrap_or(now);
         let mut n: u32 = 0;
         for round in 0u32.. {
             for (offset, packet) in &clip.packets {
                 let at = start + clip.span * round + *offset;
+                if at < now {
+                    continue;
+                }
                 if at.into_std() >= until {
                     return;
                 }
