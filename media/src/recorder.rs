@@ -86,6 +86,8 @@ pub fn sha256_file(path: &Path) -> Result<String, RecorderError> {
 pub struct TrackRecorder {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    clock: gst::Clock,
+    base_time: gst::ClockTime,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     alive: Arc<AtomicBool>,
 }
@@ -121,7 +123,33 @@ impl TrackRecorder {
     /// (`audio/opus`, `video/VP8`; their RTP clocks are fixed), `payload_type`
     /// as negotiated. Closed segments go to `on_segment`, keyframe requests to
     /// `keyframe_wanted`; both are called from GStreamer's threads.
+    ///
+    /// Takes a few milliseconds (a pipeline and its threads are built, on a
+    /// thread of background priority so that every thread the pipeline
+    /// starts inherits it): keep it off paths that forward media.
     pub fn new(
+        dir: &Path,
+        codec: &str,
+        payload_type: u8,
+        numbers: &SegmentNumbers,
+        segment: Duration,
+        on_segment: impl Fn(Result<Segment, RecorderError>) + Send + 'static,
+        keyframe_wanted: impl Fn() + Send + Sync + 'static,
+    ) -> Result<Self, RecorderError> {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("witness-recorder-start".into())
+                .spawn_scoped(scope, || {
+                    lower_priority();
+                    Self::build(dir, codec, payload_type, numbers, segment, on_segment, keyframe_wanted)
+                })
+                .map_err(|e| RecorderError::Gstreamer(e.to_string()))?
+                .join()
+                .map_err(|_| RecorderError::Gstreamer("starting a recorder panicked".into()))?
+        })
+    }
+
+    fn build(
         dir: &Path,
         codec: &str,
         payload_type: u8,
@@ -143,7 +171,7 @@ impl TrackRecorder {
         std::fs::create_dir_all(dir).map_err(|e| RecorderError::Io(dir.to_owned(), e))?;
         numbers.0.fetch_max(next_free_index(dir), Ordering::SeqCst);
         let description = format!(
-            "appsrc name=src is-live=true do-timestamp=true format=time \
+            "appsrc name=src is-live=true format=time \
              ! rtpjitterbuffer latency=200 ! {depay} ! sink.{pad} \
              splitmuxsink name=sink muxer-factory=webmmux send-keyframe-requests=true max-size-time={}",
             segment.as_nanos()
@@ -191,30 +219,64 @@ impl TrackRecorder {
         give_frames_durations(&pipeline.by_name("last").expect("named in the description"));
 
         let bus = pipeline.bus().expect("a pipeline has a bus");
+        bus.set_sync_handler(|_, message| match message.view() {
+            gst::MessageView::StreamStatus(status) => {
+                in_the_background(status);
+                gst::BusSyncReply::Drop
+            }
+            _ => gst::BusSyncReply::Pass,
+        });
         let alive = Arc::new(AtomicBool::new(true));
         let watching = alive.clone();
         let bus_thread = std::thread::Builder::new()
             .name("witness-recorder".into())
             .spawn(move || watch_bus(bus, &watching, on_segment))
             .map_err(|e| RecorderError::Gstreamer(e.to_string()))?;
+        // Packets are stamped with their arrival (running) time by `push`,
+        // on this clock from this base: not when the recorder's threads,
+        // which run behind the calls, get to them.
+        let clock = gst::SystemClock::obtain();
+        let base_time = clock.time();
+        pipeline.use_clock(Some(&clock));
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        pipeline.set_base_time(base_time);
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             alive.store(false, Ordering::Relaxed);
             let _ = pipeline.set_state(gst::State::Null);
             return Err(gst_error(e));
         }
-        Ok(TrackRecorder { pipeline, appsrc, bus_thread: Some(bus_thread), alive })
+        Ok(TrackRecorder { pipeline, appsrc, clock, base_time, bus_thread: Some(bus_thread), alive })
     }
 
-    /// Queues one RTP packet (header and payload, as received); the buffer
-    /// is handed to GStreamer as it is, not copied.
+    /// Queues one RTP packet (header and payload, as received), stamped
+    /// with the time it arrived; never waits. The buffer is handed to
+    /// GStreamer as it is, not copied, by the recorders' feeding thread
+    /// ([`in_the_background`]), so the caller — the SFU's forwarding path —
+    /// takes none of GStreamer's locks. If that thread is more than
+    /// [`FEED_QUEUE`] packets behind, the packet is dropped and counted
+    /// ([`dropped_packets`]): a machine too busy to record loses media from
+    /// its recordings, not from its calls.
     pub fn push(&self, rtp: impl AsRef<[u8]> + Send + 'static) {
-        let _ = self.appsrc.push_buffer(gst::Buffer::from_slice(rtp));
+        let mut buffer = gst::Buffer::from_slice(rtp);
+        let arrived = self.clock.time().saturating_sub(self.base_time);
+        let meta = buffer.get_mut().expect("a new buffer is writable");
+        meta.set_pts(arrived);
+        meta.set_dts(arrived);
+        let queued = feeder().try_send(Feed::Packet(self.appsrc.clone(), buffer));
+        if queued.is_err() && DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                "recording is behind: packets are being dropped from recordings (the machine is too busy to record every call)"
+            );
+        }
     }
 
     /// Ends the recording: the open segment is closed (and reported) before
     /// this returns. Blocks; call it off the async runtime.
     pub fn stop(mut self) {
-        let _ = self.appsrc.end_of_stream();
+        // After the packets still queued for it.
+        if feeder().send(Feed::End(self.appsrc.clone())).is_err() {
+            let _ = self.appsrc.end_of_stream();
+        }
         if let Some(thread) = self.bus_thread.take() {
             let deadline = std::time::Instant::now() + STOP_TIMEOUT;
             while !thread.is_finished() && std::time::Instant::now() < deadline {
@@ -234,6 +296,89 @@ impl Drop for TrackRecorder {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::Relaxed);
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// How many packets the recorders' feeding thread may be behind.
+pub const FEED_QUEUE: usize = 32_768;
+
+static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Packets every recorder in this process dropped because recording was
+/// [`FEED_QUEUE`] packets behind.
+pub fn dropped_packets() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+enum Feed {
+    Packet(gst_app::AppSrc, gst::Buffer),
+    End(gst_app::AppSrc),
+}
+
+/// The recorders' feeding thread: hands each packet to its recorder's
+/// source, in the order pushed, at background priority.
+fn feeder() -> &'static std::sync::mpsc::SyncSender<Feed> {
+    static FEEDER: std::sync::OnceLock<std::sync::mpsc::SyncSender<Feed>> = std::sync::OnceLock::new();
+    FEEDER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(FEED_QUEUE);
+        let feeding = move || {
+            lower_priority();
+            for feed in rx {
+                match feed {
+                    Feed::Packet(appsrc, buffer) => {
+                        let _ = appsrc.push_buffer(buffer);
+                    }
+                    Feed::End(appsrc) => {
+                        let _ = appsrc.end_of_stream();
+                    }
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new().name("witness-recorder-feed".into()).spawn(feeding) {
+            // Then every push is dropped and counted; stop still ends the stream.
+            tracing::error!(error = %e, "could not start the recorders' feeding thread");
+        }
+        tx
+    })
+}
+
+/// Lowers the calling thread's priority to the lowest (nice 19).
+fn lower_priority() {
+    // On Linux a nice value belongs to a thread: given its id, only this one.
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+        tracing::debug!(error = %e, "a recorder thread kept its priority");
+    }
+}
+
+/// Runs the recorder's streaming threads behind the calls: each of its
+/// tasks (the source's, the jitterbuffer's, the muxer's queues') takes a
+/// thread from a pool only recorders use, and that thread lowers its own
+/// priority (nice 19) when it starts. Forwarding a packet is late if it
+/// waits; writing it to a file is not — the source queues up to 4 MiB per
+/// track — so when the cores are busy the calls go first and the recorders
+/// catch up after. Without this, recording 100 calls on two cores made
+/// every call's packets wait seconds behind the recorders' threads
+/// (BENCHMARKS.md, "SFU load").
+///
+/// Called in the thread that posts `status`: a task's CREATE comes from the
+/// thread starting it, its ENTER from the task's own new thread.
+fn in_the_background(status: &gst::message::StreamStatus) {
+    static POOL: std::sync::OnceLock<Option<gst::TaskPool>> = std::sync::OnceLock::new();
+    match status.get().0 {
+        gst::StreamStatusType::Create => {
+            let pool = POOL.get_or_init(|| {
+                let pool = gst::TaskPool::new();
+                pool.prepare().map_err(|e| tracing::warn!(error = %e, "no thread pool for the recorders")).ok()?;
+                Some(pool)
+            });
+            let task = status.stream_status_object().and_then(|v| v.get::<gst::Task>().ok());
+            if let (Some(pool), Some(task)) = (pool, task) {
+                task.set_pool(pool);
+            }
+        }
+        gst::StreamStatusType::Enter => lower_priority(),
+        _ => {}
     }
 }
 
@@ -571,6 +716,41 @@ mod tests {
         let text = String::from_utf8_lossy(&probed.stdout);
         let seconds: f64 = text.trim().parse().unwrap_or_else(|_| panic!("ffprobe gave no duration: {text}"));
         assert!((seconds - 1.0 / 30.0).abs() < 0.005, "one frame lasts {seconds} s");
+    }
+
+    /// The nice value of each of this process's threads, with its name.
+    fn threads() -> Vec<(String, i32)> {
+        let mut threads = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            // "tid (name) state ppid …": the nice value is the 19th field.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            let nice = stat[close + 1..].split_whitespace().nth(16).and_then(|n| n.parse().ok());
+            threads.push((stat[open + 1..close].to_owned(), nice.unwrap()));
+        }
+        threads
+    }
+
+    /// A recorder's threads (its jitterbuffer's task and timer, the muxer's
+    /// queue) yield to the calls; the thread that starts it keeps its priority.
+    #[test]
+    fn a_recorders_threads_run_behind_the_calls() {
+        let here = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let own_nice = |stat: &str| stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(16).unwrap().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let recorder =
+            TrackRecorder::new(dir.path(), "video/VP8", 96, &SegmentNumbers::new(), DEFAULT_SEGMENT, |_| {}, || {})
+                .unwrap();
+        let recorders: Vec<_> = threads()
+            .into_iter()
+            .filter(|(name, _)| name == "rtpjitterbuffer" || name == "timer" || name.starts_with("queue_video"))
+            .collect();
+        for kind in ["rtpjitterbuffer", "timer", "queue_video"] {
+            assert!(recorders.iter().any(|(name, _)| name.starts_with(kind)), "no {kind} thread: {recorders:?}");
+        }
+        assert!(recorders.iter().all(|&(_, nice)| nice == 19), "{recorders:?}");
+        assert_eq!(own_nice(&std::fs::read_to_string("/proc/thread-self/stat").unwrap()), own_nice(&here));
+        recorder.stop();
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl crate::sfu::RtpPacket for rtc::rtp::Packet {
 
 struct Recording {
     id: String,
-    tracks: HashMap<String, Arc<TrackRecorder>>,
+    tracks: HashMap<String, TrackState>,
     /// Per video track, the picture size its current file holds.
     sizes: HashMap<String, (u16, u16)>,
     /// Per track, its files' numbers, shared by the recorders it has had.
@@ -241,9 +241,38 @@ struct Recording {
 impl Recording {
     /// Closes every track's last file; returns once all are reported.
     async fn finish(self) {
-        stop_recorders(self.tracks.into_values().collect()).await;
-        for replaced in self.replaced {
-            let _ = replaced.await;
+        let closing: Vec<_> = self.tracks.into_values().map(|track| tokio::spawn(track.close())).collect();
+        for task in closing.into_iter().chain(self.replaced) {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A recorded track's recorder.
+enum TrackState {
+    /// Being built off the forwarding path (it takes milliseconds); the
+    /// packets that come meanwhile wait here. `start` tells this start from
+    /// a later one of the same track.
+    Starting {
+        start: u64,
+        pending: Vec<bytes::BytesMut>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    Running(Arc<TrackRecorder>),
+    /// Could not start (reported); not retried for every packet.
+    Failed,
+}
+
+impl TrackState {
+    /// Closes the track's file; returns once it is reported. A recorder
+    /// still starting finds its track gone and closes itself.
+    async fn close(self) {
+        match self {
+            TrackState::Running(recorder) => stop_recorders(vec![recorder]).await,
+            TrackState::Starting { task, .. } => {
+                let _ = task.await;
+            }
+            TrackState::Failed => {}
         }
     }
 }
@@ -259,6 +288,8 @@ struct Inner {
     /// Rooms being recorded: the recording's id and a recorder per track
     /// (made on the track's first packet, when its payload type is known).
     recordings: Mutex<HashMap<String, Recording>>,
+    /// Numbers each recorder start (`TrackState::Starting`).
+    recorder_starts: AtomicU64,
     runtime: tokio::runtime::Handle,
     next_port: AtomicU64,
     forwarded: AtomicU64,
@@ -289,6 +320,7 @@ impl MediaServer {
             published: Default::default(),
             events,
             recordings: Default::default(),
+            recorder_starts: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
             next_port: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
@@ -931,7 +963,7 @@ impl Inner {
         let recorder =
             self.recordings.lock().expect("recordings poisoned").get_mut(room).and_then(|r| r.tracks.remove(track));
         if let Some(recorder) = recorder {
-            stop_recorders(vec![recorder]).await;
+            recorder.close().await;
         }
         let unpublish =
             Input::Unpublish { room: room.to_owned(), participant: participant.to_owned(), track: track.to_owned() };
@@ -944,9 +976,12 @@ impl Inner {
     /// first packet (its payload type known then) and anew when a video
     /// keyframe changes the picture size (another simulcast layer, or the
     /// browser scaling its camera down under load): a WebM file holds one
-    /// size, so the track goes on in its next file.
+    /// size, so the track goes on in its next file. A recorder is built on
+    /// a blocking thread ([`Inner::recorder_started`]), never here: this is
+    /// the forwarding path.
     fn record(self: &Arc<Self>, room: &str, track: &str, packet: &rtc::rtp::Packet) {
         use rtc::shared::marshal::Marshal;
+        let Ok(bytes) = packet.marshal() else { return };
         let mut recordings = self.recordings.lock().expect("recordings poisoned");
         let Some(recording) = recordings.get_mut(room) else { return };
         let size = vp8_keyframe_size(&packet.payload);
@@ -955,36 +990,81 @@ impl Inner {
                 tracing::info!(track, from = ?*current, to = ?new, "picture size changed: the track's recording goes on in a new file");
                 *current = new;
                 if let Some(old) = recording.tracks.remove(track) {
-                    recording.replaced.push(self.runtime.spawn(stop_recorders(vec![old])));
+                    recording.replaced.push(self.runtime.spawn(old.close()));
                 }
             }
         }
-        let recorder = match recording.tracks.get(track) {
-            Some(r) => r.clone(),
+        match recording.tracks.get_mut(track) {
+            Some(TrackState::Running(recorder)) => {
+                let recorder = recorder.clone();
+                drop(recordings);
+                recorder.push(bytes);
+            }
+            Some(TrackState::Starting { pending, .. }) => pending.push(bytes),
+            Some(TrackState::Failed) => {}
             None => {
                 let published = self.published.lock().expect("published poisoned");
                 let Some(codec) = published.get(&(room.to_owned(), track.to_owned())).map(|p| p.codec.clone()) else {
                     return;
                 };
                 drop(published);
+                if codec.mime_type.eq_ignore_ascii_case("video/vp8") {
+                    // (The core hands a recorder a keyframe first.)
+                    recording.sizes.entry(track.to_owned()).or_insert(size.unwrap_or_default());
+                }
+                let start = self.recorder_starts.fetch_add(1, Ordering::Relaxed);
                 let numbers = recording.numbers.entry(track.to_owned()).or_default().clone();
-                match self.start_recorder(room, &recording.id, track, &codec, packet.header.payload_type, &numbers) {
-                    Some(r) => {
-                        recording.tracks.insert(track.to_owned(), r.clone());
-                        if codec.mime_type.eq_ignore_ascii_case("video/vp8") {
-                            // (The core hands a recorder a keyframe first.)
-                            recording.sizes.entry(track.to_owned()).or_insert(size.unwrap_or_default());
-                        }
-                        r
+                let (inner, room, id, track_id) =
+                    (self.clone(), room.to_owned(), recording.id.clone(), track.to_owned());
+                let payload_type = packet.header.payload_type;
+                // Waits for `recordings`, held here until the track is marked.
+                let task = self.runtime.spawn_blocking(move || {
+                    inner.recorder_started(&room, &id, &track_id, start, &codec, payload_type, &numbers)
+                });
+                recording.tracks.insert(track.to_owned(), TrackState::Starting { start, pending: vec![bytes], task });
+            }
+        }
+    }
+
+    /// Builds a track's recorder (blocking) and puts it to work with the
+    /// packets that came meanwhile — unless the track's recording was
+    /// stopped or restarted in the meantime: then it is closed again.
+    #[allow(clippy::too_many_arguments)]
+    fn recorder_started(
+        self: &Arc<Self>,
+        room: &str,
+        recording: &str,
+        track: &str,
+        start: u64,
+        codec: &RTCRtpCodec,
+        payload_type: u8,
+        numbers: &SegmentNumbers,
+    ) {
+        let recorder = self.start_recorder(room, recording, track, codec, payload_type, numbers);
+        let mut recordings = self.recordings.lock().expect("recordings poisoned");
+        let slot = recordings
+            .get_mut(room)
+            .and_then(|r| r.tracks.get_mut(track))
+            .filter(|state| matches!(state, TrackState::Starting { start: s, .. } if *s == start));
+        match (slot, recorder) {
+            (Some(slot), Some(recorder)) => {
+                if let TrackState::Starting { pending, .. } =
+                    std::mem::replace(slot, TrackState::Running(recorder.clone()))
+                {
+                    // In order, before any later packet (`recordings` is held).
+                    for bytes in pending {
+                        recorder.push(bytes);
                     }
-                    // Failed and reported; the room stays marked so it is not retried per packet.
-                    None => return,
                 }
             }
-        };
-        drop(recordings);
-        if let Ok(bytes) = packet.marshal() {
-            recorder.push(bytes);
+            (Some(slot), None) => *slot = TrackState::Failed,
+            (None, Some(recorder)) => {
+                drop(recordings);
+                if let Ok(recorder) = Arc::try_unwrap(recorder) {
+                    recorder.stop();
+                }
+            }
+            (None, None) => {}
         }
     }
 
