@@ -251,7 +251,7 @@ impl TrackRecorder {
     /// Queues one RTP packet (header and payload, as received), stamped
     /// with the time it arrived; never waits. The buffer is handed to
     /// GStreamer as it is, not copied, by the recorders' feeding thread
-    /// ([`in_the_background`]), so the caller — the SFU's forwarding path —
+    /// ([`feeder`]), so the caller — the SFU's forwarding path —
     /// takes none of GStreamer's locks. If that thread is more than
     /// [`FEED_QUEUE`] packets behind, the packet is dropped and counted
     /// ([`dropped_packets`]): a machine too busy to record loses media from
@@ -315,22 +315,41 @@ enum Feed {
     End(gst_app::AppSrc),
 }
 
-/// The recorders' feeding thread: hands each packet to its recorder's
-/// source, in the order pushed, at background priority.
+/// How long the feeding thread gathers packets before it hands each
+/// recorder its share as one list: the recorder's threads then wake once
+/// per list, not once per packet.
+const FEED_BATCH: Duration = Duration::from_millis(20);
+
+/// The recorders' feeding thread: hands each recorder's packets to its
+/// source, in the order pushed, every [`FEED_BATCH`], at background
+/// priority.
 fn feeder() -> &'static std::sync::mpsc::SyncSender<Feed> {
     static FEEDER: std::sync::OnceLock<std::sync::mpsc::SyncSender<Feed>> = std::sync::OnceLock::new();
     FEEDER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::sync_channel(FEED_QUEUE);
         let feeding = move || {
             lower_priority();
-            for feed in rx {
-                match feed {
-                    Feed::Packet(appsrc, buffer) => {
-                        let _ = appsrc.push_buffer(buffer);
+            // Per source (by address), the packets gathered for it.
+            let mut lists: std::collections::HashMap<usize, (gst_app::AppSrc, gst::BufferList)> = Default::default();
+            while let Ok(first) = rx.recv() {
+                std::thread::sleep(FEED_BATCH);
+                for feed in std::iter::once(first).chain(rx.try_iter()) {
+                    match feed {
+                        Feed::Packet(appsrc, buffer) => {
+                            let key = appsrc.as_ptr() as usize;
+                            let (_, list) = lists.entry(key).or_insert_with(|| (appsrc, gst::BufferList::new()));
+                            list.get_mut().expect("a list only this thread holds").add(buffer);
+                        }
+                        Feed::End(appsrc) => {
+                            if let Some((_, list)) = lists.remove(&(appsrc.as_ptr() as usize)) {
+                                let _ = appsrc.push_buffer_list(list);
+                            }
+                            let _ = appsrc.end_of_stream();
+                        }
                     }
-                    Feed::End(appsrc) => {
-                        let _ = appsrc.end_of_stream();
-                    }
+                }
+                for (_, (appsrc, list)) in lists.drain() {
+                    let _ = appsrc.push_buffer_list(list);
                 }
             }
         };
@@ -354,11 +373,11 @@ fn lower_priority() {
 /// Runs the recorder's streaming threads behind the calls: each of its
 /// tasks (the source's, the jitterbuffer's, the muxer's queues') takes a
 /// thread from a pool only recorders use, and that thread lowers its own
-/// priority (nice 19) when it starts. Forwarding a packet is late if it
-/// waits; writing it to a file is not — the source queues up to 4 MiB per
-/// track — so when the cores are busy the calls go first and the recorders
-/// catch up after. Without this, recording 100 calls on two cores made
-/// every call's packets wait seconds behind the recorders' threads
+/// priority (nice 19) when it starts (the threads a recorder starts itself
+/// inherit nice 19 from the thread that builds it, [`TrackRecorder::new`]).
+/// Forwarding a packet is late if it waits; writing it to a file is not —
+/// packets wait in the feeding queue and the source's 4 MiB — so when the
+/// cores are busy the calls go first and the recorders catch up after
 /// (BENCHMARKS.md, "SFU load").
 ///
 /// Called in the thread that posts `status`: a task's CREATE comes from the
