@@ -136,116 +136,100 @@ impl TrackRecorder {
         on_segment: impl Fn(Result<Segment, RecorderError>) + Send + 'static,
         keyframe_wanted: impl Fn() + Send + Sync + 'static,
     ) -> Result<Self, RecorderError> {
-        std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("witness-recorder-start".into())
-                .spawn_scoped(scope, || {
-                    lower_priority();
-                    Self::build(dir, codec, payload_type, numbers, segment, on_segment, keyframe_wanted)
-                })
-                .map_err(|e| RecorderError::Gstreamer(e.to_string()))?
-                .join()
-                .map_err(|_| RecorderError::Gstreamer("starting a recorder panicked".into()))?
-        })
-    }
-
-    fn build(
-        dir: &Path,
-        codec: &str,
-        payload_type: u8,
-        numbers: &SegmentNumbers,
-        segment: Duration,
-        on_segment: impl Fn(Result<Segment, RecorderError>) + Send + 'static,
-        keyframe_wanted: impl Fn() + Send + Sync + 'static,
-    ) -> Result<Self, RecorderError> {
-        init()?;
-        let (media, encoding, clock_rate, depay, pad) = match codec.to_ascii_lowercase().as_str() {
-            "audio/opus" => ("audio", "OPUS", 48_000, "rtpopusdepay ! opusparse name=last", "audio_0"),
-            // A segment must start at a keyframe to be playable: drop what comes
-            // before the first one (and after a loss), and ask for one then.
-            "video/vp8" => {
-                ("video", "VP8", 90_000, "rtpvp8depay name=last wait-for-keyframe=true request-keyframe=true", "video")
-            }
-            other => return Err(RecorderError::Codec(other.to_owned())),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| RecorderError::Io(dir.to_owned(), e))?;
-        numbers.0.fetch_max(next_free_index(dir), Ordering::SeqCst);
-        let description = format!(
-            "appsrc name=src is-live=true format=time \
+        on_a_background_thread(move || {
+            init()?;
+            let (media, encoding, clock_rate, depay, pad) = match codec.to_ascii_lowercase().as_str() {
+                "audio/opus" => ("audio", "OPUS", 48_000, "rtpopusdepay ! opusparse name=last", "audio_0"),
+                // A segment must start at a keyframe to be playable: drop what comes
+                // before the first one (and after a loss), and ask for one then.
+                "video/vp8" => (
+                    "video",
+                    "VP8",
+                    90_000,
+                    "rtpvp8depay name=last wait-for-keyframe=true request-keyframe=true",
+                    "video",
+                ),
+                other => return Err(RecorderError::Codec(other.to_owned())),
+            };
+            std::fs::create_dir_all(dir).map_err(|e| RecorderError::Io(dir.to_owned(), e))?;
+            numbers.0.fetch_max(next_free_index(dir), Ordering::SeqCst);
+            let description = format!(
+                "appsrc name=src is-live=true format=time \
              ! rtpjitterbuffer latency=200 ! {depay} ! sink.{pad} \
              splitmuxsink name=sink muxer-factory=webmmux send-keyframe-requests=true max-size-time={}",
-            segment.as_nanos()
-        );
-        let pipeline = gst::parse::launch(&description)
-            .map_err(gst_error)?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| RecorderError::Gstreamer("not a pipeline".into()))?;
-        let sink = pipeline.by_name("sink").expect("named in the description");
-        let (naming, dir_owned) = (numbers.clone(), dir.to_owned());
-        sink.connect("format-location", false, move |_| {
-            Some(dir_owned.join(format!("{:05}.webm", naming.take())).to_string_lossy().into_owned().to_value())
-        });
-        let appsrc = pipeline
-            .by_name("src")
-            .expect("named in the description")
-            .downcast::<gst_app::AppSrc>()
-            .map_err(|_| RecorderError::Gstreamer("appsrc is not an AppSrc".into()))?;
-        let caps = gst::Caps::builder("application/x-rtp")
-            .field("media", media)
-            .field("clock-rate", clock_rate)
-            .field("encoding-name", encoding)
-            .field("payload", i32::from(payload_type))
-            .build();
-        appsrc.set_caps(Some(&caps));
-        // A track's packets are never dropped by the source: the SFU path
-        // must not wait on the recorder, so the queue is bounded by bytes
-        // and overflow is counted instead (a slow disk loses media, not calls).
-        appsrc.set_max_bytes(4 * 1024 * 1024);
-        appsrc.set_property_from_str("leaky-type", "downstream");
+                segment.as_nanos()
+            );
+            let pipeline = gst::parse::launch(&description)
+                .map_err(gst_error)?
+                .downcast::<gst::Pipeline>()
+                .map_err(|_| RecorderError::Gstreamer("not a pipeline".into()))?;
+            let sink = pipeline.by_name("sink").expect("named in the description");
+            let (naming, dir_owned) = (numbers.clone(), dir.to_owned());
+            sink.connect("format-location", false, move |_| {
+                Some(dir_owned.join(format!("{:05}.webm", naming.take())).to_string_lossy().into_owned().to_value())
+            });
+            let appsrc = pipeline
+                .by_name("src")
+                .expect("named in the description")
+                .downcast::<gst_app::AppSrc>()
+                .map_err(|_| RecorderError::Gstreamer("appsrc is not an AppSrc".into()))?;
+            let caps = gst::Caps::builder("application/x-rtp")
+                .field("media", media)
+                .field("clock-rate", clock_rate)
+                .field("encoding-name", encoding)
+                .field("payload", i32::from(payload_type))
+                .build();
+            appsrc.set_caps(Some(&caps));
+            // A track's packets are never dropped by the source: the SFU path
+            // must not wait on the recorder, so the queue is bounded by bytes
+            // and overflow is counted instead (a slow disk loses media, not calls).
+            appsrc.set_max_bytes(4 * 1024 * 1024);
+            appsrc.set_property_from_str("leaky-type", "downstream");
 
-        // splitmuxsink's and the depayloader's keyframe requests travel
-        // upstream as GstForceKeyUnit events and end at the appsrc.
-        let keyframe_wanted = Arc::new(keyframe_wanted);
-        let src_pad = appsrc.static_pad("src").expect("appsrc has a src pad");
-        src_pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-            if let Some(gst::PadProbeData::Event(event)) = &info.data {
-                if event.structure().is_some_and(|s| s.name() == "GstForceKeyUnit") {
-                    keyframe_wanted();
+            // splitmuxsink's and the depayloader's keyframe requests travel
+            // upstream as GstForceKeyUnit events and end at the appsrc.
+            let keyframe_wanted = Arc::new(keyframe_wanted);
+            let src_pad = appsrc.static_pad("src").expect("appsrc has a src pad");
+            src_pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data {
+                    if event.structure().is_some_and(|s| s.name() == "GstForceKeyUnit") {
+                        keyframe_wanted();
+                    }
                 }
-            }
-            gst::PadProbeReturn::Ok
-        });
+                gst::PadProbeReturn::Ok
+            });
 
-        give_frames_durations(&pipeline.by_name("last").expect("named in the description"));
+            give_frames_durations(&pipeline.by_name("last").expect("named in the description"));
 
-        let bus = pipeline.bus().expect("a pipeline has a bus");
-        bus.set_sync_handler(|_, message| match message.view() {
-            gst::MessageView::StreamStatus(status) => {
-                in_the_background(status);
-                gst::BusSyncReply::Drop
+            let bus = pipeline.bus().expect("a pipeline has a bus");
+            bus.set_sync_handler(|_, message| match message.view() {
+                gst::MessageView::StreamStatus(status) => {
+                    in_the_background(status);
+                    gst::BusSyncReply::Drop
+                }
+                _ => gst::BusSyncReply::Pass,
+            });
+            let alive = Arc::new(AtomicBool::new(true));
+            let watching = alive.clone();
+            let bus_thread = std::thread::Builder::new()
+                .name("witness-recorder".into())
+                .spawn(move || watch_bus(bus, &watching, on_segment))
+                .map_err(|e| RecorderError::Gstreamer(e.to_string()))?;
+            // Packets are stamped with their arrival (running) time by `push`,
+            // on this clock from this base: not when the recorder's threads,
+            // which run behind the calls, get to them.
+            let clock = gst::SystemClock::obtain();
+            let base_time = clock.time();
+            pipeline.use_clock(Some(&clock));
+            pipeline.set_start_time(gst::ClockTime::NONE);
+            pipeline.set_base_time(base_time);
+            if let Err(e) = pipeline.set_state(gst::State::Playing) {
+                alive.store(false, Ordering::Relaxed);
+                let _ = pipeline.set_state(gst::State::Null);
+                return Err(gst_error(e));
             }
-            _ => gst::BusSyncReply::Pass,
-        });
-        let alive = Arc::new(AtomicBool::new(true));
-        let watching = alive.clone();
-        let bus_thread = std::thread::Builder::new()
-            .name("witness-recorder".into())
-            .spawn(move || watch_bus(bus, &watching, on_segment))
-            .map_err(|e| RecorderError::Gstreamer(e.to_string()))?;
-        // Packets are stamped with their arrival (running) time by `push`,
-        // on this clock from this base: not when the recorder's threads,
-        // which run behind the calls, get to them.
-        let clock = gst::SystemClock::obtain();
-        let base_time = clock.time();
-        pipeline.use_clock(Some(&clock));
-        pipeline.set_start_time(gst::ClockTime::NONE);
-        pipeline.set_base_time(base_time);
-        if let Err(e) = pipeline.set_state(gst::State::Playing) {
-            alive.store(false, Ordering::Relaxed);
-            let _ = pipeline.set_state(gst::State::Null);
-            return Err(gst_error(e));
-        }
-        Ok(TrackRecorder { pipeline, appsrc, clock, base_time, bus_thread: Some(bus_thread), alive })
+            Ok(TrackRecorder { pipeline, appsrc, clock, base_time, bus_thread: Some(bus_thread), alive })
+        })
     }
 
     /// Queues one RTP packet (header and payload, as received), stamped
@@ -358,6 +342,22 @@ fn feeder() -> &'static std::sync::mpsc::SyncSender<Feed> {
             tracing::error!(error = %e, "could not start the recorders' feeding thread");
         }
         tx
+    })
+}
+
+/// Runs `work` on a new thread of background priority and waits for it:
+/// the threads it starts inherit that priority.
+fn on_a_background_thread<T: Send>(work: impl FnOnce() -> Result<T, RecorderError> + Send) -> Result<T, RecorderError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("witness-recorder-start".into())
+            .spawn_scoped(scope, || {
+                lower_priority();
+                work()
+            })
+            .map_err(|e| RecorderError::Gstreamer(e.to_string()))?
+            .join()
+            .map_err(|_| RecorderError::Gstreamer("starting a recorder panicked".into()))?
     })
 }
 
@@ -760,11 +760,19 @@ mod tests {
         let recorder =
             TrackRecorder::new(dir.path(), "video/VP8", 96, &SegmentNumbers::new(), DEFAULT_SEGMENT, |_| {}, || {})
                 .unwrap();
-        let recorders: Vec<_> = threads()
-            .into_iter()
-            .filter(|(name, _)| name == "rtpjitterbuffer" || name == "timer" || name.starts_with("queue_video"))
-            .collect();
-        for kind in ["rtpjitterbuffer", "timer", "queue_video"] {
+        // A task names its thread once it runs there.
+        let kinds = ["rtpjitterbuffer", "timer", "queue_video"];
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let recorders = loop {
+            let recorders: Vec<_> =
+                threads().into_iter().filter(|(name, _)| kinds.iter().any(|k| name.starts_with(k))).collect();
+            let all = kinds.iter().all(|k| recorders.iter().any(|(name, _)| name.starts_with(k)));
+            if all || std::time::Instant::now() > deadline {
+                break recorders;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for kind in kinds {
             assert!(recorders.iter().any(|(name, _)| name.starts_with(kind)), "no {kind} thread: {recorders:?}");
         }
         assert!(recorders.iter().all(|&(_, nice)| nice == 19), "{recorders:?}");
