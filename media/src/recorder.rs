@@ -180,9 +180,9 @@ impl TrackRecorder {
                 .field("payload", i32::from(payload_type))
                 .build();
             appsrc.set_caps(Some(&caps));
-            // A track's packets are never dropped by the source: the SFU path
-            // must not wait on the recorder, so the queue is bounded by bytes
-            // and overflow is counted instead (a slow disk loses media, not calls).
+            // The source never blocks the feeding thread: its queue is bounded
+            // by bytes, and past 4 MiB (about a minute of a 500 kbit/s track)
+            // it drops its oldest packets (a slow disk loses media, not calls).
             appsrc.set_max_bytes(4 * 1024 * 1024);
             appsrc.set_property_from_str("leaky-type", "downstream");
 
