@@ -450,6 +450,9 @@ fn file_index(path: &Path) -> Option<u32> {
 fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segment, RecorderError>)) {
     let mut opened_at: u64 = 0;
     let mut open = false;
+    // splitmuxsink may say a file closed twice (seen once in CI: a file of
+    // one frame, its end of stream right behind it): each file is one segment.
+    let mut last_closed: Option<PathBuf> = None;
     // The last fragment's "closed" message may come after EOS: after EOS,
     // wait a little for it rather than lose the last segment's report.
     let mut eos_at: Option<std::time::Instant> = None;
@@ -474,6 +477,10 @@ fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segme
                         open = false;
                         let Ok(location) = s.get::<String>("location") else { continue };
                         let path = PathBuf::from(location);
+                        if last_closed.as_ref() == Some(&path) {
+                            continue;
+                        }
+                        last_closed = Some(path.clone());
                         let index = file_index(&path).unwrap_or_default();
                         let duration_ms = running_time.saturating_sub(opened_at) / 1_000_000;
                         let segment =
