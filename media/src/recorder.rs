@@ -744,15 +744,19 @@ mod tests {
         assert!((seconds - 1.0 / 30.0).abs() < 0.005, "one frame lasts {seconds} s");
     }
 
+    /// The nice value in a thread's `/proc/…/stat`: "tid (name) state ppid
+    /// …", the 19th field.
+    fn nice(stat: &str) -> i32 {
+        stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
     /// The nice value of each of this process's threads, with its name.
     fn threads() -> Vec<(String, i32)> {
         let mut threads = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-            // "tid (name) state ppid …": the nice value is the 19th field.
             let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-            let nice = stat[close + 1..].split_whitespace().nth(16).and_then(|n| n.parse().ok());
-            threads.push((stat[open + 1..close].to_owned(), nice.unwrap()));
+            threads.push((stat[open + 1..close].to_owned(), nice(&stat)));
         }
         threads
     }
@@ -761,8 +765,8 @@ mod tests {
     /// queue) yield to the calls; the thread that starts it keeps its priority.
     #[test]
     fn a_recorders_threads_run_behind_the_calls() {
-        let here = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let own_nice = |stat: &str| stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(16).unwrap().to_owned();
+        let own_nice = || nice(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+        let before = own_nice();
         let dir = tempfile::tempdir().unwrap();
         let recorder =
             TrackRecorder::new(dir.path(), "video/VP8", 96, &SegmentNumbers::new(), DEFAULT_SEGMENT, |_| {}, || {})
@@ -783,7 +787,7 @@ mod tests {
             assert!(recorders.iter().any(|(name, _)| name.starts_with(kind)), "no {kind} thread: {recorders:?}");
         }
         assert!(recorders.iter().all(|&(_, nice)| nice == 19), "{recorders:?}");
-        assert_eq!(own_nice(&std::fs::read_to_string("/proc/thread-self/stat").unwrap()), own_nice(&here));
+        assert_eq!(own_nice(), before);
         recorder.stop();
     }
 
