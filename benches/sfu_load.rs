@@ -25,6 +25,12 @@
 //! thread pinned to CPU 0, the peers on another pinned to CPU 1 — as if the
 //! peers were on another machine and the SFU had one core. It then also
 //! reports the CPU of the SFU's thread alone.
+//!
+//! SFU_STACK=rtc or SFU_STACK=str0m puts a bare forwarder in the SFU's
+//! place (`benches/bare_sfu`: one thread driving sans-I/O connections on
+//! the `rtc` crate under Witness's `webrtc`, or on `str0m`) under the same
+//! load and peers: what forwarding costs on those stacks without Witness's
+//! SFU and the `webrtc` crate's tasks around it. No recorded phase then.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +39,9 @@ use std::time::{Duration, Instant};
 use witness_media::loopback::{percentile, Clip, SendTimes, TestPeer};
 use witness_media::server::{MediaConfig, MediaServer, Residence};
 use witness_schemas::ParticipantRole;
+
+mod bare_sfu;
+use bare_sfu::BareSfu;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -107,6 +116,35 @@ struct Outcome {
     sfu_cores: f64,
 }
 
+/// The SFU under load: Witness's, or a bare forwarder it is compared with
+/// (`SFU_STACK=str0m` or `SFU_STACK=rtc`: `benches/bare_sfu`).
+enum Sfu {
+    Witness(MediaServer),
+    Bare(BareSfu),
+}
+
+impl Sfu {
+    fn forwarded_packets(&self) -> u64 {
+        match self {
+            Sfu::Witness(server) => server.forwarded_packets(),
+            Sfu::Bare(server) => server.forwarded_packets(),
+        }
+    }
+}
+
+/// `SFU_STACK`, if it names a bare forwarder.
+fn bare_stack() -> Option<&'static str> {
+    match std::env::var("SFU_STACK").as_deref() {
+        Ok("str0m") => Some("str0m"),
+        Ok("rtc") => Some("rtc"),
+        _ => None,
+    }
+}
+
+fn sfu_pinned() -> bool {
+    env("SFU_PIN", 0) == 1
+}
+
 struct Load {
     calls: u64,
     seconds: u64,
@@ -124,21 +162,40 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
         residence: residence.clone(),
         ..Default::default()
     };
-    let (server, mut reports) = {
-        let _sfu = sfu.enter();
-        MediaServer::new(config)
+    let pin = sfu_pinned();
+    let setup = move || {
+        if pin {
+            pin_to(0)
+        }
     };
-    tokio::spawn(async move { while reports.recv().await.is_some() {} });
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], ports.0));
+    let server = if let Some(stack) = bare_stack() {
+        let started = match stack {
+            "str0m" => BareSfu::start::<bare_sfu::str0m::Str0m>(addr, setup),
+            _ => BareSfu::start::<bare_sfu::rtc::Rtc>(addr, setup),
+        };
+        Sfu::Bare(started.expect("the bare forwarder's port"))
+    } else {
+        let (server, mut reports) = {
+            let _sfu = sfu.enter();
+            MediaServer::new(config)
+        };
+        tokio::spawn(async move { while reports.recv().await.is_some() {} });
+        Sfu::Witness(server)
+    };
     let sent = Arc::new(SendTimes::default());
     let mut peers = Vec::new();
     for call in 0..calls {
         let room = format!("call-{call}");
-        if record {
+        if let (true, Sfu::Witness(server)) = (record, &server) {
             server.start_recording(&room, &room).unwrap();
         }
         for (name, role) in [("customer", ParticipantRole::Customer), ("agent", ParticipantRole::Agent)] {
-            let peer = TestPeer::join(&server, &room, name, role, sent.clone()).await.expect("peer joins");
-            peers.push(Arc::new(peer));
+            let peer = match &server {
+                Sfu::Witness(server) => TestPeer::join(server, &room, name, role, sent.clone()).await,
+                Sfu::Bare(server) => TestPeer::join(server, &room, name, role, sent.clone()).await,
+            };
+            peers.push(Arc::new(peer.expect("peer joins")));
         }
     }
     // Let the subscriber connections finish negotiating before measuring.
@@ -198,8 +255,10 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
             peer.close().await;
         }
     }
-    for call in 0..calls {
-        server.close_room(&format!("call-{call}"), "bench over").await;
+    if let Sfu::Witness(server) = &server {
+        for call in 0..calls {
+            server.close_room(&format!("call-{call}"), "bench over").await;
+        }
     }
     outcome
 }
@@ -210,7 +269,7 @@ fn main() {
         println!("sfu_load bench: run with `cargo bench --bench sfu_load`");
         return;
     }
-    if env("SFU_PIN", 0) == 1 {
+    if sfu_pinned() {
         pin_to(1);
         let sfu = runtime("sfu", 1, Some(0));
         runtime("peers", 1, Some(1)).block_on(bench(sfu.handle().clone(), true));
@@ -235,15 +294,23 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
         audio.bytes_per_second as f64 * 8.0 / 1000.0
     );
     let mut outcomes = Vec::new();
-    for (n, record, ports) in
-        [(baseline, false, (41_000, 41_999)), (calls, false, (42_000, 42_999)), (calls, true, (43_000, 43_999))]
-    {
+    let mut phases =
+        vec![(baseline, false, (41_000, 41_999)), (calls, false, (42_000, 42_999)), (calls, true, (43_000, 43_999))];
+    if bare_stack().is_some() {
+        phases.pop(); // a bare forwarder does not record
+    }
+    for (n, record, ports) in phases {
         eprintln!("{n} calls{} for {seconds} s…", if record { " with recording" } else { "" });
         let load = Load { calls: n, seconds, record, ports };
-        outcomes.push(run(load, &sfu, video.clone(), audio.clone()).await);
+        let outcome = run(load, &sfu, video.clone(), audio.clone()).await;
+        assert!(outcome.forwarded_pps > 0.0, "{n} calls: the SFU forwarded nothing");
+        outcomes.push(outcome);
     }
     if pinned {
         println!("SFU_PIN=1: SFU on CPU 0 (one thread), peers on CPU 1");
+    }
+    if let Some(stack) = bare_stack() {
+        println!("SFU_STACK={stack}: a bare forwarder (benches/bare_sfu), not Witness's SFU: no recording, no residence probe");
     }
     if env("SFU_ALIGNED", 0) == 1 {
         println!("SFU_ALIGNED=1: every stream starts at the clip's beginning (frames in step)");
@@ -273,11 +340,11 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
         "packets the recorders dropped (recording too far behind): {}",
         witness_media::recorder::dropped_packets()
     );
-    let (plain, recorded) = (&outcomes[1], &outcomes[2]);
+    let [baseline, plain, recorded] = &outcomes[..] else { return };
     println!(
         "recording cost: {:.2} % of a core per call ({} tracks per call); p99 {}x the baseline's",
         (recorded.cpu_cores - plain.cpu_cores) * 100.0 / calls as f64,
         4,
-        format_args!("{:.1}", plain.p99_ms / outcomes[0].p99_ms.max(1e-9))
+        format_args!("{:.1}", plain.p99_ms / baseline.p99_ms.max(1e-9))
     );
 }

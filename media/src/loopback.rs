@@ -40,6 +40,54 @@ pub struct Received {
     pub delays_us: Mutex<Vec<u64>>,
 }
 
+/// What a [`TestPeer`] needs of an SFU: [`MediaServer`]'s signaling, or
+/// another forwarder's under the same load (the `sfu_load` benchmark
+/// compares WebRTC stacks this way).
+pub trait Signaling: Clone + Send + Sync + 'static {
+    /// Enters `room`; offers for the receiving connection come on `signals`.
+    fn join(
+        &self,
+        room: &str,
+        name: &str,
+        role: ParticipantRole,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) -> impl std::future::Future<Output = Result<(), MediaError>> + Send;
+    /// The publishing connection's offer in, the SFU's answer out.
+    fn publish(
+        &self,
+        room: &str,
+        name: &str,
+        sdp: &str,
+    ) -> impl std::future::Future<Output = Result<String, MediaError>> + Send;
+    /// The receiving connection's answer to the SFU's last offer.
+    fn subscriber_answer(
+        &self,
+        room: &str,
+        name: &str,
+        sdp: &str,
+    ) -> impl std::future::Future<Output = Result<(), MediaError>> + Send;
+}
+
+impl Signaling for MediaServer {
+    async fn join(
+        &self,
+        room: &str,
+        name: &str,
+        role: ParticipantRole,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) -> Result<(), MediaError> {
+        MediaServer::join(self, room, name, role, signals).await
+    }
+
+    async fn publish(&self, room: &str, name: &str, sdp: &str) -> Result<String, MediaError> {
+        MediaServer::publish(self, room, name, sdp, Vec::new()).await
+    }
+
+    async fn subscriber_answer(&self, room: &str, name: &str, sdp: &str) -> Result<(), MediaError> {
+        MediaServer::subscriber_answer(self, room, name, sdp).await
+    }
+}
+
 /// A participant made of code.
 pub struct TestPeer {
     pub name: String,
@@ -223,7 +271,7 @@ impl TestPeer {
     /// answers whatever the server offers. Sends nothing until
     /// [`TestPeer::start_sources`] or [`TestPeer::send`].
     pub async fn join(
-        server: &MediaServer,
+        server: &impl Signaling,
         room: &str,
         name: &str,
         role: ParticipantRole,
@@ -236,7 +284,7 @@ impl TestPeer {
     /// (smallest first, e.g. `["q", "f"]`); send on them with
     /// [`TestPeer::send_layer`].
     pub async fn join_with_layers(
-        server: &MediaServer,
+        server: &impl Signaling,
         room: &str,
         name: &str,
         role: ParticipantRole,
@@ -291,7 +339,7 @@ impl TestPeer {
         gathered(&mut pub_gathered).await;
         let local = publisher.local_description().await.ok_or_else(|| MediaError::WebRtc("no offer".into()))?;
         let video_mid = video_mid(&local.sdp).unwrap_or_default();
-        let answer = server.publish(room, name, &local.sdp, Vec::new()).await?;
+        let answer = server.publish(room, name, &local.sdp).await?;
         let answer = RTCSessionDescription::answer(answer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         publisher.set_remote_description(answer).await.map_err(|e| MediaError::WebRtc(e.to_string()))?;
         Ok(TestPeer {

@@ -1354,7 +1354,9 @@ async fn simulcast_layer(remote: &dyn TrackRemote, ssrc: u32) -> u8 {
     }
 }
 
-pub(crate) fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
+/// The codecs Witness's SFU negotiates — Opus, and VP8 with NACK, PLI,
+/// FIR and REMB feedback — on a connection's media engine.
+pub fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
     let feedback = |typ: &str, parameter: &str| RTCPFeedback { typ: typ.into(), parameter: parameter.into() };
     let opus = RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {

@@ -1,0 +1,207 @@
+//! [`Connection`] on the sans-I/O `rtc` crate: the protocol stack and
+//! interceptors of Witness's SFU (the same media engine and default
+//! interceptors), driven directly instead of through the `webrtc` crate's
+//! tasks.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use witness_media::server::{register_codecs, MediaError};
+
+use super::{far, Connection, Happening, Kind};
+
+pub struct Rtc {
+    pc: RTCPeerConnection,
+    /// Its ICE username fragment: a STUN request from an unknown address
+    /// names it.
+    ufrag: String,
+    next_ssrc: u32,
+}
+
+fn webrtc_error(e: impl std::fmt::Display) -> MediaError {
+    MediaError::WebRtc(e.to_string())
+}
+
+impl Rtc {
+    fn new(local: SocketAddr) -> Result<Rtc, MediaError> {
+        let mut media_engine = MediaEngine::default();
+        register_codecs(&mut media_engine)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine).map_err(webrtc_error)?;
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())
+            .map_err(webrtc_error)?;
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local.ip().to_string(),
+                port: local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(webrtc_error)?;
+        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json().map_err(webrtc_error)?).map_err(webrtc_error)?;
+        Ok(Rtc { pc, ufrag: String::new(), next_ssrc: 0x5157_0000 })
+    }
+
+    /// Sets `description` as the local one; returns its SDP.
+    fn set_local(&mut self, description: RTCSessionDescription) -> Result<String, MediaError> {
+        self.pc.set_local_description(Instant::now(), description).map_err(webrtc_error)?;
+        let sdp = self.pc.local_description().map(|d| d.sdp).ok_or_else(|| webrtc_error("no local description"))?;
+        if let Some(ufrag) = sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")) {
+            self.ufrag = ufrag.trim().to_owned();
+        }
+        Ok(sdp)
+    }
+}
+
+/// The USERNAME of a STUN message ("receiver's ufrag:sender's ufrag").
+fn stun_username(datagram: &[u8]) -> Option<&[u8]> {
+    // RFC 5389: 20-byte header (type, length, magic cookie, id), then TLVs.
+    if datagram.len() < 20 || datagram[0] & 0xc0 != 0 || datagram[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+        return None;
+    }
+    let mut at = 20;
+    while at + 4 <= datagram.len() {
+        let kind = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
+        let value = datagram.get(at + 4..at + 4 + len)?;
+        if kind == 0x0006 {
+            return Some(value);
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
+}
+
+impl Connection for Rtc {
+    type Remote = String;
+    /// The sender, and the SSRC and payload type it sends with.
+    type Local = (RTCRtpSenderId, u32, u8);
+    type Packet = rtc::rtp::Packet;
+
+    fn publishing(local: SocketAddr, offer: &str) -> Result<(Self, String), MediaError> {
+        let mut connection = Rtc::new(local)?;
+        let offer =
+            RTCSessionDescription::offer(offer.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        connection.pc.set_remote_description(Instant::now(), offer).map_err(webrtc_error)?;
+        let answer = connection.pc.create_answer(None).map_err(webrtc_error)?;
+        let sdp = connection.set_local(answer)?;
+        Ok((connection, sdp))
+    }
+
+    fn receiving(local: SocketAddr) -> Self {
+        Rtc::new(local).expect("a peer connection")
+    }
+
+    fn accepts(&self, _local: SocketAddr, _source: SocketAddr, datagram: &[u8]) -> bool {
+        let Some(username) = stun_username(datagram) else { return false };
+        let ours = username.split(|&b| b == b':').next().unwrap_or_default();
+        !self.ufrag.is_empty() && ours == self.ufrag.as_bytes()
+    }
+
+    fn receive(&mut self, now: Instant, local: SocketAddr, source: SocketAddr, datagram: &[u8]) {
+        let _ = self.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: source,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        });
+    }
+
+    fn timeout(&mut self, now: Instant) {
+        let _ = self.pc.handle_timeout(now);
+    }
+
+    fn drain(&mut self, socket: &UdpSocket, happened: &mut Vec<Happening<Self>>) -> Instant {
+        loop {
+            let mut busy = false;
+            while let Some(out) = self.pc.poll_write() {
+                let _ = socket.send_to(&out.message, out.transport.peer_addr);
+                busy = true;
+            }
+            while let Some(event) = self.pc.poll_event() {
+                if let RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) = event {
+                    let kind = self.pc.rtp_receiver(init.receiver_id).map(|r| r.track().kind());
+                    let kind = if kind == Some(RtpCodecKind::Audio) { Kind::Audio } else { Kind::Video };
+                    happened.push(Happening::Published(init.track_id, kind));
+                }
+                busy = true;
+            }
+            while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+                if let RTCMessage::RtpPacket(track, packet) = message {
+                    happened.push(Happening::Rtp(track, packet));
+                }
+                busy = true;
+            }
+            if !busy {
+                return self.pc.poll_timeout().unwrap_or_else(far);
+            }
+        }
+    }
+
+    fn offer(&mut self, tracks: &[Kind]) -> Option<(String, Vec<Self::Local>)> {
+        let mut locals = Vec::new();
+        for &kind in tracks {
+            self.next_ssrc += 1;
+            let ssrc = self.next_ssrc;
+            let (codec_kind, mime, clock_rate, channels, pt) = match kind {
+                Kind::Audio => (RtpCodecKind::Audio, "audio/opus", 48_000, 2, 111),
+                Kind::Video => (RtpCodecKind::Video, "video/VP8", 90_000, 0, 96),
+            };
+            let track = MediaStreamTrack::new(
+                format!("s{ssrc}"),
+                format!("t{ssrc}"),
+                format!("{kind:?}"),
+                codec_kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                    codec: RTCRtpCodec { mime_type: mime.into(), clock_rate, channels, ..Default::default() },
+                    ..Default::default()
+                }],
+            );
+            let sender = self.pc.add_track(track).ok()?;
+            locals.push((sender, ssrc, pt));
+        }
+        let offer = self.pc.create_offer(None).ok()?;
+        let sdp = self.set_local(offer).ok()?;
+        Some((sdp, locals))
+    }
+
+    fn answer(&mut self, sdp: &str) -> Result<(), MediaError> {
+        let answer =
+            RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        self.pc.set_remote_description(Instant::now(), answer).map_err(webrtc_error)
+    }
+
+    fn send(&mut self, (sender, ssrc, pt): Self::Local, _kind: Kind, mut packet: rtc::rtp::Packet) -> bool {
+        packet.header.ssrc = ssrc;
+        packet.header.payload_type = pt;
+        // Extension ids were negotiated on the publisher's connection.
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        self.pc.rtp_sender(sender).is_some_and(|mut s| s.write_rtp(Instant::now(), packet).is_ok())
+    }
+}
