@@ -15,7 +15,7 @@
 //! SFU turns into a PLI to the publisher.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,7 +85,9 @@ pub fn sha256_file(path: &Path) -> Result<String, RecorderError> {
 #[derive(Debug)]
 pub struct TrackRecorder {
     pipeline: gst::Pipeline,
-    appsrc: gst_app::AppSrc,
+    /// Where its segments go (named in the log when it lost packets).
+    dir: PathBuf,
+    source: Arc<Source>,
     clock: gst::Clock,
     base_time: gst::ClockTime,
     bus_thread: Option<std::thread::JoinHandle<()>>,
@@ -180,11 +182,9 @@ impl TrackRecorder {
                 .field("payload", i32::from(payload_type))
                 .build();
             appsrc.set_caps(Some(&caps));
-            // The source never blocks the feeding thread: its queue is bounded
-            // by bytes, and past 4 MiB (about a minute of a 500 kbit/s track)
-            // it drops its oldest packets (a slow disk loses media, not calls).
-            appsrc.set_max_bytes(4 * 1024 * 1024);
-            appsrc.set_property_from_str("leaky-type", "downstream");
+            // The source never blocks the feeding thread, which keeps its
+            // queue under SOURCE_QUEUE_BYTES (`Source::push`).
+            appsrc.set_max_bytes(SOURCE_QUEUE_BYTES);
 
             // splitmuxsink's and the depayloader's keyframe requests travel
             // upstream as GstForceKeyUnit events and end at the appsrc.
@@ -228,7 +228,9 @@ impl TrackRecorder {
                 let _ = pipeline.set_state(gst::State::Null);
                 return Err(gst_error(e));
             }
-            Ok(TrackRecorder { pipeline, appsrc, clock, base_time, bus_thread: Some(bus_thread), alive })
+            let source = Arc::new(Source { appsrc, dropped: AtomicU64::new(0) });
+            let dir = dir.to_owned();
+            Ok(TrackRecorder { pipeline, dir, source, clock, base_time, bus_thread: Some(bus_thread), alive })
         })
     }
 
@@ -237,29 +239,33 @@ impl TrackRecorder {
     /// GStreamer as it is, not copied, by the recorders' feeding thread
     /// ([`feeder`]), so the caller — the SFU's forwarding path —
     /// takes none of GStreamer's locks. If that thread is more than
-    /// [`FEED_QUEUE`] packets behind, the packet is dropped and counted
-    /// ([`dropped_packets`]): a machine too busy to record loses media from
-    /// its recordings, not from its calls.
+    /// [`FEED_QUEUE`] packets behind, or this recorder's pipeline
+    /// [`SOURCE_QUEUE_BYTES`] behind (a slow disk), the packet is dropped
+    /// and counted ([`TrackRecorder::dropped_packets`], [`dropped_packets`]):
+    /// a machine too busy to record loses media from its recordings, not
+    /// from its calls.
     pub fn push(&self, rtp: impl AsRef<[u8]> + Send + 'static) {
         let mut buffer = gst::Buffer::from_slice(rtp);
         let arrived = self.clock.time().saturating_sub(self.base_time);
         let meta = buffer.get_mut().expect("a new buffer is writable");
         meta.set_pts(arrived);
         meta.set_dts(arrived);
-        let queued = feeder().try_send(Feed::Packet(self.appsrc.clone(), buffer));
-        if queued.is_err() && DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
-            tracing::warn!(
-                "recording is behind: packets are being dropped from recordings (the machine is too busy to record every call)"
-            );
+        if feeder().try_send(Feed::Packet(self.source.clone(), buffer)).is_err() {
+            self.source.dropped(1);
         }
+    }
+
+    /// Packets this recorder dropped (recording too far behind).
+    pub fn dropped_packets(&self) -> u64 {
+        self.source.dropped.load(Ordering::Relaxed)
     }
 
     /// Ends the recording: the open segment is closed (and reported) before
     /// this returns. Blocks; call it off the async runtime.
     pub fn stop(mut self) {
         // After the packets still queued for it.
-        if feeder().send(Feed::End(self.appsrc.clone())).is_err() {
-            let _ = self.appsrc.end_of_stream();
+        if feeder().send(Feed::End(self.source.clone())).is_err() {
+            let _ = self.source.appsrc.end_of_stream();
         }
         if let Some(thread) = self.bus_thread.take() {
             let deadline = std::time::Instant::now() + STOP_TIMEOUT;
@@ -273,6 +279,10 @@ impl TrackRecorder {
             let _ = thread.join();
         }
         let _ = self.pipeline.set_state(gst::State::Null);
+        let dropped = self.dropped_packets();
+        if dropped > 0 {
+            tracing::warn!(dropped, dir = %self.dir.display(), "packets were dropped from a track's recording: recording was behind");
+        }
     }
 }
 
@@ -286,17 +296,52 @@ impl Drop for TrackRecorder {
 /// How many packets the recorders' feeding thread may be behind.
 pub const FEED_QUEUE: usize = 32_768;
 
-static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// How far a recorder's pipeline may be behind its source, in bytes of
+/// RTP: about a minute of a 500 kbit/s track.
+pub const SOURCE_QUEUE_BYTES: u64 = 4 * 1024 * 1024;
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Packets every recorder in this process dropped because recording was
-/// [`FEED_QUEUE`] packets behind.
+/// too far behind (the feeding thread [`FEED_QUEUE`] packets, or a
+/// pipeline [`SOURCE_QUEUE_BYTES`]).
 pub fn dropped_packets() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
+/// A recorder's source and what it lost.
+#[derive(Debug)]
+struct Source {
+    appsrc: gst_app::AppSrc,
+    dropped: AtomicU64,
+}
+
+impl Source {
+    /// Counts `packets` dropped from this recording (and logs the first
+    /// drop in the process).
+    fn dropped(&self, packets: u64) {
+        self.dropped.fetch_add(packets, Ordering::Relaxed);
+        if DROPPED.fetch_add(packets, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                "recording is behind: packets are being dropped from recordings (the machine is too busy to record every call)"
+            );
+        }
+    }
+
+    /// Hands `list` to the pipeline, unless that would put its queue over
+    /// [`SOURCE_QUEUE_BYTES`]: then the list is dropped and counted.
+    fn push(&self, list: gst::BufferList) {
+        if self.appsrc.current_level_bytes() + list.calculate_size() as u64 > SOURCE_QUEUE_BYTES {
+            self.dropped(list.len() as u64);
+            return;
+        }
+        let _ = self.appsrc.push_buffer_list(list);
+    }
+}
+
 enum Feed {
-    Packet(gst_app::AppSrc, gst::Buffer),
-    End(gst_app::AppSrc),
+    Packet(Arc<Source>, gst::Buffer),
+    End(Arc<Source>),
 }
 
 /// How long the feeding thread gathers packets before it hands each
@@ -314,26 +359,26 @@ fn feeder() -> &'static std::sync::mpsc::SyncSender<Feed> {
         let feeding = move || {
             lower_priority();
             // Per source (by address), the packets gathered for it.
-            let mut lists: std::collections::HashMap<usize, (gst_app::AppSrc, gst::BufferList)> = Default::default();
+            let mut lists: std::collections::HashMap<usize, (Arc<Source>, gst::BufferList)> = Default::default();
             while let Ok(first) = rx.recv() {
                 std::thread::sleep(FEED_BATCH);
                 for feed in std::iter::once(first).chain(rx.try_iter()) {
                     match feed {
-                        Feed::Packet(appsrc, buffer) => {
-                            let key = appsrc.as_ptr() as usize;
-                            let (_, list) = lists.entry(key).or_insert_with(|| (appsrc, gst::BufferList::new()));
+                        Feed::Packet(source, buffer) => {
+                            let key = Arc::as_ptr(&source) as usize;
+                            let (_, list) = lists.entry(key).or_insert_with(|| (source, gst::BufferList::new()));
                             list.get_mut().expect("a list only this thread holds").add(buffer);
                         }
-                        Feed::End(appsrc) => {
-                            if let Some((_, list)) = lists.remove(&(appsrc.as_ptr() as usize)) {
-                                let _ = appsrc.push_buffer_list(list);
+                        Feed::End(source) => {
+                            if let Some((_, list)) = lists.remove(&(Arc::as_ptr(&source) as usize)) {
+                                source.push(list);
                             }
-                            let _ = appsrc.end_of_stream();
+                            let _ = source.appsrc.end_of_stream();
                         }
                     }
                 }
-                for (_, (appsrc, list)) in lists.drain() {
-                    let _ = appsrc.push_buffer_list(list);
+                for (_, (source, list)) in lists.drain() {
+                    source.push(list);
                 }
             }
         };
@@ -376,7 +421,7 @@ fn lower_priority() {
 /// priority (nice 19) when it starts (the threads a recorder starts itself
 /// inherit nice 19 from the thread that builds it, [`TrackRecorder::new`]).
 /// Forwarding a packet is late if it waits; writing it to a file is not —
-/// packets wait in the feeding queue and the source's 4 MiB — so when the
+/// packets wait in the feeding queue and the source's [`SOURCE_QUEUE_BYTES`] — so when the
 /// cores are busy the calls go first and the recorders catch up after
 /// (BENCHMARKS.md, "SFU load").
 ///
@@ -638,6 +683,52 @@ mod tests {
     fn vp8_is_recorded_in_segments_cut_at_keyframes() {
         let (dir, segments) = record(true, 3.5);
         check(dir.path(), &segments, 3.5);
+    }
+
+    /// A pipeline that stops taking packets (a stalled disk) holds at
+    /// most SOURCE_QUEUE_BYTES of them; the rest are dropped and counted,
+    /// on the recorder and in the process's total.
+    #[test]
+    fn a_stalled_recorder_drops_and_counts_what_does_not_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = TrackRecorder::new(
+            dir.path(),
+            "audio/opus",
+            111,
+            &SegmentNumbers::new(),
+            Duration::from_secs(1),
+            |_| {},
+            || {},
+        )
+        .unwrap();
+        // A live source sends nothing downstream while paused.
+        recorder.pipeline.set_state(gst::State::Paused).unwrap();
+        let before = dropped_packets();
+        let (size, packets) = (1_000usize, 6_000u64);
+        for n in 0..packets {
+            let mut rtp = vec![0u8; size];
+            rtp[0] = 0x80;
+            rtp[1] = 111;
+            rtp[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            recorder.push(rtp);
+            if n % 500 == 0 {
+                std::thread::sleep(FEED_BATCH * 2); // the feeder hands over lists as it goes
+            }
+        }
+        // Every packet is queued in the source or dropped — but for the one
+        // the source's thread may have taken out before it paused.
+        let taken_out = 1;
+        let accounted = || recorder.source.appsrc.current_level_bytes() / size as u64 + recorder.dropped_packets();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while accounted() < packets - taken_out && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (dropped, queued) = (recorder.dropped_packets(), recorder.source.appsrc.current_level_bytes());
+        let accounted = queued / size as u64 + dropped;
+        assert!(accounted + taken_out >= packets && accounted <= packets, "{queued} bytes queued, {dropped} dropped");
+        assert!(queued <= SOURCE_QUEUE_BYTES, "{queued} bytes queued");
+        assert!(dropped >= packets - SOURCE_QUEUE_BYTES / size as u64, "dropped {dropped} of {packets}");
+        assert!(dropped_packets() - before >= dropped);
     }
 
     /// A recorder taking over a track while the replaced one still writes
