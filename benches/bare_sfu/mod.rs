@@ -180,8 +180,8 @@ struct Participant<C: Connection> {
     receiving: usize,
     /// Published tracks (connection, track, kind) not yet offered to it.
     queued: Vec<(usize, C::Remote, Kind)>,
-    /// Sent an offer adding these; waiting for the answer.
-    offered: Option<Vec<(usize, C::Remote, Kind)>>,
+    /// An offer is out; waiting for the answer.
+    offer_out: bool,
 }
 
 struct Forwarder<C: Connection> {
@@ -251,7 +251,7 @@ impl<C: Connection> Forwarder<C> {
                 let receiving = self.slots.len() - 1;
                 let queued = self.published.get(&room).cloned().unwrap_or_default();
                 let key = (room, name);
-                self.participants.insert(key.clone(), Participant { signals, receiving, queued, offered: None });
+                self.participants.insert(key.clone(), Participant { signals, receiving, queued, offer_out: false });
                 self.negotiate(&key);
             }
             Command::Publish { room, name, sdp, reply } => {
@@ -286,25 +286,26 @@ impl<C: Connection> Forwarder<C> {
     /// unless an offer is already out.
     fn negotiate(&mut self, key: &Key) {
         let Some(p) = self.participants.get_mut(key) else { return };
-        if p.offered.is_some() || p.queued.is_empty() {
+        if p.offer_out || p.queued.is_empty() {
             return;
         }
         let kinds: Vec<Kind> = p.queued.iter().map(|(_, _, kind)| *kind).collect();
         let receiving = p.receiving;
         if let Some((sdp, locals)) = self.slots[receiving].connection.offer(&kinds) {
             let _ = p.signals.send(Signal::Offer { sdp });
-            let offered: Vec<_> = p.queued.drain(..).collect();
-            for ((from, track, kind), local) in offered.iter().cloned().zip(locals) {
+            p.offer_out = true;
+            for ((from, track, kind), local) in p.queued.drain(..).zip(locals) {
                 self.slots[from].routes.entry(track).or_default().push((receiving, local, kind));
             }
-            p.offered = Some(offered);
         }
         self.drain(receiving);
     }
 
     fn answer(&mut self, key: Key, sdp: &str) -> Result<(), MediaError> {
         let p = self.participants.get_mut(&key).ok_or(MediaError::NotJoined)?;
-        p.offered.take().ok_or_else(|| MediaError::WebRtc("no offer out".into()))?;
+        if !std::mem::replace(&mut p.offer_out, false) {
+            return Err(MediaError::WebRtc("no offer out".into()));
+        }
         let receiving = p.receiving;
         self.slots[receiving].connection.answer(sdp)?;
         self.drain(receiving);
