@@ -421,9 +421,9 @@ fn lower_priority() {
 /// priority (nice 19) when it starts (the threads a recorder starts itself
 /// inherit nice 19 from the thread that builds it, [`TrackRecorder::new`]).
 /// Forwarding a packet is late if it waits; writing it to a file is not —
-/// packets wait in the feeding queue and the source's [`SOURCE_QUEUE_BYTES`] — so when the
-/// cores are busy the calls go first and the recorders catch up after
-/// (BENCHMARKS.md, "SFU load").
+/// packets wait in the feeding queue and the source's
+/// [`SOURCE_QUEUE_BYTES`] — so when the cores are busy the calls go first
+/// and the recorders catch up after (BENCHMARKS.md, "SFU load").
 ///
 /// Called in the thread that posts `status`: a task's CREATE comes from the
 /// thread starting it, its ENTER from the task's own new thread.
