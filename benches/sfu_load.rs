@@ -155,13 +155,8 @@ struct Load {
 async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: Arc<Clip>) -> Outcome {
     let Load { calls, seconds, record, ports } = load;
     let dir = tempfile::tempdir().unwrap();
-    let residence = (env("SFU_RESIDENCE", 1) == 1).then(|| Arc::new(Residence::default()));
-    let config = MediaConfig {
-        ports,
-        recordings_dir: dir.path().to_owned(),
-        residence: residence.clone(),
-        ..Default::default()
-    };
+    // Only Witness's SFU has the probe.
+    let residence = (bare_stack().is_none() && env("SFU_RESIDENCE", 1) == 1).then(|| Arc::new(Residence::default()));
     let pin = sfu_pinned();
     let setup = move || {
         if pin {
@@ -176,6 +171,12 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
         };
         Sfu::Bare(started.expect("the bare forwarder's port"))
     } else {
+        let config = MediaConfig {
+            ports,
+            recordings_dir: dir.path().to_owned(),
+            residence: residence.clone(),
+            ..Default::default()
+        };
         let (server, mut reports) = {
             let _sfu = sfu.enter();
             MediaServer::new(config)

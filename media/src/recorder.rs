@@ -251,7 +251,7 @@ impl TrackRecorder {
         meta.set_pts(arrived);
         meta.set_dts(arrived);
         if feeder().try_send(Feed::Packet(self.source.clone(), buffer)).is_err() {
-            self.source.dropped(1);
+            self.source.count_dropped(1);
         }
     }
 
@@ -319,7 +319,7 @@ struct Source {
 impl Source {
     /// Counts `packets` dropped from this recording (and logs the first
     /// drop in the process).
-    fn dropped(&self, packets: u64) {
+    fn count_dropped(&self, packets: u64) {
         self.dropped.fetch_add(packets, Ordering::Relaxed);
         if DROPPED.fetch_add(packets, Ordering::Relaxed) == 0 {
             tracing::warn!(
@@ -332,7 +332,7 @@ impl Source {
     /// [`SOURCE_QUEUE_BYTES`]: then the list is dropped and counted.
     fn push(&self, list: gst::BufferList) {
         if self.appsrc.current_level_bytes() + list.calculate_size() as u64 > SOURCE_QUEUE_BYTES {
-            self.dropped(list.len() as u64);
+            self.count_dropped(list.len() as u64);
             return;
         }
         let _ = self.appsrc.push_buffer_list(list);
