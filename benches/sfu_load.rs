@@ -177,10 +177,9 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
             residence: residence.clone(),
             ..Default::default()
         };
-        let (server, mut reports) = {
-            let _sfu = sfu.enter();
-            MediaServer::new(config)
-        };
+        // Started from the SFU runtime's thread, the media thread inherits
+        // its CPU (pinned or not).
+        let (server, mut reports) = sfu.spawn(async move { MediaServer::new(config) }).await.unwrap();
         tokio::spawn(async move { while reports.recv().await.is_some() {} });
         Sfu::Witness(server)
     };

@@ -190,10 +190,11 @@ struct ServeArgs {
     /// The address announced instead, when the server is behind a 1:1 NAT.
     #[arg(long, env = "WITNESS_MEDIA_PUBLIC_IP")]
     media_public_ip: Option<std::net::IpAddr>,
-    /// UDP ports for media, FIRST-LAST (two per call participant).
+    /// UDP ports for media, FIRST-LAST: the SFU takes the first free one
+    /// (every call shares it).
     #[arg(long, default_value = "50000-50999", value_parser = port_range)]
     media_ports: (u16, u16),
-    /// A STUN or TURN server for browsers and the SFU (stun:host:port,
+    /// A STUN or TURN server for browsers (stun:host:port,
     /// turn:host:port?transport=udp); repeat for several.
     #[arg(long = "ice-server")]
     ice_servers: Vec<String>,

@@ -1,5 +1,5 @@
-//! The tokio driver of the SFU: WebRTC peer connections (the `webrtc`
-//! crate) around the sans-IO [`Sfu`](crate::sfu::Sfu).
+//! The driver of the SFU: sans-I/O WebRTC peer connections (the `rtc`
+//! crate) around the sans-I/O [`Sfu`](crate::sfu::Sfu) core, on one thread.
 //!
 //! A [`MediaServer`] is shared by every call of the process. Signaling comes
 //! in through its methods ([`MediaServer::join`], [`MediaServer::publish`],
@@ -7,54 +7,81 @@
 //! [`Signal`]s on the channel each participant joined with; what the record
 //! should say (joins, tracks, leaves) comes out of the receiver
 //! [`MediaServer::new`] returns.
+//!
+//! ## One media thread
+//!
+//! Every connection of every call lives on one thread (named `sfu`) with
+//! one UDP socket: a datagram is read, handed to its connection (found by
+//! source address, or by the ICE username of a STUN request from a new
+//! address), and what the connection decrypts goes through the core and out
+//! of the subscribers' connections before the next datagram is read — no
+//! task, channel or lock between a packet's arrival and its forwarding. The
+//! methods of [`MediaServer`] are commands to that thread. Recorders (and
+//! their GStreamer pipelines) are built on the caller's tokio runtime's
+//! blocking threads and fed from the media thread without waiting.
+//!
+//! The `webrtc` crate, which wraps the same `rtc` connections in tokio tasks
+//! (a task and channels per connection and per track), cost about 1.7 times
+//! the CPU per forwarded packet and queued packets between its tasks
+//! (BENCHMARKS.md, "Where the SFU's CPU goes"); it is kept for the test
+//! peers ([`crate::loopback`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent, RTCTrackEventInit};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use tokio::sync::{mpsc, watch};
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::media_stream::MediaStreamTrack;
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription,
-    Registry, SettingEngineBuilder,
-};
-use webrtc::rtp_transceiver::RtpSender;
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::{mpsc, oneshot};
 use witness_schemas::{ParticipantRole, TrackKind};
 
 use crate::recorder::{RecorderError, Segment, SegmentNumbers, TrackRecorder};
 use crate::sfu::{Input, MediaEvent, Output, Sfu, SfuError};
 
 /// A trickled ICE candidate, as the browser's `RTCIceCandidateInit` (JSON).
-pub use webrtc::peer_connection::RTCIceCandidateInit as IceCandidateInit;
+pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidateInit;
 
 /// Payload types the server uses towards subscribers (it writes the offers
 /// on those connections, so these are the negotiated ones).
 const OPUS_PT: u8 = 111;
 const VP8_PT: u8 = 96;
-/// How long an offer or answer waits for the server's ICE candidates.
-const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the core is given [`Input::Timeout`] (keyframe requests owed,
+/// stalled tracks) when nothing else wakes the thread.
+const TICK: Duration = Duration::from_millis(100);
+/// Datagrams read in one go before commands and timeouts get a turn.
+const READ_BATCH: usize = 256;
 
 /// Where the SFU listens and what browsers are told about reaching it.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
-    /// Address the UDP sockets bind to and announce (unless `public_ip`).
+    /// Address the UDP socket binds to and announces (unless `public_ip`).
     pub ip: IpAddr,
-    /// Inclusive UDP port range; each peer connection takes one port.
+    /// Inclusive UDP port range: the SFU takes the first free port in it,
+    /// one for every connection of every call.
     pub ports: (u16, u16),
     /// Announced instead of `ip` when the server sits behind a 1:1 NAT.
     pub public_ip: Option<IpAddr>,
-    /// STUN/TURN servers handed to browsers (and used by the server).
+    /// STUN/TURN servers handed to browsers. The server itself gathers no
+    /// candidates: it announces its host address (or `public_ip`).
     pub ice_servers: Vec<IceServer>,
     /// Where recordings are written: `RECORDING/TRACK/00000.webm`, …
     pub recordings_dir: PathBuf,
@@ -170,42 +197,6 @@ pub enum MediaError {
     Recording(String),
 }
 
-fn webrtc_error(e: webrtc::error::Error) -> MediaError {
-    MediaError::WebRtc(e.to_string())
-}
-
-type Key = (String, String);
-
-/// A sender on a subscriber's connection, and how packets are rewritten for it.
-#[derive(Clone)]
-struct Forward {
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    payload_type: u8,
-}
-
-struct Peer {
-    publisher: Arc<dyn PeerConnection>,
-    subscriber: Arc<dyn PeerConnection>,
-    subscriber_gathered: watch::Receiver<bool>,
-    publisher_gathered: watch::Receiver<bool>,
-    signals: mpsc::UnboundedSender<Signal>,
-    senders: HashMap<String, Arc<dyn RtpSender>>,
-    /// Track ids (as the browser names them) the participant said are a
-    /// screen share rather than a camera.
-    screens: Vec<String>,
-    /// An offer is out and unanswered; `again` if the tracks changed since.
-    offering: bool,
-    again: bool,
-}
-
-struct Published {
-    remote: Arc<dyn TrackRemote>,
-    codec: RTCRtpCodec,
-    /// One per simulcast layer seen so far (one for a single stream).
-    ssrcs: Vec<u32>,
-}
-
 impl crate::sfu::RtpPacket for rtc::rtp::Packet {
     fn size(&self) -> usize {
         // A header without extensions and CSRCs is 12 bytes.
@@ -277,80 +268,152 @@ impl TrackState {
     }
 }
 
-struct Inner {
+fn webrtc_error(e: impl std::fmt::Display) -> MediaError {
+    MediaError::WebRtc(e.to_string())
+}
+
+type Key = (String, String);
+
+/// What the media thread shares with the [`MediaServer`] handles and the
+/// threads that build recorders.
+struct Shared {
     config: MediaConfig,
     core: Mutex<Sfu<rtc::rtp::Packet>>,
-    peers: tokio::sync::Mutex<HashMap<Key, Peer>>,
-    /// Hot path: (room, subscriber, track) → sender. Read per packet.
-    forwards: Mutex<HashMap<(String, String, String), Forward>>,
-    published: Mutex<HashMap<(String, String), Published>>,
     events: mpsc::UnboundedSender<Report>,
     /// Rooms being recorded: the recording's id and a recorder per track
     /// (made on the track's first packet, when its payload type is known).
     recordings: Mutex<HashMap<String, Recording>>,
     /// Numbers each recorder start (`TrackState::Starting`).
     recorder_starts: AtomicU64,
+    /// The runtime [`MediaServer::new`] was called on: recorders are built
+    /// and closed on it.
     runtime: tokio::runtime::Handle,
-    next_port: AtomicU64,
     forwarded: AtomicU64,
     relayed_keyframe_requests: AtomicU64,
 }
 
-/// The process's SFU. Cheap to clone.
+/// Tasks closing recordings, for the caller of a command to wait on.
+type Closing = Vec<tokio::task::JoinHandle<()>>;
+
+/// What the [`MediaServer`] handles ask of the media thread.
+enum Command {
+    Join {
+        key: Key,
+        role: ParticipantRole,
+        signals: mpsc::UnboundedSender<Signal>,
+        reply: Reply<()>,
+    },
+    Publish {
+        key: Key,
+        sdp: String,
+        screens: Vec<String>,
+        reply: Reply<String>,
+    },
+    Answer {
+        key: Key,
+        sdp: String,
+        reply: Reply<()>,
+    },
+    Candidate {
+        key: Key,
+        subscriber: bool,
+        candidate: IceCandidateInit,
+        reply: Reply<()>,
+    },
+    Leave {
+        key: Key,
+        reason: Option<String>,
+        reply: oneshot::Sender<Result<Closing, MediaError>>,
+    },
+    CloseRoom {
+        room: String,
+        reason: String,
+        reply: oneshot::Sender<Closing>,
+    },
+    /// Start or stop handing `room`'s media to its recording.
+    Recording {
+        room: String,
+        on: bool,
+    },
+    /// A recorder needs a keyframe of `track` to start a file.
+    KeyframeWanted {
+        room: String,
+        track: String,
+    },
+}
+
+type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
+
+/// The process's SFU. Cheap to clone; the media thread ends with the last
+/// clone.
 #[derive(Clone)]
 pub struct MediaServer {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
 }
 
 impl std::fmt::Debug for MediaServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaServer").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("MediaServer").field("config", &self.shared.config).finish_non_exhaustive()
     }
 }
 
+fn stopped() -> MediaError {
+    MediaError::WebRtc("the media thread stopped".into())
+}
+
 impl MediaServer {
-    /// Starts the server; the receiver yields what the record should say.
+    /// Starts the server's media thread (the UDP socket is bound at the
+    /// first join); the receiver yields what the record should say. Must
+    /// be called on a tokio runtime: recorders are built on it.
     pub fn new(config: MediaConfig) -> (MediaServer, mpsc::UnboundedReceiver<Report>) {
         let (events, rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
+        let shared = Arc::new(Shared {
             config,
             core: Mutex::new(Sfu::new(Instant::now())),
-            peers: Default::default(),
-            forwards: Default::default(),
-            published: Default::default(),
             events,
             recordings: Default::default(),
             recorder_starts: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
-            next_port: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             relayed_keyframe_requests: AtomicU64::new(0),
         });
-        tokio::spawn(tick(Arc::downgrade(&inner)));
-        (MediaServer { inner }, rx)
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let engine = Engine::new(shared.clone(), commands.downgrade());
+        std::thread::Builder::new()
+            .name("sfu".into())
+            .spawn(move || engine.run(receiver))
+            .expect("the media thread starts");
+        (MediaServer { shared, commands }, rx)
     }
 
     pub fn recordings_dir(&self) -> &std::path::Path {
-        &self.inner.config.recordings_dir
+        &self.shared.config.recordings_dir
     }
 
     pub fn ice_servers(&self) -> &[IceServer] {
-        &self.inner.config.ice_servers
+        &self.shared.config.ice_servers
     }
 
     /// Packets forwarded since start, over all calls.
     pub fn forwarded_packets(&self) -> u64 {
-        self.inner.forwarded.load(Ordering::Relaxed)
+        self.shared.forwarded.load(Ordering::Relaxed)
     }
 
     /// The simulcast layer of `track` that `subscriber` receives now.
     pub fn forwarded_layer(&self, room: &str, subscriber: &str, track: &str) -> Option<u8> {
-        self.inner.core.lock().expect("SFU core poisoned").forwarded_layer(room, subscriber, track)
+        self.shared.core.lock().expect("SFU core poisoned").forwarded_layer(room, subscriber, track)
     }
 
     /// Keyframe requests (PLI, FIR) from subscribers relayed to the core.
     pub fn relayed_keyframe_requests(&self) -> u64 {
-        self.inner.relayed_keyframe_requests.load(Ordering::Relaxed)
+        self.shared.relayed_keyframe_requests.load(Ordering::Relaxed)
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, MediaError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
     }
 
     /// Adds `participant` to `room` (a call); the server's offers for what
@@ -362,50 +425,8 @@ impl MediaServer {
         role: ParticipantRole,
         signals: mpsc::UnboundedSender<Signal>,
     ) -> Result<(), MediaError> {
-        let key = (room.to_owned(), participant.to_owned());
-        if self.inner.peers.lock().await.contains_key(&key) {
-            return Err(MediaError::AlreadyJoined);
-        }
-        let (publisher, publisher_gathered) = self.connect_here(&key, Side::Publisher).await?;
-        let (subscriber, subscriber_gathered) = match self.connect_here(&key, Side::Subscriber).await {
-            Ok(pc) => pc,
-            Err(e) => {
-                let _ = publisher.close().await;
-                return Err(e);
-            }
-        };
-        let peer = Peer {
-            publisher,
-            subscriber,
-            subscriber_gathered,
-            publisher_gathered,
-            signals,
-            senders: HashMap::new(),
-            screens: Vec::new(),
-            offering: false,
-            again: false,
-        };
-        {
-            let mut peers = self.inner.peers.lock().await;
-            if peers.contains_key(&key) {
-                drop(peers);
-                close(peer).await;
-                return Err(MediaError::AlreadyJoined);
-            }
-            peers.insert(key.clone(), peer);
-        }
-        match self.inner.input(Input::Join { room: key.0.clone(), participant: key.1.clone(), role }) {
-            Ok(out) => {
-                self.inner.clone().act(out).await;
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(peer) = self.inner.peers.lock().await.remove(&key) {
-                    close(peer).await;
-                }
-                Err(e.into())
-            }
-        }
+        let key = key(room, participant);
+        self.ask(|reply| Command::Join { key, role, signals, reply }).await?
     }
 
     /// The participant's offer on its publishing connection (the first, or a
@@ -419,66 +440,15 @@ impl MediaServer {
         screens: Vec<String>,
     ) -> Result<String, MediaError> {
         check_sdp(sdp)?;
-        let key = (room.to_owned(), participant.to_owned());
-        let (pc, mut gathered) = {
-            let mut peers = self.inner.peers.lock().await;
-            let peer = peers.get_mut(&key).ok_or(MediaError::NotJoined)?;
-            peer.screens.extend(screens);
-            (peer.publisher.clone(), peer.publisher_gathered.clone())
-        };
-        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
-        pc.set_remote_description(offer).await.map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
-        // A track the browser stopped sending (a screen share ended) is
-        // gone from the offer's sending sections; its packets simply stop,
-        // so this is where it ends.
-        let sending = sending_tracks(sdp);
-        let prefix = format!("{participant}/");
-        let ended: Vec<String> = {
-            let published = self.inner.published.lock().expect("published poisoned");
-            published
-                .keys()
-                .filter(|(r, t)| r == room && t.strip_prefix(&prefix).is_some_and(|id| !sending.contains(id)))
-                .map(|(_, t)| t.clone())
-                .collect()
-        };
-        for track in ended {
-            self.inner.clone().end_track(room, participant, &track).await;
-        }
-        let answer = pc.create_answer(None).await.map_err(webrtc_error)?;
-        pc.set_local_description(answer).await.map_err(webrtc_error)?;
-        wait_gathered(&mut gathered).await;
-        let local = pc.local_description().await.ok_or_else(|| MediaError::WebRtc("no local description".into()))?;
-        Ok(local.sdp)
+        let (key, sdp) = (key(room, participant), sdp.to_owned());
+        self.ask(|reply| Command::Publish { key, sdp, screens, reply }).await?
     }
 
     /// The participant's answer to the server's last [`Signal::Offer`].
     pub async fn subscriber_answer(&self, room: &str, participant: &str, sdp: &str) -> Result<(), MediaError> {
         check_sdp(sdp)?;
-        let key = (room.to_owned(), participant.to_owned());
-        let pc = {
-            let peers = self.inner.peers.lock().await;
-            peers.get(&key).ok_or(MediaError::NotJoined)?.subscriber.clone()
-        };
-        let answer =
-            RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
-        pc.set_remote_description(answer).await.map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
-        let (again, receiving) = {
-            let mut peers = self.inner.peers.lock().await;
-            let Some(peer) = peers.get_mut(&key) else { return Ok(()) };
-            peer.offering = false;
-            (std::mem::take(&mut peer.again), peer.senders.keys().cloned().collect::<Vec<_>>())
-        };
-        // Packets sent before this answer went nowhere (the senders were not
-        // bound yet), keyframes included: ask for fresh ones.
-        for track in receiving {
-            if let Ok(out) = self.inner.input(Input::KeyframeWanted { room: key.0.clone(), track }) {
-                self.inner.clone().act(out).await;
-            }
-        }
-        if again {
-            self.inner.clone().negotiate(key).await;
-        }
-        Ok(())
+        let (key, sdp) = (key(room, participant), sdp.to_owned());
+        self.ask(|reply| Command::Answer { key, sdp, reply }).await?
     }
 
     /// A trickled ICE candidate from the browser, for its publishing
@@ -490,30 +460,25 @@ impl MediaServer {
         subscriber: bool,
         candidate: IceCandidateInit,
     ) -> Result<(), MediaError> {
-        let key = (room.to_owned(), participant.to_owned());
-        let pc = {
-            let peers = self.inner.peers.lock().await;
-            let peer = peers.get(&key).ok_or(MediaError::NotJoined)?;
-            if subscriber {
-                peer.subscriber.clone()
-            } else {
-                peer.publisher.clone()
-            }
-        };
-        pc.add_ice_candidate(candidate).await.map_err(webrtc_error)
+        let key = key(room, participant);
+        self.ask(|reply| Command::Candidate { key, subscriber, candidate, reply }).await?
     }
 
     /// Removes `participant` from `room`: its connections close, its tracks
-    /// end for the others.
+    /// end for the others (and their recordings' last files are written
+    /// before this returns).
     pub async fn leave(&self, room: &str, participant: &str, reason: Option<String>) -> Result<(), MediaError> {
-        self.inner.clone().leave((room.to_owned(), participant.to_owned()), reason).await
+        let key = key(room, participant);
+        let closing = self.ask(|reply| Command::Leave { key, reason, reply }).await??;
+        wait(closing).await;
+        Ok(())
     }
 
     /// Records every track of `room` (those published now and later) as
     /// `recording`, until [`MediaServer::stop_recording`] or the room closes.
     pub fn start_recording(&self, room: &str, recording: &str) -> Result<(), MediaError> {
         crate::recorder::init().map_err(|e| MediaError::Recording(e.to_string()))?;
-        let mut recordings = self.inner.recordings.lock().expect("recordings poisoned");
+        let mut recordings = self.shared.recordings.lock().expect("recordings poisoned");
         if recordings.contains_key(room) {
             return Err(MediaError::Recording("this call is already being recorded".into()));
         }
@@ -528,118 +493,641 @@ impl MediaServer {
             },
         );
         drop(recordings);
-        self.inner.set_recording(room, true);
-        Ok(())
+        self.commands.send(Command::Recording { room: room.to_owned(), on: true }).map_err(|_| stopped())
     }
 
     /// Stops recording `room`; returns once every track's last segment is
     /// written and reported. `false` if it was not being recorded.
     pub async fn stop_recording(&self, room: &str) -> bool {
-        let Some(recording) = self.inner.recordings.lock().expect("recordings poisoned").remove(room) else {
+        let Some(recording) = self.shared.recordings.lock().expect("recordings poisoned").remove(room) else {
             return false;
         };
-        self.inner.set_recording(room, false);
+        let _ = self.commands.send(Command::Recording { room: room.to_owned(), on: false });
         recording.finish().await;
         true
     }
 
     pub fn is_recording(&self, room: &str) -> bool {
-        self.inner.recordings.lock().expect("recordings poisoned").contains_key(room)
+        self.shared.recordings.lock().expect("recordings poisoned").contains_key(room)
     }
 
-    /// Ends the call for everyone in `room`.
+    /// Ends the call for everyone in `room` (each is sent [`Signal::Left`]).
     pub async fn close_room(&self, room: &str, reason: &str) {
-        let keys: Vec<Key> = self.inner.peers.lock().await.keys().filter(|k| k.0 == room).cloned().collect();
-        for key in keys {
-            let signals = self.inner.peers.lock().await.get(&key).map(|p| p.signals.clone());
-            let _ = self.inner.clone().leave(key, Some(reason.to_owned())).await;
+        let (room, reason) = (room.to_owned(), reason.to_owned());
+        if let Ok(closing) = self.ask(|reply| Command::CloseRoom { room, reason, reply }).await {
+            wait(closing).await;
+        }
+    }
+}
+
+fn key(room: &str, participant: &str) -> Key {
+    (room.to_owned(), participant.to_owned())
+}
+
+async fn wait(closing: Closing) {
+    for task in closing {
+        let _ = task.await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Publisher,
+    Subscriber,
+}
+
+/// One peer connection on the media thread.
+struct Connection {
+    pc: RTCPeerConnection,
+    key: Key,
+    side: Side,
+    /// Its ICE username fragment, once its local description is set.
+    ufrag: String,
+    /// When it wants `handle_timeout`.
+    timeout: Instant,
+}
+
+/// A participant: its two connections (indexes into `Engine::connections`).
+struct Peer {
+    publisher: usize,
+    subscriber: usize,
+    signals: mpsc::UnboundedSender<Signal>,
+    /// The sender on its receiving connection of each track it receives.
+    senders: HashMap<String, RTCRtpSenderId>,
+    /// Track ids (as the browser names them) the participant said are a
+    /// screen share rather than a camera.
+    screens: Vec<String>,
+    /// An offer is out and unanswered; `again` if the tracks changed since.
+    offering: bool,
+    again: bool,
+    /// Its receiving connection reported a bandwidth estimate (logged once).
+    estimated: bool,
+}
+
+/// A sender on a subscriber's connection, and how packets are rewritten for it.
+#[derive(Clone, Copy)]
+struct Forward {
+    connection: usize,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+/// A track a participant publishes.
+struct Published {
+    connection: usize,
+    receiver: RTCRtpReceiverId,
+    codec: RTCRtpCodec,
+    vp8: bool,
+    /// Simulcast layer of each stream seen so far (one for a single stream).
+    layers: HashMap<u32, u8>,
+}
+
+/// The media thread's state: every connection, and what connects them.
+struct Engine {
+    shared: Arc<Shared>,
+    /// For recorders' keyframe requests; weak, so that the thread ends
+    /// when the last [`MediaServer`] does.
+    commands: mpsc::WeakUnboundedSender<Command>,
+    /// Bound at the first join.
+    socket: Option<tokio::net::UdpSocket>,
+    /// The address announced to browsers (the host candidate) — which is
+    /// also what the connections are told packets arrive on.
+    announced: SocketAddr,
+    connections: Vec<Option<Connection>>,
+    by_address: HashMap<SocketAddr, usize>,
+    by_ufrag: HashMap<String, usize>,
+    peers: HashMap<Key, Peer>,
+    /// Hot path: (room, subscriber, track) → sender.
+    forwards: HashMap<(String, String, String), Forward>,
+    /// (room, track) → the publishing side.
+    published: HashMap<Key, Published>,
+    /// (publishing connection, its track id) → (room, track).
+    tracks: HashMap<(usize, String), Key>,
+    /// The earliest connection timeout.
+    earliest: Instant,
+    next_tick: Instant,
+    /// Recordings closing because of what the current command did.
+    closing: Closing,
+}
+
+impl Engine {
+    fn new(shared: Arc<Shared>, commands: mpsc::WeakUnboundedSender<Command>) -> Engine {
+        let now = Instant::now();
+        Engine {
+            shared,
+            commands,
+            socket: None,
+            announced: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            connections: Vec::new(),
+            by_address: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            peers: HashMap::new(),
+            forwards: HashMap::new(),
+            published: HashMap::new(),
+            tracks: HashMap::new(),
+            earliest: now + TICK,
+            next_tick: now + TICK,
+            closing: Vec::new(),
+        }
+    }
+
+    fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let wake = self.earliest.min(self.next_tick);
+                tokio::select! {
+                    biased;
+                    command = commands.recv() => match command {
+                        Some(command) => self.command(command),
+                        None => break,
+                    },
+                    readable = readable(self.socket.as_ref()) => {
+                        if readable.is_ok() {
+                            self.read(&mut buf);
+                        }
+                    }
+                    _ = tokio::time::sleep_until(wake.into()) => {}
+                }
+                self.closing.clear();
+                let now = Instant::now();
+                if now >= self.earliest {
+                    self.timeouts(now);
+                }
+                if now >= self.next_tick {
+                    self.next_tick = now + TICK;
+                    self.input(Input::Timeout);
+                }
+                self.closing.clear();
+            }
+            for index in 0..self.connections.len() {
+                self.close_connection(index);
+            }
+        });
+    }
+
+    /// Reads what the socket has (up to [`READ_BATCH`] datagrams).
+    fn read(&mut self, buf: &mut [u8]) {
+        for _ in 0..READ_BATCH {
+            let Some(socket) = &self.socket else { return };
+            match socket.try_recv_from(buf) {
+                Ok((n, source)) => self.datagram(source, &buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // (An ICMP error from a peer that went away, on Linux.)
+                Err(e) => tracing::debug!(error = %e, "UDP receive"),
+            }
+        }
+    }
+
+    fn datagram(&mut self, source: SocketAddr, datagram: &[u8]) {
+        // A STUN request names the connection it is for; anything else
+        // comes from an address a STUN request came from first.
+        let index = match stun_username(datagram) {
+            Some(username) => {
+                let ours = username.split(|&b| b == b':').next().unwrap_or_default();
+                let Some(&index) = std::str::from_utf8(ours).ok().and_then(|u| self.by_ufrag.get(u)) else { return };
+                self.by_address.insert(source, index);
+                index
+            }
+            None => match self.by_address.get(&source) {
+                Some(&index) => index,
+                None => return,
+            },
+        };
+        let Some(connection) = self.connections[index].as_mut() else { return };
+        let _ = connection.pc.handle_read(TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.announced,
+                peer_addr: source,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        });
+        self.drain(index);
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        self.earliest = now + TICK;
+        for index in 0..self.connections.len() {
+            let Some(connection) = self.connections[index].as_mut() else { continue };
+            if connection.timeout <= now {
+                let _ = connection.pc.handle_timeout(now);
+                self.drain(index);
+            } else {
+                self.earliest = self.earliest.min(connection.timeout);
+            }
+        }
+    }
+
+    /// Sends what connection `index` has to send and acts on what it
+    /// received: tracks opening, media, subscribers' feedback, failure.
+    fn drain(&mut self, index: usize) {
+        let mut opened = Vec::new();
+        let mut received = Vec::new();
+        let mut failed = false;
+        {
+            let Some(connection) = self.connections[index].as_mut() else { return };
+            loop {
+                let mut busy = false;
+                while let Some(out) = connection.pc.poll_write() {
+                    if let Some(socket) = &self.socket {
+                        // A full socket buffer drops the datagram, as a
+                        // congested link would.
+                        let _ = socket.try_send_to(&out.message, out.transport.peer_addr);
+                    }
+                    busy = true;
+                }
+                while let Some(event) = connection.pc.poll_event() {
+                    match event {
+                        RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => opened.push(init),
+                        RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Failed) => {
+                            failed = true
+                        }
+                        _ => {}
+                    }
+                    busy = true;
+                }
+                while let Some(TaggedRTCMessage { message, .. }) = connection.pc.poll_read() {
+                    received.push(message);
+                    busy = true;
+                }
+                if !busy {
+                    break;
+                }
+            }
+            connection.timeout = connection.pc.poll_timeout().unwrap_or_else(|| Instant::now() + TICK);
+            self.earliest = self.earliest.min(connection.timeout);
+        }
+        for init in opened {
+            self.opened(index, init);
+        }
+        for message in received {
+            match message {
+                RTCMessage::RtpPacket(track, packet) => self.media(index, &track, packet),
+                RTCMessage::RtcpPacket(track, packets) => self.feedback(index, &track, &packets),
+                _ => {}
+            }
+        }
+        if failed {
+            if let Some(key) = self.connections[index].as_ref().map(|c| c.key.clone()) {
+                tracing::info!(room = key.0, participant = key.1, "a participant's connection failed");
+                self.remove(key, "connection failed");
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Join { key, role, signals, reply } => {
+                let _ = reply.send(self.join(key, role, signals));
+            }
+            Command::Publish { key, sdp, screens, reply } => {
+                let _ = reply.send(self.publish(&key, &sdp, screens));
+            }
+            Command::Answer { key, sdp, reply } => {
+                let _ = reply.send(self.answer(&key, &sdp));
+            }
+            Command::Candidate { key, subscriber, candidate, reply } => {
+                let _ = reply.send(self.candidate(&key, subscriber, candidate));
+            }
+            Command::Leave { key, reason, reply } => {
+                let left = self.leave(key, reason);
+                let _ = reply.send(left.map(|()| std::mem::take(&mut self.closing)));
+            }
+            Command::CloseRoom { room, reason, reply } => {
+                let keys: Vec<Key> = self.peers.keys().filter(|k| k.0 == room).cloned().collect();
+                for key in keys {
+                    self.remove(key, &reason);
+                }
+                let _ = reply.send(std::mem::take(&mut self.closing));
+            }
+            Command::Recording { room, on } => self.input(Input::Recording { room, on }),
+            Command::KeyframeWanted { room, track } => self.input(Input::KeyframeWanted { room, track }),
+        }
+    }
+
+    /// Binds the socket if it is not yet: the first free port of the range.
+    fn bind(&mut self) -> Result<(), MediaError> {
+        if self.socket.is_some() {
+            return Ok(());
+        }
+        let config = &self.shared.config;
+        let announce = config.public_ip.unwrap_or(config.ip);
+        if announce.is_unspecified() {
+            return Err(MediaError::WebRtc(format!(
+                "the media address {announce} cannot be announced to browsers: set the public address too"
+            )));
+        }
+        let (first, last) = config.ports;
+        for port in first..=last {
+            let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(config.ip, port)) else { continue };
+            // Every connection's packets queue in this one socket while the
+            // thread is busy: as much buffer as the kernel allows without
+            // privileges.
+            let buffered = socket2::SockRef::from(&socket);
+            let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok().and_then(|m| m.trim().parse().ok());
+            let _ = buffered.set_recv_buffer_size(max.unwrap_or(4 << 20));
+            let _ = buffered.set_send_buffer_size(max.unwrap_or(4 << 20));
+            socket.set_nonblocking(true).map_err(webrtc_error)?;
+            self.socket = Some(tokio::net::UdpSocket::from_std(socket).map_err(webrtc_error)?);
+            self.announced = SocketAddr::new(announce, port);
+            tracing::info!(port, announced = %self.announced, "the SFU listens");
+            return Ok(());
+        }
+        Err(MediaError::NoPort(first, last))
+    }
+
+    fn connect(&mut self, key: &Key, side: Side) -> Result<usize, MediaError> {
+        let mut media_engine = MediaEngine::default();
+        register_codecs(&mut media_engine)?;
+        let tap = SfuTap {
+            side,
+            residence: self.shared.config.residence.clone(),
+            read: Default::default(),
+            write: Default::default(),
+        };
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(webrtc_error)?
+            .with(rtc::interceptor::Slot::from(14_000), tap);
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .build(Instant::now())
+            .map_err(webrtc_error)?;
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: self.announced.ip().to_string(),
+                port: self.announced.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(webrtc_error)?;
+        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json().map_err(webrtc_error)?).map_err(webrtc_error)?;
+        let connection = Connection { pc, key: key.clone(), side, ufrag: String::new(), timeout: Instant::now() };
+        let index = match self.connections.iter().position(Option::is_none) {
+            Some(free) => {
+                self.connections[free] = Some(connection);
+                free
+            }
+            None => {
+                self.connections.push(Some(connection));
+                self.connections.len() - 1
+            }
+        };
+        Ok(index)
+    }
+
+    /// Sets `description` as connection `index`'s local one; returns its SDP.
+    fn set_local(&mut self, index: usize, description: RTCSessionDescription) -> Result<String, MediaError> {
+        let connection = self.connections[index].as_mut().ok_or(MediaError::NotJoined)?;
+        connection.pc.set_local_description(Instant::now(), description).map_err(webrtc_error)?;
+        let sdp =
+            connection.pc.local_description().map(|d| d.sdp).ok_or_else(|| webrtc_error("no local description"))?;
+        if let Some(ufrag) = sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")) {
+            let ufrag = ufrag.trim().to_owned();
+            if connection.ufrag != ufrag {
+                self.by_ufrag.remove(&connection.ufrag);
+                self.by_ufrag.insert(ufrag.clone(), index);
+                connection.ufrag = ufrag;
+            }
+        }
+        Ok(sdp)
+    }
+
+    fn close_connection(&mut self, index: usize) {
+        let Some(mut connection) = self.connections[index].take() else { return };
+        let _ = connection.pc.close();
+        while let Some(out) = connection.pc.poll_write() {
+            if let Some(socket) = &self.socket {
+                let _ = socket.try_send_to(&out.message, out.transport.peer_addr);
+            }
+        }
+        self.by_ufrag.remove(&connection.ufrag);
+        self.by_address.retain(|_, &mut i| i != index);
+        self.tracks.retain(|(i, _), _| *i != index);
+    }
+
+    fn join(
+        &mut self,
+        key: Key,
+        role: ParticipantRole,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) -> Result<(), MediaError> {
+        if self.peers.contains_key(&key) {
+            return Err(MediaError::AlreadyJoined);
+        }
+        self.bind()?;
+        // The core first: it refuses a third participant, a closed room.
+        let out = self.core_input(Input::Join { room: key.0.clone(), participant: key.1.clone(), role })?;
+        let publisher = self.connect(&key, Side::Publisher)?;
+        let subscriber = match self.connect(&key, Side::Subscriber) {
+            Ok(subscriber) => subscriber,
+            Err(e) => {
+                self.close_connection(publisher);
+                return Err(e);
+            }
+        };
+        let peer = Peer {
+            publisher,
+            subscriber,
+            signals,
+            senders: HashMap::new(),
+            screens: Vec::new(),
+            offering: false,
+            again: false,
+            estimated: false,
+        };
+        self.peers.insert(key, peer);
+        self.act(out);
+        Ok(())
+    }
+
+    fn publish(&mut self, key: &Key, sdp: &str, screens: Vec<String>) -> Result<String, MediaError> {
+        let peer = self.peers.get_mut(key).ok_or(MediaError::NotJoined)?;
+        peer.screens.extend(screens);
+        let index = peer.publisher;
+        let offer = RTCSessionDescription::offer(sdp.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let connection = self.connections[index].as_mut().ok_or(MediaError::NotJoined)?;
+        connection
+            .pc
+            .set_remote_description(Instant::now(), offer)
+            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        // A track the browser stopped sending (a screen share ended) is
+        // gone from the offer's sending sections; its packets simply stop,
+        // so this is where it ends.
+        let sending = sending_tracks(sdp);
+        let (room, participant) = key;
+        let prefix = format!("{participant}/");
+        let ended: Vec<String> = self
+            .published
+            .keys()
+            .filter(|(r, t)| r == room && t.strip_prefix(&prefix).is_some_and(|id| !sending.contains(id)))
+            .map(|(_, t)| t.clone())
+            .collect();
+        for track in ended {
+            self.end_track(room, participant, &track);
+        }
+        let connection = self.connections[index].as_mut().ok_or(MediaError::NotJoined)?;
+        let answer = connection.pc.create_answer(None).map_err(webrtc_error)?;
+        let sdp = self.set_local(index, answer)?;
+        self.drain(index);
+        Ok(sdp)
+    }
+
+    fn answer(&mut self, key: &Key, sdp: &str) -> Result<(), MediaError> {
+        let peer = self.peers.get_mut(key).ok_or(MediaError::NotJoined)?;
+        let index = peer.subscriber;
+        let answer =
+            RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let connection = self.connections[index].as_mut().ok_or(MediaError::NotJoined)?;
+        connection
+            .pc
+            .set_remote_description(Instant::now(), answer)
+            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        peer.offering = false;
+        let again = std::mem::take(&mut peer.again);
+        let receiving: Vec<String> = peer.senders.keys().cloned().collect();
+        self.drain(index);
+        // Packets sent before this answer went nowhere (the senders were not
+        // bound yet), keyframes included: ask for fresh ones.
+        for track in receiving {
+            self.input(Input::KeyframeWanted { room: key.0.clone(), track });
+        }
+        if again {
+            self.negotiate(key);
+        }
+        Ok(())
+    }
+
+    fn candidate(&mut self, key: &Key, subscriber: bool, candidate: IceCandidateInit) -> Result<(), MediaError> {
+        let peer = self.peers.get(key).ok_or(MediaError::NotJoined)?;
+        let index = if subscriber { peer.subscriber } else { peer.publisher };
+        let connection = self.connections[index].as_mut().ok_or(MediaError::NotJoined)?;
+        connection.pc.add_remote_candidate(candidate).map_err(webrtc_error)?;
+        self.drain(index);
+        Ok(())
+    }
+
+    fn leave(&mut self, key: Key, reason: Option<String>) -> Result<(), MediaError> {
+        let peer = self.peers.remove(&key).ok_or(MediaError::NotJoined)?;
+        self.forwards.retain(|(room, to, _), _| !(room == &key.0 && to == &key.1));
+        self.close_connection(peer.publisher);
+        self.close_connection(peer.subscriber);
+        let out = self.core_input(Input::Leave { room: key.0, participant: key.1, reason })?;
+        self.act(out);
+        Ok(())
+    }
+
+    /// Removes a participant the server ends (call closed, connection
+    /// failed) and tells its browser.
+    fn remove(&mut self, key: Key, reason: &str) {
+        let signals = self.peers.get(&key).map(|p| p.signals.clone());
+        if self.leave(key, Some(reason.to_owned())).is_ok() {
             if let Some(signals) = signals {
                 let _ = signals.send(Signal::Left { reason: reason.to_owned() });
             }
         }
     }
 
-    /// [`MediaServer::connect`] on the server's runtime, whichever runtime
-    /// the caller is on: a connection's tasks run where it was made, and
-    /// they belong with the SFU's (the load benchmark gives each its own
-    /// cores).
-    async fn connect_here(
-        &self,
-        key: &Key,
-        side: Side,
-    ) -> Result<(Arc<dyn PeerConnection>, watch::Receiver<bool>), MediaError> {
-        let (server, key) = (self.clone(), key.clone());
-        self.inner
-            .runtime
-            .spawn(async move { server.connect(&key, side).await })
-            .await
-            .map_err(|e| MediaError::WebRtc(e.to_string()))?
-    }
-
-    async fn connect(
-        &self,
-        key: &Key,
-        side: Side,
-    ) -> Result<(Arc<dyn PeerConnection>, watch::Receiver<bool>), MediaError> {
-        let config = &self.inner.config;
-        let (gathered_tx, gathered_rx) = watch::channel(false);
-        let handler =
-            Arc::new(Handler { inner: Arc::downgrade(&self.inner), key: key.clone(), side, gathered: gathered_tx });
-        let (first, last) = config.ports;
-        let span = u64::from(last.saturating_sub(first)) + 1;
-        for _ in 0..span {
-            let port = first + (self.inner.next_port.fetch_add(1, Ordering::Relaxed) % span) as u16;
-            let mut media_engine = MediaEngine::default();
-            register_codecs(&mut media_engine)?;
-            let tap = SfuTap {
-                side,
-                residence: config.residence.clone(),
-                read: Default::default(),
-                write: Default::default(),
-            };
-            let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-                .map_err(webrtc_error)?
-                .with(rtc::interceptor::Slot::from(14_000), tap);
-            let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(config.ip.is_loopback());
-            if let Some(public) = config.public_ip {
-                settings = settings
-                    .with_nat_1to1_ips(vec![public.to_string()], webrtc::peer_connection::RTCIceCandidateType::Host);
-            }
-            let rtc_config = RTCConfigurationBuilder::new()
-                .with_ice_servers(
-                    config
-                        .ice_servers
-                        .iter()
-                        .map(|s| RTCIceServer {
-                            urls: s.urls.clone(),
-                            username: s.username.clone(),
-                            credential: s.credential.clone(),
-                        })
-                        .collect(),
-                )
-                .build();
-            let built = PeerConnectionBuilder::new()
-                .with_configuration(rtc_config)
-                .with_media_engine(media_engine)
-                .with_interceptor_registry(registry)
-                .with_setting_engine(settings.build())
-                .with_handler(handler.clone())
-                .with_udp_addrs(vec![SocketAddr::new(config.ip, port)])
-                .build()
-                .await;
-            match built {
-                Ok(pc) => return Ok((Arc::new(pc), gathered_rx)),
-                Err(e) => tracing::debug!(port, error = %e, "UDP port taken, trying the next"),
-            }
+    /// A stream of a track on publishing connection `index` sent its first
+    /// packet: a new track (published to the core), or another simulcast
+    /// layer of one.
+    fn opened(&mut self, index: usize, init: RTCTrackEventInit) {
+        let Some(connection) = self.connections[index].as_mut() else { return };
+        if connection.side != Side::Publisher {
+            return;
         }
-        Err(MediaError::NoPort(first, last))
+        let Some(receiver) = connection.pc.rtp_receiver(init.receiver_id) else { return };
+        let remote = receiver.track();
+        let layer = simulcast_layer(init.rid.as_deref(), remote.codings());
+        if let Some(published) =
+            self.tracks.get(&(index, init.track_id.clone())).and_then(|k| self.published.get_mut(k))
+        {
+            published.layers.insert(init.ssrc, layer);
+            return;
+        }
+        let Some(codec) = remote.codec(init.ssrc).cloned() else { return };
+        let audio = remote.kind() == RtpCodecKind::Audio;
+        let (room, participant) = connection.key.clone();
+        let kind = match self.peers.get(&connection.key) {
+            _ if audio => TrackKind::Audio,
+            Some(p) if p.screens.contains(&init.track_id) => TrackKind::Screen,
+            _ => TrackKind::Video,
+        };
+        // Scoped by participant: one browser cannot take over another's id.
+        let track = format!("{participant}/{}", init.track_id);
+        let key = (room.clone(), track.clone());
+        let publish = Input::Publish { room, participant, track, kind, codec: codec.mime_type.clone() };
+        let out = match self.core_input(publish) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::warn!(error = %e, "track not published");
+                return;
+            }
+        };
+        let vp8 = codec.mime_type.eq_ignore_ascii_case("video/vp8");
+        self.published.insert(
+            key.clone(),
+            Published {
+                connection: index,
+                receiver: init.receiver_id,
+                codec,
+                vp8,
+                layers: HashMap::from([(init.ssrc, layer)]),
+            },
+        );
+        self.tracks.insert((index, init.track_id), key);
+        self.act(out);
     }
-}
 
-impl Inner {
+    /// A packet of a published track, for the core.
+    fn media(&mut self, index: usize, track: &str, packet: rtc::rtp::Packet) {
+        let Some(key) = self.tracks.get(&(index, track.to_owned())) else { return };
+        let Some(published) = self.published.get(key) else { return };
+        // (A stream's packets come after its opening, which is drained first.)
+        let Some(&layer) = published.layers.get(&packet.header.ssrc) else { return };
+        let keyframe = published.vp8 && vp8_keyframe(&packet.payload);
+        let (room, track) = key.clone();
+        self.input(Input::Media { room, track, layer, packet, keyframe });
+    }
+
+    /// What a subscriber's receiver says about `track`: its decoder lost
+    /// the picture (ask the publisher, through the core, which throttles,
+    /// for a keyframe), or how much it can receive (a REMB).
+    fn feedback(&mut self, index: usize, track: &str, packets: &[Box<dyn rtc::rtcp::Packet>]) {
+        use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+        let Some(connection) = self.connections[index].as_ref() else { return };
+        if connection.side != Side::Subscriber {
+            return;
+        }
+        let (room, subscriber) = connection.key.clone();
+        let estimate = packets.iter().rev().find_map(|p| p.as_any().downcast_ref::<ReceiverEstimatedMaximumBitrate>());
+        if let Some(remb) = estimate {
+            let bps = remb.bitrate as u64;
+            let key = (room.clone(), subscriber);
+            let first = self.peers.get_mut(&key).is_some_and(|p| !std::mem::replace(&mut p.estimated, true));
+            if first {
+                tracing::info!(room, participant = key.1, bps, "a receiver's first bandwidth estimate");
+            }
+            self.input(Input::Bandwidth { room: room.clone(), participant: key.1, bps });
+        }
+        if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+            self.shared.relayed_keyframe_requests.fetch_add(1, Ordering::Relaxed);
+            self.input(Input::KeyframeWanted { room, track: track.to_owned() });
+        }
+    }
+
     /// Feeds one input to the core; returns what it asked for.
-    fn input(&self, input: Input<rtc::rtp::Packet>) -> Result<Vec<Output<rtc::rtp::Packet>>, SfuError> {
-        let mut core = self.core.lock().expect("SFU core poisoned");
+    fn core_input(&self, input: Input<rtc::rtp::Packet>) -> Result<Vec<Output<rtc::rtp::Packet>>, SfuError> {
+        let mut core = self.shared.core.lock().expect("SFU core poisoned");
         core.handle_input(Instant::now(), input)?;
         let mut out = Vec::new();
         loop {
@@ -650,67 +1138,76 @@ impl Inner {
         }
     }
 
+    /// Feeds one input to the core and carries out what it asks for (an
+    /// input it refuses — about a room that closed meanwhile — is dropped).
+    fn input(&mut self, input: Input<rtc::rtp::Packet>) {
+        if let Ok(out) = self.core_input(input) {
+            self.act(out);
+        }
+    }
+
     /// Carries out the core's outputs.
-    async fn act(self: Arc<Self>, outputs: Vec<Output<rtc::rtp::Packet>>) {
+    fn act(&mut self, outputs: Vec<Output<rtc::rtp::Packet>>) {
         for output in outputs {
             match output {
-                Output::Transmit { room, to, track, mut packet } => {
-                    let forward = self.forwards.lock().expect("forwards poisoned").get(&(room, to, track)).cloned();
-                    // No sender yet: the subscriber's connection is still
-                    // being renegotiated; the keyframe request after it
-                    // catches the picture up.
-                    let Some(forward) = forward else { continue };
-                    packet.header.ssrc = forward.ssrc;
-                    packet.header.payload_type = forward.payload_type;
-                    // Extension ids were negotiated on the publisher's
-                    // connection, not this one.
-                    packet.header.extension = false;
-                    packet.header.extensions.clear();
-                    if forward.track.write_rtp(packet).await.is_ok() {
-                        self.forwarded.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                Output::Transmit { room, to, track, packet } => self.transmit((room, to, track), packet),
                 Output::Record { room, track, packet } => self.record(&room, &track, &packet),
-                Output::Event(event) => self.clone().on_event(event).await,
+                Output::Event(event) => self.on_event(event),
                 Output::Timeout(_) => {}
             }
         }
     }
 
-    async fn on_event(self: Arc<Self>, event: MediaEvent) {
+    fn transmit(&mut self, to: (String, String, String), mut packet: rtc::rtp::Packet) {
+        // No sender yet: the subscriber's connection is still being
+        // renegotiated; the keyframe request after it catches the picture up.
+        let Some(&forward) = self.forwards.get(&to) else { return };
+        let Some(connection) = self.connections[forward.connection].as_mut() else { return };
+        packet.header.ssrc = forward.ssrc;
+        packet.header.payload_type = forward.payload_type;
+        // Extension ids were negotiated on the publisher's connection, not
+        // this one.
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        let sent =
+            connection.pc.rtp_sender(forward.sender).is_some_and(|mut s| s.write_rtp(Instant::now(), packet).is_ok());
+        if sent {
+            self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+        self.drain(forward.connection);
+    }
+
+    fn on_event(&mut self, event: MediaEvent) {
         match &event {
             MediaEvent::Subscribed { room, subscriber, track, kind, .. } => {
-                self.clone().subscribe(room, subscriber, track, *kind).await;
+                self.subscribe(room, subscriber, track, *kind);
             }
             MediaEvent::Unsubscribed { room, subscriber, track } => {
-                self.forwards.lock().expect("forwards poisoned").remove(&(
-                    room.clone(),
-                    subscriber.clone(),
-                    track.clone(),
-                ));
+                self.forwards.remove(&(room.clone(), subscriber.clone(), track.clone()));
                 let key = (room.clone(), subscriber.clone());
-                let removed = {
-                    let mut peers = self.peers.lock().await;
-                    peers.get_mut(&key).and_then(|p| p.senders.remove(track).map(|s| (p.subscriber.clone(), s)))
-                };
-                if let Some((pc, sender)) = removed {
-                    let _ = pc.remove_track(&sender).await;
-                    self.clone().negotiate(key).await;
+                let Some(peer) = self.peers.get_mut(&key) else { return };
+                let Some(sender) = peer.senders.remove(track) else { return };
+                let index = peer.subscriber;
+                if let Some(connection) = self.connections[index].as_mut() {
+                    let _ = connection.pc.remove_track(sender);
                 }
+                self.negotiate(&key);
             }
-            MediaEvent::KeyframeRequested { room, track } => self.send_pli(room, track).await,
+            MediaEvent::KeyframeRequested { room, track } => self.send_pli(room, track),
             MediaEvent::TrackUnpublished { room, track, .. } => {
-                self.published.lock().expect("published poisoned").remove(&(room.clone(), track.clone()));
+                if let Some(published) = self.published.remove(&(room.clone(), track.clone())) {
+                    self.tracks.retain(|(index, _), key| *index != published.connection || key.1 != *track);
+                }
             }
             MediaEvent::RoomClosed { room } => {
                 tracing::info!(
-                    forwarded_packets = self.forwarded.load(Ordering::Relaxed),
-                    keyframe_requests_relayed = self.relayed_keyframe_requests.load(Ordering::Relaxed),
+                    forwarded_packets = self.shared.forwarded.load(Ordering::Relaxed),
+                    keyframe_requests_relayed = self.shared.relayed_keyframe_requests.load(Ordering::Relaxed),
                     "a call's room closed (counts since start)"
                 );
-                let recording = self.recordings.lock().expect("recordings poisoned").remove(room);
+                let recording = self.shared.recordings.lock().expect("recordings poisoned").remove(room);
                 if let Some(recording) = recording {
-                    recording.finish().await;
+                    self.closing.push(self.shared.runtime.spawn(recording.finish()));
                 }
             }
             _ => {}
@@ -723,22 +1220,24 @@ impl Inner {
                 | MediaEvent::TrackUnpublished { .. }
                 | MediaEvent::RoomClosed { .. }
         ) {
-            let _ = self.events.send(Report::Media(event));
+            let _ = self.shared.events.send(Report::Media(event));
         }
     }
 
-    async fn subscribe(self: Arc<Self>, room: &str, subscriber: &str, track: &str, kind: TrackKind) {
-        let codec = {
-            let published = self.published.lock().expect("published poisoned");
-            match published.get(&(room.to_owned(), track.to_owned())) {
-                Some(p) => p.codec.clone(),
-                None => return,
-            }
+    fn subscribe(&mut self, room: &str, subscriber: &str, track: &str, kind: TrackKind) {
+        let Some(codec) = self.published.get(&(room.to_owned(), track.to_owned())).map(|p| p.codec.clone()) else {
+            return;
         };
+        let key = (room.to_owned(), subscriber.to_owned());
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        let index = peer.subscriber;
+        let Some(connection) = self.connections[index].as_mut() else { return };
         let ssrc = rand_ssrc();
-        let payload_type = if kind == TrackKind::Audio { OPUS_PT } else { VP8_PT };
-        let codec_kind = if kind == TrackKind::Audio { RtpCodecKind::Audio } else { RtpCodecKind::Video };
-        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        let (payload_type, codec_kind) =
+            if kind == TrackKind::Audio { (OPUS_PT, RtpCodecKind::Audio) } else { (VP8_PT, RtpCodecKind::Video) };
+        // The track id is the published track's: a subscriber's feedback
+        // about it comes back under that name.
+        let local = MediaStreamTrack::new(
             format!("{room}-{track}"),
             track.to_owned(),
             format!("{kind:?}"),
@@ -748,228 +1247,78 @@ impl Inner {
                 codec: RTCRtpCodec { rtcp_feedback: Vec::new(), ..codec },
                 ..Default::default()
             }],
-        )));
-        let key = (room.to_owned(), subscriber.to_owned());
-        let pc = match self.peers.lock().await.get(&key) {
-            Some(peer) => peer.subscriber.clone(),
-            None => return,
-        };
-        let sender = match pc.add_track(local.clone() as Arc<dyn TrackLocal>).await {
+        );
+        let sender = match connection.pc.add_track(local) {
             Ok(sender) => sender,
             Err(e) => {
                 tracing::warn!(error = %e, "could not add a track to a subscriber");
                 return;
             }
         };
-        if let Some(peer) = self.peers.lock().await.get_mut(&key) {
-            peer.senders.insert(track.to_owned(), sender);
-        }
-        self.forwards.lock().expect("forwards poisoned").insert(
+        peer.senders.insert(track.to_owned(), sender);
+        self.forwards.insert(
             (room.to_owned(), subscriber.to_owned(), track.to_owned()),
-            Forward { track: local.clone(), ssrc, payload_type },
+            Forward { connection: index, sender, ssrc, payload_type },
         );
-        // Audio too: a receiver's bandwidth estimate may come addressed to
-        // its audio stream.
-        tokio::spawn(self.clone().relay_receiver_feedback(
-            room.to_owned(),
-            subscriber.to_owned(),
-            track.to_owned(),
-            local,
-        ));
-        self.negotiate(key).await;
+        self.negotiate(&key);
     }
 
     /// Asks the publisher of `track` for a keyframe.
-    async fn send_pli(&self, room: &str, track: &str) {
-        let target = {
-            let published = self.published.lock().expect("published poisoned");
-            published.get(&(room.to_owned(), track.to_owned())).map(|p| (p.remote.clone(), p.ssrcs.clone()))
-        };
-        if let Some((remote, ssrcs)) = target {
-            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = ssrcs
-                .into_iter()
-                .map(|media_ssrc| Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc }) as _)
-                .collect();
-            let _ = remote.write_rtcp(requests).await;
+    fn send_pli(&mut self, room: &str, track: &str) {
+        let Some(published) = self.published.get(&(room.to_owned(), track.to_owned())) else { return };
+        let requests: Vec<Box<dyn rtc::rtcp::Packet>> = published
+            .layers
+            .keys()
+            .map(|&media_ssrc| Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc }) as _)
+            .collect();
+        let (index, receiver) = (published.connection, published.receiver);
+        let Some(connection) = self.connections[index].as_mut() else { return };
+        if let Some(mut receiver) = connection.pc.rtp_receiver(receiver) {
+            let _ = receiver.write_rtcp(Instant::now(), requests);
         }
-    }
-
-    /// What a subscriber's receiver says about `track`: its decoder lost
-    /// the picture (ask the publisher, through the core, which throttles,
-    /// for a keyframe), or how much it can receive (a REMB). Ends with the
-    /// sender.
-    async fn relay_receiver_feedback(
-        self: Arc<Self>,
-        room: String,
-        subscriber: String,
-        track: String,
-        local: Arc<TrackLocalStaticRTP>,
-    ) {
-        use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
-        use webrtc::media_stream::track_local::TrackLocalEvent;
-        let mut estimated = false;
-        while let Some(event) = local.poll().await {
-            let TrackLocalEvent::OnRtcpPacket(packets) = event else { continue };
-            let estimate =
-                packets.iter().rev().find_map(|p| p.as_any().downcast_ref::<ReceiverEstimatedMaximumBitrate>());
-            if let Some(remb) = estimate {
-                if !std::mem::replace(&mut estimated, true) {
-                    tracing::info!(
-                        room,
-                        participant = subscriber,
-                        bps = remb.bitrate as u64,
-                        "a receiver's first bandwidth estimate"
-                    );
-                }
-                let bps =
-                    Input::Bandwidth { room: room.clone(), participant: subscriber.clone(), bps: remb.bitrate as u64 };
-                if self.input(bps).is_err() {
-                    return;
-                }
-            }
-            if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
-                self.relayed_keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                // Only keyframe requests can come of this input (not
-                // `act`, which could recurse into subscribing).
-                let Ok(out) = self.input(Input::KeyframeWanted { room: room.clone(), track: track.clone() }) else {
-                    return;
-                };
-                for o in out {
-                    if let Output::Event(MediaEvent::KeyframeRequested { room, track }) = o {
-                        self.send_pli(&room, &track).await;
-                    }
-                }
-            }
-        }
+        self.drain(index);
     }
 
     /// Offers the subscriber connection's current tracks, unless an offer
     /// is already out (then once its answer is in).
-    async fn negotiate(self: Arc<Self>, key: Key) {
-        let (pc, signals, mut gathered) = {
-            let mut peers = self.peers.lock().await;
-            let Some(peer) = peers.get_mut(&key) else { return };
-            if peer.offering {
-                peer.again = true;
-                return;
-            }
-            peer.offering = true;
-            (peer.subscriber.clone(), peer.signals.clone(), peer.subscriber_gathered.clone())
-        };
-        let offer = match pc.create_offer(None).await {
-            Ok(offer) => offer,
-            Err(e) => {
-                tracing::warn!(error = %e, "subscriber offer failed");
-                return;
-            }
-        };
-        if let Err(e) = pc.set_local_description(offer).await {
-            tracing::warn!(error = %e, "subscriber offer failed");
+    fn negotiate(&mut self, key: &Key) {
+        let Some(peer) = self.peers.get_mut(key) else { return };
+        if peer.offering {
+            peer.again = true;
             return;
         }
-        wait_gathered(&mut gathered).await;
-        if let Some(local) = pc.local_description().await {
-            let _ = signals.send(Signal::Offer { sdp: local.sdp });
-        }
-    }
-
-    async fn on_track(self: Arc<Self>, key: Key, remote: Arc<dyn TrackRemote>) {
-        let (room, participant) = key.clone();
-        // A simulcast track may not know its streams before their first
-        // packets: then the first packet names the first one.
-        let mut first = None;
-        let ssrc = match remote.ssrcs().await.first() {
-            Some(&ssrc) => ssrc,
-            None => loop {
-                match remote.poll().await {
-                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
-                        let ssrc = packet.header.ssrc;
-                        first = Some(packet);
-                        break ssrc;
-                    }
-                    Some(_) => continue,
-                    None => return,
+        let (index, signals) = (peer.subscriber, peer.signals.clone());
+        let Some(connection) = self.connections[index].as_mut() else { return };
+        let offer = connection.pc.create_offer(None).map_err(webrtc_error).and_then(|o| self.set_local(index, o));
+        match offer {
+            Ok(sdp) => {
+                if let Some(peer) = self.peers.get_mut(key) {
+                    peer.offering = true;
                 }
-            },
-        };
-        let Some(codec) = remote.codec(ssrc).await else { return };
-        let browser_id = remote.track_id().await;
-        let kind = match remote.kind().await {
-            RtpCodecKind::Audio => TrackKind::Audio,
-            _ => {
-                let peers = self.peers.lock().await;
-                match peers.get(&key) {
-                    Some(p) if p.screens.contains(&browser_id) => TrackKind::Screen,
-                    _ => TrackKind::Video,
-                }
+                let _ = signals.send(Signal::Offer { sdp });
             }
-        };
-        // Scoped by participant: one browser cannot take over another's id.
-        let track = format!("{participant}/{browser_id}");
-        let published_key = (room.clone(), track.clone());
-        self.published.lock().expect("published poisoned").insert(
-            published_key.clone(),
-            Published { remote: remote.clone(), codec: codec.clone(), ssrcs: Vec::new() },
-        );
-        let publish = Input::Publish {
-            room: room.clone(),
-            participant: participant.clone(),
-            track: track.clone(),
-            kind,
-            codec: codec.mime_type.clone(),
-        };
-        match self.input(publish) {
-            Ok(out) => self.clone().act(out).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "track not published");
-                return;
-            }
+            Err(e) => tracing::warn!(error = %e, "subscriber offer failed"),
         }
-        let vp8 = codec.mime_type.eq_ignore_ascii_case("video/vp8");
-        let mut layers: HashMap<u32, u8> = HashMap::new();
-        loop {
-            let packet = match first.take() {
-                Some(packet) => packet,
-                None => match remote.poll().await {
-                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => packet,
-                    Some(_) => continue,
-                    None => break,
-                },
-            };
-            let ssrc = packet.header.ssrc;
-            let layer = match layers.get(&ssrc) {
-                Some(&layer) => layer,
-                None => {
-                    let layer = simulcast_layer(remote.as_ref(), ssrc).await;
-                    layers.insert(ssrc, layer);
-                    if let Some(p) = self.published.lock().expect("published poisoned").get_mut(&published_key) {
-                        p.ssrcs.push(ssrc);
-                    }
-                    layer
-                }
-            };
-            let keyframe = vp8 && vp8_keyframe(&packet.payload);
-            let media = Input::Media { room: room.clone(), track: track.clone(), layer, packet, keyframe };
-            match self.input(media) {
-                Ok(out) => self.clone().act(out).await,
-                Err(_) => break,
-            }
-        }
-        self.end_track(&room, &participant, &track).await;
+        self.drain(index);
     }
 
     /// A published track ended: its recording closes, subscribers drop it.
-    async fn end_track(self: Arc<Self>, room: &str, participant: &str, track: &str) {
-        let recorder =
-            self.recordings.lock().expect("recordings poisoned").get_mut(room).and_then(|r| r.tracks.remove(track));
+    fn end_track(&mut self, room: &str, participant: &str, track: &str) {
+        let recorder = self
+            .shared
+            .recordings
+            .lock()
+            .expect("recordings poisoned")
+            .get_mut(room)
+            .and_then(|r| r.tracks.remove(track));
         if let Some(recorder) = recorder {
-            recorder.close().await;
+            self.closing.push(self.shared.runtime.spawn(recorder.close()));
         }
-        let unpublish =
-            Input::Unpublish { room: room.to_owned(), participant: participant.to_owned(), track: track.to_owned() };
-        if let Ok(out) = self.input(unpublish) {
-            self.act(out).await;
-        }
+        self.input(Input::Unpublish {
+            room: room.to_owned(),
+            participant: participant.to_owned(),
+            track: track.to_owned(),
+        });
     }
 
     /// Hands a packet to the track's recorder, starting one on the track's
@@ -977,12 +1326,13 @@ impl Inner {
     /// keyframe changes the picture size (another simulcast layer, or the
     /// browser scaling its camera down under load): a WebM file holds one
     /// size, so the track goes on in its next file. A recorder is built on
-    /// a blocking thread ([`Inner::recorder_started`]), never here: this is
+    /// a blocking thread ([`Shared::recorder_started`]), never here: this is
     /// the forwarding path.
-    fn record(self: &Arc<Self>, room: &str, track: &str, packet: &rtc::rtp::Packet) {
+    fn record(&mut self, room: &str, track: &str, packet: &rtc::rtp::Packet) {
         use rtc::shared::marshal::Marshal;
         let Ok(bytes) = packet.marshal() else { return };
-        let mut recordings = self.recordings.lock().expect("recordings poisoned");
+        let shared = &self.shared;
+        let mut recordings = shared.recordings.lock().expect("recordings poisoned");
         let Some(recording) = recordings.get_mut(room) else { return };
         let size = vp8_keyframe_size(&packet.payload);
         if let (Some(current), Some(new)) = (recording.sizes.get_mut(track), size) {
@@ -990,7 +1340,7 @@ impl Inner {
                 tracing::info!(track, from = ?*current, to = ?new, "picture size changed: the track's recording goes on in a new file");
                 *current = new;
                 if let Some(old) = recording.tracks.remove(track) {
-                    recording.replaced.push(self.runtime.spawn(old.close()));
+                    recording.replaced.push(shared.runtime.spawn(old.close()));
                 }
             }
         }
@@ -1003,35 +1353,64 @@ impl Inner {
             Some(TrackState::Starting { pending, .. }) => pending.push(bytes),
             Some(TrackState::Failed) => {}
             None => {
-                let published = self.published.lock().expect("published poisoned");
-                let Some(codec) = published.get(&(room.to_owned(), track.to_owned())).map(|p| p.codec.clone()) else {
+                let Some(codec) = self.published.get(&(room.to_owned(), track.to_owned())).map(|p| p.codec.clone())
+                else {
                     return;
                 };
-                drop(published);
                 if codec.mime_type.eq_ignore_ascii_case("video/vp8") {
                     // (The core hands a recorder a keyframe first.)
                     recording.sizes.entry(track.to_owned()).or_insert(size.unwrap_or_default());
                 }
-                let start = self.recorder_starts.fetch_add(1, Ordering::Relaxed);
+                let start = shared.recorder_starts.fetch_add(1, Ordering::Relaxed);
                 let numbers = recording.numbers.entry(track.to_owned()).or_default().clone();
-                let (inner, room, id, track_id) =
-                    (self.clone(), room.to_owned(), recording.id.clone(), track.to_owned());
+                let (shared2, room, id, track_id) =
+                    (shared.clone(), room.to_owned(), recording.id.clone(), track.to_owned());
                 let payload_type = packet.header.payload_type;
+                let commands = self.commands.clone();
                 // Waits for `recordings`, held here until the track is marked.
-                let task = self.runtime.spawn_blocking(move || {
-                    inner.recorder_started(&room, &id, &track_id, start, &codec, payload_type, &numbers)
+                let task = shared.runtime.spawn_blocking(move || {
+                    shared2.recorder_started(&room, &id, &track_id, start, &codec, payload_type, &numbers, commands)
                 });
                 recording.tracks.insert(track.to_owned(), TrackState::Starting { start, pending: vec![bytes], task });
             }
         }
     }
+}
 
+/// Resolves once `socket` is readable; never without one.
+async fn readable(socket: Option<&tokio::net::UdpSocket>) -> std::io::Result<()> {
+    match socket {
+        Some(socket) => socket.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The USERNAME of a STUN message ("receiver's ufrag:sender's ufrag").
+fn stun_username(datagram: &[u8]) -> Option<&[u8]> {
+    // RFC 5389: 20-byte header (type, length, magic cookie, id), then TLVs.
+    if datagram.len() < 20 || datagram[0] & 0xc0 != 0 || datagram[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+        return None;
+    }
+    let mut at = 20;
+    while at + 4 <= datagram.len() {
+        let kind = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
+        let value = datagram.get(at + 4..at + 4 + len)?;
+        if kind == 0x0006 {
+            return Some(value);
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
+}
+
+impl Shared {
     /// Builds a track's recorder (blocking) and puts it to work with the
     /// packets that came meanwhile — unless the track's recording was
     /// stopped or restarted in the meantime: then it is closed again.
     #[allow(clippy::too_many_arguments)]
     fn recorder_started(
-        self: &Arc<Self>,
+        &self,
         room: &str,
         recording: &str,
         track: &str,
@@ -1039,8 +1418,9 @@ impl Inner {
         codec: &RTCRtpCodec,
         payload_type: u8,
         numbers: &SegmentNumbers,
+        commands: mpsc::WeakUnboundedSender<Command>,
     ) {
-        let recorder = self.start_recorder(room, recording, track, codec, payload_type, numbers);
+        let recorder = self.start_recorder(room, recording, track, codec, payload_type, numbers, commands);
         let mut recordings = self.recordings.lock().expect("recordings poisoned");
         let slot = recordings
             .get_mut(room)
@@ -1068,21 +1448,16 @@ impl Inner {
         }
     }
 
-    /// Tells the core whether `room`'s media goes to the recorder.
-    fn set_recording(self: &Arc<Self>, room: &str, on: bool) {
-        if let Ok(out) = self.input(Input::Recording { room: room.to_owned(), on }) {
-            self.runtime.spawn(self.clone().act(out));
-        }
-    }
-
+    #[allow(clippy::too_many_arguments)]
     fn start_recorder(
-        self: &Arc<Self>,
+        &self,
         room: &str,
         recording: &str,
         track: &str,
         codec: &RTCRtpCodec,
         payload_type: u8,
         numbers: &SegmentNumbers,
+        commands: mpsc::WeakUnboundedSender<Command>,
     ) -> Option<Arc<TrackRecorder>> {
         let relative = format!("{recording}/{}", track_dir_name(track));
         let dir = self.config.recordings_dir.join(&relative);
@@ -1116,15 +1491,11 @@ impl Inner {
             };
             let _ = events.send(report);
         };
-        let (weak, runtime, key) = (Arc::downgrade(self), self.runtime.clone(), (room.to_owned(), track.to_owned()));
+        let (room_id, track_id) = (room.to_owned(), track.to_owned());
         let keyframe_wanted = move || {
-            let (weak, key) = (weak.clone(), key.clone());
-            runtime.spawn(async move {
-                let Some(inner) = weak.upgrade() else { return };
-                if let Ok(out) = inner.input(Input::KeyframeWanted { room: key.0, track: key.1 }) {
-                    inner.act(out).await;
-                }
-            });
+            if let Some(commands) = commands.upgrade() {
+                let _ = commands.send(Command::KeyframeWanted { room: room_id.clone(), track: track_id.clone() });
+            }
         };
         // (Its first video packet starts a keyframe: the core's recording
         // forwarder waits for one.)
@@ -1148,15 +1519,6 @@ impl Inner {
                 None
             }
         }
-    }
-
-    async fn leave(self: Arc<Self>, key: Key, reason: Option<String>) -> Result<(), MediaError> {
-        let peer = self.peers.lock().await.remove(&key).ok_or(MediaError::NotJoined)?;
-        self.forwards.lock().expect("forwards poisoned").retain(|(room, to, _), _| !(room == &key.0 && to == &key.1));
-        close(peer).await;
-        let out = self.input(Input::Leave { room: key.0, participant: key.1, reason })?;
-        self.act(out).await;
-        Ok(())
     }
 }
 
@@ -1187,69 +1549,6 @@ async fn stop_recorders(recorders: Vec<Arc<TrackRecorder>>) {
         .collect();
     for task in stopping {
         let _ = task.await;
-    }
-}
-
-async fn close(peer: Peer) {
-    let _ = peer.publisher.close().await;
-    let _ = peer.subscriber.close().await;
-}
-
-/// Gives the core its timeouts (keyframe requests owed, stalled tracks).
-async fn tick(inner: Weak<Inner>) {
-    let mut interval = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        interval.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        if let Ok(out) = inner.input(Input::Timeout) {
-            inner.act(out).await;
-        }
-    }
-}
-
-async fn wait_gathered(gathered: &mut watch::Receiver<bool>) {
-    let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|done| *done)).await;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Publisher,
-    Subscriber,
-}
-
-struct Handler {
-    inner: Weak<Inner>,
-    key: Key,
-    side: Side,
-    gathered: watch::Sender<bool>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        let _ = self.gathered.send(state == RTCIceGatheringState::Complete);
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        if state == RTCPeerConnectionState::Failed {
-            if let Some(inner) = self.inner.upgrade() {
-                let signals = inner.peers.lock().await.get(&self.key).map(|p| p.signals.clone());
-                if inner.leave(self.key.clone(), Some("connection failed".into())).await.is_ok() {
-                    if let Some(signals) = signals {
-                        let _ = signals.send(Signal::Left { reason: "connection failed".into() });
-                    }
-                }
-            }
-        }
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        if self.side != Side::Publisher {
-            return;
-        }
-        if let Some(inner) = self.inner.upgrade() {
-            tokio::spawn(inner.on_track(self.key.clone(), track));
-        }
     }
 }
 
@@ -1340,17 +1639,17 @@ fn is_remb(packet: &dyn rtc::rtcp::Packet) -> bool {
     packet.as_any().is::<ReceiverEstimatedMaximumBitrate>()
 }
 
-/// Which simulcast layer (0, the smallest, up) the stream `ssrc` of
-/// `remote` is: by its RID — `q`, `h`, `f` (quarter, half, full size) as
-/// the pages name them, else its place among the track's encodings. A
-/// track sent as one stream has only layer 0.
-async fn simulcast_layer(remote: &dyn TrackRemote, ssrc: u32) -> u8 {
-    let Some(rid) = remote.rid(ssrc).await.filter(|rid| !rid.is_empty()) else { return 0 };
-    match rid.as_str() {
-        "q" => 0,
-        "h" => 1,
-        "f" => 2,
-        _ => remote.codings().await.iter().position(|c| c.rtp_coding_parameters.rid == rid).unwrap_or(0) as u8,
+/// Which simulcast layer (0, the smallest, up) a stream is: by its RID —
+/// `q`, `h`, `f` (quarter, half, full size) as the pages name them, else
+/// its place among the track's encodings. A track sent as one stream has
+/// only layer 0.
+fn simulcast_layer(rid: Option<&str>, codings: &[RTCRtpEncodingParameters]) -> u8 {
+    match rid {
+        None | Some("") => 0,
+        Some("q") => 0,
+        Some("h") => 1,
+        Some("f") => 2,
+        Some(rid) => codings.iter().position(|c| c.rtp_coding_parameters.rid == rid).unwrap_or(0) as u8,
     }
 }
 
