@@ -925,11 +925,20 @@ impl Engine {
             return Err(MediaError::AlreadyJoined);
         }
         self.bind()?;
-        // The core first: it refuses a third participant, a closed room.
-        let out = self.core_input(Input::Join { room: key.0.clone(), participant: key.1.clone(), role })?;
         let publisher = self.connect(&key, Side::Publisher)?;
-        let subscriber = match self.connect(&key, Side::Subscriber) {
-            Ok(subscriber) => subscriber,
+        let joined = self.connect(&key, Side::Subscriber).and_then(|subscriber| {
+            // The core refuses a third participant, a closed room.
+            let join = Input::Join { room: key.0.clone(), participant: key.1.clone(), role };
+            match self.core_input(join) {
+                Ok(out) => Ok((subscriber, out)),
+                Err(e) => {
+                    self.close_connection(subscriber);
+                    Err(e.into())
+                }
+            }
+        });
+        let (subscriber, out) = match joined {
+            Ok(joined) => joined,
             Err(e) => {
                 self.close_connection(publisher);
                 return Err(e);
@@ -1831,6 +1840,29 @@ mod tests {
         let mut sending: Vec<String> = sending_tracks(sdp).into_iter().collect();
         sending.sort();
         assert_eq!(sending, ["cam", "mic"]);
+    }
+
+    #[tokio::test]
+    async fn a_join_the_sfu_cannot_serve_is_refused_and_leaves_nothing_behind() {
+        let (signals, _) = mpsc::unbounded_channel();
+        // 0.0.0.0 cannot be told to a browser.
+        let config = MediaConfig { ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED), ..Default::default() };
+        let (server, _reports) = MediaServer::new(config);
+        for _ in 0..2 {
+            // Twice: the first left no participant behind (else "already in").
+            let refused = server.join("room", "alice", ParticipantRole::Customer, signals.clone()).await;
+            assert!(matches!(&refused, Err(MediaError::WebRtc(e)) if e.contains("cannot be announced")), "{refused:?}");
+        }
+        // Every port of the range taken.
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let (server, _reports) = MediaServer::new(MediaConfig { ports: (port, port), ..Default::default() });
+        for _ in 0..2 {
+            let refused = server.join("room", "alice", ParticipantRole::Customer, signals.clone()).await;
+            assert!(matches!(refused, Err(MediaError::NoPort(p, q)) if p == port && q == port), "{refused:?}");
+        }
+        let refused = server.publish("room", "alice", "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", Vec::new()).await;
+        assert!(matches!(refused, Err(MediaError::NotJoined)), "{refused:?}");
     }
 
     #[test]
