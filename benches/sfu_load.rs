@@ -21,16 +21,16 @@
 //! — and its keyframes — at the same instant (the worst case: the SFU gets
 //! the whole room's frames as one burst every 33 ms).
 //!
-//! SFU_PIN=1 splits the machine: the SFU runs on its own runtime, one
-//! thread pinned to CPU 0, the peers on another pinned to CPU 1 — as if the
-//! peers were on another machine and the SFU had one core. It then also
-//! reports the CPU of the SFU's thread alone.
+//! SFU_PIN=1 splits the machine: the SFU (its media thread, and the
+//! runtime that builds its recorders) on CPU 0, the peers on CPU 1 — as if
+//! the peers were on another machine and the SFU had one core. It then
+//! also reports the CPU of the threads named `sfu` alone.
 //!
 //! SFU_STACK=rtc or SFU_STACK=str0m puts a bare forwarder in the SFU's
 //! place (`benches/bare_sfu`: one thread driving sans-I/O connections on
-//! the `rtc` crate under Witness's `webrtc`, or on `str0m`) under the same
+//! the `rtc` crate Witness's SFU drives, or on `str0m`) under the same
 //! load and peers: what forwarding costs on those stacks without Witness's
-//! SFU and the `webrtc` crate's tasks around it. No recorded phase then.
+//! SFU around it. No recorded phase then.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -12,9 +12,9 @@
 //! leaving. A measurement, not a product.
 //!
 //! - [`str0m`]: the `str0m` crate (rust-crypto backend).
-//! - [`rtc`]: the sans-I/O `rtc` crate that the `webrtc` crate — Witness's
-//!   SFU — wraps in tokio tasks: the same protocol stack and interceptors,
-//!   without the wrapper.
+//! - [`rtc`]: the sans-I/O `rtc` crate Witness's SFU drives (and the
+//!   `webrtc` crate wraps in tokio tasks): the same protocol stack and
+//!   interceptors, without the SFU's rooms, recording and signaling.
 //!
 //! [`TestPeer`]: witness_media::loopback::TestPeer
 

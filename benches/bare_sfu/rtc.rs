@@ -1,7 +1,6 @@
 //! [`Connection`] on the sans-I/O `rtc` crate: the protocol stack and
 //! interceptors of Witness's SFU (the same media engine and default
-//! interceptors), driven directly instead of through the `webrtc` crate's
-//! tasks.
+//! interceptors), driven directly.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
