@@ -13,13 +13,12 @@ use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use witness_media::server::{register_codecs, MediaError};
+use witness_media::server::{add_host_candidate, register_codecs, stun_username, MediaError};
 
 use super::{far, Connection, Happening, Kind};
 
@@ -45,19 +44,7 @@ impl Rtc {
             .with_interceptor_registry(registry)
             .build(Instant::now())
             .map_err(webrtc_error)?;
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(webrtc_error)?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json().map_err(webrtc_error)?).map_err(webrtc_error)?;
+        add_host_candidate(&mut pc, local)?;
         Ok(Rtc { pc, ufrag: String::new(), next_ssrc: 0x5157_0000 })
     }
 
@@ -70,25 +57,6 @@ impl Rtc {
         }
         Ok(sdp)
     }
-}
-
-/// The USERNAME of a STUN message ("receiver's ufrag:sender's ufrag").
-fn stun_username(datagram: &[u8]) -> Option<&[u8]> {
-    // RFC 5389: 20-byte header (type, length, magic cookie, id), then TLVs.
-    if datagram.len() < 20 || datagram[0] & 0xc0 != 0 || datagram[4..8] != [0x21, 0x12, 0xa4, 0x42] {
-        return None;
-    }
-    let mut at = 20;
-    while at + 4 <= datagram.len() {
-        let kind = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
-        let len = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
-        let value = datagram.get(at + 4..at + 4 + len)?;
-        if kind == 0x0006 {
-            return Some(value);
-        }
-        at += 4 + len.div_ceil(4) * 4;
-    }
-    None
 }
 
 impl Connection for Rtc {

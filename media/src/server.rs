@@ -858,19 +858,7 @@ impl Engine {
             .with_interceptor_registry(registry)
             .build(Instant::now())
             .map_err(webrtc_error)?;
-        let host = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: self.announced.ip().to_string(),
-                port: self.announced.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(webrtc_error)?;
-        pc.add_local_candidate(RTCIceCandidate::from(&host).to_json().map_err(webrtc_error)?).map_err(webrtc_error)?;
+        add_host_candidate(&mut pc, self.announced)?;
         let connection = Connection { pc, key: key.clone(), side, ufrag: String::new(), timeout: Instant::now() };
         let index = match self.connections.iter().position(Option::is_none) {
             Some(free) => {
@@ -1394,8 +1382,27 @@ async fn readable(socket: Option<&tokio::net::UdpSocket>) -> std::io::Result<()>
     }
 }
 
-/// The USERNAME of a STUN message ("receiver's ufrag:sender's ufrag").
-fn stun_username(datagram: &[u8]) -> Option<&[u8]> {
+/// Gives `pc` its one local candidate: a UDP host candidate at `addr`
+/// (the server gathers nothing else).
+pub fn add_host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) -> Result<(), MediaError> {
+    let host = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(webrtc_error)?;
+    pc.add_local_candidate(RTCIceCandidate::from(&host).to_json().map_err(webrtc_error)?).map_err(webrtc_error)
+}
+
+/// The USERNAME of a STUN message ("receiver's ufrag:sender's ufrag"):
+/// which connection of a shared socket a request from a new address is for.
+pub fn stun_username(datagram: &[u8]) -> Option<&[u8]> {
     // RFC 5389: 20-byte header (type, length, magic cookie, id), then TLVs.
     if datagram.len() < 20 || datagram[0] & 0xc0 != 0 || datagram[4..8] != [0x21, 0x12, 0xa4, 0x42] {
         return None;
