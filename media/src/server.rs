@@ -651,7 +651,6 @@ impl Engine {
                     }
                     _ = tokio::time::sleep_until(wake.into()) => {}
                 }
-                self.closing.clear();
                 let now = Instant::now();
                 if now >= self.earliest {
                     self.timeouts(now);
@@ -660,6 +659,7 @@ impl Engine {
                     self.next_tick = now + TICK;
                     self.input(Input::Timeout);
                 }
+                // What no command waits for closes on its own.
                 self.closing.clear();
             }
             for index in 0..self.connections.len() {
@@ -1054,10 +1054,13 @@ impl Engine {
         let Some(codec) = remote.codec(init.ssrc).cloned() else { return };
         let audio = remote.kind() == RtpCodecKind::Audio;
         let (room, participant) = connection.key.clone();
-        let kind = match self.peers.get(&connection.key) {
-            _ if audio => TrackKind::Audio,
-            Some(p) if p.screens.contains(&init.track_id) => TrackKind::Screen,
-            _ => TrackKind::Video,
+        let screen = self.peers.get(&connection.key).is_some_and(|p| p.screens.contains(&init.track_id));
+        let kind = if audio {
+            TrackKind::Audio
+        } else if screen {
+            TrackKind::Screen
+        } else {
+            TrackKind::Video
         };
         // Scoped by participant: one browser cannot take over another's id.
         let track = format!("{participant}/{}", init.track_id);
@@ -1360,13 +1363,13 @@ impl Engine {
                 }
                 let start = shared.recorder_starts.fetch_add(1, Ordering::Relaxed);
                 let numbers = recording.numbers.entry(track.to_owned()).or_default().clone();
-                let (shared2, room, id, track_id) =
+                let (builder, room, id, track_id) =
                     (shared.clone(), room.to_owned(), recording.id.clone(), track.to_owned());
                 let payload_type = packet.header.payload_type;
                 let commands = self.commands.clone();
                 // Waits for `recordings`, held here until the track is marked.
                 let task = shared.runtime.spawn_blocking(move || {
-                    shared2.recorder_started(&room, &id, &track_id, start, &codec, payload_type, &numbers, commands)
+                    builder.recorder_started(&room, &id, &track_id, start, &codec, payload_type, &numbers, commands)
                 });
                 recording.tracks.insert(track.to_owned(), TrackState::Starting { start, pending: vec![bytes], task });
             }
