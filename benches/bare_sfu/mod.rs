@@ -96,13 +96,9 @@ impl BareSfu {
         setup: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<BareSfu> {
         let socket = UdpSocket::bind(addr)?;
-        // Every connection's packets queue in this one socket while the
-        // thread is busy: as much buffer as the kernel allows without
-        // privileges (Witness's SFU has a socket, and its buffer, per
-        // connection).
-        let buffered = socket2::SockRef::from(&socket);
-        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok().and_then(|m| m.trim().parse().ok());
-        buffered.set_recv_buffer_size(max.unwrap_or(4 << 20))?;
+        // Every connection's packets queue in this one socket, as in
+        // Witness's SFU.
+        witness_media::server::widen_receive_buffer(&socket)?;
         // The loop wakes at least this often for commands and timeouts.
         socket.set_read_timeout(Some(Duration::from_millis(1)))?;
         let (commands, receiver) = std_mpsc::channel();

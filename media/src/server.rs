@@ -825,13 +825,9 @@ impl Engine {
         let (first, last) = config.ports;
         for port in first..=last {
             let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(config.ip, port)) else { continue };
-            // Every connection's packets queue in this one socket while the
-            // thread is busy: as much buffer as the kernel allows without
-            // privileges.
-            let buffered = socket2::SockRef::from(&socket);
-            let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok().and_then(|m| m.trim().parse().ok());
-            let _ = buffered.set_recv_buffer_size(max.unwrap_or(4 << 20));
-            let _ = buffered.set_send_buffer_size(max.unwrap_or(4 << 20));
+            if let Ok(size) = widen_receive_buffer(&socket) {
+                let _ = socket2::SockRef::from(&socket).set_send_buffer_size(size);
+            }
             socket.set_nonblocking(true).map_err(webrtc_error)?;
             self.socket = Some(tokio::net::UdpSocket::from_std(socket).map_err(webrtc_error)?);
             self.announced = SocketAddr::new(announce, port);
@@ -1383,6 +1379,17 @@ async fn readable(socket: Option<&tokio::net::UdpSocket>) -> std::io::Result<()>
         Some(socket) => socket.readable().await,
         None => std::future::pending().await,
     }
+}
+
+/// Gives a socket shared by many connections, whose packets queue in it
+/// while its thread is busy, as much receive buffer as the kernel allows
+/// without privileges (`net.core.rmem_max`, else 4 MiB); returns the size
+/// asked for.
+pub fn widen_receive_buffer(socket: &std::net::UdpSocket) -> std::io::Result<usize> {
+    let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok().and_then(|m| m.trim().parse().ok());
+    let size = max.unwrap_or(4 << 20);
+    socket2::SockRef::from(socket).set_recv_buffer_size(size)?;
+    Ok(size)
 }
 
 /// Gives `pc` its one local candidate: a UDP host candidate at `addr`
