@@ -6,9 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -18,7 +16,7 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCR
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use witness_media::server::{add_host_candidate, register_codecs, stun_username, MediaError};
+use witness_media::server::{add_host_candidate, register_codecs, register_interceptors, stun_username, MediaError};
 
 use super::{far, Connection, Happening, Kind};
 
@@ -38,7 +36,7 @@ impl Rtc {
     fn new(local: SocketAddr) -> Result<Rtc, MediaError> {
         let mut media_engine = MediaEngine::default();
         register_codecs(&mut media_engine)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine).map_err(webrtc_error)?;
+        let registry = register_interceptors(&mut media_engine)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)

@@ -17,13 +17,13 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::media_stream::MediaStreamTrack;
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCSessionDescription, Registry,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+    RTCSessionDescription,
 };
 use witness_schemas::ParticipantRole;
 
 use crate::recorder::SyntheticSource;
-use crate::server::{register_codecs, MediaError, MediaServer, Report, Signal};
+use crate::server::{register_codecs, register_interceptors, MediaError, MediaServer, Report, Signal};
 
 /// What one peer received through the SFU.
 #[derive(Debug, Default)]
@@ -180,8 +180,7 @@ impl SendTimes {
 async fn client(handler: Handler) -> Result<(Arc<dyn PeerConnection>, watch::Receiver<bool>), MediaError> {
     let mut media_engine = MediaEngine::default();
     register_codecs(&mut media_engine)?;
-    let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-        .map_err(|e| MediaError::WebRtc(e.to_string()))?;
+    let registry = register_interceptors(&mut media_engine)?;
     let rx = handler.gathered.subscribe();
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(media_engine)

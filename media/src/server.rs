@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent, RTCTrackEventInit};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -846,9 +848,7 @@ impl Engine {
             read: Default::default(),
             write: Default::default(),
         };
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(webrtc_error)?
-            .with(rtc::interceptor::Slot::from(14_000), tap);
+        let registry = register_interceptors(&mut media_engine)?.with(rtc::interceptor::Slot::from(14_000), tap);
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
@@ -1716,6 +1716,33 @@ pub fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError>
     media_engine.register_codec(vp8, RtpCodecKind::Video).map_err(webrtc_error)
 }
 
+/// How many times a lost packet is asked for again (NACK), 100 ms apart.
+/// Unbounded (the interceptors' default), every loss is asked for every
+/// 100 ms for as long as the sequence number stays in the receive log
+/// (512 packets, seconds of video): once a socket overflows, the
+/// retransmissions that answer those requests overflow it more, and the
+/// load collapses into a retransmission storm. A browser stops too (Chrome
+/// after 10 tries, an RTT apart). Three covers what a call can still use:
+/// a packet older than 300 ms has missed its playout and the recorder's
+/// jitter buffer (200 ms).
+pub const NACKS_PER_LOST_PACKET: u16 = 3;
+
+/// The interceptors of the SFU's connections and of the test peers: the
+/// `rtc` defaults (NACK, RTCP reports, TWCC feedback, the simulcast header
+/// extensions) but with a lost packet asked for at most
+/// [`NACKS_PER_LOST_PACKET`] times.
+pub fn register_interceptors(media_engine: &mut MediaEngine) -> Result<Registry, MediaError> {
+    use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
+    // (The NACK feedback itself is in the codecs: `register_codecs`.)
+    let registry = Registry::new().with(Slot::NackResponder, NackResponderBuilder::new().build()).with(
+        Slot::NackGenerator,
+        NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_LOST_PACKET).build(),
+    );
+    configure_simulcast_extension_headers(media_engine).map_err(webrtc_error)?;
+    let registry = configure_twcc_receiver_only(registry, media_engine).map_err(webrtc_error)?;
+    Ok(configure_rtcp_reports(registry))
+}
+
 /// Where the VP8 frame header is in an RTP payload that starts a frame
 /// (RFC 7741 §4.2: S bit set, partition 0), past the payload descriptor.
 fn vp8_frame_start(payload: &[u8]) -> Option<usize> {
@@ -1880,6 +1907,47 @@ mod tests {
         }
         let refused = server.publish("room", "alice", "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", Vec::new()).await;
         assert!(matches!(refused, Err(MediaError::NotJoined)), "{refused:?}");
+    }
+
+    #[test]
+    fn a_lost_packet_is_asked_for_a_bounded_number_of_times() {
+        use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+        use rtc::sansio::Protocol;
+        let mut chain = register_interceptors(&mut MediaEngine::default()).unwrap().build();
+        let ssrc = 0x5eed;
+        chain.bind_remote_stream(&StreamInfo {
+            ssrc,
+            clock_rate: 90_000,
+            mime_type: "video/VP8".into(),
+            payload_type: VP8_PT,
+            rtcp_feedback: vec![rtc::interceptor::RTCPFeedback { typ: "nack".into(), parameter: String::new() }],
+            ..Default::default()
+        });
+        let start = Instant::now();
+        // Sequence number 3 never comes.
+        for sequence_number in [0u16, 1, 2, 4, 5] {
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::header::Header { ssrc, sequence_number, payload_type: VP8_PT, ..Default::default() },
+                payload: vec![0u8; 100].into(),
+            };
+            let message = AttributedPacket::new(Packet::Rtp(packet));
+            chain.handle_read(TaggedPacket { now: start, transport: Default::default(), message }).unwrap();
+        }
+        while chain.poll_read().is_some() {}
+        // Five seconds of the chain's timers: unbounded, fifty requests.
+        let mut asked = 0;
+        for tick in 1..=500u32 {
+            chain.handle_timeout(start + Duration::from_millis(10) * tick).unwrap();
+            while let Some(out) = chain.poll_write() {
+                let Packet::Rtcp(packets) = &out.message.packet else { continue };
+                for nack in packets.iter().filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>()) {
+                    assert_eq!(nack.media_ssrc, ssrc);
+                    asked += nack.nacks.iter().filter(|pair| pair.packet_list().contains(&3)).count();
+                }
+            }
+        }
+        assert_eq!(asked, usize::from(NACKS_PER_LOST_PACKET));
     }
 
     #[test]
