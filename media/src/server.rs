@@ -1712,7 +1712,7 @@ pub fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError>
     };
     media_engine.register_codec(opus, RtpCodecKind::Audio).map_err(webrtc_error)?;
     // (The header extensions simulcast needs, mid and RID, come with the
-    // default interceptors.)
+    // interceptors: `register_interceptors`.)
     media_engine.register_codec(vp8, RtpCodecKind::Video).map_err(webrtc_error)
 }
 
