@@ -173,6 +173,8 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
     } else {
         let config = MediaConfig {
             ports,
+            // Pinned, the SFU has one core: one media thread.
+            threads: if pin { 1 } else { witness_media::server::default_media_threads() },
             recordings_dir: dir.path().to_owned(),
             residence: residence.clone(),
             ..Default::default()

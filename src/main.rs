@@ -190,10 +190,14 @@ struct ServeArgs {
     /// The address announced instead, when the server is behind a 1:1 NAT.
     #[arg(long, env = "WITNESS_MEDIA_PUBLIC_IP")]
     media_public_ip: Option<std::net::IpAddr>,
-    /// UDP ports for media, FIRST-LAST: the SFU takes the first free one
-    /// (every call shares it).
+    /// UDP ports for media, FIRST-LAST: each media thread takes the first
+    /// free one (the calls it drives share it).
     #[arg(long, default_value = "50000-50999", value_parser = port_range)]
     media_ports: (u16, u16),
+    /// Media threads, each driving its share of the calls on a port of its
+    /// own [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    media_threads: Option<u16>,
     /// A STUN or TURN server for browsers (stun:host:port,
     /// turn:host:port?transport=udp); repeat for several.
     #[arg(long = "ice-server")]
@@ -563,6 +567,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         media_ip,
         media_public_ip,
         media_ports,
+        media_threads,
         ice_servers,
         turn_username,
         turn_credential,
@@ -578,6 +583,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     let media = witness_media::server::MediaConfig {
         ip: media_ip,
         ports: media_ports,
+        threads: media_threads.map_or_else(witness_media::server::default_media_threads, usize::from),
         public_ip: media_public_ip,
         ice_servers: ice_servers
             .into_iter()

@@ -77,9 +77,12 @@ const READ_BATCH: usize = 256;
 pub struct MediaConfig {
     /// Address the UDP socket binds to and announces (unless `public_ip`).
     pub ip: IpAddr,
-    /// Inclusive UDP port range: the SFU takes the first free port in it,
-    /// one for every connection of every call.
+    /// Inclusive UDP port range: each media thread takes the first free
+    /// port in it; every connection of its calls shares that port.
     pub ports: (u16, u16),
+    /// Media threads: each drives the calls of its share of the rooms (a
+    /// room's connections all on one) with a socket of its own.
+    pub threads: usize,
     /// Announced instead of `ip` when the server sits behind a 1:1 NAT.
     pub public_ip: Option<IpAddr>,
     /// STUN/TURN servers handed to browsers. The server itself gathers no
@@ -124,11 +127,17 @@ impl Residence {
     }
 }
 
+/// One media thread per core.
+pub fn default_media_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ports: (50_000, 50_999),
+            threads: default_media_threads(),
             public_ip: None,
             ice_servers: Vec::new(),
             recordings_dir: PathBuf::from("data/recordings"),
@@ -280,7 +289,9 @@ type Key = (String, String);
 /// threads that build recorders.
 struct Shared {
     config: MediaConfig,
-    core: Mutex<Sfu<rtc::rtp::Packet>>,
+    /// Each media thread's core (only the test accessor
+    /// [`MediaServer::forwarded_layer`] takes one from outside its thread).
+    cores: Vec<Mutex<Sfu<rtc::rtp::Packet>>>,
     events: mpsc::UnboundedSender<Report>,
     /// Rooms being recorded: the recording's id and a recorder per track
     /// (made on the track's first packet, when its payload type is known).
@@ -351,7 +362,8 @@ type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
 #[derive(Clone)]
 pub struct MediaServer {
     shared: Arc<Shared>,
-    commands: mpsc::UnboundedSender<Command>,
+    /// One per media thread.
+    commands: Vec<mpsc::UnboundedSender<Command>>,
 }
 
 impl std::fmt::Debug for MediaServer {
@@ -370,9 +382,10 @@ impl MediaServer {
     /// be called on a tokio runtime: recorders are built on it.
     pub fn new(config: MediaConfig) -> (MediaServer, mpsc::UnboundedReceiver<Report>) {
         let (events, rx) = mpsc::unbounded_channel();
+        let threads = config.threads.max(1);
         let shared = Arc::new(Shared {
             config,
-            core: Mutex::new(Sfu::new(Instant::now())),
+            cores: (0..threads).map(|_| Mutex::new(Sfu::new(Instant::now()))).collect(),
             events,
             recordings: Default::default(),
             recorder_starts: AtomicU64::new(0),
@@ -380,12 +393,17 @@ impl MediaServer {
             forwarded: AtomicU64::new(0),
             relayed_keyframe_requests: AtomicU64::new(0),
         });
-        let (commands, receiver) = mpsc::unbounded_channel();
-        let engine = Engine::new(shared.clone(), commands.downgrade());
-        std::thread::Builder::new()
-            .name("sfu".into())
-            .spawn(move || engine.run(receiver))
-            .expect("the media thread starts");
+        let commands = (0..threads)
+            .map(|shard| {
+                let (commands, receiver) = mpsc::unbounded_channel();
+                let engine = Engine::new(shared.clone(), shard, commands.downgrade());
+                std::thread::Builder::new()
+                    .name("sfu".into())
+                    .spawn(move || engine.run(receiver))
+                    .expect("a media thread starts");
+                commands
+            })
+            .collect();
         (MediaServer { shared, commands }, rx)
     }
 
@@ -404,7 +422,21 @@ impl MediaServer {
 
     /// The simulcast layer of `track` that `subscriber` receives now.
     pub fn forwarded_layer(&self, room: &str, subscriber: &str, track: &str) -> Option<u8> {
-        self.shared.core.lock().expect("SFU core poisoned").forwarded_layer(room, subscriber, track)
+        let core = self.shared.cores[self.shard(room)].lock().expect("SFU core poisoned");
+        core.forwarded_layer(room, subscriber, track)
+    }
+
+    /// The media thread that drives `room`.
+    fn shard(&self, room: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        room.hash(&mut hasher);
+        (hasher.finish() % self.commands.len() as u64) as usize
+    }
+
+    /// The channel to the media thread that drives `room`.
+    fn thread(&self, room: &str) -> &mpsc::UnboundedSender<Command> {
+        &self.commands[self.shard(room)]
     }
 
     /// Keyframe requests (PLI, FIR) from subscribers relayed to the core.
@@ -412,9 +444,10 @@ impl MediaServer {
         self.shared.relayed_keyframe_requests.load(Ordering::Relaxed)
     }
 
-    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, MediaError> {
+    /// Sends `room`'s media thread a command and waits for its reply.
+    async fn ask<T>(&self, room: &str, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, MediaError> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(command(reply)).map_err(|_| stopped())?;
+        self.thread(room).send(command(reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())
     }
 
@@ -428,7 +461,7 @@ impl MediaServer {
         signals: mpsc::UnboundedSender<Signal>,
     ) -> Result<(), MediaError> {
         let key = key(room, participant);
-        self.ask(|reply| Command::Join { key, role, signals, reply }).await?
+        self.ask(room, |reply| Command::Join { key, role, signals, reply }).await?
     }
 
     /// The participant's offer on its publishing connection (the first, or a
@@ -443,14 +476,14 @@ impl MediaServer {
     ) -> Result<String, MediaError> {
         check_sdp(sdp)?;
         let (key, sdp) = (key(room, participant), sdp.to_owned());
-        self.ask(|reply| Command::Publish { key, sdp, screens, reply }).await?
+        self.ask(room, |reply| Command::Publish { key, sdp, screens, reply }).await?
     }
 
     /// The participant's answer to the server's last [`Signal::Offer`].
     pub async fn subscriber_answer(&self, room: &str, participant: &str, sdp: &str) -> Result<(), MediaError> {
         check_sdp(sdp)?;
         let (key, sdp) = (key(room, participant), sdp.to_owned());
-        self.ask(|reply| Command::Answer { key, sdp, reply }).await?
+        self.ask(room, |reply| Command::Answer { key, sdp, reply }).await?
     }
 
     /// A trickled ICE candidate from the browser, for its publishing
@@ -463,7 +496,7 @@ impl MediaServer {
         candidate: IceCandidateInit,
     ) -> Result<(), MediaError> {
         let key = key(room, participant);
-        self.ask(|reply| Command::Candidate { key, subscriber, candidate, reply }).await?
+        self.ask(room, |reply| Command::Candidate { key, subscriber, candidate, reply }).await?
     }
 
     /// Removes `participant` from `room`: its connections close, its tracks
@@ -471,7 +504,7 @@ impl MediaServer {
     /// before this returns).
     pub async fn leave(&self, room: &str, participant: &str, reason: Option<String>) -> Result<(), MediaError> {
         let key = key(room, participant);
-        let closing = self.ask(|reply| Command::Leave { key, reason, reply }).await??;
+        let closing = self.ask(room, |reply| Command::Leave { key, reason, reply }).await??;
         wait(closing).await;
         Ok(())
     }
@@ -495,7 +528,7 @@ impl MediaServer {
             },
         );
         drop(recordings);
-        self.commands.send(Command::Recording { room: room.to_owned(), on: true }).map_err(|_| stopped())
+        self.thread(room).send(Command::Recording { room: room.to_owned(), on: true }).map_err(|_| stopped())
     }
 
     /// Stops recording `room`; returns once every track's last segment is
@@ -504,7 +537,7 @@ impl MediaServer {
         let Some(recording) = self.shared.recordings.lock().expect("recordings poisoned").remove(room) else {
             return false;
         };
-        let _ = self.commands.send(Command::Recording { room: room.to_owned(), on: false });
+        let _ = self.thread(room).send(Command::Recording { room: room.to_owned(), on: false });
         recording.finish().await;
         true
     }
@@ -515,8 +548,8 @@ impl MediaServer {
 
     /// Ends the call for everyone in `room` (each is sent [`Signal::Left`]).
     pub async fn close_room(&self, room: &str, reason: &str) {
-        let (room, reason) = (room.to_owned(), reason.to_owned());
-        if let Ok(closing) = self.ask(|reply| Command::CloseRoom { room, reason, reply }).await {
+        let (owned, reason) = (room.to_owned(), reason.to_owned());
+        if let Ok(closing) = self.ask(room, |reply| Command::CloseRoom { room: owned, reason, reply }).await {
             wait(closing).await;
         }
     }
@@ -588,6 +621,8 @@ struct Published {
 /// The media thread's state: every connection, and what connects them.
 struct Engine {
     shared: Arc<Shared>,
+    /// Which of the media threads this is (its core in `Shared::cores`).
+    shard: usize,
     /// For recorders' keyframe requests; weak, so that the thread ends
     /// when the last [`MediaServer`] does.
     commands: mpsc::WeakUnboundedSender<Command>,
@@ -614,10 +649,11 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(shared: Arc<Shared>, commands: mpsc::WeakUnboundedSender<Command>) -> Engine {
+    fn new(shared: Arc<Shared>, shard: usize, commands: mpsc::WeakUnboundedSender<Command>) -> Engine {
         let now = Instant::now();
         Engine {
             shared,
+            shard,
             commands,
             socket: None,
             announced: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
@@ -1123,7 +1159,7 @@ impl Engine {
 
     /// Feeds one input to the core; returns what it asked for.
     fn core_input(&self, input: Input<rtc::rtp::Packet>) -> Result<Vec<Output<rtc::rtp::Packet>>, SfuError> {
-        let mut core = self.shared.core.lock().expect("SFU core poisoned");
+        let mut core = self.shared.cores[self.shard].lock().expect("SFU core poisoned");
         core.handle_input(Instant::now(), input)?;
         let mut out = Vec::new();
         loop {
