@@ -589,6 +589,44 @@ mod tests {
             passed_on.first()
         );
     }
+    /// Rooms are spread over the media threads; each thread takes a port of
+    /// its own, and the calls on both flow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_on_two_media_threads_each_get_a_port_and_both_flow() {
+        let first = 52_600;
+        let config = MediaConfig { ports: (first, first + 9), threads: 2, ..Default::default() };
+        let (server, _reports) = MediaServer::new(config);
+        let one = "room-0".to_owned();
+        let other = (1..100)
+            .map(|i| format!("room-{i}"))
+            .find(|room| server.shard(room) != server.shard(&one))
+            .expect("a room on the other thread");
+        let sent = Arc::new(SendTimes::default());
+        let mut peers = Vec::new();
+        for room in [&one, &other] {
+            for (phase, name, role) in
+                [(0, "customer", ParticipantRole::Customer), (1, "agent", ParticipantRole::Agent)]
+            {
+                let mut peer = TestPeer::join(&server, room, name, role, sent.clone()).await.unwrap();
+                peer.start_sources(phase, 300).unwrap();
+                peers.push((room.clone(), peer));
+            }
+        }
+        let taken = |port: u16| std::net::UdpSocket::bind(("127.0.0.1", port)).is_err();
+        assert!(taken(first) && taken(first + 1), "each media thread bound a port");
+        assert!(!taken(first + 2), "and only one");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for (room, peer) in &peers {
+            let audio = peer.received.audio_packets.load(Ordering::Relaxed);
+            let video = peer.received.video_packets.load(Ordering::Relaxed);
+            assert!(audio > 50 && video > 20, "{room}/{}: {audio} audio, {video} video packets in 3 s", peer.name);
+        }
+        for (room, peer) in peers {
+            let name = peer.name.clone();
+            peer.close().await;
+            let _ = server.leave(&room, &name, None).await;
+        }
+    }
 }
 
 #[cfg(test)]

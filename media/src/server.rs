@@ -1,5 +1,6 @@
 //! The driver of the SFU: sans-I/O WebRTC peer connections (the `rtc`
-//! crate) around the sans-I/O [`Sfu`](crate::sfu::Sfu) core, on one thread.
+//! crate) around the sans-I/O [`Sfu`](crate::sfu::Sfu) core, on a thread
+//! per core.
 //!
 //! A [`MediaServer`] is shared by every call of the process. Signaling comes
 //! in through its methods ([`MediaServer::join`], [`MediaServer::publish`],
@@ -8,15 +9,17 @@
 //! should say (joins, tracks, leaves) comes out of the receiver
 //! [`MediaServer::new`] returns.
 //!
-//! ## One media thread
+//! ## Media threads
 //!
-//! Every connection of every call lives on one thread (named `sfu`) with
-//! one UDP socket: a datagram is read, handed to its connection (found by
+//! Rooms are spread over the media threads ([`MediaConfig::threads`], one
+//! per core by default, each named `sfu`) by a hash of the room id. Every
+//! connection of a room's calls lives on its room's thread, which has a
+//! UDP socket of its own: a datagram is read, handed to its connection (found by
 //! source address, or by the ICE username of a STUN request from a new
 //! address), and what the connection decrypts goes through the core and out
 //! of the subscribers' connections before the next datagram is read — no
-//! task, channel or lock between a packet's arrival and its forwarding. The
-//! methods of [`MediaServer`] are commands to that thread. Recorders (and
+//! task or channel between a packet's arrival and its forwarding. The
+//! methods of [`MediaServer`] are commands to the room's thread. Recorders (and
 //! their GStreamer pipelines) are built on the caller's tokio runtime's
 //! blocking threads and fed from the media thread without waiting.
 //!
@@ -357,7 +360,7 @@ enum Command {
 
 type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
 
-/// The process's SFU. Cheap to clone; the media thread ends with the last
+/// The process's SFU. Cheap to clone; the media threads end with the last
 /// clone.
 #[derive(Clone)]
 pub struct MediaServer {
@@ -377,7 +380,7 @@ fn stopped() -> MediaError {
 }
 
 impl MediaServer {
-    /// Starts the server's media thread (the UDP socket is bound at the
+    /// Starts the server's media threads (each binds its UDP socket at its
     /// first join); the receiver yields what the record should say. Must
     /// be called on a tokio runtime: recorders are built on it.
     pub fn new(config: MediaConfig) -> (MediaServer, mpsc::UnboundedReceiver<Report>) {
@@ -427,7 +430,7 @@ impl MediaServer {
     }
 
     /// The media thread that drives `room`.
-    fn shard(&self, room: &str) -> usize {
+    pub(crate) fn shard(&self, room: &str) -> usize {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::hash::DefaultHasher::new();
         room.hash(&mut hasher);
