@@ -71,6 +71,10 @@ fn bad_arguments_get_a_clear_error_and_write_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("possible values: parquet"), "{}", stderr(&out));
     assert!(!dir.path().join("export").exists(), "a refused export created its directory");
+
+    let out = witness(dir.path(), &["serve", "--media-threads", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--media-threads"), "{}", stderr(&out));
     assert!(!dir.path().join("data").exists(), "a refused command created the store");
 }
 
