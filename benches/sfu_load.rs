@@ -4,13 +4,13 @@
 //! Measures forwarded packets/s and Mbit/s, the process's CPU per forwarded
 //! Mbit/s, the delay from a peer's send to the other peer's receive
 //! (p50/p99, which includes both peers' SRTP work, so it bounds the SFU's
-//! added latency from above), and each packet's residence inside the SFU
-//! (`Residence`: from the publisher connection's receive chain to a
-//! subscriber connection's send chain; SFU_RESIDENCE=0 turns the probe off,
-//! to measure CPU without it). Runs a light baseline (SFU_BASELINE calls),
-//! then N calls without and with recording, in the same process.
+//! added latency from above), and the latency the SFU itself adds
+//! (`AddedLatency`: from a datagram's arrival in the SFU's socket, by the
+//! kernel's receive timestamp, until the forwarded packet is sent). Runs a
+//! light baseline (SFU_BASELINE calls), then N calls without and with
+//! recording, in the same process.
 //!
-//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_BASELINE=10 SFU_RESIDENCE=1 SFU_PIN=0
+//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_BASELINE=10 SFU_PIN=0
 //!
 //! CPU is the whole process: the SFU *and* the synthetic peers (which do as
 //! much SRTP work as the SFU). The SFU's own share is at most that.
@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use witness_media::loopback::{percentile, Clip, SendTimes, TestPeer};
-use witness_media::server::{MediaConfig, MediaServer, Residence};
+use witness_media::server::{AddedLatency, MediaConfig, MediaServer};
 use witness_schemas::ParticipantRole;
 
 mod bare_sfu;
@@ -110,8 +110,8 @@ struct Outcome {
     cpu_cores: f64,
     p50_ms: f64,
     p99_ms: f64,
-    residence_p50_ms: f64,
-    residence_p99_ms: f64,
+    added_p50_ms: f64,
+    added_p99_ms: f64,
     received_ratio: f64,
     sfu_cores: f64,
 }
@@ -156,7 +156,7 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
     let Load { calls, seconds, record, ports } = load;
     let dir = tempfile::tempdir().unwrap();
     // Only Witness's SFU has the probe.
-    let residence = (bare_stack().is_none() && env("SFU_RESIDENCE", 1) == 1).then(|| Arc::new(Residence::default()));
+    let latency = bare_stack().is_none().then(|| Arc::new(AddedLatency::default()));
     let pin = sfu_pinned();
     let setup = move || {
         if pin {
@@ -176,7 +176,7 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
             // Pinned, the SFU has one core: one media thread.
             threads: if pin { 1 } else { witness_media::server::default_media_threads() },
             recordings_dir: dir.path().to_owned(),
-            residence: residence.clone(),
+            latency: latency.clone(),
             ..Default::default()
         };
         // Started from the SFU runtime's thread, the media thread inherits
@@ -203,8 +203,8 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
     // Let the subscriber connections finish negotiating before measuring.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let forwarded_before = server.forwarded_packets();
-    if let Some(residence) = &residence {
-        residence.delays_us.lock().unwrap().clear();
+    if let Some(latency) = &latency {
+        latency.delays_us.lock().unwrap().clear();
     }
     let cpu_before = cpu_seconds();
     let sfu_cpu_before = sfu_cpu_seconds();
@@ -237,8 +237,8 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
             peer.received.video_packets.load(Ordering::Relaxed) + peer.received.audio_packets.load(Ordering::Relaxed);
     }
     delays.sort_unstable();
-    let mut inside: Vec<u64> = residence.map(|r| r.delays_us.lock().unwrap().clone()).unwrap_or_default();
-    inside.sort_unstable();
+    let mut added: Vec<u64> = latency.map(|l| l.delays_us.lock().unwrap().clone()).unwrap_or_default();
+    added.sort_unstable();
     let outcome = Outcome {
         calls,
         record,
@@ -247,8 +247,8 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
         cpu_cores: cpu / elapsed,
         p50_ms: percentile(&delays, 0.5) as f64 / 1000.0,
         p99_ms: percentile(&delays, 0.99) as f64 / 1000.0,
-        residence_p50_ms: percentile(&inside, 0.5) as f64 / 1000.0,
-        residence_p99_ms: percentile(&inside, 0.99) as f64 / 1000.0,
+        added_p50_ms: percentile(&added, 0.5) as f64 / 1000.0,
+        added_p99_ms: percentile(&added, 0.99) as f64 / 1000.0,
         received_ratio: received as f64 / forwarded.max(1) as f64,
         sfu_cores: sfu_cpu / elapsed,
     };
@@ -312,14 +312,14 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
         println!("SFU_PIN=1: SFU on CPU 0 (one thread), peers on CPU 1");
     }
     if let Some(stack) = bare_stack() {
-        println!("SFU_STACK={stack}: a bare forwarder (benches/bare_sfu), not Witness's SFU: no recording, no residence probe");
+        println!("SFU_STACK={stack}: a bare forwarder (benches/bare_sfu), not Witness's SFU: no recording, no added-latency probe");
     }
     if env("SFU_ALIGNED", 0) == 1 {
         println!("SFU_ALIGNED=1: every stream starts at the clip's beginning (frames in step)");
     } else {
         println!("each stream starts at its own point of the clip");
     }
-    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | SFU thread (cores) | CPU per forwarded Mbit/s | send→receive p50 | p99 | in the SFU p50 | p99 | received / forwarded |");
+    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | SFU thread (cores) | CPU per forwarded Mbit/s | send→receive p50 | p99 | added by the SFU p50 | p99 | received / forwarded |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in &outcomes {
         println!(
@@ -337,8 +337,8 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
             o.cpu_cores / o.forwarded_mbps.max(1e-9),
             o.p50_ms,
             o.p99_ms,
-            o.residence_p50_ms,
-            o.residence_p99_ms,
+            o.added_p50_ms,
+            o.added_p99_ms,
             o.received_ratio
         );
     }

@@ -595,7 +595,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
             .collect(),
         recordings_dir: recordings_dir.clone(),
         segment: Duration::from_secs(segment_seconds.max(1)),
-        residence: None,
+        latency: None,
     };
     let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
     let uploads = witness_api::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024);

@@ -30,6 +30,7 @@
 //! peers ([`crate::loopback`]).
 
 use std::collections::HashMap;
+use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,38 +96,29 @@ pub struct MediaConfig {
     pub recordings_dir: PathBuf,
     /// The length of a recording segment.
     pub segment: Duration,
-    /// Benchmarks: measure each packet's time inside the SFU (see
-    /// [`Residence`]). Off in service: it costs a map entry per packet.
-    pub residence: Option<Arc<Residence>>,
+    /// Benchmarks: time each forwarded packet through the SFU (see
+    /// [`AddedLatency`]). Off in service.
+    pub latency: Option<Arc<AddedLatency>>,
 }
 
-/// How long packets spend inside the SFU: from leaving the publisher
-/// connection's receive chain (decrypted, past the interceptors) to
-/// entering a subscriber connection's send chain (before encryption).
-/// That is the SFU's own work and every queue between its tasks; the
-/// SRTP and socket work on either side is not in it. Packets are matched
-/// by RTP timestamp and sequence number, which forwarding keeps (single
-/// streams; a simulcast switch renumbers, and such packets go unmatched).
+/// The latency the SFU adds to each packet it forwards: from the
+/// datagram's arrival in the media thread's socket (the kernel's receive
+/// timestamp) until the packet, encrypted for its subscriber, has been
+/// handed back to the kernel. That is the wait in the socket while the
+/// thread is busy, decryption, the SFU's own work and encryption: all
+/// the SFU adds on its machine; the network and the peers are not in it.
 #[derive(Debug, Default)]
-pub struct Residence {
-    arrived: Mutex<HashMap<(u32, u16), Instant>>,
-    /// One per matched packet, in µs.
+pub struct AddedLatency {
+    /// One per forwarded packet, in µs.
     pub delays_us: Mutex<Vec<u64>>,
 }
 
-impl Residence {
-    fn arrived(&self, packet: &rtc::rtp::Packet) {
-        let mut arrived = self.arrived.lock().expect("residence poisoned");
-        if arrived.len() > 200_000 {
-            arrived.clear();
-        }
-        arrived.insert((packet.header.timestamp, packet.header.sequence_number), Instant::now());
-    }
-
-    fn departed(&self, packet: &rtc::rtp::Packet) {
-        let key = (packet.header.timestamp, packet.header.sequence_number);
-        let Some(at) = self.arrived.lock().expect("residence poisoned").remove(&key) else { return };
-        self.delays_us.lock().expect("residence poisoned").push(at.elapsed().as_micros() as u64);
+impl AddedLatency {
+    /// A packet that arrived at `arrived` (since the Unix epoch, as the
+    /// kernel stamps datagrams) has just been sent.
+    fn sent(&self, arrived: Duration) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.delays_us.lock().expect("latency poisoned").push(now.saturating_sub(arrived).as_micros() as u64);
     }
 }
 
@@ -145,7 +137,7 @@ impl Default for MediaConfig {
             ice_servers: Vec::new(),
             recordings_dir: PathBuf::from("data/recordings"),
             segment: crate::recorder::DEFAULT_SEGMENT,
-            residence: None,
+            latency: None,
         }
     }
 }
@@ -621,6 +613,20 @@ struct Published {
     layers: HashMap<u32, u8>,
 }
 
+/// A media thread's UDP socket.
+struct Socket {
+    io: tokio::net::UdpSocket,
+    /// Batched reads with the kernel's receive timestamps.
+    state: quinn_udp::UdpSocketState,
+}
+
+impl Socket {
+    /// A full socket buffer drops the datagram, as a congested link would.
+    fn send(&self, datagram: &[u8], to: SocketAddr) {
+        let _ = self.io.try_send_to(datagram, to);
+    }
+}
+
 /// The media thread's state: every connection, and what connects them.
 struct Engine {
     shared: Arc<Shared>,
@@ -630,7 +636,9 @@ struct Engine {
     /// when the last [`MediaServer`] does.
     commands: mpsc::WeakUnboundedSender<Command>,
     /// Bound at the first join.
-    socket: Option<tokio::net::UdpSocket>,
+    socket: Option<Socket>,
+    /// When the datagram being handled arrived (the kernel's timestamp).
+    arrived: Option<Duration>,
     /// The address announced to browsers (the host candidate) — which is
     /// also what the connections are told packets arrive on.
     announced: SocketAddr,
@@ -659,6 +667,7 @@ impl Engine {
             shard,
             commands,
             socket: None,
+            arrived: None,
             announced: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             connections: Vec::new(),
             by_address: HashMap::new(),
@@ -676,7 +685,7 @@ impl Engine {
     fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         runtime.block_on(async move {
-            let mut buf = vec![0u8; 2048];
+            let mut buffers = Vec::new();
             loop {
                 let wake = self.earliest.min(self.next_tick);
                 tokio::select! {
@@ -687,7 +696,7 @@ impl Engine {
                     },
                     readable = readable(self.socket.as_ref()) => {
                         if readable.is_ok() {
-                            self.read(&mut buf);
+                            self.read(&mut buffers);
                         }
                     }
                     _ = tokio::time::sleep_until(wake.into()) => {}
@@ -709,16 +718,42 @@ impl Engine {
         });
     }
 
-    /// Reads what the socket has (up to [`READ_BATCH`] datagrams).
-    fn read(&mut self, buf: &mut [u8]) {
-        for _ in 0..READ_BATCH {
+    /// Reads what the socket has: up to [`READ_BATCH`] datagrams, a batch
+    /// per system call (`recvmmsg`), each with its arrival time.
+    fn read(&mut self, buffers: &mut Vec<Vec<u8>>) {
+        let Some(socket) = &self.socket else { return };
+        if buffers.is_empty() {
+            // Room for what the kernel may hand over as one (GRO: a run
+            // of same-sized datagrams from one sender).
+            let size = (socket.state.gro_segments() * 1500).max(2048);
+            buffers.resize_with(quinn_udp::BATCH_SIZE, || vec![0; size]);
+        }
+        let mut meta = [quinn_udp::RecvMeta::default(); quinn_udp::BATCH_SIZE];
+        let mut taken = 0;
+        while taken < READ_BATCH {
             let Some(socket) = &self.socket else { return };
-            match socket.try_recv_from(buf) {
-                Ok((n, source)) => self.datagram(source, &buf[..n]),
+            let mut slices: Vec<IoSliceMut<'_>> = buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            let read = socket.io.try_io(tokio::io::Interest::READABLE, || {
+                socket.state.recv((&socket.io).into(), &mut slices, &mut meta)
+            });
+            let count = match read {
+                Ok(count) => count,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 // (An ICMP error from a peer that went away, on Linux.)
-                Err(e) => tracing::debug!(error = %e, "UDP receive"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive");
+                    taken += 1;
+                    continue;
+                }
+            };
+            for (slice, meta) in slices.iter().zip(&meta[..count]) {
+                self.arrived = meta.timestamp;
+                for datagram in slice[..meta.len].chunks(meta.stride.max(1)) {
+                    self.datagram(meta.addr, datagram);
+                    taken += 1;
+                }
             }
+            self.arrived = None;
         }
     }
 
@@ -776,9 +811,7 @@ impl Engine {
                 let mut busy = false;
                 while let Some(out) = connection.pc.poll_write() {
                     if let Some(socket) = &self.socket {
-                        // A full socket buffer drops the datagram, as a
-                        // congested link would.
-                        let _ = socket.try_send_to(&out.message, out.transport.peer_addr);
+                        socket.send(&out.message, out.transport.peer_addr);
                     }
                     busy = true;
                 }
@@ -870,7 +903,10 @@ impl Engine {
                 let _ = socket2::SockRef::from(&socket).set_send_buffer_size(size);
             }
             socket.set_nonblocking(true).map_err(webrtc_error)?;
-            self.socket = Some(tokio::net::UdpSocket::from_std(socket).map_err(webrtc_error)?);
+            // (Also turns on the kernel's receive timestamps.)
+            let state = quinn_udp::UdpSocketState::new((&socket).into()).map_err(webrtc_error)?;
+            let io = tokio::net::UdpSocket::from_std(socket).map_err(webrtc_error)?;
+            self.socket = Some(Socket { io, state });
             self.announced = SocketAddr::new(announce, port);
             tracing::info!(port, announced = %self.announced, "the SFU listens");
             return Ok(());
@@ -881,12 +917,7 @@ impl Engine {
     fn connect(&mut self, key: &Key, side: Side) -> Result<usize, MediaError> {
         let mut media_engine = MediaEngine::default();
         register_codecs(&mut media_engine)?;
-        let tap = SfuTap {
-            side,
-            residence: self.shared.config.residence.clone(),
-            read: Default::default(),
-            write: Default::default(),
-        };
+        let tap = SfuTap { read: Default::default(), write: Default::default() };
         let registry = register_interceptors(&mut media_engine)?.with(rtc::interceptor::Slot::from(14_000), tap);
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_media_engine(media_engine)
@@ -930,7 +961,7 @@ impl Engine {
         let _ = connection.pc.close();
         while let Some(out) = connection.pc.poll_write() {
             if let Some(socket) = &self.socket {
-                let _ = socket.try_send_to(&out.message, out.transport.peer_addr);
+                socket.send(&out.message, out.transport.peer_addr);
             }
         }
         self.by_ufrag.remove(&connection.ufrag);
@@ -1210,6 +1241,9 @@ impl Engine {
             self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
         }
         self.drain(forward.connection);
+        if let (true, Some(latency), Some(arrived)) = (sent, &self.shared.config.latency, self.arrived) {
+            latency.sent(arrived);
+        }
     }
 
     fn on_event(&mut self, event: MediaEvent) {
@@ -1413,9 +1447,9 @@ impl Engine {
 }
 
 /// Resolves once `socket` is readable; never without one.
-async fn readable(socket: Option<&tokio::net::UdpSocket>) -> std::io::Result<()> {
+async fn readable(socket: Option<&Socket>) -> std::io::Result<()> {
     match socket {
-        Some(socket) => socket.readable().await,
+        Some(socket) => socket.io.readable().await,
         None => std::future::pending().await,
     }
 }
@@ -1625,12 +1659,7 @@ async fn stop_recorders(recorders: Vec<Arc<TrackRecorder>>) {
 /// ends in the chain — so the SFU can relay the requests to the publisher
 /// and pick simulcast layers (`Inner::relay_receiver_feedback`); drops the
 /// rest, which the interceptors before it already acted on.
-///
-/// Benchmarks: with a [`Residence`], stamps RTP arriving on a publishing
-/// connection and leaving on a receiving one.
 struct SfuTap {
-    side: Side,
-    residence: Option<Arc<Residence>>,
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
 }
@@ -1643,25 +1672,14 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        match &msg.message.packet {
-            rtc::interceptor::Packet::Rtcp(packets) => {
-                let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
-                    .iter()
-                    .filter(|p| is_keyframe_request(p.as_ref()) || is_remb(p.as_ref()))
-                    .cloned()
-                    .collect();
-                if wanted.is_empty() {
-                    return Ok(());
-                }
-                msg.message.packet = rtc::interceptor::Packet::Rtcp(wanted);
-                msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
+        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
+            let wanted: Vec<Box<dyn rtc::rtcp::Packet>> =
+                packets.iter().filter(|p| is_keyframe_request(p.as_ref()) || is_remb(p.as_ref())).cloned().collect();
+            if wanted.is_empty() {
+                return Ok(());
             }
-            rtc::interceptor::Packet::Rtp(packet) => {
-                if let (Side::Publisher, Some(residence)) = (self.side, &self.residence) {
-                    residence.arrived(packet);
-                }
-            }
-            _ => {}
+            msg.message.packet = rtc::interceptor::Packet::Rtcp(wanted);
+            msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
         }
         self.read.push_back(msg);
         Ok(())
@@ -1672,11 +1690,6 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
     }
 
     fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        if let (Side::Subscriber, Some(residence), rtc::interceptor::Packet::Rtp(packet)) =
-            (self.side, &self.residence, &msg.message.packet)
-        {
-            residence.departed(packet);
-        }
         self.write.push_back(msg);
         Ok(())
     }
