@@ -8,9 +8,14 @@
 //! (`AddedLatency`: from a datagram's arrival in the SFU's socket, by the
 //! kernel's receive timestamp, until the forwarded packet is sent). Runs a
 //! light baseline (SFU_BASELINE calls), then N calls without and with
-//! recording, in the same process.
+//! recording, in the same process. Each phase streams for SFU_WARMUP
+//! seconds (default 2: every track's first packets open it on the SFU and
+//! on its subscriber's connection — call set-up, not forwarding) before
+//! the SFU_SECONDS it measures. The last column is the share of the
+//! machine's CPU time the hypervisor gave to other guests meanwhile
+//! (`steal` in /proc/stat): on a shared VM, stalls no code here controls.
 //!
-//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_BASELINE=10 SFU_PIN=0
+//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_WARMUP=2 SFU_BASELINE=10 SFU_PIN=0
 //!
 //! CPU is the whole process: the SFU *and* the synthetic peers (which do as
 //! much SRTP work as the SFU). The SFU's own share is at most that.
@@ -70,6 +75,18 @@ fn cpu_seconds() -> f64 {
     stat_seconds(std::path::Path::new("/proc/self/stat"))
 }
 
+/// The machine's stolen and total CPU time so far, in ticks: what the
+/// hypervisor ran elsewhere while this machine's CPUs had work.
+fn machine_steal() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .map(|cpu| cpu.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect())
+        .unwrap_or_default();
+    (ticks.get(7).copied().unwrap_or(0.0), ticks.iter().sum())
+}
+
 /// CPU seconds the SFU runtime's threads (named `sfu`) used so far.
 fn sfu_cpu_seconds() -> f64 {
     let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
@@ -114,6 +131,9 @@ struct Outcome {
     added_p99_ms: f64,
     received_ratio: f64,
     sfu_cores: f64,
+    /// The share of the machine's CPU time the hypervisor gave to others
+    /// while ours wanted it (`steal` in /proc/stat).
+    steal: f64,
 }
 
 /// The SFU under load: Witness's, or a bare forwarder it is compared with
@@ -200,16 +220,13 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
             peers.push(Arc::new(peer.expect("peer joins")));
         }
     }
-    // Let the subscriber connections finish negotiating before measuring.
+    // Let the subscriber connections finish negotiating before streaming.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let forwarded_before = server.forwarded_packets();
-    if let Some(latency) = &latency {
-        latency.delays_us.lock().unwrap().clear();
-    }
-    let cpu_before = cpu_seconds();
-    let sfu_cpu_before = sfu_cpu_seconds();
-    let start = Instant::now();
-    let until = start + Duration::from_secs(seconds);
+    // The streams run through the warm-up (each track's first packets open
+    // it on the SFU and on its subscriber's connection: call set-up, not
+    // forwarding), then for the measured seconds.
+    let warmup = Duration::from_secs(env("SFU_WARMUP", 2));
+    let until = Instant::now() + warmup + Duration::from_secs(seconds);
     let aligned = env("SFU_ALIGNED", 0) == 1;
     let mut streams = Vec::new();
     for peer in &peers {
@@ -219,6 +236,20 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
             streams.push(tokio::spawn(async move { peer.stream(clip, is_video, phase, until, sent).await }));
         }
     }
+    tokio::time::sleep(warmup).await;
+    let forwarded_before = server.forwarded_packets();
+    if let Some(latency) = &latency {
+        latency.delays_us.lock().unwrap().clear();
+    }
+    for peer in &peers {
+        peer.received.delays_us.lock().unwrap().clear();
+        peer.received.video_packets.store(0, Ordering::Relaxed);
+        peer.received.audio_packets.store(0, Ordering::Relaxed);
+    }
+    let cpu_before = cpu_seconds();
+    let sfu_cpu_before = sfu_cpu_seconds();
+    let steal_before = machine_steal();
+    let start = Instant::now();
     for s in streams {
         let _ = s.await;
     }
@@ -226,6 +257,8 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
     let sfu_cpu = sfu_cpu_seconds() - sfu_cpu_before;
+    let steal_after = machine_steal();
+    let steal = (steal_after.0 - steal_before.0) / (steal_after.1 - steal_before.1).max(1.0);
     let forwarded = server.forwarded_packets() - forwarded_before;
     let offered_bytes_per_s = (video.bytes_per_second + audio.bytes_per_second) as f64;
     let forwarded_mbps = offered_bytes_per_s * 8.0 * (peers.len() as f64) / 1e6;
@@ -251,6 +284,7 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
         added_p99_ms: percentile(&added, 0.99) as f64 / 1000.0,
         received_ratio: received as f64 / forwarded.max(1) as f64,
         sfu_cores: sfu_cpu / elapsed,
+        steal,
     };
     for peer in peers {
         if let Ok(peer) = Arc::try_unwrap(peer) {
@@ -319,11 +353,11 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
     } else {
         println!("each stream starts at its own point of the clip");
     }
-    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | SFU thread (cores) | CPU per forwarded Mbit/s | send→receive p50 | p99 | added by the SFU p50 | p99 | received / forwarded |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| calls | recording | forwarded packets/s | forwarded Mbit/s | CPU (cores, whole process) | SFU thread (cores) | CPU per forwarded Mbit/s | send→receive p50 | p99 | added by the SFU p50 | p99 | received / forwarded | stolen by the hypervisor |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in &outcomes {
         println!(
-            "| {} | {} | {:.0} | {:.1} | {:.2} | {} | {:.4} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.3} |",
+            "| {} | {} | {:.0} | {:.1} | {:.2} | {} | {:.4} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.3} | {:.1} % |",
             o.calls,
             if o.record { "yes" } else { "no" },
             o.forwarded_pps,
@@ -339,7 +373,8 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
             o.p99_ms,
             o.added_p50_ms,
             o.added_p99_ms,
-            o.received_ratio
+            o.received_ratio,
+            o.steal * 100.0
         );
     }
     println!(
