@@ -729,10 +729,10 @@ impl Engine {
             buffers.resize_with(quinn_udp::BATCH_SIZE, || vec![0; size]);
         }
         let mut meta = [quinn_udp::RecvMeta::default(); quinn_udp::BATCH_SIZE];
+        let mut slices: Vec<IoSliceMut<'_>> = buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
         let mut taken = 0;
         while taken < READ_BATCH {
             let Some(socket) = &self.socket else { return };
-            let mut slices: Vec<IoSliceMut<'_>> = buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
             let read = socket.io.try_io(tokio::io::Interest::READABLE, || {
                 socket.state.recv((&socket.io).into(), &mut slices, &mut meta)
             });
