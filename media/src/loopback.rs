@@ -164,7 +164,9 @@ impl PeerConnectionEventHandler for Handler {
 pub struct SendTimes(Mutex<std::collections::HashMap<(u32, u16), Instant>>);
 
 impl SendTimes {
-    fn put(&self, key: (u32, u16), at: Instant) {
+    /// Notes that the packet with this (RTP timestamp, sequence number) was
+    /// sent `at`.
+    pub fn put(&self, key: (u32, u16), at: Instant) {
         let mut map = self.0.lock().expect("send times poisoned");
         if map.len() > 100_000 {
             map.clear();
@@ -172,7 +174,9 @@ impl SendTimes {
         map.insert(key, at);
     }
 
-    fn take(&self, timestamp: u32, sequence: u16) -> Option<Instant> {
+    /// When the packet with this RTP timestamp and sequence number was sent
+    /// (once: the entry is removed).
+    pub fn take(&self, timestamp: u32, sequence: u16) -> Option<Instant> {
         self.0.lock().expect("send times poisoned").remove(&(timestamp, sequence))
     }
 }
@@ -730,11 +734,71 @@ impl Clip {
     }
 }
 
+/// A [`Clip`] replayed in real time from `phase` into it: each packet with
+/// when it is due, with fresh sequence numbers and timestamps (looping).
+#[derive(Debug)]
+pub struct Replay {
+    clip: Arc<Clip>,
+    start: Instant,
+    round: u32,
+    index: usize,
+    sent: u32,
+    seq_base: u16,
+    ts_base: u32,
+}
+
+impl Replay {
+    /// Starts now, `phase` into the clip (streams started together with
+    /// the same phase send their frames in step, which independent calls
+    /// never do); packets due before now are skipped.
+    pub fn new(clip: Arc<Clip>, phase: Duration) -> Replay {
+        let phase = Duration::from_nanos((phase.as_nanos() % clip.span.as_nanos().max(1)) as u64);
+        let now = Instant::now();
+        let start = now.checked_sub(phase).unwrap_or(now);
+        let index = clip.packets.iter().position(|(offset, _)| start + *offset >= now).unwrap_or(clip.packets.len());
+        let mut replay = Replay {
+            clip,
+            start,
+            round: 0,
+            index,
+            sent: 0,
+            seq_base: crate::server::rand_ssrc() as u16,
+            ts_base: crate::server::rand_ssrc(),
+        };
+        replay.wrap();
+        replay
+    }
+
+    /// Past the clip's last packet: the next round.
+    fn wrap(&mut self) {
+        if self.index >= self.clip.packets.len() {
+            self.index = 0;
+            self.round += 1;
+        }
+    }
+
+    /// When the next packet is due.
+    pub fn due(&self) -> Instant {
+        self.start + self.clip.span * self.round + self.clip.packets[self.index].0
+    }
+
+    /// The next packet, renumbered; moves on.
+    pub fn take(&mut self) -> rtc::rtp::Packet {
+        let mut packet = self.clip.packets[self.index].1.clone();
+        packet.header.sequence_number = self.seq_base.wrapping_add(self.sent as u16);
+        packet.header.timestamp =
+            self.ts_base.wrapping_add(packet.header.timestamp).wrapping_add(self.clip.span_ts.wrapping_mul(self.round));
+        self.sent += 1;
+        self.index += 1;
+        self.wrap();
+        packet
+    }
+}
+
 impl TestPeer {
     /// Sends `clip` on the video (or audio) track in real time until
     /// `until`, each packet stamped for the delay measurement, beginning
-    /// `phase` into the clip (streams started together with the same phase
-    /// send their frames in step, which independent calls never do).
+    /// `phase` into the clip (see [`Replay`]).
     pub async fn stream(&self, clip: Arc<Clip>, video: bool, phase: Duration, until: Instant, sent: Arc<SendTimes>) {
         self.stream_on(clip, video, None, phase, until, sent).await
     }
@@ -749,33 +813,15 @@ impl TestPeer {
         until: Instant,
         sent: Arc<SendTimes>,
     ) {
-        let seq_base = crate::server::rand_ssrc() as u16;
-        let ts_base = crate::server::rand_ssrc();
-        let phase = Duration::from_nanos((phase.as_nanos() % clip.span.as_nanos().max(1)) as u64);
-        let now = tokio::time::Instant::now();
-        let start = now.checked_sub(phase).unwrap_or(now);
-        let mut n: u32 = 0;
-        for round in 0u32.. {
-            for (offset, packet) in &clip.packets {
-                let at = start + clip.span * round + *offset;
-                if at < now {
-                    continue;
+        let mut replay = Replay::new(clip, phase);
+        while replay.due() < until {
+            tokio::time::sleep_until(replay.due().into()).await;
+            let packet = replay.take();
+            match layer {
+                Some(layer) => {
+                    let _ = self.send_layer(layer, packet).await;
                 }
-                if at.into_std() >= until {
-                    return;
-                }
-                tokio::time::sleep_until(at).await;
-                let mut packet = packet.clone();
-                packet.header.sequence_number = seq_base.wrapping_add(n as u16);
-                packet.header.timestamp =
-                    ts_base.wrapping_add(packet.header.timestamp).wrapping_add(clip.span_ts.wrapping_mul(round));
-                n += 1;
-                match layer {
-                    Some(layer) => {
-                        let _ = self.send_layer(layer, packet).await;
-                    }
-                    None => self.send(video, packet, &sent).await,
-                }
+                None => self.send(video, packet, &sent).await,
             }
         }
     }
@@ -787,4 +833,54 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
         return 0;
     }
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    /// A clip of three 20 ms Opus packets (960 ticks apart at 48 kHz).
+    fn clip() -> Arc<Clip> {
+        let packets = (0..3u32)
+            .map(|i| {
+                let mut packet = rtc::rtp::Packet::default();
+                packet.header.timestamp = 1_000 + 960 * i;
+                packet.header.sequence_number = 7;
+                (Duration::from_millis(20 * u64::from(i)), packet)
+            })
+            .collect();
+        Arc::new(Clip { packets, span: Duration::from_millis(60), span_ts: 2_880, bytes_per_second: 0 })
+    }
+
+    #[test]
+    fn a_replay_starts_at_its_phase_and_loops_with_fresh_numbers() {
+        let before = Instant::now();
+        // 30 ms in: the first two packets (0 and 20 ms) are behind.
+        let mut replay = Replay::new(clip(), Duration::from_millis(30));
+        let due = replay.due();
+        assert!(due >= before + Duration::from_millis(5) && due <= Instant::now() + Duration::from_millis(10));
+        let packets: Vec<_> = (0..4).map(|_| (replay.due(), replay.take())).collect();
+        // The clip's third packet, then the next round's first three.
+        let offsets: Vec<u32> =
+            packets.iter().map(|(_, p)| p.header.timestamp.wrapping_sub(packets[0].1.header.timestamp)).collect();
+        assert_eq!(offsets, [0, 960, 1_920, 2_880], "timestamps go on across the loop");
+        let sequences: Vec<u16> = packets
+            .iter()
+            .map(|(_, p)| p.header.sequence_number.wrapping_sub(packets[0].1.header.sequence_number))
+            .collect();
+        assert_eq!(sequences, [0, 1, 2, 3], "fresh consecutive sequence numbers");
+        let gaps: Vec<Duration> = packets.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert_eq!(gaps, [Duration::from_millis(20); 3], "in real time, round after round");
+    }
+
+    #[test]
+    fn a_phase_longer_than_the_clip_wraps() {
+        let short = Replay::new(clip(), Duration::from_millis(10));
+        let long = Replay::new(clip(), Duration::from_millis(70));
+        // Both next send the clip's second packet (20 ms in), 10 ms from now.
+        let (a, b) = (short.due(), long.due());
+        assert!(a.max(b) - a.min(b) < Duration::from_millis(5));
+        assert_eq!(short.clip.packets[short.index].1.header.timestamp, 1_960);
+        assert_eq!(long.clip.packets[long.index].1.header.timestamp, 1_960);
+    }
 }

@@ -1884,7 +1884,7 @@ fn sending_tracks(sdp: &str) -> std::collections::HashSet<String> {
 }
 
 /// A random SSRC (never 0).
-pub(crate) fn rand_ssrc() -> u32 {
+pub fn rand_ssrc() -> u32 {
     use rand_core::RngCore;
     rand_core::OsRng.next_u32().max(1)
 }
