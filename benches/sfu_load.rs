@@ -1,6 +1,10 @@
 //! SFU load: N concurrent 1:1 calls through the real SFU, each participant
-//! an in-process WebRTC peer (DTLS, SRTP, UDP on loopback) sending VP8 at
-//! 500 kbit/s and Opus, replayed from a pre-encoded clip so no encoder runs.
+//! an in-process WebRTC peer (ICE, DTLS, SRTP, UDP on loopback) sending VP8
+//! at 500 kbit/s and Opus, replayed from a pre-encoded clip so no encoder
+//! runs. The peers are built on the sans-I/O `rtc` stack, a task per
+//! connection (`benches/rtc_peers`); SFU_PEERS=webrtc makes them the
+//! `webrtc` crate's `TestPeer`s instead, which cost more CPU — taken from
+//! the SFU on this 2-core machine.
 //! Measures forwarded packets/s and Mbit/s, the process's CPU per forwarded
 //! Mbit/s, the delay from a peer's send to the other peer's receive
 //! (p50/p99, which includes both peers' SRTP work, so it bounds the SFU's
@@ -15,7 +19,7 @@
 //! machine's CPU time the hypervisor gave to other guests meanwhile
 //! (`steal` in /proc/stat): on a shared VM, stalls no code here controls.
 //!
-//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_WARMUP=2 SFU_BASELINE=10 SFU_PIN=0
+//!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_WARMUP=2 SFU_BASELINE=10 SFU_PIN=0 SFU_PEERS=rtc
 //!
 //! CPU is the whole process: the SFU *and* the synthetic peers (which do as
 //! much SRTP work as the SFU). The SFU's own share is at most that.
@@ -41,12 +45,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use witness_media::loopback::{percentile, Clip, SendTimes, TestPeer};
+use witness_media::loopback::{percentile, Clip, Received, SendTimes, Signaling, TestPeer};
 use witness_media::server::{AddedLatency, MediaConfig, MediaServer};
 use witness_schemas::ParticipantRole;
 
 mod bare_sfu;
+mod rtc_peers;
 use bare_sfu::BareSfu;
+use rtc_peers::RtcPeer;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -165,6 +171,79 @@ fn sfu_pinned() -> bool {
     env("SFU_PIN", 0) == 1
 }
 
+/// A synthetic participant: on the sans-I/O `rtc` stack (`SFU_PEERS=rtc`,
+/// the default: `benches/rtc_peers`) or the `webrtc` crate's
+/// [`TestPeer`] (`SFU_PEERS=webrtc`).
+enum Peer {
+    Rtc(RtcPeer),
+    Webrtc(Arc<TestPeer>),
+}
+
+fn webrtc_peers() -> bool {
+    std::env::var("SFU_PEERS").as_deref() == Ok("webrtc")
+}
+
+impl Peer {
+    async fn join(
+        server: &impl Signaling,
+        room: &str,
+        name: &str,
+        role: ParticipantRole,
+        sent: Arc<SendTimes>,
+    ) -> Peer {
+        let peer = if webrtc_peers() {
+            TestPeer::join(server, room, name, role, sent).await.map(|p| Peer::Webrtc(Arc::new(p)))
+        } else {
+            RtcPeer::join(server, room, name, role, sent).await.map(Peer::Rtc)
+        };
+        peer.expect("peer joins")
+    }
+
+    fn received(&self) -> &Received {
+        match self {
+            Peer::Rtc(peer) => &peer.received,
+            Peer::Webrtc(peer) => &peer.received,
+        }
+    }
+
+    /// Streams the clips from the given phases into them until `until`.
+    fn stream(
+        &self,
+        video: &Arc<Clip>,
+        audio: &Arc<Clip>,
+        phases: [Duration; 2],
+        until: Instant,
+        sent: &Arc<SendTimes>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        match self {
+            Peer::Rtc(peer) => {
+                let done = peer.stream(video.clone(), audio.clone(), phases, until);
+                vec![tokio::spawn(async move {
+                    let _ = done.await;
+                })]
+            }
+            Peer::Webrtc(peer) => [(video, true, phases[0]), (audio, false, phases[1])]
+                .into_iter()
+                .map(|(clip, is_video, phase)| {
+                    let (peer, clip, sent) = (peer.clone(), clip.clone(), sent.clone());
+                    tokio::spawn(async move { peer.stream(clip, is_video, phase, until, sent).await })
+                })
+                .collect(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Peer::Rtc(peer) => peer.close(),
+            Peer::Webrtc(peer) => {
+                if let Ok(peer) = Arc::try_unwrap(peer) {
+                    peer.close().await;
+                }
+            }
+        }
+    }
+}
+
 struct Load {
     calls: u64,
     seconds: u64,
@@ -213,11 +292,10 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
             server.start_recording(&room, &room).unwrap();
         }
         for (name, role) in [("customer", ParticipantRole::Customer), ("agent", ParticipantRole::Agent)] {
-            let peer = match &server {
-                Sfu::Witness(server) => TestPeer::join(server, &room, name, role, sent.clone()).await,
-                Sfu::Bare(server) => TestPeer::join(server, &room, name, role, sent.clone()).await,
-            };
-            peers.push(Arc::new(peer.expect("peer joins")));
+            peers.push(match &server {
+                Sfu::Witness(server) => Peer::join(server, &room, name, role, sent.clone()).await,
+                Sfu::Bare(server) => Peer::join(server, &room, name, role, sent.clone()).await,
+            });
         }
     }
     // Let the subscriber connections finish negotiating before streaming.
@@ -229,12 +307,10 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
     let until = Instant::now() + warmup + Duration::from_secs(seconds);
     let aligned = env("SFU_ALIGNED", 0) == 1;
     let mut streams = Vec::new();
-    for peer in &peers {
-        for (clip, is_video) in [(video.clone(), true), (audio.clone(), false)] {
-            let (peer, sent) = (peer.clone(), sent.clone());
-            let phase = if aligned { Duration::ZERO } else { phase(streams.len() as u64) };
-            streams.push(tokio::spawn(async move { peer.stream(clip, is_video, phase, until, sent).await }));
-        }
+    for (i, peer) in peers.iter().enumerate() {
+        let i = 2 * i as u64;
+        let phases = if aligned { [Duration::ZERO; 2] } else { [phase(i), phase(i + 1)] };
+        streams.extend(peer.stream(&video, &audio, phases, until, &sent));
     }
     tokio::time::sleep(warmup).await;
     let forwarded_before = server.forwarded_packets();
@@ -242,9 +318,10 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
         latency.delays_us.lock().unwrap().clear();
     }
     for peer in &peers {
-        peer.received.delays_us.lock().unwrap().clear();
-        peer.received.video_packets.store(0, Ordering::Relaxed);
-        peer.received.audio_packets.store(0, Ordering::Relaxed);
+        let received = peer.received();
+        received.delays_us.lock().unwrap().clear();
+        received.video_packets.store(0, Ordering::Relaxed);
+        received.audio_packets.store(0, Ordering::Relaxed);
     }
     let cpu_before = cpu_seconds();
     let sfu_cpu_before = sfu_cpu_seconds();
@@ -265,9 +342,9 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
     let mut delays: Vec<u64> = Vec::new();
     let mut received = 0u64;
     for peer in &peers {
-        delays.extend(peer.received.delays_us.lock().unwrap().iter());
-        received +=
-            peer.received.video_packets.load(Ordering::Relaxed) + peer.received.audio_packets.load(Ordering::Relaxed);
+        let r = peer.received();
+        delays.extend(r.delays_us.lock().unwrap().iter());
+        received += r.video_packets.load(Ordering::Relaxed) + r.audio_packets.load(Ordering::Relaxed);
     }
     delays.sort_unstable();
     let mut added: Vec<u64> = latency.map(|l| l.delays_us.lock().unwrap().clone()).unwrap_or_default();
@@ -287,9 +364,7 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
         steal,
     };
     for peer in peers {
-        if let Ok(peer) = Arc::try_unwrap(peer) {
-            peer.close().await;
-        }
+        peer.close().await;
     }
     if let Sfu::Witness(server) = &server {
         for call in 0..calls {
