@@ -7,16 +7,15 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use witness_media::server::{add_host_candidate, register_codecs, register_interceptors, stun_username, MediaError};
+use witness_media::server::{stun_username, MediaError};
 
 use super::{far, Connection, Happening, Kind};
 
@@ -34,16 +33,7 @@ fn webrtc_error(e: impl std::fmt::Display) -> MediaError {
 
 impl Rtc {
     fn new(local: SocketAddr) -> Result<Rtc, MediaError> {
-        let mut media_engine = MediaEngine::default();
-        register_codecs(&mut media_engine)?;
-        let registry = register_interceptors(&mut media_engine)?;
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .build(Instant::now())
-            .map_err(webrtc_error)?;
-        add_host_candidate(&mut pc, local)?;
-        Ok(Rtc { pc, ufrag: String::new(), next_ssrc: 0x5157_0000 })
+        Ok(Rtc { pc: crate::rtc_peers::connection(local)?, ufrag: String::new(), next_ssrc: 0x5157_0000 })
     }
 
     /// Sets `description` as the local one; returns its SDP.

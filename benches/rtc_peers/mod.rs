@@ -42,6 +42,21 @@ fn webrtc_error(e: impl std::fmt::Display) -> MediaError {
     MediaError::WebRtc(e.to_string())
 }
 
+/// An `rtc` connection with the SFU's media engine and interceptors and
+/// one host candidate, `local`.
+pub fn connection(local: SocketAddr) -> Result<RTCPeerConnection, MediaError> {
+    let mut media_engine = MediaEngine::default();
+    register_codecs(&mut media_engine)?;
+    let registry = register_interceptors(&mut media_engine)?;
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())
+        .map_err(webrtc_error)?;
+    add_host_candidate(&mut pc, local)?;
+    Ok(pc)
+}
+
 /// One connection and its socket.
 struct Link {
     pc: RTCPeerConnection,
@@ -53,16 +68,7 @@ impl Link {
     async fn new() -> Result<Link, MediaError> {
         let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| MediaError::WebRtc(e.to_string()))?;
         let local = socket.local_addr().map_err(|e| MediaError::WebRtc(e.to_string()))?;
-        let mut media_engine = MediaEngine::default();
-        register_codecs(&mut media_engine)?;
-        let registry = register_interceptors(&mut media_engine)?;
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .build(Instant::now())
-            .map_err(webrtc_error)?;
-        add_host_candidate(&mut pc, local)?;
-        Ok(Link { pc, socket, local })
+        Ok(Link { pc: connection(local)?, socket, local })
     }
 
     fn set_local(&mut self, description: RTCSessionDescription) -> Result<String, MediaError> {
