@@ -60,8 +60,11 @@ pub fn render(
     mut progress: impl FnMut(f64),
 ) -> Result<Composite, RecorderError> {
     crate::recorder::init()?;
-    let has_video = inputs.iter().any(|i| i.video);
-    let has_audio = inputs.iter().any(|i| !i.video);
+    // Each input with its readable segments; an input with none is left out.
+    let inputs: Vec<(&Input, Vec<(PathBuf, u64)>)> =
+        inputs.iter().map(|i| (i, segments(&i.dir))).filter(|(_, files)| !files.is_empty()).collect();
+    let has_video = inputs.iter().any(|(i, _)| i.video);
+    let has_audio = inputs.iter().any(|(i, _)| !i.video);
     if !has_video && !has_audio {
         return Err(RecorderError::Gstreamer("nothing to composite: no recorded tracks".into()));
     }
@@ -76,17 +79,15 @@ pub fn render(
     if has_audio {
         description += "audiomixer name=amix ! audioconvert ! audioresample ! opusenc ! queue ! mux. ";
     }
-    for (i, input) in inputs.iter().enumerate() {
-        let glob = input.dir.join("*.webm");
-        let location = glob.to_string_lossy().replace('"', "");
+    for (i, (input, _)) in inputs.iter().enumerate() {
         if input.video {
             description += &format!(
-                "splitmuxsrc location=\"{location}\" ! decodebin ! videoconvert ! videoscale \
+                "splitmuxsrc name=src{i} ! decodebin ! videoconvert ! videoscale \
                  ! video/x-raw,width={SIDE_WIDTH},height={SIDE_HEIGHT} ! videorate ! queue name=in{i} ! mix. "
             );
         } else {
             description += &format!(
-                "splitmuxsrc location=\"{location}\" ! decodebin ! audioconvert ! audioresample ! queue name=in{i} ! amix. "
+                "splitmuxsrc name=src{i} ! decodebin ! audioconvert ! audioresample ! queue name=in{i} ! amix. "
             );
         }
     }
@@ -95,8 +96,12 @@ pub fn render(
         .downcast::<gst::Pipeline>()
         .map_err(|_| RecorderError::Gstreamer("not a pipeline".into()))?;
     pipeline.by_name("file").expect("named").set_property("location", out.to_string_lossy().as_ref());
-    // Place each input: its side of the picture, its start in time.
-    for (i, input) in inputs.iter().enumerate() {
+    // Give each input its files; place it: its side of the picture, its
+    // start in time.
+    for (i, (input, files)) in inputs.iter().enumerate() {
+        let files: Vec<String> = files.iter().map(|(path, _)| path.to_string_lossy().into_owned()).collect();
+        let src = pipeline.by_name(&format!("src{i}")).expect("named");
+        src.connect("format-location", false, move |_| Some(files.to_value()));
         let queue = pipeline.by_name(&format!("in{i}")).expect("named");
         let src = queue.static_pad("src").expect("a queue has a src pad");
         src.set_offset(input.offset.as_nanos() as i64);
@@ -132,19 +137,27 @@ pub fn render(
     result?;
     progress(1.0);
     let bytes = std::fs::metadata(out).map_err(|e| RecorderError::Io(out.to_owned(), e))?.len();
-    let duration_ms = inputs.iter().map(|i| i.offset.as_millis() as u64 + dir_duration_ms(&i.dir)).max().unwrap_or(0);
+    let duration_ms = inputs
+        .iter()
+        .map(|(i, files)| i.offset.as_millis() as u64 + files.iter().map(|(_, ms)| ms).sum::<u64>())
+        .max()
+        .unwrap_or(0);
     Ok(Composite { path: out.to_owned(), bytes, duration_ms, sha256: sha256_file(out)? })
 }
 
-/// The summed duration of the segments in `dir`, by GStreamer's discoverer.
-fn dir_duration_ms(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
+/// A track's segment files in `dir`, in order, each with its duration by
+/// GStreamer's discoverer — leaving out any it cannot read or that holds
+/// nothing: a segment opened as the recording stopped can be a header
+/// without a stream, and `splitmuxsrc` fails the whole track on it.
+fn segments(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "webm"))
-        .filter_map(|p| duration_ms(&p))
-        .sum()
+        .collect();
+    files.sort();
+    files.into_iter().filter_map(|p| duration_ms(&p).filter(|&ms| ms > 0).map(|ms| (p, ms))).collect()
 }
 
 /// A media file's duration by GStreamer's discoverer, if it can be read.
@@ -203,5 +216,29 @@ mod tests {
         let probed = duration_ms(&out).expect("the composite reads back");
         assert!((probed as i64 - 2500).abs() < 700, "composite of 2.5 s is {probed} ms");
         assert_eq!(seen.lock().unwrap().last(), Some(&1.0));
+    }
+
+    #[test]
+    fn a_segment_without_a_stream_is_left_out_not_fatal() {
+        let root = tempfile::tempdir().unwrap();
+        let mut inputs = record_side(root.path(), "agent", 0, 2.0);
+        // What a recorder stopped just after opening a segment can leave.
+        for input in &inputs {
+            std::fs::write(input.dir.join("99999.webm"), b"").unwrap();
+        }
+        // And a track whose only segment is such a file.
+        let empty = root.path().join("customer-cam");
+        std::fs::create_dir_all(&empty).unwrap();
+        std::fs::write(empty.join("00000.webm"), b"").unwrap();
+        inputs.push(Input { dir: empty.clone(), video: true, side: Side::Right, offset: Duration::ZERO });
+        assert!(segments(&empty).is_empty());
+        let kept = segments(&inputs[0].dir);
+        assert!(!kept.is_empty() && kept.iter().all(|(p, ms)| !p.ends_with("99999.webm") && *ms > 0), "{kept:?}");
+
+        let out = root.path().join("composite.webm");
+        let made = render(&inputs, &out, Duration::from_secs(2), |_| {}).unwrap();
+        let probed = duration_ms(&out).expect("the composite reads back");
+        assert!((probed as i64 - 2000).abs() < 700, "composite of 2 s is {probed} ms");
+        assert!((made.duration_ms as i64 - 2000).abs() < 700, "reported {} ms", made.duration_ms);
     }
 }
