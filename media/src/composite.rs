@@ -164,7 +164,9 @@ fn segments(dir: &Path) -> Vec<(PathBuf, u64)> {
 pub fn duration_ms(path: &Path) -> Option<u64> {
     crate::recorder::init().ok()?;
     let discoverer = gstreamer_pbutils::Discoverer::new(gst::ClockTime::from_seconds(10)).ok()?;
-    let uri = gst::glib::filename_to_uri(path, None).ok()?;
+    // A file URI needs an absolute path (the server's recordings directory
+    // is relative by default).
+    let uri = gst::glib::filename_to_uri(std::path::absolute(path).ok()?, None).ok()?;
     discoverer.discover_uri(&uri).ok()?.duration().map(|d| d.mseconds())
 }
 
@@ -218,10 +220,22 @@ mod tests {
         assert_eq!(seen.lock().unwrap().last(), Some(&1.0));
     }
 
+    /// `path` relative to the working directory, as the server's
+    /// recordings directory is by default.
+    fn relative(path: &Path) -> PathBuf {
+        let depth = std::env::current_dir().unwrap().components().count() - 1;
+        let up: PathBuf = std::iter::repeat_n("..", depth).collect();
+        up.join(path.strip_prefix("/").unwrap())
+    }
+
     #[test]
     fn a_segment_without_a_stream_is_left_out_not_fatal() {
         let root = tempfile::tempdir().unwrap();
         let mut inputs = record_side(root.path(), "agent", 0, 2.0);
+        for input in &mut inputs {
+            input.dir = relative(&input.dir);
+            assert!(input.dir.is_relative() && input.dir.is_dir());
+        }
         // What a recorder stopped just after opening a segment can leave.
         for input in &inputs {
             std::fs::write(input.dir.join("99999.webm"), b"").unwrap();
