@@ -253,6 +253,11 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     let composite_ms = probe_ms(&recordings.join(composite["file"].as_str().unwrap()));
     eprintln!("composite: {composite_ms} ms by ffprobe, longest track {longest} ms");
     assert!((composite_ms - longest).abs() <= 1_500, "composite {composite_ms} ms, longest track {longest} ms");
+    let recorded_ms = composite["duration_ms"].as_i64().unwrap();
+    assert!(
+        (recorded_ms - composite_ms).abs() <= 1_500,
+        "RecordingComposited says {recorded_ms} ms, ffprobe {composite_ms} ms"
+    );
 
     // `verify --recordings` passes, then fails on one altered byte, naming the file.
     let verify = || {
