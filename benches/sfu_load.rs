@@ -18,6 +18,9 @@
 //! the SFU_SECONDS it measures. The last column is the share of the
 //! machine's CPU time the hypervisor gave to other guests meanwhile
 //! (`steal` in /proc/stat): on a shared VM, stalls no code here controls.
+//! Before and after the runs it times two yardsticks of the machine's
+//! speed (a loopback datagram, a SHA-256), which on this VM changes by
+//! about two times from hour to hour.
 //!
 //!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_WARMUP=2 SFU_BASELINE=10 SFU_PIN=0 SFU_PEERS=rtc
 //!
@@ -91,6 +94,45 @@ fn machine_steal() -> (f64, f64) {
         .map(|cpu| cpu.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect())
         .unwrap_or_default();
     (ticks.get(7).copied().unwrap_or(0.0), ticks.iter().sum())
+}
+
+/// This machine's speed now, by two yardsticks timed on the calling
+/// thread (medians of three): µs to send one 1,200-byte datagram on
+/// loopback and receive it (system calls and the network stack, which are
+/// much of what the SFU and the peers spend per packet) and ms to hash 16
+/// MiB with SHA-256 (plain computation). This VM's speed changes by about
+/// two times from one hour to the next; these say which kind of hour a
+/// run had, so runs of different hours can be compared.
+fn machine_speed() -> (f64, f64) {
+    use sha2::Digest;
+    let median = |mut runs: Vec<f64>| {
+        runs.sort_by(f64::total_cmp);
+        runs[runs.len() / 2]
+    };
+    let from = std::net::UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
+    let to = std::net::UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
+    let address = to.local_addr().expect("bound");
+    let (datagram, mut buf) = ([0u8; 1200], [0u8; 2048]);
+    let rounds = 10_000;
+    let udp = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..rounds {
+                from.send_to(&datagram, address).expect("a loopback send");
+                to.recv(&mut buf).expect("a loopback receive");
+            }
+            start.elapsed().as_secs_f64() * 1e6 / rounds as f64
+        })
+        .collect();
+    let data = vec![7u8; 16 << 20];
+    let hash = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(sha2::Sha256::digest(std::hint::black_box(&data)));
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    (median(udp), median(hash))
 }
 
 /// CPU seconds the SFU runtime's threads (named `sfu`) used so far.
@@ -404,6 +446,7 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
         video.bytes_per_second as f64 * 8.0 / 1000.0,
         audio.bytes_per_second as f64 * 8.0 / 1000.0
     );
+    let speed_before = machine_speed();
     let mut outcomes = Vec::new();
     let mut phases =
         vec![(baseline, false, (41_000, 41_999)), (calls, false, (42_000, 42_999)), (calls, true, (43_000, 43_999))];
@@ -417,6 +460,11 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
         assert!(outcome.forwarded_pps > 0.0, "{n} calls: the SFU forwarded nothing");
         outcomes.push(outcome);
     }
+    let speed_after = machine_speed();
+    println!(
+        "machine speed before / after the runs: {:.2} / {:.2} µs per 1,200-byte datagram sent and received on loopback, {:.1} / {:.1} ms per SHA-256 of 16 MiB",
+        speed_before.0, speed_after.0, speed_before.1, speed_after.1
+    );
     if pinned {
         println!("SFU_PIN=1: SFU on CPU 0 (one thread), peers on CPU 1");
     }
