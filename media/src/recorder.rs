@@ -199,7 +199,9 @@ impl TrackRecorder {
                 gst::PadProbeReturn::Ok
             });
 
-            give_frames_durations(&pipeline.by_name("last").expect("named in the description"));
+            let last = pipeline.by_name("last").expect("named in the description");
+            give_frames_durations(&last);
+            let frames = count_frames(&last);
 
             let bus = pipeline.bus().expect("a pipeline has a bus");
             bus.set_sync_handler(|_, message| match message.view() {
@@ -213,7 +215,7 @@ impl TrackRecorder {
             let watching = alive.clone();
             let bus_thread = std::thread::Builder::new()
                 .name("witness-recorder".into())
-                .spawn(move || watch_bus(bus, &watching, on_segment))
+                .spawn(move || watch_bus(bus, &watching, &frames, on_segment))
                 .map_err(|e| RecorderError::Gstreamer(e.to_string()))?;
             // Packets are stamped with their arrival (running) time by `push`,
             // on this clock from this base: not when the recorder's threads,
@@ -475,6 +477,18 @@ fn give_frames_durations(element: &gst::Element) {
     });
 }
 
+/// Counts the frames `element` sends on (to the muxer).
+fn count_frames(element: &gst::Element) -> Arc<AtomicU64> {
+    let frames = Arc::new(AtomicU64::new(0));
+    let counter = frames.clone();
+    let pad = element.static_pad("src").expect("the element has a src pad");
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        gst::PadProbeReturn::Ok
+    });
+    frames
+}
+
 /// One more than the highest `NNNNN.webm` in `dir` (0 if none).
 fn next_free_index(dir: &Path) -> u32 {
     std::fs::read_dir(dir)
@@ -492,7 +506,16 @@ fn file_index(path: &Path) -> Option<u32> {
 }
 
 /// Reports closed fragments until end of stream, an error, or shutdown.
-fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segment, RecorderError>)) {
+/// A recorder stopped before any frame reached the muxer (a camera whose
+/// picture size changed while its recorder was being built) leaves a file
+/// of headers and no stream, which nothing can play: it is deleted, not
+/// reported. `frames` counts the frames sent to the muxer.
+fn watch_bus(
+    bus: gst::Bus,
+    alive: &AtomicBool,
+    frames: &AtomicU64,
+    on_segment: impl Fn(Result<Segment, RecorderError>),
+) {
     let mut opened_at: u64 = 0;
     let mut open = false;
     // splitmuxsink may say a file closed twice (seen once in CI: a file of
@@ -526,6 +549,10 @@ fn watch_bus(bus: gst::Bus, alive: &AtomicBool, on_segment: impl Fn(Result<Segme
                             continue;
                         }
                         last_closed = Some(path.clone());
+                        if frames.load(Ordering::Relaxed) == 0 {
+                            let _ = std::fs::remove_file(&path);
+                            continue;
+                        }
                         let index = file_index(&path).unwrap_or_default();
                         let duration_ms = running_time.saturating_sub(opened_at) / 1_000_000;
                         let segment =
@@ -787,6 +814,27 @@ mod tests {
     /// A file holding one frame (as when a camera's picture size changes at
     /// its second keyframe) still states how long it lasts. Without
     /// durations on the frames the muxer wrote none and ffprobe said "N/A".
+    #[test]
+    fn a_recorder_stopped_before_any_frame_leaves_no_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = Arc::new(Mutex::new(Vec::new()));
+        let sink = segments.clone();
+        let recorder = TrackRecorder::new(
+            dir.path(),
+            "video/VP8",
+            96,
+            &SegmentNumbers::new(),
+            DEFAULT_SEGMENT,
+            move |s| sink.lock().unwrap().push(s.expect("segment written")),
+            || {},
+        )
+        .unwrap();
+        recorder.stop();
+        assert!(segments.lock().unwrap().is_empty(), "reported: {:?}", segments.lock().unwrap());
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(files.is_empty(), "left behind: {files:?}");
+    }
+
     #[test]
     fn a_segment_of_a_single_frame_has_a_duration() {
         let first_frame = Arc::new(Mutex::new((Vec::<Vec<u8>>::new(), false)));
