@@ -811,16 +811,12 @@ mod tests {
         assert_eq!(later.next(), 41);
     }
 
-    /// A file holding one frame (as when a camera's picture size changes at
-    /// its second keyframe) still states how long it lasts. Without
-    /// durations on the frames the muxer wrote none and ffprobe said "N/A".
-    #[test]
-    fn a_recorder_stopped_before_any_frame_leaves_no_segment() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A VP8 recorder into `dir` and the segments it reports.
+    fn vp8_recorder(dir: &Path) -> (TrackRecorder, Arc<Mutex<Vec<Segment>>>) {
         let segments = Arc::new(Mutex::new(Vec::new()));
         let sink = segments.clone();
         let recorder = TrackRecorder::new(
-            dir.path(),
+            dir,
             "video/VP8",
             96,
             &SegmentNumbers::new(),
@@ -829,12 +825,22 @@ mod tests {
             || {},
         )
         .unwrap();
+        (recorder, segments)
+    }
+
+    #[test]
+    fn a_recorder_stopped_before_any_frame_leaves_no_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (recorder, segments) = vp8_recorder(dir.path());
         recorder.stop();
         assert!(segments.lock().unwrap().is_empty(), "reported: {:?}", segments.lock().unwrap());
         let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
         assert!(files.is_empty(), "left behind: {files:?}");
     }
 
+    /// A file holding one frame (as when a camera's picture size changes at
+    /// its second keyframe) still states how long it lasts. Without
+    /// durations on the frames the muxer wrote none and ffprobe said "N/A".
     #[test]
     fn a_segment_of_a_single_frame_has_a_duration() {
         let first_frame = Arc::new(Mutex::new((Vec::<Vec<u8>>::new(), false)));
@@ -855,18 +861,7 @@ mod tests {
         let packets = std::mem::take(&mut first_frame.lock().unwrap().0);
 
         let dir = tempfile::tempdir().unwrap();
-        let segments = Arc::new(Mutex::new(Vec::new()));
-        let sink = segments.clone();
-        let recorder = TrackRecorder::new(
-            dir.path(),
-            "video/VP8",
-            96,
-            &SegmentNumbers::new(),
-            DEFAULT_SEGMENT,
-            move |s| sink.lock().unwrap().push(s.expect("segment written")),
-            || {},
-        )
-        .unwrap();
+        let (recorder, segments) = vp8_recorder(dir.path());
         for packet in packets {
             recorder.push(packet);
         }
