@@ -5,7 +5,6 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
-use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -14,8 +13,7 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use witness_media::server::{stun_username, MediaError};
+use witness_media::server::{read_datagram, stun_username, MediaError};
 
 use super::{far, Connection, Happening, Kind};
 
@@ -74,16 +72,7 @@ impl Connection for Rtc {
     }
 
     fn receive(&mut self, now: Instant, local: SocketAddr, source: SocketAddr, datagram: &[u8]) {
-        let _ = self.pc.handle_read(TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: local,
-                peer_addr: source,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(datagram),
-        });
+        read_datagram(&mut self.pc, now, local, source, datagram);
     }
 
     fn timeout(&mut self, now: Instant) {

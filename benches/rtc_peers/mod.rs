@@ -18,7 +18,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -28,13 +27,12 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use witness_media::loopback::{Clip, Received, Replay, SendTimes, Signaling};
 use witness_media::server::{
-    add_host_candidate, rand_ssrc, register_codecs, register_interceptors, MediaError, Signal,
+    add_host_candidate, rand_ssrc, read_datagram, register_codecs, register_interceptors, MediaError, Signal,
 };
 use witness_schemas::ParticipantRole;
 
@@ -66,8 +64,8 @@ struct Link {
 
 impl Link {
     async fn new() -> Result<Link, MediaError> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| MediaError::WebRtc(e.to_string()))?;
-        let local = socket.local_addr().map_err(|e| MediaError::WebRtc(e.to_string()))?;
+        let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(webrtc_error)?;
+        let local = socket.local_addr().map_err(webrtc_error)?;
         Ok(Link { pc: connection(local)?, socket, local })
     }
 
@@ -77,16 +75,7 @@ impl Link {
     }
 
     fn read(&mut self, datagram: &[u8], source: SocketAddr) {
-        let _ = self.pc.handle_read(TaggedBytesMut {
-            now: Instant::now(),
-            transport: TransportContext {
-                local_addr: self.local,
-                peer_addr: source,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(datagram),
-        });
+        read_datagram(&mut self.pc, Instant::now(), self.local, source, datagram);
     }
 
     /// Reads what the socket holds, waiting for the first datagram until

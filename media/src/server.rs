@@ -773,16 +773,7 @@ impl Engine {
             },
         };
         let Some(connection) = self.connections[index].as_mut() else { return };
-        let _ = connection.pc.handle_read(TaggedBytesMut {
-            now: Instant::now(),
-            transport: TransportContext {
-                local_addr: self.announced,
-                peer_addr: source,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(datagram),
-        });
+        read_datagram(&mut connection.pc, Instant::now(), self.announced, source, datagram);
         self.drain(index);
     }
 
@@ -1463,6 +1454,20 @@ pub fn widen_receive_buffer(socket: &std::net::UdpSocket) -> std::io::Result<usi
     let size = max.unwrap_or(4 << 20);
     socket2::SockRef::from(socket).set_recv_buffer_size(size)?;
     Ok(size)
+}
+
+/// Hands `pc` a UDP datagram that came from `source` to `local`.
+pub fn read_datagram(pc: &mut RTCPeerConnection, now: Instant, local: SocketAddr, source: SocketAddr, datagram: &[u8]) {
+    let _ = pc.handle_read(TaggedBytesMut {
+        now,
+        transport: TransportContext {
+            local_addr: local,
+            peer_addr: source,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message: BytesMut::from(datagram),
+    });
 }
 
 /// Gives `pc` its one local candidate: a UDP host candidate at `addr`
