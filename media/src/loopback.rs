@@ -597,6 +597,103 @@ mod tests {
             passed_on.first()
         );
     }
+
+    /// RTP packets of `frames` frames of a GStreamer test `source`, encoded
+    /// and payloaded by `then`, as fast as GStreamer can.
+    fn encoded(source: &str, frames: u32, then: &str) -> Vec<rtc::rtp::Packet> {
+        use gstreamer::prelude::*;
+        crate::recorder::init().unwrap();
+        let description = format!("{source} num-buffers={frames} ! {then} ! appsink name=out sync=false");
+        let pipeline = gstreamer::parse::launch(&description).unwrap().downcast::<gstreamer::Pipeline>().unwrap();
+        let sink = pipeline.by_name("out").unwrap().downcast::<gstreamer_app::AppSink>().unwrap();
+        pipeline.set_state(gstreamer::State::Playing).unwrap();
+        let mut packets = Vec::new();
+        while let Ok(sample) = sink.pull_sample() {
+            let map = sample.buffer().unwrap().map_readable().unwrap();
+            packets.push(rtc::rtp::Packet::unmarshal(&mut map.as_slice()).unwrap());
+        }
+        pipeline.set_state(gstreamer::State::Null).unwrap();
+        packets
+    }
+
+    /// A picture size change (Chrome's camera settling, a simulcast layer
+    /// switch) starts a new file. When it comes while the first file's
+    /// recorder is still being built, the packets that waited for that
+    /// recorder are still written, in the file before the new one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_picture_size_change_while_the_recorder_starts_loses_no_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            MediaConfig { ports: (52_800, 52_899), recordings_dir: dir.path().to_owned(), ..Default::default() };
+        let (server, mut reports) = MediaServer::new(config);
+        let sent = Arc::new(SendTimes::default());
+        let room = "resize";
+        let customer =
+            TestPeer::join(&server, room, "customer", ParticipantRole::Customer, sent.clone()).await.unwrap();
+        let agent = TestPeer::join(&server, room, "agent", ParticipantRole::Agent, sent.clone()).await.unwrap();
+        server.start_recording(room, "rec").unwrap();
+
+        // Audio until the call is up (the agent hears it).
+        let audio = encoded("audiotestsrc", 500, "opusenc ! rtpopuspay pt=111");
+        let up = Instant::now() + Duration::from_secs(10);
+        for packet in audio {
+            customer.send(false, packet, &sent).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if agent.received.audio_packets.load(Ordering::Relaxed) > 0 || Instant::now() > up {
+                break;
+            }
+        }
+        assert!(agent.received.audio_packets.load(Ordering::Relaxed) > 0, "the call came up");
+
+        // Five frames at 320 × 240, then five at 640 × 480, back to back:
+        // the second keyframe comes while the first recorder is being built
+        // (which takes milliseconds; without the fix this test failed in
+        // every run).
+        let vp8 = |width, height| {
+            let then = format!("video/x-raw,width={width},height={height},framerate=30/1 ! vp8enc deadline=1 ! rtpvp8pay pt=96 mtu=1200");
+            encoded("videotestsrc", 5, &then)
+        };
+        let (mut sequence, mut base) = (0u16, 0u32);
+        for clip in [vp8(320, 240), vp8(640, 480)] {
+            // One stream: numbered on, each clip's frames after the last's.
+            let first = clip[0].header.timestamp;
+            let span = clip.last().unwrap().header.timestamp.wrapping_sub(first);
+            for mut packet in clip {
+                packet.header.sequence_number = sequence;
+                packet.header.timestamp = base + packet.header.timestamp.wrapping_sub(first);
+                sequence += 1;
+                customer.send(true, packet, &sent).await;
+            }
+            base += span + 3_000;
+        }
+        // Stopped while the second recorder may still wait for the first's
+        // close: every file is reported by the time the stop returns.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(server.stop_recording(room).await);
+
+        let mut files = Vec::new();
+        while let Ok(report) = reports.try_recv() {
+            if let Report::SegmentClosed { track, index, file, .. } = report {
+                if track.ends_with("-cam") {
+                    files.push((index, file));
+                }
+            }
+        }
+        files.sort();
+        let widths: Vec<Option<u32>> = files.iter().map(|(_, file)| picture_width(&dir.path().join(file))).collect();
+        assert_eq!(widths, [Some(320), Some(640)], "one file per picture size, in order: {files:?}");
+        customer.close().await;
+        agent.close().await;
+    }
+
+    /// The picture width a media file's first video stream states.
+    fn picture_width(path: &std::path::Path) -> Option<u32> {
+        let discoverer = gstreamer_pbutils::Discoverer::new(gstreamer::ClockTime::from_seconds(10)).ok()?;
+        let uri = gstreamer::glib::filename_to_uri(path, None).ok()?;
+        let info = discoverer.discover_uri(&uri).ok()?;
+        info.video_streams().first().map(|v| v.width())
+    }
+
     /// Rooms are spread over the media threads; each thread takes a port of
     /// its own, and the calls on both flow.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

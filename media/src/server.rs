@@ -230,16 +230,15 @@ struct Recording {
     sizes: HashMap<String, (u16, u16)>,
     /// Per track, its files' numbers, shared by the recorders it has had.
     numbers: HashMap<String, SegmentNumbers>,
-    /// Recorders replaced mid-call (a change of picture size), closing
-    /// their files.
-    replaced: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Recording {
-    /// Closes every track's last file; returns once all are reported.
+    /// Closes every track's last file (and the files before it, a
+    /// recorder's start waiting for the previous recorder's close);
+    /// returns once all are reported.
     async fn finish(self) {
         let closing: Vec<_> = self.tracks.into_values().map(|track| tokio::spawn(track.close())).collect();
-        for task in closing.into_iter().chain(self.replaced) {
+        for task in closing {
             let _ = task.await;
         }
     }
@@ -249,11 +248,13 @@ impl Recording {
 enum TrackState {
     /// Being built off the forwarding path (it takes milliseconds); the
     /// packets that come meanwhile wait here. `start` tells this start from
-    /// a later one of the same track.
+    /// a later one of the same track. The task yields the recorder if it
+    /// found its place taken (the track stopped or went on in a new file
+    /// meanwhile): then [`TrackState::close`] gives it what waited.
     Starting {
         start: u64,
         pending: Vec<bytes::BytesMut>,
-        task: tokio::task::JoinHandle<()>,
+        task: tokio::task::JoinHandle<Option<Arc<TrackRecorder>>>,
     },
     Running(Arc<TrackRecorder>),
     /// Could not start (reported); not retried for every packet.
@@ -262,12 +263,18 @@ enum TrackState {
 
 impl TrackState {
     /// Closes the track's file; returns once it is reported. A recorder
-    /// still starting finds its track gone and closes itself.
+    /// still starting is waited for and writes the packets that waited
+    /// for it first: they are the call's, whatever happened meanwhile.
     async fn close(self) {
         match self {
             TrackState::Running(recorder) => stop_recorders(vec![recorder]).await,
-            TrackState::Starting { task, .. } => {
-                let _ = task.await;
+            TrackState::Starting { task, pending, .. } => {
+                if let Ok(Some(recorder)) = task.await {
+                    for bytes in pending {
+                        recorder.push(bytes);
+                    }
+                    stop_recorders(vec![recorder]).await;
+                }
             }
             TrackState::Failed => {}
         }
@@ -519,7 +526,6 @@ impl MediaServer {
                 tracks: HashMap::new(),
                 sizes: HashMap::new(),
                 numbers: HashMap::new(),
-                replaced: Vec::new(),
             },
         );
         drop(recordings);
@@ -1395,13 +1401,13 @@ impl Engine {
         let mut recordings = shared.recordings.lock().expect("recordings poisoned");
         let Some(recording) = recordings.get_mut(room) else { return };
         let size = vp8_keyframe_size(&packet.payload);
+        // The recorder of the previous file, if the picture size changed.
+        let mut previous = None;
         if let (Some(current), Some(new)) = (recording.sizes.get_mut(track), size) {
             if *current != new {
                 tracing::info!(track, from = ?*current, to = ?new, "picture size changed: the track's recording goes on in a new file");
                 *current = new;
-                if let Some(old) = recording.tracks.remove(track) {
-                    recording.replaced.push(shared.runtime.spawn(old.close()));
-                }
+                previous = recording.tracks.remove(track);
             }
         }
         match recording.tracks.get_mut(track) {
@@ -1427,9 +1433,19 @@ impl Engine {
                     (shared.clone(), room.to_owned(), recording.id.clone(), track.to_owned());
                 let payload_type = packet.header.payload_type;
                 let commands = self.commands.clone();
-                // Waits for `recordings`, held here until the track is marked.
-                let task = shared.runtime.spawn_blocking(move || {
-                    builder.recorder_started(&room, &id, &track_id, start, &codec, payload_type, &numbers, commands)
+                let task = shared.runtime.spawn(async move {
+                    // The previous file is closed first, so that it has the
+                    // lower number even when its recorder was still starting.
+                    if let Some(previous) = previous {
+                        previous.close().await;
+                    }
+                    // Waits for `recordings`, held here until the track is marked.
+                    tokio::task::spawn_blocking(move || {
+                        builder.recorder_started(&room, &id, &track_id, start, &codec, payload_type, &numbers, commands)
+                    })
+                    .await
+                    .ok()
+                    .flatten()
                 });
                 recording.tracks.insert(track.to_owned(), TrackState::Starting { start, pending: vec![bytes], task });
             }
@@ -1511,7 +1527,8 @@ pub fn stun_username(datagram: &[u8]) -> Option<&[u8]> {
 impl Shared {
     /// Builds a track's recorder (blocking) and puts it to work with the
     /// packets that came meanwhile — unless the track's recording was
-    /// stopped or restarted in the meantime: then it is closed again.
+    /// stopped or went on in a new file in the meantime: then the recorder
+    /// is returned, for whoever closes the start ([`TrackState::close`]).
     #[allow(clippy::too_many_arguments)]
     fn recorder_started(
         &self,
@@ -1523,7 +1540,7 @@ impl Shared {
         payload_type: u8,
         numbers: &SegmentNumbers,
         commands: mpsc::WeakUnboundedSender<Command>,
-    ) {
+    ) -> Option<Arc<TrackRecorder>> {
         let recorder = self.start_recorder(room, recording, track, codec, payload_type, numbers, commands);
         let mut recordings = self.recordings.lock().expect("recordings poisoned");
         let slot = recordings
@@ -1540,15 +1557,13 @@ impl Shared {
                         recorder.push(bytes);
                     }
                 }
+                None
             }
-            (Some(slot), None) => *slot = TrackState::Failed,
-            (None, Some(recorder)) => {
-                drop(recordings);
-                if let Ok(recorder) = Arc::try_unwrap(recorder) {
-                    recorder.stop();
-                }
+            (Some(slot), None) => {
+                *slot = TrackState::Failed;
+                None
             }
-            (None, None) => {}
+            (None, recorder) => recorder,
         }
     }
 
