@@ -10,10 +10,10 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
-use witness_media::server::{read_datagram, stun_username, MediaError};
+use witness_media::server::{encoding, read_datagram, stun_username, MediaError};
 
 use super::{far, Connection, Happening, Kind};
 
@@ -111,20 +111,16 @@ impl Connection for Rtc {
         for &kind in tracks {
             self.next_ssrc += 1;
             let ssrc = self.next_ssrc;
-            let (codec_kind, mime, clock_rate, channels, pt) = match kind {
-                Kind::Audio => (RtpCodecKind::Audio, "audio/opus", 48_000, 2, 111),
-                Kind::Video => (RtpCodecKind::Video, "video/VP8", 90_000, 0, 96),
+            let (codec_kind, pt) = match kind {
+                Kind::Audio => (RtpCodecKind::Audio, 111),
+                Kind::Video => (RtpCodecKind::Video, 96),
             };
             let track = MediaStreamTrack::new(
                 format!("s{ssrc}"),
                 format!("t{ssrc}"),
                 format!("{kind:?}"),
                 codec_kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                    codec: RTCRtpCodec { mime_type: mime.into(), clock_rate, channels, ..Default::default() },
-                    ..Default::default()
-                }],
+                vec![encoding(codec_kind, "", ssrc)],
             );
             let sender = self.pc.add_track(track).ok()?;
             locals.push((sender, ssrc, pt));

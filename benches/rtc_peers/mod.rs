@@ -24,7 +24,7 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use tokio::net::UdpSocket;
@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use witness_media::loopback::{Clip, Received, Replay, SendTimes, Signaling};
 use witness_media::server::{
-    add_host_candidate, rand_ssrc, read_datagram, register_codecs, register_interceptors, MediaError, Signal,
+    add_host_candidate, encoding, rand_ssrc, read_datagram, register_codecs, register_interceptors, MediaError, Signal,
 };
 use witness_schemas::ParticipantRole;
 
@@ -167,18 +167,12 @@ impl RtcPeer {
         let mut senders = Vec::new();
         for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
             let ssrc = rand_ssrc();
-            let (mime, clock_rate, channels) =
-                if kind == RtpCodecKind::Audio { ("audio/opus", 48_000, 2) } else { ("video/VP8", 90_000, 0) };
             let track = MediaStreamTrack::new(
                 format!("{name}-stream"),
                 format!("{name}-{ssrc}"),
                 name.to_owned(),
                 kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                    codec: RTCRtpCodec { mime_type: mime.into(), clock_rate, channels, ..Default::default() },
-                    ..Default::default()
-                }],
+                vec![encoding(kind, "", ssrc)],
             );
             senders.push((publisher.pc.add_track(track).map_err(webrtc_error)?, ssrc));
         }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::shared::marshal::Unmarshal;
 use tokio::sync::{mpsc, watch};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -210,27 +210,9 @@ type LocalStream = (Arc<TrackLocalStaticRTP>, u32);
 /// A local track sent as one stream (`rids` empty) or as one simulcast
 /// layer per RID; returns it with its first stream's SSRC and each layer's.
 fn local_track(kind: RtpCodecKind, name: &str, rids: &[&'static str]) -> (LocalStream, Vec<(&'static str, u32)>) {
-    let (mime, clock, channels) =
-        if kind == RtpCodecKind::Audio { ("audio/opus", 48_000, 2) } else { ("video/VP8", 90_000, 0) };
     let layers: Vec<(&'static str, u32)> = rids.iter().map(|rid| (*rid, crate::server::rand_ssrc())).collect();
     let streams = if layers.is_empty() { vec![("", crate::server::rand_ssrc())] } else { layers.clone() };
-    let encodings = streams
-        .iter()
-        .map(|(rid, ssrc)| RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                rid: (*rid).to_owned(),
-                ssrc: Some(*ssrc),
-                ..Default::default()
-            },
-            codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
-                mime_type: mime.into(),
-                clock_rate: clock,
-                channels,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .collect();
+    let encodings = streams.iter().map(|(rid, ssrc)| crate::server::encoding(kind, rid, *ssrc)).collect();
     let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("{name}-stream"),
         format!("{name}-{}", if kind == RtpCodecKind::Audio { "mic" } else { "cam" }),

@@ -1751,26 +1751,34 @@ fn simulcast_layer(rid: Option<&str>, codings: &[RTCRtpEncodingParameters]) -> u
     }
 }
 
+/// Witness's codec for a track of `kind`: Opus for audio, VP8 for video
+/// (what [`register_codecs`] negotiates, without its parameters).
+pub fn codec(kind: RtpCodecKind) -> RTCRtpCodec {
+    let (mime, clock_rate, channels) =
+        if kind == RtpCodecKind::Audio { ("audio/opus", 48_000, 2) } else { ("video/VP8", 90_000, 0) };
+    RTCRtpCodec { mime_type: mime.into(), clock_rate, channels, ..Default::default() }
+}
+
+/// How a local track of `kind` is sent: as the stream `ssrc`, simulcast
+/// layer `rid` ("" for a track sent as one stream), in [`codec`]`(kind)`.
+pub fn encoding(kind: RtpCodecKind, rid: &str, ssrc: u32) -> RTCRtpEncodingParameters {
+    RTCRtpEncodingParameters {
+        rtp_coding_parameters: RTCRtpCodingParameters { rid: rid.to_owned(), ssrc: Some(ssrc), ..Default::default() },
+        codec: codec(kind),
+        ..Default::default()
+    }
+}
+
 /// The codecs Witness's SFU negotiates — Opus, and VP8 with NACK, PLI,
 /// FIR and REMB feedback — on a connection's media engine.
 pub fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
     let feedback = |typ: &str, parameter: &str| RTCPFeedback { typ: typ.into(), parameter: parameter.into() };
     let opus = RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: "audio/opus".into(),
-            clock_rate: 48_000,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-            rtcp_feedback: Vec::new(),
-        },
+        rtp_codec: RTCRtpCodec { sdp_fmtp_line: "minptime=10;useinbandfec=1".into(), ..codec(RtpCodecKind::Audio) },
         payload_type: OPUS_PT,
     };
     let vp8 = RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
-            mime_type: "video/VP8".into(),
-            clock_rate: 90_000,
-            channels: 0,
-            sdp_fmtp_line: String::new(),
             rtcp_feedback: vec![
                 feedback("nack", ""),
                 feedback("nack", "pli"),
@@ -1779,6 +1787,7 @@ pub fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError>
                 // the simulcast layer they get.
                 feedback("goog-remb", ""),
             ],
+            ..codec(RtpCodecKind::Video)
         },
         payload_type: VP8_PT,
     };
