@@ -13,7 +13,7 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
-use witness_media::server::{encoding, read_datagram, stun_username, MediaError};
+use witness_media::server::{encoding, read_datagram, stun_username, MediaError, OPUS_PT, VP8_PT};
 
 use super::{far, Connection, Happening, Kind};
 
@@ -112,8 +112,8 @@ impl Connection for Rtc {
             self.next_ssrc += 1;
             let ssrc = self.next_ssrc;
             let (codec_kind, pt) = match kind {
-                Kind::Audio => (RtpCodecKind::Audio, 111),
-                Kind::Video => (RtpCodecKind::Video, 96),
+                Kind::Audio => (RtpCodecKind::Audio, OPUS_PT),
+                Kind::Video => (RtpCodecKind::Video, VP8_PT),
             };
             let track = MediaStreamTrack::new(
                 format!("s{ssrc}"),

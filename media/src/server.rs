@@ -68,8 +68,8 @@ pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidateInit
 
 /// Payload types the server uses towards subscribers (it writes the offers
 /// on those connections, so these are the negotiated ones).
-const OPUS_PT: u8 = 111;
-const VP8_PT: u8 = 96;
+pub const OPUS_PT: u8 = 111;
+pub const VP8_PT: u8 = 96;
 /// How often the core is given [`Input::Timeout`] (keyframe requests owed,
 /// stalled tracks) when nothing else wakes the thread.
 const TICK: Duration = Duration::from_millis(100);
