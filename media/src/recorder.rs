@@ -237,22 +237,21 @@ impl TrackRecorder {
     }
 
     /// Queues one RTP packet (header and payload, as received), stamped
-    /// with the time it arrived; never waits. The buffer is handed to
-    /// GStreamer as it is, not copied, by the recorders' feeding thread
-    /// ([`feeder`]), so the caller — the SFU's forwarding path —
-    /// takes none of GStreamer's locks. If that thread is more than
-    /// [`FEED_QUEUE`] packets behind, or this recorder's pipeline
-    /// [`SOURCE_QUEUE_BYTES`] behind (a slow disk), the packet is dropped
-    /// and counted ([`TrackRecorder::dropped_packets`], [`dropped_packets`]):
-    /// a machine too busy to record loses media from its recordings, not
-    /// from its calls.
-    pub fn push(&self, rtp: impl AsRef<[u8]> + Send + 'static) {
-        let mut buffer = gst::Buffer::from_slice(rtp);
+    /// with the time it arrived; never waits. The recorders' feeding
+    /// thread ([`feeder`]) wraps it in a GStreamer buffer (not copied) and
+    /// hands it over, so the caller — the SFU's forwarding path — takes
+    /// none of GStreamer's or GLib's locks: those are shared with the
+    /// recorders' threads, which run at the lowest priority, and a media
+    /// thread waiting for one of them waits for them to be scheduled. If
+    /// the feeding thread is more than [`FEED_QUEUE`] packets behind, or
+    /// this recorder's pipeline [`SOURCE_QUEUE_BYTES`] behind (a slow
+    /// disk), the packet is dropped and counted
+    /// ([`TrackRecorder::dropped_packets`], [`dropped_packets`]): a machine
+    /// too busy to record loses media from its recordings, not from its
+    /// calls.
+    pub fn push(&self, rtp: impl Into<bytes::Bytes>) {
         let arrived = self.clock.time().saturating_sub(self.base_time);
-        let meta = buffer.get_mut().expect("a new buffer is writable");
-        meta.set_pts(arrived);
-        meta.set_dts(arrived);
-        if feeder().try_send(Feed::Packet(self.source.clone(), buffer)).is_err() {
+        if feeder().try_send(Feed::Packet(self.source.clone(), rtp.into(), arrived)).is_err() {
             self.source.count_dropped(1);
         }
     }
@@ -342,7 +341,8 @@ impl Source {
 }
 
 enum Feed {
-    Packet(Arc<Source>, gst::Buffer),
+    /// A packet and when it arrived, on the recorder's clock.
+    Packet(Arc<Source>, bytes::Bytes, gst::ClockTime),
     End(Arc<Source>),
 }
 
@@ -366,7 +366,11 @@ fn feeder() -> &'static std::sync::mpsc::SyncSender<Feed> {
                 std::thread::sleep(FEED_BATCH);
                 for feed in std::iter::once(first).chain(rx.try_iter()) {
                     match feed {
-                        Feed::Packet(source, buffer) => {
+                        Feed::Packet(source, rtp, arrived) => {
+                            let mut buffer = gst::Buffer::from_slice(rtp);
+                            let meta = buffer.get_mut().expect("a new buffer is writable");
+                            meta.set_pts(arrived);
+                            meta.set_dts(arrived);
                             let key = Arc::as_ptr(&source) as usize;
                             let (_, list) = lists.entry(key).or_insert_with(|| (source, gst::BufferList::new()));
                             list.get_mut().expect("a list only this thread holds").add(buffer);
