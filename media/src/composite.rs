@@ -162,12 +162,17 @@ fn segments(dir: &Path) -> Vec<(PathBuf, u64)> {
 
 /// A media file's duration by GStreamer's discoverer, if it can be read.
 pub fn duration_ms(path: &Path) -> Option<u64> {
+    discover(path)?.duration().map(|d| d.mseconds())
+}
+
+/// What GStreamer's discoverer reads of a media file, if it can.
+pub fn discover(path: &Path) -> Option<gstreamer_pbutils::DiscovererInfo> {
     crate::recorder::init().ok()?;
     let discoverer = gstreamer_pbutils::Discoverer::new(gst::ClockTime::from_seconds(10)).ok()?;
     // A file URI needs an absolute path (the server's recordings directory
     // is relative by default).
     let uri = gst::glib::filename_to_uri(std::path::absolute(path).ok()?, None).ok()?;
-    discoverer.discover_uri(&uri).ok()?.duration().map(|d| d.mseconds())
+    discoverer.discover_uri(&uri).ok()
 }
 
 #[cfg(test)]

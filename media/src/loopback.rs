@@ -662,18 +662,14 @@ mod tests {
             }
         }
         files.sort();
-        let widths: Vec<Option<u32>> = files.iter().map(|(_, file)| picture_width(&dir.path().join(file))).collect();
+        let width = |file: &str| {
+            let info = crate::composite::discover(&dir.path().join(file))?;
+            info.video_streams().first().map(|v| v.width())
+        };
+        let widths: Vec<Option<u32>> = files.iter().map(|(_, file)| width(file)).collect();
         assert_eq!(widths, [Some(320), Some(640)], "one file per picture size, in order: {files:?}");
         customer.close().await;
         agent.close().await;
-    }
-
-    /// The picture width a media file's first video stream states.
-    fn picture_width(path: &std::path::Path) -> Option<u32> {
-        let discoverer = gstreamer_pbutils::Discoverer::new(gstreamer::ClockTime::from_seconds(10)).ok()?;
-        let uri = gstreamer::glib::filename_to_uri(path, None).ok()?;
-        let info = discoverer.discover_uri(&uri).ok()?;
-        info.video_streams().first().map(|v| v.width())
     }
 
     /// Rooms are spread over the media threads; each thread takes a port of
