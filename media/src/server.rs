@@ -1237,7 +1237,14 @@ impl Engine {
         if sent {
             self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
         }
-        self.drain(forward.connection);
+        // Only the packet's way out: writing media raises no event and
+        // reads nothing, and a full `drain` sweeps the connection's
+        // pipeline five times more (a tenth of the media thread).
+        if let (Some(socket), Some(connection)) = (&self.socket, self.connections[forward.connection].as_mut()) {
+            while let Some(out) = connection.pc.poll_write() {
+                socket.send(&out.message, out.transport.peer_addr);
+            }
+        }
         if let (true, Some(latency), Some(arrived)) = (sent, &self.shared.config.latency, self.arrived) {
             latency.sent(arrived);
         }
