@@ -1,13 +1,16 @@
 //! SFU load: N concurrent 1:1 calls through the real SFU, each participant
 //! an in-process WebRTC peer (ICE, DTLS, SRTP, UDP on loopback) sending VP8
 //! at 500 kbit/s and Opus, replayed from a pre-encoded clip so no encoder
-//! runs. The peers are built on the sans-I/O `rtc` stack, a task per
-//! connection (`benches/rtc_peers`); SFU_PEERS=webrtc makes them the
-//! `webrtc` crate's `TestPeer`s instead, which cost more CPU — taken from
-//! the SFU on this 2-core machine.
+//! runs. The peers are built on the sans-I/O `rtc` stack, all driven by
+//! one thread through one socket, each connection with a loopback address
+//! of its own (`benches/rtc_peers`: they encrypt their media past their
+//! connections' interceptors and count what they receive by its RTP
+//! header); SFU_PEERS=webrtc makes them the `webrtc` crate's `TestPeer`s
+//! instead, which cost more CPU — taken from the SFU on this 2-core
+//! machine.
 //! Measures forwarded packets/s and Mbit/s, the process's CPU per forwarded
 //! Mbit/s, the delay from a peer's send to the other peer's receive
-//! (p50/p99, which includes both peers' SRTP work, so it bounds the SFU's
+//! (p50/p99, which includes the peers' own work, so it bounds the SFU's
 //! added latency from above), and the latency the SFU itself adds
 //! (`AddedLatency`: from a datagram's arrival in the SFU's socket, by the
 //! kernel's receive timestamp, until the forwarded packet is sent). Runs a
@@ -24,8 +27,8 @@
 //!
 //!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_WARMUP=2 SFU_BASELINE=10 SFU_PIN=0 SFU_PEERS=rtc
 //!
-//! CPU is the whole process: the SFU *and* the synthetic peers (which do as
-//! much SRTP work as the SFU). The SFU's own share is at most that.
+//! CPU is the whole process: the SFU *and* the synthetic peers. The SFU's
+//! own share is at most that.
 //!
 //! Each stream starts at its own point of the clip (a fixed pseudo-random
 //! phase per stream), as independent calls do; SFU_ALIGNED=1 starts them

@@ -759,6 +759,23 @@ pub struct RTCPeerConnection {
 }
 
 impl RTCPeerConnection {
+    /// Witness patch (vendor/rtc/PATCHES.md): the connection's SRTP
+    /// contexts once the DTLS handshake has completed — the local one
+    /// encrypts what it sends, the remote one decrypts what it receives —
+    /// for a caller that protects and unprotects media itself. Packets so
+    /// handled do not pass through the interceptors.
+    pub fn srtp_contexts_mut(
+        &mut self,
+    ) -> Option<(&mut srtp::context::Context, &mut srtp::context::Context)> {
+        let ctx = &mut self.pipeline_context.srtp_handler_context;
+        Some((
+            ctx.local_srtp_context.as_mut()?,
+            ctx.remote_srtp_context.as_mut()?,
+        ))
+    }
+}
+
+impl RTCPeerConnection {
     /// Creates an SDP offer to start a new WebRTC connection to a remote peer.
     ///
     /// The offer includes information about the attached media tracks, codecs and options supported
