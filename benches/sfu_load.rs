@@ -27,6 +27,10 @@
 //!
 //!   cargo bench --bench sfu_load                  # SFU_CALLS=100 SFU_SECONDS=10 SFU_WARMUP=2 SFU_BASELINE=10 SFU_PIN=0 SFU_PEERS=rtc
 //!
+//! Under `cargo test` (the test suite builds every target) it makes a
+//! smoke run instead: 1 and 2 calls for 2 s, failing unless the peers
+//! received over 90 % of what the SFU forwarded.
+//!
 //! CPU is the whole process: the SFU *and* the synthetic peers. The SFU's
 //! own share is at most that.
 //!
@@ -420,26 +424,53 @@ async fn run(load: Load, sfu: &tokio::runtime::Handle, video: Arc<Clip>, audio: 
 }
 
 fn main() {
-    // `cargo test --all-targets` runs benches too: only `cargo bench` loads the machine.
+    // `cargo test --all-targets` runs benches too, without `--bench`: then
+    // a smoke run, so that the test suite knows the load generator still
+    // works (over 90 % of what the SFU forwarded received, in every phase);
+    // only `cargo bench` loads the machine.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("sfu_load bench: run with `cargo bench --bench sfu_load`");
+        println!("sfu_load bench: a smoke run; measure with `cargo bench --bench sfu_load`");
+        let shared = runtime("shared", 2, None);
+        let handle = shared.handle().clone();
+        let outcomes = shared.block_on(bench(handle, false, Scale { calls: 2, seconds: 2, baseline: 1, speed: false }));
+        for o in outcomes {
+            assert!(
+                o.received_ratio > 0.9,
+                "{} calls: received {:.3} of what was forwarded",
+                o.calls,
+                o.received_ratio
+            );
+        }
         return;
     }
+    let scale = Scale {
+        calls: env("SFU_CALLS", 100),
+        seconds: env("SFU_SECONDS", 10),
+        baseline: env("SFU_BASELINE", 10),
+        speed: true,
+    };
     if sfu_pinned() {
         pin_to(1);
         let sfu = runtime("sfu", 1, Some(0));
-        runtime("peers", 1, Some(1)).block_on(bench(sfu.handle().clone(), true));
+        runtime("peers", 1, Some(1)).block_on(bench(sfu.handle().clone(), true, scale));
     } else {
         let shared = runtime("shared", 2, None);
         let handle = shared.handle().clone();
-        shared.block_on(bench(handle, false));
+        shared.block_on(bench(handle, false, scale));
     }
 }
 
-async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
-    let calls = env("SFU_CALLS", 100);
-    let seconds = env("SFU_SECONDS", 10);
-    let baseline = env("SFU_BASELINE", 10);
+/// How much load, and whether to time the machine's speed too.
+struct Scale {
+    calls: u64,
+    seconds: u64,
+    baseline: u64,
+    speed: bool,
+}
+
+/// Runs the phases and prints the table; returns the phases' outcomes.
+async fn bench(sfu: tokio::runtime::Handle, pinned: bool, scale: Scale) -> Vec<Outcome> {
+    let Scale { calls, seconds, baseline, speed } = scale;
     witness_media::recorder::init().expect("GStreamer (scripts/bench.sh installs it)");
     eprintln!("capturing 3 s of VP8 at 500 kbit/s and Opus to replay…");
     let video = Arc::new(Clip::capture(true, 500, 3.0).unwrap());
@@ -449,7 +480,7 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
         video.bytes_per_second as f64 * 8.0 / 1000.0,
         audio.bytes_per_second as f64 * 8.0 / 1000.0
     );
-    let speed_before = machine_speed();
+    let speed_before = if speed { machine_speed() } else { (0.0, 0.0) };
     let mut outcomes = Vec::new();
     let mut phases =
         vec![(baseline, false, (41_000, 41_999)), (calls, false, (42_000, 42_999)), (calls, true, (43_000, 43_999))];
@@ -463,11 +494,13 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
         assert!(outcome.forwarded_pps > 0.0, "{n} calls: the SFU forwarded nothing");
         outcomes.push(outcome);
     }
-    let speed_after = machine_speed();
-    println!(
-        "machine speed before / after the runs: {:.2} / {:.2} µs per 1,200-byte datagram sent and received on loopback, {:.1} / {:.1} ms per SHA-256 of 16 MiB",
-        speed_before.0, speed_after.0, speed_before.1, speed_after.1
-    );
+    if speed {
+        let speed_after = machine_speed();
+        println!(
+            "machine speed before / after the runs: {:.2} / {:.2} µs per 1,200-byte datagram sent and received on loopback, {:.1} / {:.1} ms per SHA-256 of 16 MiB",
+            speed_before.0, speed_after.0, speed_before.1, speed_after.1
+        );
+    }
     if pinned {
         println!("SFU_PIN=1: SFU on CPU 0 (one thread), peers on CPU 1");
     }
@@ -507,11 +540,13 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool) {
         "packets the recorders dropped (recording too far behind): {}",
         witness_media::recorder::dropped_packets()
     );
-    let [baseline, plain, recorded] = &outcomes[..] else { return };
-    println!(
-        "recording cost: {:.2} % of a core per call ({} tracks per call); p99 {}x the baseline's",
-        (recorded.cpu_cores - plain.cpu_cores) * 100.0 / calls as f64,
-        4,
-        format_args!("{:.1}", plain.p99_ms / baseline.p99_ms.max(1e-9))
-    );
+    if let [baseline, plain, recorded] = &outcomes[..] {
+        println!(
+            "recording cost: {:.2} % of a core per call ({} tracks per call); p99 {}x the baseline's",
+            (recorded.cpu_cores - plain.cpu_cores) * 100.0 / calls as f64,
+            4,
+            format_args!("{:.1}", plain.p99_ms / baseline.p99_ms.max(1e-9))
+        );
+    }
+    outcomes
 }
