@@ -805,13 +805,7 @@ impl Engine {
         {
             let Some(connection) = self.connections[index].as_mut() else { return };
             loop {
-                let mut busy = false;
-                while let Some(out) = connection.pc.poll_write() {
-                    if let Some(socket) = &self.socket {
-                        socket.send(&out.message, out.transport.peer_addr);
-                    }
-                    busy = true;
-                }
+                let mut busy = send_pending(self.socket.as_ref(), &mut connection.pc);
                 while let Some(event) = connection.pc.poll_event() {
                     match event {
                         RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => opened.push(init),
@@ -1240,11 +1234,7 @@ impl Engine {
         // Only the packet's way out: writing media raises no event and
         // reads nothing, and a full `drain` sweeps the connection's
         // pipeline five times more (a tenth of the media thread).
-        if let (Some(socket), Some(connection)) = (&self.socket, self.connections[forward.connection].as_mut()) {
-            while let Some(out) = connection.pc.poll_write() {
-                socket.send(&out.message, out.transport.peer_addr);
-            }
-        }
+        send_pending(self.socket.as_ref(), &mut connection.pc);
         if let (true, Some(latency), Some(arrived)) = (sent, &self.shared.config.latency, self.arrived) {
             latency.sent(arrived);
         }
@@ -1458,6 +1448,19 @@ impl Engine {
             }
         }
     }
+}
+
+/// Sends what `pc` has to send (dropped before the socket is bound);
+/// whether it had anything.
+fn send_pending(socket: Option<&Socket>, pc: &mut RTCPeerConnection) -> bool {
+    let mut any = false;
+    while let Some(out) = pc.poll_write() {
+        if let Some(socket) = socket {
+            socket.send(&out.message, out.transport.peer_addr);
+        }
+        any = true;
+    }
+    any
 }
 
 /// Resolves once `socket` is readable; never without one.
