@@ -1232,8 +1232,8 @@ impl Engine {
             self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
         }
         // Only the packet's way out: writing media raises no event and
-        // reads nothing, and a full `drain` sweeps the connection's
-        // pipeline five times more (a tenth of the media thread).
+        // reads nothing, and a full `drain` would sweep the connection's
+        // pipeline five times more and ask every handler for its timeout.
         send_pending(self.socket.as_ref(), &mut connection.pc);
         if let (true, Some(latency), Some(arrived)) = (sent, &self.shared.config.latency, self.arrived) {
             latency.sent(arrived);
