@@ -162,12 +162,14 @@ export class CallClient {
   }
 
   // What this browser received and decoded so far, from getStats.
-  // What arrives (packets, decoded frames) and which simulcast layers go
-  // out (`layersSent`: the RIDs with bytes sent).
+  // What arrives (packets, decoded frames), the sender reports the server
+  // sent with it (`reports`, by kind), and which simulcast layers go out
+  // (`layersSent`: the RIDs with bytes sent).
   async stats() {
-    const out = { audioPackets: 0, framesDecoded: 0, videoTracks: 0, layersSent: [] };
+    const out = { audioPackets: 0, framesDecoded: 0, videoTracks: 0, reports: { audio: 0, video: 0 }, layersSent: [] };
     if (!this.sub) return out;
     (await this.sub.getStats()).forEach((s) => {
+      if (s.type === "remote-outbound-rtp") out.reports[s.kind] += s.reportsSent || 0;
       if (s.type !== "inbound-rtp") return;
       if (s.kind === "audio") out.audioPackets += s.packetsReceived || 0;
       if (s.kind === "video") { out.framesDecoded += s.framesDecoded || 0; out.videoTracks += 1; }

@@ -44,5 +44,6 @@
 pub mod composite;
 pub mod loopback;
 pub mod recorder;
+mod sent;
 pub mod server;
 pub mod sfu;

@@ -36,6 +36,9 @@ pub struct Received {
     /// Times a received stream's sequence number jumped (by more than 100)
     /// rather than went on: a layer switch the SFU failed to renumber.
     pub sequence_jumps: AtomicU64,
+    /// The sequence number of the last video packet received (as the SFU
+    /// numbered it), once one was.
+    pub last_video_sequence: Mutex<Option<u16>>,
     /// Send-to-receive delays of packets stamped by [`TestPeer::send`], in µs.
     pub delays_us: Mutex<Vec<u64>>,
 }
@@ -143,6 +146,9 @@ impl PeerConnectionEventHandler for Handler {
                         received.video_bytes.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
                     }
                     let sequence = packet.header.sequence_number;
+                    if video {
+                        *received.last_video_sequence.lock().expect("sequence poisoned") = Some(sequence);
+                    }
                     if let Some(last) = last_sequence.replace(sequence) {
                         let step = sequence.wrapping_sub(last);
                         if step > 100 && step < 0xff00 {
@@ -411,6 +417,22 @@ impl TestPeer {
         for remote in remotes {
             if let Some(&media_ssrc) = remote.ssrcs().await.first() {
                 let _ = remote.write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc })]).await;
+            }
+        }
+    }
+
+    /// Asks the SFU to send again the video packets numbered `sequences`
+    /// (an RTCP NACK, as a browser's receiver sends after a loss).
+    pub async fn request_retransmission(&self, sequences: &[u16]) {
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+            nack_pairs_from_sequence_numbers, TransportLayerNack,
+        };
+        let remotes: Vec<_> = self.remotes.lock().expect("remotes poisoned").clone();
+        for remote in remotes {
+            if let Some(&media_ssrc) = remote.ssrcs().await.first() {
+                let nacks = nack_pairs_from_sequence_numbers(sequences);
+                let _ =
+                    remote.write_rtcp(vec![Box::new(TransportLayerNack { sender_ssrc: 0, media_ssrc, nacks })]).await;
             }
         }
     }
@@ -709,6 +731,42 @@ mod tests {
             peer.close().await;
             let _ = server.leave(&room, &name, None).await;
         }
+    }
+
+    /// The SFU sends forwarded media past the subscriber connection's
+    /// interceptors, so it answers a receiver's NACKs itself: with the
+    /// packets it still has, and nothing for what it never sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receivers_nack_is_answered_with_the_packets_it_names() {
+        let config = MediaConfig { ports: (52_620, 52_629), ..Default::default() };
+        let (server, _reports) = MediaServer::new(config);
+        let sent = Arc::new(SendTimes::default());
+        let mut customer =
+            TestPeer::join(&server, "nack", "customer", ParticipantRole::Customer, sent.clone()).await.unwrap();
+        let agent = TestPeer::join(&server, "nack", "agent", ParticipantRole::Agent, sent).await.unwrap();
+        customer.start_sources(0, 300).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let last = agent.received.last_video_sequence.lock().unwrap().expect("video received");
+        let answered = || async {
+            let before = server.retransmitted_packets();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            server.retransmitted_packets() - before
+        };
+
+        // Never sent (far ahead of the stream): nothing to send again.
+        let ahead: Vec<u16> = (1..=5).map(|i| last.wrapping_add(10_000 + i)).collect();
+        agent.request_retransmission(&ahead).await;
+        assert_eq!(answered().await, 0);
+
+        // The last six packets the agent got: each sent again, once.
+        let recent: Vec<u16> = (0..6).map(|i| last.wrapping_sub(i)).collect();
+        agent.request_retransmission(&recent).await;
+        assert_eq!(answered().await, 6);
+
+        customer.close().await;
+        agent.close().await;
+        let _ = server.leave("nack", "customer", None).await;
+        let _ = server.leave("nack", "agent", None).await;
     }
 }
 

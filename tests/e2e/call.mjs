@@ -69,6 +69,9 @@ try {
   // Each camera goes out as two simulcast layers, both accepted by the server.
   for (const [page, who] of [[customer, "customer"], [agent, "agent"]]) {
     await until(page, `the ${who} sends both simulcast layers`, (s) => s.layersSent.join() === "f,h");
+    // The server's sender reports (RTCP SR, made by the SFU: it sends
+    // forwarded media past its connections' interceptors) reach the page.
+    await until(page, `sender reports at the ${who}'s`, (s) => s.reports.audio >= 2 && s.reports.video >= 2);
   }
 
   // The agent shares the screen for 5 s: the customer decodes a second video.
