@@ -3,10 +3,11 @@
 //! - [`sfu`] is the sans-IO core: rooms (one per call), participants and
 //!   their tracks. Inputs in, outputs out, time passed in; every forwarding
 //!   decision is made and tested there.
-//! - [`server`] is the thin tokio driver: it owns the WebRTC peer connections
-//!   (the `webrtc` crate), feeds their packets and state changes to the core,
-//!   and carries out what the core says (forward a packet, add a track to a
-//!   subscriber and renegotiate, ask a publisher for a keyframe).
+//! - [`server`] is the driver: media threads that own the WebRTC peer
+//!   connections (the sans-I/O `rtc` crate), feed their packets and state
+//!   changes to the core, and carry out what the core says (forward a
+//!   packet, add a track to a subscriber and renegotiate, ask a publisher
+//!   for a keyframe).
 //!
 //! Each participant has two peer connections with the server: one it
 //! *publishes* on (the browser offers, the server answers; adding a screen
