@@ -163,10 +163,12 @@ export class CallClient {
 
   // What this browser received and decoded so far, from getStats.
   // What arrives (packets, decoded frames), the sender reports the server
-  // sent with it (`reports`, by kind), and which simulcast layers go out
-  // (`layersSent`: the RIDs with bytes sent).
+  // sent with it (`reports`, by kind), which simulcast layers go out
+  // (`layersSent`: the RIDs with bytes sent), the bandwidth estimate they
+  // go out under (`sendEstimate`, bit/s) and the round trips measured from
+  // the server's receiver reports (`roundTrips`, by kind).
   async stats() {
-    const out = { audioPackets: 0, framesDecoded: 0, videoTracks: 0, reports: { audio: 0, video: 0 }, layersSent: [] };
+    const out = { audioPackets: 0, framesDecoded: 0, videoTracks: 0, reports: { audio: 0, video: 0 }, layersSent: [], sendEstimate: 0, roundTrips: { audio: 0, video: 0 } };
     if (!this.sub) return out;
     (await this.sub.getStats()).forEach((s) => {
       if (s.type === "remote-outbound-rtp") out.reports[s.kind] += s.reportsSent || 0;
@@ -176,6 +178,11 @@ export class CallClient {
     });
     (await this.pub.getStats()).forEach((s) => {
       if (s.type === "outbound-rtp" && s.kind === "video" && s.rid && s.bytesSent > 0) out.layersSent.push(s.rid);
+      // The browser's estimate of what it may send (it rises only on the
+      // server's transport-wide congestion-control feedback).
+      if (s.type === "candidate-pair" && s.nominated) out.sendEstimate = Math.max(out.sendEstimate, s.availableOutgoingBitrate || 0);
+      // Round trips measured from the server's receiver reports.
+      if (s.type === "remote-inbound-rtp") out.roundTrips[s.kind] += s.roundTripTimeMeasurements || 0;
     });
     out.layersSent.sort();
     return out;

@@ -733,6 +733,47 @@ mod tests {
         }
     }
 
+    /// The SFU reads a publisher's media past its connection's pipeline, so
+    /// it runs the NACK generator itself: a packet missing from the stream
+    /// is asked for; none is while nothing is missing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_packet_a_publisher_never_delivered_is_asked_for() {
+        let config = MediaConfig { ports: (52_630, 52_639), ..Default::default() };
+        let (server, _reports) = MediaServer::new(config);
+        let sent = Arc::new(SendTimes::default());
+        let customer =
+            TestPeer::join(&server, "loss", "customer", ParticipantRole::Customer, sent.clone()).await.unwrap();
+        let agent = TestPeer::join(&server, "loss", "agent", ParticipantRole::Agent, sent.clone()).await.unwrap();
+        let mut replay = Replay::new(Arc::new(Clip::capture(true, 300, 1.0).unwrap()), Duration::ZERO);
+        let mut stream = |seconds: u64, skip: Option<usize>| {
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let mut packets = Vec::new();
+            while replay.due() < until {
+                packets.push((replay.due(), replay.take()));
+            }
+            if let Some(skip) = skip {
+                packets.remove(skip);
+            }
+            packets
+        };
+        for (due, packet) in stream(2, None) {
+            tokio::time::sleep_until(due.into()).await;
+            customer.send(true, packet, &sent).await;
+        }
+        assert_eq!(server.nacks_sent(), 0, "nothing lost, nothing asked for");
+        for (due, packet) in stream(1, Some(10)) {
+            tokio::time::sleep_until(due.into()).await;
+            customer.send(true, packet, &sent).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(server.nacks_sent() > 0, "the lost packet was never asked for");
+
+        customer.close().await;
+        agent.close().await;
+        let _ = server.leave("loss", "customer", None).await;
+        let _ = server.leave("loss", "agent", None).await;
+    }
+
     /// The SFU sends forwarded media past the subscriber connection's
     /// interceptors, so it answers a receiver's NACKs itself: with the
     /// packets it still has, and nothing for what it never sent.

@@ -48,9 +48,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc::interceptor::Registry;
+use rtc::interceptor::TaggedPacket;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent, RTCTrackEventInit};
@@ -320,6 +321,8 @@ struct Shared {
     relayed_keyframe_requests: AtomicU64,
     /// Forwarded packets sent again because a subscriber's NACK asked.
     retransmitted: AtomicU64,
+    /// NACKs sent to publishers for packets lost on the way in.
+    nacks_sent: AtomicU64,
 }
 
 /// Tasks closing recordings, for the caller of a command to wait on.
@@ -410,6 +413,7 @@ impl MediaServer {
             forwarded: AtomicU64::new(0),
             relayed_keyframe_requests: AtomicU64::new(0),
             retransmitted: AtomicU64::new(0),
+            nacks_sent: AtomicU64::new(0),
         });
         let commands = (0..threads)
             .map(|shard| {
@@ -465,6 +469,11 @@ impl MediaServer {
     /// Forwarded packets sent again at a subscriber's request (NACK).
     pub fn retransmitted_packets(&self) -> u64 {
         self.shared.retransmitted.load(Ordering::Relaxed)
+    }
+
+    /// NACKs sent to publishers: requests for packets lost on their way in.
+    pub fn nacks_sent(&self) -> u64 {
+        self.shared.nacks_sent.load(Ordering::Relaxed)
     }
 
     /// Sends `room`'s media thread a command and waits for its reply.
@@ -605,6 +614,45 @@ struct Connection {
     /// Where it sends media: the remote address of its own DTLS, SRTP and
     /// SRTCP datagrams (the selected ICE pair's), as last seen.
     remote: Option<SocketAddr>,
+    /// A publisher's connection: the feedback its media is owed.
+    incoming: Option<Incoming>,
+}
+
+/// The receiving side of a publisher's connection past `rtc`'s pipeline:
+/// the interceptors that owe the publisher feedback — NACKs, receiver
+/// reports, transport-wide congestion control, which the browser's
+/// bandwidth estimate runs on — in a chain of their own, fed every media
+/// packet the connection receives, whichever way it came in.
+struct Incoming {
+    chain: Box<dyn rtc::interceptor::Interceptor>,
+    /// Streams opened on the connection, by SSRC: its track id (as the
+    /// connection names it), its receiver, and how the chain knows it.
+    streams: HashMap<u32, (String, RTCRtpReceiverId, rtc::interceptor::StreamInfo)>,
+}
+
+impl Incoming {
+    fn new() -> Incoming {
+        Incoming { chain: Box::new(feedback_interceptors().build()), streams: HashMap::new() }
+    }
+
+    /// Shows the chain a packet that arrived `now` (RTP, or RTCP such as
+    /// the publisher's sender reports); it passes through unchanged.
+    fn observe(&mut self, now: Instant, packet: rtc::interceptor::Packet) {
+        let message = rtc::interceptor::AttributedPacket::new(packet);
+        let _ = self.chain.handle_read(TaggedPacket { now, transport: TransportContext::default(), message });
+        while self.chain.poll_read().is_some() {}
+    }
+
+    /// The RTCP the chain has to send.
+    fn feedback(&mut self) -> Vec<Box<dyn rtc::rtcp::Packet>> {
+        let mut out = Vec::new();
+        while let Some(message) = self.chain.poll_write() {
+            if let rtc::interceptor::Packet::Rtcp(packets) = message.message.packet {
+                out.extend(packets);
+            }
+        }
+        out
+    }
 }
 
 /// A participant: its two connections (indexes into `Engine::connections`).
@@ -809,8 +857,58 @@ impl Engine {
                 None => return,
             },
         };
+        if self.read_media(index, datagram) {
+            return;
+        }
         let Some(connection) = self.connections[index].as_mut() else { return };
         read_datagram(&mut connection.pc, Instant::now(), self.announced, source, datagram);
+        self.drain(index);
+    }
+
+    /// Media on a publisher's connection, from a stream already opened:
+    /// decrypted with the connection's SRTP context and handled here, past
+    /// the connection's pipeline (`rtc`'s demultiplexing, ICE statistics,
+    /// SRTP handler, interceptors, queues). False if it is not such a
+    /// packet (then the connection takes it).
+    fn read_media(&mut self, index: usize, datagram: &[u8]) -> bool {
+        let Some(Connection { pc, incoming: Some(incoming), .. }) = self.connections[index].as_mut() else {
+            return false;
+        };
+        let Some(ssrc) = rtp_ssrc(datagram) else { return false };
+        let Some((track, _, _)) = incoming.streams.get(&ssrc) else { return false };
+        let Some((_, remote)) = pc.srtp_contexts_mut() else { return false };
+        // What does not decrypt (a replay, a forgery) is dropped, as the
+        // connection would drop it.
+        use rtc::shared::marshal::Unmarshal;
+        let Ok(plain) = remote.decrypt_rtp(datagram) else { return true };
+        let Ok(packet) = rtc::rtp::Packet::unmarshal(&mut plain.freeze()) else { return true };
+        let track = track.clone();
+        self.inbound(index, &track, packet);
+        true
+    }
+
+    /// A media packet a publisher's connection received, either way: the
+    /// feedback chain sees it, then the core.
+    fn inbound(&mut self, index: usize, track: &str, packet: rtc::rtp::Packet) {
+        if let Some(incoming) = self.connections[index].as_mut().and_then(|c| c.incoming.as_mut()) {
+            incoming.observe(Instant::now(), rtc::interceptor::Packet::Rtp(packet.clone()));
+        }
+        self.media(index, track, packet);
+    }
+
+    /// Sends the feedback connection `index`'s chain has for its publisher.
+    fn send_feedback(&mut self, index: usize) {
+        let Some(Connection { pc, incoming: Some(incoming), .. }) = self.connections[index].as_mut() else { return };
+        let packets = incoming.feedback();
+        let Some(&(_, receiver, _)) = incoming.streams.values().next() else { return };
+        if packets.is_empty() {
+            return;
+        }
+        let nacks = packets.iter().filter(|p| p.as_any().is::<TransportLayerNack>()).count();
+        self.shared.nacks_sent.fetch_add(nacks as u64, Ordering::Relaxed);
+        if let Some(mut receiver) = pc.rtp_receiver(receiver) {
+            let _ = receiver.write_rtcp(Instant::now(), packets);
+        }
         self.drain(index);
     }
 
@@ -820,6 +918,10 @@ impl Engine {
             let Some(connection) = self.connections[index].as_mut() else { continue };
             if connection.timeout <= now {
                 let _ = connection.pc.handle_timeout(now);
+                if let Some(incoming) = connection.incoming.as_mut() {
+                    let _ = incoming.chain.handle_timeout(now);
+                }
+                self.send_feedback(index);
                 self.drain(index);
             } else {
                 self.earliest = self.earliest.min(connection.timeout);
@@ -855,7 +957,9 @@ impl Engine {
                     break;
                 }
             }
-            connection.timeout = connection.pc.poll_timeout().unwrap_or_else(|| Instant::now() + TICK);
+            let chain = connection.incoming.as_mut().and_then(|i| i.chain.poll_timeout());
+            let timeout = connection.pc.poll_timeout().into_iter().chain(chain).min();
+            connection.timeout = timeout.unwrap_or_else(|| Instant::now() + TICK);
             self.earliest = self.earliest.min(connection.timeout);
         }
         for init in opened {
@@ -863,7 +967,7 @@ impl Engine {
         }
         for message in received {
             match message {
-                RTCMessage::RtpPacket(track, packet) => self.media(index, &track, packet),
+                RTCMessage::RtpPacket(track, packet) => self.inbound(index, &track, packet),
                 RTCMessage::RtcpPacket(track, packets) => self.feedback(index, &track, &packets),
                 _ => {}
             }
@@ -939,16 +1043,28 @@ impl Engine {
     fn connect(&mut self, key: &Key, side: Side) -> Result<usize, MediaError> {
         let mut media_engine = MediaEngine::default();
         register_codecs(&mut media_engine)?;
+        register_extensions(&mut media_engine)?;
+        // Nothing else in the connections' own chains: media goes in and
+        // out past them, and the feedback it is owed is `Incoming`'s and
+        // `SentStream`'s.
         let tap = SfuTap { read: Default::default(), write: Default::default() };
-        let registry = register_interceptors(&mut media_engine)?.with(rtc::interceptor::Slot::from(14_000), tap);
+        let registry = Registry::new().with(rtc::interceptor::Slot::from(14_000), tap);
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .build(Instant::now())
             .map_err(webrtc_error)?;
         add_host_candidate(&mut pc, self.announced)?;
-        let connection =
-            Connection { pc, key: key.clone(), side, ufrag: String::new(), timeout: Instant::now(), remote: None };
+        let incoming = (side == Side::Publisher).then(Incoming::new);
+        let connection = Connection {
+            pc,
+            key: key.clone(),
+            side,
+            ufrag: String::new(),
+            timeout: Instant::now(),
+            remote: None,
+            incoming,
+        };
         let index = match self.connections.iter().position(Option::is_none) {
             Some(free) => {
                 self.connections[free] = Some(connection);
@@ -1131,7 +1247,13 @@ impl Engine {
         if connection.side != Side::Publisher {
             return;
         }
-        let Some(receiver) = connection.pc.rtp_receiver(init.receiver_id) else { return };
+        let Some(mut receiver) = connection.pc.rtp_receiver(init.receiver_id) else { return };
+        let codec = receiver.track().codec(init.ssrc).cloned();
+        let info = stream_info(init.ssrc, codec.as_ref(), receiver.get_parameters());
+        if let (Some(incoming), Some(info)) = (connection.incoming.as_mut(), info) {
+            incoming.chain.bind_remote_stream(&info);
+            incoming.streams.insert(init.ssrc, (init.track_id.clone(), init.receiver_id, info));
+        }
         let remote = receiver.track();
         let layer = simulcast_layer(init.rid.as_deref(), remote.codings());
         if let Some(published) =
@@ -1193,8 +1315,10 @@ impl Engine {
     /// for a keyframe), or how much it can receive (a REMB).
     fn feedback(&mut self, index: usize, track: &str, packets: &[Box<dyn rtc::rtcp::Packet>]) {
         use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
-        let Some(connection) = self.connections[index].as_ref() else { return };
-        if connection.side != Side::Subscriber {
+        let Some(connection) = self.connections[index].as_mut() else { return };
+        if let Some(incoming) = connection.incoming.as_mut() {
+            // A publisher's sender reports: its receiver reports refer to them.
+            incoming.observe(Instant::now(), rtc::interceptor::Packet::Rtcp(packets.to_vec()));
             return;
         }
         let (room, subscriber) = connection.key.clone();
@@ -1458,6 +1582,16 @@ impl Engine {
 
     /// A published track ended: its recording closes, subscribers drop it.
     fn end_track(&mut self, room: &str, participant: &str, track: &str) {
+        // Its streams are owed no more feedback.
+        if let Some(published) = self.published.get(&(room.to_owned(), track.to_owned())) {
+            if let Some(incoming) = self.connections[published.connection].as_mut().and_then(|c| c.incoming.as_mut()) {
+                for ssrc in published.layers.keys() {
+                    if let Some((_, _, info)) = incoming.streams.remove(ssrc) {
+                        incoming.chain.unbind_remote_stream(&info);
+                    }
+                }
+            }
+        }
         let recorder = self
             .shared
             .recordings
@@ -1781,11 +1915,12 @@ async fn stop_recorders(recorders: Vec<Arc<TrackRecorder>>) {
 /// others see all inbound RTCP first).
 ///
 /// Inbound RTCP: hands subscribers' keyframe requests (PLI, FIR),
-/// bandwidth estimates (REMB) and NACKs to the application — inbound RTCP
-/// otherwise ends in the chain — so the SFU can relay the requests to the
-/// publisher, pick simulcast layers (`Engine::feedback`) and answer NACKs
-/// from what it sent past the chain (`Engine::retransmit`); drops the
-/// rest, which the interceptors before it already acted on.
+/// bandwidth estimates (REMB) and NACKs, and publishers' sender reports,
+/// to the application — inbound RTCP otherwise ends in the chain — so the
+/// SFU can relay the requests to the publisher, pick simulcast layers
+/// (`Engine::feedback`), answer NACKs from what it sent past the chain
+/// (`Engine::retransmit`) and refer to the sender reports in its receiver
+/// reports (`Incoming`); drops the rest (receiver reports and the like).
 struct SfuTap {
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
@@ -1803,7 +1938,11 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
             let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()
                 .filter(|p| {
-                    is_keyframe_request(p.as_ref()) || is_remb(p.as_ref()) || p.as_any().is::<TransportLayerNack>()
+                    let any = p.as_any();
+                    is_keyframe_request(p.as_ref())
+                        || is_remb(p.as_ref())
+                        || any.is::<TransportLayerNack>()
+                        || any.is::<rtc::rtcp::sender_report::SenderReport>()
                 })
                 .cloned()
                 .collect();
@@ -1863,6 +2002,54 @@ fn simulcast_layer(rid: Option<&str>, codings: &[RTCRtpEncodingParameters]) -> u
     }
 }
 
+/// The SSRC of an RTP (not RTCP) datagram (RFC 7983: first byte 128–191;
+/// RFC 5761: RTCP packet types 192–223 in the second).
+fn rtp_ssrc(datagram: &[u8]) -> Option<u32> {
+    let (&[first, second], rest) = datagram.split_first_chunk::<2>()?;
+    if !(128..=191).contains(&first) || (192..=223).contains(&second) {
+        return None;
+    }
+    let ssrc = rest.get(6..10)?;
+    Some(u32::from_be_bytes(ssrc.try_into().ok()?))
+}
+
+/// How a feedback chain knows the stream `ssrc` a receiver receives (as
+/// `rtc` tells its own interceptors): the codec negotiated for it, with
+/// its feedback, and the header extensions.
+fn stream_info(
+    ssrc: u32,
+    codec: Option<&RTCRtpCodec>,
+    parameters: &rtc::rtp_transceiver::rtp_sender::RTCRtpReceiveParameters,
+) -> Option<rtc::interceptor::StreamInfo> {
+    let codec = codec?;
+    let negotiated = parameters
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type))?;
+    let rtp_codec = &negotiated.rtp_codec;
+    Some(rtc::interceptor::StreamInfo {
+        ssrc,
+        payload_type: negotiated.payload_type,
+        rtp_header_extensions: parameters
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .map(|h| rtc::interceptor::RTPHeaderExtension { id: h.id, uri: h.uri.clone() })
+            .collect(),
+        mime_type: rtp_codec.mime_type.clone(),
+        clock_rate: rtp_codec.clock_rate,
+        channels: rtp_codec.channels,
+        sdp_fmtp_line: rtp_codec.sdp_fmtp_line.clone(),
+        rtcp_feedback: rtp_codec
+            .rtcp_feedback
+            .iter()
+            .map(|f| rtc::interceptor::RTCPFeedback { typ: f.typ.clone(), parameter: f.parameter.clone() })
+            .collect(),
+        ..Default::default()
+    })
+}
+
 /// Witness's codec for a track of `kind`: Opus for audio, VP8 for video
 /// (what [`register_codecs`] negotiates, without its parameters).
 pub fn codec(kind: RtpCodecKind) -> RTCRtpCodec {
@@ -1920,20 +2107,39 @@ pub fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), MediaError>
 /// jitter buffer (200 ms).
 pub const NACKS_PER_LOST_PACKET: u16 = 3;
 
-/// The interceptors of the SFU's connections and of the test peers: the
-/// `rtc` defaults (NACK, RTCP reports, TWCC feedback, the simulcast header
-/// extensions) but with a lost packet asked for at most
-/// [`NACKS_PER_LOST_PACKET`] times.
-pub fn register_interceptors(media_engine: &mut MediaEngine) -> Result<Registry, MediaError> {
-    use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
-    // (The NACK feedback itself is in the codecs: `register_codecs`.)
-    let registry = Registry::new().with(Slot::NackResponder, NackResponderBuilder::new().build()).with(
-        Slot::NackGenerator,
-        NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_LOST_PACKET).build(),
-    );
+/// The RTP header extensions and feedback Witness's connections negotiate
+/// beyond the codecs' (`register_codecs`): simulcast's mid and RID, and
+/// transport-wide congestion control (its sequence numbers, its feedback).
+pub fn register_extensions(media_engine: &mut MediaEngine) -> Result<(), MediaError> {
     configure_simulcast_extension_headers(media_engine).map_err(webrtc_error)?;
-    let registry = configure_twcc_receiver_only(registry, media_engine).map_err(webrtc_error)?;
-    Ok(configure_rtcp_reports(registry))
+    // (For what it registers on the media engine; the interceptor it adds
+    // to a registry is `feedback_interceptors`'.)
+    configure_twcc_receiver_only(Registry::new(), media_engine).map_err(webrtc_error)?;
+    Ok(())
+}
+
+/// What a receiver of media owes its sender, as `rtc`'s interceptors: NACKs
+/// (a lost packet asked for at most [`NACKS_PER_LOST_PACKET`] times),
+/// receiver reports, transport-wide congestion-control feedback.
+pub fn feedback_interceptors() -> Registry {
+    use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Slot, TwccReceiverBuilder};
+    // (The NACK feedback itself is in the codecs: `register_codecs`.)
+    Registry::new()
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_LOST_PACKET).build())
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+}
+
+/// The interceptors of the test peers, whose media goes through their
+/// connections: [`feedback_interceptors`] and the sender's (answering
+/// NACKs, sender reports) — the `rtc` defaults, with NACKs bounded. (The
+/// SFU's connections carry none: its media goes past them.)
+pub fn register_interceptors(media_engine: &mut MediaEngine) -> Result<Registry, MediaError> {
+    use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder, Slot};
+    register_extensions(media_engine)?;
+    Ok(feedback_interceptors()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(Slot::SenderReport, SenderReportBuilder::new().build()))
 }
 
 /// Where the VP8 frame header is in an RTP payload that starts a frame
@@ -2107,7 +2313,7 @@ mod tests {
         use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
         use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
         use rtc::sansio::Protocol;
-        let mut chain = register_interceptors(&mut MediaEngine::default()).unwrap().build();
+        let mut chain = feedback_interceptors().build();
         let ssrc = 0x5eed;
         chain.bind_remote_stream(&StreamInfo {
             ssrc,
@@ -2141,6 +2347,19 @@ mod tests {
             }
         }
         assert_eq!(asked, usize::from(NACKS_PER_LOST_PACKET));
+    }
+
+    #[test]
+    fn only_rtp_is_taken_for_media() {
+        let mut rtp = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+        assert_eq!(rtp_ssrc(&rtp), Some(0x1234_5678));
+        rtp[1] = 96 | 0x80; // the marker bit
+        assert_eq!(rtp_ssrc(&rtp), Some(0x1234_5678));
+        let sender_report = [0x80, 200, 0, 6, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0];
+        assert_eq!(rtp_ssrc(&sender_report), None, "RTCP");
+        assert_eq!(rtp_ssrc(&[0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0]), None, "STUN");
+        assert_eq!(rtp_ssrc(&[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None, "DTLS");
+        assert_eq!(rtp_ssrc(&rtp[..11]), None, "too short");
     }
 
     #[test]

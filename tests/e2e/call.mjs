@@ -66,12 +66,19 @@ try {
   await agent.click("#cam");
   const atAgent = await until(agent, "the agent decodes the customer's video", (s) => s.framesDecoded > 10);
   const atCustomer = await until(customer, "the customer decodes the agent's video", (s) => s.framesDecoded > 10);
-  // Each camera goes out as two simulcast layers, both accepted by the server.
+  // Each page gets the server's RTCP, and each camera goes out as two
+  // simulcast layers, both accepted by the server.
   for (const [page, who] of [[customer, "customer"], [agent, "agent"]]) {
-    await until(page, `the ${who} sends both simulcast layers`, (s) => s.layersSent.join() === "f,h");
     // The server's sender reports (RTCP SR, made by the SFU: it sends
     // forwarded media past its connections' interceptors) reach the page.
     await until(page, `sender reports at the ${who}'s`, (s) => s.reports.audio >= 2 && s.reports.video >= 2);
+    // The server's receiver reports (which refer to the page's sender
+    // reports: round trips measured) and transport-wide congestion-control
+    // feedback (the page's bandwidth estimate rises past a megabit; without
+    // it, it stays near 70 kbit/s and the full-size layer is dropped).
+    await until(page, `receiver reports at the ${who}'s`, (s) => s.roundTrips.audio >= 1 && s.roundTrips.video >= 1);
+    await until(page, `the ${who}'s bandwidth estimate`, (s) => s.sendEstimate > 1_000_000);
+    await until(page, `the ${who} sends both simulcast layers`, (s) => s.layersSent.join() === "f,h");
   }
 
   // The agent shares the screen for 5 s: the customer decodes a second video.
