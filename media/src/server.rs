@@ -16,21 +16,33 @@
 //! connection of a room's calls lives on its room's thread, which has a
 //! UDP socket of its own: a datagram is read, handed to its connection (found by
 //! source address, or by the ICE username of a STUN request from a new
-//! address), and what the connection decrypts goes through the core and out
-//! of the subscribers' connections before the next datagram is read — no
-//! task or channel between a packet's arrival and its forwarding. The
-//! forwarded packet itself skips the subscriber connection's pipeline: the
-//! media thread encrypts it with the connection's SRTP context and sends it
-//! to the connection's remote address, and keeps what a sender owes its
-//! receiver — the packets for NACKs, the counts and clock for sender
-//! reports ([`crate::sent`]). That pipeline (interceptors, SRTP, ICE
-//! statistics, a queue per stage) cost about a fifth of the media thread
-//! per packet for bookkeeping a forwarder can do in a few lines. The
-//! connection still carries everything else: ICE, DTLS, RTCP both ways.
-//! The
-//! methods of [`MediaServer`] are commands to the room's thread. Recorders (and
-//! their GStreamer pipelines) are built on the caller's tokio runtime's
-//! blocking threads and fed from the media thread without waiting.
+//! address), and its media goes through the core and out to the
+//! subscribers before the next datagram is read — no task or channel
+//! between a packet's arrival and its forwarding.
+//!
+//! ## Media past the connections' pipelines
+//!
+//! Media does not go through `rtc`'s per-connection pipeline (its
+//! demultiplexer, ICE statistics, SRTP handler, interceptors and a queue
+//! per stage), which cost nearly half of the media thread per forwarded
+//! packet (BENCHMARKS.md, "Media past the connections' pipelines"). Once a
+//! publisher's stream has opened (its first packets go through the
+//! connection, which names the track), the media thread decrypts its
+//! packets with the connection's SRTP context; a forwarded packet is
+//! encrypted with the subscriber connection's and sent to that
+//! connection's remote address. What the pipeline's interceptors did for
+//! that media is done beside it: a chain of `rtc`'s own receiving
+//! interceptors per publisher connection (`Incoming`: NACKs, receiver
+//! reports, transport-wide congestion-control feedback) sees every media
+//! packet and the publisher's sender reports; per forwarded stream the
+//! thread keeps the packets it sent, to answer NACKs, and sends sender
+//! reports (`sent.rs`). The connections carry everything else: ICE,
+//! DTLS, RTCP both ways, and the chains they hold are only the SFU's tap.
+//!
+//! The methods of [`MediaServer`] are commands to the room's thread.
+//! Recorders (and their GStreamer pipelines) are built on the caller's
+//! tokio runtime's blocking threads and fed from the media thread without
+//! waiting.
 //!
 //! The `webrtc` crate, which wraps the same `rtc` connections in tokio tasks
 //! (a task and channels per connection and per track), cost about 1.7 times
