@@ -1322,9 +1322,11 @@ impl Engine {
         self.input(Input::Media { room, track, layer, packet, keyframe });
     }
 
-    /// What a subscriber's receiver says about `track`: its decoder lost
-    /// the picture (ask the publisher, through the core, which throttles,
-    /// for a keyframe), or how much it can receive (a REMB).
+    /// RTCP the tap handed over. From a subscriber's receiver, about
+    /// `track`: packets it lost (sent again, `retransmit`), its decoder
+    /// lost the picture (ask the publisher, through the core, which
+    /// throttles, for a keyframe), or how much it can receive (a REMB).
+    /// From a publisher: its sender reports, for the feedback chain.
     fn feedback(&mut self, index: usize, track: &str, packets: &[Box<dyn rtc::rtcp::Packet>]) {
         use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
         let Some(connection) = self.connections[index].as_mut() else { return };
@@ -1923,16 +1925,16 @@ async fn stop_recorders(recorders: Vec<Arc<TrackRecorder>>) {
     }
 }
 
-/// The SFU's place in each connection's interceptor chain (last, so the
-/// others see all inbound RTCP first).
+/// The SFU's place in each connection's interceptor chain — the only
+/// interceptor there: media goes past the connections (the module's doc).
 ///
 /// Inbound RTCP: hands subscribers' keyframe requests (PLI, FIR),
 /// bandwidth estimates (REMB) and NACKs, and publishers' sender reports,
 /// to the application — inbound RTCP otherwise ends in the chain — so the
 /// SFU can relay the requests to the publisher, pick simulcast layers
 /// (`Engine::feedback`), answer NACKs from what it sent past the chain
-/// (`Engine::retransmit`) and refer to the sender reports in its receiver
-/// reports (`Incoming`); drops the rest (receiver reports and the like).
+/// (`Engine::retransmit`) and show the sender reports to the feedback
+/// chain (`Incoming`); drops the rest (receiver reports and the like).
 struct SfuTap {
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
