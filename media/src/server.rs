@@ -648,11 +648,14 @@ impl Incoming {
     }
 
     /// Shows the chain a packet that arrived `now` (RTP, or RTCP such as
-    /// the publisher's sender reports); it passes through unchanged.
-    fn observe(&mut self, now: Instant, packet: rtc::interceptor::Packet) {
+    /// the publisher's sender reports); returns it as it came through
+    /// (unchanged: these interceptors only take note).
+    fn observe(&mut self, now: Instant, packet: rtc::interceptor::Packet) -> Option<rtc::interceptor::Packet> {
         let message = rtc::interceptor::AttributedPacket::new(packet);
         let _ = self.chain.handle_read(TaggedPacket { now, transport: TransportContext::default(), message });
+        let through = self.chain.poll_read().map(|m| m.message.packet);
         while self.chain.poll_read().is_some() {}
+        through
     }
 
     /// The RTCP the chain has to send.
@@ -902,9 +905,13 @@ impl Engine {
     /// A media packet a publisher's connection received, either way: the
     /// feedback chain sees it, then the core.
     fn inbound(&mut self, index: usize, track: &str, packet: rtc::rtp::Packet) {
-        if let Some(incoming) = self.connections[index].as_mut().and_then(|c| c.incoming.as_mut()) {
-            incoming.observe(Instant::now(), rtc::interceptor::Packet::Rtp(packet.clone()));
-        }
+        let packet = match self.connections[index].as_mut().and_then(|c| c.incoming.as_mut()) {
+            Some(incoming) => match incoming.observe(Instant::now(), rtc::interceptor::Packet::Rtp(packet)) {
+                Some(rtc::interceptor::Packet::Rtp(packet)) => packet,
+                _ => return,
+            },
+            None => packet,
+        };
         self.media(index, track, packet);
     }
 
