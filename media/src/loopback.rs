@@ -788,21 +788,22 @@ mod tests {
         customer.start_sources(0, 300).unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let last = agent.received.last_video_sequence.lock().unwrap().expect("video received");
-        let answered = || async {
-            let before = server.retransmitted_packets();
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            server.retransmitted_packets() - before
+        // How many packets the SFU sends again in answer to a NACK for `sequences`.
+        let answered = |sequences: Vec<u16>| {
+            let (server, agent) = (&server, &agent);
+            async move {
+                let before = server.retransmitted_packets();
+                agent.request_retransmission(&sequences).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                server.retransmitted_packets() - before
+            }
         };
 
         // Never sent (far ahead of the stream): nothing to send again.
-        let ahead: Vec<u16> = (1..=5).map(|i| last.wrapping_add(10_000 + i)).collect();
-        agent.request_retransmission(&ahead).await;
-        assert_eq!(answered().await, 0);
+        assert_eq!(answered((1..=5).map(|i| last.wrapping_add(10_000 + i)).collect()).await, 0);
 
         // The last six packets the agent got: each sent again, once.
-        let recent: Vec<u16> = (0..6).map(|i| last.wrapping_sub(i)).collect();
-        agent.request_retransmission(&recent).await;
-        assert_eq!(answered().await, 6);
+        assert_eq!(answered((0..6).map(|i| last.wrapping_sub(i)).collect()).await, 6);
 
         customer.close().await;
         agent.close().await;
