@@ -915,7 +915,8 @@ impl Engine {
         self.media(index, track, packet);
     }
 
-    /// Sends the feedback connection `index`'s chain has for its publisher.
+    /// Writes the feedback connection `index`'s chain has for its publisher
+    /// into the connection (the caller's `drain` sends it).
     fn send_feedback(&mut self, index: usize) {
         let Some(Connection { pc, incoming: Some(incoming), .. }) = self.connections[index].as_mut() else { return };
         let packets = incoming.feedback();
@@ -928,7 +929,6 @@ impl Engine {
         if let Some(mut receiver) = pc.rtp_receiver(receiver) {
             let _ = receiver.write_rtcp(Instant::now(), packets);
         }
-        self.drain(index);
     }
 
     fn timeouts(&mut self, now: Instant) {
