@@ -93,7 +93,7 @@ fn main() {
         let mut sessions = vec![];
         for i in 0..SESSIONS {
             let visitor = format!("visitor-bench-{i}");
-            let claims = Claims { t: tenant.clone(), s: visitor.clone(), r: Role::Customer, c: None, e: 0 };
+            let claims = Claims { t: tenant.clone(), s: visitor.clone(), r: Role::Customer, c: None, e: 0, i: 0 };
             let token = state.keys.issue(claims, Utc::now());
             let request = |uri: String, body: &str| {
                 Request::post(uri)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use chrono::Utc;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tower::ServiceExt;
 use witness_api::auth::{Claims, TokenKeys};
 use witness_api::{accounts, app, live, uploads, AppState};
@@ -33,11 +33,15 @@ async fn run(state: &AppState, port: u16, clients: usize, customer: &str, sessio
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut readers = vec![];
     for i in 0..clients {
-        let claims = Claims { t: tenant.clone(), s: UserId::new().to_string(), r: Role::Supervisor, c: None, e: 0 };
+        let claims =
+            Claims { t: tenant.clone(), s: UserId::new().to_string(), r: Role::Supervisor, c: None, e: 0, i: 0 };
         let token = state.keys.issue(claims, Utc::now());
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/ws?token={token}"))
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/ws"))
             .await
             .unwrap_or_else(|e| panic!("client {i}: {e}"));
+        // The token is the socket's first message.
+        let auth = serde_json::json!({ "type": "auth", "token": token }).to_string();
+        socket.send(tokio_tungstenite::tungstenite::Message::Text(auth.into())).await.unwrap();
         let latencies = latencies.clone();
         readers.push(tokio::spawn(async move {
             let (_, mut read) = socket.split();
@@ -96,7 +100,7 @@ fn main() {
         let router = app(state.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         // One queued session (no bot turn) whose customer keeps writing.
-        let claims = Claims { t: tenant.clone(), s: "visitor-bench".into(), r: Role::Customer, c: None, e: 0 };
+        let claims = Claims { t: tenant.clone(), s: "visitor-bench".into(), r: Role::Customer, c: None, e: 0, i: 0 };
         let customer = state.keys.issue(claims, Utc::now());
         let post = |uri: String| {
             Request::post(uri)

@@ -134,6 +134,10 @@ enum Command {
         #[arg(long, requires = "sessions")]
         json: bool,
     },
+    /// Runs one report query handed over on standard input (what `serve`
+    /// starts for each query; see witness_projections::reports::worker).
+    #[command(hide = true)]
+    ReportWorker,
 }
 
 #[derive(Subcommand)]
@@ -190,6 +194,12 @@ struct ServeArgs {
     /// The address announced instead, when the server is behind a 1:1 NAT.
     #[arg(long, env = "WITNESS_MEDIA_PUBLIC_IP")]
     media_public_ip: Option<std::net::IpAddr>,
+    /// Send ICE checks to browsers' private addresses (10/8, 172.16/12,
+    /// 192.168/16, 100.64/10, fc00::/7) [default: when the announced media
+    /// address is itself private]. Loopback and link-local addresses are
+    /// never used.
+    #[arg(long)]
+    media_private_candidates: Option<bool>,
     /// UDP ports for media, FIRST-LAST: each media thread takes the first
     /// free one (the calls it drives share it).
     #[arg(long, default_value = "50000-50999", value_parser = port_range)]
@@ -226,6 +236,40 @@ struct ServeArgs {
     /// them the server runs, but cannot verify faces.
     #[arg(long, env = "WITNESS_FACE_MODELS")]
     face_models: Option<PathBuf>,
+    /// Report queries running at once, each in a worker process of its own
+    /// (more wait up to 5 s, then get 429).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    report_workers: u16,
+    /// The memory one report worker may use, in MiB; a query that needs
+    /// more fails alone.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(256..))]
+    report_memory_mib: u64,
+    /// Seconds a report query may run before it is stopped.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    report_timeout_secs: u64,
+    /// Seconds a client has to send a request's head; a kept-alive
+    /// connection idle this long is closed.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_secs: u64,
+    /// Seconds a request body may send nothing before it is abandoned.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_secs: u64,
+    /// Connections open at once, in all; more are closed when accepted.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Connections open at once from one address (raise it behind a
+    /// reverse proxy, whose connections all come from one address).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_address: u64,
+    /// Visitor tokens one address may take a minute (more get 429).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    visitors_per_minute: u32,
+    /// Login attempts one address may make a minute.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    logins_per_minute: u32,
+    /// Failed logins one login may have in 15 minutes; then it waits.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    login_failures: u32,
 }
 
 fn port_range(s: &str) -> Result<(u16, u16), String> {
@@ -288,6 +332,13 @@ enum AdminCommand {
     Users {
         #[arg(long)]
         tenant: TenantId,
+    },
+    /// Put a new key first in the token key file: it signs from the
+    /// server's next start; the previous key still verifies the tokens it
+    /// signed until they expire (a day at most), older keys are dropped.
+    RotateTokenKey {
+        #[arg(long, default_value = "data/witness-token.key")]
+        token_key_file: PathBuf,
     },
 }
 
@@ -412,6 +463,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Command::ReportWorker = cli.command {
+        return witness_projections::reports::worker::main();
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
@@ -480,6 +534,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Rebuild { projection } => rebuild(&url, projection.as_deref()).await?,
+        // Dispatched in `main`, before this runtime starts.
+        Command::ReportWorker => unreachable!("the report worker runs without the CLI's runtime"),
         Command::Export { audit: Some(ExportCommand::Audit { tenant, from, to, format, out, unmasked }), .. } => {
             let format = match format {
                 AuditFormatArg::Parquet => AuditFormat::Parquet,
@@ -519,6 +575,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             for id in &report.not_erasable {
                 println!("session {id}: written before per-session keys; its messages cannot be erased");
+            }
+            if report.orphans > 0 {
+                let verb = if dry_run { "would be removed" } else { "removed" };
+                println!("{} upload(s) that no message ever named {verb}", report.orphans);
             }
         }
     }
@@ -566,6 +626,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         max_upload_mib,
         media_ip,
         media_public_ip,
+        media_private_candidates,
         media_ports,
         media_threads,
         ice_servers,
@@ -576,6 +637,16 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         segment_seconds,
         retention_every,
         face_models,
+        report_workers,
+        report_memory_mib,
+        report_timeout_secs,
+        header_timeout_secs,
+        body_timeout_secs,
+        max_connections,
+        max_connections_per_address,
+        visitors_per_minute,
+        logins_per_minute,
+        login_failures,
     } = args;
     if record_calls {
         witness_media::recorder::init().context("--record-calls needs GStreamer (scripts/serve.sh installs it)")?;
@@ -596,6 +667,13 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         recordings_dir: recordings_dir.clone(),
         segment: Duration::from_secs(segment_seconds.max(1)),
         latency: None,
+        candidates: witness_media::candidates::CandidatePolicy {
+            loopback: false,
+            private: media_private_candidates.unwrap_or_else(|| match media_public_ip.unwrap_or(media_ip) {
+                std::net::IpAddr::V4(v4) => v4.is_private(),
+                std::net::IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 == 0xfc00,
+            }),
+        },
     };
     let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
     let uploads = witness_api::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024);
@@ -604,7 +682,27 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?.with_media(media);
     let signer = std::sync::Arc::new(CheckpointSigner::load_or_create(&key_file)?);
     let face = load_face_models(face_models)?;
-    let state = witness_api::AppState { record_calls, export_dir, package_signer: Some(signer.clone()), face, ..state };
+    let worker = witness_projections::reports::worker::Worker::new(
+        std::env::current_exe().context("finding this program, to run report workers")?,
+        &["report-worker"],
+        report_workers.into(),
+        report_memory_mib << 20,
+    );
+    let reports = witness_projections::reports::worker::Runner::Worker(std::sync::Arc::new(worker));
+    let state = witness_api::AppState {
+        record_calls,
+        export_dir,
+        reports,
+        report_timeout: Duration::from_secs(report_timeout_secs),
+        throttles: std::sync::Arc::new(witness_api::limits::Throttles::new(witness_api::limits::ThrottleConfig {
+            visitors_per_minute,
+            logins_per_minute,
+            login_failures,
+        })),
+        package_signer: Some(signer.clone()),
+        face,
+        ..state
+    };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(backend = store.backend_name(), "witness listening on http://{address}");
@@ -637,11 +735,12 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
                 tick.tick().await;
                 let now = chrono::Utc::now();
                 match witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await {
-                    Ok(r) if r.deleted.is_empty() && r.retried == 0 && r.not_erasable.is_empty() => {}
+                    Ok(r) if r.deleted.is_empty() && r.retried == 0 && r.not_erasable.is_empty() && r.orphans == 0 => {}
                     Ok(r) => tracing::info!(
                         deleted = r.deleted.len(),
                         retried = r.retried,
                         not_erasable = r.not_erasable.len(),
+                        orphans = r.orphans,
                         "retention sweep"
                     ),
                     Err(e) => tracing::warn!(error = %e, "retention sweep failed; retrying at the next tick"),
@@ -677,12 +776,17 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         }
     }
     tasks.push(tokio::spawn(witness_api::live::run(store.clone(), state.hub.clone(), Default::default())));
-    axum::serve(listener, witness_api::app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .await?;
+    let limits = witness_api::server::Limits {
+        header_timeout: Duration::from_secs(header_timeout_secs),
+        body_idle_timeout: Duration::from_secs(body_timeout_secs),
+        max_connections: max_connections as usize,
+        max_connections_per_address: max_connections_per_address as usize,
+    };
+    witness_api::server::serve(listener, witness_api::app(state), limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
     for task in tasks {
         task.abort();
     }
@@ -691,6 +795,11 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
 
 async fn admin(url: &str, command: AdminCommand) -> Result<()> {
     use witness_api::accounts;
+    if let AdminCommand::RotateTokenKey { token_key_file } = &command {
+        let id = witness_api::auth::TokenKeys::rotate(token_key_file)?;
+        println!("new token key {id} in {}: restart `witness serve` to sign with it", token_key_file.display());
+        return Ok(());
+    }
     let store = connect(url).await?;
     match command {
         AdminCommand::CreateTenant { tenant, name } => {
@@ -725,6 +834,7 @@ async fn admin(url: &str, command: AdminCommand) -> Result<()> {
                 );
             }
         }
+        AdminCommand::RotateTokenKey { .. } => unreachable!("handled before the store is opened"),
     }
     Ok(())
 }

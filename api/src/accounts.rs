@@ -13,12 +13,12 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use witness_engine::domain::tenant::{Tenant, TenantCommand, TenantState};
-use witness_engine::domain::Decider;
 use witness_engine::executor::execute;
 use witness_engine::EventStore;
 use witness_schemas::{Actor, Channel, Role, StreamId, TenantId, UserId};
 
 use crate::auth::{hash_password, verify_password, Caller, Claims};
+use crate::server::Peer;
 use crate::{ApiError, AppState, Body};
 
 /// The shortest password an account may have.
@@ -28,7 +28,10 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/login", post(login))
         .route("/api/visitors", post(visitor))
+        .route("/api/links", post(links))
+        .route("/api/logout", post(logout))
         .route("/api/admin/users", get(list_users).post(add_user))
+        .route("/api/admin/users/{id}/revoke", post(revoke_user))
 }
 
 /// A fresh password for a generated account (the demo start, `witness
@@ -78,11 +81,12 @@ pub async fn demo_start(store: &EventStore) -> Result<Vec<DemoLogin>, ApiError> 
     Ok(logins)
 }
 
-/// The tenant's directory as of now.
+/// The tenant's directory as of now: the state the executor keeps,
+/// brought up to date with what was appended since (issue 27, M5: folding
+/// the whole stream on every visitor and login slowed them tenfold once
+/// a tenant had imported megabytes of FAQ).
 pub async fn directory(store: &EventStore, tenant: &TenantId) -> Result<TenantState, ApiError> {
-    let events = store.read_stream(&StreamId::tenant(tenant), 1).await?;
-    let events = crate::error::decode_stream(&events, "the tenant directory")?;
-    Ok(Tenant::fold(&events))
+    Ok(witness_engine::executor::current::<Tenant>(store, &StreamId::tenant(tenant)).await?.state)
 }
 
 pub async fn create_tenant(store: &EventStore, tenant: &TenantId, name: &str) -> Result<(), ApiError> {
@@ -137,24 +141,105 @@ fn bad_login() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "wrong tenant, login or password")
 }
 
-async fn login(State(state): State<AppState>, Body(req): Body<LoginRequest>) -> Result<Json<LoginAnswer>, ApiError> {
-    let tenant: TenantId = req.tenant.parse().map_err(|_| bad_login())?;
-    let dir = directory(&state.store, &tenant).await?;
-    let user = dir.users.get(&req.login).ok_or_else(bad_login)?;
-    let hash = state.store.credential(user.user_id).await?.ok_or_else(bad_login)?;
-    let password = req.password;
-    // argon2 takes tens of milliseconds of CPU: off the async workers.
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
-    if !ok {
-        return Err(bad_login());
+/// Logs a user in. Throttled per address (attempts) and per login
+/// (failures), and a login that does not exist costs one password check
+/// like one that does, so neither guessing nor timing tells which exist.
+async fn login(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    Body(req): Body<LoginRequest>,
+) -> Result<Json<LoginAnswer>, ApiError> {
+    let throttles = &state.throttles;
+    if let Some(ip) = peer {
+        throttles.logins.take(&ip).map_err(|s| crate::limits::refuse("login attempts from this address", s))?;
     }
-    let claims = Claims { t: tenant, s: user.user_id.to_string(), r: user.role, c: None, e: 0 };
+    let (tenant, user) = match req.tenant.parse::<TenantId>() {
+        Ok(tenant) => {
+            let user = directory(&state.store, &tenant).await?.users.get(&req.login).cloned();
+            (Some(tenant), user)
+        }
+        Err(_) => (None, None),
+    };
+    let failures_key = tenant.clone().map(|t| (t, req.login.clone()));
+    if let Some(key) = &failures_key {
+        throttles.login_failures.check(key).map_err(|s| crate::limits::refuse("failed logins for this login", s))?;
+    }
+    let hash = match &user {
+        Some(user) => state.store.credential(user.user_id).await?,
+        None => None,
+    };
+    let password = req.password;
+    throttles.password_checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // argon2 takes tens of milliseconds of CPU: off the async workers.
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => verify_password(&password, &hash),
+        None => {
+            verify_password(&password, crate::auth::decoy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let (Some(tenant), Some(user), true) = (tenant, user, ok) else {
+        if let Some(key) = &failures_key {
+            let _ = throttles.login_failures.take(key);
+        }
+        return Err(bad_login());
+    };
+    if let Some(key) = &failures_key {
+        throttles.login_failures.forget(key);
+    }
+    let claims = Claims { t: tenant, s: user.user_id.to_string(), r: user.role, c: None, e: 0, i: 0 };
     Ok(Json(LoginAnswer {
         token: state.keys.issue(claims, Utc::now()),
         user_id: user.user_id,
         role: user.role,
         display_name: user.display_name.clone(),
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinksRequest {
+    urls: Vec<String>,
+}
+
+/// Whether a link may be made for `path`: files a browser loads without
+/// headers (uploads, recordings, review packages), nothing else.
+fn linkable(path: &str) -> bool {
+    let session = |rest: &str| rest.contains("/recordings/") || rest.ends_with("/review/package");
+    path.starts_with("/api/uploads/") || path.strip_prefix("/api/sessions/").is_some_and(session)
+}
+
+/// `POST /api/links {urls}` (any caller): each URL with a link appended
+/// (`?link=…`, see [`crate::auth`]) that opens it as the caller for
+/// [`crate::auth::LINK_TTL`]. Making a link grants nothing: the file's
+/// route checks the caller when the link is used.
+async fn links(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(req): Body<LinksRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if req.urls.is_empty() || req.urls.len() > 100 {
+        return Err(ApiError::bad_request("`urls`: 1 to 100 of them"));
+    }
+    let now = Utc::now();
+    let urls = req
+        .urls
+        .iter()
+        .map(|url| {
+            let (path, query) = url.split_once('?').map_or((url.as_str(), None), |(p, q)| (p, Some(q)));
+            let carries = |name: &str| query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with(name)));
+            if url.len() > 1024 || !linkable(path) || carries("link=") || carries("token=") {
+                return Err(ApiError::bad_request(format!(
+                    "no link for {url:?}: links are made for uploads, recordings and review packages"
+                )));
+            }
+            let separator = if query.is_some() { '&' } else { '?' };
+            Ok(format!("{url}{separator}link={}", state.keys.link(&caller, path, now)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(serde_json::json!({ "urls": urls, "expires_in_s": crate::auth::LINK_TTL.num_seconds() })))
 }
 
 #[derive(Deserialize)]
@@ -178,14 +263,18 @@ struct VisitorAnswer {
 /// A customer's token: anonymous, per channel, tied to a fresh visitor id.
 async fn visitor(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     Body(req): Body<VisitorRequest>,
 ) -> Result<(StatusCode, Json<VisitorAnswer>), ApiError> {
+    if let Some(ip) = peer {
+        state.throttles.visitors.take(&ip).map_err(|s| crate::limits::refuse("visitors from this address", s))?;
+    }
     let tenant: TenantId = req.tenant.parse().map_err(|_| ApiError::not_found("tenant"))?;
     if !directory(&state.store, &tenant).await?.exists() {
         return Err(ApiError::not_found("tenant"));
     }
     let visitor_id = format!("visitor-{}", Uuid::now_v7());
-    let claims = Claims { t: tenant, s: visitor_id.clone(), r: Role::Customer, c: Some(req.channel), e: 0 };
+    let claims = Claims { t: tenant, s: visitor_id.clone(), r: Role::Customer, c: Some(req.channel), e: 0, i: 0 };
     Ok((StatusCode::CREATED, Json(VisitorAnswer { token: state.keys.issue(claims, Utc::now()), visitor_id })))
 }
 
@@ -219,6 +308,39 @@ async fn add_user(
         StatusCode::CREATED,
         Json(UserView { user_id, login: req.login, role: req.role, display_name: req.display_name }),
     ))
+}
+
+/// `POST /api/logout` (staff): signs the caller out everywhere. Every token
+/// of theirs issued until now is refused from now on, on every node, and
+/// the sockets opened with them are closed (`UserTokensRevoked`).
+async fn logout(State(state): State<AppState>, Caller(caller): Caller) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Agent, Role::Supervisor, Role::Compliance, Role::Admin])?;
+    revoke(&state, &caller, caller.user_id()?, "signed out").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/admin/users/{id}/revoke` (admins): as a sign-out of that
+/// user, for a lost phone or a departure.
+async fn revoke_user(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let user: UserId = id.parse().map_err(|_| ApiError::not_found("user"))?;
+    if directory(&state.store, &caller.t).await?.user(user).is_none() {
+        return Err(ApiError::not_found("user"));
+    }
+    revoke(&state, &caller, user, "revoked by an admin").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke(state: &AppState, by: &Claims, user_id: UserId, reason: &str) -> Result<(), ApiError> {
+    let before = Utc::now();
+    let command = TenantCommand::RevokeTokens { user_id, before, reason: reason.to_owned() };
+    execute::<Tenant>(&state.store, &by.t, &StreamId::tenant(&by.t), &by.actor(), before, command).await?;
+    state.revocations.note(&witness_schemas::UserTokensRevoked { user_id, before, reason: reason.to_owned() });
+    Ok(())
 }
 
 async fn list_users(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<UserView>>, ApiError> {

@@ -43,7 +43,7 @@ async fn scripts(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScriptBody {
-    title: String,
+    title: crate::fields::Line<{ crate::fields::LINE }>,
     steps: Vec<ScriptStep>,
 }
 
@@ -56,7 +56,8 @@ async fn set_script(
     Body(body): Body<ScriptBody>,
 ) -> Result<Json<DualRecordingScriptSet>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let command = TenantCommand::SetScript { script_id: script_id.clone(), title: body.title, steps: body.steps };
+    let command =
+        TenantCommand::SetScript { script_id: script_id.clone(), title: body.title.into_inner(), steps: body.steps };
     on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
     let latest = tenant.scripts.get(&script_id).and_then(|v| v.last()).cloned().expect("just written");

@@ -15,11 +15,18 @@ use witness_engine::StoreError;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds after which trying again may succeed (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), retry_after: None }
+    }
+
+    /// 429: a limit was reached; the caller may try again after `seconds`.
+    pub fn too_many(message: impl Into<String>, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds.max(1)), ..Self::new(StatusCode::TOO_MANY_REQUESTS, message) }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -119,7 +126,11 @@ impl From<witness_projections::ProjectionError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -38,13 +38,16 @@ pub mod calls;
 pub mod dual;
 mod error;
 pub mod face;
+pub mod fields;
 pub mod kb;
+pub mod limits;
 pub mod live;
 pub mod qa;
 pub mod recordings;
 pub mod reports;
 pub mod retention;
 pub mod review;
+pub mod server;
 pub mod sessions;
 pub mod supervision;
 pub mod tickets;
@@ -74,6 +77,16 @@ const SUPERVISOR_PAGE: &str = include_str!("../web/supervisor.html");
 const STYLE: &str = include_str!("../web/style.css");
 const COMMON_JS: &str = include_str!("../web/common.js");
 const CALL_JS: &str = include_str!("../web/call.js");
+/// Each page's own script: no page has inline script, so the pages' CSP
+/// allows scripts from this origin only.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("/web/customer.js", include_str!("../web/customer.js")),
+    ("/web/agent.js", include_str!("../web/agent.js")),
+    ("/web/admin.js", include_str!("../web/admin.js")),
+    ("/web/supervisor.js", include_str!("../web/supervisor.js")),
+    ("/web/common.js", COMMON_JS),
+    ("/web/call.js", CALL_JS),
+];
 /// Chart.js from npm, committed by `scripts/vendor-web.sh` (MIT, see
 /// `web/vendor/chart.js-LICENSE.md`): the supervisor dashboard's charts.
 const CHART_JS: &str = include_str!("../web/vendor/chart.umd.min.js");
@@ -105,11 +118,20 @@ pub struct AppState {
     pub composites: recordings::Composites,
     /// Where `witness export --format parquet` writes: what reports query.
     pub export_dir: std::path::PathBuf,
+    /// Where report queries run: in this process (the default), or in a
+    /// worker process each (what `witness serve` sets).
+    pub reports: witness_projections::reports::worker::Runner,
+    /// How long a report query may run before it is stopped.
+    pub report_timeout: std::time::Duration,
     /// Signs review packages (the instance's checkpoint key); without one,
     /// packages cannot be exported.
     pub package_signer: Option<Arc<witness_engine::CheckpointSigner>>,
     /// Face verification's models; without them its routes answer 503.
     pub face: Option<Arc<witness_face::FaceModel>>,
+    /// Limits on visitor tokens and logins ([`limits`]).
+    pub throttles: Arc<limits::Throttles>,
+    /// Signed-out users' tokens, refused ([`auth::Revocations`]).
+    pub revocations: Arc<auth::Revocations>,
 }
 
 impl AppState {
@@ -134,10 +156,15 @@ impl AppState {
             record_calls: false,
             composites: Default::default(),
             export_dir: "data/export".into(),
+            reports: Default::default(),
+            report_timeout: reports::TIMEOUT,
             package_signer: None,
             face: None,
+            throttles: Default::default(),
+            revocations: Default::default(),
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));
+        tokio::spawn(live::follow_revocations(state.hub.clone(), state.revocations.clone()));
         Ok(state)
     }
 
@@ -151,8 +178,50 @@ impl AppState {
     }
 }
 
+/// What a page may load and do: scripts and styles from this origin only
+/// (inline styles allowed, inline script not), media and images also as
+/// `blob:` and `data:`, connections to this origin (its WebSocket
+/// included), no plugins, no framing.
+pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// Everything that is not a page (JSON, uploads, recordings) is never a
+/// document: opened directly, it runs nothing and is framed nowhere.
+pub const RESOURCE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
+/// The headers every response carries (issue 27, L4): a CSP by kind, no
+/// MIME sniffing, no referrer leaving the site, the camera, microphone
+/// and screen for this origin only.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let headers = response.headers_mut();
+    let csp = if html { PAGE_CSP } else { RESOURCE_CSP };
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static(
+            "camera=(self), microphone=(self), display-capture=(self), geolocation=(), payment=(), usb=()",
+        ),
+    );
+    response
+}
+
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
+    let scripts = SCRIPTS.iter().fold(Router::new(), |router, (path, script)| {
+        router.route(
+            path,
+            get(move || async move { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], *script) }),
+        )
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -162,11 +231,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin", get(|| page(ADMIN_PAGE)))
         .route("/supervisor", get(|| page(SUPERVISOR_PAGE)))
         .route("/web/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
-        .route(
-            "/web/common.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], COMMON_JS) }),
-        )
-        .route("/web/call.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CALL_JS) }))
+        .merge(scripts)
         .route(
             "/web/vendor/chart.umd.min.js",
             get(|| async {
@@ -196,6 +261,7 @@ pub fn app(state: AppState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
@@ -203,12 +269,12 @@ pub fn app(state: AppState) -> Router {
 struct Health {
     status: &'static str,
     backend: &'static str,
-    events: u64,
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let events = state.store.count().await?;
-    Ok(Json(Health { status: "ok", backend: state.store.backend_name(), events }))
+/// Liveness: the process answers. Unauthenticated, so it says nothing about
+/// the data (no event count: that told anyone every tenant's volume).
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health { status: "ok", backend: state.store.backend_name() })
 }
 
 #[cfg(test)]

@@ -61,6 +61,25 @@ impl Published {
         })
     }
 
+    /// The revocation this event is, if it is one.
+    fn revocation(&self) -> Option<witness_schemas::UserTokensRevoked> {
+        match self.event.event_type.as_str() {
+            "UserTokensRevoked" => match self.event.decode() {
+                Ok(witness_schemas::Event::UserTokensRevoked(r)) => Some(r),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether this event revokes the token `caller` holds.
+    fn revokes(&self, caller: &crate::auth::Claims) -> bool {
+        self.event.tenant_id == caller.t
+            && self.revocation().is_some_and(|r| {
+                caller.user_id().is_ok_and(|me| me == r.user_id) && caller.i <= r.before.timestamp_millis()
+            })
+    }
+
     fn frame(&self, unmasked: bool) -> axum::extract::ws::Utf8Bytes {
         self.frames[unmasked as usize]
             .get_or_init(|| {
@@ -152,24 +171,99 @@ pub async fn run(store: EventStore, hub: Hub, config: RouterConfig) {
 /// workbench loads the others through `GET /api/sessions/{id}`); supervisors,
 /// compliance and admins get everything, masked by their role. A client that
 /// falls more than a few thousand events behind gets `{"type":"lagged"}`.
+///
+/// The token is the socket's first message, `{"type":"auth","token":…}`,
+/// within [`AUTH_WITHIN`] (a token in the URL would be kept by browser
+/// history and proxy logs); the server answers `{"type":"hello"}`, or
+/// closes the socket with 4000 + the HTTP status it would have answered
+/// (4401 a bad token, 4403, 4404 …) and the reason. A browser's handshake
+/// must come from this server's own origin (its `Origin` naming the
+/// `Host` it connects to), or it is refused (403) before the upgrade.
+///
+/// The server pings every [`PING_EVERY`], and closes the socket (code 4001,
+/// "token expired") when the token it was opened with expires: a socket
+/// may not outlive the right to read what it carries.
 pub(crate) async fn ws(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
-    crate::auth::Caller(caller): crate::auth::Caller,
+    headers: axum::http::HeaderMap,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
     upgrade: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<axum::response::Response, crate::ApiError> {
-    let session = match (caller.r, q.get("session")) {
+    same_origin(&headers)?;
+    let upgrade =
+        upgrade.map_err(|e| crate::ApiError::bad_request(format!("not a WebSocket request: {}", e.body_text())))?;
+    let session = q.get("session").cloned();
+    Ok(upgrade.on_upgrade(move |mut socket| async move {
+        match authenticate(&state, &mut socket, session.as_deref()).await {
+            Ok((caller, session)) => {
+                let feed = state.hub.subscribe();
+                push(state, socket, feed, caller, session).await
+            }
+            Err(e) => {
+                let code = 4000 + e.status().as_u16();
+                let reason = e.message().chars().take(100).collect::<String>();
+                let close = axum::extract::ws::CloseFrame { code, reason: reason.into() };
+                let _ = socket.send(axum::extract::ws::Message::Close(Some(close))).await;
+            }
+        }
+    }))
+}
+
+/// How long a new socket has to send its token.
+pub const AUTH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refuses a browser's handshake from another origin: its `Origin` must
+/// name the host the request was sent to. Clients that are not browsers
+/// send no `Origin` and are judged by their token alone.
+fn same_origin(headers: &axum::http::HeaderMap) -> Result<(), crate::ApiError> {
+    use axum::http::header::{HOST, ORIGIN};
+    let Some(origin) = headers.get(ORIGIN) else { return Ok(()) };
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
+    match (origin_host, host) {
+        (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => Ok(()),
+        _ => Err(crate::ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "a WebSocket is opened from this server's own pages only",
+        )),
+    }
+}
+
+/// Reads the socket's first message, the token, and checks the caller may
+/// follow `session` (a customer must name theirs).
+async fn authenticate(
+    state: &crate::AppState,
+    socket: &mut axum::extract::ws::WebSocket,
+    session: Option<&str>,
+) -> Result<(crate::auth::Claims, Option<witness_schemas::SessionId>), crate::ApiError> {
+    use axum::extract::ws::Message;
+    #[derive(serde::Deserialize)]
+    struct Auth {
+        #[serde(rename = "type")]
+        kind: String,
+        token: String,
+    }
+    let unauthorized = |why: &str| crate::ApiError::new(axum::http::StatusCode::UNAUTHORIZED, why);
+    let first = match tokio::time::timeout(AUTH_WITHIN, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text,
+        Ok(_) => return Err(unauthorized("the first message is {\"type\":\"auth\",\"token\":…}")),
+        Err(_) => return Err(unauthorized("no token within 10 s")),
+    };
+    let auth: Auth = serde_json::from_str(&first)
+        .ok()
+        .filter(|a: &Auth| a.kind == "auth")
+        .ok_or_else(|| unauthorized("the first message is {\"type\":\"auth\",\"token\":…}"))?;
+    let caller = state.keys.verify(&auth.token, chrono::Utc::now())?;
+    state.revocations.check(&state.store, &caller).await?;
+    let session = match (caller.r, session) {
         (witness_schemas::Role::Customer, None) => {
             return Err(crate::ApiError::bad_request("a customer's WebSocket names its session: `?session=ID`"))
         }
-        (_, Some(id)) => Some(crate::sessions::load(&state, &caller, id).await?.id),
+        (_, Some(id)) => Some(crate::sessions::load(state, &caller, id).await?.id),
         (_, None) => None,
     };
-    let upgrade =
-        upgrade.map_err(|e| crate::ApiError::bad_request(format!("not a WebSocket request: {}", e.body_text())))?;
-    crate::supervision::record_view(&state, &caller, "live_feed", session, 0).await?;
-    let feed = state.hub.subscribe();
-    Ok(upgrade.on_upgrade(move |socket| push(state, socket, feed, caller, session)))
+    crate::supervision::record_view(state, &caller, "live_feed", session, 0).await?;
+    Ok((caller, session))
 }
 
 /// Which of the tenant's events one connection sees, and how.
@@ -210,6 +304,29 @@ impl Filter {
     }
 }
 
+/// Keeps `revocations` up to date with every `UserTokensRevoked` the feed
+/// brings, written on this node or another.
+pub(crate) async fn follow_revocations(hub: Hub, revocations: Arc<crate::auth::Revocations>) {
+    let mut feed = hub.subscribe();
+    loop {
+        match feed.recv().await {
+            Ok(published) => {
+                if let Some(revoked) = published.revocation() {
+                    revocations.note(&revoked);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => revocations.forget(),
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
+/// How often the server pings an open WebSocket (keeps NATs and proxies
+/// from dropping a quiet one, and finds dead peers).
+pub const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(25);
+/// The close code sent when the socket's token expires.
+pub const CLOSE_EXPIRED: u16 = 4001;
+
 async fn push(
     state: crate::AppState,
     mut socket: axum::extract::ws::WebSocket,
@@ -224,10 +341,29 @@ async fn push(
         return;
     }
     let mut signaling = crate::calls::Signaling::new();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let left = (filter.caller.e - chrono::Utc::now().timestamp()).max(0) as u64;
+    let expiry = tokio::time::sleep(std::time::Duration::from_secs(left));
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
+            () = &mut expiry => {
+                let close = axum::extract::ws::CloseFrame { code: CLOSE_EXPIRED, reason: "token expired".into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                break;
+            }
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
             received = feed.recv() => {
                 let frame = match received {
+                    Ok(published) if published.revokes(&filter.caller) => {
+                        let close = axum::extract::ws::CloseFrame { code: CLOSE_EXPIRED, reason: "signed out".into() };
+                        let _ = socket.send(Message::Close(Some(close))).await;
+                        break;
+                    }
                     Ok(published) => match filter.admit(&published) {
                         Some(unmasked) => published.frame(unmasked),
                         None => continue,

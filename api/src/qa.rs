@@ -70,9 +70,9 @@ async fn show(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Score {
-    criterion: String,
+    criterion: crate::fields::Line<{ crate::fields::LINE }>,
     score: f64,
-    comment: Option<String>,
+    comment: Option<crate::fields::Note<{ crate::fields::NOTE }>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -101,7 +101,7 @@ async fn evaluate(
     }
     let mut criteria = Vec::with_capacity(form.len());
     for c in &form {
-        let mut given = body.scores.iter().filter(|s| s.criterion == c.name);
+        let mut given = body.scores.iter().filter(|s| *s.criterion == *c.name);
         let (Some(s), None) = (given.next(), given.next()) else {
             return Err(ApiError::bad_request(format!("score criterion {:?} exactly once", c.name)));
         };
@@ -112,10 +112,10 @@ async fn evaluate(
             criterion: c.name.clone(),
             weight: c.weight,
             score: s.score,
-            comment: s.comment.clone().filter(|c| !c.trim().is_empty()),
+            comment: s.comment.as_deref().filter(|c| !c.trim().is_empty()).map(str::to_owned),
         });
     }
-    if let Some(extra) = body.scores.iter().find(|s| !form.iter().any(|c| c.name == s.criterion)) {
+    if let Some(extra) = body.scores.iter().find(|s| !form.iter().any(|c| *c.name == *s.criterion)) {
         return Err(ApiError::bad_request(format!("{:?} is not a criterion of the form", extra.criterion)));
     }
     let evaluation = QaEvaluated {

@@ -335,7 +335,7 @@ fn header_value(s: &str) -> HeaderValue {
 /// One `Range: bytes=…` span of a `total`-byte file as inclusive offsets.
 /// `Ok(None)`: serve the whole file (several ranges, or another unit);
 /// `Err`: not satisfiable (416).
-fn parse_range(range: &str, total: u64) -> Result<Option<(u64, u64)>, ()> {
+pub(crate) fn parse_range(range: &str, total: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = range.trim().strip_prefix("bytes=") else { return Ok(None) };
     if spec.contains(',') {
         return Ok(None);

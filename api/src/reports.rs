@@ -1,7 +1,9 @@
 //! SQL and the standard reports for analysts — supervisors, compliance
 //! officers and admins — over their own tenant's data only, as of the last
 //! `witness export`. See
-//! `witness_projections::reports` for the tables and the bounds.
+//! `witness_projections::reports` for the tables and the bounds. Queries
+//! run where [`AppState::reports`] says: `witness serve` runs each in a
+//! worker process of its own, so that no query can take the server down.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use witness_projections::reports::{self, Answer, Format, ReportError, Reports, STANDARD};
+use witness_projections::reports::{self, Answer, Format, ReportError, STANDARD};
 use witness_schemas::Role;
 
 use crate::auth::{Caller, Claims};
@@ -21,7 +23,7 @@ use crate::{ApiError, AppState};
 /// The most rows an answer carries, and the default.
 pub const MAX_ROWS: usize = 100_000;
 const DEFAULT_ROWS: usize = 10_000;
-/// How long a query may run.
+/// How long a query may run, unless [`AppState::report_timeout`] says otherwise.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Set on an answer that stopped at the row limit.
 pub const TRUNCATED: &str = "x-witness-truncated";
@@ -76,6 +78,12 @@ impl From<ReportError> for ApiError {
             }
             ReportError::Query(e) => ApiError::bad_request(e.to_string()),
             e @ ReportError::Timeout(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            ReportError::Limit(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why),
+            e @ ReportError::Busy => ApiError::too_many(e.to_string(), 5),
+            e @ ReportError::Worker(_) => {
+                tracing::error!(error = %e, "running a report");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the report could not be run")
+            }
             ReportError::UnknownReport(name) => ApiError::not_found(&format!("report {name:?}")),
             e @ ReportError::Write(_) => {
                 tracing::error!(error = %e, "writing a report");
@@ -85,9 +93,10 @@ impl From<ReportError> for ApiError {
     }
 }
 
-async fn tables(state: &AppState, caller: &Claims) -> Result<Reports, ApiError> {
+/// Runs `sql` over the caller's tenant's tables.
+async fn query(state: &AppState, caller: &Claims, sql: &str, limit: usize) -> Result<Answer, ApiError> {
     caller.require(ANALYSTS)?;
-    Ok(Reports::open(&state.export_dir, Some(&caller.t)).await?)
+    Ok(state.reports.sql(&state.export_dir, Some(&caller.t), sql, limit, state.report_timeout).await?)
 }
 
 fn respond(answer: &Answer, format: Format) -> Result<Response, ApiError> {
@@ -115,7 +124,7 @@ async fn sql(
     Body(req): Body<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let (format, limit) = (format(req.format.as_deref())?, limit(req.limit)?);
-    let answer = tables(&state, &caller).await?.sql(&req.sql, limit, TIMEOUT).await?;
+    let answer = query(&state, &caller, &req.sql, limit).await?;
     respond(&answer, format)
 }
 
@@ -134,10 +143,10 @@ async fn standard(
         }
     };
     let (format, limit) = (format(options.format.as_deref())?, limit(rows)?);
-    if !STANDARD.iter().any(|r| r.name == name) {
+    let Some(report) = STANDARD.iter().find(|r| r.name == name) else {
         caller.require(ANALYSTS)?;
         return Err(ApiError::not_found(&format!("report {name:?}")));
-    }
-    let answer = tables(&state, &caller).await?.standard(&name, limit, TIMEOUT).await?;
+    };
+    let answer = query(&state, &caller, report.sql, limit).await?;
     respond(&answer, format)
 }

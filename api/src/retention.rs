@@ -66,7 +66,14 @@ pub struct SweepReport {
     /// Sessions past the messages' retention whose events were written
     /// before per-session keys, with personal fields in clear: not erasable.
     pub not_erasable: Vec<SessionId>,
+    /// Uploads that no event ever referenced, older than [`ORPHAN_AGE`]:
+    /// removed (issue 27, M3: uploaded files never sent were kept for ever).
+    pub orphans: usize,
 }
+
+/// How long an upload that no message names is kept: time enough to send
+/// it, not to use the server as free storage.
+pub const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[derive(Default)]
 struct SessionFiles {
@@ -78,14 +85,6 @@ struct SessionFiles {
     deleted: BTreeSet<String>,
     /// PersonalDataErased recorded.
     erased: bool,
-}
-
-fn attachments_of(content: &MessageContent) -> Vec<&Attachment> {
-    match content {
-        MessageContent::Image { attachment, .. } | MessageContent::File { attachment } => vec![attachment],
-        MessageContent::RichText { attachments, .. } => attachments.iter().collect(),
-        MessageContent::Text { .. } => vec![],
-    }
 }
 
 /// Deletes what retention no longer keeps as of `now` (see the module
@@ -131,7 +130,7 @@ pub async fn sweep(
                 Event::CustomerMessage(CustomerMessage { content, .. })
                 | Event::AgentMessage(AgentMessage { content, .. })
                 | Event::BotMessage(BotMessage { content, .. }) => {
-                    s.attachments.extend(attachments_of(&content).iter().map(|a| a.sha256.as_str().to_owned()))
+                    s.attachments.extend(content.attachments().iter().map(|a| a.sha256.as_str().to_owned()))
                 }
                 // ID photos and the frames of face verifications are
                 // images of the session like those sent in messages.
@@ -153,6 +152,13 @@ pub async fn sweep(
     }
 
     let mut report = SweepReport::default();
+    // Uploads nothing in the log names, left long enough: never evidence.
+    let mut referenced: BTreeMap<TenantId, BTreeSet<String>> = BTreeMap::new();
+    for ((tenant, _), s) in &sessions {
+        referenced.entry(tenant.clone()).or_default().extend(s.attachments.iter().cloned());
+    }
+    let orphans_before = std::time::SystemTime::from(now) - ORPHAN_AGE;
+    report.orphans = uploads.remove_orphans(&referenced, orphans_before, dry_run).map_err(removal)?;
     let tenants: BTreeSet<TenantId> = sessions.keys().map(|(t, _)| t.clone()).collect();
     for tenant in tenants {
         let policy = crate::accounts::directory(store, &tenant).await?;
@@ -382,7 +388,7 @@ async fn set(
 struct HoldRequest {
     /// Absent: the whole tenant.
     session_id: Option<String>,
-    reason: String,
+    reason: crate::fields::Line<{ crate::fields::LINE }>,
 }
 
 async fn hold_target(
@@ -417,9 +423,9 @@ async fn hold(
     caller.require(&[Role::Compliance, Role::Admin])?;
     let session_id = hold_target(&state, &caller, body.session_id.as_deref()).await?;
     let command = if place {
-        TenantCommand::PlaceLegalHold { session_id, reason: body.reason }
+        TenantCommand::PlaceLegalHold { session_id, reason: body.reason.into_inner() }
     } else {
-        TenantCommand::ReleaseLegalHold { session_id, reason: body.reason }
+        TenantCommand::ReleaseLegalHold { session_id, reason: body.reason.into_inner() }
     };
     on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(policy_of(&state, &caller.t).await?))

@@ -146,8 +146,8 @@ struct StepReview {
 
 fn comment(text: Option<String>) -> Result<Option<String>, ApiError> {
     let text = text.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
-    if text.as_ref().is_some_and(|c| c.chars().count() > 2_000) {
-        return Err(ApiError::bad_request("`comment`: at most 2,000 characters"));
+    if let Some(text) = &text {
+        crate::fields::note("comment", text, 2_000)?;
     }
     Ok(text)
 }

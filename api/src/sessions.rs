@@ -20,6 +20,7 @@ use witness_schemas::*;
 
 use crate::auth::{Caller, Claims};
 use crate::bot::{self, BotReply};
+use crate::fields::{Line, Note, LINE, NOTE};
 use crate::{ApiError, AppState, Body};
 
 /// The longest text message, in characters.
@@ -148,6 +149,9 @@ async fn start(
     {
         return Err(ApiError::bad_request("`business_type`: 1 to 64 of a-z, 0-9, _ and -"));
     }
+    if let Some(locale) = &req.locale {
+        crate::fields::locale(locale)?;
+    }
     let session_id = SessionId::new();
     let command = SessionCommand::Start {
         session_id,
@@ -236,10 +240,7 @@ fn check_content(content: &MessageContent) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::bad_request(format!("`{what}` is empty")));
     }
-    if text.chars().count() > MAX_TEXT {
-        return Err(ApiError::bad_request(format!("`{what}` is longer than {MAX_TEXT} characters")));
-    }
-    Ok(())
+    crate::fields::note(what, text, MAX_TEXT)
 }
 
 #[derive(Serialize)]
@@ -258,8 +259,8 @@ async fn message(
     Body(mut content): Body<MessageContent>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     check_content(&content)?;
-    crate::uploads::complete(&state, &caller.t, &mut content).await?;
     let s = load(&state, &caller, &id).await?;
+    crate::uploads::complete(&state, &caller, s.id, &mut content).await?;
     let message_id = MessageId::new();
     // What the bot reads, if the session is with the bot.
     let for_bot = match &content {
@@ -369,7 +370,7 @@ async fn human(
 struct Rate {
     rating: u8,
     #[serde(default)]
-    comment: Option<String>,
+    comment: Option<Note<MAX_TEXT>>,
 }
 
 async fn rate(
@@ -380,11 +381,9 @@ async fn rate(
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Customer])?;
     let rating = Rating::try_from(req.rating).map_err(|e| ApiError::bad_request(format!("`rating`: {e}")))?;
-    if req.comment.as_ref().is_some_and(|c| c.chars().count() > MAX_TEXT) {
-        return Err(ApiError::bad_request(format!("`comment` is longer than {MAX_TEXT} characters")));
-    }
     let s = load(&state, &caller, &id).await?;
-    let version = run(&state, &caller, s.id, SessionCommand::Rate { rating, comment: req.comment }).await?;
+    let comment = req.comment.map(Note::into_inner);
+    let version = run(&state, &caller, s.id, SessionCommand::Rate { rating, comment }).await?;
     Ok(Json(Done { version }))
 }
 
@@ -418,7 +417,7 @@ async fn end(
 struct OfferAnswer {
     offer_id: OfferId,
     #[serde(default)]
-    reason: Option<String>,
+    reason: Option<Line<LINE>>,
 }
 
 async fn accept(
@@ -441,8 +440,11 @@ async fn decline(
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
     let s = load(&state, &caller, &id).await?;
-    let command =
-        SessionCommand::DeclineOffer { offer_id: req.offer_id, agent_id: caller.user_id()?, reason: req.reason };
+    let command = SessionCommand::DeclineOffer {
+        offer_id: req.offer_id,
+        agent_id: caller.user_id()?,
+        reason: req.reason.map(Line::into_inner),
+    };
     Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
 }
 
@@ -450,9 +452,9 @@ async fn decline(
 #[serde(deny_unknown_fields)]
 struct TransferRequest {
     to: TransferTarget,
-    reason: String,
+    reason: Line<LINE>,
     #[serde(default)]
-    context_summary: Option<String>,
+    context_summary: Option<Note<NOTE>>,
 }
 
 async fn transfer(
@@ -462,6 +464,9 @@ async fn transfer(
     Body(req): Body<TransferRequest>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
+    if let TransferTarget::Group { group } = &req.to {
+        crate::fields::line("to.group", group, 64)?;
+    }
     let s = load(&state, &caller, &id).await?;
     if let TransferTarget::Agent { agent_id } = &req.to {
         // The named agent must be staff of this tenant.
@@ -473,8 +478,8 @@ async fn transfer(
     let command = SessionCommand::Transfer {
         agent_id: caller.user_id()?,
         to: req.to,
-        reason: req.reason,
-        context_summary: req.context_summary.unwrap_or_default(),
+        reason: req.reason.into_inner(),
+        context_summary: req.context_summary.map(Note::into_inner).unwrap_or_default(),
     };
     let version = run(&state, &caller, s.id, command).await?;
     // A transfer ends the call; the next agent starts a new one.
@@ -487,9 +492,9 @@ async fn transfer(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WrapUp {
-    disposition: String,
+    disposition: Line<LINE>,
     #[serde(default)]
-    notes: Option<String>,
+    notes: Option<Note<NOTE>>,
 }
 
 async fn wrap_up(
@@ -500,8 +505,11 @@ async fn wrap_up(
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
     let s = load(&state, &caller, &id).await?;
-    let command =
-        SessionCommand::CompleteWrapUp { agent_id: caller.user_id()?, disposition: req.disposition, notes: req.notes };
+    let command = SessionCommand::CompleteWrapUp {
+        agent_id: caller.user_id()?,
+        disposition: req.disposition.into_inner(),
+        notes: req.notes.map(Note::into_inner),
+    };
     Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
 }
 
@@ -512,7 +520,7 @@ struct PresenceRequest {
     #[serde(default = "one")]
     capacity: u32,
     #[serde(default)]
-    skill_groups: Vec<String>,
+    skill_groups: Vec<Line<64>>,
 }
 
 fn one() -> u32 {
@@ -525,12 +533,15 @@ async fn presence(
     Body(req): Body<PresenceRequest>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
+    if req.skill_groups.len() > 32 {
+        return Err(ApiError::bad_request("`skill_groups`: at most 32"));
+    }
     let agent_id = caller.user_id()?;
     let command = AgentCommand::SetPresence {
         agent_id,
         presence: req.presence,
         capacity: req.capacity,
-        skill_groups: req.skill_groups,
+        skill_groups: req.skill_groups.into_iter().map(Line::into_inner).collect(),
     };
     let stream = StreamId::agent(agent_id);
     let done = execute::<Agent>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;

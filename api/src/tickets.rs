@@ -13,6 +13,7 @@ use witness_engine::executor::execute;
 use witness_schemas::*;
 
 use crate::auth::{Caller, Claims};
+use crate::fields::{Line, Note, LINE, NOTE};
 use crate::sessions::{load, EventView};
 use crate::{ApiError, AppState, Body};
 
@@ -31,9 +32,9 @@ struct NewTicket {
     session_id: String,
     /// Defaults to the draft from the session.
     #[serde(default)]
-    title: Option<String>,
+    title: Option<Line<LINE>>,
     #[serde(default)]
-    description: Option<String>,
+    description: Option<Note<NOTE>>,
     #[serde(default = "normal")]
     priority: TicketPriority,
 }
@@ -56,8 +57,16 @@ async fn create(
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     caller.require(STAFF)?;
     let session = load(&state, &caller, &req.session_id).await?;
-    let (draft_title, draft_description) = draft_from_session(&session.state);
-    let (title, description) = (req.title.unwrap_or(draft_title), req.description.unwrap_or(draft_description));
+    // The draft quotes the conversation: only for those who read it
+    // unmasked (the session's agent). Anyone else writes their own.
+    let (draft_title, draft_description) = if session.unmasked_for(&caller) {
+        draft_from_session(&session.state)
+    } else {
+        let title = format!("[{}] follow-up", session.state.business_type);
+        (title, "(the conversation is shown to the session's agent only)".to_owned())
+    };
+    let title = req.title.map_or(draft_title, Line::into_inner);
+    let description = req.description.map_or(draft_description, Note::into_inner);
     let ticket_id = TicketId::new();
     let command = TicketCommand::Create {
         ticket_id,
@@ -114,7 +123,7 @@ async fn show(
 struct StatusChange {
     status: TicketStatus,
     #[serde(default)]
-    note: Option<String>,
+    note: Option<Note<NOTE>>,
 }
 
 async fn change_status(
@@ -125,7 +134,7 @@ async fn change_status(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(STAFF)?;
     let (ticket_id, _, _) = load_ticket(&state, &caller, &id).await?;
-    let command = TicketCommand::ChangeStatus { status: req.status, note: req.note };
+    let command = TicketCommand::ChangeStatus { status: req.status, note: req.note.map(Note::into_inner) };
     let stream = StreamId::ticket(ticket_id);
     let done = execute::<Ticket>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
     Ok(Json(serde_json::json!({ "version": done.last_version() })))

@@ -5,8 +5,15 @@
 //! A file's type is sniffed from its first bytes, never taken from the
 //! name or the `Content-Type` header, and must be on [`ALLOWED`]. Messages
 //! reference files by hash; the message route fills the type and size from
-//! the stored file. A customer downloads only files referenced in their own
-//! session; staff download their tenant's files.
+//! the stored file. A customer uploads only into a session of their own
+//! that has not ended (`?session=ID`), within a per-session quota, and
+//! downloads only files sent in it as attachments; staff download their
+//! tenant's files.
+//!
+//! Images are measured before they are decoded: one declaring more than
+//! [`MAX_IMAGE_PIXELS`] is refused (a small file can declare gigabytes of
+//! pixels), decoding is bounded by [`DECODE_MEMORY`], and at most
+//! [`THUMBNAILERS`] thumbnails are made at a time.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use witness_schemas::{Attachment, MessageContent, Role, Sha256Hex, TenantId};
+use witness_schemas::{MessageContent, Role, SessionId, Sha256Hex, TenantId};
 
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
@@ -28,12 +35,34 @@ pub const DEFAULT_LIMIT: usize = 20 * 1024 * 1024;
 /// What may be uploaded, by sniffed type.
 pub const ALLOWED: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"];
 const THUMB: u32 = 256;
+/// The most pixels an uploaded image may have (a 48-megapixel phone photo
+/// is 8000×6000).
+pub const MAX_IMAGE_PIXELS: u64 = 50_000_000;
+/// The most memory decoding one image for its thumbnail may take; an image
+/// that needs more is stored without a thumbnail.
+pub const DECODE_MEMORY: u64 = 256 << 20;
+/// Thumbnails made at once; further uploads of images wait their turn.
+pub const THUMBNAILERS: usize = 2;
+/// The most files, and bytes, a customer may upload into one session.
+pub const SESSION_QUOTA: (u32, u64) = (50, 200 << 20);
 
 /// Where files live, and how big one may be.
 #[derive(Debug, Clone)]
 pub struct UploadStore {
     root: PathBuf,
     pub limit: usize,
+    thumbnailers: std::sync::Arc<tokio::sync::Semaphore>,
+    /// What customers uploaded per session, since this process started.
+    sessions: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<SessionId, SessionUploads>>>,
+}
+
+/// A session's uploads by its customer.
+#[derive(Debug, Default)]
+struct SessionUploads {
+    files: u32,
+    bytes: u64,
+    /// What the customer may attach to a message: only what they uploaded.
+    hashes: std::collections::HashSet<String>,
 }
 
 /// The type of `bytes` from their content, if Witness recognises it.
@@ -72,7 +101,43 @@ const HEAD: u64 = 8 * 1024;
 
 impl UploadStore {
     pub fn new(root: impl Into<PathBuf>, limit: usize) -> Self {
-        Self { root: root.into(), limit }
+        Self {
+            root: root.into(),
+            limit,
+            thumbnailers: std::sync::Arc::new(tokio::sync::Semaphore::new(THUMBNAILERS)),
+            sessions: Default::default(),
+        }
+    }
+
+    /// Counts `bytes` more against `session`'s quota, or refuses (429)
+    /// without counting them.
+    fn charge(&self, session: SessionId, bytes: usize) -> Result<(), ApiError> {
+        let mut sessions = self.sessions.lock().expect("uploads by session");
+        let used = sessions.entry(session).or_default();
+        let (files, total) = SESSION_QUOTA;
+        if used.files >= files || used.bytes + bytes as u64 > total {
+            let message = format!("a session may send at most {files} files and {} MiB in all", total / (1024 * 1024));
+            return Err(ApiError::too_many(message, 3600));
+        }
+        used.files += 1;
+        used.bytes += bytes as u64;
+        Ok(())
+    }
+
+    /// Gives back what [`UploadStore::charge`] counted for a file that was
+    /// then refused.
+    fn refund(&self, session: SessionId, bytes: usize) {
+        let mut sessions = self.sessions.lock().expect("uploads by session");
+        if let Some(used) = sessions.get_mut(&session) {
+            used.files = used.files.saturating_sub(1);
+            used.bytes = used.bytes.saturating_sub(bytes as u64);
+        }
+    }
+
+    /// Whether `hash` was uploaded into `session` by its customer.
+    fn uploaded_into(&self, session: SessionId, hash: &str) -> bool {
+        let sessions = self.sessions.lock().expect("uploads by session");
+        sessions.get(&session).is_some_and(|s| s.hashes.contains(hash))
     }
 
     fn path(&self, tenant: &TenantId, hash: &str) -> PathBuf {
@@ -90,8 +155,16 @@ impl UploadStore {
                 format!("this kind of file is not accepted; send one of {}", ALLOWED.join(", ")),
             )
         })?;
+        if media_type.starts_with("image/") {
+            check_dimensions(&bytes)?;
+        }
         let hash = hex::encode(Sha256::digest(&bytes));
         let path = self.path(tenant, &hash);
+        // Only images take a turn at the thumbnailers.
+        let _turn = match media_type.starts_with("image/") {
+            true => Some(self.thumbnailers.acquire().await.expect("never closed")),
+            false => None,
+        };
         tokio::task::spawn_blocking(move || write_once(&path, &bytes, media_type))
             .await
             .expect("upload task")
@@ -118,6 +191,58 @@ impl UploadStore {
         }
     }
 
+    /// Removes the files of every tenant that `referenced` does not name,
+    /// last uploaded before `before` (with their thumbnails, and temporary
+    /// files left by a crash); with `dry_run`, only counts them. Returns how
+    /// many files were (or would be) removed.
+    pub fn remove_orphans(
+        &self,
+        referenced: &std::collections::BTreeMap<TenantId, std::collections::BTreeSet<String>>,
+        before: std::time::SystemTime,
+        dry_run: bool,
+    ) -> std::io::Result<usize> {
+        let Ok(tenants) = std::fs::read_dir(&self.root) else { return Ok(0) };
+        let mut removed = 0;
+        for tenant_dir in tenants {
+            let tenant_dir = tenant_dir?.path();
+            let Some(tenant) = tenant_dir.file_name().and_then(|n| n.to_str()?.parse::<TenantId>().ok()) else {
+                continue;
+            };
+            let named = referenced.get(&tenant);
+            for shard in std::fs::read_dir(&tenant_dir)? {
+                let shard = shard?.path();
+                if !shard.is_dir() {
+                    continue;
+                }
+                for file in std::fs::read_dir(&shard)? {
+                    let file = file?;
+                    let name = file.file_name().to_string_lossy().into_owned();
+                    // The content itself, or a temporary copy; thumbnails go with their file.
+                    let hash = name.split('.').next().unwrap_or_default();
+                    let temporary = name.contains(".tmp");
+                    if name.ends_with(".thumb.png") || (!temporary && name != hash) {
+                        continue;
+                    }
+                    if !temporary && named.is_some_and(|n| n.contains(hash)) {
+                        continue;
+                    }
+                    if file.metadata()?.modified()? >= before {
+                        continue;
+                    }
+                    if !dry_run {
+                        if temporary {
+                            std::fs::remove_file(file.path())?;
+                        } else {
+                            self.remove(&tenant, hash)?;
+                        }
+                    }
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// `tenant`'s file `hash`, if it has it.
     pub async fn read(&self, tenant: &TenantId, hash: &Sha256Hex) -> Option<Vec<u8>> {
         tokio::fs::read(self.path(tenant, hash.as_str())).await.ok()
@@ -139,20 +264,43 @@ impl UploadStore {
     }
 }
 
+/// Refuses an image whose header declares more than [`MAX_IMAGE_PIXELS`],
+/// before anything is decoded; one whose header cannot be read passes (it
+/// is stored without a thumbnail).
+pub(crate) fn check_dimensions(bytes: &[u8]) -> Result<(), ApiError> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
+    let Ok((w, h)) = reader.map_err(image::ImageError::from).and_then(|r| r.into_dimensions()) else {
+        return Ok(());
+    };
+    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the image is {w}×{h} pixels; at most {} megapixels are accepted", MAX_IMAGE_PIXELS / 1_000_000),
+        ));
+    }
+    Ok(())
+}
+
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("a file may be at most {} MiB", limit / (1024 * 1024)))
 }
 
 /// Writes the file (and an image's thumbnail) through a temporary name, so
-/// that a reader never sees half a file.
+/// that a reader never sees half a file. Content already stored is only
+/// marked as uploaded now, so that the orphan sweep gives it its time again.
 fn write_once(path: &Path, bytes: &[u8], media_type: &str) -> std::io::Result<()> {
     if path.exists() {
-        return Ok(());
+        return std::fs::File::options().write(true).open(path)?.set_modified(std::time::SystemTime::now());
     }
     std::fs::create_dir_all(path.parent().expect("a parent"))?;
     if media_type.starts_with("image/") {
-        // An image the decoder cannot read still uploads; it has no thumbnail.
-        if let Ok(image) = image::load_from_memory(bytes) {
+        // An image the decoder cannot read, or only with more memory than
+        // allowed, still uploads; it has no thumbnail.
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?;
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(DECODE_MEMORY);
+        reader.limits(limits);
+        if let Ok(image) = reader.decode() {
             let thumb = image.thumbnail(THUMB, THUMB);
             let mut png = std::io::Cursor::new(Vec::new());
             if thumb.write_to(&mut png, image::ImageFormat::Png).is_ok() {
@@ -175,26 +323,27 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// The attachments of a message, completed from the store: the client
 /// names the hash and the file name; size and type come from the file.
+///
+/// A customer attaches only files they uploaded into this session: any
+/// other hash, whether the tenant has that file or not, gets the same 422.
 pub(crate) async fn complete(
     state: &AppState,
-    tenant: &TenantId,
+    caller: &crate::auth::Claims,
+    session: SessionId,
     content: &mut MessageContent,
 ) -> Result<(), ApiError> {
-    let attachments: Vec<&mut Attachment> = match content {
-        MessageContent::Image { attachment, .. } | MessageContent::File { attachment } => vec![attachment],
-        MessageContent::RichText { attachments, .. } => attachments.iter_mut().collect(),
-        MessageContent::Text { .. } => vec![],
-    };
-    for a in attachments {
-        let (bytes, media_type) = state.uploads.kind(tenant, &a.sha256).await.ok_or_else(|| {
+    for a in content.attachments_mut() {
+        let missing = || {
             let message = format!("no upload {}: upload the file first", a.sha256.as_str());
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-        })?;
+        };
+        if caller.r == Role::Customer && !state.uploads.uploaded_into(session, a.sha256.as_str()) {
+            return Err(missing());
+        }
+        let (bytes, media_type) = state.uploads.kind(&caller.t, &a.sha256).await.ok_or_else(missing)?;
         a.media_type = media_type.to_owned();
         a.bytes = bytes;
-        if a.file_name.trim().is_empty() || a.file_name.chars().count() > 255 || a.file_name.contains(['/', '\\']) {
-            return Err(ApiError::bad_request("`file_name`: 1 to 255 characters, no slashes"));
-        }
+        a.file_name = crate::fields::file_name(&a.file_name)?;
     }
     Ok(())
 }
@@ -207,15 +356,51 @@ pub(crate) fn router(limit: usize) -> Router<AppState> {
         .route("/api/uploads/{sha256}", get(download))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// A customer names the session the file is for.
+    session: Option<String>,
+}
+
 async fn upload(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let body = body.map_err(|_| too_large(state.uploads.limit))?;
+    if caller.r == Role::Customer {
+        let id = q.session.ok_or_else(|| {
+            ApiError::bad_request("a customer uploads into their session: add `?session=` and its id")
+        })?;
+        let session = crate::sessions::load(&state, &caller, &id).await?;
+        use witness_engine::domain::session::SessionStatus::{Closed, WrapUp};
+        if matches!(session.state.status, WrapUp | Closed) {
+            return Err(ApiError::new(StatusCode::CONFLICT, "the session has ended"));
+        }
+        let size = body.len();
+        state.uploads.charge(session.id, size)?;
+        let (sha256, media_type) = match state.uploads.put(&caller.t, body).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                state.uploads.refund(session.id, size);
+                return Err(e);
+            }
+        };
+        let mut sessions = state.uploads.sessions.lock().expect("uploads by session");
+        sessions.entry(session.id).or_default().hashes.insert(sha256.as_str().to_owned());
+        drop(sessions);
+        return Ok((StatusCode::CREATED, Json(uploaded(&sha256, media_type, size))));
+    }
     let size = body.len();
     let (sha256, media_type) = state.uploads.put(&caller.t, body).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "sha256": sha256, "media_type": media_type, "bytes": size }))))
+    Ok((StatusCode::CREATED, Json(uploaded(&sha256, media_type, size))))
+}
+
+fn uploaded(sha256: &Sha256Hex, media_type: &str, size: usize) -> serde_json::Value {
+    serde_json::json!({ "sha256": sha256, "media_type": media_type, "bytes": size })
 }
 
 #[derive(Deserialize)]
@@ -237,7 +422,7 @@ async fn download(
     if caller.r == Role::Customer {
         let id = q.session.ok_or_else(|| ApiError::not_found("upload"))?;
         let session = crate::sessions::load(&state, &caller, &id).await?;
-        if !session.events(&state).await?.iter().any(|e| e.payload.contains(hash.as_str())) {
+        if !sent_in(&session.events(&state).await?, &hash) {
             return Err(ApiError::not_found("upload"));
         }
     }
@@ -252,6 +437,21 @@ async fn download(
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, "nosniff".parse().expect("a header value"));
     headers.insert(header::CACHE_CONTROL, "private, max-age=31536000, immutable".parse().expect("a header value"));
     Ok((headers, bytes))
+}
+
+/// Whether a message among `events` carries the file `hash` as an
+/// attachment (not merely names it in its text).
+fn sent_in(events: &[witness_schemas::RecordedEvent], hash: &Sha256Hex) -> bool {
+    use witness_schemas::Event;
+    events.iter().filter_map(|e| e.decode().ok()).any(|e| {
+        let content = match &e {
+            Event::CustomerMessage(m) => &m.content,
+            Event::AgentMessage(m) => &m.content,
+            Event::BotMessage(m) => &m.content,
+            _ => return false,
+        };
+        content.attachments().iter().any(|a| a.sha256 == *hash)
+    })
 }
 
 #[cfg(test)]

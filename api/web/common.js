@@ -18,23 +18,71 @@ export function content(c) {
   return c.kind === "text" ? c.text : c.kind === "rich_text" ? c.markdown : c.attachment.file_name;
 }
 
-// An image's thumbnail or a file's link, or null for text. The token rides
-// in the URL because an <img> cannot send a header; a customer also names
-// their session.
+// The live feed (/api/ws): the token is the first message, never part of
+// the URL. The socket fires "ready" once the server has accepted it.
+export function liveSocket(token, session) {
+  const query = session ? `?session=${session}` : "";
+  const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/ws${query}`);
+  socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "auth", token })));
+  socket.addEventListener("message", (m) => {
+    if (JSON.parse(m.data).type === "hello") socket.dispatchEvent(new Event("ready"));
+  });
+  return socket;
+}
+
+// After sign-in: the header's "Sign out" button ends every session of the
+// user (POST /api/logout, after `before` if given), and a feed closed
+// because the token expired or was revoked (4001, 4401) brings back the
+// sign-in form.
+export function signOutWith(token, socketOf, before = async () => {}) {
+  const button = document.getElementById("sign-out");
+  button.classList.remove("hidden");
+  button.onclick = async () => {
+    await before().catch(() => {});
+    await call(token, "POST", "/api/logout").catch(() => {});
+    location.reload();
+  };
+  const watch = () => socketOf()?.addEventListener("close", (e) => { if (e.code === 4001 || e.code === 4401) location.reload(); });
+  return watch;
+}
+
+// Short-lived links (POST /api/links) to files: an <img>, a <video> or a
+// download cannot send the Authorization header, and a token in a URL would
+// stay in history and proxy logs. Resolves to the URLs, each with its link.
+export async function links(token, urls) {
+  return (await call(token, "POST", "/api/links", { urls })).urls;
+}
+
+// Points `element[attribute]` at `url` through a fresh link.
+function linked(element, attribute, token, url) {
+  links(token, [url]).then(([u]) => { element[attribute] = u; }, () => {});
+  return element;
+}
+
+// An image's thumbnail or a file's link, or null for text. A customer also
+// names their session.
 export function attachmentOf(c, token, session) {
   if (c.kind !== "image" && c.kind !== "file") return null;
-  const scope = session ? `session=${session}&` : "";
-  const url = (thumb) => `/api/uploads/${c.attachment.sha256}?${scope}token=${encodeURIComponent(token)}${thumb ? "&thumb=true" : ""}`;
-  if (c.kind === "image") return Object.assign(document.createElement("img"), { src: url(true), alt: c.attachment.file_name, className: "thumb" });
-  return Object.assign(document.createElement("a"), { href: url(false), textContent: `📄 ${c.attachment.file_name}`, download: c.attachment.file_name });
+  const base = `/api/uploads/${c.attachment.sha256}${session ? `?session=${session}` : ""}`;
+  const url = (thumb) => (thumb ? `${base}${session ? "&" : "?"}thumb=true` : base);
+  if (c.kind === "image") return linked(Object.assign(document.createElement("img"), { alt: c.attachment.file_name, className: "thumb" }), "src", token, url(true));
+  return linked(Object.assign(document.createElement("a"), { textContent: `📄 ${c.attachment.file_name}`, download: c.attachment.file_name }), "href", token, url(false));
 }
 
 // A session's call recordings (GET /api/sessions/{id}/recordings) as cards:
 // the composite first, then a player and a download link per segment. Each
-// play or download is an audited RecordingAccessed event; the token rides
-// in the URL because a <video> cannot send a header.
+// play or download is an audited RecordingAccessed event. A player whose
+// link has expired gets a fresh one and carries on where it was.
 export function recordingPlayers(list, token) {
-  const withToken = (url, extra = "") => `${url}?token=${encodeURIComponent(token)}${extra}`;
+  const player = (url) => {
+    const video = Object.assign(document.createElement("video"), { controls: true, preload: "metadata" });
+    video.onerror = () => {
+      if (!video.src) return;
+      const at = video.currentTime;
+      links(token, [url]).then(([u]) => { video.src = u; video.currentTime = at; }, () => {});
+    };
+    return linked(video, "src", token, url);
+  };
   return list.map((r) => {
     const div = document.createElement("div");
     div.className = "card recording-list";
@@ -43,8 +91,8 @@ export function recordingPlayers(list, token) {
     for (const s of [...(r.composite ? [r.composite] : []), ...r.segments]) {
       const row = document.createElement("div");
       row.className = s.track_id === "composite" ? "row composite" : "row segment";
-      const video = Object.assign(document.createElement("video"), { controls: true, preload: "metadata", src: withToken(s.url) });
-      const link = Object.assign(document.createElement("a"), { href: withToken(s.url, "&download=true"), textContent: "download", download: "" });
+      const video = player(s.url);
+      const link = linked(Object.assign(document.createElement("a"), { textContent: "download", download: "" }), "href", token, `${s.url}?download=true`);
       const label = s.track_id === "composite" ? "both sides" : `${s.track_id} #${s.segment_index}`;
       row.append(document.createTextNode(`${label} ${(s.duration_ms / 1000).toFixed(1)} s `), video, link);
       div.append(row);

@@ -42,6 +42,7 @@
 //! assert_eq!(forwarded, ["agent"]);
 //! ```
 
+pub mod candidates;
 pub mod composite;
 pub mod loopback;
 pub mod recorder;

@@ -125,6 +125,10 @@ pub struct MediaConfig {
     /// Benchmarks: time each forwarded packet through the SFU (see
     /// [`AddedLatency`]). Off in service.
     pub latency: Option<Arc<AddedLatency>>,
+    /// Which remote ICE candidates the SFU sends checks to; the default,
+    /// for a server on loopback, admits local peers. `witness serve` sets
+    /// its own ([`crate::candidates`]).
+    pub candidates: crate::candidates::CandidatePolicy,
 }
 
 /// The latency the SFU adds to each packet it forwards: from the
@@ -164,6 +168,7 @@ impl Default for MediaConfig {
             recordings_dir: PathBuf::from("data/recordings"),
             segment: crate::recorder::DEFAULT_SEGMENT,
             latency: None,
+            candidates: crate::candidates::CandidatePolicy::LOCAL,
         }
     }
 }
@@ -519,19 +524,20 @@ impl MediaServer {
         screens: Vec<String>,
     ) -> Result<String, MediaError> {
         check_sdp(sdp)?;
-        let (key, sdp) = (key(room, participant), sdp.to_owned());
+        let (key, sdp) = (key(room, participant), self.shared.config.candidates.filter_sdp(sdp));
         self.ask(room, |reply| Command::Publish { key, sdp, screens, reply }).await?
     }
 
     /// The participant's answer to the server's last [`Signal::Offer`].
     pub async fn subscriber_answer(&self, room: &str, participant: &str, sdp: &str) -> Result<(), MediaError> {
         check_sdp(sdp)?;
-        let (key, sdp) = (key(room, participant), sdp.to_owned());
+        let (key, sdp) = (key(room, participant), self.shared.config.candidates.filter_sdp(sdp));
         self.ask(room, |reply| Command::Answer { key, sdp, reply }).await?
     }
 
     /// A trickled ICE candidate from the browser, for its publishing
-    /// (`subscriber == false`) or receiving connection.
+    /// (`subscriber == false`) or receiving connection. One whose address
+    /// the [`MediaConfig::candidates`] policy refuses is dropped.
     pub async fn add_candidate(
         &self,
         room: &str,
@@ -539,6 +545,10 @@ impl MediaServer {
         subscriber: bool,
         candidate: IceCandidateInit,
     ) -> Result<(), MediaError> {
+        if !self.shared.config.candidates.admits_candidate(&candidate.candidate) {
+            tracing::debug!("a remote candidate's address is refused by the policy; dropped");
+            return Ok(());
+        }
         let key = key(room, participant);
         self.ask(room, |reply| Command::Candidate { key, subscriber, candidate, reply }).await?
     }

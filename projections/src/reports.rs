@@ -18,7 +18,15 @@
 //! table has one). They are bounded: at most `row_limit` rows come back
 //! (`truncated` says when there were more) and a query running past
 //! `timeout` is stopped with an error, as is one that needs more than
-//! [`MEMORY_LIMIT`] (nothing spills to disk).
+//! [`MEMORY_LIMIT`] (nothing spills to disk). Before anything is planned,
+//! a query's text is bounded ([`MAX_SQL_BYTES`]) and so is its shape
+//! ([`MAX_DEPTH`]: expressions, subqueries and set operations nested no
+//! deeper), so that no query can exhaust a planner's stack.
+//!
+//! A server runs each query in a worker process of its own ([`worker`]):
+//! a scalar function's allocation, which no memory pool sees, or an
+//! operator that never yields then costs that process only, which is
+//! killed at its limits, never the server.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +45,15 @@ use witness_schemas::TenantId;
 
 use crate::export;
 
+pub mod worker;
+
+/// The longest query text, in bytes.
+pub const MAX_SQL_BYTES: usize = 32 * 1024;
+/// How deeply a query may nest expressions (`1+1+…`, `a OR b OR …`),
+/// subqueries, or set operations (`… UNION ALL …`). A long list of
+/// alternatives is written `x IN (…)`, which does not nest.
+pub const MAX_DEPTH: usize = 128;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("no Parquet export at {0}: run `witness export --format parquet --out {0}` first")]
@@ -49,6 +66,130 @@ pub enum ReportError {
     Write(#[from] arrow_schema::ArrowError),
     #[error("unknown report {0:?}; known: {known}", known = STANDARD.iter().map(|r| r.name).collect::<Vec<_>>().join(", "))]
     UnknownReport(String),
+    /// The query is larger, deeper or hungrier than a report may be.
+    #[error("{0}")]
+    Limit(String),
+    /// Every report worker is busy; try again shortly.
+    #[error("every report worker is busy; try again in a few seconds")]
+    Busy,
+    /// The worker process failed for a reason of its own (not the query's).
+    #[error("the report worker failed: {0}")]
+    Worker(String),
+}
+
+/// Refuses a query whose text or shape is past the bounds
+/// ([`MAX_SQL_BYTES`], [`MAX_DEPTH`]), before anything is planned. Text
+/// that does not parse is left to the planner, which says why.
+///
+/// The syntax tree is walked on a thread with a stack of its own, large
+/// enough for the deepest tree a text of [`MAX_SQL_BYTES`] can make, so
+/// that the check itself cannot overflow the caller's stack.
+pub fn check_shape(sql: &str) -> Result<(), ReportError> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(ReportError::Limit(format!(
+            "the query is {} bytes long; at most {MAX_SQL_BYTES} are allowed",
+            sql.len()
+        )));
+    }
+    let sql = sql.to_owned();
+    std::thread::Builder::new()
+        .name("witness-sql-shape".into())
+        .stack_size(256 << 20)
+        .spawn(move || shape::depth(&sql))
+        .map_err(|e| ReportError::Worker(format!("starting the query check: {e}")))?
+        .join()
+        .map_err(|_| ReportError::Worker("the query check failed".into()))?
+        .map_or(Ok(()), |depth| {
+            if depth > MAX_DEPTH {
+                Err(ReportError::Limit(format!(
+                    "the query nests {depth} deep; at most {MAX_DEPTH} levels of expressions, subqueries \
+                     and set operations are allowed (write a long list of alternatives as `x IN (…)`)"
+                )))
+            } else {
+                Ok(())
+            }
+        })
+}
+
+/// The nesting depth of a query's syntax tree.
+mod shape {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Visit, Visitor};
+
+    /// The deepest nesting of expressions, queries and set operations in
+    /// `sql`; `None` if it does not parse.
+    pub(super) fn depth(sql: &str) -> Option<usize> {
+        let statements = DFParser::parse_sql(sql).ok()?;
+        let mut deepest = Deepest::default();
+        for statement in &statements {
+            visit(statement, &mut deepest);
+        }
+        Some(deepest.max)
+    }
+
+    fn visit(statement: &Statement, deepest: &mut Deepest) {
+        match statement {
+            Statement::Statement(s) => {
+                let _ = s.visit(deepest);
+            }
+            Statement::Explain(e) => visit(&e.statement, deepest),
+            // DDL and COPY: refused by the read-only options when planned.
+            _ => {}
+        }
+    }
+
+    #[derive(Default)]
+    struct Deepest {
+        now: usize,
+        max: usize,
+    }
+
+    impl Deepest {
+        fn enter(&mut self, levels: usize) {
+            self.now += levels;
+            self.max = self.max.max(self.now);
+        }
+    }
+
+    /// How deeply set operations nest in a query's body (`a UNION b UNION
+    /// c` is two: the parser nests them to the left).
+    fn set_depth(body: &SetExpr) -> usize {
+        let (mut depth, mut pending) = (0, vec![(body, 0)]);
+        while let Some((e, d)) = pending.pop() {
+            depth = depth.max(d);
+            if let SetExpr::SetOperation { left, right, .. } = e {
+                pending.push((left, d + 1));
+                pending.push((right, d + 1));
+            }
+        }
+        depth
+    }
+
+    impl Visitor for Deepest {
+        type Break = ();
+
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            self.enter(1 + set_depth(&query.body));
+            ControlFlow::Continue(())
+        }
+
+        fn post_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            self.now -= 1 + set_depth(&query.body);
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.enter(1);
+            ControlFlow::Continue(())
+        }
+
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
 }
 
 /// A query's answer.
@@ -79,6 +220,9 @@ pub enum Format {
 /// The tables for one tenant (or all), ready for queries.
 pub struct Reports {
     ctx: SessionContext,
+    /// The export's place on disk, as plans and errors would print it:
+    /// replaced by `export` in what a query shows (issue 27, L6).
+    place: Vec<String>,
 }
 
 impl std::fmt::Debug for Reports {
@@ -184,7 +328,9 @@ impl Reports {
              WHERE event_type IN ('CustomerMessage', 'BotMessage', 'AgentMessage')",
         )
         .await?;
-        Ok(Self { ctx })
+        let absolute = export_dir.canonicalize().unwrap_or_else(|_| export_dir.to_owned()).display().to_string();
+        let place = vec![absolute.clone(), absolute.trim_start_matches('/').to_owned()];
+        Ok(Self { ctx, place })
     }
 
     /// Runs one read-only query (see the module docs for the bounds).
@@ -196,6 +342,7 @@ impl Reports {
     /// timeout the caller gets [`ReportError::Timeout`] at once and the
     /// query is cancelled, which takes effect at its next yield.
     pub async fn sql(&self, sql: &str, row_limit: usize, timeout: Duration) -> Result<Answer, ReportError> {
+        check_shape(sql)?;
         let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let (ctx, sql) = (self.ctx.clone(), sql.to_owned());
         let run = async move {
@@ -217,13 +364,49 @@ impl Reports {
         };
         let mut task = runtime().spawn(run);
         match tokio::time::timeout(timeout, &mut task).await {
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(Ok(answer))) => Ok(self.scrub_plan(answer)),
+            Ok(Ok(Err(ReportError::Query(e)))) => {
+                Err(ReportError::Query(datafusion::error::DataFusionError::Plan(self.scrub(&e.to_string()))))
+            }
+            Ok(Ok(Err(e))) => Err(e),
             Ok(Err(e)) => Err(ReportError::Query(datafusion::error::DataFusionError::External(Box::new(e)))),
             Err(_) => {
                 task.abort();
                 Err(ReportError::Timeout(timeout))
             }
         }
+    }
+
+    /// `text` with the export's place on disk replaced by `export`.
+    fn scrub(&self, text: &str) -> String {
+        self.place.iter().filter(|p| p.len() > 1).fold(text.to_owned(), |text, place| text.replace(place, "export"))
+    }
+
+    /// An `EXPLAIN`'s answer (columns `plan_type` and `plan`) with the
+    /// export's place on disk taken out of the plans.
+    fn scrub_plan(&self, answer: Answer) -> Answer {
+        let names: Vec<&str> = answer.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        if names != ["plan_type", "plan"] {
+            return answer;
+        }
+        let batches = answer
+            .batches
+            .iter()
+            .map(|b| {
+                let columns = b
+                    .columns()
+                    .iter()
+                    .map(|c| match c.as_any().downcast_ref::<arrow_array::StringArray>() {
+                        Some(text) => Arc::new(
+                            text.iter().map(|t| t.map(|t| self.scrub(t))).collect::<arrow_array::StringArray>(),
+                        ) as arrow_array::ArrayRef,
+                        None => c.clone(),
+                    })
+                    .collect();
+                RecordBatch::try_new(b.schema(), columns).unwrap_or_else(|_| b.clone())
+            })
+            .collect();
+        Answer { batches, ..answer }
     }
 
     /// Runs a standard report by name.
@@ -346,4 +529,46 @@ pub fn write(answer: &Answer, format: Format, out: &mut dyn std::io::Write) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn chain(term: &str, op: &str, n: usize) -> String {
+        vec![term; n].join(op)
+    }
+
+    #[test]
+    fn the_shape_check_measures_nesting_of_every_kind() {
+        let depth = |sql: &str| shape::depth(sql).unwrap();
+        assert_eq!(depth("SELECT 1"), 2, "the query and its one expression");
+        assert!(depth(&format!("SELECT {}", chain("1", "+", 1000))) >= 1000);
+        assert!(depth(&chain("SELECT 1", " UNION ALL ", 600)) >= 600);
+        assert!(depth(&format!("EXPLAIN SELECT {}", chain("1", "+", 300))) >= 300, "inside EXPLAIN too");
+        let nested = (0..10).fold("SELECT 1".to_owned(), |q, _| format!("SELECT * FROM ({q})"));
+        assert!(depth(&nested) >= 10, "subqueries nest");
+        // Deeper than the parser's own recursion limit: it refuses to parse,
+        // and the planner says why.
+        let deeper = (0..60).fold("SELECT 1".to_owned(), |q, _| format!("SELECT * FROM ({q})"));
+        assert!(shape::depth(&deeper).is_none());
+        let list = (0..5000).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        assert!(depth(&format!("SELECT 1 WHERE 1 IN ({list})")) < 10, "a list does not nest");
+        for sql in STANDARD.iter().map(|r| r.sql) {
+            assert!(check_shape(sql).is_ok(), "{sql}");
+        }
+        assert!(matches!(check_shape(&format!("SELECT {}", chain("1", "+", 129))), Err(ReportError::Limit(_))));
+        assert!(check_shape(&format!("SELECT {}", chain("1", "+", 100))).is_ok());
+        assert!(shape::depth("SELEC nonsense (((").is_none(), "left to the planner to explain");
+    }
+
+    proptest! {
+        #[test]
+        fn the_shape_check_never_panics(sql in "\\PC{0,200}", ops in "[-+*/%|&<>=!~ ()0-9a-zA-Z',.]{0,400}") {
+            let _ = check_shape(&sql);
+            let _ = check_shape(&format!("SELECT {ops}"));
+        }
+    }
 }

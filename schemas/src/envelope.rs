@@ -183,12 +183,22 @@ mod hex32 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let err = || serde::de::Error::custom("expected 64 hex digits");
-        if s.len() != 64 {
+        // Bytes, not string slices: text from a package or a Kafka message
+        // may hold any character (slicing one in half panicked), and
+        // `from_str_radix` would also take a sign (`+f`).
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        let bytes = s.as_bytes();
+        if bytes.len() != 64 {
             return Err(err());
         }
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| err())?;
+        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *byte = digit(pair[0]).zip(digit(pair[1])).map(|(hi, lo)| hi << 4 | lo).ok_or_else(err)?;
         }
         Ok(out)
     }

@@ -93,6 +93,26 @@ pub enum MessageContent {
     },
 }
 
+impl MessageContent {
+    /// The files the message carries.
+    pub fn attachments(&self) -> Vec<&Attachment> {
+        match self {
+            MessageContent::Image { attachment, .. } | MessageContent::File { attachment } => vec![attachment],
+            MessageContent::RichText { attachments, .. } => attachments.iter().collect(),
+            MessageContent::Text { .. } => vec![],
+        }
+    }
+
+    /// The files the message carries, to complete.
+    pub fn attachments_mut(&mut self) -> Vec<&mut Attachment> {
+        match self {
+            MessageContent::Image { attachment, .. } | MessageContent::File { attachment } => vec![attachment],
+            MessageContent::RichText { attachments, .. } => attachments.iter_mut().collect(),
+            MessageContent::Text { .. } => vec![],
+        }
+    }
+}
+
 /// Who hands a session over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -551,6 +571,16 @@ payload!(
         display_name: String,
     }
 );
+payload!(
+    /// Every token of a user issued up to `before` is refused from now on,
+    /// and the sockets opened with them are closed: the user signed out
+    /// (`reason` "signed out") or an admin revoked them.
+    UserTokensRevoked {
+        user_id: UserId,
+        before: DateTime<Utc>,
+        reason: String,
+    }
+);
 /// One question and answer of a tenant's knowledge base.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -870,6 +900,7 @@ registry! {
     AgentPresenceChanged => 1,
     TenantCreated => 1,
     UserCreated => 1,
+    UserTokensRevoked => 1,
     FaqImported => 1,
     RecordingPolicySet => 1,
     AuditExported => 1,

@@ -36,6 +36,7 @@ pub fn one_of_each() -> Vec<Event> {
         TenantCreated { name: "Acme Bank".into() }.into(),
         UserCreated { user_id: agent_id, login: "li.na".into(), role: Role::Agent, display_name: "Li Na".into() }
             .into(),
+        UserTokensRevoked { user_id: agent_id, before: now(), reason: "signed out".into() }.into(),
         FaqImported {
             entries: vec![FaqEntry {
                 id: "credit-limit".into(),

@@ -160,7 +160,34 @@ fn cursor_parses_what_it_prints() {
     }
 }
 
+/// A recorded event as JSON, with `hash` replaced by `text`.
+fn with_hash(text: &str) -> serde_json::Value {
+    let new = NewEvent::new(examples::one_of_each().remove(2), Actor::new(ActorKind::Customer, "visitor-1"));
+    json!({ "position": 1, "commit": 1, "event_id": new.event_id, "tenant_id": "acme", "stream_id": "session-abc",
+        "stream_version": 1, "event_type": new.event_type, "schema_version": new.schema_version,
+        "occurred_at": new.occurred_at, "recorded_at": new.occurred_at, "actor": new.actor,
+        "correlation_id": new.correlation_id, "payload": new.payload, "prev_hash": "00".repeat(32), "hash": text })
+}
+
+#[test]
+fn hashes_are_read_as_64_hex_digits_only() {
+    let ok: RecordedEvent = serde_json::from_value(with_hash(&"aB".repeat(32))).unwrap();
+    assert_eq!(ok.hash, [0xab; 32]);
+    // 64 bytes of text that are not 64 hex digits: a character cut in two
+    // panicked here once; a sign was taken as a digit.
+    for bad in ["é".repeat(32), format!("é{}", "0".repeat(62)), "+f".repeat(32), "0".repeat(63), " 1".repeat(32)] {
+        assert!(serde_json::from_value::<RecordedEvent>(with_hash(&bad)).is_err(), "{bad:?}");
+    }
+}
+
 proptest! {
+    // Hashes arrive in review packages and Kafka messages: any text.
+    #[test]
+    fn reading_an_arbitrary_hash_never_panics(text in "\\PC{0,70}") {
+        let read = serde_json::from_value::<RecordedEvent>(with_hash(&text));
+        prop_assert_eq!(read.is_ok(), text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
     // The payload decoder sees untrusted input (API, Kafka): it must never panic.
     #[test]
     fn decoding_arbitrary_text_never_panics(event_type in "[A-Za-z]{0,24}", version in 0u32..4, text in "\\PC{0,200}") {

@@ -17,6 +17,9 @@ pub struct User {
     pub login: String,
     pub role: Role,
     pub display_name: String,
+    /// Tokens issued up to this time are refused (the last sign-out or
+    /// revocation).
+    pub revoked_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -65,6 +68,12 @@ pub enum TenantCommand {
         login: String,
         role: Role,
         display_name: String,
+    },
+    /// Refuses every token of `user_id` issued up to `before`.
+    RevokeTokens {
+        user_id: UserId,
+        before: chrono::DateTime<chrono::Utc>,
+        reason: String,
     },
     /// Entries already checked by the importer (see the API's `kb` module).
     ImportFaq {
@@ -139,6 +148,12 @@ impl Decider for Tenant {
                     return Err(DomainError::Invalid("customers are visitors, not accounts".into()));
                 }
                 Ok(vec![UserCreated { user_id, login, role, display_name: display_name.trim().to_owned() }.into()])
+            }
+            TenantCommand::RevokeTokens { user_id, before, reason } => {
+                if state.user(user_id).is_none() {
+                    return Err(DomainError::Invalid("no such user in this tenant".into()));
+                }
+                Ok(vec![UserTokensRevoked { user_id, before, reason }.into()])
             }
             TenantCommand::ImportFaq { entries } => {
                 if !state.exists() {
@@ -263,8 +278,14 @@ impl Decider for Tenant {
                     login: e.login.clone(),
                     role: e.role,
                     display_name: e.display_name.clone(),
+                    revoked_before: None,
                 };
                 state.users.insert(e.login.clone(), user);
+            }
+            Event::UserTokensRevoked(e) => {
+                if let Some(user) = state.users.values_mut().find(|u| u.user_id == e.user_id) {
+                    user.revoked_before = user.revoked_before.max(Some(e.before));
+                }
             }
             Event::RecordingPolicySet(e) => state.record_calls = Some(e.record_calls),
             Event::RetentionSet(e) => match e.days {

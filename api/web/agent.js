@@ -1,0 +1,267 @@
+import { call, content, attachmentOf, recordingPlayers, liveSocket, signOutWith } from "/web/common.js";
+import { CallClient, callControls } from "/web/call.js";
+// The agent's workbench: log in, go online, take offers, talk, transfer,
+// open tickets, end and wrap up. Live events over the WebSocket; the queue
+// from the read model, refreshed every two seconds.
+const $ = (id) => document.getElementById(id);
+let token, me, current, socket, callClient, watchSocket, recording = false;
+const offers = new Map(); // session → offer id
+const mine = new Set();
+
+const api = (method, path, body) => call(token, method, path, body);
+const show = (e) => ($("error").textContent = e ? String(e.message || e) : "");
+const short = (id) => id.slice(-6);
+
+$("login").onsubmit = async (ev) => {
+  ev.preventDefault();
+  try {
+    const answer = await api("POST", "/api/login", { tenant: $("tenant").value, login: $("login-name").value, password: $("password").value });
+    token = answer.token;
+    me = answer.user_id;
+    $("me").textContent = answer.display_name;
+    $("login").classList.add("hidden");
+    $("desk").classList.remove("hidden");
+    $("presence").disabled = false;
+    watchSocket = signOutWith(token, () => socket, () => api("PUT", "/api/agent/presence", { presence: "offline", capacity: 1, skill_groups: [] }));
+    connect();
+    await setPresence("online");
+    setInterval(refreshQueue, 2000);
+    refreshQueue();
+  } catch (e) { alert(e.message); }
+};
+
+async function setPresence(presence) {
+  const skill_groups = $("skills").value.split(",").map((s) => s.trim()).filter(Boolean);
+  await api("PUT", "/api/agent/presence", { presence, capacity: Number($("capacity").value), skill_groups }).catch(show);
+  $("presence").value = presence;
+}
+$("presence").onchange = () => setPresence($("presence").value);
+
+function connect() {
+  socket = liveSocket(token);
+  watchSocket?.();
+  socket.onmessage = (m) => {
+    const frame = JSON.parse(m.data);
+    if (callClient?.handle(frame)) return;
+    if (frame.type !== "event") return;
+    on(frame.event);
+  };
+  socket.onclose = () => setTimeout(connect, 1000);
+}
+
+// Offers, assignments and the open session's conversation, as they happen.
+function on(e) {
+  const p = e.payload;
+  const sid = e.stream.startsWith("session-") ? e.stream.slice("session-".length) : null;
+  if (e.event_type === "AgentOffered" && p.agent_id === me) offers.set(sid, p.offer_id);
+  if (["OfferAccepted", "OfferDeclined", "OfferExpired"].includes(e.event_type)) offers.delete(sid);
+  if (e.event_type === "AgentAssigned" && p.agent_id === me) mine.add(sid);
+  if (e.event_type === "WrapUpCompleted" && p.agent_id === me) { mine.delete(sid); if (current === sid) close(); }
+  if (e.event_type === "TransferRequested" && p.from?.agent_id === me) { mine.delete(sid); if (current === sid) close(); }
+  drawLists();
+  if (e.event_type === "CallStarted" && mine.has(sid)) callOn(sid, p.kind === "video");
+  if (e.event_type === "CallEnded" && callClient?.session === sid) callOff();
+  if (e.event_type === "RecordingStarted" && callClient?.session === sid) { recording = true; drawCall(); }
+  if (e.event_type === "RecordingStopped" && callClient?.session === sid) { recording = false; drawCall(); }
+  if (e.event_type.startsWith("DualRecordingStep") && callClient?.session === sid) dualRefresh();
+  if (sid === current && ["RecordingStopped", "RecordingComposited"].includes(e.event_type)) showRecordings();
+  if (sid === current) {
+    draw(e);
+    if (e.event_type === "CustomerMessage") suggest();
+  }
+}
+
+// Calls: either side starts one; the workbench joins when CallStarted arrives.
+async function callOn(sid, video) {
+  if (callClient?.active) return;
+  callClient = new CallClient((m) => socket.send(JSON.stringify(m)), sid, $("remote"), drawCall);
+  $("call").classList.remove("hidden");
+  dualRefresh();
+  try { await callClient.join(video); } catch (e) { show(e); }
+}
+function callOff() { callClient?.teardown(); callClient = null; recording = false; $("call").classList.add("hidden"); }
+
+// Dual recording (双录): the agent picks a script and walks through its
+// steps during the recorded call; the customer's page shows each step's text.
+let dualProgress = null;
+async function dualRefresh() {
+  const sid = callClient?.session;
+  if (!sid) return;
+  if (!$("dual-script").options.length) {
+    const scripts = await api("GET", "/api/dual-scripts").catch(() => []);
+    $("dual-script").replaceChildren(...scripts.map((s) => Object.assign(document.createElement("option"), { value: s.script_id, textContent: `${s.title} (v${s.version})` })));
+  }
+  $("dual").classList.toggle("hidden", !$("dual-script").options.length);
+  dualProgress = await api("GET", `/api/sessions/${sid}/dual`).catch(() => null);
+  const d = dualProgress;
+  const steps = d?.script?.steps ?? [];
+  if (d?.script) $("dual-script").value = d.script.script_id;
+  $("dual-script").disabled = Boolean(d?.script);
+  $("dual-step").textContent = d?.open != null
+    ? `Step ${d.open + 1} of ${steps.length} (${steps[d.open].kind}): ${steps[d.open].text}`
+    : d?.script && d.done.length === steps.length ? `All ${steps.length} steps done`
+    : d?.script ? `Next: step ${d.done.length + 1} of ${steps.length}` : "";
+  $("dual-start").disabled = d?.open != null || (d?.script && d.done.length === steps.length);
+  $("dual-done").disabled = d?.open == null;
+}
+$("dual-start").onclick = () => api("POST", `/api/sessions/${callClient.session}/dual/start`, { script_id: $("dual-script").value, version: dualProgress?.script?.version, step_index: dualProgress?.done.length ?? 0 }).catch(show);
+$("dual-done").onclick = () => api("POST", `/api/sessions/${callClient.session}/dual/complete`, { outcome: "completed" }).catch(show);
+// Face verification: the agent picks the customer's ID photo; the
+// customer's page asks them to turn their head; frames of their video as it
+// arrives here are sent for comparison and the liveness check.
+const FACE_FRAMES = 12, FACE_EVERY_MS = 400, FACE_SETTLE_MS = 1500;
+function customerVideo() {
+  return [...$("remote").querySelectorAll("video")].find((v) => v.videoWidth > 0);
+}
+function grab(video) {
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return canvas.toDataURL("image/jpeg", 0.9);
+}
+$("face-start").onclick = async () => {
+  const sid = callClient?.session, file = $("face-photo").files[0];
+  if (!sid || !file) return show(new Error("Choose the customer's ID photo first."));
+  if (!customerVideo()) return show(new Error("The customer's camera is not on."));
+  $("face-start").disabled = true;
+  try {
+    const stored = await fetch("/api/uploads", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: file })
+      .then(async (r) => r.ok ? r.json() : Promise.reject(new Error((await r.json()).error)));
+    const asked = await api("POST", `/api/sessions/${sid}/face-verifications`, { id_photo_sha256: stored.sha256 });
+    $("face-result").textContent = "The customer is turning their head…";
+    await new Promise((r) => setTimeout(r, FACE_SETTLE_MS));
+    const frames = [];
+    for (let i = 0; i < FACE_FRAMES; i++) {
+      const video = customerVideo();
+      if (video) frames.push(grab(video));
+      await new Promise((r) => setTimeout(r, FACE_EVERY_MS));
+    }
+    const r = await api("POST", `/api/sessions/${sid}/face-verifications/${asked.verification_id}/frames`, { frames });
+    const verdict = { match: "Match", no_match: "No match", inconclusive: "Inconclusive" }[r.decision];
+    $("face-result").textContent = `${verdict}: score ${r.score.toFixed(2)} (needs ${r.threshold}); `
+      + (r.liveness_passed ? "head turn seen" : `not shown live: ${r.liveness?.reason}`);
+    $("face-result").dataset.decision = r.decision;
+  } catch (e) { $("face-result").textContent = ""; show(e); }
+  $("face-start").disabled = false;
+};
+const drawCall = callControls(() => callClient, show, () => {
+  $("record").textContent = recording ? "⏹ Stop recording" : "⏺ Record";
+});
+$("record").onclick = () => callClient && api("POST", `/api/sessions/${callClient.session}/recording`, { record: !recording }).catch(show);
+for (const kind of ["audio", "video"]) $(`call-${kind}`).onclick = () => current && api("POST", `/api/sessions/${current}/call`, { kind }).catch(show);
+$("hang-up").onclick = () => callClient && api("POST", `/api/sessions/${callClient.session}/call/end`).catch(show);
+window.witnessCall = () => callClient;
+window.witnessToken = () => token;
+window.witnessSession = () => session;
+
+// FAQ entries for the customer's last question; "Use" puts one in the reply box.
+async function suggest() {
+  const hits = current ? await api("GET", `/api/sessions/${current}/suggestions`).catch(() => []) : [];
+  $("suggest-card").classList.toggle("hidden", hits.length === 0);
+  $("suggestions").replaceChildren(...hits.map((h) => {
+    const li = document.createElement("li");
+    li.className = "row suggestion";
+    const use = Object.assign(document.createElement("button"), { textContent: "Use", className: "secondary", type: "button" });
+    use.onclick = () => ($("text").value = h.answer);
+    li.append(use, document.createTextNode(`${h.question} — ${h.answer} (${Math.round(h.confidence * 100)}%)`));
+    return li;
+  }));
+}
+
+function drawLists() {
+  $("offers").replaceChildren(...[...offers].map(([sid, offer]) => {
+    const li = document.createElement("li");
+    li.className = "row";
+    li.textContent = `Session …${short(sid)} `;
+    const accept = Object.assign(document.createElement("button"), { textContent: "Accept" });
+    accept.onclick = () => api("POST", `/api/sessions/${sid}/accept`, { offer_id: offer }).then(() => open(sid), show);
+    const decline = Object.assign(document.createElement("button"), { textContent: "Decline", className: "secondary" });
+    decline.onclick = () => api("POST", `/api/sessions/${sid}/decline`, { offer_id: offer }).catch(show);
+    li.append(accept, decline);
+    return li;
+  }));
+  $("mine").replaceChildren(...[...mine].map((sid) => {
+    const li = document.createElement("li");
+    li.className = "session" + (sid === current ? " active" : "");
+    li.textContent = `Session …${short(sid)}`;
+    li.onclick = () => open(sid);
+    return li;
+  }));
+}
+
+function draw(e) {
+  const p = e.payload;
+  const add = (cls, who, text, c) => {
+    const div = document.createElement("div");
+    div.className = cls;
+    if (who) {
+      const label = Object.assign(document.createElement("span"), { className: "who", textContent: who });
+      div.append(label);
+    }
+    div.append((c && attachmentOf(c, token)) ?? document.createTextNode(text));
+    $("chat").append(div);
+    $("chat").scrollTop = $("chat").scrollHeight;
+  };
+  switch (e.event_type) {
+    case "CustomerMessage": add("msg customer", "Customer", content(p.content), p.content); break;
+    case "BotMessage": add("msg bot", "Bot", content(p.content), p.content); break;
+    case "AgentMessage": add("msg agent", p.agent_id === me ? "You" : "Agent", content(p.content), p.content); break;
+    case "TransferRequested": add("note", "", `Transfer: ${p.reason}. ${p.context_summary}`); break;
+    case "SessionEnded": add("note", "", `Ended by ${p.ended_by}: ${p.reason}`); break;
+    case "SatisfactionRated": add("note", "", `Rated ${p.rating}/5`); break;
+  }
+}
+
+async function open(sid) {
+  current = sid;
+  const view = await api("GET", `/api/sessions/${sid}`).catch(show);
+  if (!view) return;
+  $("current").textContent = `Session …${short(sid)} (${view.status}, ${view.business_type})`;
+  $("chat").replaceChildren();
+  view.events.forEach(draw);
+  suggest();
+  showRecordings();
+  for (const b of ["send", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = false;
+  drawLists();
+}
+
+// The open session's recordings, played here like on the admin page.
+async function showRecordings() {
+  const list = current ? await api("GET", `/api/sessions/${current}/recordings`).catch(() => []) : [];
+  $("recordings").replaceChildren(...recordingPlayers(list, token));
+}
+
+function close() {
+  current = null;
+  $("recordings").replaceChildren();
+  $("suggest-card").classList.add("hidden");
+  $("chat").replaceChildren();
+  $("current").textContent = "No session open.";
+  for (const b of ["send", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = true;
+}
+
+async function refreshQueue() {
+  const q = await api("GET", "/api/queue").catch(() => null);
+  if (!q) return;
+  const now = Date.now();
+  $("queue").replaceChildren(...q.waiting.map((w) => {
+    const tr = document.createElement("tr");
+    const secs = Math.max(0, Math.round((now - Date.parse(w.queued_at)) / 1000));
+    for (const text of [w.group, `…${short(w.session_id)}`, `${secs}s waiting`]) tr.append(Object.assign(document.createElement("td"), { textContent: text }));
+    return tr;
+  }));
+  const online = q.agents.filter((a) => a.presence === "online");
+  $("agents").textContent = `${online.length} agent(s) online`;
+}
+
+$("composer").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const text = $("text").value.trim();
+  if (!text || !current) return;
+  await api("POST", `/api/sessions/${current}/messages`, { kind: "text", text }).then(() => ($("text").value = ""), show);
+};
+$("ticket").onclick = () => api("POST", "/api/tickets", { session_id: current }).then((t) => show(`Ticket opened: ${t.title}`), show);
+$("transfer").onclick = () => api("POST", `/api/sessions/${current}/transfer`, { to: { kind: "group", group: $("transfer-group").value || "general" }, reason: "transferred by the agent" }).catch(show);
+$("end").onclick = () => api("POST", `/api/sessions/${current}/end`, {}).catch(show);
+$("wrap-up").onclick = () => api("POST", `/api/sessions/${current}/wrap-up`, { disposition: $("disposition").value }).catch(show);

@@ -1,0 +1,162 @@
+import { call, content, attachmentOf, liveSocket } from "/web/common.js";
+import { CallClient, callControls } from "/web/call.js";
+// The customer's page: a visitor token, one session, live events over the
+// WebSocket. ?tenant=T&channel=C choose where the visitor comes from.
+const params = new URLSearchParams(location.search);
+const tenant = params.get("tenant") || "demo";
+const channel = params.get("channel") || (matchMedia("(max-width: 600px)").matches ? "h5" : "web");
+const $ = (id) => document.getElementById(id);
+let token, session, rating = 0, socket, callClient;
+const seen = new Set();
+// Socket events wait until the first load has drawn the earlier ones.
+let loaded = false;
+const pending = [];
+
+const api = (method, path, body) => call(token, method, path, body);
+
+function show(error) { $("error").textContent = error ? String(error.message || error) : ""; }
+
+function line(cls, who, c) {
+  const div = document.createElement("div");
+  div.className = `msg ${cls}`;
+  const label = document.createElement("span");
+  label.className = "who";
+  label.textContent = who;
+  div.append(label, attachmentOf(c, token, session) ?? document.createTextNode(content(c)));
+  $("chat").append(div);
+  $("chat").scrollTop = $("chat").scrollHeight;
+}
+
+function note(text) {
+  const div = document.createElement("div");
+  div.className = "note";
+  div.textContent = text;
+  $("chat").append(div);
+}
+
+// One event, whether it came over the socket or from the first load.
+function render(e) {
+  if (seen.has(e.position)) return;
+  seen.add(e.position);
+  const p = e.payload;
+  switch (e.event_type) {
+    case "CustomerMessage": line("customer", "You", p.content); break;
+    case "BotMessage": line("bot", "Assistant", p.content); break;
+    case "AgentMessage": line("agent", "Agent", p.content); break;
+    case "SessionQueued": note("Connecting you to a person…"); break;
+    case "AgentAssigned": note("An agent has joined."); callButtons(true); break;
+    case "CallStarted": note(`${p.kind === "video" ? "Video" : "Audio"} call started.`); callOn(p.kind === "video"); break;
+    case "CallEnded": note("Call ended."); callOff(); break;
+    case "RecordingStarted": note("This call is being recorded."); $("recording").classList.remove("hidden"); break;
+    case "RecordingStopped": note("Recording stopped."); $("recording").classList.add("hidden"); break;
+    case "DualRecordingStepStarted": case "DualRecordingStepCompleted": dual(); break;
+    case "FaceVerificationRequested": $("face").classList.remove("hidden"); break;
+    case "FaceVerificationCompleted": case "CallEnded": $("face").classList.add("hidden"); break;
+    case "SessionEnded":
+      note("The conversation has ended.");
+      callButtons(false);
+      $("composer").classList.add("hidden");
+      $("rate").classList.remove("hidden");
+      break;
+    case "SatisfactionRated": $("rate").classList.add("hidden"); note("Thank you for your rating."); break;
+  }
+}
+
+async function start() {
+  const saved = JSON.parse(sessionStorage.getItem(`witness-${tenant}`) || "null");
+  if (saved) ({ token, session } = saved);
+  else {
+    ({ token } = await api("POST", "/api/visitors", { tenant, channel }));
+    ({ session_id: session } = await api("POST", "/api/sessions", { business_type: params.get("business") || "cards" }));
+    sessionStorage.setItem(`witness-${tenant}`, JSON.stringify({ token, session }));
+  }
+  // Disabled until now: before the session exists a click would go nowhere
+  // (a slow server made "Talk to a person" a no-op).
+  for (const id of ["human", "end", "send"]) $(id).disabled = false;
+  socket = liveSocket(token, session);
+  socket.onmessage = (m) => {
+    const frame = JSON.parse(m.data);
+    if (frame.type === "event") loaded ? render(frame.event) : pending.push(frame.event);
+    if (frame.type === "lagged") load();
+    callClient?.handle(frame);
+  };
+  socket.addEventListener("ready", load);
+}
+
+// Calls: either side starts one; both pages join it when CallStarted arrives.
+function callButtons(on) {
+  $("call-audio").classList.toggle("hidden", !on);
+  $("call-video").classList.toggle("hidden", !on);
+}
+async function callOn(video) {
+  if (callClient?.active) return;
+  callClient = new CallClient((m) => socket.send(JSON.stringify(m)), session, $("remote"), drawCall);
+  $("call").classList.remove("hidden");
+  try { await callClient.join(video); } catch (e) { show(e); }
+}
+function callOff() { callClient?.teardown(); $("call").classList.add("hidden"); }
+const drawCall = callControls(() => callClient, show);
+for (const kind of ["audio", "video"]) $(`call-${kind}`).onclick = () => api("POST", `/api/sessions/${session}/call`, { kind }).catch(show);
+$("hang-up").onclick = () => api("POST", `/api/sessions/${session}/call/end`).catch(show);
+// A dual recording (双录): the text of the step being read, and "I confirm"
+// when the step asks for the customer's click.
+async function dual() {
+  const d = await api("GET", `/api/sessions/${session}/dual`).catch(() => null);
+  const step = d?.open != null ? d.script?.steps[d.open] : null;
+  $("dual").classList.toggle("hidden", !step);
+  $("dual-text").textContent = step ? step.text : "";
+  $("dual-confirm").classList.toggle("hidden", !step?.evidence.includes("customer_clicks"));
+}
+$("dual-confirm").onclick = () => api("POST", `/api/sessions/${session}/dual/complete`, { outcome: "completed" }).catch(show);
+window.witnessCall = () => callClient;
+window.witnessToken = () => token;
+window.witnessSession = () => session;
+
+async function load() {
+  const view = await api("GET", `/api/sessions/${session}`);
+  view.events.forEach(render);
+  loaded = true;
+  pending.splice(0).forEach(render);
+}
+
+$("composer").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const text = $("text").value.trim();
+  if (!text) return;
+  try {
+    await api("POST", `/api/sessions/${session}/messages`, { kind: "text", text });
+    $("text").value = "";
+    show();
+  } catch (e) { show(e); }
+};
+$("file").onchange = async () => {
+  const file = $("file").files[0];
+  if (!file) return;
+  try {
+    const stored = await fetch(`/api/uploads?session=${session}`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: file })
+      .then(async (r) => (r.ok ? r.json() : Promise.reject(new Error((await r.json()).error))));
+    const attachment = { sha256: stored.sha256, file_name: file.name, media_type: stored.media_type, bytes: stored.bytes };
+    const kind = stored.media_type.startsWith("image/") ? "image" : "file";
+    await api("POST", `/api/sessions/${session}/messages`, kind === "image" ? { kind, attachment, caption: file.name } : { kind, attachment });
+    show();
+  } catch (e) { show(e); }
+  $("file").value = "";
+};
+$("human").onclick = () => api("POST", `/api/sessions/${session}/human`, {}).then(() => show(), show);
+$("end").onclick = () => api("POST", `/api/sessions/${session}/end`, {}).then(() => show(), show);
+for (let i = 1; i <= 5; i++) {
+  const star = document.createElement("button");
+  star.type = "button";
+  star.textContent = "☆";
+  star.dataset.rating = i;
+  star.onclick = () => {
+    rating = i;
+    [...$("stars").children].forEach((s, j) => (s.textContent = j < i ? "★" : "☆"));
+  };
+  $("stars").append(star);
+}
+$("send-rating").onclick = () => {
+  if (!rating) return show("Choose 1 to 5 stars.");
+  api("POST", `/api/sessions/${session}/rating`, { rating, comment: $("comment").value || null }).then(() => show(), show);
+};
+start().catch(show);
