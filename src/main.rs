@@ -261,6 +261,12 @@ struct ServeArgs {
     /// reverse proxy, whose connections all come from one address).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections_per_address: u64,
+    /// Files a customer may upload into one session (more get 429).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    session_upload_files: u32,
+    /// MiB a customer may upload into one session in all.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    session_upload_mib: u64,
     /// Visitor tokens one address may take a minute (more get 429).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     visitors_per_minute: u32,
@@ -644,6 +650,8 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         body_timeout_secs,
         max_connections,
         max_connections_per_address,
+        session_upload_files,
+        session_upload_mib,
         visitors_per_minute,
         logins_per_minute,
         login_failures,
@@ -676,7 +684,8 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         },
     };
     let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
-    let uploads = witness_api::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024);
+    let uploads = witness_api::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024)
+        .with_session_quota(session_upload_files, session_upload_mib << 20);
     let store = connect(url).await?;
     let demo = witness_api::accounts::demo_start(&store).await?;
     let state = witness_api::AppState::new(store.clone(), url, keys, uploads).await?.with_media(media);

@@ -78,23 +78,30 @@ impl Server {
 
 /// One HTTP/1.0 request; the status and the body.
 fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let (status, response) = exchange(addr, method, path, token, body.map(str::as_bytes));
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// One HTTP/1.0 request; the status and the whole response, headers included.
+fn exchange(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
     if let Some(token) = token {
         head += &format!("Authorization: Bearer {token}\r\n");
     }
-    let body = body.unwrap_or("");
+    let body = body.unwrap_or(b"");
     if !body.is_empty() {
-        head += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+        let kind = if body.starts_with(b"{") { "application/json" } else { "application/octet-stream" };
+        head += &format!("Content-Type: {kind}\r\nContent-Length: {}\r\n", body.len());
     }
-    stream.write_all(format!("{head}\r\n{body}").as_bytes()).unwrap();
+    stream.write_all(&[format!("{head}\r\n").as_bytes(), body].concat()).unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let response = String::from_utf8_lossy(&response).into_owned();
     let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    (status, response)
 }
 
 fn sql_request(addr: &str, token: &str, sql: &str) -> (u16, String) {
@@ -326,4 +333,95 @@ fn slow_and_idle_connections_are_closed_and_capped() {
     drop(open);
     std::thread::sleep(Duration::from_millis(200));
     server.assert_alive();
+}
+
+/// Every report worker busy: the next query waits a little, then gets 429
+/// with `Retry-After` instead of piling up.
+#[test]
+fn a_query_past_the_busy_workers_gets_429_with_retry_after() {
+    let server = Server::start(&["--report-workers", "1", "--report-timeout-secs", "12"]);
+    let token = server.supervisor();
+    let (addr, busy_token) = (server.addr.clone(), token.clone());
+    let busy = std::thread::spawn(move || {
+        sql_request(&addr, &busy_token, "SELECT count(*) FROM range(1000000000) a, range(1000000000) b")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let body = serde_json::json!({ "sql": "SELECT 1 AS one" }).to_string();
+    let (status, response) = exchange(&server.addr, "POST", "/api/reports/sql", Some(&token), Some(body.as_bytes()));
+    assert_eq!(status, 429, "{response}");
+    assert!(response.to_lowercase().contains("retry-after: 5"), "{response}");
+    assert!(response.contains("every report worker is busy"), "{response}");
+    assert_eq!(busy.join().unwrap().0, 503, "the runaway stopped at its timeout");
+    let (status, body) = server.sql(&token, "SELECT 1 AS one");
+    assert_eq!((status, body.as_str()), (200, r#"[{"one":1}]"#));
+}
+
+/// A GIF of 50 bytes that declares 11500×11500 pixels.
+fn gif_bomb() -> Vec<u8> {
+    let side = 11_500u16.to_le_bytes();
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend([side[0], side[1], side[0], side[1], 0, 0, 0]);
+    gif.extend([0x2C, 0, 0, 0, 0, side[0], side[1], side[0], side[1], 0]);
+    gif.extend([2, 2, 0x4C, 0x01, 0, 0x3B]);
+    gif
+}
+
+/// Done when (issue 27): under the probe repeated, the server stays up,
+/// its memory under 1 GiB, and `witness verify` passes on its log after.
+#[test]
+fn the_probe_repeated_leaves_the_server_up_small_and_its_log_intact() {
+    let mut server = Server::start(&["--report-timeout-secs", "3"]);
+    let token = server.supervisor();
+    let runaway = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b";
+    for round in 0..2 {
+        // Report SQL: a stack bomb, a runaway, a memory bomb.
+        for sql in [
+            format!("SELECT {}", chain("1", "+", 1000)),
+            runaway.into(),
+            "SELECT length(repeat('x', 2000000000))".into(),
+        ] {
+            let (status, body) = server.sql(&token, &sql);
+            assert!(status == 422 || status == 503, "round {round}: {status} {body}");
+        }
+        // Eight customers upload an image bomb at once, each in their session.
+        let bombs: Vec<_> = (0..8)
+            .map(|_| {
+                let addr = server.addr.clone();
+                std::thread::spawn(move || {
+                    let body = r#"{"tenant":"acme","channel":"h5"}"#;
+                    let (_, visitor) = request(&addr, "POST", "/api/visitors", None, Some(body));
+                    let visitor: serde_json::Value = serde_json::from_str(&visitor).unwrap();
+                    let visitor = visitor["token"].as_str().unwrap().to_owned();
+                    let (_, session) = request(&addr, "POST", "/api/sessions", Some(&visitor), Some("{}"));
+                    let session: serde_json::Value = serde_json::from_str(&session).unwrap();
+                    let path = format!("/api/uploads?session={}", session["session_id"].as_str().unwrap());
+                    exchange(&addr, "POST", &path, Some(&visitor), Some(&gif_bomb())).0
+                })
+            })
+            .collect();
+        for bomb in bombs {
+            assert_eq!(bomb.join().unwrap(), 413, "round {round}");
+        }
+        server.assert_alive();
+        assert!(server.rss() < 1 << 30, "round {round}: the server holds {} bytes", server.rss());
+    }
+    // Visitor tokens and passwords from one address: throttled, not served for ever.
+    let visitor = r#"{"tenant":"acme"}"#;
+    let statuses: Vec<u16> =
+        (0..80).map(|_| request(&server.addr, "POST", "/api/visitors", None, Some(visitor)).0).collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let wrong = r#"{"tenant":"acme","login":"boss","password":"not the password"}"#;
+    let statuses: Vec<u16> =
+        (0..15).map(|_| request(&server.addr, "POST", "/api/login", None, Some(wrong)).0).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 10, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429));
+    server.assert_alive();
+    assert!(server.rss() < 1 << 30, "the server holds {} bytes", server.rss());
+
+    // The log the probe wrote to verifies.
+    let dir = server._dir.path().to_owned();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let verified = Command::new(env!("CARGO_BIN_EXE_witness")).current_dir(&dir).arg("verify").output().unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
 }

@@ -43,7 +43,8 @@ pub const MAX_IMAGE_PIXELS: u64 = 50_000_000;
 pub const DECODE_MEMORY: u64 = 256 << 20;
 /// Thumbnails made at once; further uploads of images wait their turn.
 pub const THUMBNAILERS: usize = 2;
-/// The most files, and bytes, a customer may upload into one session.
+/// The most files, and bytes, a customer may upload into one session,
+/// unless [`UploadStore::with_session_quota`] says otherwise.
 pub const SESSION_QUOTA: (u32, u64) = (50, 200 << 20);
 
 /// Where files live, and how big one may be.
@@ -51,6 +52,8 @@ pub const SESSION_QUOTA: (u32, u64) = (50, 200 << 20);
 pub struct UploadStore {
     root: PathBuf,
     pub limit: usize,
+    /// Files and bytes per session for a customer.
+    quota: (u32, u64),
     thumbnailers: std::sync::Arc<tokio::sync::Semaphore>,
     /// What customers uploaded per session, since this process started.
     sessions: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<SessionId, SessionUploads>>>,
@@ -104,9 +107,15 @@ impl UploadStore {
         Self {
             root: root.into(),
             limit,
+            quota: SESSION_QUOTA,
             thumbnailers: std::sync::Arc::new(tokio::sync::Semaphore::new(THUMBNAILERS)),
             sessions: Default::default(),
         }
+    }
+
+    /// The same store with another per-session quota for customers.
+    pub fn with_session_quota(self, files: u32, bytes: u64) -> Self {
+        Self { quota: (files, bytes), ..self }
     }
 
     /// Counts `bytes` more against `session`'s quota, or refuses (429)
@@ -114,7 +123,7 @@ impl UploadStore {
     fn charge(&self, session: SessionId, bytes: usize) -> Result<(), ApiError> {
         let mut sessions = self.sessions.lock().expect("uploads by session");
         let used = sessions.entry(session).or_default();
-        let (files, total) = SESSION_QUOTA;
+        let (files, total) = self.quota;
         if used.files >= files || used.bytes + bytes as u64 > total {
             let message = format!("a session may send at most {files} files and {} MiB in all", total / (1024 * 1024));
             return Err(ApiError::too_many(message, 3600));
