@@ -8,8 +8,11 @@
 //! * one FIFO queue per skill group, higher `priority` first, then the
 //!   earliest queued;
 //! * a session is offered to an agent who is online, has the group's skill,
-//!   has free capacity and has not already turned this session down (or,
-//!   after a transfer to a named agent, to that agent only);
+//!   has free capacity and has not turned this session down (declined it or
+//!   let its offer run out) within [`RouterConfig::reoffer_after`] (or, after
+//!   a transfer to a named agent, to that agent only) — so a waiting session
+//!   is always offered again, in the end to the very agent who missed it,
+//!   and nobody is stranded because the only agent online missed one offer;
 //! * among those, the least loaded agent first, then the one idle longest
 //!   (ties by id, so routing is deterministic);
 //! * an offer runs out after [`RouterConfig::offer_timeout`] (20 s) and the
@@ -17,7 +20,7 @@
 //! * an agent going offline has their open offers withdrawn.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use witness_schemas::*;
@@ -27,11 +30,14 @@ use crate::domain::session::SessionCommand;
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     pub offer_timeout: Duration,
+    /// How long an agent who declined or missed a session's offer is passed
+    /// over for that session before it is offered to them again.
+    pub reoffer_after: Duration,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        Self { offer_timeout: Duration::seconds(20) }
+        Self { offer_timeout: Duration::seconds(20), reoffer_after: Duration::seconds(30) }
     }
 }
 
@@ -71,7 +77,8 @@ struct Waiting {
     key: QueueKey,
     target: Option<UserId>,
     offer: Option<OfferId>,
-    declined_by: HashSet<UserId>,
+    /// Agents who declined or missed this session's offer, and when.
+    declined: HashMap<UserId, DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +113,9 @@ pub struct Router {
     /// The named agent of a transfer, until the session is queued.
     transfer_target: HashMap<SessionId, UserId>,
     seq: u64,
+    /// The time of the last [`Router::decide`]: re-offers due by then were
+    /// tried, and are no deadline any more.
+    decided_at: Option<DateTime<Utc>>,
 }
 
 impl Router {
@@ -182,10 +192,8 @@ impl Router {
                 let key = (Reverse(e.priority), at, self.seq);
                 self.queues.entry(e.group.clone()).or_default().insert(key, s);
                 let target = self.transfer_target.remove(&s);
-                self.waiting.insert(
-                    s,
-                    Waiting { group: e.group.clone(), key, target, offer: None, declined_by: HashSet::new() },
-                );
+                self.waiting
+                    .insert(s, Waiting { group: e.group.clone(), key, target, offer: None, declined: HashMap::new() });
             }
             (Some(s), Event::AgentOffered(e)) => {
                 // Normally the router's own offer coming back; an offer made
@@ -208,7 +216,7 @@ impl Router {
                 }
                 if let Some(w) = self.waiting.get_mut(&s) {
                     w.offer = None;
-                    w.declined_by.insert(*agent_id);
+                    w.declined.insert(*agent_id, at);
                 }
             }
             (Some(s), Event::OfferAccepted(e)) => {
@@ -239,6 +247,7 @@ impl Router {
     /// offers for waiting sessions. Actions are remembered as taken; their
     /// events, once appended, come back through [`Router::apply`].
     pub fn decide(&mut self, now: DateTime<Utc>) -> Vec<RoutingAction> {
+        self.decided_at = Some(now);
         let mut actions = Vec::new();
         let mut closing: Vec<(OfferId, &mut Offer)> =
             self.offers.iter_mut().filter(|(_, o)| !o.closing).map(|(id, o)| (*id, o)).collect();
@@ -283,9 +292,11 @@ impl Router {
             if w.offer.is_some() {
                 continue;
             }
+            let reoffer_after = self.config.reoffer_after;
+            let passed_over = |agent: &UserId| w.declined.get(agent).is_some_and(|at| *at + reoffer_after > now);
             let pick = candidates
                 .iter()
-                .position(|(_, _, agent, _)| !w.declined_by.contains(agent) && w.target.is_none_or(|t| t == *agent));
+                .position(|(_, _, agent, _)| !passed_over(agent) && w.target.is_none_or(|t| t == *agent));
             let Some(i) = pick else { continue };
             let (load, idle_since, agent_id, capacity) = candidates.remove(i);
             let offer_id = OfferId::new();
@@ -303,9 +314,18 @@ impl Router {
     }
 
     /// When [`Router::decide`] next has something to do without new events:
-    /// the earliest open offer's expiry.
+    /// the earliest open offer's expiry, or the earliest time a waiting
+    /// session may be offered again to an agent who passed on it (after the
+    /// last decision: one due earlier found nobody, and waits for an event).
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.offers.values().filter(|o| !o.closing).map(|o| o.expires_at).min()
+        let expiries = self.offers.values().filter(|o| !o.closing).map(|o| o.expires_at);
+        let reoffers = self
+            .waiting
+            .values()
+            .filter(|w| w.offer.is_none())
+            .flat_map(|w| w.declined.values().map(|at| *at + self.config.reoffer_after))
+            .filter(|due| self.decided_at.is_none_or(|decided| *due > decided));
+        expiries.chain(reoffers).min()
     }
 }
 
@@ -628,6 +648,80 @@ mod tests {
         );
         let (_, next) = only_offer(r.decide(now + Duration::seconds(20)));
         assert_eq!(next, b);
+    }
+
+    /// Issue 28, item 1: the only agent online let an offer run out, and the
+    /// session was never offered to them again — the customer waited at
+    /// "Connecting you to a person…" for ever, even across a restart.
+    #[test]
+    fn a_missed_offer_comes_back_to_the_only_agent_after_the_back_off() {
+        let mut r = Router::new(RouterConfig::default());
+        let a = UserId::new();
+        let online = AgentPresenceChanged {
+            agent_id: a,
+            presence: Presence::Online,
+            capacity: 1,
+            skill_groups: vec!["cards".into()],
+        };
+        r.apply(&StreamId::agent(a), &online.into(), t0());
+        let s = SessionId::new();
+        r.apply(&StreamId::session(s), &SessionQueued { group: "cards".into(), priority: 0 }.into(), t0());
+        let (offer, agent) = only_offer(r.decide(t0()));
+        assert_eq!(agent, a);
+        let missed = t0() + Duration::seconds(20);
+        assert_eq!(r.decide(missed), vec![RoutingAction::Expire { session: s, offer_id: offer }]);
+        r.apply(&StreamId::session(s), &OfferExpired { offer_id: offer, agent_id: a }.into(), missed);
+        // Passed over for the back-off, then offered again: the deadline says when.
+        assert_eq!(r.decide(missed + Duration::seconds(1)), vec![]);
+        let again = missed + RouterConfig::default().reoffer_after;
+        assert_eq!(r.next_deadline(), Some(again));
+        assert_eq!(r.decide(again - Duration::seconds(1)), vec![]);
+        let (second, agent) = only_offer(r.decide(again));
+        assert_eq!(agent, a, "the same agent, the only one there is");
+        assert_ne!(second, offer);
+        // A decline backs off the same way.
+        r.apply(
+            &StreamId::session(s),
+            &OfferDeclined { offer_id: second, agent_id: a, reason: None }.into(),
+            again + Duration::seconds(2),
+        );
+        assert_eq!(r.decide(again + Duration::seconds(3)), vec![]);
+        let third = again + Duration::seconds(2) + RouterConfig::default().reoffer_after;
+        assert_eq!(only_offer(r.decide(third)).1, a);
+    }
+
+    #[test]
+    fn a_session_passed_over_waits_for_an_event_without_spinning() {
+        // Nobody online: a re-offer that fell due and found nobody is no
+        // deadline any more (the routing loop would wake at once, for ever).
+        let (mut r, a, b, s) = two_agents_one_session();
+        let now = t0() + Duration::seconds(10);
+        let (offer, agent) = only_offer(r.decide(now));
+        r.apply(&StreamId::session(s), &OfferDeclined { offer_id: offer, agent_id: agent, reason: None }.into(), now);
+        let (offer, agent) = only_offer(r.decide(now));
+        assert_eq!(agent, b, "the other agent meanwhile");
+        r.apply(&StreamId::session(s), &OfferDeclined { offer_id: offer, agent_id: agent, reason: None }.into(), now);
+        for agent in [a, b] {
+            let offline = AgentPresenceChanged {
+                agent_id: agent,
+                presence: Presence::Offline,
+                capacity: 1,
+                skill_groups: vec![],
+            };
+            r.apply(&StreamId::agent(agent), &offline.into(), now);
+        }
+        let due = now + RouterConfig::default().reoffer_after;
+        assert_eq!(r.next_deadline(), Some(due));
+        assert_eq!(r.decide(due), vec![], "nobody online");
+        assert_eq!(r.next_deadline(), None, "nothing to wake for until an agent comes back");
+        let back = AgentPresenceChanged {
+            agent_id: b,
+            presence: Presence::Online,
+            capacity: 1,
+            skill_groups: vec!["cards".into()],
+        };
+        r.apply(&StreamId::agent(b), &back.into(), due + Duration::seconds(5));
+        assert_eq!(only_offer(r.decide(due + Duration::seconds(5))).1, b);
     }
 
     #[test]
