@@ -20,7 +20,7 @@ use chrono::Utc;
 use tokio::sync::broadcast;
 use witness_engine::domain::session::Session;
 use witness_engine::executor::{execute, ExecuteError};
-use witness_engine::routing::{Router, RouterConfig};
+use witness_engine::routing::{Router, RouterConfig, RoutingCommand};
 use witness_engine::EventStore;
 use witness_schemas::{Actor, Cursor, RecordedEvent, StreamId, TenantId};
 
@@ -143,14 +143,34 @@ pub async fn run(store: EventStore, hub: Hub, config: RouterConfig) {
         let now = Utc::now();
         for (tenant, router) in routers.iter_mut() {
             for action in router.decide(now) {
-                let (session, command) = action.into_command(now);
-                let stream = StreamId::session(session);
-                match execute::<Session>(&store, tenant, &stream, &Actor::system(), now, command).await {
+                let (stream, done) = match action.into_command(now) {
+                    RoutingCommand::Session(session, command) => {
+                        let stream = StreamId::session(session);
+                        (
+                            stream.clone(),
+                            execute::<Session>(&store, tenant, &stream, &Actor::system(), now, command).await,
+                        )
+                    }
+                    RoutingCommand::Agent(agent, command) => {
+                        let stream = StreamId::agent(agent);
+                        let done = execute::<witness_engine::domain::agent::Agent>(
+                            &store,
+                            tenant,
+                            &stream,
+                            &Actor::system(),
+                            now,
+                            command,
+                        )
+                        .await;
+                        (stream, done)
+                    }
+                };
+                match done {
                     Ok(_) => {}
                     // The session moved on (accepted, ended) since the router
                     // last heard of it; its events are on their way here.
-                    Err(ExecuteError::Domain(e)) => tracing::debug!(%session, error = %e, "routing action refused"),
-                    Err(e) => tracing::warn!(%session, error = %e, "routing action failed"),
+                    Err(ExecuteError::Domain(e)) => tracing::debug!(%stream, error = %e, "routing action refused"),
+                    Err(e) => tracing::warn!(%stream, error = %e, "routing action failed"),
                 }
             }
         }

@@ -53,6 +53,13 @@ function connect() {
 function on(e) {
   const p = e.payload;
   const sid = e.stream.startsWith("session-") ? e.stream.slice("session-".length) : null;
+  if (e.event_type === "AgentPresenceChanged" && p.agent_id === me) {
+    $("presence").value = p.presence;
+    // The router sets an agent away who let offers in a row run out.
+    const away = e.actor.kind === "system" && p.presence === "away";
+    $("notice").textContent = away ? "You were set to Away: three offers in a row ran out. Choose Online to take offers again." : "";
+    $("notice").classList.toggle("hidden", !away);
+  }
   if (e.event_type === "AgentOffered" && p.agent_id === me) offers.set(sid, p.offer_id);
   if (["OfferAccepted", "OfferDeclined", "OfferExpired"].includes(e.event_type)) offers.delete(sid);
   if (e.event_type === "AgentAssigned" && p.agent_id === me) mine.add(sid);

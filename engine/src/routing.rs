@@ -17,7 +17,10 @@
 //!   (ties by id, so routing is deterministic);
 //! * an offer runs out after [`RouterConfig::offer_timeout`] (20 s) and the
 //!   session goes back to the head of its queue for the next agent;
-//! * an agent going offline has their open offers withdrawn.
+//! * an agent going offline has their open offers withdrawn;
+//! * an agent who lets [`RouterConfig::away_after_misses`] offers in a row
+//!   run out is set to away (by the system, which their workbench tells
+//!   them), so that customers are not offered to someone who is not there.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use witness_schemas::*;
 
+use crate::domain::agent::AgentCommand;
 use crate::domain::session::SessionCommand;
 
 #[derive(Debug, Clone)]
@@ -33,11 +37,13 @@ pub struct RouterConfig {
     /// How long an agent who declined or missed a session's offer is passed
     /// over for that session before it is offered to them again.
     pub reoffer_after: Duration,
+    /// Offers in a row an agent may let run out before they are set to away.
+    pub away_after_misses: u32,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        Self { offer_timeout: Duration::seconds(20), reoffer_after: Duration::seconds(30) }
+        Self { offer_timeout: Duration::seconds(20), reoffer_after: Duration::seconds(30), away_after_misses: 3 }
     }
 }
 
@@ -50,19 +56,36 @@ pub enum RoutingAction {
     Expire { session: SessionId, offer_id: OfferId },
     /// `SessionCommand::DeclineOffer` on the agent's behalf: they went offline.
     Withdraw { session: SessionId, offer_id: OfferId, agent_id: UserId },
+    /// `AgentCommand::SetPresence` to away: the agent missed
+    /// [`RouterConfig::away_after_misses`] offers in a row.
+    SetAway { agent_id: UserId, capacity: u32, skill_groups: Vec<String> },
+}
+
+/// The command that carries out a [`RoutingAction`], on the stream it names.
+#[derive(Debug, Clone)]
+pub enum RoutingCommand {
+    Session(SessionId, SessionCommand),
+    Agent(UserId, AgentCommand),
 }
 
 impl RoutingAction {
-    /// The session and the command that carries this action out at `now`.
-    pub fn into_command(self, now: DateTime<Utc>) -> (SessionId, SessionCommand) {
+    /// The command that carries this action out at `now`.
+    pub fn into_command(self, now: DateTime<Utc>) -> RoutingCommand {
+        use RoutingCommand::{Agent, Session};
         match self {
             RoutingAction::Offer { session, offer_id, agent_id, expires_at } => {
-                (session, SessionCommand::Offer { offer_id, agent_id, expires_at })
+                Session(session, SessionCommand::Offer { offer_id, agent_id, expires_at })
             }
-            RoutingAction::Expire { session, offer_id } => (session, SessionCommand::ExpireOffer { offer_id, at: now }),
-            RoutingAction::Withdraw { session, offer_id, agent_id } => (
+            RoutingAction::Expire { session, offer_id } => {
+                Session(session, SessionCommand::ExpireOffer { offer_id, at: now })
+            }
+            RoutingAction::Withdraw { session, offer_id, agent_id } => Session(
                 session,
                 SessionCommand::DeclineOffer { offer_id, agent_id, reason: Some("agent went offline".into()) },
+            ),
+            RoutingAction::SetAway { agent_id, capacity, skill_groups } => Agent(
+                agent_id,
+                AgentCommand::SetPresence { agent_id, presence: Presence::Away, capacity, skill_groups },
             ),
         }
     }
@@ -89,6 +112,10 @@ struct AgentSlot {
     /// Sessions held or offered.
     load: u32,
     idle_since: DateTime<Utc>,
+    /// Offers run out in a row since the agent last answered one.
+    misses: u32,
+    /// A `SetAway` was asked for since the last presence change.
+    away_asked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -163,10 +190,16 @@ impl Router {
                     skills: vec![],
                     load: 0,
                     idle_since: at,
+                    misses: 0,
+                    away_asked: false,
                 });
                 if slot.presence != Presence::Online && e.presence == Presence::Online && slot.load == 0 {
                     slot.idle_since = at;
                 }
+                if e.presence == Presence::Online {
+                    slot.misses = 0;
+                }
+                slot.away_asked = false;
                 slot.presence = e.presence;
                 slot.capacity = e.capacity;
                 slot.skills = e.skill_groups.clone();
@@ -214,6 +247,10 @@ impl Router {
                 if self.offers.remove(offer_id).is_some() {
                     self.release(*agent_id, at);
                 }
+                if let Some(a) = self.agents.get_mut(agent_id) {
+                    // A decline is an answer; a run-out offer is a miss.
+                    a.misses = if matches!(event, Event::OfferExpired(_)) { a.misses + 1 } else { 0 };
+                }
                 if let Some(w) = self.waiting.get_mut(&s) {
                     w.offer = None;
                     w.declined.insert(*agent_id, at);
@@ -221,6 +258,9 @@ impl Router {
             }
             (Some(s), Event::OfferAccepted(e)) => {
                 self.offers.remove(&e.offer_id);
+                if let Some(a) = self.agents.get_mut(&e.agent_id) {
+                    a.misses = 0;
+                }
                 self.dequeue(s);
                 // The offer's load becomes the held session's load.
                 self.held.insert(s, e.agent_id);
@@ -262,6 +302,20 @@ impl Router {
                 actions.push(RoutingAction::Withdraw { session: offer.session, offer_id, agent_id: offer.agent });
             }
         }
+        let mut missing: Vec<(&UserId, &mut AgentSlot)> = self
+            .agents
+            .iter_mut()
+            .filter(|(_, a)| {
+                a.presence == Presence::Online && !a.away_asked && a.misses >= self.config.away_after_misses
+            })
+            .collect();
+        missing.sort_by_key(|(id, _)| **id);
+        for (agent_id, slot) in missing {
+            // Offered nothing more meanwhile: they are about to be away.
+            slot.away_asked = true;
+            let (capacity, skill_groups) = (slot.capacity, slot.skills.clone());
+            actions.push(RoutingAction::SetAway { agent_id: *agent_id, capacity, skill_groups });
+        }
         let groups: Vec<String> = self.queues.keys().cloned().collect();
         for group in groups {
             self.dispatch(&group, now, &mut actions);
@@ -275,7 +329,10 @@ impl Router {
             .agents
             .iter()
             .filter(|(_, a)| {
-                a.presence == Presence::Online && a.load < a.capacity && a.skills.iter().any(|s| s == group)
+                a.presence == Presence::Online
+                    && !a.away_asked
+                    && a.load < a.capacity
+                    && a.skills.iter().any(|s| s == group)
             })
             .map(|(id, a)| (a.load, a.idle_since, *id, a.capacity))
             .collect();
@@ -526,9 +583,20 @@ mod tests {
                 }
             }
             for action in self.router.decide(self.now) {
-                let (session, command) = action.into_command(self.now);
-                let i = self.index[&session];
-                self.run(i, command);
+                match action.into_command(self.now) {
+                    RoutingCommand::Session(session, command) => {
+                        let i = self.index[&session];
+                        self.run(i, command);
+                    }
+                    // An agent who missed three offers is set away, through
+                    // the real agent decider.
+                    RoutingCommand::Agent(agent, command) => {
+                        let events = crate::domain::agent::Agent::decide(&Default::default(), command).unwrap();
+                        for e in &events {
+                            self.router.apply(&StreamId::agent(agent), e, self.now);
+                        }
+                    }
+                }
             }
             self.check_loads();
         }
@@ -688,6 +756,71 @@ mod tests {
         assert_eq!(r.decide(again + Duration::seconds(3)), vec![]);
         let third = again + Duration::seconds(2) + RouterConfig::default().reoffer_after;
         assert_eq!(only_offer(r.decide(third)).1, a);
+    }
+
+    /// Issue 28, item 1: an agent who misses offers in a row is set to
+    /// away (and offered nothing more meanwhile); answering one resets it.
+    #[test]
+    fn an_agent_who_misses_three_offers_in_a_row_is_set_away() {
+        let (mut r, a, b, s) = two_agents_one_session();
+        let mut now = t0() + Duration::seconds(10);
+        let miss = |r: &mut Router, now: DateTime<Utc>, offer: OfferId, agent: UserId| {
+            r.apply(&StreamId::session(s), &OfferExpired { offer_id: offer, agent_id: agent }.into(), now)
+        };
+        // a misses, b declines (an answer), a misses again...
+        let (offer, agent) = only_offer(r.decide(now));
+        assert_eq!(agent, a);
+        miss(&mut r, now, offer, a);
+        let (offer, agent) = only_offer(r.decide(now));
+        assert_eq!(agent, b);
+        r.apply(&StreamId::session(s), &OfferDeclined { offer_id: offer, agent_id: b, reason: None }.into(), now);
+        for round in 2..=3 {
+            now += RouterConfig::default().reoffer_after;
+            let actions = r.decide(now);
+            let (offer, agent) = match actions.as_slice() {
+                [RoutingAction::Offer { offer_id, agent_id, .. }, ..] => (*offer_id, *agent_id),
+                other => panic!("round {round}: {other:?}"),
+            };
+            // b declined less recently than a missed: a or b; miss it as a if a.
+            if agent == b {
+                r.apply(
+                    &StreamId::session(s),
+                    &OfferDeclined { offer_id: offer, agent_id: b, reason: None }.into(),
+                    now,
+                );
+                let (offer, agent) = only_offer(r.decide(now + RouterConfig::default().reoffer_after));
+                assert_eq!(agent, a);
+                miss(&mut r, now, offer, a);
+            } else {
+                miss(&mut r, now, offer, a);
+            }
+        }
+        let actions = r.decide(now + Duration::seconds(1));
+        assert!(
+            actions.iter().any(|x| matches!(x, RoutingAction::SetAway { agent_id, .. } if *agent_id == a)),
+            "{actions:?}"
+        );
+        assert!(!actions.iter().any(|x| matches!(x, RoutingAction::Offer { agent_id, .. } if *agent_id == a)));
+        assert!(
+            !r.decide(now + Duration::seconds(2)).iter().any(|x| matches!(x, RoutingAction::SetAway { .. })),
+            "asked once"
+        );
+        let away = RoutingAction::SetAway { agent_id: a, capacity: 1, skill_groups: vec!["cards".into()] };
+        let RoutingCommand::Agent(agent, AgentCommand::SetPresence { presence, skill_groups, .. }) =
+            away.into_command(now)
+        else {
+            panic!("an agent command")
+        };
+        assert_eq!((agent, presence, skill_groups), (a, Presence::Away, vec!["cards".to_owned()]));
+        // Back online: offered again, the count starts afresh.
+        let online = AgentPresenceChanged {
+            agent_id: a,
+            presence: Presence::Online,
+            capacity: 1,
+            skill_groups: vec!["cards".into()],
+        };
+        r.apply(&StreamId::agent(a), &online.into(), now + Duration::seconds(3));
+        assert!(!r.decide(now + Duration::seconds(4)).iter().any(|x| matches!(x, RoutingAction::SetAway { .. })));
     }
 
     #[test]

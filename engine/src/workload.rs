@@ -15,7 +15,7 @@ use crate::domain::session::{Session, SessionCommand};
 use crate::domain::ticket::{draft_from_session, Ticket, TicketCommand};
 use crate::domain::{agent::Agent, agent::AgentCommand, Decider};
 use crate::executor::{execute, ExecuteError};
-use crate::routing::{Router, RouterConfig};
+use crate::routing::{Router, RouterConfig, RoutingCommand};
 use crate::EventStore;
 
 /// What to simulate.
@@ -328,8 +328,19 @@ impl Day<'_> {
 
     async fn route(&mut self) -> Result<(), ExecuteError> {
         for action in self.router.decide(self.now) {
-            let (session, command) = action.into_command(self.now);
-            self.session(session, Actor::system(), command).await?;
+            match action.into_command(self.now) {
+                RoutingCommand::Session(session, command) => self.session(session, Actor::system(), command).await?,
+                RoutingCommand::Agent(agent, command) => {
+                    let stream = StreamId::agent(agent);
+                    let r =
+                        execute::<Agent>(self.store, &self.plan.tenant, &stream, &Actor::system(), self.now, command)
+                            .await?;
+                    for e in &r.events {
+                        self.router.apply(&stream, &e.decode()?, self.now);
+                    }
+                    self.report.events += r.events.len() as u64;
+                }
+            }
         }
         // Wake up for the earliest offer deadline, unless already due to.
         if let Some(deadline) = self.router.next_deadline() {
