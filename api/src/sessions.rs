@@ -34,6 +34,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/sessions/{id}/human", post(human))
         .route("/api/sessions/{id}/accept", post(accept))
         .route("/api/sessions/{id}/decline", post(decline))
+        .route("/api/sessions/{id}/pick", post(pick))
+        .route("/api/sessions/{id}/assign", post(assign))
+        .route("/api/sessions/{id}/requeue", post(requeue))
         .route("/api/sessions/{id}/transfer", post(transfer))
         .route("/api/sessions/{id}/end", post(end))
         .route("/api/sessions/{id}/wrap-up", post(wrap_up))
@@ -445,6 +448,68 @@ async fn decline(
         agent_id: caller.user_id()?,
         reason: req.reason.map(Line::into_inner),
     };
+    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+}
+
+/// `POST /api/sessions/{id}/pick` (agents): takes a waiting session from
+/// the queue: assigned to the caller at once, unless another agent's offer
+/// is open on it (409) or someone has it already.
+async fn pick(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Agent])?;
+    let s = load(&state, &caller, &id).await?;
+    let command = SessionCommand::Assign { offer_id: OfferId::new(), agent_id: caller.user_id()?, at: Utc::now() };
+    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignRequest {
+    agent_id: UserId,
+}
+
+/// `POST /api/sessions/{id}/assign {agent_id}` (supervisors): gives a
+/// waiting session to one of the tenant's agents who is not offline.
+async fn assign(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<AssignRequest>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Supervisor])?;
+    let dir = crate::accounts::directory(&state.store, &caller.t).await?;
+    if dir.user(req.agent_id).is_none_or(|u| u.role != Role::Agent) {
+        return Err(ApiError::not_found("agent"));
+    }
+    let agent = witness_engine::executor::current::<Agent>(&state.store, &StreamId::agent(req.agent_id)).await?;
+    if agent.state.presence.is_none_or(|p| p == Presence::Offline) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "that agent is offline"));
+    }
+    let s = load(&state, &caller, &id).await?;
+    let command = SessionCommand::Assign { offer_id: OfferId::new(), agent_id: req.agent_id, at: Utc::now() };
+    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequeueRequest {
+    group: Line<64>,
+}
+
+/// `POST /api/sessions/{id}/requeue {group}` (supervisors): moves a waiting
+/// session to another group's queue, ahead of those who have not waited.
+async fn requeue(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<RequeueRequest>,
+) -> Result<Json<Done>, ApiError> {
+    caller.require(&[Role::Supervisor])?;
+    let s = load(&state, &caller, &id).await?;
+    let command = SessionCommand::Requeue { group: req.group.into_inner() };
     Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
 }
 

@@ -162,6 +162,92 @@ async fn login_gives_a_token_for_the_right_password_only_and_writes_nothing() {
     assert_eq!(w.events().await, before);
 }
 
+/// Issue 28, item 1: agents take waiting sessions from the queue;
+/// supervisors give one to an agent or move it to another group.
+#[tokio::test]
+async fn waiting_sessions_are_picked_assigned_and_moved_by_people() {
+    let w = World::new().await;
+    let agent = w.token("acme", Role::Agent).to_owned();
+    let supervisor = w.token("acme", Role::Supervisor).to_owned();
+    // Online, but for another group: the router offers them nothing.
+    let presence = json!({ "presence": "online", "capacity": 2, "skill_groups": ["mortgages"] });
+    w.call(Method::PUT, "/api/agent/presence", Some(&agent), Some(presence)).await;
+    let waiting = |says: &'static str| {
+        let w = &w;
+        async move {
+            let (customer, id) = w.session("acme", says).await;
+            w.post(&format!("/api/sessions/{id}/human"), &customer, json!({})).await;
+            id
+        }
+    };
+    let first = waiting("first").await;
+    assert_eq!(
+        w.post(&format!("/api/sessions/{first}/pick"), &agent, json!({})).await["version"].as_u64().is_some(),
+        true
+    );
+    let view = w.get(&format!("/api/sessions/{first}"), &agent).await;
+    assert_eq!(view["status"], "assigned");
+    assert_eq!(view["masked"], false, "the agent who picked it reads it");
+    let before = w.events().await;
+    let (status, answer) = w.call(Method::POST, &format!("/api/sessions/{first}/pick"), Some(&agent), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, _) = w.call(Method::POST, &format!("/api/sessions/{first}/pick"), Some(&supervisor), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "supervisors assign, they do not pick");
+    assert_eq!(w.events().await, before);
+
+    // A supervisor moves the second to another group, then gives it to the agent.
+    let second = waiting("second").await;
+    let moved = w.post(&format!("/api/sessions/{second}/requeue"), &supervisor, json!({ "group": "mortgages" })).await;
+    assert!(moved["version"].is_u64());
+    let view = w.get(&format!("/api/sessions/{second}"), &supervisor).await;
+    let queued =
+        view["events"].as_array().unwrap().iter().rfind(|e| e["event_type"] == "SessionQueued").unwrap().clone();
+    assert_eq!(
+        (queued["payload"]["group"].as_str(), queued["actor"]["kind"].as_str()),
+        (Some("mortgages"), Some("supervisor"))
+    );
+    let agent_id = w.users[&("acme", Role::Agent)].to_string();
+    let before = w.events().await;
+    for (body, status) in [
+        (json!({ "agent_id": UserId::new() }), StatusCode::NOT_FOUND),
+        (json!({ "agent_id": w.users[&("acme", Role::Supervisor)] }), StatusCode::NOT_FOUND),
+        (json!({ "agent": agent_id }), StatusCode::BAD_REQUEST),
+    ] {
+        let (got, answer) =
+            w.call(Method::POST, &format!("/api/sessions/{second}/assign"), Some(&supervisor), Some(body)).await;
+        assert_eq!(got, status, "{answer}");
+    }
+    let (got, _) = w
+        .call(
+            Method::POST,
+            &format!("/api/sessions/{second}/assign"),
+            Some(&agent),
+            Some(json!({ "agent_id": agent_id })),
+        )
+        .await;
+    assert_eq!(got, StatusCode::FORBIDDEN);
+    assert_eq!(w.events().await, before, "nothing written by the refusals");
+    w.post(&format!("/api/sessions/{second}/assign"), &supervisor, json!({ "agent_id": agent_id })).await;
+    let view = w.get(&format!("/api/sessions/{second}"), &agent).await;
+    assert_eq!(view["status"], "assigned");
+    let assigned =
+        view["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "AgentAssigned").unwrap().clone();
+    assert_eq!(assigned["actor"]["kind"], "supervisor", "who gave it is on record");
+
+    // An offline agent is given nothing.
+    let third = waiting("third").await;
+    w.call(Method::PUT, "/api/agent/presence", Some(&agent), Some(json!({ "presence": "offline" }))).await;
+    let (got, answer) = w
+        .call(
+            Method::POST,
+            &format!("/api/sessions/{third}/assign"),
+            Some(&supervisor),
+            Some(json!({ "agent_id": agent_id })),
+        )
+        .await;
+    assert_eq!(got, StatusCode::CONFLICT, "{answer}");
+}
+
 /// A request from `ip`, as the server would pass it on.
 fn from(ip: [u8; 4], request: axum::http::request::Builder) -> axum::http::request::Builder {
     let addr = std::net::SocketAddr::from((ip, 40_000));

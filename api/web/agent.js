@@ -256,6 +256,12 @@ async function refreshQueue() {
     const tr = document.createElement("tr");
     const secs = Math.max(0, Math.round((now - Date.parse(w.queued_at)) / 1000));
     for (const text of [w.group, `…${short(w.session_id)}`, `${secs}s waiting`]) tr.append(Object.assign(document.createElement("td"), { textContent: text }));
+    // Take it from the queue: assigned at once (unless an offer is open on it).
+    const pick = Object.assign(document.createElement("button"), { className: "secondary pick", type: "button", textContent: "Pick" });
+    pick.onclick = () => api("POST", `/api/sessions/${w.session_id}/pick`).then(() => { mine.add(w.session_id); drawLists(); open(w.session_id); refreshQueue(); }, show);
+    const td = document.createElement("td");
+    td.append(pick);
+    tr.append(td);
     return tr;
   }));
   const online = q.agents.filter((a) => a.presence === "online");

@@ -98,14 +98,8 @@ function render({ kpis: k, queue }) {
   ratings.data.datasets[0].data = k.satisfaction;
   for (const c of [hours, channels, ratings]) c.update();
   const now = Date.now();
-  $("waiting").replaceChildren(...queue.waiting.map((w) => {
-    const tr = document.createElement("tr");
-    tr.className = "waiting";
-    tr.dataset.session = w.session_id;
-    tr.append(cell(short(w.session_id)), cell(w.group), cell(w.priority), cell(seconds((now - Date.parse(w.queued_at)) / 1000)));
-    tr.onclick = () => timeline(w.session_id);
-    return tr;
-  }));
+  // Not while the supervisor is choosing in it: a redraw would undo the choice.
+  if (!$("waiting").contains(document.activeElement)) $("waiting").replaceChildren(...queue.waiting.map((w) => waitingRow(w, queue.agents, now)));
   $("agents").replaceChildren(...queue.agents.map((a) => {
     const tr = document.createElement("tr");
     tr.dataset.agent = a.agent_id;
@@ -114,6 +108,28 @@ function render({ kpis: k, queue }) {
     tr.append(cell(short(a.agent_id)), presence, cell(`${a.load} / ${a.capacity}`), cell(a.skill_groups.join(", ")));
     return tr;
   }));
+}
+
+// A waiting session: open its timeline, give it to an agent who is not
+// offline, or move it to another group's queue.
+function waitingRow(w, agents, now) {
+  const tr = document.createElement("tr");
+  tr.className = "waiting";
+  tr.dataset.session = w.session_id;
+  tr.append(cell(short(w.session_id)), cell(w.group), cell(w.priority), cell(seconds((now - Date.parse(w.queued_at)) / 1000)));
+  tr.onclick = () => timeline(w.session_id);
+  const actions = document.createElement("td");
+  actions.onclick = (e) => e.stopPropagation();
+  const agent = Object.assign(document.createElement("select"), { className: "assign-to", ariaLabel: "Agent" });
+  agent.append(...agents.filter((a) => a.presence !== "offline").map((a) => Object.assign(document.createElement("option"), { value: a.agent_id, textContent: `${short(a.agent_id)} (${a.presence}, ${a.load}/${a.capacity})` })));
+  const assign = Object.assign(document.createElement("button"), { className: "secondary assign", type: "button", textContent: "Assign", disabled: !agent.options.length });
+  assign.onclick = () => api("POST", `/api/sessions/${w.session_id}/assign`, { agent_id: agent.value }).then(refresh, show);
+  const group = Object.assign(document.createElement("input"), { className: "move-to", placeholder: "group", ariaLabel: "Move to group", size: 8 });
+  const move = Object.assign(document.createElement("button"), { className: "secondary move", type: "button", textContent: "Move" });
+  move.onclick = () => api("POST", `/api/sessions/${w.session_id}/requeue`, { group: group.value.trim() }).then(refresh, show);
+  actions.append(agent, assign, group, move);
+  tr.append(actions);
+  return tr;
 }
 
 function connect() {

@@ -170,6 +170,19 @@ pub enum SessionCommand {
         agent_id: UserId,
         expires_at: DateTime<Utc>,
     },
+    /// A waiting session taken by an agent from the queue, or given to one
+    /// by a supervisor: offered and accepted at once, so that the router and
+    /// every read model see the usual offer, acceptance and assignment.
+    /// Only while the session waits with no offer open.
+    Assign {
+        offer_id: OfferId,
+        agent_id: UserId,
+        at: DateTime<Utc>,
+    },
+    /// A waiting session moved to another group's queue (a supervisor).
+    Requeue {
+        group: String,
+    },
     AcceptOffer {
         offer_id: OfferId,
         agent_id: UserId,
@@ -285,6 +298,8 @@ impl SessionCommand {
             Self::RequestHuman { .. } => "RequestHuman",
             Self::Transfer { .. } => "Transfer",
             Self::Offer { .. } => "Offer",
+            Self::Assign { .. } => "Assign",
+            Self::Requeue { .. } => "Requeue",
             Self::AcceptOffer { .. } => "AcceptOffer",
             Self::DeclineOffer { .. } => "DeclineOffer",
             Self::ExpireOffer { .. } => "ExpireOffer",
@@ -470,6 +485,25 @@ impl Decider for Session {
             }
             (S::Queued, C::Offer { offer_id, agent_id, expires_at }) => {
                 vec![AgentOffered { offer_id, agent_id, expires_at }.into()]
+            }
+            (S::Queued, C::Assign { offer_id, agent_id, at }) => {
+                let group = state.group.clone().unwrap_or_default();
+                vec![
+                    AgentOffered { offer_id, agent_id, expires_at: at }.into(),
+                    OfferAccepted { offer_id, agent_id }.into(),
+                    AgentAssigned { agent_id, group }.into(),
+                ]
+            }
+            (S::Queued, C::Requeue { group }) => {
+                let group = group.trim().to_owned();
+                if group.is_empty() {
+                    return Err(DomainError::Invalid("a session is moved to a named group".into()));
+                }
+                if state.group.as_deref() == Some(group.as_str()) {
+                    return Err(DomainError::Invalid(format!("the session already waits in {group:?}")));
+                }
+                // It has waited once already: it goes ahead in its new queue.
+                vec![SessionQueued { group, priority: 1 }.into()]
             }
             (S::Offered, C::AcceptOffer { offer_id, agent_id, at }) => {
                 let offer = Self::check_offer(state, offer_id)?;
@@ -911,6 +945,47 @@ mod tests {
                 at: t0() + Duration::seconds(5),
             })
             .then(assigned(&ids).split_off(offered(&ids).len()));
+    }
+
+    /// Issue 28, item 1: an agent takes a waiting session from the queue, or
+    /// a supervisor gives it to one: offered and accepted at once; not while
+    /// another agent's offer is open, nor once someone has it.
+    #[test]
+    fn a_waiting_session_is_assigned_at_once_only_while_no_offer_is_open() {
+        let ids = ids();
+        let queued = queued(&ids);
+        let (offer_id, agent_id, at) = (OfferId::new(), UserId::new(), t0());
+        let events = Given::given(queued.clone()).when(SessionCommand::Assign { offer_id, agent_id, at }).events();
+        assert_eq!(
+            events,
+            vec![
+                AgentOffered { offer_id, agent_id, expires_at: at }.into(),
+                OfferAccepted { offer_id, agent_id }.into(),
+                AgentAssigned { agent_id, group: "cards".into() }.into(),
+            ]
+        );
+        let mut h = queued.clone();
+        h.extend(events);
+        assert_eq!((Session::fold(&h).status, Session::fold(&h).agent), (SessionStatus::Assigned, Some(agent_id)));
+        for history in [offered(&ids), h] {
+            let err = Given::given(history).when(SessionCommand::Assign { offer_id, agent_id, at }).refused();
+            assert!(matches!(err, DomainError::NotAllowed { command: "Assign", .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_waiting_session_moves_to_another_groups_queue_ahead() {
+        let ids = ids();
+        let queued = queued(&ids);
+        Given::given(queued.clone()).when(SessionCommand::Requeue { group: " loans ".into() }).then([SessionQueued {
+            group: "loans".into(),
+            priority: 1,
+        }
+        .into()]);
+        let err = Given::given(queued).when(SessionCommand::Requeue { group: "cards".into() }).refused();
+        assert!(matches!(err, DomainError::Invalid(_)), "already there: {err}");
+        let err = Given::given(offered(&ids)).when(SessionCommand::Requeue { group: "loans".into() }).refused();
+        assert!(matches!(err, DomainError::NotAllowed { .. }), "{err}");
     }
 
     #[test]
