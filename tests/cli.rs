@@ -1,7 +1,9 @@
 //! The `witness` binary as a user runs it: seed, verify, schema export,
 //! serve, and clear errors for bad arguments.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -89,13 +91,7 @@ fn serve_answers_healthz_and_creates_its_signing_key() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve exited before listening").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let addr = common::listening_address(&mut child);
     let mut stream = TcpStream::connect(&addr).unwrap();
     stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut response = String::new();

@@ -3,7 +3,9 @@
 //! API only. Each test reproduces one finding and checks the server is
 //! still up (and its memory bounded) afterwards.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -47,15 +49,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("serve exited before listening").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep reading the log, or the server blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let addr = common::listening_address(&mut child);
         Server { child, addr, _dir: dir }
     }
 

@@ -181,10 +181,8 @@ async fn waiting_sessions_are_picked_assigned_and_moved_by_people() {
         }
     };
     let first = waiting("first").await;
-    assert_eq!(
-        w.post(&format!("/api/sessions/{first}/pick"), &agent, json!({})).await["version"].as_u64().is_some(),
-        true
-    );
+    let picked = w.post(&format!("/api/sessions/{first}/pick"), &agent, json!({})).await;
+    assert!(picked["version"].is_u64(), "{picked}");
     let view = w.get(&format!("/api/sessions/{first}"), &agent).await;
     assert_eq!(view["status"], "assigned");
     assert_eq!(view["masked"], false, "the agent who picked it reads it");

@@ -72,3 +72,19 @@ pub async fn session_with(store: &EventStore, messages: usize) -> (StreamId, Vec
     let result = store.append(&tenant(), &stream, ExpectedVersion::NO_STREAM, events).await.unwrap();
     (stream, result.events)
 }
+
+/// The address a `witness serve` started with its log on a pipe is
+/// listening on (`--listen 127.0.0.1:0` picks a free port); the rest of its
+/// log is read and dropped, so that the server never blocks on a full pipe.
+pub fn listening_address(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("serve's stderr piped")).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve exited before listening").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    addr
+}
