@@ -42,7 +42,8 @@ pub struct Hub {
 #[derive(Debug)]
 pub struct Published {
     pub event: RecordedEvent,
-    frames: [std::sync::OnceLock<axum::extract::ws::Utf8Bytes>; 2],
+    /// By (unmasked, staff): see [`crate::sessions::EventView`].
+    frames: [std::sync::OnceLock<axum::extract::ws::Utf8Bytes>; 4],
     offered_to: std::sync::OnceLock<Option<witness_schemas::UserId>>,
 }
 
@@ -80,10 +81,10 @@ impl Published {
             })
     }
 
-    fn frame(&self, unmasked: bool) -> axum::extract::ws::Utf8Bytes {
-        self.frames[unmasked as usize]
+    fn frame(&self, unmasked: bool, staff: bool) -> axum::extract::ws::Utf8Bytes {
+        self.frames[unmasked as usize + 2 * staff as usize]
             .get_or_init(|| {
-                let view = crate::sessions::EventView::new(&self.event, unmasked);
+                let view = crate::sessions::EventView::new(&self.event, unmasked, staff);
                 serde_json::json!({ "type": "event", "event": view }).to_string().into()
             })
             .clone()
@@ -385,7 +386,7 @@ async fn push(
                         break;
                     }
                     Ok(published) => match filter.admit(&published) {
-                        Some(unmasked) => published.frame(unmasked),
+                        Some(unmasked) => published.frame(unmasked, filter.caller.r != witness_schemas::Role::Customer),
                         None => continue,
                     },
                     Err(broadcast::error::RecvError::Lagged(n)) => {

@@ -167,10 +167,14 @@ async fn start(
     Ok((StatusCode::CREATED, Json(Started { session_id })))
 }
 
-/// One event of a session as a caller sees it.
+/// One event of a session as a caller sees it. The event's position in
+/// the log is shown to staff only: it counts every tenant's events, so a
+/// customer comparing two of theirs would learn the whole service's volume
+/// (issue 27, L6). `stream` and `version` identify an event for everyone.
 #[derive(Serialize)]
 pub(crate) struct EventView {
-    position: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<u64>,
     /// `session-<id>`, `agent-<id>`, `ticket-<id>`, `tenant-<slug>`.
     stream: String,
     version: u64,
@@ -181,13 +185,13 @@ pub(crate) struct EventView {
 }
 
 impl EventView {
-    pub fn new(e: &RecordedEvent, unmasked: bool) -> Self {
+    pub fn new(e: &RecordedEvent, unmasked: bool, staff: bool) -> Self {
         let mut payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
         if !unmasked {
             mask_personal(&mut payload);
         }
         Self {
-            position: e.position,
+            position: staff.then_some(e.position),
             stream: e.stream_id.to_string(),
             version: e.stream_version,
             event_type: e.event_type.clone(),
@@ -229,7 +233,7 @@ async fn show(
         agent_id: s.state.agent,
         open_offer: s.state.offer.as_ref().filter(|_| unmasked).map(|o| o.offer_id),
         masked: !unmasked,
-        events: events.iter().map(|e| EventView::new(e, unmasked)).collect(),
+        events: events.iter().map(|e| EventView::new(e, unmasked, caller.r != Role::Customer)).collect(),
     }))
 }
 

@@ -297,7 +297,7 @@ async fn events(
     // log to its end would append to it for ever.
     let personal = ours.iter().filter(|e| e.stream_id.kind != witness_schemas::StreamKind::Access).count();
     record_view(&state, &caller, "event_log", None, personal).await?;
-    let events: Vec<EventView> = ours.into_iter().map(|e| EventView::new(e, unmasked)).collect();
+    let events: Vec<EventView> = ours.into_iter().map(|e| EventView::new(e, unmasked, true)).collect();
     Ok(Json(EventsPage { events, next }))
 }
 

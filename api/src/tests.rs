@@ -162,6 +162,19 @@ async fn login_gives_a_token_for_the_right_password_only_and_writes_nothing() {
     assert_eq!(w.events().await, before);
 }
 
+/// Issue 27, L6: a customer comparing the positions of two of their events
+/// learnt how much the whole service wrote between them.
+#[tokio::test]
+async fn a_customer_sees_no_log_positions_staff_do() {
+    let w = World::new().await;
+    let (customer, id) = w.session("acme", "hello").await;
+    let own = w.get(&format!("/api/sessions/{id}"), &customer).await;
+    let events = own["events"].as_array().unwrap();
+    assert!(!events.is_empty() && events.iter().all(|e| e.get("position").is_none() && e["version"].is_u64()), "{own}");
+    let staff = w.get(&format!("/api/sessions/{id}"), w.token("acme", Role::Compliance)).await;
+    assert!(staff["events"].as_array().unwrap().iter().all(|e| e["position"].is_u64()), "{staff}");
+}
+
 /// Issue 28, item 1: agents take waiting sessions from the queue;
 /// supervisors give one to an agent or move it to another group.
 #[tokio::test]
@@ -1135,6 +1148,9 @@ mod websocket {
         .await;
         let to_alice = drain(&mut alice_ws).await;
         assert!(to_alice.iter().all(|f| f["event"]["stream"] == format!("session-{a}")), "{to_alice:?}");
+        // Issue 27, L6: a customer sees no positions in the log (they count
+        // every tenant's events); staff do.
+        assert!(to_alice.iter().all(|f| f["event"]["position"].is_null() && f["event"]["version"].is_u64()));
         assert!(to_alice.iter().any(|f| f["event"]["payload"]["content"]["text"] == "card 4242 is blocked"));
         assert!(drain(&mut bob_ws).await.is_empty(), "Bob hears nothing of Alice's session");
         // Globex's compliance officer hears only that their own unmasked feed was logged.
@@ -1143,6 +1159,7 @@ mod websocket {
         assert!(!Value::Array(to_globex).to_string().contains("acme"), "another tenant hears nothing");
         let supervised = drain(&mut supervisor_ws).await;
         assert!(!supervised.is_empty());
+        assert!(supervised.iter().all(|f| f["event"]["position"].is_u64()), "{supervised:?}");
         assert!(!Value::Array(supervised).to_string().contains("4242"), "masked for supervisors");
         assert!(Value::Array(drain(&mut compliance_ws).await).to_string().contains("4242"));
     }

@@ -36,8 +36,9 @@ function note(text) {
 
 // One event, whether it came over the socket or from the first load.
 function render(e) {
-  if (seen.has(e.position)) return;
-  seen.add(e.position);
+  const id = `${e.stream}/${e.version}`;
+  if (seen.has(id)) return;
+  seen.add(id);
   const p = e.payload;
   switch (e.event_type) {
     case "CustomerMessage": line("customer", "You", p.content); break;
