@@ -419,3 +419,30 @@ fn the_probe_repeated_leaves_the_server_up_small_and_its_log_intact() {
     let verified = Command::new(env!("CARGO_BIN_EXE_witness")).current_dir(&dir).arg("verify").output().unwrap();
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
 }
+
+/// A WebSocket keeps its place under the connection caps while it is open
+/// (an upgraded connection once left them, so sockets escaped the cap).
+#[test]
+fn open_websockets_count_under_the_connection_cap() {
+    use tokio_tungstenite::tungstenite::{client, Message};
+    let server = Server::start(&["--max-connections-per-address", "3"]);
+    let token = server.supervisor();
+    let open = || {
+        let stream = TcpStream::connect(&server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (mut socket, _) = client::client(format!("ws://{}/api/ws", server.addr), stream).unwrap();
+        socket.send(Message::Text(serde_json::json!({ "type": "auth", "token": token }).to_string().into())).unwrap();
+        let hello = socket.read().unwrap();
+        assert!(hello.to_text().unwrap().contains("hello"), "{hello:?}");
+        socket
+    };
+    let mut sockets: Vec<_> = (0..3).map(|_| open()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fourth = TcpStream::connect(&server.addr).unwrap();
+    assert!(closed_by_server(&mut fourth, Duration::from_secs(2)), "three sockets open, the fourth connection kept");
+    sockets.pop().unwrap().close(None).unwrap();
+    drop(sockets.pop());
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body) = request(&server.addr, "GET", "/healthz", None, None);
+    assert_eq!(status, 200, "a place is free again: {body}");
+}

@@ -206,6 +206,7 @@ pub async fn run(store: EventStore, hub: Hub, config: RouterConfig) {
 /// may not outlive the right to read what it carries.
 pub(crate) async fn ws(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
+    slot: Option<axum::Extension<crate::server::Slot>>,
     headers: axum::http::HeaderMap,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
     upgrade: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -215,6 +216,8 @@ pub(crate) async fn ws(
         upgrade.map_err(|e| crate::ApiError::bad_request(format!("not a WebSocket request: {}", e.body_text())))?;
     let session = q.get("session").cloned();
     Ok(upgrade.on_upgrade(move |mut socket| async move {
+        // The socket counts under the connection caps while it is open.
+        let _slot = slot;
         match authenticate(&state, &mut socket, session.as_deref()).await {
             Ok((caller, session)) => {
                 let feed = state.hub.subscribe();

@@ -12,8 +12,9 @@
 //!   [`Limits::max_connections_per_address`] from one address; a
 //!   connection past either is closed as soon as it is accepted.
 //!
-//! WebSockets leave these bounds once upgraded; [`crate::live`] pings them
-//! and closes them when their token expires.
+//! An upgraded connection (a WebSocket) keeps its place under the caps
+//! until the socket closes ([`Slot`]); [`crate::live`] pings it and closes
+//! it when its token expires.
 //!
 //! Each request carries the peer's address as
 //! `axum::extract::ConnectInfo<SocketAddr>`, for the limits per address.
@@ -91,6 +92,20 @@ impl Drop for Counted {
     }
 }
 
+/// A connection's place under the caps, released when the last holder
+/// drops it: the connection's task, and a WebSocket's handler after an
+/// upgrade (it takes it from the request's extensions).
+#[derive(Clone)]
+pub struct Slot {
+    _held: Arc<(tokio::sync::OwnedSemaphorePermit, Counted)>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot")
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets the
 /// open requests finish (at most 10 s) and returns.
 pub async fn serve(
@@ -125,9 +140,12 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let slot = Slot { _held: Arc::new((permit, counted)) };
         let (router, body_idle, mut stopping) = (router.clone(), limits.body_idle_timeout, stopping.clone());
+        let request_slot = slot.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(request_slot.clone());
             let request = request.map(|body| axum::body::Body::new(IdleBody::new(body, body_idle)));
             router.clone().oneshot(request)
         });
@@ -147,7 +165,7 @@ pub async fn serve(
                 connection.as_mut().graceful_shutdown();
                 let _ = connection.await;
             }
-            drop((permit, counted));
+            drop(slot);
         });
     }
     let _ = stop.send(true);
