@@ -162,6 +162,45 @@ async fn login_gives_a_token_for_the_right_password_only_and_writes_nothing() {
     assert_eq!(w.events().await, before);
 }
 
+/// Issue 27, L5: free text was bounded only by the 64 KiB body (a 60 KB
+/// transfer reason and a 60 KB locale were stored), and file names with
+/// NUL, U+202E or `CON` were accepted.
+#[tokio::test]
+async fn oversized_fields_and_deceptive_file_names_are_refused_and_write_nothing() {
+    let w = World::new().await;
+    let router = tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+    let (customer, agent, id) = websocket::assigned(&w).await;
+    let before = w.events().await;
+    let long = "x".repeat(60_000);
+    let refused = [
+        (&agent, format!("/api/sessions/{id}/transfer"), json!({ "to": { "kind": "human" }, "reason": long })),
+        (
+            &agent,
+            format!("/api/sessions/{id}/transfer"),
+            json!({ "to": { "kind": "group", "group": long }, "reason": "r" }),
+        ),
+        (&customer, "/api/sessions".to_owned(), json!({ "business_type": "cards", "locale": long })),
+        (&customer, "/api/sessions".to_owned(), json!({ "business_type": "cards", "locale": "<script>" })),
+        (&agent, format!("/api/sessions/{id}/wrap-up"), json!({ "disposition": "ok\u{0}" })),
+    ];
+    for (token, uri, body) in refused {
+        let (status, answer) = w.call(Method::POST, &uri, Some(token), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {answer}");
+        assert!(answer["error"].as_str().unwrap().len() < 500, "the error names the problem briefly: {answer}");
+    }
+    let (_, stored) = upload(&w, &customer, Some(&id), b"statement".to_vec()).await;
+    let hash = stored["sha256"].as_str().unwrap().to_owned();
+    for name in ["bill\u{0}.txt", "invoice\u{202E}fdp.exe", "CON", "nul.txt", "../etc/passwd"] {
+        let file = json!({ "kind": "file", "attachment": { "sha256": hash, "file_name": name,
+            "media_type": "text/plain", "bytes": 1 } });
+        let (status, answer) =
+            w.call(Method::POST, &format!("/api/sessions/{id}/messages"), Some(&customer), Some(file)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}: {answer}");
+    }
+    assert_eq!(w.events().await, before, "nothing written");
+    router.abort();
+}
+
 /// Issue 27, L6: a customer comparing the positions of two of their events
 /// learnt how much the whole service wrote between them.
 #[tokio::test]
