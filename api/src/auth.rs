@@ -315,11 +315,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// wrong login takes as long as a wrong password (issue 27, M4).
 pub fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        let mut random = [0u8; 32];
-        OsRng.fill_bytes(&mut random);
-        hash_password(&hex::encode(random))
-    })
+    DECOY.get_or_init(|| hash_password(&hex::encode(random_key())))
 }
 
 /// Which users' tokens are refused up to when (issue 27, L1): what this
@@ -378,30 +374,27 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if let Some(value) = header {
-            let token = value
-                .strip_prefix("Bearer ")
-                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "use `Authorization: Bearer TOKEN`"))?;
-            let claims = state.keys.verify(token, Utc::now())?;
-            state.revocations.check(&state.store, &claims).await?;
-            return Ok(Caller(claims));
-        }
         let param = |name: &str| {
             parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix(name)).map(str::to_owned))
         };
-        if let Some(link) = param("link=") {
-            let claims = state.keys.verify_link(&link, parts.uri.path(), Utc::now())?;
-            state.revocations.check(&state.store, &claims).await?;
-            return Ok(Caller(claims));
-        }
-        if param("token=").is_some() {
+        let claims = if let Some(value) = header {
+            let token = value
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "use `Authorization: Bearer TOKEN`"))?;
+            state.keys.verify(token, Utc::now())?
+        } else if let Some(link) = param("link=") {
+            state.keys.verify_link(&link, parts.uri.path(), Utc::now())?
+        } else if param("token=").is_some() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "a token is never taken from a URL: send `Authorization: Bearer TOKEN`, or open files with a link \
                  from POST /api/links",
             ));
-        }
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "no token: log in first"))
+        } else {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "no token: log in first"));
+        };
+        state.revocations.check(&state.store, &claims).await?;
+        Ok(Caller(claims))
     }
 }
 

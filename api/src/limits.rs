@@ -63,8 +63,8 @@ impl<K: Hash + Eq + Clone> RateLimit<K> {
     /// Whether `key` has a token, without taking it.
     pub fn check(&self, key: &K) -> Result<(), u64> {
         let buckets = self.buckets.lock().expect("rate limit");
-        match buckets.get(key) {
-            Some(b) if self.level(*b, Instant::now()) < 1.0 => Err(self.wait(self.level(*b, Instant::now()))),
+        match buckets.get(key).map(|b| self.level(*b, Instant::now())) {
+            Some(tokens) if tokens < 1.0 => Err(self.wait(tokens)),
             _ => Ok(()),
         }
     }

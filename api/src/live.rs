@@ -184,7 +184,7 @@ pub async fn run(store: EventStore, hub: Hub, config: RouterConfig) {
 
 // ----------------------------------------------------------------- WebSocket
 
-/// `GET /api/ws?token=TOKEN[&session=ID]`: the caller's tenant's new events,
+/// `GET /api/ws[?session=ID]`: the caller's tenant's new events,
 /// as JSON text frames (`{"type":"event","event":{…}}`), from the moment of
 /// connecting. A customer must name their session and gets its events only;
 /// an agent gets every session's and agent's events, personal fields masked
@@ -224,13 +224,17 @@ pub(crate) async fn ws(
                 push(state, socket, feed, caller, session).await
             }
             Err(e) => {
-                let code = 4000 + e.status().as_u16();
                 let reason = e.message().chars().take(100).collect::<String>();
-                let close = axum::extract::ws::CloseFrame { code, reason: reason.into() };
-                let _ = socket.send(axum::extract::ws::Message::Close(Some(close))).await;
+                close(&mut socket, 4000 + e.status().as_u16(), &reason).await;
             }
         }
     }))
+}
+
+/// Closes `socket` with `code` and `reason`.
+async fn close(socket: &mut axum::extract::ws::WebSocket, code: u16, reason: &str) {
+    let frame = axum::extract::ws::CloseFrame { code, reason: reason.into() };
+    let _ = socket.send(axum::extract::ws::Message::Close(Some(frame))).await;
 }
 
 /// How long a new socket has to send its token.
@@ -372,8 +376,7 @@ async fn push(
     loop {
         tokio::select! {
             () = &mut expiry => {
-                let close = axum::extract::ws::CloseFrame { code: CLOSE_EXPIRED, reason: "token expired".into() };
-                let _ = socket.send(Message::Close(Some(close))).await;
+                close(&mut socket, CLOSE_EXPIRED, "token expired").await;
                 break;
             }
             _ = ping.tick() => {
@@ -384,8 +387,7 @@ async fn push(
             received = feed.recv() => {
                 let frame = match received {
                     Ok(published) if published.revokes(&filter.caller) => {
-                        let close = axum::extract::ws::CloseFrame { code: CLOSE_EXPIRED, reason: "signed out".into() };
-                        let _ = socket.send(Message::Close(Some(close))).await;
+                        close(&mut socket, CLOSE_EXPIRED, "signed out").await;
                         break;
                     }
                     Ok(published) => match filter.admit(&published) {

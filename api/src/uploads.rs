@@ -118,6 +118,30 @@ impl UploadStore {
         Self { quota: (files, bytes), ..self }
     }
 
+    /// Stores `bytes` uploaded by `session`'s customer, within the session's
+    /// quota (429 past it, nothing counted or stored), and remembers it as
+    /// theirs to attach.
+    async fn put_into_session(
+        &self,
+        tenant: &TenantId,
+        session: SessionId,
+        bytes: Bytes,
+    ) -> Result<(Sha256Hex, &'static str), ApiError> {
+        let size = bytes.len();
+        self.charge(session, size)?;
+        let stored = self.put(tenant, bytes).await;
+        let mut sessions = self.sessions.lock().expect("uploads by session");
+        let used = sessions.entry(session).or_default();
+        match &stored {
+            Ok((sha256, _)) => _ = used.hashes.insert(sha256.as_str().to_owned()),
+            Err(_) => {
+                used.files = used.files.saturating_sub(1);
+                used.bytes = used.bytes.saturating_sub(size as u64);
+            }
+        }
+        stored
+    }
+
     /// Counts `bytes` more against `session`'s quota, or refuses (429)
     /// without counting them.
     fn charge(&self, session: SessionId, bytes: usize) -> Result<(), ApiError> {
@@ -131,16 +155,6 @@ impl UploadStore {
         used.files += 1;
         used.bytes += bytes as u64;
         Ok(())
-    }
-
-    /// Gives back what [`UploadStore::charge`] counted for a file that was
-    /// then refused.
-    fn refund(&self, session: SessionId, bytes: usize) {
-        let mut sessions = self.sessions.lock().expect("uploads by session");
-        if let Some(used) = sessions.get_mut(&session) {
-            used.files = used.files.saturating_sub(1);
-            used.bytes = used.bytes.saturating_sub(bytes as u64);
-        }
     }
 
     /// Whether `hash` was uploaded into `session` by its customer.
@@ -380,7 +394,8 @@ async fn upload(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let body = body.map_err(|_| too_large(state.uploads.limit))?;
-    if caller.r == Role::Customer {
+    let size = body.len();
+    let (sha256, media_type) = if caller.r == Role::Customer {
         let id = q.session.ok_or_else(|| {
             ApiError::bad_request("a customer uploads into their session: add `?session=` and its id")
         })?;
@@ -389,27 +404,11 @@ async fn upload(
         if matches!(session.state.status, WrapUp | Closed) {
             return Err(ApiError::new(StatusCode::CONFLICT, "the session has ended"));
         }
-        let size = body.len();
-        state.uploads.charge(session.id, size)?;
-        let (sha256, media_type) = match state.uploads.put(&caller.t, body).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                state.uploads.refund(session.id, size);
-                return Err(e);
-            }
-        };
-        let mut sessions = state.uploads.sessions.lock().expect("uploads by session");
-        sessions.entry(session.id).or_default().hashes.insert(sha256.as_str().to_owned());
-        drop(sessions);
-        return Ok((StatusCode::CREATED, Json(uploaded(&sha256, media_type, size))));
-    }
-    let size = body.len();
-    let (sha256, media_type) = state.uploads.put(&caller.t, body).await?;
-    Ok((StatusCode::CREATED, Json(uploaded(&sha256, media_type, size))))
-}
-
-fn uploaded(sha256: &Sha256Hex, media_type: &str, size: usize) -> serde_json::Value {
-    serde_json::json!({ "sha256": sha256, "media_type": media_type, "bytes": size })
+        state.uploads.put_into_session(&caller.t, session.id, body).await?
+    } else {
+        state.uploads.put(&caller.t, body).await?
+    };
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "sha256": sha256, "media_type": media_type, "bytes": size }))))
 }
 
 #[derive(Deserialize)]
