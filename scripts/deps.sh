@@ -123,6 +123,11 @@ need_gstreamer() {
         gstreamer1.0-nice gstreamer1.0-tools gstreamer1.0-plugins-base-apps ffmpeg
 }
 
+# CPU hogs for the tests that record calls on a busy machine.
+need_load_tools() {
+    apt_install stress-ng
+}
+
 need_postgres() {
     apt_install postgresql
     PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)

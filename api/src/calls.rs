@@ -35,8 +35,8 @@ use witness_media::server::Report;
 use witness_media::server::{IceCandidateInit, MediaError, MediaServer, Signal};
 use witness_media::sfu::MediaEvent;
 use witness_schemas::{
-    Actor, CallId, CallKind, MediaDevice, ParticipantRole, RecordingId, RecordingReason, RecordingSegmentClosed, Role,
-    SessionId, Sha256Hex, StreamId,
+    Actor, CallId, CallKind, MediaDevice, ParticipantRole, RecordingId, RecordingInterrupted, RecordingReason,
+    RecordingSegmentClosed, Role, SessionId, Sha256Hex, StreamId,
 };
 
 use crate::auth::{Caller, Claims};
@@ -433,9 +433,12 @@ pub async fn record(store: witness_engine::EventStore, mut reports: mpsc::Unboun
                 };
                 (room, SessionCommand::CloseSegment { segment })
             }
-            Report::RecordingFailed { recording, error, .. } => {
-                tracing::error!(recording = %recording, error = %error, "a track's recorder failed");
-                continue;
+            Report::RecordingFailed { room, recording, track, error, resumed } => {
+                tracing::error!(recording = %recording, error = %error, resumed, "a track's recorder failed");
+                let Ok(recording_id) = recording.parse::<RecordingId>() else { continue };
+                let error: String = error.chars().take(500).collect();
+                let interruption = RecordingInterrupted { recording_id, track_id: track, error, resumed };
+                (room, SessionCommand::InterruptRecording { interruption })
             }
         };
         let Ok(session) = room.parse::<SessionId>() else { continue };

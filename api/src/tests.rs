@@ -1382,6 +1382,44 @@ mod websocket {
         assert_eq!(types(&view).iter().filter(|t| *t == "RecordingStopped").count(), 1, "{:?}", types(&view));
     }
 
+    /// A track's recorder that failed (and was restarted, or not) leaves
+    /// its gap on the session's record; a report naming a recording the
+    /// session does not have writes nothing.
+    #[tokio::test]
+    async fn a_recorders_failure_is_recorded_as_a_gap_in_the_session() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let (customer, agent, id) = assigned(&w).await;
+        w.post(&format!("/api/sessions/{id}/call"), &customer, json!({ "kind": "audio" })).await;
+        w.post(&format!("/api/sessions/{id}/recording"), &agent, json!({ "record": true })).await;
+        let view = w.get(&format!("/api/sessions/{id}"), &agent).await;
+        let started = view["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "RecordingStarted");
+        let recording = started.expect("recording")["payload"]["recording_id"].as_str().unwrap().to_owned();
+
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let pump = tokio::spawn(calls::record(w.state.store.clone(), rx));
+        let failed = |recording: &str, resumed| witness_media::server::Report::RecordingFailed {
+            room: id.clone(),
+            recording: recording.to_owned(),
+            track: "customer-mic".into(),
+            error: "Queued GOP time is negative".into(),
+            resumed,
+        };
+        let before = w.events().await;
+        tx.send(failed(&witness_schemas::RecordingId::new().to_string(), true)).unwrap();
+        tx.send(failed("not-a-recording", true)).unwrap();
+        tx.send(failed(&recording, true)).unwrap();
+        drop(tx);
+        pump.await.unwrap();
+        assert_eq!(w.events().await, before + 1, "only the session's own recording's gap is written");
+        let view = w.get(&format!("/api/sessions/{id}"), &agent).await;
+        let gap = view["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "RecordingInterrupted");
+        let gap = &gap.expect("the gap is on the record")["payload"];
+        assert_eq!((gap["recording_id"].as_str(), gap["track_id"].as_str()), (Some(&*recording), Some("customer-mic")));
+        assert_eq!(gap["resumed"], true);
+        assert!(gap["error"].as_str().unwrap().contains("Queued GOP"), "{gap}");
+    }
+
     #[tokio::test]
     async fn call_signaling_refuses_bad_messages_and_strangers_and_writes_nothing() {
         let w = World::new().await;

@@ -38,6 +38,10 @@ pub enum RecorderError {
     Codec(String),
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    /// The track's pipeline failed; `resumed`: it was restarted and the
+    /// track goes on in a new segment.
+    #[error("recording interrupted: {error}; {}", if *.resumed { "resumed in a new segment" } else { "not resumed" })]
+    Interrupted { error: String, resumed: bool },
 }
 
 fn gst_error(e: impl std::fmt::Display) -> RecorderError {
@@ -90,6 +94,7 @@ pub struct TrackRecorder {
     source: Arc<Source>,
     clock: gst::Clock,
     base_time: gst::ClockTime,
+    timing: Arc<Timing>,
     bus_thread: Option<std::thread::JoinHandle<()>>,
     alive: Arc<AtomicBool>,
 }
@@ -200,6 +205,8 @@ impl TrackRecorder {
             });
 
             let last = pipeline.by_name("last").expect("named in the description");
+            let timing = Arc::new(Timing::default());
+            keep_time_moving(&last, timing.clone());
             give_frames_durations(&last);
             let frames = count_frames(&last);
 
@@ -215,7 +222,10 @@ impl TrackRecorder {
             let watching = alive.clone();
             let bus_thread = std::thread::Builder::new()
                 .name("witness-recorder".into())
-                .spawn(move || watch_bus(bus, &watching, &frames, on_segment))
+                .spawn({
+                    let (pipeline, timing) = (pipeline.clone(), timing.clone());
+                    move || watch_bus(bus, &pipeline, &watching, &frames, &timing, on_segment)
+                })
                 .map_err(|e| RecorderError::Gstreamer(e.to_string()))?;
             // Packets are stamped with their arrival (running) time by `push`,
             // on this clock from this base: not when the recorder's threads,
@@ -232,7 +242,7 @@ impl TrackRecorder {
             }
             let source = Arc::new(Source { appsrc, dropped: AtomicU64::new(0) });
             let dir = dir.to_owned();
-            Ok(TrackRecorder { pipeline, dir, source, clock, base_time, bus_thread: Some(bus_thread), alive })
+            Ok(TrackRecorder { pipeline, dir, source, clock, base_time, timing, bus_thread: Some(bus_thread), alive })
         })
     }
 
@@ -250,10 +260,21 @@ impl TrackRecorder {
     /// too busy to record loses media from its recordings, not from its
     /// calls.
     pub fn push(&self, rtp: impl Into<bytes::Bytes>) {
-        let arrived = self.clock.time().saturating_sub(self.base_time);
+        self.push_arrived(rtp, self.clock.time().saturating_sub(self.base_time));
+    }
+
+    /// [`TrackRecorder::push`] with the arrival time given: how tests
+    /// replay a machine whose timestamps jump.
+    fn push_arrived(&self, rtp: impl Into<bytes::Bytes>, arrived: gst::ClockTime) {
         if feeder().try_send(Feed::Packet(self.source.clone(), rtp.into(), arrived)).is_err() {
             self.source.count_dropped(1);
         }
+    }
+
+    /// Frames whose time was moved later to keep the recording's time
+    /// moving on ([`keep_time_moving`]).
+    pub fn retimed_frames(&self) -> u64 {
+        self.timing.retimed.load(Ordering::Relaxed)
     }
 
     /// Packets this recorder dropped (recording too far behind).
@@ -336,7 +357,11 @@ impl Source {
             self.count_dropped(list.len() as u64);
             return;
         }
-        let _ = self.appsrc.push_buffer_list(list);
+        let packets = list.len() as u64;
+        // Refused while a failed pipeline restarts: part of its gap.
+        if self.appsrc.push_buffer_list(list).is_err() {
+            self.count_dropped(packets);
+        }
     }
 }
 
@@ -452,6 +477,75 @@ fn in_the_background(status: &gst::message::StreamStatus) {
     }
 }
 
+/// What [`keep_time_moving`] did to a track's frames.
+#[derive(Debug, Default)]
+struct Timing {
+    /// Frames moved later than their own time.
+    retimed: AtomicU64,
+    /// Where the last frame sent on ends (running time, ns).
+    end: AtomicU64,
+}
+
+/// How much closer to its own time each re-timed Opus frame is placed
+/// than right after the one before: a track pushed later by a jump back
+/// returns to its own times at 1 ms a frame (50 ms a second).
+const CATCH_UP: gst::ClockTime = gst::ClockTime::from_mseconds(1);
+
+/// Keeps the time of every frame `element` sends on (to the muxer) later
+/// than the frame's before it, whatever the arrival times did.
+///
+/// Frames are stamped with their arrival and the jitterbuffer turns that
+/// into a time per frame; on a busy machine those times can jump back (the
+/// jitterbuffer resetting its estimate of the sender's clock after a stall).
+/// `splitmuxsink` refuses a stream whose time goes back past what it has
+/// written ("Queued GOP time is negative") and that ended the track's
+/// recording. Instead, a frame earlier than the one before it is placed
+/// right after it — an Opus frame its length on, less [`CATCH_UP`], so the
+/// track returns to its own times; a VP8 frame, which states no length,
+/// 1 ms on, so the picture catches up at once — and counted (if moved by
+/// more than the length); its decoding time is its presentation
+/// time (neither VP8 nor Opus reorders frames). A frame without any time
+/// takes the next slot; one before any timed frame is dropped and counted.
+fn keep_time_moving(element: &gst::Element, timing: Arc<Timing>) {
+    // (the last frame's time as sent, its length)
+    let last = std::sync::Mutex::new(None::<(gst::ClockTime, gst::ClockTime)>);
+    let pad = element.static_pad("src").expect("the element has a src pad");
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let mut last = last.lock().expect("timing poisoned");
+        let own = buffer.pts().or(buffer.dts());
+        let earliest =
+            last.map(|(time, length)| time + gst::ClockTime::from_mseconds(1).max(length.saturating_sub(CATCH_UP)));
+        let time = match (own, earliest) {
+            // (Not seen: the jitterbuffer times every packet.)
+            (None, None) => return gst::PadProbeReturn::Drop,
+            (Some(own), Some(earliest)) if own < earliest => {
+                // A jitter of less than a frame is not worth counting.
+                if earliest - own > last.map_or(gst::ClockTime::ZERO, |(_, length)| length) {
+                    timing.retimed.fetch_add(1, Ordering::Relaxed);
+                }
+                earliest
+            }
+            (Some(own), _) => own,
+            (None, Some(earliest)) => earliest,
+        };
+        // Only a length the frame states: the interval between video
+        // frames (which have none here) varies, and spacing late frames by
+        // the last one stretched a busy camera's recording by seconds.
+        let length = buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+        *last = Some((time, length));
+        timing.end.store((time + length).nseconds(), Ordering::Relaxed);
+        if own != Some(time) || buffer.dts() != Some(time) {
+            let buffer = buffer.make_mut();
+            buffer.set_pts(time);
+            buffer.set_dts(time);
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 /// Gives each buffer `element` sends on that has no duration one: the
 /// interval since the buffer before it (a frame's duration, as far as can be
 /// known before the next frame arrives), 1/30 s for the first.
@@ -509,27 +603,41 @@ fn file_index(path: &Path) -> Option<u32> {
     path.file_name()?.to_str()?.strip_suffix(".webm")?.parse().ok()
 }
 
-/// Reports closed fragments until end of stream, an error, or shutdown.
+/// How many times a track's pipeline is restarted after it failed before
+/// the track is left unrecorded.
+const MAX_RESTARTS: u32 = 5;
+
+/// Reports closed fragments until end of stream or shutdown.
 /// A recorder stopped before any frame reached the muxer (a camera whose
 /// picture size changed while its recorder was being built) leaves a file
 /// of headers and no stream, which nothing can play: it is deleted, not
 /// reported. `frames` counts the frames sent to the muxer.
+///
+/// A pipeline that fails is restarted (up to [`MAX_RESTARTS`] times), its
+/// next frames going to a new file: what the failed file holds is reported
+/// as a segment like any other, then the interruption as
+/// [`RecorderError::Interrupted`] — so the gap is on the record, and a
+/// recording is never lost whole, nor silently in part.
 fn watch_bus(
     bus: gst::Bus,
+    pipeline: &gst::Pipeline,
     alive: &AtomicBool,
     frames: &AtomicU64,
+    timing: &Timing,
     on_segment: impl Fn(Result<Segment, RecorderError>),
 ) {
     let mut opened_at: u64 = 0;
-    let mut open = false;
+    // The open file and how many frames the muxer had had when it opened.
+    let mut open: Option<(PathBuf, u64)> = None;
     // splitmuxsink may say a file closed twice (seen once in CI: a file of
     // one frame, its end of stream right behind it): each file is one segment.
     let mut last_closed: Option<PathBuf> = None;
     // The last fragment's "closed" message may come after EOS: after EOS,
     // wait a little for it rather than lose the last segment's report.
     let mut eos_at: Option<std::time::Instant> = None;
+    let mut restarts = 0;
     while alive.load(Ordering::Relaxed) {
-        if eos_at.is_some_and(|at| !open || at.elapsed() > Duration::from_secs(2)) {
+        if eos_at.is_some_and(|at| open.is_none() || at.elapsed() > Duration::from_secs(2)) {
             return;
         }
         let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
@@ -540,14 +648,14 @@ fn watch_bus(
             MessageView::Element(element) => {
                 let Some(s) = element.structure() else { continue };
                 let running_time = s.get::<u64>("running-time").unwrap_or(opened_at);
+                let Ok(location) = s.get::<String>("location") else { continue };
                 match s.name().as_str() {
                     "splitmuxsink-fragment-opened" => {
                         opened_at = running_time;
-                        open = true;
+                        open = Some((PathBuf::from(location), frames.load(Ordering::Relaxed)));
                     }
                     "splitmuxsink-fragment-closed" => {
-                        open = false;
-                        let Ok(location) = s.get::<String>("location") else { continue };
+                        open = None;
                         let path = PathBuf::from(location);
                         if last_closed.as_ref() == Some(&path) {
                             continue;
@@ -557,31 +665,64 @@ fn watch_bus(
                             let _ = std::fs::remove_file(&path);
                             continue;
                         }
-                        let index = file_index(&path).unwrap_or_default();
-                        let duration_ms = running_time.saturating_sub(opened_at) / 1_000_000;
-                        let segment =
-                            std::fs::metadata(&path).map_err(|e| RecorderError::Io(path.clone(), e)).and_then(|meta| {
-                                Ok(Segment {
-                                    index,
-                                    bytes: meta.len(),
-                                    duration_ms,
-                                    sha256: sha256_file(&path)?,
-                                    path: path.clone(),
-                                })
-                            });
-                        on_segment(segment);
+                        on_segment(closed_segment(path, running_time.saturating_sub(opened_at)));
                     }
                     _ => {}
                 }
             }
             MessageView::Eos(_) => eos_at = Some(std::time::Instant::now()),
             MessageView::Error(e) => {
-                on_segment(Err(RecorderError::Gstreamer(format!("{} ({:?})", e.error(), e.debug()))));
-                return;
+                let error = format!("{} ({:?})", e.error(), e.debug());
+                // The muxer and file are closed: what the file holds stays.
+                let _ = pipeline.set_state(gst::State::Null);
+                if let Some((path, before)) = open.take() {
+                    // (Frames still queued in splitmuxsink, a GOP, never reached the file.)
+                    let written = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+                    if written && frames.load(Ordering::Relaxed) > before {
+                        let end = timing.end.load(Ordering::Relaxed);
+                        on_segment(closed_segment(path, end.saturating_sub(opened_at)));
+                    } else {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                let resumed = restarts < MAX_RESTARTS
+                    && eos_at.is_none()
+                    && alive.load(Ordering::Relaxed)
+                    && forget_last_file(pipeline)
+                    && pipeline.set_state(gst::State::Playing).is_ok();
+                restarts += 1;
+                on_segment(Err(RecorderError::Interrupted { error, resumed }));
+                if !resumed {
+                    return;
+                }
             }
             _ => {}
         }
     }
+}
+
+/// Points the muxer's file sink away from the file it last wrote: started
+/// again, it opens (and empties) that name before the muxer names the next
+/// file. False if the pipeline has no file sink.
+fn forget_last_file(pipeline: &gst::Pipeline) -> bool {
+    let sink = pipeline
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|element| element.factory().is_some_and(|f| f.name() == "filesink"));
+    sink.map(|sink| sink.set_property("location", "/dev/null")).is_some()
+}
+
+/// A closed file of `duration` nanoseconds as a [`Segment`]: its size and hash.
+fn closed_segment(path: PathBuf, duration: u64) -> Result<Segment, RecorderError> {
+    let bytes = std::fs::metadata(&path).map_err(|e| RecorderError::Io(path.clone(), e))?.len();
+    Ok(Segment {
+        index: file_index(&path).unwrap_or_default(),
+        bytes,
+        duration_ms: duration / 1_000_000,
+        sha256: sha256_file(&path)?,
+        path,
+    })
 }
 
 /// Live synthetic RTP from GStreamer test sources: a tone as Opus, or a
@@ -927,6 +1068,109 @@ mod tests {
         assert!(recorders.iter().all(|&(_, nice)| nice == 19), "{recorders:?}");
         assert_eq!(own_nice(), before);
         recorder.stop();
+    }
+
+    /// Arrival times that jump back (a busy machine: the jitterbuffer's
+    /// clock estimate reset, or a packet stamped late) must not stop the
+    /// recording: splitmuxsink refused such a stream at the next cut with
+    /// "Queued GOP time is negative" and the track's recording ended.
+    #[test]
+    fn a_track_whose_times_jump_back_is_still_recorded_whole() {
+        for video in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let reported = Arc::new(Mutex::new(Vec::new()));
+            let sink = reported.clone();
+            let (codec, pt) = if video { ("video/VP8", 96) } else { ("audio/opus", 111) };
+            let recorder = Arc::new(
+                TrackRecorder::new(
+                    dir.path(),
+                    codec,
+                    pt,
+                    &SegmentNumbers::new(),
+                    Duration::from_millis(1000),
+                    move |s| sink.lock().unwrap().push(s.map_err(|e| e.to_string())),
+                    || {},
+                )
+                .unwrap(),
+            );
+            let feeding = recorder.clone();
+            let started = std::time::Instant::now();
+            // From 1.5 s on, every packet is stamped 900 ms earlier than it arrived.
+            let source = SyntheticSource::start(video, pt, 300, 15, 0, move |rtp| {
+                let now = feeding.clock.time().saturating_sub(feeding.base_time);
+                let back = if started.elapsed() > Duration::from_millis(1500) { 900 } else { 0 };
+                feeding.push_arrived(rtp.to_vec(), now.saturating_sub(gst::ClockTime::from_mseconds(back)));
+            })
+            .unwrap();
+            std::thread::sleep(Duration::from_secs(4));
+            drop(source);
+            let recorder = Arc::try_unwrap(recorder).expect("the source let go");
+            let retimed = recorder.retimed_frames();
+            recorder.stop();
+            let reported = reported.lock().unwrap().clone();
+            let failures: Vec<_> = reported.iter().filter_map(|r| r.as_ref().err()).collect();
+            assert!(failures.is_empty(), "video {video}: {failures:?}");
+            let segments: Vec<Segment> = reported.into_iter().filter_map(Result::ok).collect();
+            assert!(segments.len() >= 3, "video {video}: 1 s segments of 4 s: {segments:?}");
+            let total: u64 = segments.iter().map(|s| s.duration_ms).sum();
+            assert!(total > 3000, "video {video}: {total} ms of 4 s recorded: {segments:?}");
+            assert!(retimed > 0, "video {video}: no frame was re-timed");
+        }
+    }
+
+    /// A pipeline that fails mid-recording (here: its muxer posts an
+    /// error, as on a full disk or a refused stream) is restarted: what the
+    /// failed file holds is reported as a segment, the interruption is
+    /// reported, and the track goes on in new files numbered after it.
+    #[test]
+    fn a_failed_pipeline_is_restarted_and_its_gap_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let sink = reported.clone();
+        let recorder = Arc::new(
+            TrackRecorder::new(
+                dir.path(),
+                "video/VP8",
+                96,
+                &SegmentNumbers::new(),
+                Duration::from_secs(1),
+                move |s| sink.lock().unwrap().push(s),
+                || {},
+            )
+            .unwrap(),
+        );
+        let feeding = recorder.clone();
+        let source = SyntheticSource::start(true, 96, 300, 15, 0, move |rtp| feeding.push(rtp.to_vec())).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let muxing = recorder.pipeline.by_name("sink").unwrap();
+        let failure = gst::message::Error::builder(gst::ResourceError::NoSpaceLeft, "the disk is full (a test)")
+            .src(&muxing)
+            .build();
+        assert!(muxing.post_message(failure).is_ok());
+        std::thread::sleep(Duration::from_millis(2500));
+        drop(source);
+        Arc::try_unwrap(recorder).expect("the source let go").stop();
+
+        let reported = std::mem::take(&mut *reported.lock().unwrap());
+        let gap = reported.iter().position(|r| r.is_err()).expect("the interruption is reported");
+        match &reported[gap] {
+            Err(RecorderError::Interrupted { error, resumed: true }) => {
+                assert!(error.contains("the disk is full"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reported.iter().filter(|r| r.is_err()).count(), 1, "{reported:?}");
+        let (before, after) = (&reported[..gap], &reported[gap + 1..]);
+        let segments: Vec<&Segment> = reported.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert!(!before.is_empty(), "what the failed file holds: {before:?}");
+        assert!(after.len() >= 2, "the track went on in new files: {after:?}");
+        for (i, s) in segments.iter().enumerate() {
+            assert_eq!(s.index as usize, i, "files are numbered on: {segments:?}");
+            assert_eq!(s.sha256, sha256_file(&s.path).unwrap(), "{reported:?}");
+            assert!(s.duration_ms > 0, "{s:?}");
+        }
+        let total: u64 = segments.iter().map(|s| s.duration_ms).sum();
+        assert!(total > 3000, "{total} ms of 4 s recorded: {segments:?}");
     }
 
     #[test]

@@ -191,9 +191,10 @@ pub enum Report {
         duration_ms: u64,
         sha256: String,
     },
-    /// A track's recorder failed (the call goes on; the gap is visible as
-    /// missing segments).
-    RecordingFailed { room: String, recording: String, track: String, error: String },
+    /// A track's recorder failed or could not start (the call goes on).
+    /// `resumed`: it was restarted and the track goes on in a new segment
+    /// after a gap; else the rest of the track is not recorded.
+    RecordingFailed { room: String, recording: String, track: String, error: String, resumed: bool },
 }
 
 /// One STUN or TURN server, as the browser's `RTCIceServer`.
@@ -1876,6 +1877,7 @@ impl Shared {
                     room: room_id.clone(),
                     recording: recording_id.clone(),
                     track: track_id.clone(),
+                    resumed: matches!(e, RecorderError::Interrupted { resumed: true, .. }),
                     error: e.to_string(),
                 },
             };
@@ -1905,6 +1907,7 @@ impl Shared {
                     recording: recording.to_owned(),
                     track: track.to_owned(),
                     error: e.to_string(),
+                    resumed: false,
                 });
                 None
             }

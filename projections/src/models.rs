@@ -122,6 +122,12 @@ pub fn summarize(event: &Event) -> String {
         Event::WrapUpCompleted(e) => format!("wrap-up completed: {}", e.disposition),
         Event::SatisfactionRated(e) => format!("rated {}/5", e.rating.get()),
         Event::RecordingSegmentClosed(e) => format!("recording segment {} of {} closed", e.segment_index, e.track_id),
+        Event::RecordingInterrupted(e) => format!(
+            "recording of {} interrupted ({}): {}",
+            e.track_id,
+            if e.resumed { "resumed in a new segment" } else { "not resumed" },
+            e.error
+        ),
         other => other.event_type().to_owned(),
     }
 }

@@ -475,6 +475,12 @@ payload!(
         sha256: Sha256Hex,
     }
 );
+payload!(
+    /// A track's recorder failed mid-call (or could not start): the track
+    /// has a gap from here. `resumed`: it was restarted and goes on in a
+    /// new segment; else the rest of the track is not recorded.
+    RecordingInterrupted { recording_id: RecordingId, track_id: String, error: String, resumed: bool }
+);
 payload!(RecordingStopped { recording_id: RecordingId });
 payload!(
     /// The dual recording rendered from the per-track segments: agent and
@@ -886,6 +892,7 @@ registry! {
     FaceVerificationCompleted => 2,
     RecordingStarted => 1,
     RecordingSegmentClosed => 1,
+    RecordingInterrupted => 1,
     RecordingStopped => 1,
     RecordingComposited => 1,
     DualRecordingStepStarted => 1,

@@ -217,6 +217,13 @@ pub fn one_of_each() -> Vec<Event> {
             sha256: digest,
         }
         .into(),
+        RecordingInterrupted {
+            recording_id,
+            track_id: "t-mic".into(),
+            error: "Timestamping error on input streams".into(),
+            resumed: true,
+        }
+        .into(),
         TrackUnpublished { call_id, participant_id: "p-customer".into(), track_id: "t-cam".into() }.into(),
         RecordingStopped { recording_id }.into(),
         RecordingComposited {

@@ -88,3 +88,27 @@ pub fn listening_address(child: &mut std::process::Child) -> String {
     std::thread::spawn(move || lines.for_each(drop));
     addr
 }
+
+/// CPU hogs (`stress-ng`, twice as many as there are cores) for
+/// `seconds` or until dropped: a busy machine.
+pub struct Load(std::process::Child);
+
+impl Load {
+    pub fn start(seconds: u32) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let child = std::process::Command::new("stress-ng")
+            .args(["--cpu", &(2 * cores).to_string(), "--timeout", &format!("{seconds}s"), "--quiet"])
+            .spawn()
+            .expect("stress-ng (scripts/test.sh installs it)");
+        // The hogs are running before what is measured starts.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        Load(child)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

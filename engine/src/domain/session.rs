@@ -218,6 +218,10 @@ pub enum SessionCommand {
     CloseSegment {
         segment: RecordingSegmentClosed,
     },
+    /// A track's recorder failed (media reports whether it went on).
+    InterruptRecording {
+        interruption: RecordingInterrupted,
+    },
     StopRecording {
         recording_id: RecordingId,
     },
@@ -308,6 +312,7 @@ impl SessionCommand {
             Self::CallMedia { .. } => "CallMedia",
             Self::StartRecording { .. } => "StartRecording",
             Self::CloseSegment { .. } => "CloseSegment",
+            Self::InterruptRecording { .. } => "InterruptRecording",
             Self::StopRecording { .. } => "StopRecording",
             Self::End { .. } => "End",
             Self::AccessRecording { .. } => "AccessRecording",
@@ -559,6 +564,12 @@ impl Decider for Session {
                     || state.last_recording == Some(segment.recording_id) =>
             {
                 vec![segment.into()]
+            }
+            (_, C::InterruptRecording { interruption })
+                if state.recording == Some(interruption.recording_id)
+                    || state.last_recording == Some(interruption.recording_id) =>
+            {
+                vec![interruption.into()]
             }
             (_, C::StopRecording { recording_id }) if state.recording == Some(recording_id) => {
                 vec![RecordingStopped { recording_id }.into()]
@@ -1224,6 +1235,18 @@ mod tests {
         let mut other = segment.clone();
         other.recording_id = RecordingId::new();
         Given::given(h.clone()).when(SessionCommand::CloseSegment { segment: other }).refused();
+        // A recorder that failed leaves its gap on the record, of this recording only.
+        let gap = RecordingInterrupted {
+            recording_id,
+            track_id: "customer-audio".into(),
+            error: "Queued GOP time is negative".into(),
+            resumed: true,
+        };
+        Given::given(h.clone())
+            .when(SessionCommand::InterruptRecording { interruption: gap.clone() })
+            .then([gap.clone().into()]);
+        let elsewhere = RecordingInterrupted { recording_id: RecordingId::new(), ..gap };
+        Given::given(h.clone()).when(SessionCommand::InterruptRecording { interruption: elsewhere }).refused();
         h.push(RecordingStopped { recording_id }.into());
         let mut last = segment.clone();
         last.segment_index = 1;
