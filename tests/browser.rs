@@ -7,21 +7,14 @@
 //! `scripts/test.sh` installs both. With WITNESS_TEST_ARTIFACTS=DIR the
 //! dashboard's screenshot is kept there.
 //!
-//! The recorded call runs on a busy machine (`stress-ng`), alone: the
-//! other tests wait for it ([`SOLO`]).
+//! The recorded call runs on a busy machine (`stress-ng`); the tests take
+//! turns ([`ONE_AT_A_TIME`]), so the load is its alone.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// Tests share the machine (read); one that loads it runs alone (write).
-static SOLO: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    SOLO.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 struct Server(std::process::Child);
 
@@ -139,7 +132,6 @@ fn run_script(served: &Served, script: &str, env: &[(&str, &str)]) -> String {
 
 #[test]
 fn a_customer_and_an_agent_talk_through_the_pages_and_the_audit_trail_shows_it() {
-    let _shared = shared();
     let served = serve(&[]);
     run_script(&served, "chat.mjs", &[]);
     // What the customer wrote never reaches the server's log.
@@ -158,9 +150,8 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     // load lasts about as long as the sign-in and the call: the composite,
     // rendered after, at the lowest priority, waits for the machine to be
     // free, as it is meant to.
-    let _alone = SOLO.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let _load = common::Load::start(50);
     let served = serve(&["--record-calls"]);
+    let _load = common::Load::start(50);
     let package = served._dir.path().join("review.tar");
     let stdout = run_script(&served, "call.mjs", &[("RECORDED", "1"), ("PACKAGE", package.to_str().unwrap())]);
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -307,7 +298,6 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
 
 #[test]
 fn the_supervisor_dashboard_shows_a_seeded_day_and_live_queues_and_drills_down_to_a_timeline() {
-    let _shared = shared();
     // A day of 240 customers and 5 agents, seeded into the store while the
     // server is stopped (a running server's router would act on the seeded
     // sessions too).
@@ -400,7 +390,6 @@ fn johns_by_yaw(person: &str) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn the_agent_verifies_the_customers_face_from_the_call_video_against_an_id_photo() {
-    let _shared = shared();
     let served = serve(&[]);
     // The ID photo: the most frontal photo of one man. The customer's
     // camera: his other photos, his head turning from one side to the other

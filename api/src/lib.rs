@@ -116,6 +116,9 @@ pub struct AppState {
     pub record_calls: bool,
     /// Composite renderings in progress.
     pub composites: recordings::Composites,
+    /// Who fetched which recording file lately: which fetches are new
+    /// accesses to record ([`recordings::Accesses`]).
+    pub accesses: recordings::Accesses,
     /// Where `witness export --format parquet` writes: what reports query.
     pub export_dir: std::path::PathBuf,
     /// Where report queries run: in this process (the default), or in a
@@ -155,6 +158,7 @@ impl AppState {
             media,
             record_calls: false,
             composites: Default::default(),
+            accesses: Default::default(),
             export_dir: "data/export".into(),
             reports: Default::default(),
             report_timeout: reports::TIMEOUT,

@@ -1,8 +1,10 @@
 //! A session's call recordings: the list, and playback or download of a
 //! segment file with HTTP range requests. Staff who may see the session's
 //! recordings — its agent, supervisors, compliance officers, admins — of its
-//! tenant only; customers never. Every file request, whole or partial, is a
-//! `RecordingAccessed` event in the session (its audit trail).
+//! tenant only; customers never. An access is a `RecordingAccessed` event
+//! in the session (its audit trail): every download, a person starting to
+//! play a file, and each seek in it — not every range request a player
+//! makes, nor a page listing the files ([`Accesses`]).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -60,6 +62,15 @@ struct SegmentView {
     sha256: String,
     /// This segment's address under the API (add `?download=true` for an attachment).
     url: String,
+    /// What the track was (`audio`, `video`, `screen`), whose (`agent`,
+    /// `customer`, `supervisor`) and their name (staff: display name and
+    /// login, the work number), when the session's record says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<witness_schemas::TrackKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant_role: Option<witness_schemas::ParticipantRole>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant_name: Option<String>,
 }
 
 async fn list(
@@ -69,6 +80,26 @@ async fn list(
 ) -> Result<Json<Vec<RecordingView>>, ApiError> {
     let s = allowed(&state, &caller, &id).await?;
     let decoded = crate::error::decode_stream(&s.events(&state).await?, "the session")?;
+    let directory = crate::accounts::directory(&state.store, &caller.t).await?;
+    // Participant → role, track → (kind, participant), from the call's record.
+    let mut roles = std::collections::HashMap::new();
+    let mut tracks = std::collections::HashMap::new();
+    for event in &decoded {
+        match event {
+            Event::ParticipantJoined(e) => {
+                roles.insert(e.participant_id.clone(), e.role);
+            }
+            Event::TrackPublished(e) => {
+                tracks.insert(e.track_id.clone(), (e.kind, e.participant_id.clone()));
+            }
+            _ => {}
+        }
+    }
+    let name = |participant: &str| {
+        let user = participant.parse::<witness_schemas::UserId>().ok()?;
+        let u = directory.users.values().find(|u| u.user_id == user)?;
+        Some(format!("{} ({})", u.display_name, u.login))
+    };
     let mut recordings: Vec<RecordingView> = Vec::new();
     for event in decoded {
         match event {
@@ -87,7 +118,11 @@ async fn list(
             }
             Event::RecordingSegmentClosed(e) => {
                 if let Some(r) = recordings.iter_mut().find(|r| r.recording_id == e.recording_id) {
+                    let (kind, participant) = tracks.get(&e.track_id).cloned().unzip();
                     r.segments.push(SegmentView {
+                        kind,
+                        participant_role: participant.as_ref().and_then(|p| roles.get(p).copied()),
+                        participant_name: participant.as_deref().and_then(name),
                         url: format!("/api/sessions/{}/recordings/{}", s.id, e.file),
                         track_id: e.track_id,
                         segment_index: e.segment_index,
@@ -101,6 +136,9 @@ async fn list(
             Event::RecordingComposited(e) => {
                 if let Some(r) = recordings.iter_mut().find(|r| r.recording_id == e.recording_id) {
                     r.composite = Some(SegmentView {
+                        kind: None,
+                        participant_role: None,
+                        participant_name: None,
                         url: format!("/api/sessions/{}/recordings/{}", s.id, e.file),
                         track_id: "composite".into(),
                         segment_index: 0,
@@ -124,6 +162,85 @@ pub struct Composites(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<
 impl Composites {
     fn progress(&self, recording: RecordingId) -> Option<f64> {
         self.0.lock().expect("composites poisoned").get(&recording).copied()
+    }
+}
+
+/// Which of a person's fetches of a recording file are accesses to record.
+///
+/// A player fetches a file in ranges as it plays: recording each one put
+/// dozens of rows in the audit trail per review (53 of 109 after one). An
+/// access is recorded for every download; for playback, for a person's
+/// first fetch of the file in [`Accesses::FRESH`], and for each fetch
+/// after that which is a seek: one that does not go on from where the last
+/// ended, and is not for the file's last [`Accesses::TAIL`] bytes (where a
+/// WebM's index is, read when playing starts) — at most one a second.
+/// Kept per node, in memory: a restart or another node records the next
+/// fetch afresh, never one fewer.
+#[derive(Debug, Clone, Default)]
+pub struct Accesses(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(witness_schemas::UserId, String), Fetched>>>,
+);
+
+#[derive(Debug, Clone, Copy)]
+struct Fetched {
+    /// When an access was last recorded.
+    recorded: std::time::Instant,
+    /// The byte after the last one served.
+    next: u64,
+}
+
+impl Accesses {
+    /// How long a person's playing of a file counts as one access.
+    pub const FRESH: std::time::Duration = std::time::Duration::from_secs(600);
+    /// The end of a file a player reads for its index.
+    pub const TAIL: u64 = 64 * 1024;
+    const SEEKS_APART: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Notes that `user` is served `span` (inclusive; `None`: all) of the
+    /// `total` bytes of `file`; true if that is an access to record.
+    pub fn served(
+        &self,
+        user: witness_schemas::UserId,
+        file: &str,
+        span: Option<(u64, u64)>,
+        total: u64,
+        download: bool,
+    ) -> bool {
+        self.served_at(std::time::Instant::now(), user, file, span, total, download)
+    }
+
+    fn served_at(
+        &self,
+        now: std::time::Instant,
+        user: witness_schemas::UserId,
+        file: &str,
+        span: Option<(u64, u64)>,
+        total: u64,
+        download: bool,
+    ) -> bool {
+        let (start, end) = span.unwrap_or((0, total.saturating_sub(1)));
+        let mut seen = self.0.lock().expect("accesses poisoned");
+        seen.retain(|_, f| now.duration_since(f.recorded) < Self::FRESH);
+        let key = (user, file.to_owned());
+        let record = match seen.get(&key) {
+            _ if download => true,
+            None => true,
+            Some(f) => {
+                let seek = start != f.next && start < total.saturating_sub(Self::TAIL) && start != 0;
+                seek && now.duration_since(f.recorded) >= Self::SEEKS_APART
+            }
+        };
+        let recorded = match seen.get(&key) {
+            Some(f) if !record => f.recorded,
+            _ => now,
+        };
+        seen.insert(key, Fetched { recorded, next: end + 1 });
+        record
+    }
+
+    /// Forgets `user`'s fetches of `file`: the next one is recorded.
+    fn forget(&self, user: witness_schemas::UserId, file: &str) {
+        self.0.lock().expect("accesses poisoned").remove(&(user, file.to_owned()));
     }
 }
 
@@ -286,13 +403,16 @@ async fn serve_file(
         }
     };
     let access = if q.download { RecordingAccessKind::Download } else { RecordingAccessKind::Playback };
-    let command = SessionCommand::AccessRecording {
-        recording_id,
-        access,
-        user_id: caller.user_id()?,
-        range: span.map(|(a, b)| format!("bytes={a}-{b}")),
-    };
-    run(&state, &caller, s.id, command).await?;
+    let user_id = caller.user_id()?;
+    if state.accesses.served(user_id, &file, span, total, q.download) {
+        let range = span.map(|(a, b)| format!("bytes={a}-{b}"));
+        let command = SessionCommand::AccessRecording { recording_id, access, user_id, range };
+        if let Err(e) = run(&state, &caller, s.id, command).await {
+            // Served only once on the record: the next fetch tries again.
+            state.accesses.forget(user_id, &file);
+            return Err(e);
+        }
+    }
 
     let mut response = match span {
         Some((start, end)) => {
@@ -366,7 +486,8 @@ pub(crate) fn parse_range(range: &str, total: u64) -> Result<Option<(u64, u64)>,
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::*;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn byte_ranges_are_read_as_http_says() {
@@ -381,5 +502,33 @@ mod tests {
         assert_eq!(parse_range("bytes=abc", 1000), Err(()));
         assert_eq!(parse_range("bytes=-", 1000), Err(()));
         assert_eq!(parse_range("bytes=-0", 1000), Err(()));
+    }
+
+    /// One review as Chromium fetches it: the file from its start, its
+    /// index at the end, the rest as it plays; then a seek, a second seek
+    /// at once, a download, and the same again much later.
+    #[test]
+    fn a_play_a_seek_and_a_download_are_accesses_and_a_players_other_fetches_are_not() {
+        let accesses = Accesses::default();
+        let (officer, agent) = (witness_schemas::UserId::new(), witness_schemas::UserId::new());
+        let (file, total) = ("r/t/00000.webm", 1_000_000);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_millis(s);
+        let fetch = |t, user, span, download| accesses.served_at(at(t), user, file, span, total, download);
+        assert!(fetch(0, officer, Some((0, 65_535)), false), "starting to play");
+        assert!(!fetch(10, officer, Some((990_000, 999_999)), false), "the index at the end");
+        assert!(!fetch(20, officer, Some((65_536, 999_999)), false), "playing on");
+        assert!(!fetch(30, officer, None, false), "the whole file again, from its start");
+        assert!(fetch(2_000, officer, Some((500_000, 999_999)), false), "a seek");
+        assert!(!fetch(2_500, officer, Some((200_000, 999_999)), false), "a second seek within a second");
+        assert!(fetch(4_000, officer, Some((300_000, 999_999)), false), "a seek later");
+        assert!(fetch(4_100, officer, None, true), "a download");
+        assert!(fetch(4_200, officer, None, true), "another download");
+        assert!(fetch(4_300, agent, Some((0, 99)), false), "another person");
+        assert!(accesses.served_at(at(4_400), officer, "r/t/00001.webm", None, total, false), "another file");
+        let later = Accesses::FRESH.as_millis() as u64 + 5_000;
+        assert!(fetch(later, officer, Some((0, 65_535)), false), "playing it again, much later");
+        accesses.forget(officer, file);
+        assert!(fetch(later + 10, officer, Some((65_536, 999_999)), false), "forgotten: recorded afresh");
     }
 }

@@ -70,32 +70,59 @@ export function attachmentOf(c, token, session) {
 }
 
 // A session's call recordings (GET /api/sessions/{id}/recordings) as cards:
-// the composite first, then a player and a download link per segment. Each
-// play or download is an audited RecordingAccessed event. A player whose
-// link has expired gets a fresh one and carries on where it was.
+// the composite first and large, then one group per track — whose and what
+// (the agent's camera, the customer's microphone, a screen share), with its
+// total length — holding a player (audio for a microphone) and a download
+// link per segment. Players fetch nothing until played: each play, seek or
+// download is an audited RecordingAccessed event. A player whose link has
+// expired gets a fresh one and carries on where it was.
 export function recordingPlayers(list, token) {
-  const player = (url) => {
-    const video = Object.assign(document.createElement("video"), { controls: true, preload: "metadata" });
-    video.onerror = () => {
-      if (!video.src) return;
-      const at = video.currentTime;
-      links(token, [url]).then(([u]) => { video.src = u; video.currentTime = at; }, () => {});
+  const player = (url, audio) => {
+    // Nothing is fetched until someone plays: listing files is not an access.
+    const media = Object.assign(document.createElement(audio ? "audio" : "video"), { controls: true, preload: "none" });
+    media.onerror = () => {
+      if (!media.src) return;
+      const at = media.currentTime;
+      links(token, [url]).then(([u]) => { media.src = u; media.currentTime = at; }, () => {});
     };
-    return linked(video, "src", token, url);
+    return linked(media, "src", token, url);
   };
+  const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+  const download = (url) => linked(Object.assign(document.createElement("a"), { textContent: "download", download: "" }), "href", token, `${url}?download=true`);
+  const roles = { agent: "Agent", customer: "Customer", supervisor: "Supervisor" };
+  const kinds = { video: "camera", audio: "microphone", screen: "screen share" };
+  const order = (s) => ["agent", "customer", "supervisor"].indexOf(s.participant_role) * 3 + ["video", "audio", "screen"].indexOf(s.kind);
   return list.map((r) => {
     const div = document.createElement("div");
     div.className = "card recording-list";
     const progress = r.composite_progress != null ? `, composite ${Math.round(r.composite_progress * 100)} %` : "";
-    div.append(Object.assign(document.createElement("b"), { textContent: `Recording ${r.recording_id} (${r.reason}${r.stopped ? "" : ", running"}${progress})` }));
-    for (const s of [...(r.composite ? [r.composite] : []), ...r.segments]) {
+    div.append(Object.assign(document.createElement("b"), { textContent: `Recording of ${r.reason.replaceAll("_", " ")}${r.stopped ? "" : ", running"}${progress}` }));
+    if (r.composite) {
       const row = document.createElement("div");
-      row.className = s.track_id === "composite" ? "row composite" : "row segment";
-      const video = player(s.url);
-      const link = linked(Object.assign(document.createElement("a"), { textContent: "download", download: "" }), "href", token, `${s.url}?download=true`);
-      const label = s.track_id === "composite" ? "both sides" : `${s.track_id} #${s.segment_index}`;
-      row.append(document.createTextNode(`${label} ${(s.duration_ms / 1000).toFixed(1)} s `), video, link);
+      row.className = "composite";
+      row.append(Object.assign(document.createElement("div"), { textContent: `Both sides, ${seconds(r.composite.duration_ms)} ` }), player(r.composite.url, false), download(r.composite.url));
       div.append(row);
+    }
+    const groups = new Map();
+    for (const s of r.segments) {
+      if (!groups.has(s.track_id)) groups.set(s.track_id, []);
+      groups.get(s.track_id).push(s);
+    }
+    const sorted = [...groups.values()].sort((a, b) => order(a[0]) - order(b[0]));
+    for (const segments of sorted) {
+      const first = segments[0];
+      const group = document.createElement("div");
+      group.className = "track";
+      const who = `${roles[first.participant_role] ?? "Participant"}${first.participant_name ? ` ${first.participant_name}` : ""}`;
+      const total = segments.reduce((sum, s) => sum + s.duration_ms, 0);
+      group.append(Object.assign(document.createElement("div"), { className: "track-title", textContent: `${who} — ${kinds[first.kind] ?? "track"}, ${seconds(total)} in ${segments.length} part(s)` }));
+      for (const s of segments) {
+        const row = document.createElement("div");
+        row.className = "row segment";
+        row.append(document.createTextNode(`part ${s.segment_index + 1}, ${seconds(s.duration_ms)} `), player(s.url, s.kind === "audio"), download(s.url));
+        group.append(row);
+      }
+      div.append(group);
     }
     return div;
   });
@@ -128,17 +155,51 @@ export function sessionRows(rows, open) {
   });
 }
 
+// Runs of one person's recording accesses in a row, as one entry each:
+// [{ first, last, count, accesses: [payload…] }] among the other events.
+function compactAccesses(events) {
+  const out = [];
+  for (const e of events) {
+    const prev = out[out.length - 1];
+    if (e.event_type === "RecordingAccessed" && prev?.accesses && prev.first.actor.id === e.actor.id) {
+      prev.last = e;
+      prev.accesses.push(e.payload);
+    } else if (e.event_type === "RecordingAccessed") {
+      out.push({ first: e, last: e, accesses: [e.payload] });
+    } else {
+      out.push({ first: e, last: e });
+    }
+  }
+  return out;
+}
+
+// What a run of accesses did: "played 2 time(s), 1 seek(s), 1 download(s)"
+// (a playback fetch from past a file's start is a seek).
+function accessSummary(accesses) {
+  const seek = (a) => a.access === "playback" && /^bytes=[1-9]/.test(a.range ?? "");
+  const plays = accesses.filter((a) => a.access === "playback" && !seek(a)).length;
+  const seeks = accesses.filter(seek).length;
+  const downloads = accesses.filter((a) => a.access === "download").length;
+  return [plays && `played ${plays} time(s)`, seeks && `${seeks} seek(s)`, downloads && `${downloads} download(s)`].filter(Boolean).join(", ");
+}
+
 // Shows session `id`'s timeline (GET /api/sessions/{id}, masked as the
-// caller's role requires) in `card`: its `title` and a row per event in `rows`.
+// caller's role requires) in `card`: its `title` and a row per event in
+// `rows` — a person's recording accesses in a row as one.
 export async function showTimeline(token, id, { card, title, rows }) {
   const view = await call(token, "GET", `/api/sessions/${id}`);
   card.classList.remove("hidden");
   title.textContent = `Session ${id} — ${view.status}${view.masked ? " (personal data masked for your role)" : ""}`;
-  rows.replaceChildren(...view.events.map((e) => {
+  rows.replaceChildren(...compactAccesses(view.events).map(({ first: e, last, accesses }) => {
     const tr = document.createElement("tr");
     const p = e.payload;
     const said = p.content ? (p.content.text ?? p.content.markdown ?? p.content.attachment?.file_name) : "";
-    tr.append(cell(localTime(e.occurred_at).slice(11)), cell(`${e.actor.kind}`), cell(e.event_type), cell(said || p.context_summary || p.reason || ""));
+    const interrupted = e.event_type === "RecordingInterrupted" ? `${p.track_id}: ${p.resumed ? "resumed in a new segment" : "not resumed"}` : "";
+    const time = localTime(e.occurred_at).slice(11) + (last !== e ? `–${localTime(last.occurred_at).slice(11)}` : "");
+    const what = accesses ? `RecordingAccessed${accesses.length > 1 ? ` ×${accesses.length}` : ""}` : e.event_type;
+    const detail = accesses ? accessSummary(accesses) : said || interrupted || p.context_summary || p.reason || "";
+    tr.append(cell(time), cell(`${e.actor.kind}`), cell(what), cell(detail));
+    if (accesses) tr.className = "accesses";
     return tr;
   }));
   return view;

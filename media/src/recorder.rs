@@ -146,7 +146,7 @@ impl TrackRecorder {
         on_a_background_thread(move || {
             init()?;
             let (media, encoding, clock_rate, depay, pad) = match codec.to_ascii_lowercase().as_str() {
-                "audio/opus" => ("audio", "OPUS", 48_000, "rtpopusdepay ! opusparse name=last", "audio_0"),
+                "audio/opus" => ("audio", "OPUS", 48_000, "rtpopusdepay ! opusparse name=last", "audio_%u"),
                 // A segment must start at a keyframe to be playable: drop what comes
                 // before the first one (and after a loss), and ask for one then.
                 "video/vp8" => (
@@ -160,17 +160,31 @@ impl TrackRecorder {
             };
             std::fs::create_dir_all(dir).map_err(|e| RecorderError::Io(dir.to_owned(), e))?;
             numbers.0.fetch_max(next_free_index(dir), Ordering::SeqCst);
-            let description = format!(
-                "appsrc name=src is-live=true format=time \
-             ! rtpjitterbuffer latency=200 ! {depay} ! sink.{pad} \
-             splitmuxsink name=sink muxer-factory=webmmux send-keyframe-requests=true max-size-time={}",
-                segment.as_nanos()
-            );
+            let description =
+                format!("appsrc name=src is-live=true format=time ! rtpjitterbuffer latency=200 ! {depay}");
             let pipeline = gst::parse::launch(&description)
                 .map_err(gst_error)?
                 .downcast::<gst::Pipeline>()
                 .map_err(|_| RecorderError::Gstreamer("not a pipeline".into()))?;
-            let sink = pipeline.by_name("sink").expect("named in the description");
+            // Every file's time starts at 0. Without `offset-to-zero` a
+            // track's second file began at 10 s (the time it was cut), and
+            // Chromium, asked to seek into it, found no frame there
+            // (`PIPELINE_ERROR_DECODE`, or a jump to its first frame). The
+            // muxer is set before the sink's pad is asked for, so it is
+            // built here, not in the description.
+            let muxer =
+                gst::ElementFactory::make("webmmux").property("offset-to-zero", true).build().map_err(gst_error)?;
+            let sink = gst::ElementFactory::make("splitmuxsink")
+                .name("sink")
+                .property("send-keyframe-requests", true)
+                .property("max-size-time", segment.as_nanos() as u64)
+                .property("muxer", &muxer)
+                .build()
+                .map_err(gst_error)?;
+            pipeline.add(&sink).map_err(gst_error)?;
+            let into = sink.request_pad_simple(pad).ok_or_else(|| RecorderError::Gstreamer(format!("no {pad} pad")))?;
+            let last = pipeline.by_name("last").expect("named in the description");
+            last.static_pad("src").expect("the element has a src pad").link(&into).map_err(gst_error)?;
             let (naming, dir_owned) = (numbers.clone(), dir.to_owned());
             sink.connect("format-location", false, move |_| {
                 Some(dir_owned.join(format!("{:05}.webm", naming.take())).to_string_lossy().into_owned().to_value())
@@ -204,7 +218,6 @@ impl TrackRecorder {
                 gst::PadProbeReturn::Ok
             });
 
-            let last = pipeline.by_name("last").expect("named in the description");
             let timing = Arc::new(Timing::default());
             keep_time_moving(&last, timing.clone());
             give_frames_durations(&last);
@@ -842,6 +855,15 @@ mod tests {
             assert_eq!(s.bytes, std::fs::metadata(&s.path).unwrap().len());
             assert_eq!(s.sha256, sha256_file(&s.path).unwrap());
             assert!(s.bytes > 100, "{s:?}");
+            // Each file's time starts at 0, or a player seeking into a
+            // file that starts at 10 s finds nothing there.
+            let probed = std::process::Command::new("ffprobe")
+                .args(["-v", "error", "-show_entries", "stream=start_time", "-of", "default=nw=1:nk=1"])
+                .arg(&s.path)
+                .output()
+                .expect("ffprobe (scripts/test.sh installs it)");
+            let start: f64 = String::from_utf8_lossy(&probed.stdout).trim().parse().unwrap();
+            assert!(start < 0.05, "{} starts at {start} s", s.path.display());
         }
     }
 

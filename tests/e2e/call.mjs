@@ -166,16 +166,43 @@ try {
     }
     await officer.click("#sessions tr.session");
     await expect(officer.locator("#recordings .segment video"), "the recording's segments on the admin page");
-    // Every segment and the composite must play: each loads its metadata.
-    const played = await officer.locator("#recordings video").evaluateAll((videos) => Promise.all(videos.map((v) => new Promise((resolve) => {
-      const done = () => resolve({ src: v.src.split("?")[0].split("/").slice(-2).join("/"), readyState: v.readyState, duration: v.duration, error: v.error?.message });
-      if (v.readyState >= 1) done();
-      v.onloadedmetadata = done;
-      v.onerror = done;
-      setTimeout(done, 10_000);
-    }))));
-    const unplayable = played.filter((p) => !(p.readyState >= 1 && p.duration > 0));
-    if (played.length < 6 || unplayable.length) throw new Error(`segments that do not play: ${JSON.stringify(unplayable)} of ${played.length}`);
+    // Grouped by whose track it is and what, named: no raw ids; microphones as audio.
+    const titles = await officer.locator("#recordings .track-title").allInnerTexts();
+    for (const wanted of [/^Agent .*\(agent\) — camera/, /^Agent .*\(agent\) — microphone/, /^Customer — camera/, /^Customer — microphone/, /— screen share/]) {
+      if (!titles.some((t) => wanted.test(t))) throw new Error(`no track titled ${wanted}: ${JSON.stringify(titles)}`);
+    }
+    if (await officer.locator("#recordings .track:has(.track-title:has-text('microphone')) video").count()) throw new Error("a microphone is shown as video");
+    const accessed = async () => (await fetch(`${base}/api/sessions/${session}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json()))
+      .events.filter((e) => e.event_type === "RecordingAccessed");
+    // Two pages list the files (the workbench, the admin page): nobody played one yet.
+    if ((await accessed()).length) throw new Error(`listing recordings was recorded as access: ${JSON.stringify(await accessed())}`);
+    // Every segment and the composite must play and seek: each is played,
+    // sent to its middle, and must decode a frame there.
+    const played = await officer.locator("#recordings video, #recordings audio").evaluateAll((videos) => Promise.all(videos.map(async (v) => {
+      const src = v.src.split("?")[0].split("/").slice(-3).join("/");
+      const event = (name) => new Promise((resolve) => { v.addEventListener(name, () => resolve(true), { once: true }); setTimeout(() => resolve(false), 15_000); });
+      v.muted = true;
+      const meta = event("loadedmetadata");
+      await v.play().catch(() => {});
+      if (!(await meta) && v.readyState < 1) return { src, error: v.error?.message ?? "no metadata" };
+      v.pause();
+      const duration = v.duration;
+      const seeked = event("seeked");
+      v.currentTime = duration / 2;
+      const sought = await seeked;
+      const frame = v.videoWidth && "requestVideoFrameCallback" in v
+        ? await new Promise((resolve) => { v.requestVideoFrameCallback((_, m) => resolve(m.mediaTime)); v.play().catch(() => {}); setTimeout(() => resolve(null), 15_000); })
+        : v.currentTime;
+      v.pause();
+      return { src, duration, sought, at: v.currentTime, frame, readyState: v.readyState, error: v.error?.message };
+    })));
+    const unplayable = played.filter((p) => p.error || !(p.duration > 0) || !p.sought || p.frame == null || Math.abs(p.at - p.duration / 2) > 2 || p.readyState < 2);
+    if (played.length < 6 || unplayable.length) throw new Error(`segments that do not play or seek: ${JSON.stringify(unplayable)} of ${played.length}`);
+    // The officer's plays and seeks are on the record, a few per file — not every range the player fetched.
+    const theirs = (await accessed()).filter((e) => e.actor.kind === "compliance");
+    if (theirs.length < played.length || theirs.length > 3 * played.length) {
+      throw new Error(`${theirs.length} accesses recorded for playing and seeking ${played.length} files: ${JSON.stringify(theirs.map((e) => e.payload.range))}`);
+    }
     const customerToken = await customer.evaluate(() => window.witnessToken());
     const list = await fetch(`${base}/api/sessions/${session}/recordings`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json());
     const url = `${base}${list[0].segments[0].url}`;
@@ -215,7 +242,6 @@ try {
     await listed.click();
     const marker = officer.locator('#review-steps tr[data-step="1"] button.marker');
     await expect(marker, "the confirmation step's marker");
-    await officer.waitForFunction(() => document.querySelector("#review-video").readyState >= 1, null, { timeout });
     await marker.click();
     const wanted = Number(await marker.getAttribute("data-ms")) / 1000;
     await officer.waitForFunction((t) => Math.abs(document.querySelector("#review-video").currentTime - t) < 0.6, wanted, { timeout })
