@@ -39,6 +39,7 @@ pub mod dual;
 mod error;
 pub mod face;
 pub mod fields;
+pub mod groups;
 pub mod kb;
 pub mod limits;
 pub mod live;
@@ -248,6 +249,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(accounts::router())
         .merge(sessions::router())
+        .merge(groups::router())
         .merge(calls::router())
         .merge(recordings::router())
         .merge(tickets::router())

@@ -513,6 +513,7 @@ async fn requeue(
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Supervisor])?;
     let s = load(&state, &caller, &id).await?;
+    crate::groups::groups(&state, &caller.t).await?.get(&req.group)?;
     let command = SessionCommand::Requeue { group: req.group.into_inner() };
     Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
 }
@@ -537,6 +538,21 @@ async fn transfer(
         crate::fields::line("to.group", group, 64)?;
     }
     let s = load(&state, &caller, &id).await?;
+    if let TransferTarget::Group { group } = &req.to {
+        let all = crate::groups::groups(&state, &caller.t).await?;
+        let target = all.get(group)?;
+        let me = caller.user_id()?.to_string();
+        let others = all.agents_online.iter().filter(|a| a.agent_id != me && a.skill_groups.contains(group)).count();
+        if others == 0 && target.when_nobody_online == NobodyOnline::Refuse {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "nobody in {} is online: the transfer is refused and the customer stays with you",
+                    target.label
+                ),
+            ));
+        }
+    }
     if let TransferTarget::Agent { agent_id } = &req.to {
         // The named agent must be staff of this tenant.
         let dir = crate::accounts::directory(&state.store, &caller.t).await?;

@@ -98,6 +98,13 @@ impl World {
         answer["token"].as_str().unwrap().to_owned()
     }
 
+    /// Brings every read model up to the log.
+    async fn project(&self) {
+        let projector =
+            witness_projections::Projector::connect(&self.url, witness_projections::models::all()).await.unwrap();
+        projector.catch_up(&self.state.store, |_| {}).await.unwrap();
+    }
+
     async fn events(&self) -> u64 {
         self.state.store.count().await.unwrap()
     }
@@ -247,6 +254,8 @@ async fn waiting_sessions_are_picked_assigned_and_moved_by_people() {
 
     // A supervisor moves the second to another group, then gives it to the agent.
     let second = waiting("second").await;
+    // (Groups come from the read models: the agent's `mortgages` once projected.)
+    w.project().await;
     let moved = w.post(&format!("/api/sessions/{second}/requeue"), &supervisor, json!({ "group": "mortgages" })).await;
     assert!(moved["version"].is_u64());
     let view = w.get(&format!("/api/sessions/{second}"), &supervisor).await;
@@ -1380,6 +1389,80 @@ mod websocket {
         w.post(&format!("/api/sessions/{id}/call/end"), &agent, json!({})).await;
         let view = w.get(&format!("/api/sessions/{id}"), &agent).await;
         assert_eq!(types(&view).iter().filter(|t| *t == "RecordingStopped").count(), 1, "{:?}", types(&view));
+    }
+
+    /// Transfers go only to groups that exist (issue 28, item 3): the
+    /// tenant's, or before it set any, those its agents name; a group with
+    /// nobody online refuses or queues as it says; nothing is written for a
+    /// refused transfer.
+    #[tokio::test]
+    async fn transfers_go_only_to_groups_that_exist_and_a_group_with_nobody_online_refuses_or_queues() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let (_customer, agent, id) = assigned(&w).await;
+        let admin = w.token("acme", Role::Admin).to_owned();
+        let transfer =
+            |group: &str| json!({ "to": { "kind": "group", "group": group }, "reason": "needs a loan officer" });
+        let path = format!("/api/sessions/{id}/transfer");
+
+        // No groups set: those the agents name (the agent is online in `cards`).
+        w.project().await;
+        let listed = w.get("/api/groups", &agent).await;
+        assert_eq!(listed["set_by_tenant"], false);
+        let names: Vec<&str> =
+            listed["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["cards"], "{listed}");
+        assert_eq!(listed["groups"][0]["online"], 1);
+        assert_eq!(listed["agents_online"][0]["login"].as_str().map(|l| !l.is_empty()), Some(true), "{listed}");
+
+        // Only admins set them, and only valid ones; nothing is written otherwise.
+        let groups = json!({ "groups": [
+            { "name": "cards", "label": "信用卡 Credit cards" },
+            { "name": "loans", "label": "贷款 Loans", "when_nobody_online": "refuse" },
+            { "name": "general", "label": "综合 General", "when_nobody_online": "queue" },
+        ] });
+        let before = w.events().await;
+        let (status, _) = w.call(Method::PUT, "/api/admin/groups", Some(&agent), Some(groups.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let twice = json!({ "groups": [{ "name": "cards", "label": "a" }, { "name": "cards", "label": "b" }] });
+        let (status, body) = w.call(Method::PUT, "/api/admin/groups", Some(&admin), Some(twice)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(w.events().await, before);
+        let (status, set) = w.call(Method::PUT, "/api/admin/groups", Some(&admin), Some(groups)).await;
+        assert_eq!(status, StatusCode::OK, "{set}");
+        assert_eq!(set["set_by_tenant"], true);
+        assert_eq!(set["groups"].as_array().unwrap().len(), 3);
+
+        // A group that does not exist, and one with nobody online that refuses: 4xx, nothing written.
+        let before = w.events().await;
+        let (status, body) = w.call(Method::POST, &path, Some(&agent), Some(transfer("nowhere"))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("no group `nowhere`: the groups are cards, loans, general"),
+            "{body}"
+        );
+        let (status, body) = w.call(Method::POST, &path, Some(&agent), Some(transfer("loans"))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("nobody in 贷款 Loans is online"), "{body}");
+        let supervisor = w.token("acme", Role::Supervisor).to_owned();
+        let (status, _) = w
+            .call(
+                Method::POST,
+                &format!("/api/sessions/{id}/requeue"),
+                Some(&supervisor),
+                Some(json!({ "group": "nowhere" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(w.events().await, before, "refused transfers write nothing");
+
+        // One with nobody online that queues: the customer waits there.
+        let (status, body) = w.call(Method::POST, &path, Some(&agent), Some(transfer("general"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let view = w.get(&format!("/api/sessions/{id}"), &agent).await;
+        let queued =
+            view["events"].as_array().unwrap().iter().rev().find(|e| e["event_type"] == "SessionQueued").unwrap();
+        assert_eq!(queued["payload"]["group"], "general");
     }
 
     /// A track's recorder that failed (and was restarted, or not) leaves

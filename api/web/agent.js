@@ -10,6 +10,8 @@ const mine = new Set();
 
 const api = (method, path, body) => call(token, method, path, body);
 const show = (e) => ($("error").textContent = e ? String(e.message || e) : "");
+// A notice (not an error): shown until the next one.
+const notice = (text) => { $("notice").textContent = text; $("notice").classList.toggle("hidden", !text); };
 const short = (id) => id.slice(-6);
 
 $("login").onsubmit = async (ev) => {
@@ -27,6 +29,8 @@ $("login").onsubmit = async (ev) => {
     await setPresence("online");
     setInterval(refreshQueue, 2000);
     refreshQueue();
+    setInterval(refreshTransferTargets, 5000);
+    refreshTransferTargets();
   } catch (e) { alert(e.message); }
 };
 
@@ -57,8 +61,7 @@ function on(e) {
     $("presence").value = p.presence;
     // The router sets an agent away who let offers in a row run out.
     const away = e.actor.kind === "system" && p.presence === "away";
-    $("notice").textContent = away ? "You were set to Away: three offers in a row ran out. Choose Online to take offers again." : "";
-    $("notice").classList.toggle("hidden", !away);
+    notice(away ? "You were set to Away: three offers in a row ran out. Choose Online to take offers again." : "");
   }
   if (e.event_type === "AgentOffered" && p.agent_id === me) offers.set(sid, p.offer_id);
   if (["OfferAccepted", "OfferDeclined", "OfferExpired"].includes(e.event_type)) offers.delete(sid);
@@ -275,6 +278,26 @@ $("composer").onsubmit = async (ev) => {
   await api("POST", `/api/sessions/${current}/messages`, { kind: "text", text }).then(() => ($("text").value = ""), show);
 };
 $("ticket").onclick = () => api("POST", "/api/tickets", { session_id: current }).then((t) => show(`Ticket opened: ${t.title}`), show);
-$("transfer").onclick = () => api("POST", `/api/sessions/${current}/transfer`, { to: { kind: "group", group: $("transfer-group").value || "general" }, reason: "transferred by the agent" }).catch(show);
+// Where a session can go: the tenant's groups, with who is online in each,
+// and the other agents online by name (GET /api/groups).
+async function refreshTransferTargets() {
+  const g = await api("GET", "/api/groups").catch(() => null);
+  if (!g) return;
+  const select = $("transfer-to");
+  const chosen = select.value;
+  const option = (value, text) => Object.assign(document.createElement("option"), { value, textContent: text });
+  const groups = Object.assign(document.createElement("optgroup"), { label: "Groups" });
+  groups.append(...g.groups.map((x) => option(`group:${x.name}`, `${x.label} — ${x.online} online${x.waiting ? `, ${x.waiting} waiting` : ""}${!x.online && x.when_nobody_online === "refuse" ? " (closed)" : ""}`)));
+  const agents = Object.assign(document.createElement("optgroup"), { label: "Agents online" });
+  agents.append(...g.agents_online.filter((a) => a.agent_id !== me).map((a) => option(`agent:${a.agent_id}`, `${a.display_name} (${a.login})`)));
+  select.replaceChildren(groups, ...(agents.children.length ? [agents] : []));
+  if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
+}
+$("transfer").onclick = () => {
+  const [kind, target] = $("transfer-to").value.split(/:(.*)/s);
+  if (!target) return show("Choose where to transfer the customer.");
+  const to = kind === "agent" ? { kind, agent_id: target } : { kind: "group", group: target };
+  api("POST", `/api/sessions/${current}/transfer`, { to, reason: "transferred by the agent" }).then(() => { show(""); notice(`Transferred to ${$("transfer-to").selectedOptions[0].textContent.split(" — ")[0]}.`); }, show);
+};
 $("end").onclick = () => api("POST", `/api/sessions/${current}/end`, {}).catch(show);
 $("wrap-up").onclick = () => api("POST", `/api/sessions/${current}/wrap-up`, { disposition: $("disposition").value }).catch(show);

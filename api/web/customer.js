@@ -44,6 +44,9 @@ function render(e) {
     case "CustomerMessage": line("customer", "You", p.content); break;
     case "BotMessage": line("bot", "Assistant", p.content); break;
     case "AgentMessage": line("agent", "Agent", p.content); break;
+    case "TransferRequested":
+      if (p.from?.kind === "agent") note(p.to?.kind === "group" ? `Your agent is transferring you to ${p.to.group}.` : "Your agent is transferring you to a colleague.");
+      break;
     case "SessionQueued": note("Connecting you to a person…"); break;
     case "AgentAssigned": note("An agent has joined."); callButtons(true); break;
     case "CallStarted": note(`${p.kind === "video" ? "Video" : "Audio"} call started.`); callOn(p.kind === "video"); break;

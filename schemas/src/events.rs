@@ -342,6 +342,28 @@ pub enum RecordingAccessKind {
     Download,
 }
 
+/// What a transfer to a skill group with nobody online does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NobodyOnline {
+    /// The customer waits in the group's queue, and is told so.
+    #[default]
+    Queue,
+    /// The transfer is refused; the customer stays with their agent.
+    Refuse,
+}
+
+/// One of a tenant's skill groups: where sessions queue and transfers go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SkillGroup {
+    /// What agents list in their skills and sessions name (`cards`).
+    pub name: String,
+    /// What people read (`信用卡 Credit cards`).
+    pub label: String,
+    #[serde(default)]
+    pub when_nobody_online: NobodyOnline,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {
@@ -736,6 +758,11 @@ payload!(
     }
 );
 payload!(
+    /// The tenant's skill groups (on the tenant stream), replacing any
+    /// before: the only groups sessions are transferred or moved to.
+    SkillGroupsSet { groups: Vec<SkillGroup> }
+);
+payload!(
     /// A version of one of the tenant's dual-recording (双录) scripts (on
     /// the tenant stream): ordered steps, each with the evidence it needs.
     /// Versions count up from 1 per `script_id`; sessions name the version
@@ -919,6 +946,7 @@ registry! {
     PersonalDataErased => 1,
     QaFormSet => 1,
     QaRulesSet => 2,
+    SkillGroupsSet => 1,
     DualRecordingScriptSet => 1,
     DualRecordingStepReviewed => 1,
     DualRecordingReviewed => 1,

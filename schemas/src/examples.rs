@@ -69,6 +69,21 @@ pub fn one_of_each() -> Vec<Event> {
         }
         .into(),
         QaFormSet { criteria: vec![QaCriterion { name: "greeting".into(), weight: 2.0, max_score: 5.0 }] }.into(),
+        SkillGroupsSet {
+            groups: vec![
+                SkillGroup {
+                    name: "cards".into(),
+                    label: "信用卡 Credit cards".into(),
+                    when_nobody_online: NobodyOnline::Queue,
+                },
+                SkillGroup {
+                    name: "loans".into(),
+                    label: "贷款 Loans".into(),
+                    when_nobody_online: NobodyOnline::Refuse,
+                },
+            ],
+        }
+        .into(),
         QaRulesSet {
             greeting_within_secs: Some(30),
             forbidden_words: vec!["保证收益".into()],

@@ -39,6 +39,8 @@ pub struct TenantState {
     pub qa_rules: Option<QaRulesSet>,
     /// Every version of every dual-recording script, by id, oldest first.
     pub scripts: BTreeMap<String, Vec<DualRecordingScriptSet>>,
+    /// The skill groups, if the tenant set them (else: those its agents name).
+    pub groups: Option<Vec<SkillGroup>>,
 }
 
 impl TenantState {
@@ -99,6 +101,8 @@ pub enum TenantCommand {
         criteria: Vec<QaCriterion>,
     },
     SetQaRules(QaRulesSet),
+    /// The skill groups, all of them.
+    SetGroups(Vec<SkillGroup>),
     /// A new version of a dual-recording script.
     SetScript {
         script_id: String,
@@ -112,6 +116,15 @@ pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 #[derive(Debug)]
 pub struct Tenant;
+
+/// The most skill groups a tenant may have.
+pub const MAX_GROUPS: usize = 100;
+
+/// Group names are what agents list in their skills: letters, digits and
+/// `._-`, 1 to 64 of them.
+fn valid_group(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
 
 /// Logins are what people type: letters, digits and `._-@`, 1 to 64 of them.
 fn valid_login(login: &str) -> bool {
@@ -223,6 +236,33 @@ impl Decider for Tenant {
                 }
                 Ok(vec![QaFormSet { criteria }.into()])
             }
+            TenantCommand::SetGroups(groups) => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                let mut names = std::collections::BTreeSet::new();
+                for g in &groups {
+                    if !valid_group(&g.name) {
+                        return Err(DomainError::Invalid(format!(
+                            "group name {:?}: 1 to 64 letters, digits and `._-`",
+                            g.name
+                        )));
+                    }
+                    if g.label.trim().is_empty() || g.label.chars().count() > 100 {
+                        return Err(DomainError::Invalid(format!(
+                            "group {:?}: a label of 1 to 100 characters",
+                            g.name
+                        )));
+                    }
+                    if !names.insert(g.name.as_str()) {
+                        return Err(DomainError::Invalid(format!("group {:?} is named twice", g.name)));
+                    }
+                }
+                if groups.is_empty() || groups.len() > MAX_GROUPS {
+                    return Err(DomainError::Invalid(format!("from 1 to {MAX_GROUPS} groups")));
+                }
+                Ok(vec![SkillGroupsSet { groups }.into()])
+            }
             TenantCommand::SetQaRules(mut rules) => {
                 if !state.exists() {
                     return Err(DomainError::Invalid("no such tenant".into()));
@@ -296,6 +336,7 @@ impl Decider for Tenant {
             Event::LegalHoldReleased(e) => _ = state.holds.remove(&e.session_id),
             Event::QaFormSet(e) => state.qa_form = e.criteria.clone(),
             Event::QaRulesSet(e) => state.qa_rules = Some(e.clone()),
+            Event::SkillGroupsSet(e) => state.groups = Some(e.groups.clone()),
             Event::DualRecordingScriptSet(e) => state.scripts.entry(e.script_id.clone()).or_default().push(e.clone()),
             _ => {}
         }
@@ -314,6 +355,34 @@ mod tests {
 
     fn add(user_id: UserId, login: &str, role: Role) -> TenantCommand {
         TenantCommand::AddUser { user_id, login: login.into(), role, display_name: "Li Na".into() }
+    }
+
+    #[test]
+    fn skill_groups_are_set_whole_with_valid_unique_names_and_labels() {
+        let group = |name: &str, label: &str| SkillGroup {
+            name: name.into(),
+            label: label.into(),
+            when_nobody_online: NobodyOnline::Refuse,
+        };
+        let set = |groups: Vec<SkillGroup>| TenantCommand::SetGroups(groups);
+        let good = vec![group("cards", "信用卡"), group("loans", "贷款")];
+        TestHarness::<Tenant>::given([]).when(set(good.clone())).refused();
+        TestHarness::<Tenant>::given([created()])
+            .when(set(good.clone()))
+            .then([SkillGroupsSet { groups: good.clone() }.into()]);
+        for bad in [
+            vec![],
+            vec![group("cards", "a"), group("cards", "b")],
+            vec![group("", "a")],
+            vec![group("信用卡", "a")],
+            vec![group("cards", " ")],
+            vec![group("cards", &"x".repeat(101))],
+            (0..=MAX_GROUPS).map(|i| group(&format!("g{i}"), "g")).collect(),
+        ] {
+            TestHarness::<Tenant>::given([created()]).when(set(bad)).refused();
+        }
+        let state = Tenant::fold(&[created(), SkillGroupsSet { groups: good.clone() }.into()]);
+        assert_eq!(state.groups, Some(good));
     }
 
     #[test]
