@@ -294,20 +294,29 @@ async fn message(
     let mut version = run(&state, &caller, s.id, command).await?;
     let mut bot = None;
     if let Some(text) = for_bot {
-        let (v, what) = bot_turn(&state, &caller, &s, &text).await?;
-        version = v;
-        bot = Some(what);
+        match bot_turn(&state, &caller, &s, &text).await? {
+            Some((v, what)) => {
+                version = v;
+                bot = Some(what);
+            }
+            // Handed to a person (or ended) while the bot read it: the
+            // message stands, for them; the bot says nothing.
+            None => bot = Some("handed_over"),
+        }
     }
     Ok((StatusCode::CREATED, Json(Sent { message_id, version, bot })))
 }
 
-/// The bot's answer to a customer's message, appended as the bot.
-async fn bot_turn(
+/// The bot's answer to a customer's message, appended as the bot; `None`
+/// if the session left the bot meanwhile (the customer asked for a person
+/// in another request: a 409 here once lost the message's answer and told
+/// the customer their message failed).
+pub(crate) async fn bot_turn(
     state: &AppState,
     caller: &Claims,
     session: &Loaded,
     text: &str,
-) -> Result<(u64, &'static str), ApiError> {
+) -> Result<Option<(u64, &'static str)>, ApiError> {
     let id = session.id;
     let bot_actor = Actor::new(ActorKind::Bot, "kb");
     let stream = StreamId::session(id);
@@ -336,8 +345,13 @@ async fn bot_turn(
             "not_sure",
         ),
     };
-    let done = execute::<Session>(&state.store, &caller.t, &stream, &bot_actor, Utc::now(), command).await?;
-    Ok((done.last_version(), what))
+    match execute::<Session>(&state.store, &caller.t, &stream, &bot_actor, Utc::now(), command).await {
+        Ok(done) => Ok(Some((done.last_version(), what))),
+        Err(witness_engine::executor::ExecuteError::Domain(witness_engine::domain::DomainError::NotAllowed {
+            ..
+        })) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The handover to a human: to the session's business group, with the

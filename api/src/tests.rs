@@ -1391,6 +1391,41 @@ mod websocket {
         assert_eq!(types(&view).iter().filter(|t| *t == "RecordingStopped").count(), 1, "{:?}", types(&view));
     }
 
+    /// A customer's message the bot is reading when the customer asks for a
+    /// person (another request) stands, answered by nobody, and is not an error:
+    /// the bot's turn found the session queued and once answered 409, so the
+    /// page said the message failed (issue 28, item 9).
+    #[tokio::test]
+    async fn a_message_sent_while_asking_for_a_person_is_kept_and_not_an_error() {
+        let w = World::new().await;
+        let (customer, id) = w.session("acme", "hello").await;
+        let claims = w.state.keys.verify(&customer, chrono::Utc::now()).unwrap();
+        // The message's request loaded the session with the bot…
+        let loaded = sessions::load(&w.state, &claims, &id).await.unwrap();
+        w.post(
+            &format!("/api/sessions/{id}/messages"),
+            &customer,
+            json!({ "kind": "text", "text": "what is the annual fee?" }),
+        )
+        .await;
+        // …then the customer asked for a person, before the bot answered.
+        w.post(&format!("/api/sessions/{id}/human"), &customer, json!({})).await;
+        let before = w.events().await;
+        let turn = sessions::bot_turn(&w.state, &claims, &loaded, "what is the annual fee?").await;
+        assert!(matches!(turn, Ok(None)), "the bot's turn is skipped, not an error: {turn:?}");
+        assert_eq!(w.events().await, before, "the bot says nothing once the session left it");
+        // Over HTTP, a message now (queued) is kept and answered 201.
+        let (status, sent) = w
+            .call(
+                Method::POST,
+                &format!("/api/sessions/{id}/messages"),
+                Some(&customer),
+                Some(json!({ "kind": "text", "text": "still there?" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{sent}");
+    }
+
     /// Transfers go only to groups that exist (issue 28, item 3): the
     /// tenant's, or before it set any, those its agents name; a group with
     /// nobody online refuses or queues as it says; nothing is written for a

@@ -6,7 +6,7 @@ const params = new URLSearchParams(location.search);
 const tenant = params.get("tenant") || "demo";
 const channel = params.get("channel") || (matchMedia("(max-width: 600px)").matches ? "h5" : "web");
 const $ = (id) => document.getElementById(id);
-let token, session, rating = 0, socket, callClient;
+let token, session, rating = 0, socket, callClient, ended = false;
 const seen = new Set();
 // Socket events wait until the first load has drawn the earlier ones.
 let loaded = false;
@@ -47,7 +47,7 @@ function render(e) {
     case "TransferRequested":
       if (p.from?.kind === "agent") note(p.to?.kind === "group" ? `Your agent is transferring you to ${p.to.group}.` : "Your agent is transferring you to a colleague.");
       break;
-    case "SessionQueued": note("Connecting you to a person…"); break;
+    case "SessionQueued": note("Connecting you to a person…"); $("human").disabled = true; break;
     case "AgentAssigned": note("An agent has joined."); callButtons(true); break;
     case "CallStarted": note(`${p.kind === "video" ? "Video" : "Audio"} call started.`); callOn(p.kind === "video"); break;
     case "CallEnded": note("Call ended."); callOff(); break;
@@ -58,16 +58,27 @@ function render(e) {
     case "FaceVerificationCompleted": case "CallEnded": $("face").classList.add("hidden"); break;
     case "SessionEnded":
       note("The conversation has ended.");
+      ended = true;
       callButtons(false);
+      for (const id of ["human", "end", "send"]) $(id).disabled = true;
       $("composer").classList.add("hidden");
       $("rate").classList.remove("hidden");
+      $("restart").classList.remove("hidden");
       break;
     case "SatisfactionRated": $("rate").classList.add("hidden"); note("Thank you for your rating."); break;
   }
 }
 
 async function start() {
-  const saved = JSON.parse(sessionStorage.getItem(`witness-${tenant}`) || "null");
+  let saved = JSON.parse(sessionStorage.getItem(`witness-${tenant}`) || "null");
+  if (saved) {
+    // A conversation that has ended is not shown again: a reload starts anew.
+    const view = await call(saved.token, "GET", `/api/sessions/${saved.session}`).catch(() => null);
+    if (!view || view.events.some((e) => e.event_type === "SessionEnded")) {
+      sessionStorage.removeItem(`witness-${tenant}`);
+      saved = null;
+    }
+  }
   if (saved) ({ token, session } = saved);
   else {
     ({ token } = await api("POST", "/api/visitors", { tenant, channel }));
@@ -76,7 +87,7 @@ async function start() {
   }
   // Disabled until now: before the session exists a click would go nowhere
   // (a slow server made "Talk to a person" a no-op).
-  for (const id of ["human", "end", "send"]) $(id).disabled = false;
+  for (const id of ["human", "end", "send"]) $(id).disabled = ended;
   socket = liveSocket(token, session);
   socket.onmessage = (m) => {
     const frame = JSON.parse(m.data);
@@ -147,7 +158,26 @@ $("file").onchange = async () => {
   $("file").value = "";
 };
 $("human").onclick = () => api("POST", `/api/sessions/${session}/human`, {}).then(() => show(), show);
-$("end").onclick = () => api("POST", `/api/sessions/${session}/end`, {}).then(() => show(), show);
+// Ending asks once more on the page (a second tap within 5 s), not with a
+// dialog some in-app browsers block.
+let confirmEnd;
+$("end").onclick = () => {
+  if (!confirmEnd) {
+    $("end").textContent = "Tap again to end";
+    $("end").classList.add("confirm");
+    confirmEnd = setTimeout(() => { confirmEnd = null; $("end").textContent = "End"; $("end").classList.remove("confirm"); }, 5000);
+    return;
+  }
+  clearTimeout(confirmEnd);
+  confirmEnd = null;
+  $("end").textContent = "End";
+  $("end").classList.remove("confirm");
+  api("POST", `/api/sessions/${session}/end`, {}).then(() => show(), show);
+};
+$("restart").onclick = () => {
+  sessionStorage.removeItem(`witness-${tenant}`);
+  location.reload();
+};
 for (let i = 1; i <= 5; i++) {
   const star = document.createElement("button");
   star.type = "button";

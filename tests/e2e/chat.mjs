@@ -64,11 +64,23 @@ try {
   await expect(agent.locator(".msg.customer", { hasText: "that helps" }), "the customer's reply at the agent");
   await expect(agent.locator(".suggestion", { hasText: "20 days after the statement" }), "a KB suggestion for the last question");
 
-  // The customer ends and rates; the agent wraps up.
+  // The customer ends (asked twice: once is not enough) and rates; the agent wraps up.
   await customer.click("#end");
+  await expect(customer.locator("#end", { hasText: "Tap again to end" }), "ending asks for confirmation");
+  if (await customer.locator(".note", { hasText: "The conversation has ended" }).count()) throw new Error("one tap ended the conversation");
+  await customer.click("#end");
+  await expect(customer.locator(".note", { hasText: "The conversation has ended" }), "the end");
+  for (const id of ["#human", "#end"]) if (!(await customer.locator(id).isDisabled())) throw new Error(`${id} still enabled after the end`);
   await customer.click("#stars button[data-rating='5']", { timeout });
   await customer.click("#send-rating");
   await expect(customer.locator(".note", { hasText: "Thank you for your rating" }), "the rating confirmed");
+  // A reload starts a new conversation, not the ended one.
+  const ended = await customer.evaluate(() => window.witnessSession());
+  await customer.reload();
+  await expect(customer.locator("#human:not([disabled])"), "a fresh start after the reload");
+  const fresh = await customer.evaluate(() => window.witnessSession());
+  if (!fresh || fresh === ended) throw new Error(`the reload showed the ended session ${ended} again`);
+  if (await customer.locator(".note", { hasText: "The conversation has ended" }).count()) throw new Error("the ended conversation is shown after the reload");
   await agent.click("#wrap-up");
 
   // The admin page: add an FAQ entry and a user, find the session and its timeline.
@@ -89,7 +101,7 @@ try {
     await admin.click("#search button");
     await admin.waitForTimeout(200);
   }
-  await admin.click("#sessions tr.session");
+  await admin.click(`#sessions tr.session[data-session="${ended}"]`);
   await expect(admin.locator("#timeline td", { hasText: "SatisfactionRated" }), "the session's timeline on the admin page");
   await expect(admin.locator("#timeline td", { hasText: question }), "the conversation, unmasked for the admin");
 
