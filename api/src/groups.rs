@@ -4,9 +4,10 @@
 //! skills. Transfers and moves go only to a group that exists; a transfer to
 //! a group with nobody online is refused or queued, as the group says.
 
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use witness_engine::domain::tenant::TenantCommand;
@@ -16,7 +17,11 @@ use crate::auth::Caller;
 use crate::{ApiError, AppState, Body};
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/groups", get(list)).route("/api/admin/groups", put(set))
+    Router::new()
+        .route("/api/groups", get(list))
+        .route("/api/admin/groups", put(set))
+        .route("/api/sessions/{id}/wait", get(wait))
+        .route("/api/sessions/{id}/leave-message", post(leave_message))
 }
 
 /// A group as people choose one: how many of its agents are online, how
@@ -29,6 +34,12 @@ pub(crate) struct GroupView {
     /// Agents online who list it in their skills.
     pub online: usize,
     pub waiting: usize,
+    /// Open now (always, without hours).
+    pub open: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hours: Option<witness_schemas::BusinessHours>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_after_secs: Option<u32>,
 }
 
 /// An agent who is online, for a transfer to a named person.
@@ -61,7 +72,13 @@ pub(crate) async fn groups(state: &AppState, tenant: &TenantId) -> Result<Groups
         names.dedup();
         names
             .into_iter()
-            .map(|name| SkillGroup { name: name.clone(), label: name.clone(), when_nobody_online: NobodyOnline::Queue })
+            .map(|name| SkillGroup {
+                name: name.clone(),
+                label: name.clone(),
+                when_nobody_online: NobodyOnline::Queue,
+                hours: None,
+                message_after_secs: None,
+            })
             .collect()
     });
     let online: Vec<_> = queue.agents.iter().filter(|a| a.presence == "online").collect();
@@ -70,6 +87,9 @@ pub(crate) async fn groups(state: &AppState, tenant: &TenantId) -> Result<Groups
         .map(|g| GroupView {
             online: online.iter().filter(|a| a.skill_groups.contains(&g.name)).count(),
             waiting: queue.waiting.iter().filter(|w| w.group == g.name).count(),
+            open: g.hours.as_ref().is_none_or(|h| h.is_open(chrono::Utc::now())),
+            hours: g.hours,
+            message_after_secs: g.message_after_secs,
             name: g.name,
             label: g.label,
             when_nobody_online: g.when_nobody_online,
@@ -125,4 +145,147 @@ async fn set(
     let command = TenantCommand::SetGroups(body.groups);
     crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(groups(&state, &caller.t).await?))
+}
+
+/// How many recent waits an estimate rests on.
+const ESTIMATE_FROM: usize = 20;
+
+/// What a waiting customer is told.
+#[derive(Debug, Serialize)]
+struct WaitView {
+    /// Whether the session waits in a queue now.
+    queued: bool,
+    group: String,
+    label: String,
+    /// 1 for the next to be served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<usize>,
+    waiting: usize,
+    agents_online: usize,
+    open: bool,
+    /// The median wait of the group's last 20 assigned sessions times the
+    /// position; none while nobody is online, out of hours, or without any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_wait_secs: Option<u64>,
+    /// Why the customer may rather leave a message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<String>,
+    can_leave_message: bool,
+}
+
+/// `GET /api/sessions/{id}/wait`: the customer's place in the queue, with
+/// whether anyone is there to serve them (the customer, and staff).
+async fn wait(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WaitView>, ApiError> {
+    let s = crate::sessions::load(&state, &caller, &id).await?;
+    use witness_engine::domain::session::SessionStatus;
+    let queued = matches!(s.state.status, SessionStatus::Queued | SessionStatus::Offered);
+    let name = s.state.group.clone().unwrap_or_else(|| s.state.business_type.clone());
+    let all = groups(&state, &caller.t).await?;
+    let group = all.groups.iter().find(|g| g.name == name);
+    let queue = state.projector.queue(&caller.t).await?;
+    let mut line: Vec<_> = queue.waiting.iter().filter(|w| w.group == name).collect();
+    line.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.queued_at.cmp(&b.queued_at)));
+    let position = line.iter().position(|w| w.session_id == s.id.to_string()).map(|p| p + 1);
+    let label = group.map_or(name.clone(), |g| g.label.clone());
+    let (online, open) = group.map_or((0, true), |g| (g.online, g.open));
+    let since = line
+        .iter()
+        .find(|w| w.session_id == s.id.to_string())
+        .and_then(|w| chrono::DateTime::parse_from_rfc3339(&w.queued_at).ok());
+    let waited = since.map_or(0, |t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0) as u64);
+    let estimated_wait_secs = match position {
+        Some(p) if online > 0 && open => {
+            let mut waits = state.projector.recent_waits(&caller.t, &name, ESTIMATE_FROM).await?;
+            waits.sort_unstable();
+            waits.get(waits.len() / 2).map(|median| *median as u64 * p as u64)
+        }
+        _ => None,
+    };
+    let notice = if !queued {
+        None
+    } else if !open {
+        group.and_then(|g| g.hours.as_ref()).map(|h| h.closed_message.clone())
+    } else if online == 0 {
+        Some(format!(
+            "No one in {label} is available right now. You can wait, or leave a message and we will get back to you."
+        ))
+    } else {
+        group.and_then(|g| g.message_after_secs).filter(|after| waited >= u64::from(*after)).map(|_| {
+            "Sorry for the wait. You can keep waiting, or leave a message and we will get back to you.".to_owned()
+        })
+    };
+    Ok(Json(WaitView {
+        queued,
+        group: name,
+        label,
+        position,
+        waiting: line.len(),
+        agents_online: online,
+        open,
+        estimated_wait_secs,
+        can_leave_message: notice.is_some(),
+        notice,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeftMessage {
+    text: crate::fields::Note<2000>,
+}
+
+#[derive(Serialize)]
+struct Left {
+    ticket_id: witness_schemas::TicketId,
+}
+
+/// `POST /api/sessions/{id}/leave-message {text}` (the waiting customer):
+/// a ticket holding the message, for the group to answer later, and the
+/// session ends (reason `left_message`).
+async fn leave_message(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<LeftMessage>,
+) -> Result<(StatusCode, Json<Left>), ApiError> {
+    caller.require(&[Role::Customer])?;
+    let s = crate::sessions::load(&state, &caller, &id).await?;
+    use witness_engine::domain::session::{SessionCommand, SessionStatus};
+    if !matches!(s.state.status, SessionStatus::Queued | SessionStatus::Offered) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "a message is left while waiting for a person"));
+    }
+    let text = body.text.into_inner();
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("`text`: the message is empty"));
+    }
+    let group = s.state.group.clone().unwrap_or_else(|| s.state.business_type.clone());
+    // The session ends first: if it was taken meanwhile, no ticket is made.
+    let end = SessionCommand::End {
+        ended_by: witness_schemas::EndedBy::Customer,
+        reason: witness_schemas::EndReason::LeftMessage,
+    };
+    crate::sessions::run(&state, &caller, s.id, end).await?;
+    let ticket_id = witness_schemas::TicketId::new();
+    let command = witness_engine::domain::ticket::TicketCommand::Create {
+        ticket_id,
+        session_id: s.id,
+        title: format!("[{group}] message left while waiting"),
+        description: text,
+        priority: witness_schemas::TicketPriority::Normal,
+    };
+    let stream = witness_schemas::StreamId::ticket(ticket_id);
+    witness_engine::executor::execute::<witness_engine::domain::ticket::Ticket>(
+        &state.store,
+        &caller.t,
+        &stream,
+        &caller.actor(),
+        chrono::Utc::now(),
+        command,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(Left { ticket_id })))
 }

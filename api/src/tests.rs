@@ -1426,6 +1426,85 @@ mod websocket {
         assert_eq!(status, StatusCode::CREATED, "{sent}");
     }
 
+    /// A customer waiting with nobody to serve them is told so, with their
+    /// place, and may leave a message that becomes a ticket; out of hours
+    /// they read the group's message (issue 28, item 2).
+    #[tokio::test]
+    async fn a_customer_waiting_with_nobody_online_is_told_and_leaves_a_message_that_becomes_a_ticket() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let (customer, id) = w.session("acme", "hello").await;
+        w.post(&format!("/api/sessions/{id}/human"), &customer, json!({})).await;
+        w.project().await;
+        let wait = w.get(&format!("/api/sessions/{id}/wait"), &customer).await;
+        assert_eq!(
+            (wait["queued"].as_bool(), wait["position"].as_u64(), wait["agents_online"].as_u64()),
+            (Some(true), Some(1), Some(0)),
+            "{wait}"
+        );
+        assert!(wait["notice"].as_str().unwrap().contains("No one in cards is available"), "{wait}");
+        assert_eq!(wait["can_leave_message"], true);
+        assert!(wait.get("estimated_wait_secs").is_none(), "no estimate with nobody online: {wait}");
+
+        // Out of hours (every day but today), the group's own message.
+        let today = chrono::Datelike::weekday(&chrono::Utc::now()).number_from_monday() as u8;
+        let days: Vec<u8> = (1..=7).filter(|d| *d != today).collect();
+        let hours = json!({ "utc_offset_minutes": 0, "days": days, "open": "00:00", "close": "23:59", "closed_message": "信用卡专线今天休息。" });
+        let admin = w.token("acme", Role::Admin).to_owned();
+        let set = json!({ "groups": [{ "name": "cards", "label": "信用卡", "hours": hours }] });
+        let (status, body) = w.call(Method::PUT, "/api/admin/groups", Some(&admin), Some(set)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let wait = w.get(&format!("/api/sessions/{id}/wait"), &customer).await;
+        assert_eq!(
+            (wait["open"].as_bool(), wait["notice"].as_str()),
+            (Some(false), Some("信用卡专线今天休息。")),
+            "{wait}"
+        );
+
+        // Leaving a message: only the customer, only with words; then a ticket and the end.
+        let path = format!("/api/sessions/{id}/leave-message");
+        let before = w.events().await;
+        let (status, _) = w.call(Method::POST, &path, Some(&customer), Some(json!({ "text": "  " }))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = w.call(Method::POST, &path, Some(&admin), Some(json!({ "text": "call me" }))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(w.events().await, before, "refused messages write nothing");
+        let (status, left) =
+            w.call(Method::POST, &path, Some(&customer), Some(json!({ "text": "请明天上午回电" }))).await;
+        assert_eq!(status, StatusCode::CREATED, "{left}");
+        let ticket = left["ticket_id"].as_str().unwrap();
+        let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+        let ended = view["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "SessionEnded").unwrap();
+        assert_eq!(ended["payload"]["reason"], "left_message");
+        let agent = w.token("acme", Role::Agent).to_owned();
+        let shown = w.get(&format!("/api/tickets/{ticket}"), &agent).await;
+        assert!(shown.to_string().contains("请明天上午回电"), "{shown}");
+        let (status, _) = w.call(Method::POST, &path, Some(&customer), Some(json!({ "text": "again" }))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "once the session ended");
+    }
+
+    /// With an agent online but busy, the next customer gets a place and an
+    /// estimate from the group's recent waits.
+    #[tokio::test]
+    async fn a_waiting_customer_with_agents_online_gets_a_place_and_an_estimate() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let agent = w.token("acme", Role::Agent).to_owned();
+        let presence = json!({ "presence": "online", "capacity": 1, "skill_groups": ["cards"] });
+        w.call(Method::PUT, "/api/agent/presence", Some(&agent), Some(presence)).await;
+        let (_first, taken) = w.session("acme", "转人工").await;
+        let offered = w.wait_for(&taken, &agent, |v| v["open_offer"].is_string()).await;
+        let offer = offered["open_offer"].as_str().unwrap();
+        w.post(&format!("/api/sessions/{taken}/accept"), &agent, json!({ "offer_id": offer })).await;
+        let (customer, id) = w.session("acme", "hello").await;
+        w.post(&format!("/api/sessions/{id}/human"), &customer, json!({})).await;
+        w.project().await;
+        let wait = w.get(&format!("/api/sessions/{id}/wait"), &customer).await;
+        assert_eq!((wait["position"].as_u64(), wait["agents_online"].as_u64()), (Some(1), Some(1)), "{wait}");
+        assert!(wait["estimated_wait_secs"].is_u64(), "an estimate from the first session's wait: {wait}");
+        assert_eq!(wait["can_leave_message"], false, "{wait}");
+    }
+
     /// Transfers go only to groups that exist (issue 28, item 3): the
     /// tenant's, or before it set any, those its agents name; a group with
     /// nobody online refuses or queues as it says; nothing is written for a

@@ -47,8 +47,8 @@ function render(e) {
     case "TransferRequested":
       if (p.from?.kind === "agent") note(p.to?.kind === "group" ? `Your agent is transferring you to ${p.to.group}.` : "Your agent is transferring you to a colleague.");
       break;
-    case "SessionQueued": note("Connecting you to a person…"); $("human").disabled = true; break;
-    case "AgentAssigned": note("An agent has joined."); callButtons(true); break;
+    case "SessionQueued": note("Connecting you to a person…"); $("human").disabled = true; waiting(true); break;
+    case "AgentAssigned": note("An agent has joined."); callButtons(true); waiting(false); break;
     case "CallStarted": note(`${p.kind === "video" ? "Video" : "Audio"} call started.`); callOn(p.kind === "video"); break;
     case "CallEnded": note("Call ended."); callOff(); break;
     case "RecordingStarted": note("This call is being recorded."); $("recording").classList.remove("hidden"); break;
@@ -57,8 +57,9 @@ function render(e) {
     case "FaceVerificationRequested": $("face").classList.remove("hidden"); break;
     case "FaceVerificationCompleted": case "CallEnded": $("face").classList.add("hidden"); break;
     case "SessionEnded":
-      note("The conversation has ended.");
+      note(p.reason === "left_message" ? "Your message was saved; we will get back to you." : "The conversation has ended.");
       ended = true;
+      waiting(false);
       callButtons(false);
       for (const id of ["human", "end", "send"]) $(id).disabled = true;
       $("composer").classList.add("hidden");
@@ -173,6 +174,34 @@ $("end").onclick = () => {
   $("end").textContent = "End";
   $("end").classList.remove("confirm");
   api("POST", `/api/sessions/${session}/end`, {}).then(() => show(), show);
+};
+// While queued: the place in the queue, an estimate, and — with nobody to
+// serve, out of hours, or after a long wait — a message to leave instead.
+let waitTimer;
+function waiting(on) {
+  clearInterval(waitTimer);
+  $("wait").classList.toggle("hidden", !on);
+  if (!on) return;
+  const poll = async () => {
+    const w = await api("GET", `/api/sessions/${session}/wait`).catch(() => null);
+    if (!w?.queued) return;
+    const place = w.position ? `You are number ${w.position} in the queue.` : "You are in the queue.";
+    const estimate = w.estimated_wait_secs != null ? ` About ${Math.max(1, Math.round(w.estimated_wait_secs / 60))} min.` : "";
+    $("wait-text").textContent = `${place}${estimate}${w.notice ? ` ${w.notice}` : ""}`;
+    $("leave").classList.toggle("hidden", !w.can_leave_message);
+  };
+  poll();
+  waitTimer = setInterval(poll, 5000);
+}
+$("leave").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const text = $("leave-text").value.trim();
+  if (!text) return show("Write your message first.");
+  try {
+    const left = await api("POST", `/api/sessions/${session}/leave-message`, { text });
+    note(`Saved as ticket …${left.ticket_id.slice(-6)}.`);
+    show();
+  } catch (e) { show(e); }
 };
 $("restart").onclick = () => {
   sessionStorage.removeItem(`witness-${tenant}`);

@@ -935,6 +935,26 @@ impl Projector {
         Ok(rows.into_iter().map(session_row).collect())
     }
 
+    /// How long (seconds) the last `limit` sessions assigned from `group`
+    /// waited between being queued and assigned, newest first: what an
+    /// estimated wait rests on.
+    pub async fn recent_waits(
+        &self,
+        tenant: &TenantId,
+        group: &str,
+        limit: usize,
+    ) -> Result<Vec<i64>, ProjectionError> {
+        let rows = self
+            .select(
+                "SELECT queued_at, assigned_at FROM sessions WHERE tenant_id = {1} AND group_name = {2} \
+                 AND queued_at IS NOT NULL AND assigned_at IS NOT NULL ORDER BY assigned_at DESC LIMIT {3}",
+                vec![Value::from(tenant.as_str()), Value::from(group), Value::from(limit as i64)],
+            )
+            .await?;
+        let time = |v: &Value| v.opt_text().and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+        Ok(rows.iter().filter_map(|r| Some((time(&r[1])? - time(&r[0])?).num_seconds().max(0))).collect())
+    }
+
     /// A tenant's ended sessions that an agent handled and nobody has
     /// evaluated yet, most recently ended first: the QA queue.
     pub async fn qa_queue(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SessionRow>, ProjectionError> {

@@ -277,6 +277,8 @@ pub enum EndReason {
     /// The bot answered and the customer left content (bot containment).
     BotResolved,
     Error,
+    /// The customer left a message (a ticket) instead of waiting on.
+    LeftMessage,
 }
 
 /// A satisfaction score from 1 (very unhappy) to 5 (very happy).
@@ -362,6 +364,46 @@ pub struct SkillGroup {
     pub label: String,
     #[serde(default)]
     pub when_nobody_online: NobodyOnline,
+    /// When it serves; absent: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<BusinessHours>,
+    /// After this long waiting a customer is offered to leave a message
+    /// (they always are while nobody is online or out of hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_after_secs: Option<u32>,
+}
+
+/// When a skill group serves, on its own clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BusinessHours {
+    /// The group's clock, minutes east of UTC (China: 480).
+    pub utc_offset_minutes: i32,
+    /// ISO weekdays it is open, 1 = Monday … 7 = Sunday.
+    pub days: Vec<u8>,
+    /// Local `HH:MM` it opens and closes (close after open).
+    pub open: String,
+    pub close: String,
+    /// What a customer reads out of hours.
+    pub closed_message: String,
+}
+
+impl BusinessHours {
+    /// `HH:MM` as minutes after midnight.
+    pub fn minutes(text: &str) -> Option<u32> {
+        let (h, m) = text.split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60 && text.len() == 5).then_some(h * 60 + m)
+    }
+
+    /// Whether the group is open at `now`.
+    pub fn is_open(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        use chrono::{Datelike, Timelike};
+        let local = now + chrono::Duration::minutes(i64::from(self.utc_offset_minutes));
+        let day = local.weekday().number_from_monday() as u8;
+        let minute = local.hour() * 60 + local.minute();
+        let (Some(open), Some(close)) = (Self::minutes(&self.open), Self::minutes(&self.close)) else { return false };
+        self.days.contains(&day) && (open..close).contains(&minute)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -75,11 +75,21 @@ pub fn one_of_each() -> Vec<Event> {
                     name: "cards".into(),
                     label: "信用卡 Credit cards".into(),
                     when_nobody_online: NobodyOnline::Queue,
+                    hours: None,
+                    message_after_secs: Some(180),
                 },
                 SkillGroup {
                     name: "loans".into(),
                     label: "贷款 Loans".into(),
                     when_nobody_online: NobodyOnline::Refuse,
+                    hours: Some(BusinessHours {
+                        utc_offset_minutes: 480,
+                        days: vec![1, 2, 3, 4, 5],
+                        open: "09:00".into(),
+                        close: "17:30".into(),
+                        closed_message: "贷款专线工作日 9:00–17:30 服务。".into(),
+                    }),
+                    message_after_secs: None,
                 },
             ],
         }

@@ -700,12 +700,22 @@ impl Decider for Session {
                 }
                 vec![RecordingAccessed { recording_id, access, user_id, range }.into()]
             }
+            // A message is left instead of waiting: not once someone serves.
+            (S::WithBot | S::Assigned | S::InCall, C::End { reason: EndReason::LeftMessage, .. }) => {
+                return Err(DomainError::NotAllowed {
+                    aggregate: "session",
+                    command: "End (left a message)",
+                    state: state.status.to_string(),
+                })
+            }
             (S::WithBot, C::End { ended_by, reason }) => {
                 vec![SessionEnded { ended_by, reason }.into()]
             }
             // Leaving before an agent took the session is abandonment, whatever the caller says.
-            (S::Queued | S::Offered, C::End { ended_by, .. }) => {
-                vec![SessionEnded { ended_by, reason: EndReason::Abandoned }.into()]
+            // …unless they left a message for later.
+            (S::Queued | S::Offered, C::End { ended_by, reason }) => {
+                let reason = if reason == EndReason::LeftMessage { reason } else { EndReason::Abandoned };
+                vec![SessionEnded { ended_by, reason }.into()]
             }
             (S::Assigned, C::End { ended_by, reason }) => {
                 vec![SessionEnded { ended_by, reason }.into()]
@@ -1205,6 +1215,24 @@ mod tests {
         h.extend(events);
         let state = Session::fold(&h);
         assert_eq!((state.status, state.agent), (SessionStatus::Queued, None));
+    }
+
+    #[test]
+    fn a_message_is_left_only_while_waiting_and_is_not_abandonment() {
+        let ids = ids();
+        let left = || SessionCommand::End { ended_by: EndedBy::Customer, reason: EndReason::LeftMessage };
+        Given::given(assigned(&ids)).when(left()).refused();
+        let mut queued = assigned(&ids);
+        queued.truncate(queued.iter().position(|e| matches!(e, Event::AgentOffered(_))).unwrap());
+        assert_eq!(Session::fold(&queued).status, SessionStatus::Queued);
+        Given::given(queued.clone()).when(left()).then([SessionEnded {
+            ended_by: EndedBy::Customer,
+            reason: EndReason::LeftMessage,
+        }
+        .into()]);
+        Given::given(queued)
+            .when(SessionCommand::End { ended_by: EndedBy::Customer, reason: EndReason::Resolved })
+            .then([SessionEnded { ended_by: EndedBy::Customer, reason: EndReason::Abandoned }.into()]);
     }
 
     #[test]

@@ -254,6 +254,22 @@ impl Decider for Tenant {
                             g.name
                         )));
                     }
+                    if let Some(h) = &g.hours {
+                        let (open, close) = (BusinessHours::minutes(&h.open), BusinessHours::minutes(&h.close));
+                        let valid = open.zip(close).is_some_and(|(o, c)| o < c)
+                            && !h.days.is_empty()
+                            && h.days.iter().all(|d| (1..=7).contains(d))
+                            && (-720..=840).contains(&h.utc_offset_minutes)
+                            && !h.closed_message.trim().is_empty()
+                            && h.closed_message.chars().count() <= 500;
+                        if !valid {
+                            return Err(DomainError::Invalid(format!(
+                                "group {:?}: hours need days 1 to 7, HH:MM open before close, an offset from -720 to 840 \
+                                 minutes and a closed message of 1 to 500 characters",
+                                g.name
+                            )));
+                        }
+                    }
                     if !names.insert(g.name.as_str()) {
                         return Err(DomainError::Invalid(format!("group {:?} is named twice", g.name)));
                     }
@@ -363,8 +379,36 @@ mod tests {
             name: name.into(),
             label: label.into(),
             when_nobody_online: NobodyOnline::Refuse,
+            hours: None,
+            message_after_secs: None,
         };
         let set = |groups: Vec<SkillGroup>| TenantCommand::SetGroups(groups);
+        let hours = |open: &str, close: &str, days: Vec<u8>| BusinessHours {
+            utc_offset_minutes: 480,
+            days,
+            open: open.into(),
+            close: close.into(),
+            closed_message: "closed".into(),
+        };
+        let with = |h| SkillGroup { hours: Some(h), ..group("loans", "贷款") };
+        TestHarness::<Tenant>::given([created()])
+            .when(set(vec![with(hours("09:00", "17:30", vec![1, 5]))]))
+            .then([SkillGroupsSet { groups: vec![with(hours("09:00", "17:30", vec![1, 5]))] }.into()]);
+        for bad in [
+            hours("18:00", "09:00", vec![1]),
+            hours("9:00", "17:00", vec![1]),
+            hours("09:00", "17:00", vec![8]),
+            hours("09:00", "17:00", vec![]),
+        ] {
+            TestHarness::<Tenant>::given([created()]).when(set(vec![with(bad)])).refused();
+        }
+        // Open on its own clock: 09:00–17:30 in China is 01:00–09:30 UTC.
+        let h = hours("09:00", "17:30", vec![1, 2, 3, 4, 5]);
+        let utc = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+        assert!(h.is_open(utc("2026-12-07T01:00:00Z")), "Monday 09:00 in Beijing");
+        assert!(!h.is_open(utc("2026-12-07T00:59:00Z")), "Monday 08:59");
+        assert!(!h.is_open(utc("2026-12-07T09:30:00Z")), "Monday 17:30: closed");
+        assert!(!h.is_open(utc("2026-12-06T03:00:00Z")), "Sunday");
         let good = vec![group("cards", "信用卡"), group("loans", "贷款")];
         TestHarness::<Tenant>::given([]).when(set(good.clone())).refused();
         TestHarness::<Tenant>::given([created()])
