@@ -45,8 +45,8 @@ need_kafka_broker() {
 need_browser() {
     command -v node >/dev/null || apt_install nodejs npm
     apt_install chromium fonts-noto-cjk
-    if [ ! -d tests/e2e/node_modules/playwright-core ]; then
-        echo "==> installing playwright-core (npm)"
+    if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/axe-core ]; then
+        echo "==> installing playwright-core and axe-core (npm)"
         (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
     fi
     export WITNESS_TEST_CHROMIUM=/usr/bin/chromium

@@ -78,6 +78,7 @@ const SUPERVISOR_PAGE: &str = include_str!("../web/supervisor.html");
 const STYLE: &str = include_str!("../web/style.css");
 const COMMON_JS: &str = include_str!("../web/common.js");
 const CALL_JS: &str = include_str!("../web/call.js");
+const FAVICON: &str = include_str!("../web/favicon.svg");
 /// Each page's own script: no page has inline script, so the pages' CSP
 /// allows scripts from this origin only.
 const SCRIPTS: &[(&str, &str)] = &[
@@ -236,6 +237,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin", get(|| page(ADMIN_PAGE)))
         .route("/supervisor", get(|| page(SUPERVISOR_PAGE)))
         .route("/web/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
+        .route("/web/favicon.svg", get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON) }))
         .merge(scripts)
         .route(
             "/web/vendor/chart.umd.min.js",

@@ -1,4 +1,4 @@
-import { call, content, attachmentOf, recordingPlayers, liveSocket, signOutWith } from "/web/common.js";
+import { call, content, attachmentOf, recordingPlayers, liveSocket, signOutWith, icon } from "/web/common.js";
 import { CallClient, callControls } from "/web/call.js";
 // The agent's workbench: log in, go online, take offers, talk, transfer,
 // open tickets, end and wrap up. Live events over the WebSocket; the queue
@@ -156,7 +156,8 @@ $("face-start").onclick = async () => {
   $("face-start").disabled = false;
 };
 const drawCall = callControls(() => callClient, show, () => {
-  $("record").textContent = recording ? "⏹ Stop recording" : "⏺ Record";
+  $("record-text").textContent = recording ? "Stop recording" : "Record";
+  $("record").firstElementChild.replaceChildren(icon(recording ? "stop" : "record"));
 });
 $("record").onclick = () => callClient && api("POST", `/api/sessions/${callClient.session}/recording`, { record: !recording }).catch(show);
 for (const kind of ["audio", "video"]) $(`call-${kind}`).onclick = () => current && api("POST", `/api/sessions/${current}/call`, { kind }).catch(show);

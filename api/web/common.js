@@ -66,7 +66,9 @@ export function attachmentOf(c, token, session) {
   const base = `/api/uploads/${c.attachment.sha256}${session ? `?session=${session}` : ""}`;
   const url = (thumb) => (thumb ? `${base}${session ? "&" : "?"}thumb=true` : base);
   if (c.kind === "image") return linked(Object.assign(document.createElement("img"), { alt: c.attachment.file_name, className: "thumb" }), "src", token, url(true));
-  return linked(Object.assign(document.createElement("a"), { textContent: `📄 ${c.attachment.file_name}`, download: c.attachment.file_name }), "href", token, url(false));
+  const link = Object.assign(document.createElement("a"), { download: c.attachment.file_name });
+  link.append(icon("file"), c.attachment.file_name);
+  return linked(link, "href", token, url(false));
 }
 
 // A session's call recordings (GET /api/sessions/{id}/recordings) as cards:
@@ -204,3 +206,31 @@ export async function showTimeline(token, id, { card, title, rows }) {
   }));
   return view;
 }
+
+// Icons as inline SVG, beside a text label: emoji render as boxes on Linux
+// desktops without an emoji font, and an icon alone names nothing.
+const ICONS = {
+  phone: "M6.6 10.8a15.1 15.1 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25c1.1.37 2.3.57 3.6.57a1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1z",
+  video: "M17 10.5V7a1 1 0 0 0-1-1H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1v-3.5l4 4v-11z",
+  clip: "M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z",
+  record: "M12 7a5 5 0 1 0 0 10a5 5 0 1 0 0-10z",
+  stop: "M7 7h10v10H7z",
+  file: "M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8zm0 1.5L18.5 8H14z",
+};
+export function icon(name) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.classList.add("icon");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+// Fills every `<span data-icon="NAME">` under `root` with its icon.
+export function drawIcons(root = document) {
+  for (const span of root.querySelectorAll("span[data-icon]")) span.replaceChildren(icon(span.dataset.icon));
+}
+drawIcons();

@@ -145,6 +145,7 @@ $("composer").onsubmit = async (ev) => {
     show();
   } catch (e) { show(e); }
 };
+$("attach").onclick = () => $("file").click();
 $("file").onchange = async () => {
   const file = $("file").files[0];
   if (!file) return;
@@ -212,9 +213,14 @@ for (let i = 1; i <= 5; i++) {
   star.type = "button";
   star.textContent = "☆";
   star.dataset.rating = i;
+  star.setAttribute("aria-label", `${i} of 5 stars`);
+  star.setAttribute("aria-pressed", "false");
   star.onclick = () => {
     rating = i;
-    [...$("stars").children].forEach((s, j) => (s.textContent = j < i ? "★" : "☆"));
+    [...$("stars").children].forEach((s, j) => {
+      s.textContent = j < i ? "★" : "☆";
+      s.setAttribute("aria-pressed", String(j === i - 1));
+    });
   };
   $("stars").append(star);
 }

@@ -5,6 +5,7 @@
 // rates, and the audit trail (read as compliance) holds all of it.
 // Exits non-zero on the first failed expectation. Driven by tests/browser.rs.
 import { chromium } from "playwright-core";
+import { accessible } from "./pages.mjs";
 
 const base = process.env.BASE_URL;
 const agentPassword = process.env.AGENT_PASSWORD;
@@ -31,10 +32,29 @@ try {
   await agent.click("#sign-in");
   await expect(agent.locator("#me", { hasText: "Demo Agent" }), "the agent's name after sign-in");
   await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online in the queue view");
+  // A landmark to skip to, and a password field password managers fill.
+  if ((await agent.locator("main#desk").count()) !== 1) throw new Error("the workbench has no <main> landmark");
+  if ((await agent.locator("#password").getAttribute("autocomplete")) !== "current-password") throw new Error("the password field has no autocomplete");
 
   // The customer, on a phone-sized page (H5), asks the bot first.
   const customer = await (await browser.newContext({ viewport: { width: 390, height: 760 }, isMobile: true })).newPage();
   await customer.goto(`${base}/?tenant=demo`);
+  await expect(customer.locator("#human:not([disabled])"), "the customer page ready");
+  await accessible(customer, "the customer page");
+  // Every control has a name that is not an emoji alone, and a phone's finger fits it (44 px).
+  const controls = await customer.locator("button:visible, input:visible").evaluateAll((els) => els.map((e) => {
+    const r = e.getBoundingClientRect();
+    return { id: e.id, name: (e.getAttribute("aria-label") || e.textContent || e.placeholder || "").trim(), w: r.width, h: r.height };
+  }));
+  const bad = controls.filter((c) => !c.name || /^[\p{Extended_Pictographic}\s]+$/u.test(c.name) || c.h < 44 || (c.w < 44));
+  if (bad.length) throw new Error(`controls without a text name or smaller than 44 px: ${JSON.stringify(bad)}`);
+  if (!(await fetch(`${base}/web/favicon.svg`)).ok || !(await customer.locator("link[rel=icon]").count())) throw new Error("no favicon");
+  // The file button is reached and pressed from the keyboard.
+  await customer.focus("#text");
+  await customer.keyboard.press("Shift+Tab");
+  if ((await customer.evaluate(() => document.activeElement.id)) !== "attach") throw new Error("Shift+Tab from the message box does not reach the file button");
+  const [chooser] = await Promise.all([customer.waitForEvent("filechooser", { timeout }), customer.keyboard.press("Enter")]);
+  if (!chooser) throw new Error("Enter on the file button opened no file chooser");
   await customer.fill("#text", question);
   await customer.click("#send");
   await expect(customer.locator(".msg.bot", { hasText: "six purchases" }), "the bot's answer from the FAQ");
@@ -49,6 +69,7 @@ try {
   await expect(agent.locator(".msg.customer", { hasText: question }), "the earlier conversation on the workbench");
   await expect(agent.locator(".msg.bot", { hasText: "six purchases" }), "the bot's earlier answer on the workbench");
   await expect(agent.locator(".msg.customer", { hasText: unknown }), "the question the bot could not answer");
+  await accessible(agent, "the workbench with a session open");
   await agent.fill("#text", "Hello, this is Li from the cards team.");
   await agent.click("#send");
   await expect(customer.locator(".msg.agent", { hasText: "this is Li" }), "the agent's reply at the customer");
@@ -71,6 +92,8 @@ try {
   await customer.click("#end");
   await expect(customer.locator(".note", { hasText: "The conversation has ended" }), "the end");
   for (const id of ["#human", "#end"]) if (!(await customer.locator(id).isDisabled())) throw new Error(`${id} still enabled after the end`);
+  if ((await customer.locator("#stars button[data-rating='5']").getAttribute("aria-label")) !== "5 of 5 stars") throw new Error("the stars have no names");
+  await accessible(customer, "the customer page after the end");
   await customer.click("#stars button[data-rating='5']", { timeout });
   await customer.click("#send-rating");
   await expect(customer.locator(".note", { hasText: "Thank you for your rating" }), "the rating confirmed");
@@ -104,6 +127,7 @@ try {
   await admin.click(`#sessions tr.session[data-session="${ended}"]`);
   await expect(admin.locator("#timeline td", { hasText: "SatisfactionRated" }), "the session's timeline on the admin page");
   await expect(admin.locator("#timeline td", { hasText: question }), "the conversation, unmasked for the admin");
+  await accessible(admin, "the admin page with a timeline");
 
   // The new FAQ entry answers a new customer at once.
   const second = await (await browser.newContext()).newPage();

@@ -11,6 +11,7 @@
 // screenshot to SCREENSHOT.
 // Exits non-zero on the first failed expectation. Driven by tests/browser.rs.
 import { chromium } from "playwright-core";
+import { accessible } from "./pages.mjs";
 
 const base = process.env.BASE_URL;
 const seeded = JSON.parse(process.env.SEEDED);
@@ -117,6 +118,7 @@ try {
   // The seeded agents signed off at the end of their day.
   same(await board.locator("#agents tr").count(), seededAgents, "agents listed");
   await expectText(board, "#kpi-online", "0", "agents online before anyone signs in");
+  await accessible(board, "the supervisor dashboard");
 
   // Drill-down: the busiest hour's bar lists its sessions; one opens its timeline.
   const busiest = byHour.indexOf(Math.max(...byHour));

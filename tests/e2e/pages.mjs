@@ -36,3 +36,18 @@ export async function agentTakesCustomer(browser, timeout) {
   await expect(customer.locator(".note", { hasText: "An agent has joined" }), "the agent at the customer's");
   return { agent, customer };
 }
+
+// axe-core's serious and critical findings on `page` (WCAG 2 A and AA),
+// or throws naming each rule and where. Run through the DevTools protocol,
+// so the page's CSP (no inline script) does not stop it.
+import { readFileSync } from "node:fs";
+const axeSource = readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+export async function accessible(page, what) {
+  await page.evaluate(axeSource);
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return r.violations.filter((v) => ["serious", "critical"].includes(v.impact))
+      .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 4).map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  if (found.length) throw new Error(`accessibility of ${what}:\n  ${found.join("\n  ")}`);
+}
