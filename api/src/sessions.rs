@@ -209,9 +209,19 @@ struct SessionView {
     business_type: String,
     channel: Option<Channel>,
     agent_id: Option<UserId>,
+    /// The assigned agent as the customer sees them: display name and
+    /// login (their work number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<AgentName>,
     open_offer: Option<OfferId>,
     masked: bool,
     events: Vec<EventView>,
+}
+
+#[derive(Serialize)]
+struct AgentName {
+    display_name: String,
+    work_number: String,
 }
 
 async fn show(
@@ -225,7 +235,15 @@ async fn show(
     if unmasked {
         crate::supervision::record_view(&state, &caller, "session", Some(s.id), events.len()).await?;
     }
+    let agent = match s.state.agent {
+        Some(id) => crate::accounts::directory(&state.store, &caller.t)
+            .await?
+            .user(id)
+            .map(|u| AgentName { display_name: u.display_name.clone(), work_number: u.login.clone() }),
+        None => None,
+    };
     Ok(Json(SessionView {
+        agent,
         session_id: s.id,
         status: s.state.status.to_string(),
         business_type: s.state.business_type.clone(),

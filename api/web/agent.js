@@ -5,7 +5,7 @@ import { CallClient, callControls } from "/web/call.js";
 // from the read model, refreshed every two seconds.
 const $ = (id) => document.getElementById(id);
 let token, me, current, socket, callClient, watchSocket, recording = false;
-const offers = new Map(); // session → offer id
+const offers = new Map(); // session → { offer, expires, info }
 const mine = new Set();
 
 const api = (method, path, body) => call(token, method, path, body);
@@ -63,7 +63,7 @@ function on(e) {
     const away = e.actor.kind === "system" && p.presence === "away";
     notice(away ? "You were set to Away: three offers in a row ran out. Choose Online to take offers again." : "");
   }
-  if (e.event_type === "AgentOffered" && p.agent_id === me) offers.set(sid, p.offer_id);
+  if (e.event_type === "AgentOffered" && p.agent_id === me) offered(sid, p);
   if (["OfferAccepted", "OfferDeclined", "OfferExpired"].includes(e.event_type)) offers.delete(sid);
   if (e.event_type === "AgentAssigned" && p.agent_id === me) mine.add(sid);
   if (e.event_type === "WrapUpCompleted" && p.agent_id === me) { mine.delete(sid); if (current === sid) close(); }
@@ -180,16 +180,62 @@ async function suggest() {
   }));
 }
 
+// An offer: the customer's question, channel, business and wait, read
+// from the session (the offered agent may), and a chime.
+async function offered(sid, p) {
+  offers.set(sid, { offer: p.offer_id, expires: Date.parse(p.expires_at), info: null });
+  chime();
+  drawLists();
+  const view = await api("GET", `/api/sessions/${sid}`).catch(() => null);
+  if (!view || !offers.has(sid)) return;
+  const asked = view.events.filter((e) => e.event_type === "CustomerMessage").map((e) => content(e.payload.content)).pop();
+  const queued = view.events.filter((e) => e.event_type === "SessionQueued").map((e) => Date.parse(e.occurred_at)).pop();
+  offers.get(sid).info = { asked, queued, channel: view.channel, business: view.business_type };
+  drawLists();
+}
+let audio;
+// A short two-tone chime (Web Audio: allowed after the sign-in click).
+function chime() {
+  try {
+    audio ??= new AudioContext();
+    const now = audio.currentTime;
+    for (const [freq, at] of [[880, 0], [660, 0.18]]) {
+      const osc = audio.createOscillator(), gain = audio.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.15, now + at);
+      gain.gain.exponentialRampToValueAtTime(0.001, now + at + 0.16);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(now + at);
+      osc.stop(now + at + 0.17);
+    }
+    window.witnessChimes = (window.witnessChimes ?? 0) + 1;
+  } catch { /* no audio: the list still shows it */ }
+}
+// Offers count down every second.
+setInterval(() => { if (offers.size) drawLists(); }, 1000);
+
 function drawLists() {
-  $("offers").replaceChildren(...[...offers].map(([sid, offer]) => {
+  const now = Date.now();
+  $("offers").replaceChildren(...[...offers].map(([sid, { offer, expires, info }]) => {
     const li = document.createElement("li");
-    li.className = "row";
-    li.textContent = `Session …${short(sid)} `;
+    li.className = "offer";
+    const left = Math.max(0, Math.round((expires - now) / 1000));
+    const head = Object.assign(document.createElement("div"), { className: "offer-head" });
+    head.append(Object.assign(document.createElement("b"), { textContent: `Session …${short(sid)}` }),
+      Object.assign(document.createElement("span"), { className: "countdown", textContent: ` ${left} s left` }));
+    li.append(head);
+    if (info) {
+      const waited = info.queued ? Math.max(0, Math.round((now - info.queued) / 1000)) : null;
+      li.append(Object.assign(document.createElement("div"), { className: "offer-meta", textContent: `${info.channel ?? ""} · ${info.business}${waited != null ? ` · waited ${waited} s` : ""}` }));
+      if (info.asked) li.append(Object.assign(document.createElement("div"), { className: "offer-question", textContent: `“${info.asked}”` }));
+    }
     const accept = Object.assign(document.createElement("button"), { textContent: "Accept" });
     accept.onclick = () => api("POST", `/api/sessions/${sid}/accept`, { offer_id: offer }).then(() => open(sid), show);
     const decline = Object.assign(document.createElement("button"), { textContent: "Decline", className: "secondary" });
     decline.onclick = () => api("POST", `/api/sessions/${sid}/decline`, { offer_id: offer }).catch(show);
-    li.append(accept, decline);
+    const buttons = Object.assign(document.createElement("div"), { className: "row" });
+    buttons.append(accept, decline);
+    li.append(buttons);
     return li;
   }));
   $("mine").replaceChildren(...[...mine].map((sid) => {
@@ -233,7 +279,7 @@ async function open(sid) {
   view.events.forEach(draw);
   suggest();
   showRecordings();
-  for (const b of ["send", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = false;
+  for (const b of ["send", "attach", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = false;
   drawLists();
 }
 
@@ -249,7 +295,7 @@ function close() {
   $("suggest-card").classList.add("hidden");
   $("chat").replaceChildren();
   $("current").textContent = "No session open.";
-  for (const b of ["send", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = true;
+  for (const b of ["send", "attach", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = true;
 }
 
 async function refreshQueue() {
@@ -278,7 +324,22 @@ $("composer").onsubmit = async (ev) => {
   if (!text || !current) return;
   await api("POST", `/api/sessions/${current}/messages`, { kind: "text", text }).then(() => ($("text").value = ""), show);
 };
-$("ticket").onclick = () => api("POST", "/api/tickets", { session_id: current }).then((t) => show(`Ticket opened: ${t.title}`), show);
+$("ticket").onclick = () => api("POST", "/api/tickets", { session_id: current }).then((t) => { show(""); notice(`Ticket opened: ${t.title}`); }, show);
+// Images and files to the customer: uploaded, then sent as a message.
+$("attach").onclick = () => $("file").click();
+$("file").onchange = async () => {
+  const file = $("file").files[0];
+  $("file").value = "";
+  if (!file || !current) return;
+  try {
+    const stored = await fetch("/api/uploads", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: file })
+      .then(async (r) => (r.ok ? r.json() : Promise.reject(new Error((await r.json()).error))));
+    const attachment = { sha256: stored.sha256, file_name: file.name, media_type: stored.media_type, bytes: stored.bytes };
+    const kind = stored.media_type.startsWith("image/") ? "image" : "file";
+    await api("POST", `/api/sessions/${current}/messages`, kind === "image" ? { kind, attachment, caption: file.name } : { kind, attachment });
+    show("");
+  } catch (e) { show(e); }
+};
 // Where a session can go: the tenant's groups, with who is online in each,
 // and the other agents online by name (GET /api/groups).
 async function refreshTransferTargets() {

@@ -6,7 +6,7 @@ const params = new URLSearchParams(location.search);
 const tenant = params.get("tenant") || "demo";
 const channel = params.get("channel") || (matchMedia("(max-width: 600px)").matches ? "h5" : "web");
 const $ = (id) => document.getElementById(id);
-let token, session, rating = 0, socket, callClient, ended = false;
+let token, session, rating = 0, socket, callClient, ended = false, agentName = null;
 const seen = new Set();
 // Socket events wait until the first load has drawn the earlier ones.
 let loaded = false;
@@ -43,12 +43,12 @@ function render(e) {
   switch (e.event_type) {
     case "CustomerMessage": line("customer", "You", p.content); break;
     case "BotMessage": line("bot", "Assistant", p.content); break;
-    case "AgentMessage": line("agent", "Agent", p.content); break;
+    case "AgentMessage": line("agent", agentName ?? "Agent", p.content); break;
     case "TransferRequested":
       if (p.from?.kind === "agent") note(p.to?.kind === "group" ? `Your agent is transferring you to ${p.to.group}.` : "Your agent is transferring you to a colleague.");
       break;
     case "SessionQueued": note("Connecting you to a person…"); $("human").disabled = true; waiting(true); break;
-    case "AgentAssigned": note("An agent has joined."); callButtons(true); waiting(false); break;
+    case "AgentAssigned": note("An agent has joined."); callButtons(true); waiting(false); introduce(); break;
     case "CallStarted": note(`${p.kind === "video" ? "Video" : "Audio"} call started.`); callOn(p.kind === "video"); break;
     case "CallEnded": note("Call ended."); callOff(); break;
     case "RecordingStarted": note("This call is being recorded."); $("recording").classList.remove("hidden"); break;
@@ -176,6 +176,14 @@ $("end").onclick = () => {
   $("end").classList.remove("confirm");
   api("POST", `/api/sessions/${session}/end`, {}).then(() => show(), show);
 };
+// Who is serving: the agent's name and work number, from the session.
+async function introduce() {
+  const view = await api("GET", `/api/sessions/${session}`).catch(() => null);
+  if (!view?.agent) return;
+  agentName = view.agent.display_name;
+  note(`${view.agent.display_name} (No. ${view.agent.work_number}) is serving you.`);
+}
+
 // While queued: the place in the queue, an estimate, and — with nobody to
 // serve, out of hours, or after a long wait — a message to leave instead.
 let waitTimer;

@@ -64,7 +64,13 @@ try {
   await customer.click("#human");
   await expect(customer.locator(".note", { hasText: "Connecting you" }), "the customer queued");
 
-  // The offer reaches the agent, who accepts and sees the conversation so far.
+  // The offer reaches the agent with what the customer asked, from where,
+  // how long they waited and how long is left, and a chime.
+  const offer = agent.locator("#offers li.offer");
+  await expect(offer.locator(".offer-question", { hasText: unknown }), "the customer's question in the offer");
+  const offerText = await offer.first().innerText();
+  for (const part of ["cards", "waited", "s left"]) if (!offerText.includes(part)) throw new Error(`the offer does not say ${part}: ${offerText}`);
+  if (!(await agent.evaluate(() => window.witnessChimes >= 1))) throw new Error("the offer made no sound");
   await agent.click("#offers button:has-text('Accept')", { timeout });
   await expect(agent.locator(".msg.customer", { hasText: question }), "the earlier conversation on the workbench");
   await expect(agent.locator(".msg.bot", { hasText: "six purchases" }), "the bot's earlier answer on the workbench");
@@ -73,6 +79,14 @@ try {
   await agent.fill("#text", "Hello, this is Li from the cards team.");
   await agent.click("#send");
   await expect(customer.locator(".msg.agent", { hasText: "this is Li" }), "the agent's reply at the customer");
+  // The customer knows who serves them: name and work number.
+  await expect(customer.locator(".note", { hasText: "Demo Agent (No. agent) is serving you." }), "the agent's name and work number at the customer");
+  // The agent sends a file; the customer gets it. A ticket is a notice, not an error.
+  await agent.setInputFiles("#file", { name: "fees.txt", mimeType: "text/plain", buffer: Buffer.from("Annual fee: waived after six purchases.\n") });
+  await expect(customer.locator(".msg.agent a", { hasText: "fees.txt" }), "the agent's file at the customer");
+  await agent.click("#ticket");
+  await expect(agent.locator("#notice", { hasText: "Ticket opened" }), "the ticket as a notice");
+  if ((await agent.locator("#error").innerText()).trim()) throw new Error(`an error shown with the ticket: ${await agent.locator("#error").innerText()}`);
   // The customer sends a photo of their bill; the agent sees its thumbnail.
   const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR4nGM4ISeHFTEMLQkAkL9BAbKfPiIAAAAASUVORK5CYII=", "base64");
   await customer.setInputFiles("#file", { name: "bill.png", mimeType: "image/png", buffer: png });
