@@ -35,6 +35,7 @@ pub mod accounts;
 pub mod auth;
 pub mod bot;
 pub mod calls;
+pub mod dispositions;
 pub mod dual;
 mod error;
 pub mod face;
@@ -252,6 +253,7 @@ pub fn app(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(groups::router())
+        .merge(dispositions::router())
         .merge(calls::router())
         .merge(recordings::router())
         .merge(tickets::router())

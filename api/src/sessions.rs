@@ -622,6 +622,7 @@ async fn wrap_up(
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
     let s = load(&state, &caller, &id).await?;
+    crate::dispositions::check(&state, &caller.t, &req.disposition).await?;
     let command = SessionCommand::CompleteWrapUp {
         agent_id: caller.user_id()?,
         disposition: req.disposition.into_inner(),

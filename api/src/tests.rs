@@ -1505,6 +1505,37 @@ mod websocket {
         assert_eq!(wait["can_leave_message"], false, "{wait}");
     }
 
+    /// Wrap-up takes a disposition from the tenant's list once it set one
+    /// (issue 28, item 10); before, any text, with defaults offered.
+    #[tokio::test]
+    async fn dispositions_come_from_the_tenants_list_once_set() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let (_customer, agent, id) = assigned(&w).await;
+        let admin = w.token("acme", Role::Admin).to_owned();
+        let listed = w.get("/api/dispositions", &agent).await;
+        assert_eq!(
+            (listed["set_by_tenant"].as_bool(), listed["dispositions"][0].as_str()),
+            (Some(false), Some("resolved"))
+        );
+        let (status, _) =
+            w.call(Method::PUT, "/api/admin/dispositions", Some(&agent), Some(json!({ "dispositions": ["x"] }))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let set = json!({ "dispositions": ["已解决", "需回访"] });
+        let (status, body) = w.call(Method::PUT, "/api/admin/dispositions", Some(&admin), Some(set)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        w.post(&format!("/api/sessions/{id}/end"), &agent, json!({})).await;
+        let before = w.events().await;
+        let path = format!("/api/sessions/{id}/wrap-up");
+        let (status, body) =
+            w.call(Method::POST, &path, Some(&agent), Some(json!({ "disposition": "resolved" }))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("已解决, 需回访"), "{body}");
+        assert_eq!(w.events().await, before, "nothing written");
+        let (status, body) = w.call(Method::POST, &path, Some(&agent), Some(json!({ "disposition": "需回访" }))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     /// Transfers go only to groups that exist (issue 28, item 3): the
     /// tenant's, or before it set any, those its agents name; a group with
     /// nobody online refuses or queues as it says; nothing is written for a

@@ -31,6 +31,8 @@ $("login").onsubmit = async (ev) => {
     refreshQueue();
     setInterval(refreshTransferTargets, 5000);
     refreshTransferTargets();
+    // The tenant's dispositions for wrap-up.
+    api("GET", "/api/dispositions").then((d) => $("disposition").replaceChildren(...d.dispositions.map((x) => Object.assign(document.createElement("option"), { value: x, textContent: x }))), show);
   } catch (e) { alert(e.message); }
 };
 

@@ -800,6 +800,11 @@ payload!(
     }
 );
 payload!(
+    /// The outcomes an agent chooses from at wrap-up (on the tenant
+    /// stream), replacing any before.
+    DispositionsSet { dispositions: Vec<String> }
+);
+payload!(
     /// The tenant's skill groups (on the tenant stream), replacing any
     /// before: the only groups sessions are transferred or moved to.
     SkillGroupsSet { groups: Vec<SkillGroup> }
@@ -989,6 +994,7 @@ registry! {
     QaFormSet => 1,
     QaRulesSet => 2,
     SkillGroupsSet => 1,
+    DispositionsSet => 1,
     DualRecordingScriptSet => 1,
     DualRecordingStepReviewed => 1,
     DualRecordingReviewed => 1,

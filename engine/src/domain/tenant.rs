@@ -41,6 +41,8 @@ pub struct TenantState {
     pub scripts: BTreeMap<String, Vec<DualRecordingScriptSet>>,
     /// The skill groups, if the tenant set them (else: those its agents name).
     pub groups: Option<Vec<SkillGroup>>,
+    /// The wrap-up dispositions, if the tenant set them (else: any text).
+    pub dispositions: Option<Vec<String>>,
 }
 
 impl TenantState {
@@ -103,6 +105,8 @@ pub enum TenantCommand {
     SetQaRules(QaRulesSet),
     /// The skill groups, all of them.
     SetGroups(Vec<SkillGroup>),
+    /// The wrap-up dispositions, all of them.
+    SetDispositions(Vec<String>),
     /// A new version of a dual-recording script.
     SetScript {
         script_id: String,
@@ -236,6 +240,21 @@ impl Decider for Tenant {
                 }
                 Ok(vec![QaFormSet { criteria }.into()])
             }
+            TenantCommand::SetDispositions(dispositions) => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                let dispositions: Vec<String> = dispositions.iter().map(|d| d.trim().to_owned()).collect();
+                let mut seen = std::collections::BTreeSet::new();
+                let valid = (1..=50).contains(&dispositions.len())
+                    && dispositions.iter().all(|d| (1..=64).contains(&d.chars().count()) && seen.insert(d.clone()));
+                if !valid {
+                    return Err(DomainError::Invalid(
+                        "from 1 to 50 dispositions, each 1 to 64 characters, none twice".into(),
+                    ));
+                }
+                Ok(vec![DispositionsSet { dispositions }.into()])
+            }
             TenantCommand::SetGroups(groups) => {
                 if !state.exists() {
                     return Err(DomainError::Invalid("no such tenant".into()));
@@ -353,6 +372,7 @@ impl Decider for Tenant {
             Event::QaFormSet(e) => state.qa_form = e.criteria.clone(),
             Event::QaRulesSet(e) => state.qa_rules = Some(e.clone()),
             Event::SkillGroupsSet(e) => state.groups = Some(e.groups.clone()),
+            Event::DispositionsSet(e) => state.dispositions = Some(e.dispositions.clone()),
             Event::DualRecordingScriptSet(e) => state.scripts.entry(e.script_id.clone()).or_default().push(e.clone()),
             _ => {}
         }
@@ -371,6 +391,17 @@ mod tests {
 
     fn add(user_id: UserId, login: &str, role: Role) -> TenantCommand {
         TenantCommand::AddUser { user_id, login: login.into(), role, display_name: "Li Na".into() }
+    }
+
+    #[test]
+    fn dispositions_are_set_whole_trimmed_and_unique() {
+        let set = |list: &[&str]| TenantCommand::SetDispositions(list.iter().map(|d| d.to_string()).collect());
+        TestHarness::<Tenant>::given([created()])
+            .when(set(&[" 已解决 ", "需回访"]))
+            .then([DispositionsSet { dispositions: vec!["已解决".into(), "需回访".into()] }.into()]);
+        for bad in [&[][..], &["a", "a"], &[" "], &[&"x".repeat(65) as &str]] {
+            TestHarness::<Tenant>::given([created()]).when(set(bad)).refused();
+        }
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! The outcomes an agent records at wrap-up: the tenant's list (`PUT
+//! /api/admin/dispositions`, a `DispositionsSet` event), or, until it sets
+//! one, [`DEFAULT`] offered and any text taken.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use witness_engine::domain::tenant::TenantCommand;
+use witness_schemas::{Role, TenantId};
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState, Body};
+
+/// What the workbench offers while a tenant has set no list.
+pub const DEFAULT: &[&str] = &["resolved", "follow-up needed", "no response", "transferred elsewhere"];
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/dispositions", get(list)).route("/api/admin/dispositions", put(set))
+}
+
+#[derive(Serialize)]
+struct Dispositions {
+    dispositions: Vec<String>,
+    /// False while the tenant has set none: any text is then taken.
+    set_by_tenant: bool,
+}
+
+async fn of(state: &AppState, tenant: &TenantId) -> Result<Dispositions, ApiError> {
+    let set = crate::accounts::directory(&state.store, tenant).await?.dispositions;
+    Ok(match set {
+        Some(dispositions) => Dispositions { dispositions, set_by_tenant: true },
+        None => Dispositions { dispositions: DEFAULT.iter().map(|d| d.to_string()).collect(), set_by_tenant: false },
+    })
+}
+
+/// Refuses (422, naming the list) a disposition the tenant's list lacks.
+pub(crate) async fn check(state: &AppState, tenant: &TenantId, disposition: &str) -> Result<(), ApiError> {
+    let known = of(state, tenant).await?;
+    if known.set_by_tenant && !known.dispositions.iter().any(|d| d == disposition) {
+        let message = format!("disposition {disposition:?} is not one of {}", known.dispositions.join(", "));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message));
+    }
+    Ok(())
+}
+
+/// `GET /api/dispositions` (agents, supervisors, admins).
+async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Dispositions>, ApiError> {
+    caller.require(&[Role::Agent, Role::Supervisor, Role::Admin])?;
+    Ok(Json(of(&state, &caller.t).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetDispositions {
+    dispositions: Vec<String>,
+}
+
+/// `PUT /api/admin/dispositions {dispositions: [...]}` (admins).
+async fn set(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<SetDispositions>,
+) -> Result<Json<Dispositions>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let command = TenantCommand::SetDispositions(body.dispositions);
+    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    Ok(Json(of(&state, &caller.t).await?))
+}
