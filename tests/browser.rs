@@ -296,6 +296,16 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     assert!(out.contains(&victim) && out.contains("altered"), "{out}");
 }
 
+/// A camera (then a camera and a microphone, in WeChat) refused: advice
+/// for the browser, the call or the chat goes on, the agent is told.
+#[test]
+fn a_customer_refused_the_camera_or_microphone_is_advised_and_goes_on_and_the_agent_sees_it() {
+    let served = serve(&[]);
+    let artifacts =
+        std::env::var("WITNESS_TEST_ARTIFACTS").unwrap_or_else(|_| served._dir.path().display().to_string());
+    run_script(&served, "denied.mjs", &[("ARTIFACTS", &artifacts)]);
+}
+
 #[test]
 fn the_supervisor_dashboard_shows_a_seeded_day_and_live_queues_and_drills_down_to_a_timeline() {
     // A day of 240 customers and 5 agents, seeded into the store while the

@@ -12,7 +12,7 @@
 //! | `media.publish` | `sdp` (offer), `screens` (track ids that are screen shares) | `media.answer` with `sdp` |
 //! | `media.answer` | `sdp` (answer to the server's `media.offer`) | — |
 //! | `media.candidate` | `target` (`publisher`/`subscriber`), `candidate` | — |
-//! | `media.device` | `device` (`mic`/`camera`), `enabled` | — (a `MediaStateChanged` event) |
+//! | `media.device` | `device` (`mic`/`camera`), `enabled`, `blocked` (refused by the browser) | — (a `MediaStateChanged` event) |
 //! | `media.leave` | | `media.left` |
 //!
 //! The server sends `media.offer` (with `sdp`) whenever what the client
@@ -232,7 +232,14 @@ pub(crate) enum ClientSignal {
     #[serde(rename = "media.candidate")]
     Candidate { session: String, target: Target, candidate: IceCandidateInit },
     #[serde(rename = "media.device")]
-    Device { session: String, device: MediaDevice, enabled: bool },
+    Device {
+        session: String,
+        device: MediaDevice,
+        enabled: bool,
+        /// Off because the browser was refused the device.
+        #[serde(default)]
+        blocked: bool,
+    },
     #[serde(rename = "media.leave")]
     Leave { session: String },
 }
@@ -329,9 +336,14 @@ impl Signaling {
                     .map_err(media_error)?;
                 Ok(None)
             }
-            ClientSignal::Device { session, device, enabled } => {
+            ClientSignal::Device { session, device, enabled, blocked } => {
                 let (id, participant) = self.member(&session, caller)?;
-                let fact = CallFact::MediaStateChanged { participant_id: participant, device, enabled };
+                let fact = CallFact::MediaStateChanged {
+                    participant_id: participant,
+                    device,
+                    enabled,
+                    blocked: blocked && !enabled,
+                };
                 run(state, caller, id, SessionCommand::CallMedia { fact }).await?;
                 Ok(None)
             }

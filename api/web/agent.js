@@ -73,6 +73,7 @@ function on(e) {
   drawLists();
   if (e.event_type === "CallStarted" && mine.has(sid)) callOn(sid, p.kind === "video");
   if (e.event_type === "CallEnded" && callClient?.session === sid) callOff();
+  if (e.event_type === "MediaStateChanged" && callClient?.session === sid && p.participant_id !== me) peerDevice(p);
   if (e.event_type === "RecordingStarted" && callClient?.session === sid) { recording = true; drawCall(); }
   if (e.event_type === "RecordingStopped" && callClient?.session === sid) { recording = false; drawCall(); }
   if (e.event_type.startsWith("DualRecordingStep") && callClient?.session === sid) dualRefresh();
@@ -91,7 +92,23 @@ async function callOn(sid, video) {
   dualRefresh();
   try { await callClient.join(video); } catch (e) { show(e); }
 }
-function callOff() { callClient?.teardown(); callClient = null; recording = false; $("call").classList.add("hidden"); }
+function callOff() {
+  callClient?.teardown();
+  callClient = null;
+  recording = false;
+  peerDevices.clear();
+  $("peer-state").textContent = "";
+  $("call").classList.add("hidden");
+}
+
+// The customer's devices as the call goes: "camera blocked", "muted".
+const peerDevices = new Map(); // device → state
+function peerDevice(p) {
+  const name = p.device === "mic" ? "microphone" : "camera";
+  if (p.enabled) peerDevices.delete(p.device);
+  else peerDevices.set(p.device, p.blocked ? `${name} blocked` : p.device === "mic" ? "muted" : "camera off");
+  $("peer-state").textContent = peerDevices.size ? `Customer: ${[...peerDevices.values()].join(", ")}` : "";
+}
 
 // Dual recording (双录): the agent picks a script and walks through its
 // steps during the recorded call; the customer's page shows each step's text.

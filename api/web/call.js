@@ -17,6 +17,39 @@ function gathered(pc) {
   });
 }
 
+// The microphone (and camera if `video`), each left out if refused:
+// { tracks, blocked: { mic?: Error, camera?: Error } }. Asked together
+// first (one prompt), then one by one.
+async function capture(video) {
+  const ask = (constraints) => navigator.mediaDevices.getUserMedia(constraints).then((m) => m.getTracks());
+  try {
+    return { tracks: await ask({ audio: true, video }), blocked: {} };
+  } catch { /* one of them was refused: ask for each */ }
+  const tracks = [], blocked = {};
+  for (const [device, constraints] of [["mic", { audio: true }], ...(video ? [["camera", { video: true }]] : [])]) {
+    try { tracks.push(...(await ask(constraints))); } catch (e) { blocked[device] = e; }
+  }
+  return { tracks, blocked };
+}
+
+// What to tell a person whose browser was refused `blocked` devices, for
+// their browser (WeChat's in-app browser, iOS, Chrome, Firefox), in
+// Chinese and English; null if nothing was refused.
+export function deviceAdvice(blocked, userAgent = navigator.userAgent) {
+  const devices = Object.keys(blocked);
+  if (!devices.length) return null;
+  const names = devices.map((d) => (d === "mic" ? "麦克风 microphone" : "摄像头 camera")).join(" / ");
+  const errors = Object.values(blocked).map((e) => e?.name);
+  if (errors.every((n) => n === "NotFoundError")) return `未找到${names}。No ${names} found: the call goes on without it; you can keep chatting.`;
+  if (errors.every((n) => n === "NotReadableError")) return `${names}正被其他应用使用。The ${names} is in use by another app: close it and turn the device on again.`;
+  let how;
+  if (/MicroMessenger/i.test(userAgent)) how = "在微信中：点右上角「···」选择「在浏览器打开」，或在手机「设置」中允许微信使用相机和麦克风。In WeChat: tap ··· and open this page in your browser, or allow WeChat the camera and microphone in your phone's Settings.";
+  else if (/iPhone|iPad/i.test(userAgent)) how = "在「设置 › Safari › 相机/麦克风」中选择「允许」，然后刷新本页。In Settings › Safari › Camera / Microphone choose Allow, then reload this page.";
+  else if (/Firefox/i.test(userAgent)) how = "点地址栏中被划掉的摄像头图标，允许后重试。Click the crossed-out camera icon in the address bar, allow, then try again.";
+  else how = "点地址栏左侧的锁形图标，将摄像头和麦克风设为「允许」，然后重试。Click the lock icon left of the address, set Camera and Microphone to Allow, then try again.";
+  return `${names}未获允许，通话将在没有它的情况下继续，您也可以继续文字交流。The ${names} was not allowed: the call goes on without it and you can keep chatting. ${how}`;
+}
+
 export class CallClient {
   // `send(obj)` writes a frame on the page's WebSocket; `view` is the element
   // remote media is shown in; `onChange()` is called when the state changes.
@@ -52,19 +85,25 @@ export class CallClient {
   }
 
   // Joins the call and sends the microphone, and the camera if `video`.
+  // A device the browser is refused (permission denied, none, in use) is
+  // left out — the call goes on with what there is, even with nothing to
+  // send (the person still hears, sees and chats) — and reported as
+  // blocked; `this.blocked` holds the errors by device.
   async join(video) {
     const { ice_servers: iceServers } = await this.request({ type: "media.join" }, "media.joined");
     this.active = true;
     this.pub = new RTCPeerConnection({ iceServers });
     this.sub = new RTCPeerConnection({ iceServers });
     this.sub.ontrack = (e) => this.show(e.track, e.streams[0]);
-    const media = await navigator.mediaDevices.getUserMedia({ audio: true, video });
-    for (const track of media.getTracks()) {
+    const { tracks, blocked } = await capture(video);
+    this.blocked = blocked;
+    for (const track of tracks) {
       this.local.addTrack(track);
       if (track.kind === "audio") this.senders.mic = this.pub.addTrack(track, this.local);
       else this.senders.camera = this.addCamera(track);
     }
-    await this.publish();
+    if (tracks.length) await this.publish();
+    for (const device of Object.keys(blocked)) this.device(device, false, true);
     this.onChange();
   }
 
@@ -139,8 +178,8 @@ export class CallClient {
     return track.enabled;
   }
 
-  device(device, enabled) {
-    this.send({ type: "media.device", session: this.session, device, enabled });
+  device(device, enabled, blocked = false) {
+    this.send({ type: "media.device", session: this.session, device, enabled, blocked });
   }
 
   async shareScreen() {

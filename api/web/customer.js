@@ -1,5 +1,5 @@
 import { call, content, attachmentOf, liveSocket } from "/web/common.js";
-import { CallClient, callControls } from "/web/call.js";
+import { CallClient, callControls, deviceAdvice } from "/web/call.js";
 // The customer's page: a visitor token, one session, live events over the
 // WebSocket. ?tenant=T&channel=C choose where the visitor comes from.
 const params = new URLSearchParams(location.search);
@@ -108,7 +108,11 @@ async function callOn(video) {
   if (callClient?.active) return;
   callClient = new CallClient((m) => socket.send(JSON.stringify(m)), session, $("remote"), drawCall);
   $("call").classList.remove("hidden");
-  try { await callClient.join(video); } catch (e) { show(e); }
+  try {
+    await callClient.join(video);
+    const advice = deviceAdvice(callClient.blocked ?? {});
+    if (advice) { note(advice); $("device-advice").textContent = advice; $("device-advice").classList.remove("hidden"); }
+  } catch (e) { show(e); }
 }
 function callOff() { callClient?.teardown(); $("call").classList.add("hidden"); }
 const drawCall = callControls(() => callClient, show);

@@ -492,7 +492,19 @@ payload!(CallEnded {
 });
 payload!(TrackPublished { call_id: CallId, participant_id: String, track_id: String, kind: TrackKind, codec: String });
 payload!(TrackUnpublished { call_id: CallId, participant_id: String, track_id: String });
-payload!(MediaStateChanged { call_id: CallId, participant_id: String, device: MediaDevice, enabled: bool });
+payload!(
+    /// A participant's microphone or camera went on or off; `blocked`: off
+    /// because the browser was refused it (permission denied, no device,
+    /// in use elsewhere), not by choice.
+    MediaStateChanged {
+        call_id: CallId,
+        participant_id: String,
+        device: MediaDevice,
+        enabled: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        blocked: bool,
+    }
+);
 payload!(FaceVerificationRequested {
     verification_id: VerificationId,
     id_photo_sha256: Sha256Hex,

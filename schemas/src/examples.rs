@@ -187,8 +187,14 @@ pub fn one_of_each() -> Vec<Event> {
             codec: "VP8".into(),
         }
         .into(),
-        MediaStateChanged { call_id, participant_id: "p-customer".into(), device: MediaDevice::Mic, enabled: false }
-            .into(),
+        MediaStateChanged {
+            call_id,
+            participant_id: "p-customer".into(),
+            device: MediaDevice::Camera,
+            enabled: false,
+            blocked: true,
+        }
+        .into(),
         RecordingStarted { recording_id, call_id, reason: RecordingReason::DualRecording }.into(),
         FaceVerificationRequested {
             verification_id,

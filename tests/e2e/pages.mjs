@@ -21,7 +21,9 @@ export const seen = (timeout) => async (locator, what) => {
 
 // The agent signs in (AGENT_PASSWORD) and goes online; a customer of the
 // demo tenant asks for a person and the agent accepts. Returns both pages.
-export async function agentTakesCustomer(browser, timeout) {
+// `customer` options go to the customer's browser context (a user agent),
+// `customerInit` runs in their page before its scripts.
+export async function agentTakesCustomer(browser, timeout, { customer: options = {}, customerInit } = {}) {
   const expect = seen(timeout);
   const agent = await (await browser.newContext()).newPage();
   await agent.goto(`${base}/agent`);
@@ -29,7 +31,9 @@ export async function agentTakesCustomer(browser, timeout) {
   await agent.click("#sign-in");
   await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
 
-  const customer = await (await browser.newContext()).newPage();
+  const context = await browser.newContext(options);
+  if (customerInit) await context.addInitScript(customerInit);
+  const customer = await context.newPage();
   await customer.goto(`${base}/?tenant=demo`);
   await customer.click("#human");
   await agent.click("#offers button:has-text('Accept')", { timeout });

@@ -350,7 +350,7 @@ pub enum CallFact {
     ParticipantLeft { participant_id: String, reason: Option<String> },
     TrackPublished { participant_id: String, track_id: String, kind: TrackKind, codec: String },
     TrackUnpublished { participant_id: String, track_id: String },
-    MediaStateChanged { participant_id: String, device: MediaDevice, enabled: bool },
+    MediaStateChanged { participant_id: String, device: MediaDevice, enabled: bool, blocked: bool },
 }
 
 impl CallFact {
@@ -374,8 +374,8 @@ impl CallFact {
             Self::TrackUnpublished { participant_id, track_id } => {
                 TrackUnpublished { call_id, participant_id, track_id }.into()
             }
-            Self::MediaStateChanged { participant_id, device, enabled } => {
-                MediaStateChanged { call_id, participant_id, device, enabled }.into()
+            Self::MediaStateChanged { participant_id, device, enabled, blocked } => {
+                MediaStateChanged { call_id, participant_id, device, enabled, blocked }.into()
             }
         }
     }
