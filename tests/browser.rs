@@ -153,7 +153,8 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     let served = serve(&["--record-calls"]);
     let _load = common::Load::start(50);
     let package = served._dir.path().join("review.tar");
-    let stdout = run_script(&served, "call.mjs", &[("RECORDED", "1"), ("PACKAGE", package.to_str().unwrap())]);
+    let stdout =
+        run_script(&served, "call.mjs", &[("RECORDED", "1"), ("LOADED", "1"), ("PACKAGE", package.to_str().unwrap())]);
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let events = result["events"].as_array().unwrap();
     let at = |e: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(e["occurred_at"].as_str().unwrap()).unwrap();

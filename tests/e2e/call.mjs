@@ -75,9 +75,12 @@ try {
     // The server's receiver reports (which refer to the page's sender
     // reports: round trips measured) and transport-wide congestion-control
     // feedback (the page's bandwidth estimate rises past a megabit; without
-    // it, it stays near 70 kbit/s and the full-size layer is dropped).
+    // it, it stays near 70 kbit/s and the full-size layer is dropped). On a
+    // machine kept busy (LOADED) the encoder cannot fill a megabit: there,
+    // well past 70 kbit/s is the proof the feedback arrives.
     await until(page, `receiver reports at the ${who}'s`, (s) => s.roundTrips.audio >= 1 && s.roundTrips.video >= 1);
-    await until(page, `the ${who}'s bandwidth estimate`, (s) => s.sendEstimate > 1_000_000);
+    const enough = process.env.LOADED ? 300_000 : 1_000_000;
+    await until(page, `the ${who}'s bandwidth estimate`, (s) => s.sendEstimate > enough);
     await until(page, `the ${who} sends both simulcast layers`, (s) => s.layersSent.join() === "f,h");
   }
 
