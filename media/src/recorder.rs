@@ -813,13 +813,12 @@ mod tests {
 
     use super::*;
 
+    /// Everything a recorder reported, in order.
+    type Reported = Arc<Mutex<Vec<Result<Segment, RecorderError>>>>;
+
     /// A recorder of a synthetic track (VP8 or Opus) into `dir` in
     /// `segment`s, everything it reports kept in order.
-    fn reporting_recorder(
-        dir: &Path,
-        video: bool,
-        segment: Duration,
-    ) -> (Arc<TrackRecorder>, Arc<Mutex<Vec<Result<Segment, RecorderError>>>>) {
+    fn reporting_recorder(dir: &Path, video: bool, segment: Duration) -> (Arc<TrackRecorder>, Reported) {
         let reported = Arc::new(Mutex::new(Vec::new()));
         let sink = reported.clone();
         let (codec, pt) = if video { ("video/VP8", 96) } else { ("audio/opus", 111) };
