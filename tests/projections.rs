@@ -228,11 +228,22 @@ async fn compliance_read_models(t: TestStore) {
         SessionCommand::Review { verdict: DualRecordingReviewed { passed: true, comment: None } },
     ];
     let stream = StreamId::session(id);
+    let projector = Projector::connect(&t.url, models::all()).await.unwrap();
     for (i, command) in commands.into_iter().enumerate() {
         let at = t0 + Duration::seconds(i as i64);
+        let ends = matches!(command, SessionCommand::End { .. });
+        if ends {
+            // Recorded, not yet ended: not yet to review (but listed with `all`).
+            projector.catch_up(&t.store, |_| {}).await.unwrap();
+            assert!(projector.reviews(&tenant(), false, 10).await.unwrap().is_empty(), "listed while the call runs");
+            assert_eq!(projector.reviews(&tenant(), true, 10).await.unwrap().len(), 1);
+        }
         execute::<Session>(&t.store, &tenant(), &stream, &Actor::system(), at, command).await.unwrap();
+        if ends {
+            projector.catch_up(&t.store, |_| {}).await.unwrap();
+            assert_eq!(projector.reviews(&tenant(), false, 10).await.unwrap().len(), 1, "to review once ended");
+        }
     }
-    let projector = Projector::connect(&t.url, models::all()).await.unwrap();
     projector.catch_up(&t.store, |_| {}).await.unwrap();
     /// The two read models' rows, as text.
     async fn read(p: &Projector) -> (Vec<Vec<String>>, Vec<Vec<String>>) {

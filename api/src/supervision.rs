@@ -30,7 +30,18 @@ pub(crate) fn router() -> Router<AppState> {
 
 async fn queue(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<QueueView>, ApiError> {
     caller.require(&[Role::Agent, Role::Supervisor])?;
-    Ok(Json(state.projector.queue(&caller.t).await?))
+    Ok(Json(named_queue(&state, &caller.t).await?))
+}
+
+/// The queues now, each agent with their name (display name and login).
+async fn named_queue(state: &AppState, tenant: &witness_schemas::TenantId) -> Result<QueueView, ApiError> {
+    let mut queue = state.projector.queue(tenant).await?;
+    let directory = crate::accounts::directory(&state.store, tenant).await?;
+    for agent in &mut queue.agents {
+        let id = agent.agent_id.parse::<witness_schemas::UserId>().ok();
+        agent.name = id.and_then(|id| directory.user(id)).map(|u| format!("{} ({})", u.display_name, u.login));
+    }
+    Ok(queue)
 }
 
 #[derive(Deserialize)]
@@ -70,7 +81,7 @@ async fn dashboard(
             .map_err(|_| ApiError::bad_request(format!("`day`: a date like 2026-11-27, got {text:?}")))?,
     };
     let kpis = state.projector.day_kpis(&caller.t, day, offset).await?;
-    let queue = state.projector.queue(&caller.t).await?;
+    let queue = named_queue(&state, &caller.t).await?;
     Ok(Json(Dashboard { kpis, queue }))
 }
 

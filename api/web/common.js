@@ -185,6 +185,29 @@ function accessSummary(accesses) {
   return [plays && `played ${plays} time(s)`, seeks && `${seeks} seek(s)`, downloads && `${downloads} download(s)`].filter(Boolean).join(", ");
 }
 
+// What an event did, in words, for the timeline's last column: which step,
+// which device, to whom.
+function describe(e) {
+  const p = e.payload;
+  const step = p.step_index != null ? `step ${p.step_index + 1}` : "";
+  switch (e.event_type) {
+    case "DualRecordingStepStarted": return `${step} started (${p.step_kind}) at ${(p.recording_offset_ms / 1000).toFixed(1)} s`;
+    case "DualRecordingStepCompleted": return `${step}: ${p.outcome} at ${(p.recording_offset_ms / 1000).toFixed(1)} s`;
+    case "DualRecordingStepReviewed": return `${step} ${p.passed ? "passed" : "FAILED"}${p.comment ? `: ${p.comment}` : ""}`;
+    case "DualRecordingReviewed": return p.passed ? "recording passed" : `recording FAILED${p.comment ? `: ${p.comment}` : ""}`;
+    case "MediaStateChanged": return `${p.participant_id === "customer" ? "customer" : "agent"} ${p.device === "mic" ? "microphone" : "camera"} ${p.enabled ? "on" : p.blocked ? "blocked" : "off"}`;
+    case "RecordingInterrupted": return `${p.track_id}: ${p.resumed ? "resumed in a new segment" : "not resumed"}`;
+    case "RecordingSegmentClosed": return `${p.track_id} part ${p.segment_index + 1}, ${(p.duration_ms / 1000).toFixed(1)} s`;
+    case "TransferRequested": return p.to?.kind === "group" ? `to ${p.to.group}: ${p.reason}` : p.context_summary || p.reason || "";
+    case "SessionQueued": return `in ${p.group}`;
+    case "AgentAssigned": return `in ${p.group}`;
+    case "SessionEnded": return `${p.ended_by}: ${p.reason}`;
+    case "WrapUpCompleted": return p.disposition;
+    case "SatisfactionRated": return `${p.rating} of 5`;
+    default: return "";
+  }
+}
+
 // Shows session `id`'s timeline (GET /api/sessions/{id}, masked as the
 // caller's role requires) in `card`: its `title` and a row per event in
 // `rows` — a person's recording accesses in a row as one.
@@ -196,10 +219,10 @@ export async function showTimeline(token, id, { card, title, rows }) {
     const tr = document.createElement("tr");
     const p = e.payload;
     const said = p.content ? (p.content.text ?? p.content.markdown ?? p.content.attachment?.file_name) : "";
-    const interrupted = e.event_type === "RecordingInterrupted" ? `${p.track_id}: ${p.resumed ? "resumed in a new segment" : "not resumed"}` : "";
+
     const time = localTime(e.occurred_at).slice(11) + (last !== e ? `–${localTime(last.occurred_at).slice(11)}` : "");
     const what = accesses ? `RecordingAccessed${accesses.length > 1 ? ` ×${accesses.length}` : ""}` : e.event_type;
-    const detail = accesses ? accessSummary(accesses) : said || interrupted || p.context_summary || p.reason || "";
+    const detail = accesses ? accessSummary(accesses) : said || describe(e) || p.context_summary || p.reason || "";
     tr.append(cell(time), cell(`${e.actor.kind}`), cell(what), cell(detail));
     if (accesses) tr.className = "accesses";
     return tr;

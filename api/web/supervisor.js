@@ -105,7 +105,7 @@ function render({ kpis: k, queue }) {
     tr.dataset.agent = a.agent_id;
     const presence = cell(a.presence);
     presence.className = `presence-${a.presence}`;
-    tr.append(cell(short(a.agent_id)), presence, cell(`${a.load} / ${a.capacity}`), cell(a.skill_groups.join(", ")));
+    tr.append(cell(a.name ?? short(a.agent_id)), presence, cell(`${a.load} / ${a.capacity}`), cell(a.skill_groups.join(", ")));
     return tr;
   }));
 }
@@ -121,7 +121,7 @@ function waitingRow(w, agents, now) {
   const actions = document.createElement("td");
   actions.onclick = (e) => e.stopPropagation();
   const agent = Object.assign(document.createElement("select"), { className: "assign-to", ariaLabel: "Agent" });
-  agent.append(...agents.filter((a) => a.presence !== "offline").map((a) => Object.assign(document.createElement("option"), { value: a.agent_id, textContent: `${short(a.agent_id)} (${a.presence}, ${a.load}/${a.capacity})` })));
+  agent.append(...agents.filter((a) => a.presence !== "offline").map((a) => Object.assign(document.createElement("option"), { value: a.agent_id, textContent: `${a.name ?? short(a.agent_id)} (${a.presence}, ${a.load}/${a.capacity})` })));
   const assign = Object.assign(document.createElement("button"), { className: "secondary assign", type: "button", textContent: "Assign", disabled: !agent.options.length });
   assign.onclick = () => api("POST", `/api/sessions/${w.session_id}/assign`, { agent_id: agent.value }).then(refresh, show);
   const group = Object.assign(document.createElement("input"), { className: "move-to", placeholder: "group", ariaLabel: "Move to group", size: 8 });
@@ -153,6 +153,8 @@ async function drillHour(hour) {
   $("drill-card").classList.remove("hidden");
   $("drill-title").textContent = `${rows.length} session(s) started ${kpis.day} ${String(hour).padStart(2, "0")}:00–${String(hour + 1).padStart(2, "0")}:00`;
   $("drill").replaceChildren(...sessionRows(rows, timeline));
+  // The drill-down is below the charts: bring it into view.
+  $("drill-card").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 // Ended sessions an agent handled that nobody has evaluated yet.
@@ -166,6 +168,7 @@ async function qaQueue() {
 
 async function timeline(id) {
   const view = await showTimeline(token, id, { card: $("timeline-card"), title: $("timeline-title"), rows: $("timeline") }).catch(show);
+  if (view) $("timeline-card").scrollIntoView({ behavior: "smooth", block: "start" });
   if (view) await quality(id, ["in wrap-up", "closed"].includes(view.status));
 }
 

@@ -101,6 +101,10 @@ pub struct AgentRow {
     pub skill_groups: Vec<String>,
     /// Sessions held now.
     pub load: i64,
+    /// The agent's display name and login, filled in by the API from the
+    /// tenant's directory (the read model holds ids only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// A session with a dual recording, for the review console.
@@ -971,13 +975,16 @@ impl Projector {
         Ok(rows.into_iter().map(session_row).collect())
     }
 
-    /// A tenant's dual recordings awaiting a verdict (with `all`, every
-    /// one), oldest first.
+    /// A tenant's dual recordings to review — those without a verdict whose
+    /// session has ended (a call still running is not yet evidence) — or,
+    /// with `all`, every one; oldest first.
     pub async fn reviews(&self, tenant: &TenantId, all: bool, limit: usize) -> Result<Vec<ReviewRow>, ProjectionError> {
         let rows = self
             .select(
-                "SELECT session_id, script_id, script_version, steps, recorded_at, verdict FROM dual_recordings \
-                 WHERE tenant_id = {1} AND ({2} = 1 OR verdict IS NULL) ORDER BY recorded_at, session_id LIMIT {3}",
+                "SELECT d.session_id, d.script_id, d.script_version, d.steps, d.recorded_at, d.verdict \
+                 FROM dual_recordings d WHERE d.tenant_id = {1} AND ({2} = 1 OR (d.verdict IS NULL AND EXISTS \
+                 (SELECT 1 FROM sessions s WHERE s.session_id = d.session_id AND s.ended_at IS NOT NULL))) \
+                 ORDER BY d.recorded_at, d.session_id LIMIT {3}",
                 vec![Value::from(tenant.as_str()), Value::from(all as i64), Value::from(limit as i64)],
             )
             .await?;
@@ -1042,6 +1049,7 @@ impl Projector {
                     capacity: r[2].int(),
                     skill_groups: r[3].text().split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect(),
                     load: r[4].int(),
+                    name: None,
                 })
                 .collect(),
         })

@@ -130,8 +130,15 @@ try {
   await board.mouse.click(box.x + point.x, box.y + point.y);
   await board.waitForFunction((n) => document.querySelectorAll("#drill tr.session").length === n, byHour[busiest], { timeout })
     .catch(async () => fail(`drill-down of hour ${busiest}: ${await board.locator("#drill tr.session").count()} rows, expected ${byHour[busiest]}`));
+  // The drill-down, below the charts, is brought into view.
+  const inView = (selector) => board.waitForFunction((s) => {
+    const r = document.querySelector(s).getBoundingClientRect();
+    return r.top >= 0 && r.top < innerHeight;
+  }, selector, { timeout: 5000 }).then(() => true, () => false);
+  if (!(await inView("#drill-card"))) fail("the drill-down was not scrolled into view");
   await board.click("#drill tr.session");
   await board.locator("#timeline td", { hasText: "SessionStarted" }).first().waitFor({ timeout });
+  if (!(await inView("#timeline-card"))) fail("the timeline was not scrolled into view");
 
   // QA: an admin sets a form and rules; a resolved session shows the rules'
   // findings (the seeded agent greets 5 s after taking the session but never
@@ -173,6 +180,9 @@ try {
   await agent.click("#sign-in");
   await expectText(board, "#kpi-online", "1", "the agent online, pushed");
   await board.locator("#agents td.presence-online").first().waitFor({ timeout });
+  // Agents by name, not id.
+  await board.locator("#agents td", { hasText: "Demo Agent (agent)" }).first().waitFor({ timeout })
+    .catch(() => fail("the agent is not named on the board"));
 
   const customer = await (await browser.newContext()).newPage();
   await customer.goto(`${base}/?tenant=demo`);
