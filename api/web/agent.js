@@ -337,11 +337,18 @@ async function refreshQueue() {
   $("agents").textContent = `${online.length} agent(s) online`;
 }
 
-$("composer").onsubmit = async (ev) => {
+// As on the customer's page: in order, the box emptied at once, a failed
+// message back in it.
+let sending = Promise.resolve();
+$("composer").onsubmit = (ev) => {
   ev.preventDefault();
   const text = $("text").value.trim();
   if (!text || !current) return;
-  await api("POST", `/api/sessions/${current}/messages`, { kind: "text", text }).then(() => ($("text").value = ""), show);
+  $("text").value = "";
+  const to = current;
+  sending = sending
+    .then(() => api("POST", `/api/sessions/${to}/messages`, { kind: "text", text }))
+    .then(() => show(""), (e) => { show(e); if (!$("text").value) $("text").value = text; });
 };
 $("ticket").onclick = () => api("POST", "/api/tickets", { session_id: current }).then((t) => { show(""); notice(`Ticket opened: ${t.title}`); }, show);
 // Images and files to the customer: uploaded, then sent as a message.

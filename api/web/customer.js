@@ -139,15 +139,18 @@ async function load() {
   pending.splice(0).forEach(render);
 }
 
-$("composer").onsubmit = async (ev) => {
+// Messages go one after another, in the order typed; the box empties at
+// once, so what is typed while one is sending is kept (it was erased when
+// the earlier send finished), and a message that failed comes back.
+let sending = Promise.resolve();
+$("composer").onsubmit = (ev) => {
   ev.preventDefault();
   const text = $("text").value.trim();
   if (!text) return;
-  try {
-    await api("POST", `/api/sessions/${session}/messages`, { kind: "text", text });
-    $("text").value = "";
-    show();
-  } catch (e) { show(e); }
+  $("text").value = "";
+  sending = sending
+    .then(() => api("POST", `/api/sessions/${session}/messages`, { kind: "text", text }))
+    .then(() => show(), (e) => { show(e); if (!$("text").value) $("text").value = text; });
 };
 $("attach").onclick = () => $("file").click();
 $("file").onchange = async () => {

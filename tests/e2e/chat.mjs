@@ -79,6 +79,22 @@ try {
   await agent.fill("#text", "Hello, this is Li from the cards team.");
   await agent.click("#send");
   await expect(customer.locator(".msg.agent", { hasText: "this is Li" }), "the agent's reply at the customer");
+  // The customer types the next message while one is sending, then sends
+  // two at once: all arrive, in order (what was typed meanwhile used to be
+  // erased when the earlier send finished).
+  await customer.evaluate(async () => {
+    const [text, form] = [document.querySelector("#text"), document.querySelector("#composer")];
+    text.value = "quick 1";
+    form.requestSubmit();
+    text.value = "quick 2";
+    await new Promise((r) => setTimeout(r, 1500));
+    form.requestSubmit();
+    text.value = "quick 3";
+    form.requestSubmit();
+  });
+  await expect(agent.locator(".msg.customer", { hasText: "quick 3" }), "the last quick message");
+  const quick = (await agent.locator(".msg.customer").allInnerTexts()).filter((t) => t.includes("quick")).map((t) => t.match(/quick \d/)[0]);
+  if (quick.join() !== "quick 1,quick 2,quick 3") throw new Error(`quick messages arrived as ${JSON.stringify(quick)}`);
   // The customer knows who serves them: name and work number.
   await expect(customer.locator(".note", { hasText: "Demo Agent (No. agent) is serving you." }), "the agent's name and work number at the customer");
   // The agent sends a file; the customer gets it. A ticket is a notice, not an error.
