@@ -219,7 +219,10 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     );
 
     // Per track: the segments' durations (as recorded and as ffprobe reads
-    // the files) add up to the time the track was published, ±1.5 s.
+    // the files) add up to the time the track was published, ±3 s: on the
+    // busy machine a camera's first keyframe (where its recording can
+    // start) comes up to 2 s late; unloaded, ±1.5 s held. A recorder that
+    // died at its first cut would leave 7 s or more unrecorded.
     let recordings = served._dir.path().join("data/recordings");
     let mut checked = 0;
     for published in of("TrackPublished") {
@@ -238,7 +241,7 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
         );
         for (what, ms) in [("recorded", recorded_ms), ("ffprobe", probed_ms)] {
             assert!(
-                (ms - live_ms).abs() <= 1_500,
+                (ms - live_ms).abs() <= 3_000,
                 "{kind} track: {what} {ms} ms of segments for {live_ms} ms published ({} segments); \
                  the server's warnings:\n{}",
                 segments.len(),

@@ -21,7 +21,9 @@ $("login").onsubmit = async (ev) => {
   $("users-card").classList.toggle("hidden", !admin);
   $("faq-card").classList.toggle("hidden", !admin);
   $("policy-card").classList.toggle("hidden", !admin);
-  if (admin) { loadUsers(); loadPolicy(); }
+  $("groups-card").classList.toggle("hidden", !admin);
+  $("dispositions-card").classList.toggle("hidden", !admin);
+  if (admin) { loadUsers(); loadPolicy(); loadGroups(); loadDispositions(); }
   $("reviews-card").classList.toggle("hidden", role !== "compliance");
   if (role === "compliance") reviews();
   search();
@@ -33,6 +35,72 @@ async function loadPolicy() {
   $("record-calls").checked = policy.record_calls;
 }
 $("record-calls").onchange = () => api("PUT", "/api/admin/recording-policy", { record_calls: $("record-calls").checked }).catch(show);
+
+// A setting's outcome beside its Save button: the error, or "Saved", cleared
+// on the next try.
+function said(id, error) {
+  $(id).textContent = error ? String(error.message || error) : "Saved.";
+  $(id).className = error ? "error-inline" : "ok-inline";
+}
+
+// Skill groups: one editable row each (hours in Beijing time).
+const BEIJING = 480;
+function groupRow(g = { name: "", label: "", when_nobody_online: "queue" }) {
+  const tr = document.createElement("tr");
+  tr.className = "group";
+  const input = (field, value, extra = {}) => {
+    const el = Object.assign(document.createElement("input"), { value: value ?? "", ...extra });
+    el.dataset.field = field;
+    el.setAttribute("aria-label", field.replaceAll("_", " "));
+    const td = document.createElement("td");
+    td.append(el);
+    return td;
+  };
+  const policy = document.createElement("select");
+  policy.dataset.field = "when_nobody_online";
+  policy.setAttribute("aria-label", "when nobody is online");
+  for (const [v, t] of [["queue", "queue them"], ["refuse", "refuse transfers"]]) policy.append(Object.assign(document.createElement("option"), { value: v, textContent: t }));
+  policy.value = g.when_nobody_online ?? "queue";
+  const policyCell = document.createElement("td");
+  policyCell.append(policy);
+  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: "Remove" });
+  remove.onclick = () => tr.remove();
+  const removeCell = document.createElement("td");
+  removeCell.append(remove);
+  const h = g.hours;
+  tr.append(input("name", g.name, { size: 10 }), input("label", g.label, { size: 14 }), policyCell,
+    input("open", h?.open, { type: "time" }), input("close", h?.close, { type: "time" }),
+    input("days", h ? h.days.join(",") : "", { size: 8, placeholder: "1,2,3,4,5" }),
+    input("closed_message", h?.closed_message, { size: 18 }),
+    input("message_after_secs", g.message_after_secs, { type: "number", min: 0, style: "width: 6rem" }), removeCell);
+  return tr;
+}
+async function loadGroups() {
+  const g = await api("GET", "/api/groups").catch(show);
+  if (g) $("groups").replaceChildren(...g.groups.map(groupRow));
+}
+$("group-add").onclick = () => $("groups").append(groupRow());
+$("groups-save").onclick = () => {
+  const groups = [...$("groups").querySelectorAll("tr.group")].map((tr) => {
+    const v = (f) => tr.querySelector(`[data-field="${f}"]`).value.trim();
+    const group = { name: v("name"), label: v("label"), when_nobody_online: v("when_nobody_online") };
+    if (v("open") || v("close")) {
+      group.hours = { utc_offset_minutes: BEIJING, days: v("days").split(/[ ,，]+/).filter(Boolean).map(Number), open: v("open"), close: v("close"), closed_message: v("closed_message") };
+    }
+    if (v("message_after_secs")) group.message_after_secs = Number(v("message_after_secs"));
+    return group;
+  });
+  api("PUT", "/api/admin/groups", { groups }).then((g) => { said("groups-said"); $("groups").replaceChildren(...g.groups.map(groupRow)); }, (e) => said("groups-said", e));
+};
+
+async function loadDispositions() {
+  const d = await api("GET", "/api/dispositions").catch(show);
+  if (d) $("dispositions").value = d.dispositions.join("\n");
+}
+$("dispositions-save").onclick = () => {
+  const dispositions = $("dispositions").value.split("\n").map((l) => l.trim()).filter(Boolean);
+  api("PUT", "/api/admin/dispositions", { dispositions }).then(() => said("dispositions-said"), (e) => said("dispositions-said", e));
+};
 
 async function loadUsers() {
   const users = await api("GET", "/api/admin/users").catch(show);

@@ -142,6 +142,28 @@ try {
   await admin.fill("#password", process.env.ADMIN_PASSWORD);
   await admin.click("#sign-in");
   await expect(admin.locator("#users td", { hasText: "Demo Agent" }), "the demo users on the admin page");
+  // Settings on the page, not only the API: a bad list is refused beside its
+  // button and nothing saved; a good one is saved.
+  await expect(admin.locator("#dispositions"), "the dispositions editor");
+  await admin.fill("#dispositions", "已解决\n已解决");
+  await admin.click("#dispositions-save");
+  await expect(admin.locator("#dispositions-said.error-inline", { hasText: "none twice" }), "a repeated disposition refused beside the button");
+  await admin.fill("#dispositions", "已解决\n需回访");
+  await admin.click("#dispositions-save");
+  await expect(admin.locator("#dispositions-said.ok-inline", { hasText: "Saved" }), "the dispositions saved, the error cleared");
+  await admin.click("#group-add");
+  const group = admin.locator("#groups tr.group").last();
+  await group.locator("[data-field=name]").fill("loans");
+  await group.locator("[data-field=label]").fill("贷款 Loans");
+  await group.locator("[data-field=when_nobody_online]").selectOption("refuse");
+  await group.locator("[data-field=open]").fill("09:00");
+  await group.locator("[data-field=close]").fill("17:30");
+  await group.locator("[data-field=days]").fill("1,2,3,4,5");
+  await group.locator("[data-field=closed_message]").fill("贷款专线工作日 9:00–17:30 服务");
+  await admin.click("#groups-save");
+  await expect(admin.locator("#groups-said.ok-inline", { hasText: "Saved" }), "the groups saved");
+  const saved = await admin.locator("#groups [data-field=name]").evaluateAll((els) => els.map((e) => e.value));
+  if (!saved.includes("loans")) throw new Error(`the saved groups: ${JSON.stringify(saved)}`);
   await admin.fill("#faq", "## Do you have a branch in Hangzhou?\nYes, at West Lake Road 1.\n");
   await admin.click("#import");
   await expect(admin.locator("#imported", { hasText: "1 entries imported" }), "the FAQ import");
