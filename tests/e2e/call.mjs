@@ -200,9 +200,12 @@ try {
         ? await new Promise((resolve) => { v.requestVideoFrameCallback((_, m) => resolve(m.mediaTime)); v.play().catch(() => {}); setTimeout(() => resolve(null), 15_000); })
         : v.currentTime;
       v.pause();
-      return { src, duration, sought, at: v.currentTime, frame, readyState: v.readyState, error: v.error?.message };
+      return { src, duration, sought, at: v.currentTime, frame, video: !!v.videoWidth, readyState: v.readyState, error: v.error?.message };
     })));
-    const unplayable = played.filter((p) => p.error || !(p.duration > 0) || !p.sought || p.frame == null || Math.abs(p.at - p.duration / 2) > 2 || p.readyState < 2);
+    // A decoded frame proves a video file plays there (a file of one or two
+    // frames, cut at a change of picture size, may hold none "current" once
+    // played through); an audio file must have data at the seek.
+    const unplayable = played.filter((p) => p.error || !(p.duration > 0) || !p.sought || p.frame == null || Math.abs(p.at - p.duration / 2) > 2 || (!p.video && p.readyState < 2));
     if (played.length < 6 || unplayable.length) throw new Error(`segments that do not play or seek: ${JSON.stringify(unplayable)} of ${played.length}`);
     // The officer's plays and seeks are on the record, a few per file — not every range the player fetched.
     const theirs = (await accessed()).filter((e) => e.actor.kind === "compliance");
