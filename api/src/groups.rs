@@ -62,6 +62,11 @@ pub(crate) struct Groups {
 
 /// The tenant's groups now, with who is online in each.
 pub(crate) async fn groups(state: &AppState, tenant: &TenantId) -> Result<Groups, ApiError> {
+    Ok(with_queue(state, tenant).await?.0)
+}
+
+/// [`groups`], and the queues they were counted from.
+async fn with_queue(state: &AppState, tenant: &TenantId) -> Result<(Groups, witness_projections::QueueView), ApiError> {
     let directory = crate::accounts::directory(&state.store, tenant).await?;
     let queue = state.projector.queue(tenant).await?;
     let set_by_tenant = directory.groups.is_some();
@@ -108,7 +113,7 @@ pub(crate) async fn groups(state: &AppState, tenant: &TenantId) -> Result<Groups
             })
         })
         .collect();
-    Ok(Groups { groups, set_by_tenant, agents_online })
+    Ok((Groups { groups, set_by_tenant, agents_online }, queue))
 }
 
 impl Groups {
@@ -184,9 +189,8 @@ async fn wait(
     use witness_engine::domain::session::SessionStatus;
     let queued = matches!(s.state.status, SessionStatus::Queued | SessionStatus::Offered);
     let name = s.state.group.clone().unwrap_or_else(|| s.state.business_type.clone());
-    let all = groups(&state, &caller.t).await?;
+    let (all, queue) = with_queue(&state, &caller.t).await?;
     let group = all.groups.iter().find(|g| g.name == name);
-    let queue = state.projector.queue(&caller.t).await?;
     let mut line: Vec<_> = queue.waiting.iter().filter(|w| w.group == name).collect();
     line.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.queued_at.cmp(&b.queued_at)));
     let position = line.iter().position(|w| w.session_id == s.id.to_string()).map(|p| p + 1);
