@@ -273,23 +273,8 @@ async fn leave_message(
         reason: witness_schemas::EndReason::LeftMessage,
     };
     crate::sessions::run(&state, &caller, s.id, end).await?;
-    let ticket_id = witness_schemas::TicketId::new();
-    let command = witness_engine::domain::ticket::TicketCommand::Create {
-        ticket_id,
-        session_id: s.id,
-        title: format!("[{group}] message left while waiting"),
-        description: text,
-        priority: witness_schemas::TicketPriority::Normal,
-    };
-    let stream = witness_schemas::StreamId::ticket(ticket_id);
-    witness_engine::executor::execute::<witness_engine::domain::ticket::Ticket>(
-        &state.store,
-        &caller.t,
-        &stream,
-        &caller.actor(),
-        chrono::Utc::now(),
-        command,
-    )
-    .await?;
+    let title = format!("[{group}] message left while waiting");
+    let priority = witness_schemas::TicketPriority::Normal;
+    let ticket_id = crate::tickets::open(&state, &caller, s.id, title, text, priority).await?;
     Ok((StatusCode::CREATED, Json(Left { ticket_id })))
 }

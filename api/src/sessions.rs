@@ -487,6 +487,16 @@ async fn decline(
     Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
 }
 
+/// Refuses (404, as for any other tenant's) a named agent who is not an
+/// agent of the caller's tenant.
+async fn tenant_agent(state: &AppState, caller: &Claims, agent_id: UserId) -> Result<(), ApiError> {
+    let dir = crate::accounts::directory(&state.store, &caller.t).await?;
+    if dir.user(agent_id).is_none_or(|u| u.role != Role::Agent) {
+        return Err(ApiError::not_found("agent"));
+    }
+    Ok(())
+}
+
 /// `POST /api/sessions/{id}/pick` (agents): takes a waiting session from
 /// the queue: assigned to the caller at once, unless another agent's offer
 /// is open on it (409) or someone has it already.
@@ -516,10 +526,7 @@ async fn assign(
     Body(req): Body<AssignRequest>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Supervisor])?;
-    let dir = crate::accounts::directory(&state.store, &caller.t).await?;
-    if dir.user(req.agent_id).is_none_or(|u| u.role != Role::Agent) {
-        return Err(ApiError::not_found("agent"));
-    }
+    tenant_agent(&state, &caller, req.agent_id).await?;
     let agent = witness_engine::executor::current::<Agent>(&state.store, &StreamId::agent(req.agent_id)).await?;
     if agent.state.presence.is_none_or(|p| p == Presence::Offline) {
         return Err(ApiError::new(StatusCode::CONFLICT, "that agent is offline"));
@@ -586,11 +593,7 @@ async fn transfer(
         }
     }
     if let TransferTarget::Agent { agent_id } = &req.to {
-        // The named agent must be staff of this tenant.
-        let dir = crate::accounts::directory(&state.store, &caller.t).await?;
-        if dir.user(*agent_id).is_none_or(|u| u.role != Role::Agent) {
-            return Err(ApiError::not_found("agent"));
-        }
+        tenant_agent(&state, &caller, *agent_id).await?;
     }
     let command = SessionCommand::Transfer {
         agent_id: caller.user_id()?,

@@ -67,17 +67,25 @@ async fn create(
     };
     let title = req.title.map_or(draft_title, Line::into_inner);
     let description = req.description.map_or(draft_description, Note::into_inner);
+    let ticket_id = open(&state, &caller, session.id, title.clone(), description.clone(), req.priority).await?;
+    Ok((StatusCode::CREATED, Json(Created { ticket_id, title, description })))
+}
+
+/// Opens a ticket on `session_id` as `caller` (an agent's, or a waiting
+/// customer's message left for later).
+pub(crate) async fn open(
+    state: &AppState,
+    caller: &Claims,
+    session_id: SessionId,
+    title: String,
+    description: String,
+    priority: TicketPriority,
+) -> Result<TicketId, ApiError> {
     let ticket_id = TicketId::new();
-    let command = TicketCommand::Create {
-        ticket_id,
-        session_id: session.id,
-        title: title.clone(),
-        description: description.clone(),
-        priority: req.priority,
-    };
+    let command = TicketCommand::Create { ticket_id, session_id, title, description, priority };
     let stream = StreamId::ticket(ticket_id);
     execute::<Ticket>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
-    Ok((StatusCode::CREATED, Json(Created { ticket_id, title, description })))
+    Ok(ticket_id)
 }
 
 async fn load_ticket(
