@@ -1521,6 +1521,11 @@ mod websocket {
         let (status, _) =
             w.call(Method::PUT, "/api/admin/dispositions", Some(&agent), Some(json!({ "dispositions": ["x"] }))).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+        let before = w.events().await;
+        let twice = json!({ "dispositions": ["已解决", " 已解决 "] });
+        let (status, body) = w.call(Method::PUT, "/api/admin/dispositions", Some(&admin), Some(twice)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(w.events().await, before, "a refused list writes nothing");
         let set = json!({ "dispositions": ["已解决", "需回访"] });
         let (status, body) = w.call(Method::PUT, "/api/admin/dispositions", Some(&admin), Some(set)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
