@@ -133,6 +133,9 @@ pub(crate) struct LoginAnswer {
     user_id: UserId,
     role: Role,
     display_name: String,
+    /// The tenant's time zone, as minutes east of UTC: the pages show
+    /// every time in it.
+    utc_offset_minutes: i32,
 }
 
 /// One answer for every failure, so that a caller cannot probe which
@@ -153,12 +156,12 @@ async fn login(
     if let Some(ip) = peer {
         throttles.logins.take(&ip).map_err(|s| crate::limits::refuse("login attempts from this address", s))?;
     }
-    let (tenant, user) = match req.tenant.parse::<TenantId>() {
+    let (tenant, user, utc_offset_minutes) = match req.tenant.parse::<TenantId>() {
         Ok(tenant) => {
-            let user = directory(&state.store, &tenant).await?.users.get(&req.login).cloned();
-            (Some(tenant), user)
+            let known = directory(&state.store, &tenant).await?;
+            (Some(tenant), known.users.get(&req.login).cloned(), known.utc_offset_minutes())
         }
-        Err(_) => (None, None),
+        Err(_) => (None, None, 0),
     };
     let failures_key = tenant.clone().map(|t| (t, req.login.clone()));
     if let Some(key) = &failures_key {
@@ -195,6 +198,7 @@ async fn login(
         user_id: user.user_id,
         role: user.role,
         display_name: user.display_name.clone(),
+        utc_offset_minutes,
     }))
 }
 

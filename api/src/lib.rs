@@ -51,6 +51,7 @@ pub mod retention;
 pub mod review;
 pub mod server;
 pub mod sessions;
+pub mod settings;
 pub mod supervision;
 pub mod tickets;
 pub mod uploads;
@@ -254,6 +255,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(groups::router())
         .merge(dispositions::router())
+        .merge(settings::router())
         .merge(calls::router())
         .merge(recordings::router())
         .merge(tickets::router())

@@ -138,10 +138,33 @@ export function signIn(tenant, login, password) {
 
 const cell = (text) => Object.assign(document.createElement("td"), { textContent: text ?? "" });
 
-// An RFC 3339 time as the browser's local `YYYY-MM-DD HH:MM:SS`.
+// The tenant's time zone, minutes east of UTC (sign-in tells it; Beijing
+// until then): every time a page shows is in it, whatever the browser's
+// clock says, and labelled with it.
+let zone = 480;
+
+// Shows times in `minutes` east of UTC from now on; every `.zone` element
+// says which.
+export function useZone(minutes) {
+  if (Number.isInteger(minutes)) zone = minutes;
+  for (const el of document.querySelectorAll(".zone")) el.textContent = zoneLabel();
+  return zone;
+}
+
+// `UTC+08:00` for the zone in use (or `minutes`).
+export function zoneLabel(minutes = zone) {
+  const a = Math.abs(minutes);
+  return `UTC${minutes < 0 ? "-" : "+"}${String(Math.floor(a / 60)).padStart(2, "0")}:${String(a % 60).padStart(2, "0")}`;
+}
+
+// An RFC 3339 time as `YYYY-MM-DD HH:MM:SS` in the tenant's zone.
 export function localTime(iso) {
-  const t = new Date(iso);
-  return new Date(t.getTime() - t.getTimezoneOffset() * 60_000).toISOString().slice(0, 19).replace("T", " ");
+  return new Date(Date.parse(iso) + zone * 60_000).toISOString().slice(0, 19).replace("T", " ");
+}
+
+// A `YYYY-MM-DDTHH:MM` typed in the tenant's zone as RFC 3339 UTC.
+export function fromLocalTime(text) {
+  return new Date(Date.parse(`${text}:00Z`) - zone * 60_000).toISOString();
 }
 
 // Rows of the `sessions` read model (GET /api/sessions) as table rows that

@@ -1,4 +1,4 @@
-import { call, liveSocket, localTime, signIn, signOutWith, sessionRows, showTimeline } from "/web/common.js";
+import { call, liveSocket, localTime, signIn, signOutWith, sessionRows, showTimeline, useZone, zoneLabel } from "/web/common.js";
 // Live queues and agents, a day's KPIs and charts (GET /api/dashboard, read
 // again whenever the WebSocket feed brings an event, with the QA queue), and drill-down: an
 // hour's bar lists its sessions, a session opens its timeline and its QA
@@ -8,19 +8,22 @@ let token, socket, watchSocket;
 const api = (method, path, body) => call(token, method, path, body);
 const show = (e) => ($("error").textContent = e ? String(e.message || e) : "");
 const cell = (text) => Object.assign(document.createElement("td"), { textContent: text ?? "" });
-// The local clock's offset at the start of `day` (DST moves it).
-const offset = (day) => -new Date(`${day}T00:00`).getTimezoneOffset();
+// Days run midnight to midnight in the tenant's zone.
+let zone = useZone();
 const today = () => localTime(new Date().toISOString()).slice(0, 10);
 const percent = (x) => (x == null ? "–" : `${(x * 100).toFixed(1)} %`);
 const seconds = (x) => (x == null ? "–" : `${Math.round(x)} s`);
 const short = (id) => `…${id.slice(-6)}`;
 let kpis, hours, channels, ratings;
+// The tenant's groups (GET /api/groups), for moving a waiting session.
+let groups = [];
 
 $("login").onsubmit = async (ev) => {
   ev.preventDefault();
   const answer = await signIn($("tenant").value, $("login-name").value, $("password").value).catch((e) => alert(e.message));
   if (!answer) return;
   token = answer.token;
+  zone = useZone(answer.utc_offset_minutes);
   watchSocket = signOutWith(token, () => socket);
   $("me").textContent = `${answer.display_name} (${answer.role})`;
   $("login").classList.add("hidden");
@@ -67,8 +70,8 @@ async function refresh() {
     do {
       again = false;
       const started = Date.now();
-      const board = await api("GET", `/api/dashboard?day=${$("day").value}&offset=${offset($("day").value)}`).catch(show);
-      if (board) { show(); render(board); }
+      const [board, g] = await Promise.all([api("GET", `/api/dashboard?day=${$("day").value}&offset=${zone}`), api("GET", "/api/groups")]).catch((e) => (show(e), []));
+      if (board) { show(); groups = g.groups; render(board); }
       await qaQueue();
       if (again) await new Promise((r) => setTimeout(r, Math.max(0, MIN_INTERVAL_MS - (Date.now() - started))));
     } while (again);
@@ -79,7 +82,7 @@ async function refresh() {
 
 function render({ kpis: k, queue }) {
   kpis = k;
-  $("range").textContent = `${k.since.slice(0, 16).replace("T", " ")} – ${k.until.slice(0, 16).replace("T", " ")} UTC`;
+  $("range").textContent = `${localTime(k.since).slice(0, 16)} – ${localTime(k.until).slice(0, 16)} ${zoneLabel()}`;
   $("kpi-waiting").textContent = queue.waiting.length;
   $("kpi-online").textContent = queue.agents.filter((a) => a.presence === "online").length;
   $("kpi-sessions").textContent = k.sessions;
@@ -124,9 +127,10 @@ function waitingRow(w, agents, now) {
   agent.append(...agents.filter((a) => a.presence !== "offline").map((a) => Object.assign(document.createElement("option"), { value: a.agent_id, textContent: `${a.name ?? short(a.agent_id)} (${a.presence}, ${a.load}/${a.capacity})` })));
   const assign = Object.assign(document.createElement("button"), { className: "secondary assign", type: "button", textContent: "Assign", disabled: !agent.options.length });
   assign.onclick = () => api("POST", `/api/sessions/${w.session_id}/assign`, { agent_id: agent.value }).then(refresh, show);
-  const group = Object.assign(document.createElement("input"), { className: "move-to", placeholder: "group", ariaLabel: "Move to group", size: 8 });
-  const move = Object.assign(document.createElement("button"), { className: "secondary move", type: "button", textContent: "Move" });
-  move.onclick = () => api("POST", `/api/sessions/${w.session_id}/requeue`, { group: group.value.trim() }).then(refresh, show);
+  const group = Object.assign(document.createElement("select"), { className: "move-to", ariaLabel: "Move to group" });
+  group.append(...groups.filter((g) => g.name !== w.group).map((g) => Object.assign(document.createElement("option"), { value: g.name, textContent: `${g.label} (${g.online} online)` })));
+  const move = Object.assign(document.createElement("button"), { className: "secondary move", type: "button", textContent: "Move", disabled: !group.options.length });
+  move.onclick = () => api("POST", `/api/sessions/${w.session_id}/requeue`, { group: group.value }).then(refresh, show);
   actions.append(agent, assign, group, move);
   tr.append(actions);
   return tr;

@@ -817,6 +817,12 @@ payload!(
     DispositionsSet { dispositions: Vec<String> }
 );
 payload!(
+    /// The tenant's time zone (on the tenant stream): every time the pages
+    /// and the composites show is in it, labelled (`UTC+08:00`). Until a
+    /// tenant sets one, Beijing time.
+    TimeZoneSet { utc_offset_minutes: i32 }
+);
+payload!(
     /// The tenant's skill groups (on the tenant stream), replacing any
     /// before: the only groups sessions are transferred or moved to.
     SkillGroupsSet { groups: Vec<SkillGroup> }
@@ -1007,6 +1013,7 @@ registry! {
     QaRulesSet => 2,
     SkillGroupsSet => 1,
     DispositionsSet => 1,
+    TimeZoneSet => 1,
     DualRecordingScriptSet => 1,
     DualRecordingStepReviewed => 1,
     DualRecordingReviewed => 1,

@@ -1,4 +1,5 @@
-// The supervisor dashboard in headless Chromium (a browser in UTC+8)
+// The supervisor dashboard in headless Chromium (a browser in Los Angeles;
+// the page shows the tenant's zone, Beijing time, whatever the browser's)
 // against a running `witness serve` (BASE_URL) whose store holds a seeded
 // day (SEEDED: what `witness seed --sessions … --json` tallied).
 //
@@ -32,6 +33,7 @@ const expectText = async (page, selector, text, what) => {
   await page.waitForFunction(([s, t]) => document.querySelector(s)?.textContent === t, [selector, text], { timeout })
     .catch(async () => fail(`${what}: ${selector} shows ${JSON.stringify(await page.textContent(selector))}, expected ${JSON.stringify(text)}`));
 };
+const nextDay = (day) => new Date(Date.parse(`${day}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
 const percent = (x) => `${(x * 100).toFixed(1)} %`;
 const nearestRank = (sorted, p) => sorted[Math.max(1, Math.ceil((p / 100) * sorted.length)) - 1];
 
@@ -92,7 +94,7 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
 
-  const context = await browser.newContext({ timezoneId: "Asia/Shanghai", viewport: { width: 1280, height: 1400 } });
+  const context = await browser.newContext({ timezoneId: "America/Los_Angeles", viewport: { width: 1280, height: 1400 } });
   const board = await context.newPage();
   await board.goto(`${base}/supervisor`);
   await board.fill("#password", process.env.SUPERVISOR_PASSWORD);
@@ -104,6 +106,9 @@ try {
     abandonment: "#kpi-abandonment", waitP50: "#kpi-wait-p50", waitP90: "#kpi-wait-p90", satisfaction: "#kpi-satisfaction",
     ratings: "#kpi-ratings" };
   for (const [name, selector] of Object.entries(kpi)) await expectText(board, selector, expected[name], name);
+  // The day runs midnight to midnight Beijing time, and says so.
+  await expectText(board, "#range", `${seedDay} 00:00 – ${nextDay(seedDay)} 00:00 UTC+08:00`, "the day's range in the tenant's zone");
+  same(await board.locator("label:has(#day) .zone").textContent(), "UTC+08:00", "the day picker's zone");
   const chart = (id) => board.evaluate((id) => Chart.getChart(id).data.datasets[0].data, id);
   same(await chart("chart-hours"), byHour, "sessions by local hour");
   const channels = {};
@@ -191,6 +196,10 @@ try {
   await customer.locator(".msg.bot").first().waitFor({ timeout });
   await customer.click("#human");
   await expectText(board, "#kpi-waiting", "1", "the customer waiting, pushed");
+  // Moved to another of the tenant's groups from a list, not typed.
+  const moveTo = await board.locator("#waiting .move-to").evaluate((el) => ({ tag: el.tagName, options: el.options.length }));
+  same(moveTo.tag, "SELECT", "the group to move a waiting session to");
+  if (!moveTo.options && !(await board.locator("#waiting button.move").isDisabled())) fail("Move enabled with no group to move to");
   await board.click("#waiting tr.waiting");
   await board.locator("#timeline td", { hasText: "SessionQueued" }).first().waitFor({ timeout });
   // Today's figures count the live session, still open.

@@ -658,7 +658,7 @@ impl Decider for Session {
                     return Err(DomainError::Invalid("the verdict was already given".into()));
                 }
                 if let Some((i, _)) = dual.done.iter().find(|(i, _)| !dual.step_reviews.contains_key(i)) {
-                    return Err(DomainError::Invalid(format!("step {i} is not reviewed yet")));
+                    return Err(DomainError::Invalid(format!("step {} is not reviewed yet", i + 1)));
                 }
                 if verdict.passed && dual.step_reviews.values().any(|passed| !passed) {
                     return Err(DomainError::Invalid("a recording with a failed step cannot pass".into()));

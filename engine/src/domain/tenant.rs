@@ -43,6 +43,18 @@ pub struct TenantState {
     pub groups: Option<Vec<SkillGroup>>,
     /// The wrap-up dispositions, if the tenant set them (else: any text).
     pub dispositions: Option<Vec<String>>,
+    /// The tenant's time zone, if it set one (else: Beijing time).
+    pub time_zone: Option<i32>,
+}
+
+/// The time zone of a tenant that set none: Beijing time, UTC+08:00.
+pub const DEFAULT_UTC_OFFSET_MINUTES: i32 = 480;
+
+impl TenantState {
+    /// The tenant's time zone as minutes east of UTC.
+    pub fn utc_offset_minutes(&self) -> i32 {
+        self.time_zone.unwrap_or(DEFAULT_UTC_OFFSET_MINUTES)
+    }
 }
 
 impl TenantState {
@@ -107,6 +119,8 @@ pub enum TenantCommand {
     SetGroups(Vec<SkillGroup>),
     /// The wrap-up dispositions, all of them.
     SetDispositions(Vec<String>),
+    /// The time zone, as minutes east of UTC.
+    SetTimeZone(i32),
     /// A new version of a dual-recording script.
     SetScript {
         script_id: String,
@@ -255,6 +269,17 @@ impl Decider for Tenant {
                 }
                 Ok(vec![DispositionsSet { dispositions }.into()])
             }
+            TenantCommand::SetTimeZone(utc_offset_minutes) => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if !(-720..=840).contains(&utc_offset_minutes) || utc_offset_minutes % 15 != 0 {
+                    return Err(DomainError::Invalid(format!(
+                        "a time zone of {utc_offset_minutes} minutes: from -720 to 840, in steps of 15"
+                    )));
+                }
+                Ok(vec![TimeZoneSet { utc_offset_minutes }.into()])
+            }
             TenantCommand::SetGroups(groups) => {
                 if !state.exists() {
                     return Err(DomainError::Invalid("no such tenant".into()));
@@ -326,7 +351,8 @@ impl Decider for Tenant {
                 }
                 if let Some(i) = steps.iter().position(|s| s.text.trim().is_empty() || s.evidence.is_empty()) {
                     return Err(DomainError::Invalid(format!(
-                        "step {i}: a step needs its text and the evidence it requires"
+                        "step {}: a step needs its text and the evidence it requires",
+                        i + 1
                     )));
                 }
                 let version = state.scripts.get(&script_id).map_or(0, Vec::len) as u32 + 1;
@@ -373,6 +399,7 @@ impl Decider for Tenant {
             Event::QaRulesSet(e) => state.qa_rules = Some(e.clone()),
             Event::SkillGroupsSet(e) => state.groups = Some(e.groups.clone()),
             Event::DispositionsSet(e) => state.dispositions = Some(e.dispositions.clone()),
+            Event::TimeZoneSet(e) => state.time_zone = Some(e.utc_offset_minutes),
             Event::DualRecordingScriptSet(e) => state.scripts.entry(e.script_id.clone()).or_default().push(e.clone()),
             _ => {}
         }
@@ -391,6 +418,22 @@ mod tests {
 
     fn add(user_id: UserId, login: &str, role: Role) -> TenantCommand {
         TenantCommand::AddUser { user_id, login: login.into(), role, display_name: "Li Na".into() }
+    }
+
+    #[test]
+    fn a_time_zone_is_a_whole_quarter_hour_within_a_day_of_utc_and_beijing_until_set() {
+        assert_eq!(Tenant::fold(&[created()]).utc_offset_minutes(), 480);
+        for ok in [480, 0, -720, 840, 345] {
+            TestHarness::<Tenant>::given([created()])
+                .when(TenantCommand::SetTimeZone(ok))
+                .then([TimeZoneSet { utc_offset_minutes: ok }.into()]);
+        }
+        for bad in [841, -721, 481, 10_000] {
+            TestHarness::<Tenant>::given([created()]).when(TenantCommand::SetTimeZone(bad)).refused();
+        }
+        TestHarness::<Tenant>::given([]).when(TenantCommand::SetTimeZone(480)).refused();
+        let set = Tenant::fold(&[created(), TimeZoneSet { utc_offset_minutes: -300 }.into()]);
+        assert_eq!(set.utc_offset_minutes(), -300);
     }
 
     #[test]

@@ -1,0 +1,79 @@
+//! The tenant's settings every page needs: its time zone (`GET
+//! /api/settings`; an admin sets it with `PUT /api/admin/time-zone`, a
+//! `TimeZoneSet` event). Until a tenant sets one, Beijing time.
+
+use axum::extract::State;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use witness_engine::domain::tenant::TenantCommand;
+use witness_schemas::{Role, TenantId};
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState, Body};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/settings", get(show)).route("/api/admin/time-zone", put(set_time_zone))
+}
+
+#[derive(Serialize)]
+struct Settings {
+    /// Minutes east of UTC.
+    utc_offset_minutes: i32,
+    /// The zone's label, `UTC+08:00`.
+    time_zone: String,
+    /// False while the tenant has set none (Beijing time).
+    time_zone_set_by_tenant: bool,
+}
+
+/// `UTC+08:00` for 480 minutes east of UTC.
+pub fn zone_label(utc_offset_minutes: i32) -> String {
+    let sign = if utc_offset_minutes < 0 { '-' } else { '+' };
+    let minutes = utc_offset_minutes.unsigned_abs();
+    format!("UTC{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+async fn of(state: &AppState, tenant: &TenantId) -> Result<Settings, ApiError> {
+    let known = crate::accounts::directory(&state.store, tenant).await?;
+    let utc_offset_minutes = known.utc_offset_minutes();
+    Ok(Settings {
+        utc_offset_minutes,
+        time_zone: zone_label(utc_offset_minutes),
+        time_zone_set_by_tenant: known.time_zone.is_some(),
+    })
+}
+
+/// `GET /api/settings` (staff).
+async fn show(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Settings>, ApiError> {
+    caller.require(&[Role::Agent, Role::Supervisor, Role::Admin, Role::Compliance])?;
+    Ok(Json(of(&state, &caller.t).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetTimeZone {
+    utc_offset_minutes: i32,
+}
+
+/// `PUT /api/admin/time-zone {utc_offset_minutes}` (admins).
+async fn set_time_zone(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<SetTimeZone>,
+) -> Result<Json<Settings>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let command = TenantCommand::SetTimeZone(body.utc_offset_minutes);
+    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    Ok(Json(of(&state, &caller.t).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zones_are_labelled_with_sign_hours_and_minutes() {
+        assert_eq!(super::zone_label(480), "UTC+08:00");
+        assert_eq!(super::zone_label(0), "UTC+00:00");
+        assert_eq!(super::zone_label(-210), "UTC-03:30");
+        assert_eq!(super::zone_label(345), "UTC+05:45");
+    }
+}
