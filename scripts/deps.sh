@@ -120,7 +120,13 @@ need_face_test_set() {
 need_gstreamer() {
     apt_install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
         gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav \
-        gstreamer1.0-nice gstreamer1.0-tools gstreamer1.0-plugins-base-apps ffmpeg
+        gstreamer1.0-nice gstreamer1.0-tools gstreamer1.0-plugins-base-apps ffmpeg \
+        gstreamer1.0-x fonts-noto-cjk
+}
+
+# Tesseract, to read back what the composite burns into its pictures.
+need_ocr() {
+    apt_install tesseract-ocr tesseract-ocr-chi-sim
 }
 
 # CPU hogs for the tests that record calls on a busy machine.

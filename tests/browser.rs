@@ -5,7 +5,8 @@
 //! through the SFU, `dashboard.mjs` the supervisor dashboard over a seeded
 //! day. Needs WITNESS_TEST_CHROMIUM and tests/e2e/node_modules:
 //! `scripts/test.sh` installs both. With WITNESS_TEST_ARTIFACTS=DIR the
-//! dashboard's screenshot is kept there.
+//! dashboard's screenshot, the refused camera's pages and a frame of the
+//! recorded call's composite are kept there.
 //!
 //! The recorded call runs on a busy machine (`stress-ng`); the tests take
 //! turns ([`ONE_AT_A_TIME`]), so the load is its alone.
@@ -274,6 +275,49 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
         "RecordingComposited says {recorded_ms} ms, ffprobe {composite_ms} ms"
     );
 
+    // The composite is evidence (issue 28, item 6): each camera at the size
+    // it was sent and the screen share under them, not two 320×240 tiles;
+    // the date and time in the tenant's zone (Beijing by default), the
+    // session and the agent's work number burned in; each step's text
+    // while it runs.
+    let composite_file = recordings.join(composite["file"].as_str().unwrap());
+    let largest = |kind: &str| {
+        of("TrackPublished")
+            .filter(|p| p["payload"]["kind"] == kind)
+            .map(|p| {
+                let track = p["payload"]["track_id"].as_str().unwrap();
+                of("RecordingSegmentClosed")
+                    .filter(|s| s["payload"]["track_id"] == track)
+                    .map(|s| probe_size(&recordings.join(s["payload"]["file"].as_str().unwrap())))
+                    .fold((0, 0), |(w, h), (a, b)| (w.max(a), h.max(b)))
+            })
+            .collect::<Vec<_>>()
+    };
+    let (cameras, screen) = (largest("video"), largest("screen"));
+    let (width, height) = probe_size(&composite_file);
+    eprintln!("composite {width}×{height}: cameras {cameras:?}, screen {screen:?}");
+    assert_eq!(cameras.len(), 2);
+    assert!(
+        width >= cameras[0].0 + cameras[1].0 && height >= cameras[0].1.max(cameras[1].1) + screen[0].1.min(1080),
+        "the composite is {width}×{height} for cameras {cameras:?} and a screen of {screen:?}"
+    );
+    let started = at(of("RecordingStarted").next().unwrap());
+    let first = of("TrackPublished").map(|p| at(p).max(started)).min().unwrap();
+    let beijing = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    // Halfway through the first step.
+    let step = (offsets[0] + offsets[1]) / 2;
+    let into = (started + chrono::Duration::milliseconds(step) - first).num_milliseconds() as f64 / 1000.0;
+    let band = read_band(&composite_file, into, width, height);
+    let session = of("SessionStarted").next().unwrap()["stream"].as_str().unwrap().trim_start_matches("session-");
+    for wanted in
+        [&first.with_timezone(&beijing).format("%Y-%m-%d").to_string(), "UTC+08:00", &session[..8], "工号", "步骤1/2"]
+    {
+        assert!(
+            band.contains(wanted),
+            "{wanted:?} is not burned into the composite {into} s in: {band:?} (steps at {offsets:?} ms)"
+        );
+    }
+
     // `verify --recordings` passes, then fails on one altered byte, naming the file.
     let verify = || {
         Command::new(env!("CARGO_BIN_EXE_witness"))
@@ -298,6 +342,16 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     let out = String::from_utf8_lossy(&failed.stdout);
     assert_eq!(failed.status.code(), Some(1), "{out}");
     assert!(out.contains(&victim) && out.contains("altered"), "{out}");
+}
+
+/// The admin console edits the time zone, retention, the QA form and rules
+/// and the dual-recording scripts, errors beside each control.
+#[test]
+fn the_admin_sets_time_zone_retention_qa_and_scripts_on_the_console_with_errors_beside_each_control() {
+    let served = serve(&[]);
+    let artifacts =
+        std::env::var("WITNESS_TEST_ARTIFACTS").unwrap_or_else(|_| served._dir.path().display().to_string());
+    run_script(&served, "admin.mjs", &[("ARTIFACTS", &artifacts)]);
 }
 
 /// A camera (then a camera and a microphone, in WeChat) refused: advice
@@ -376,6 +430,53 @@ fn probe_ms(path: &std::path::Path) -> i64 {
         panic!("ffprobe on {} ({bytes} bytes): {text}\n{streams}", path.display())
     });
     (seconds * 1000.0).round() as i64
+}
+
+/// The picture's size in a media file, by ffprobe.
+fn probe_size(path: &std::path::Path) -> (u32, u32) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut numbers = text.trim().split(',').map(|n| n.parse().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
+/// The text burned into the band under a composite's pictures (as
+/// `witness_media::composite` lays it out: `8 × clamp(width / 48, 14, 32)`
+/// pixels high) `at` seconds in, as Tesseract reads it, without spaces.
+fn read_band(path: &std::path::Path, at: f64, width: u32, height: u32) -> String {
+    let band = 8 * (width / 48).clamp(14, 32);
+    let png = path.with_extension("band.png");
+    let ffmpeg = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-ss", &at.to_string(), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-vf", &format!("crop={width}:{band}:0:{},scale=iw*2:ih*2", height - band)])
+        .arg(&png)
+        .status()
+        .expect("ffmpeg (scripts/test.sh installs it)");
+    assert!(ffmpeg.success());
+    let read = Command::new("tesseract")
+        .arg(&png)
+        .args(["-", "-l", "chi_sim+eng", "--psm", "6"])
+        .output()
+        .expect("tesseract (scripts/test.sh installs it)");
+    let _ = std::fs::remove_file(&png);
+    if let Ok(dir) = std::env::var("WITNESS_TEST_ARTIFACTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let whole = std::path::Path::new(&dir).join("composite.png");
+        let saved = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-ss", &at.to_string(), "-i"])
+            .arg(path)
+            .args(["-frames:v", "1"])
+            .arg(&whole)
+            .status()
+            .expect("ffmpeg (scripts/test.sh installs it)");
+        assert!(saved.success());
+    }
+    String::from_utf8_lossy(&read.stdout).chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 fn read(path: &std::path::Path) -> String {

@@ -278,6 +278,10 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
     };
     let Some(tenant) = events.first().map(|e| e.tenant_id.clone()) else { return };
     let Ok(decoded) = crate::error::decode_stream(&events, "the session") else { return };
+    let directory = match crate::accounts::directory(&state.store, &tenant).await {
+        Ok(directory) => directory,
+        Err(e) => return tracing::warn!(error = %e.message(), "composite: the tenant cannot be read"),
+    };
     // When each track started, and whether it is a camera, a screen or a microphone.
     let mut started = None;
     let mut tracks = Vec::new();
@@ -296,14 +300,18 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
     let mut starts = Vec::new();
     for (track, participant, kind, at) in tracks {
         let track_dir = dir.join(witness_media::server::track_dir_name(&track));
-        if kind == witness_schemas::TrackKind::Screen || !track_dir.is_dir() {
+        if !track_dir.is_dir() {
             continue;
         }
-        let side = if participant == "customer" { Side::Right } else { Side::Left };
+        let side = match (kind, participant == "customer") {
+            (witness_schemas::TrackKind::Screen, _) => Side::Screen,
+            (_, true) => Side::Right,
+            (_, false) => Side::Left,
+        };
         starts.push(at.max(started));
         inputs.push(Input {
             dir: track_dir,
-            video: kind == witness_schemas::TrackKind::Video,
+            video: kind != witness_schemas::TrackKind::Audio,
             side,
             offset: Default::default(),
         });
@@ -312,13 +320,14 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
     for (input, at) in inputs.iter_mut().zip(&starts) {
         input.offset = (*at - first).to_std().unwrap_or_default();
     }
+    let stamp = composite_stamp(&decoded, &directory, session, recording, started, first);
     let expected = events.last().map(|e| (e.occurred_at - first).to_std().unwrap_or_default()).unwrap_or_default();
     let out = dir.join("composite.webm");
     let jobs = state.composites.clone();
     jobs.0.lock().expect("composites poisoned").insert(recording, 0.0);
     let progress_jobs = jobs.clone();
     let rendered = tokio::task::spawn_blocking(move || {
-        render(&inputs, &out, expected, |p| {
+        render(&inputs, &stamp, &out, expected, |p| {
             progress_jobs.0.lock().expect("composites poisoned").insert(recording, p);
         })
     })
@@ -351,6 +360,74 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
     {
         tracing::warn!(error = %e, "composite not recorded");
     }
+}
+
+/// What the composite of `recording` burns in: the time in the tenant's
+/// zone, the session, the agents with their work numbers (logins), and
+/// each dual-recording step's text while it runs, then its outcome for a
+/// few seconds. `started` is the recording's start, `first` the
+/// composite's (its earliest track).
+fn composite_stamp(
+    decoded: &[Event],
+    directory: &witness_engine::domain::tenant::TenantState,
+    session: witness_schemas::SessionId,
+    recording: RecordingId,
+    started: chrono::DateTime<chrono::Utc>,
+    first: chrono::DateTime<chrono::Utc>,
+) -> witness_media::composite::Stamp {
+    use witness_media::composite::{Caption, Stamp};
+    use witness_schemas::StepOutcome;
+    const OUTCOME_SHOWN: std::time::Duration = std::time::Duration::from_secs(3);
+    let mut agents = Vec::new();
+    let mut captions: Vec<Caption> = Vec::new();
+    let mut recorded = false;
+    // Composite time of a step event's recording offset.
+    let at = |offset_ms: u64| {
+        (started + chrono::Duration::milliseconds(offset_ms as i64) - first).to_std().unwrap_or_default()
+    };
+    for event in decoded {
+        match event {
+            Event::AgentAssigned(e) if !agents.contains(&e.agent_id) => agents.push(e.agent_id),
+            Event::RecordingStarted(e) => recorded = e.recording_id == recording,
+            Event::RecordingStopped(e) if e.recording_id == recording => recorded = false,
+            Event::DualRecordingStepStarted(e) if recorded => {
+                let steps = directory.script(&e.script_id, e.script_version).map(|s| s.steps.as_slice()).unwrap_or(&[]);
+                let text = steps.get(e.step_index as usize).map(|s| s.text.as_str()).unwrap_or("");
+                let number = format!("步骤 {}/{}", e.step_index + 1, steps.len());
+                let from = at(e.recording_offset_ms);
+                if let Some(before) = captions.last_mut() {
+                    before.until = before.until.min(from);
+                }
+                captions.push(Caption { from, until: std::time::Duration::MAX, text: format!("{number}：{text}") });
+            }
+            Event::DualRecordingStepCompleted(e) if recorded => {
+                let from = at(e.recording_offset_ms);
+                if let Some(before) = captions.last_mut() {
+                    before.until = before.until.min(from);
+                }
+                let outcome = match e.outcome {
+                    StepOutcome::Completed => "完成",
+                    StepOutcome::Skipped => "跳过",
+                    StepOutcome::Failed => "未通过",
+                };
+                let text = format!("步骤 {}：{outcome}", e.step_index + 1);
+                captions.push(Caption { from, until: from + OUTCOME_SHOWN, text });
+            }
+            _ => {}
+        }
+    }
+    let names: Vec<String> = agents
+        .iter()
+        .map(|id| match directory.user(*id) {
+            Some(u) => format!("{}（工号 {}）", u.display_name, u.login),
+            None => id.to_string(),
+        })
+        .collect();
+    let mut lines = vec![format!("会话 {session}")];
+    if !names.is_empty() {
+        lines.push(format!("坐席 {}", names.join("、")));
+    }
+    Stamp { starts_at: first, utc_offset_minutes: directory.utc_offset_minutes(), lines, captions }
 }
 
 #[derive(Deserialize)]

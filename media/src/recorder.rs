@@ -759,10 +759,24 @@ impl SyntheticSource {
         pattern: u32,
         on_packet: impl Fn(&[u8]) + Send + Sync + 'static,
     ) -> Result<Self, RecorderError> {
+        let size = video.then_some((320, 240));
+        Self::start_sized(size, payload_type, kbps, keyframe_every, pattern, on_packet)
+    }
+
+    /// As [`SyntheticSource::start`], a picture of `size` (width, height)
+    /// if given, else Opus.
+    pub fn start_sized(
+        size: Option<(u32, u32)>,
+        payload_type: u8,
+        kbps: u32,
+        keyframe_every: u32,
+        pattern: u32,
+        on_packet: impl Fn(&[u8]) + Send + Sync + 'static,
+    ) -> Result<Self, RecorderError> {
         gst::init().map_err(gst_error)?;
-        let description = if video {
+        let description = if let Some((width, height)) = size {
             format!(
-                "videotestsrc is-live=true pattern={} ! video/x-raw,width=320,height=240,framerate=30/1 \
+                "videotestsrc is-live=true pattern={} ! video/x-raw,width={width},height={height},framerate=30/1 \
                  ! vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate={} keyframe-max-dist={keyframe_every} \
                  ! rtpvp8pay pt={payload_type} mtu=1200 ! appsink name=out sync=false emit-signals=false",
                 pattern % 25,
