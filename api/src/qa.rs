@@ -5,7 +5,7 @@
 //! `qa-scores` report count.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use witness_engine::domain::session::{Session, SessionCommand};
@@ -21,8 +21,8 @@ use crate::{ApiError, AppState};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/admin/qa-form", put(set_form))
-        .route("/api/admin/qa-rules", put(set_rules))
+        .route("/api/admin/qa-form", get(form).put(set_form))
+        .route("/api/admin/qa-rules", get(rules).put(set_rules))
         .route("/api/sessions/{id}/qa", get(show).post(evaluate))
         .route("/api/qa/queue", get(queue))
 }
@@ -139,6 +139,18 @@ struct Form {
 }
 
 /// `PUT /api/admin/qa-form` `{criteria: [{name, weight, max_score}]}` (admins).
+/// `GET /api/admin/qa-form`: the tenant's evaluation form (empty: none set).
+async fn form(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<QaCriterion>>, ApiError> {
+    caller.require(&[Role::Admin, Role::Supervisor, Role::Compliance])?;
+    Ok(Json(crate::accounts::directory(&state.store, &caller.t).await?.qa_form))
+}
+
+/// `GET /api/admin/qa-rules`: the tenant's automatic QA rules (null: none set).
+async fn rules(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Option<QaRulesSet>>, ApiError> {
+    caller.require(&[Role::Admin, Role::Supervisor, Role::Compliance])?;
+    Ok(Json(crate::accounts::directory(&state.store, &caller.t).await?.qa_rules))
+}
+
 async fn set_form(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -1,4 +1,4 @@
-import { call, links, recordingPlayers, signIn, signOutWith, sessionRows, showTimeline } from "/web/common.js";
+import { call, fromLocalTime, links, localTime, recordingPlayers, signIn, signOutWith, sessionRows, showTimeline, useZone, zoneLabel } from "/web/common.js";
 // Users and FAQ (admin), session search and timelines (admin, supervisor,
 // compliance; masked by role as the API decides).
 const $ = (id) => document.getElementById(id);
@@ -13,6 +13,7 @@ $("login").onsubmit = async (ev) => {
   const answer = await signIn($("tenant").value, $("login-name").value, $("password").value).catch((e) => alert(e.message));
   if (!answer) return;
   ({ token, role } = answer);
+  useZone(answer.utc_offset_minutes);
   signOutWith(token, () => null);
   $("me").textContent = `${answer.display_name} (${role})`;
   $("login").classList.add("hidden");
@@ -22,8 +23,10 @@ $("login").onsubmit = async (ev) => {
   $("faq-card").classList.toggle("hidden", !admin);
   $("policy-card").classList.toggle("hidden", !admin);
   $("groups-card").classList.toggle("hidden", !admin);
-  $("dispositions-card").classList.toggle("hidden", !admin);
-  if (admin) { loadUsers(); loadPolicy(); loadGroups(); loadDispositions(); }
+  for (const card of ["dispositions-card", "zone-card", "qa-card", "scripts-card"]) $(card).classList.toggle("hidden", !admin);
+  $("retention-card").classList.toggle("hidden", !admin && role !== "compliance");
+  if (admin) { loadUsers(); loadPolicy(); loadGroups(); loadDispositions(); loadZone(); loadQa(); loadScripts(); }
+  if (admin || role === "compliance") loadRetention(admin);
   $("reviews-card").classList.toggle("hidden", role !== "compliance");
   if (role === "compliance") reviews();
   search();
@@ -34,17 +37,17 @@ async function loadPolicy() {
   if (!policy) return $("policy-card").classList.add("hidden");
   $("record-calls").checked = policy.record_calls;
 }
-$("record-calls").onchange = () => api("PUT", "/api/admin/recording-policy", { record_calls: $("record-calls").checked }).catch(show);
+$("record-calls").onchange = () => api("PUT", "/api/admin/recording-policy", { record_calls: $("record-calls").checked })
+  .then(() => said("policy-said"), (e) => said("policy-said", e));
 
-// A setting's outcome beside its Save button: the error, or "Saved", cleared
-// on the next try.
-function said(id, error) {
-  $(id).textContent = error ? String(error.message || error) : "Saved.";
+// A setting's outcome beside its Save button: the error, or `message`
+// ("Saved."), replaced on the next try.
+function said(id, error, message = "Saved.") {
+  $(id).textContent = error ? String(error.message || error) : message;
   $(id).className = error ? "error-inline" : "ok-inline";
 }
 
-// Skill groups: one editable row each (hours in Beijing time).
-const BEIJING = 480;
+// Skill groups: one editable row each (hours in the tenant's zone).
 function groupRow(g = { name: "", label: "", when_nobody_online: "queue" }) {
   const tr = document.createElement("tr");
   tr.className = "group";
@@ -85,7 +88,7 @@ $("groups-save").onclick = () => {
     const v = (f) => tr.querySelector(`[data-field="${f}"]`).value.trim();
     const group = { name: v("name"), label: v("label"), when_nobody_online: v("when_nobody_online") };
     if (v("open") || v("close")) {
-      group.hours = { utc_offset_minutes: BEIJING, days: v("days").split(/[ ,，]+/).filter(Boolean).map(Number), open: v("open"), close: v("close"), closed_message: v("closed_message") };
+      group.hours = { utc_offset_minutes: useZone(), days: v("days").split(/[ ,，]+/).filter(Boolean).map(Number), open: v("open"), close: v("close"), closed_message: v("closed_message") };
     }
     if (v("message_after_secs")) group.message_after_secs = Number(v("message_after_secs"));
     return group;
@@ -100,6 +103,159 @@ async function loadDispositions() {
 $("dispositions-save").onclick = () => {
   const dispositions = $("dispositions").value.split("\n").map((l) => l.trim()).filter(Boolean);
   api("PUT", "/api/admin/dispositions", { dispositions }).then(() => said("dispositions-said"), (e) => said("dispositions-said", e));
+};
+
+// The tenant's time zone: whole and half hours from UTC-12 to UTC+14, and
+// the quarter-hour zones in use (Nepal, Eucla, Chatham).
+async function loadZone() {
+  const offsets = [];
+  for (let m = -720; m <= 840; m += 30) offsets.push(m);
+  offsets.push(345, 525, 765);
+  offsets.sort((a, b) => a - b);
+  const names = { 480: "北京时间 Beijing", 0: "UTC" };
+  $("time-zone").replaceChildren(...offsets.map((m) => Object.assign(document.createElement("option"), { value: m, textContent: `${zoneLabel(m)}${names[m] ? ` ${names[m]}` : ""}` })));
+  const s = await api("GET", "/api/settings").catch(show);
+  if (s) $("time-zone").value = s.utc_offset_minutes;
+}
+$("zone-save").onclick = () => api("PUT", "/api/admin/time-zone", { utc_offset_minutes: Number($("time-zone").value) })
+  .then((s) => { useZone(s.utc_offset_minutes); said("zone-said"); search(); }, (e) => said("zone-said", e));
+
+// Retention: days kept per class of data, each saved on its own.
+const CLASSES = { recordings: "Recordings (segments and composites)", attachments: "Images and files sent", messages: "Messages (the policy only: the log keeps them)" };
+async function loadRetention(editable) {
+  const policy = await api("GET", "/api/admin/retention").catch(show);
+  if (!policy) return;
+  $("retention").replaceChildren(...Object.entries(CLASSES).map(([klass, label]) => {
+    const tr = document.createElement("tr");
+    const days = Object.assign(document.createElement("input"), { type: "number", min: 1, value: policy.retention[klass] ?? "", placeholder: "for ever", disabled: !editable, style: "width: 7rem" });
+    days.dataset.class = klass;
+    days.setAttribute("aria-label", `${label}: days kept`);
+    const save = Object.assign(document.createElement("button"), { type: "button", textContent: "Save", hidden: !editable });
+    const status = Object.assign(document.createElement("span"), { id: `retention-said-${klass}` });
+    status.setAttribute("role", "status");
+    save.onclick = () => api("PUT", "/api/admin/retention", { class: klass, days: days.value === "" ? null : Number(days.value) })
+      .then(() => said(status.id), (e) => said(status.id, e));
+    const td = document.createElement("td");
+    td.append(days);
+    const act = document.createElement("td");
+    act.append(save, " ", status);
+    tr.append(cell(label), td, act);
+    return tr;
+  }));
+  $("holds").textContent = policy.holds.length
+    ? `Legal holds: ${policy.holds.map((h) => `${h.session_id ? `session …${h.session_id.slice(-6)}` : "the whole tenant"} (${h.reason})`).join("; ")}`
+    : "No legal holds.";
+}
+
+// An editable row of inputs (`fields`: [name, value, extra attributes])
+// with a Remove button.
+function editableRow(className, fields) {
+  const tr = document.createElement("tr");
+  tr.className = className;
+  for (const [field, value, extra = {}] of fields) {
+    const el = Object.assign(document.createElement("input"), { value: value ?? "", ...extra });
+    el.dataset.field = field;
+    el.setAttribute("aria-label", field.replaceAll("_", " "));
+    const td = document.createElement("td");
+    td.append(el);
+    tr.append(td);
+  }
+  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: "Remove" });
+  remove.onclick = () => tr.remove();
+  const td = document.createElement("td");
+  td.append(remove);
+  tr.append(td);
+  return tr;
+}
+const criterionRow = (c = {}) => editableRow("criterion", [["name", c.name, { size: 16 }], ["weight", c.weight ?? 1, { type: "number", step: "any", min: 0, style: "width: 5rem" }], ["max_score", c.max_score ?? 5, { type: "number", step: "any", min: 0, style: "width: 5rem" }]]);
+const seconds = (id) => ($(id).value === "" ? undefined : Number($(id).value));
+async function loadQa() {
+  const [form, rules] = await Promise.all([api("GET", "/api/admin/qa-form"), api("GET", "/api/admin/qa-rules")]).catch((e) => (show(e), []));
+  if (!form) return;
+  $("qa-form").replaceChildren(...form.map(criterionRow));
+  $("rule-greeting").value = rules?.greeting_within_secs ?? "";
+  $("rule-sla").value = rules?.response_sla_secs ?? "";
+  $("rule-silence").value = rules?.silence_secs ?? "";
+  $("rule-words").value = (rules?.forbidden_words ?? []).join("\n");
+}
+$("criterion-add").onclick = () => $("qa-form").append(criterionRow());
+$("qa-form-save").onclick = () => {
+  const criteria = [...$("qa-form").querySelectorAll("tr.criterion")].map((tr) => {
+    const v = (f) => tr.querySelector(`[data-field="${f}"]`).value.trim();
+    return { name: v("name"), weight: Number(v("weight")), max_score: Number(v("max_score")) };
+  });
+  api("PUT", "/api/admin/qa-form", { criteria }).then((form) => { said("qa-form-said"); $("qa-form").replaceChildren(...form.map(criterionRow)); }, (e) => said("qa-form-said", e));
+};
+$("qa-rules-save").onclick = () => {
+  const rules = {
+    greeting_within_secs: seconds("rule-greeting"),
+    response_sla_secs: seconds("rule-sla"),
+    silence_secs: seconds("rule-silence"),
+    forbidden_words: $("rule-words").value.split("\n").map((w) => w.trim()).filter(Boolean),
+  };
+  api("PUT", "/api/admin/qa-rules", rules).then(() => said("qa-rules-said"), (e) => said("qa-rules-said", e));
+};
+
+// Dual-recording scripts: pick one (its latest version) or start a new one;
+// steps as rows of kind, text and the evidence each needs.
+const STEP_KINDS = { identity_check: "identity check", risk_disclosure: "risk disclosure", customer_confirmation: "customer confirmation", document_shown: "document shown" };
+const EVIDENCE = { agent_reads_aloud: "agent reads aloud", customer_speaks: "customer speaks", customer_clicks: "customer clicks “I confirm”", document_shown: "document to camera" };
+let scripts = [];
+function stepRow(step = { kind: "risk_disclosure", text: "", evidence: ["agent_reads_aloud"] }) {
+  const tr = document.createElement("tr");
+  tr.className = "step";
+  const number = document.createElement("td");
+  number.className = "number";
+  const kind = document.createElement("select");
+  kind.dataset.field = "kind";
+  kind.setAttribute("aria-label", "step kind");
+  kind.append(...Object.entries(STEP_KINDS).map(([v, t]) => Object.assign(document.createElement("option"), { value: v, textContent: t })));
+  kind.value = step.kind;
+  const text = Object.assign(document.createElement("textarea"), { value: step.text, rows: 2 });
+  text.dataset.field = "text";
+  text.setAttribute("aria-label", "step text");
+  const evidence = document.createElement("td");
+  for (const [v, t] of Object.entries(EVIDENCE)) {
+    const box = Object.assign(document.createElement("input"), { type: "checkbox", value: v, checked: step.evidence.includes(v) });
+    box.dataset.evidence = v;
+    const label = document.createElement("label");
+    label.className = "evidence";
+    label.append(box, ` ${t}`);
+    evidence.append(label);
+  }
+  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: "Remove" });
+  remove.onclick = () => { tr.remove(); numberSteps(); };
+  const [k, x, r] = [kind, text, remove].map((el) => { const td = document.createElement("td"); td.append(el); return td; });
+  tr.append(number, k, x, evidence, r);
+  return tr;
+}
+const numberSteps = () => $("script-steps").querySelectorAll("tr.step .number").forEach((td, i) => { td.textContent = i + 1; });
+function showScript(s) {
+  $("script-id").value = s?.script_id ?? "";
+  $("script-id").disabled = Boolean(s);
+  $("script-title").value = s?.title ?? "";
+  $("script-steps").replaceChildren(...(s ? s.steps : [undefined]).map(stepRow));
+  numberSteps();
+}
+async function loadScripts(pick) {
+  scripts = (await api("GET", "/api/dual-scripts").catch(show)) ?? [];
+  $("script-pick").replaceChildren(Object.assign(document.createElement("option"), { value: "", textContent: "New script" }),
+    ...scripts.map((s) => Object.assign(document.createElement("option"), { value: s.script_id, textContent: `${s.title} (${s.script_id}, v${s.version})` })));
+  $("script-pick").value = pick ?? scripts[0]?.script_id ?? "";
+  showScript(scripts.find((s) => s.script_id === $("script-pick").value));
+}
+$("script-pick").onchange = () => { said("script-said", null, ""); showScript(scripts.find((s) => s.script_id === $("script-pick").value)); };
+$("step-add").onclick = () => { $("script-steps").append(stepRow()); numberSteps(); };
+$("script-save").onclick = () => {
+  const id = $("script-id").value.trim();
+  if (!id) return said("script-said", new Error("a script needs an id: letters, digits and -"));
+  const steps = [...$("script-steps").querySelectorAll("tr.step")].map((tr) => ({
+    kind: tr.querySelector("[data-field=kind]").value,
+    text: tr.querySelector("[data-field=text]").value.trim(),
+    evidence: [...tr.querySelectorAll("[data-evidence]:checked")].map((b) => b.value),
+  }));
+  api("PUT", `/api/admin/dual-scripts/${encodeURIComponent(id)}`, { title: $("script-title").value.trim(), steps })
+    .then((s) => loadScripts(s.script_id).then(() => said("script-said", null, `Saved as version ${s.version}.`)), (e) => said("script-said", e));
 };
 
 async function loadUsers() {
@@ -126,7 +282,7 @@ $("import").onclick = async () => {
 async function search(ev) {
   ev?.preventDefault();
   const q = new URLSearchParams({ limit: "200" });
-  if ($("since").value) q.set("since", new Date($("since").value).toISOString());
+  if ($("since").value) q.set("since", fromLocalTime($("since").value));
   if ($("outcome").value) q.set("outcome", $("outcome").value);
   if ($("agent").value) q.set("agent", $("agent").value);
   const rows = await api("GET", `/api/sessions?${q}`).catch(show);
@@ -148,7 +304,7 @@ async function reviews() {
     const tr = document.createElement("tr");
     tr.className = "session";
     tr.dataset.session = r.session_id;
-    tr.append(cell(r.recorded_at.slice(0, 19).replace("T", " ")), cell(`${r.script_id} v${r.script_version}`), cell(r.steps), cell(`…${r.session_id.slice(-6)}`));
+    tr.append(cell(localTime(r.recorded_at)), cell(`${r.script_id} v${r.script_version}`), cell(r.steps), cell(`…${r.session_id.slice(-6)}`));
     tr.onclick = () => review(r.session_id);
     return tr;
   }));
@@ -169,7 +325,12 @@ async function review(id) {
     if (src) links(token, [src]).then(([u]) => { video.src = u; }, show);
     else video.removeAttribute("src");
   }
-  const post = (path, body) => api("POST", `/api/sessions/${id}/${path}`, body).then(() => review(id), show);
+  // A refusal shows beside the buttons that asked; success redraws (and clears it).
+  const post = (path, body, status) => api("POST", `/api/sessions/${id}/${path}`, body).then(() => review(id), (e) => {
+    status.textContent = String(e.message || e);
+    status.className = "error-inline";
+    throw e;
+  });
   $("review-steps").replaceChildren(...view.steps.map((st) => {
     const tr = document.createElement("tr");
     tr.dataset.step = st.index;
@@ -186,9 +347,11 @@ async function review(id) {
       const comment = Object.assign(document.createElement("input"), { placeholder: "comment", className: "comment" });
       const pass = Object.assign(document.createElement("button"), { className: "pass", type: "button", textContent: "Pass" });
       const fail = Object.assign(document.createElement("button"), { className: "secondary fail", type: "button", textContent: "Fail" });
-      pass.onclick = () => post("review/steps", { step_index: st.index, passed: true, comment: comment.value || undefined });
-      fail.onclick = () => post("review/steps", { step_index: st.index, passed: false, comment: comment.value || undefined });
-      verdict.append(comment, pass, fail);
+      const status = Object.assign(document.createElement("span"), { className: "step-said" });
+      status.setAttribute("role", "status");
+      pass.onclick = () => post("review/steps", { step_index: st.index, passed: true, comment: comment.value || undefined }, status).catch(() => {});
+      fail.onclick = () => post("review/steps", { step_index: st.index, passed: false, comment: comment.value || undefined }, status).catch(() => {});
+      verdict.append(comment, pass, fail, status);
     }
     tr.append(at, cell(`${st.index + 1}. ${st.kind}: ${st.text}`), cell(st.outcome ?? "not done"), verdict);
     return tr;
@@ -197,7 +360,7 @@ async function review(id) {
   links(token, [`/api/sessions/${id}/review/package`]).then(([u]) => { $("review-package").href = u; }, show);
   for (const [button, passed] of [["verdict-pass", true], ["verdict-fail", false]]) {
     $(button).disabled = Boolean(view.verdict);
-    $(button).onclick = () => post("review", { passed, comment: $("verdict-comment").value || undefined }).then(reviews);
+    $(button).onclick = () => post("review", { passed, comment: $("verdict-comment").value || undefined }, $("verdict-said")).then(() => { $("verdict-said").textContent = ""; reviews(); }, () => {});
   }
 }
 

@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use witness_schemas::*;
 
 use crate::domain::session::{Session, SessionCommand};
+use crate::domain::tenant::{Tenant, TenantCommand};
 use crate::domain::ticket::{draft_from_session, Ticket, TicketCommand};
 use crate::domain::{agent::Agent, agent::AgentCommand, Decider};
 use crate::executor::{execute, ExecuteError};
@@ -374,6 +375,23 @@ pub async fn run_day(
         open: Default::default(),
         route_at: None,
     };
+    // The agents are users of the tenant (created if it does not exist), so
+    // that consoles name them: 坐席 1, 坐席 2, … with logins unique to the run.
+    let tenant_stream = StreamId::tenant(&plan.tenant);
+    let system = Actor::system();
+    let tenant = crate::executor::current::<Tenant>(store, &tenant_stream).await?.state;
+    if !tenant.exists() {
+        let create = TenantCommand::Create { name: plan.tenant.to_string() };
+        let r = execute::<Tenant>(store, &plan.tenant, &tenant_stream, &system, day.now, create).await?;
+        day.report.events += r.events.len() as u64;
+    }
+    for (i, &user_id) in day.agents.iter().enumerate() {
+        let login = format!("seed-{}-{}", &user_id.to_string()[30..], i + 1);
+        let add =
+            TenantCommand::AddUser { user_id, login, role: Role::Agent, display_name: format!("坐席 {}", i + 1) };
+        let r = execute::<Tenant>(store, &plan.tenant, &tenant_stream, &system, day.now, add).await?;
+        day.report.events += r.events.len() as u64;
+    }
     for i in 0..plan.agents {
         let agent_id = day.agents[i];
         let skill_groups = vec![BUSINESS[i % 3].1.to_owned(), BUSINESS[(i + 1) % 3].1.to_owned()];
