@@ -31,6 +31,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/links", post(links))
         .route("/api/logout", post(logout))
         .route("/api/admin/users", get(list_users).post(add_user))
+        .route("/api/agents", get(list_agents))
         .route("/api/admin/users/{id}/revoke", post(revoke_user))
 }
 
@@ -349,11 +350,26 @@ async fn revoke(state: &AppState, by: &Claims, user_id: UserId, reason: &str) ->
 
 async fn list_users(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<UserView>>, ApiError> {
     caller.require(&[Role::Admin])?;
+    Ok(Json(users(&state, &caller, |_| true).await?))
+}
+
+/// `GET /api/agents`: the tenant's agents by name (supervisors,
+/// compliance, admins), to pick one by name rather than by id.
+async fn list_agents(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<UserView>>, ApiError> {
+    caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
+    Ok(Json(users(&state, &caller, |u| u.role == Role::Agent).await?))
+}
+
+async fn users(
+    state: &AppState,
+    caller: &Claims,
+    wanted: impl Fn(&witness_engine::domain::tenant::User) -> bool,
+) -> Result<Vec<UserView>, ApiError> {
     let dir = directory(&state.store, &caller.t).await?;
-    Ok(Json(
-        dir.users
-            .into_values()
-            .map(|u| UserView { user_id: u.user_id, login: u.login, role: u.role, display_name: u.display_name })
-            .collect(),
-    ))
+    Ok(dir
+        .users
+        .into_values()
+        .filter(|u| wanted(u))
+        .map(|u| UserView { user_id: u.user_id, login: u.login, role: u.role, display_name: u.display_name })
+        .collect())
 }

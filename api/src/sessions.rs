@@ -7,6 +7,8 @@
 //! is decided; otherwise the answer is 404, whether the session exists
 //! elsewhere or not.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
@@ -215,6 +217,10 @@ struct SessionView {
     agent: Option<AgentName>,
     open_offer: Option<OfferId>,
     masked: bool,
+    /// Staff only: the name and login of every user the events name (as
+    /// actor or `agent_id`), by user id, so a timeline says who.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    people: BTreeMap<UserId, String>,
     events: Vec<EventView>,
 }
 
@@ -235,13 +241,30 @@ async fn show(
     if unmasked {
         crate::supervision::record_view(&state, &caller, "session", Some(s.id), events.len()).await?;
     }
-    let agent = match s.state.agent {
-        Some(id) => crate::accounts::directory(&state.store, &caller.t)
-            .await?
-            .user(id)
-            .map(|u| AgentName { display_name: u.display_name.clone(), work_number: u.login.clone() }),
-        None => None,
+    let staff = caller.r != Role::Customer;
+    let directory = match (s.state.agent, staff) {
+        (None, false) => None,
+        _ => Some(crate::accounts::directory(&state.store, &caller.t).await?),
     };
+    let agent = s
+        .state
+        .agent
+        .and_then(|id| directory.as_ref()?.user(id))
+        .map(|u| AgentName { display_name: u.display_name.clone(), work_number: u.login.clone() });
+    let mut people = BTreeMap::new();
+    if let (Some(directory), true) = (&directory, staff) {
+        for e in &events {
+            let named = e.actor.id.as_deref().and_then(|id| id.parse::<UserId>().ok());
+            let agent = serde_json::from_str::<serde_json::Value>(&e.payload)
+                .ok()
+                .and_then(|p| p.get("agent_id")?.as_str()?.parse::<UserId>().ok());
+            for id in named.into_iter().chain(agent) {
+                if let Some(u) = directory.user(id) {
+                    people.entry(id).or_insert_with(|| format!("{} ({})", u.display_name, u.login));
+                }
+            }
+        }
+    }
     Ok(Json(SessionView {
         agent,
         session_id: s.id,
@@ -251,7 +274,8 @@ async fn show(
         agent_id: s.state.agent,
         open_offer: s.state.offer.as_ref().filter(|_| unmasked).map(|o| o.offer_id),
         masked: !unmasked,
-        events: events.iter().map(|e| EventView::new(e, unmasked, caller.r != Role::Customer)).collect(),
+        people,
+        events: events.iter().map(|e| EventView::new(e, unmasked, staff)).collect(),
     }))
 }
 

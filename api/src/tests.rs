@@ -1541,6 +1541,34 @@ mod websocket {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// Names instead of ids (issue 28, item 11): staff read a session with
+    /// the name and login of every user its events name; customers do not;
+    /// `GET /api/agents` lists the tenant's agents by name for staff who
+    /// search by agent.
+    #[tokio::test]
+    async fn staff_see_who_by_name_on_a_session_and_list_agents_by_name() {
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let (customer, agent, id) = assigned(&w).await;
+        let agent_id = w.users[&("acme", Role::Agent)].to_string();
+        let supervisor = w.token("acme", Role::Supervisor).to_owned();
+        let seen = w.get(&format!("/api/sessions/{id}"), &supervisor).await;
+        assert_eq!(seen["people"][&agent_id], "agent (agent)", "{}", seen["people"]);
+        let by_customer = w.get(&format!("/api/sessions/{id}"), &customer).await;
+        assert!(by_customer.get("people").is_none(), "a customer learns no staff ids or logins: {by_customer}");
+        assert_eq!(by_customer["agent"]["work_number"], "agent");
+        let agents = w.get("/api/agents", &supervisor).await;
+        let listed: Vec<(&str, &str)> = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["user_id"].as_str().unwrap(), a["login"].as_str().unwrap()))
+            .collect();
+        assert_eq!(listed, [(agent_id.as_str(), "agent")], "agents only, of this tenant");
+        let (status, _) = w.call(Method::GET, "/api/agents", Some(&agent), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
     /// One time zone, the tenant's, everywhere (issue 28, item 11): Beijing
     /// time until an admin sets another; the pages learn it at sign-in; a
     /// zone that is not one writes nothing.

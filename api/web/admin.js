@@ -27,6 +27,7 @@ $("login").onsubmit = async (ev) => {
   $("retention-card").classList.toggle("hidden", !admin && role !== "compliance");
   if (admin) { loadUsers(); loadPolicy(); loadGroups(); loadDispositions(); loadZone(); loadQa(); loadScripts(); }
   if (admin || role === "compliance") loadRetention(admin);
+  api("GET", "/api/agents").then((agents) => $("agent").append(...agents.map((a) => Object.assign(document.createElement("option"), { value: a.user_id, textContent: `${a.display_name} (${a.login})` }))), show);
   $("reviews-card").classList.toggle("hidden", role !== "compliance");
   if (role === "compliance") reviews();
   search();

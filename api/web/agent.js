@@ -8,7 +8,9 @@ let token, me, current, socket, callClient, watchSocket, recording = false;
 const offers = new Map(); // session → { offer, expires, info }
 const mine = new Set();
 
-const api = (method, path, body) => call(token, method, path, body);
+// An action that went through clears the last action's error (reads, which
+// run on timers, leave it).
+const api = (method, path, body) => call(token, method, path, body).then((r) => { if (method !== "GET") show(""); return r; });
 const show = (e) => ($("error").textContent = e ? String(e.message || e) : "");
 // A notice (not an error): shown until the next one.
 const notice = (text) => { $("notice").textContent = text; $("notice").classList.toggle("hidden", !text); };

@@ -209,9 +209,10 @@ function accessSummary(accesses) {
 }
 
 // What an event did, in words, for the timeline's last column: which step,
-// which device, to whom.
-function describe(e) {
+// which device, to whom (`people`: names by user id).
+function describe(e, people = {}) {
   const p = e.payload;
+  const agent = people[p.agent_id] ?? "";
   const step = p.step_index != null ? `step ${p.step_index + 1}` : "";
   switch (e.event_type) {
     case "DualRecordingStepStarted": return `${step} started (${p.step_kind}) at ${(p.recording_offset_ms / 1000).toFixed(1)} s`;
@@ -223,7 +224,9 @@ function describe(e) {
     case "RecordingSegmentClosed": return `${p.track_id} part ${p.segment_index + 1}, ${(p.duration_ms / 1000).toFixed(1)} s`;
     case "TransferRequested": return p.to?.kind === "group" ? `to ${p.to.group}: ${p.reason}` : p.context_summary || p.reason || "";
     case "SessionQueued": return `in ${p.group}`;
-    case "AgentAssigned": return `in ${p.group}`;
+    case "AgentAssigned": return `${agent ? `${agent} ` : ""}in ${p.group}`;
+    case "AgentOffered": return agent && `to ${agent}`;
+    case "OfferExpired": case "OfferDeclined": return agent && `by ${agent}`;
     case "SessionEnded": return `${p.ended_by}: ${p.reason}`;
     case "WrapUpCompleted": return p.disposition;
     case "SatisfactionRated": return `${p.rating} of 5`;
@@ -245,8 +248,9 @@ export async function showTimeline(token, id, { card, title, rows }) {
 
     const time = localTime(e.occurred_at).slice(11) + (last !== e ? `–${localTime(last.occurred_at).slice(11)}` : "");
     const what = accesses ? `RecordingAccessed${accesses.length > 1 ? ` ×${accesses.length}` : ""}` : e.event_type;
-    const detail = accesses ? accessSummary(accesses) : said || describe(e) || p.context_summary || p.reason || "";
-    tr.append(cell(time), cell(`${e.actor.kind}`), cell(what), cell(detail));
+    const detail = accesses ? accessSummary(accesses) : said || describe(e, view.people) || p.context_summary || p.reason || "";
+    const who = view.people?.[e.actor.id];
+    tr.append(cell(time), cell(who ? `${e.actor.kind}: ${who}` : e.actor.kind), cell(what), cell(detail));
     if (accesses) tr.className = "accesses";
     return tr;
   }));

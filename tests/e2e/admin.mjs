@@ -4,7 +4,7 @@
 // the QA form and rules, and a dual-recording (双录) script — each refused
 // with its reason beside its button, writing nothing, then saved, the
 // error cleared, and still there after a reload. Screenshots go to
-// ARTIFACTS. Exits non-zero on the first failed expectation. Driven by
+// ARTIFACTS (pages.mjs `snap`). Exits non-zero on the first failed expectation. Driven by
 // tests/browser.rs.
 import { chromium } from "playwright-core";
 import { accessible, base } from "./pages.mjs";
@@ -115,7 +115,6 @@ try {
   await page.click("#script-save");
   await seen(page.locator("#script-said.ok-inline", { hasText: "version 2" }), "the edit saved as version 2");
   await accessible(page, "the admin console with every editor");
-  if (process.env.ARTIFACTS) await page.screenshot({ path: `${process.env.ARTIFACTS}/admin-settings.png`, fullPage: true });
 
   // After a reload, everything is as saved.
   await signIn();

@@ -11,7 +11,7 @@
 // customer sees the recording notice and the script waits for every track's
 // last segment; tests/browser.rs checks the files.
 // Prints {"ok":true,...} on success. Driven by tests/browser.rs.
-import { agentTakesCustomer, base, launchWithMedia, seen } from "./pages.mjs";
+import { accessible, agentTakesCustomer, base, launchWithMedia, seen, snap } from "./pages.mjs";
 
 const timeout = 20_000;
 
@@ -88,6 +88,8 @@ try {
   await agent.click("#screen");
   const sharing = await until(customer, "the customer decodes the shared screen", (s) => s.videoTracks >= 2 && s.framesDecoded > atCustomer.framesDecoded + 10);
   const shared = Date.now();
+  await snap(agent, "call-agent-sharing-the-screen");
+  await snap(customer, "call-customer-seeing-the-screen");
   if (process.env.RECORDED) {
     // The dual recording, during the share: the customer's page shows the
     // disclosure while the agent reads it, then the customer confirms.
@@ -156,6 +158,7 @@ try {
   if (process.env.RECORDED) {
     // The workbench lists the recording with the composite once rendered.
     await expect(agent.locator("#recordings .composite video"), "the composite on the workbench");
+    await snap(agent, "call-workbench-recordings");
     // The players do not squeeze the conversation (they did: one line was left).
     const room = await agent.evaluate(() => ({ chat: document.querySelector("#chat").clientHeight, page: innerHeight }));
     if (room.chat < room.page * 0.25) throw new Error(`the conversation is squeezed by the recordings: ${JSON.stringify(room)}`);
@@ -172,6 +175,7 @@ try {
     }
     await officer.click("#sessions tr.session");
     await expect(officer.locator("#recordings .segment video"), "the recording's segments on the admin page");
+    await snap(officer, "call-admin-recordings");
     // Grouped by whose track it is and what, named: no raw ids; microphones as audio.
     const titles = await officer.locator("#recordings .track-title").allInnerTexts();
     for (const wanted of [/^Agent .*\(agent\) — camera/, /^Agent .*\(agent\) — microphone/, /^Customer — camera/, /^Customer — microphone/, /— screen share/]) {
@@ -255,12 +259,18 @@ try {
     const wanted = Number(await marker.getAttribute("data-ms")) / 1000;
     await officer.waitForFunction((t) => Math.abs(document.querySelector("#review-video").currentTime - t) < 0.6, wanted, { timeout })
       .catch(async () => { throw new Error(`the marker seeks to ${wanted} s; the video is at ${await officer.evaluate(() => document.querySelector("#review-video").currentTime)}`); });
+    // A verdict before the steps are reviewed: refused beside its buttons,
+    // and cleared when it goes through.
+    await officer.click("#verdict-pass");
+    await expect(officer.locator("#verdict-said.error-inline", { hasText: "step 1 is not reviewed" }), "the early verdict refused beside its buttons");
     for (const step of [0, 1]) {
       await officer.click(`#review-steps tr[data-step="${step}"] button.pass`);
       await expect(officer.locator(`#review-steps tr[data-step="${step}"] td`, { hasText: "passed" }), `step ${step + 1} passed`);
     }
     await officer.click("#verdict-pass");
     await expect(officer.locator("#review-verdict", { hasText: "passed" }), "the verdict");
+    if ((await officer.locator("#verdict-said").innerText()).trim()) throw new Error("the refused verdict's error outlived the verdict");
+    await snap(officer, "call-review-console");
     // The review package, downloaded for an offline check (by tests/browser.rs).
     const [download] = await Promise.all([officer.waitForEvent("download", { timeout }), officer.click("#review-package")]);
     await download.saveAs(process.env.PACKAGE);

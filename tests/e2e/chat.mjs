@@ -142,7 +142,17 @@ try {
   const fresh = await customer.evaluate(() => window.witnessSession());
   if (!fresh || fresh === ended) throw new Error(`the reload showed the ended session ${ended} again`);
   if (await customer.locator(".note", { hasText: "The conversation has ended" }).count()) throw new Error("the ended conversation is shown after the reload");
+  // A refused action's error shows, and the next action that goes through (the wrap-up) clears it.
+  await agent.evaluate(() => {
+    const select = document.querySelector("#transfer-to");
+    select.append(new Option("nowhere", "group:nowhere"));
+    select.value = "group:nowhere";
+    document.querySelector("#transfer").click();
+  });
+  await expect(agent.locator("#error", { hasText: /\S/ }), "a transfer after the end refused");
   await agent.click("#wrap-up");
+  await agent.waitForFunction(() => !document.querySelector("#error").textContent.trim(), null, { timeout })
+    .catch(async () => { throw new Error(`the refused transfer's error outlived the wrap-up: ${await agent.locator("#error").innerText()}`); });
 
   // The admin page: add an FAQ entry and a user, find the session and its timeline.
   const admin = await (await browser.newContext()).newPage();
@@ -187,6 +197,13 @@ try {
   await admin.click(`#sessions tr.session[data-session="${ended}"]`);
   await expect(admin.locator("#timeline td", { hasText: "SatisfactionRated" }), "the session's timeline on the admin page");
   await expect(admin.locator("#timeline td", { hasText: question }), "the conversation, unmasked for the admin");
+  // Who, by name: the agent as actor, and in the assignment's detail.
+  await expect(admin.locator("#timeline td", { hasText: "agent: Demo Agent (agent)" }), "the agent named as actor on the timeline");
+  await expect(admin.locator("#timeline td", { hasText: "Demo Agent (agent) in cards" }), "the agent named in the assignment");
+  // Sessions found by the agent's name, not an id typed in.
+  await admin.selectOption("#agent", { label: "Demo Agent (agent)" });
+  await admin.click("#search button");
+  await expect(admin.locator(`#sessions tr.session[data-session="${ended}"]`), "the session found by its agent's name");
   await accessible(admin, "the admin page with a timeline");
 
   // The new FAQ entry answers a new customer at once.

@@ -5,7 +5,7 @@
 // and the agent sees "camera blocked". Then a customer in WeChat's in-app
 // browser refused both: advice for WeChat, and the chat goes on.
 // Prints {"ok":true} on success. Driven by tests/browser.rs.
-import { agentTakesCustomer, launchWithMedia, seen } from "./pages.mjs";
+import { agentTakesCustomer, launchWithMedia, seen, snap } from "./pages.mjs";
 
 const timeout = 20_000;
 const browser = await launchWithMedia();
@@ -30,8 +30,8 @@ try {
     // The call goes on with the customer's voice: the agent receives audio.
     await agent.waitForFunction(() => [...document.querySelectorAll("#remote audio")].some((a) => a.srcObject?.getAudioTracks().length), null, { timeout })
       .catch(() => { throw new Error("the agent never got the customer's audio"); });
-    await customer.screenshot({ path: `${process.env.ARTIFACTS ?? "/tmp"}/denied-camera-customer.png` });
-    await agent.screenshot({ path: `${process.env.ARTIFACTS ?? "/tmp"}/denied-camera-agent.png` });
+    await snap(customer, "denied-camera-customer");
+    await snap(agent, "denied-camera-agent");
     await customer.click("#hang-up");
     await agent.click("#end");
   }

@@ -41,12 +41,21 @@ export async function agentTakesCustomer(browser, timeout, { customer: options =
   return { agent, customer };
 }
 
+// Saves a screenshot of `page` as ARTIFACTS/`name`.png (the test's
+// artifacts: WITNESS_TEST_ARTIFACTS, or the server's temporary directory).
+export async function snap(page, name) {
+  if (process.env.ARTIFACTS) await page.screenshot({ path: `${process.env.ARTIFACTS}/${name}.png`, fullPage: true });
+}
+
 // axe-core's serious and critical findings on `page` (WCAG 2 A and AA),
-// or throws naming each rule and where. Run through the DevTools protocol,
-// so the page's CSP (no inline script) does not stop it.
+// or throws naming each rule and where; also throws if the page is wider
+// than its window (a table pushing the page sideways). The page as checked
+// is saved (see `snap`). Run through the DevTools protocol, so the page's CSP (no inline
+// script) does not stop it.
 import { readFileSync } from "node:fs";
 const axeSource = readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
 export async function accessible(page, what) {
+  await snap(page, what.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, ""));
   await page.evaluate(axeSource);
   const found = await page.evaluate(async () => {
     const r = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
@@ -54,4 +63,6 @@ export async function accessible(page, what) {
       .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 4).map((n) => n.target.join(" ")).join(", ")}`);
   });
   if (found.length) throw new Error(`accessibility of ${what}:\n  ${found.join("\n  ")}`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  if (overflow > 0) throw new Error(`${what} is ${overflow} px wider than its window`);
 }
