@@ -276,6 +276,28 @@ struct ServeArgs {
     /// Failed logins one login may have in 15 minutes; then it waits.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     login_failures: u32,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); read
+    /// again on SIGHUP and when the file changes. Needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate for NAME (a host name or
+    /// an IP address), made on first start and kept beside the signing key;
+    /// its fingerprints are printed. For trials: browsers warn until told
+    /// to trust it.
+    #[arg(long, value_name = "NAME")]
+    tls_self_signed: Option<String>,
+    /// Also listen for plain HTTP here, only to send browsers on to HTTPS
+    /// (308 to the same host and path). Needs --tls-cert or --tls-self-signed.
+    #[arg(long, value_name = "ADDR")]
+    http_redirect_listen: Option<SocketAddr>,
+    /// A reverse proxy's address or range (10.0.0.0/8); repeat for several.
+    /// Only from these is `X-Forwarded-For` taken as the client's address
+    /// (for the limits per address) and `X-Forwarded-Proto: https` as HTTPS.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<witness_api::server::Cidr>,
 }
 
 fn port_range(s: &str) -> Result<(u16, u16), String> {
@@ -651,6 +673,11 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         max_connections,
         max_connections_per_address,
         session_upload_files,
+        tls_cert,
+        tls_key,
+        tls_self_signed,
+        http_redirect_listen,
+        trusted_proxies,
         session_upload_mib,
         visitors_per_minute,
         logins_per_minute,
@@ -712,17 +739,39 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         face,
         ..state
     };
+    let tls = match (&tls_cert, &tls_key, &tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(witness_api::tls::Tls::from_files(cert, key)?),
+        (_, _, Some(name)) => {
+            let dir = key_file.parent().unwrap_or(std::path::Path::new("."));
+            let (tls, prints) = witness_api::tls::Tls::self_signed(name, dir)?;
+            println!("A self-signed certificate for {name} (in {}):", dir.display());
+            println!("  SHA-256 fingerprint  {}", prints.certificate_sha256);
+            println!("  public key (SPKI) SHA-256, base64  {}", prints.spki_sha256_base64);
+            Some(tls)
+        }
+        _ => None,
+    };
+    if http_redirect_listen.is_some() && tls.is_none() {
+        bail!("--http-redirect-listen sends browsers to HTTPS: give --tls-cert and --tls-key, or --tls-self-signed");
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    tracing::info!(backend = store.backend_name(), "witness listening on http://{address}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(backend = store.backend_name(), "witness listening on {scheme}://{address}");
+    if tls.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plain HTTP beyond this machine: browsers allow calls (camera, microphone) only over HTTPS; \
+             use --tls-cert/--tls-key, --tls-self-signed, or a TLS proxy in front"
+        );
+    }
     if !demo.is_empty() {
         // Printed, not logged: these are for the person who just started it.
         println!("\nA fresh store: created the tenant `demo` with these logins (shown once):");
         for d in &demo {
             println!("  {:<11} login {:<11} password {}", format!("{:?}", d.role).to_lowercase(), d.login, d.password);
         }
-        println!("Customer page: http://{address}/   Agent workbench: http://{address}/agent");
-        println!("Supervisor dashboard: http://{address}/supervisor   Admin: http://{address}/admin\n");
+        println!("Customer page: {scheme}://{address}/   Agent workbench: {scheme}://{address}/agent");
+        println!("Supervisor dashboard: {scheme}://{address}/supervisor   Admin: {scheme}://{address}/admin\n");
     }
     let checkpoints = {
         let store = store.clone();
@@ -791,7 +840,22 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         max_connections: max_connections as usize,
         max_connections_per_address: max_connections_per_address as usize,
     };
-    witness_api::server::serve(listener, witness_api::app(state), limits, async {
+    if let Some(tls) = &tls {
+        tasks.push(tokio::spawn(tls.clone().watch(Duration::from_secs(5))));
+    }
+    if let Some(plain) = http_redirect_listen {
+        let listener = tokio::net::TcpListener::bind(plain).await.with_context(|| format!("binding {plain}"))?;
+        tracing::info!("sending plain HTTP on {} to HTTPS", listener.local_addr()?);
+        let (router, limits) = (witness_api::server::redirect_to_https(address.port()), limits.clone());
+        let front = witness_api::server::Front { tls: None, trusted_proxies: trusted_proxies.clone() };
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = witness_api::server::serve(listener, router, limits, front, std::future::pending()).await {
+                tracing::error!(error = %e, "the HTTP-to-HTTPS redirect stopped");
+            }
+        }));
+    }
+    let front = witness_api::server::Front { tls, trusted_proxies };
+    witness_api::server::serve(listener, witness_api::app(state), limits, front, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })

@@ -54,6 +54,7 @@ pub mod sessions;
 pub mod settings;
 pub mod supervision;
 pub mod tickets;
+pub mod tls;
 pub mod uploads;
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 import { call, content, attachmentOf, recordingPlayers, liveSocket, signOutWith, icon } from "/web/common.js";
-import { CallClient, callControls } from "/web/call.js";
+import { CallClient, callControls, insecureAdvice } from "/web/call.js";
 // The agent's workbench: log in, go online, take offers, talk, transfer,
 // open tickets, end and wrap up. Live events over the WebSocket; the queue
 // from the read model, refreshed every two seconds.
@@ -391,3 +391,6 @@ $("transfer").onclick = () => {
 };
 $("end").onclick = () => api("POST", `/api/sessions/${current}/end`, {}).catch(show);
 $("wrap-up").onclick = () => api("POST", `/api/sessions/${current}/wrap-up`, { disposition: $("disposition").value }).catch(show);
+// Over plain HTTP (not localhost) calls cannot use the camera or the
+// microphone: say so at once.
+if (insecureAdvice()) { $("secure-advice").textContent = insecureAdvice(); $("secure-advice").classList.remove("hidden"); }

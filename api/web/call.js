@@ -17,10 +17,21 @@ function gathered(pc) {
   });
 }
 
+// Null on a secure page (HTTPS, or localhost); else why a call here cannot
+// use the camera or the microphone: browsers give them to secure pages only.
+export function insecureAdvice(secure = window.isSecureContext && Boolean(navigator.mediaDevices)) {
+  return secure ? null : "通话需要 HTTPS：请通过 https:// 地址打开本页（浏览器只在安全页面上允许使用摄像头和麦克风），文字交流不受影响。Calls need HTTPS: open this page at its https:// address — browsers allow the camera and microphone on secure pages only. Chat works as it is.";
+}
+
 // The microphone (and camera if `video`), each left out if refused:
 // { tracks, blocked: { mic?: Error, camera?: Error } }. Asked together
-// first (one prompt), then one by one.
+// first (one prompt), then one by one. On a page that is not secure there
+// is nothing to ask: both are blocked, as `InsecureContext`.
 async function capture(video) {
+  if (insecureAdvice()) {
+    const e = Object.assign(new Error(insecureAdvice()), { name: "InsecureContext" });
+    return { tracks: [], blocked: video ? { mic: e, camera: e } : { mic: e } };
+  }
   const ask = (constraints) => navigator.mediaDevices.getUserMedia(constraints).then((m) => m.getTracks());
   try {
     return { tracks: await ask({ audio: true, video }), blocked: {} };
@@ -40,6 +51,7 @@ export function deviceAdvice(blocked, userAgent = navigator.userAgent) {
   if (!devices.length) return null;
   const names = devices.map((d) => (d === "mic" ? "麦克风 microphone" : "摄像头 camera")).join(" / ");
   const errors = Object.values(blocked).map((e) => e?.name);
+  if (errors.every((n) => n === "InsecureContext")) return insecureAdvice(false);
   if (errors.every((n) => n === "NotFoundError")) return `未找到${names}。No ${names} found: the call goes on without it; you can keep chatting.`;
   if (errors.every((n) => n === "NotReadableError")) return `${names}正被其他应用使用。The ${names} is in use by another app: close it and turn the device on again.`;
   let how;

@@ -1,5 +1,5 @@
 import { call, content, attachmentOf, liveSocket } from "/web/common.js";
-import { CallClient, callControls, deviceAdvice } from "/web/call.js";
+import { CallClient, callControls, deviceAdvice, insecureAdvice } from "/web/call.js";
 // The customer's page: a visitor token, one session, live events over the
 // WebSocket. ?tenant=T&channel=C choose where the visitor comes from.
 const params = new URLSearchParams(location.search);
@@ -243,4 +243,7 @@ $("send-rating").onclick = () => {
   if (!rating) return show("Choose 1 to 5 stars.");
   api("POST", `/api/sessions/${session}/rating`, { rating, comment: $("comment").value || null }).then(() => show(), show);
 };
+// Over plain HTTP (not localhost) a call cannot use the camera or the
+// microphone: say so at once, not when a call fails.
+if (insecureAdvice()) { $("secure-advice").textContent = insecureAdvice(); $("secure-advice").classList.remove("hidden"); }
 start().catch(show);
