@@ -12,7 +12,9 @@
 //!   scripts/bench.sh                      # SQLite and PostgreSQL (started by the script)
 //!   cargo bench --bench event_store       # SQLite only, unless WITNESS_BENCH_PG_URL is set
 //!
-//! BENCH_RUNS (default 5) sets how many runs each figure is the median of.
+//! BENCH_RUNS (default 5) sets how many runs each figure is the median of;
+//! BENCH_SQLITE_SYNC=normal runs SQLite with `synchronous=NORMAL` (store
+//! and baseline) instead of the store's default FULL.
 
 mod common;
 
@@ -63,7 +65,12 @@ impl Target {
     async fn fresh(&self) -> String {
         match self.backend {
             Backend::Sqlite => {
-                format!("sqlite://{}/{}.db", self._dir.path().display(), uuid::Uuid::now_v7().simple())
+                let dir = self._dir.path().display();
+                let name = uuid::Uuid::now_v7().simple();
+                match sqlite_sync() {
+                    "NORMAL" => format!("sqlite://{dir}/{name}.db?synchronous=normal"),
+                    _ => format!("sqlite://{dir}/{name}.db"),
+                }
             }
             Backend::Postgres => {
                 let admin = self.pg_admin.as_ref().unwrap();
@@ -73,6 +80,15 @@ impl Target {
                 format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
             }
         }
+    }
+}
+
+/// SQLite's `synchronous` for the store and the baseline alike: FULL (the
+/// store's default), or NORMAL with `BENCH_SQLITE_SYNC=normal`.
+fn sqlite_sync() -> &'static str {
+    match std::env::var("BENCH_SQLITE_SYNC").as_deref() {
+        Ok("normal") => "NORMAL",
+        _ => "FULL",
     }
 }
 
@@ -104,11 +120,12 @@ enum Conn {
 impl Conn {
     async fn open(url: &str) -> Conn {
         if url.starts_with("sqlite:") {
-            // The store's own settings: WAL (persistent in the file), synchronous=NORMAL.
+            // The store's own settings: WAL (persistent in the file), the same `synchronous`.
             let path = url.trim_start_matches("sqlite://");
+            let path = path.split_once('?').map_or(path, |(p, _)| p);
             let conn = rusqlite::Connection::open(path).unwrap();
             conn.busy_timeout(Duration::from_secs(30)).unwrap();
-            conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+            conn.pragma_update(None, "synchronous", sqlite_sync()).unwrap();
             Conn::Sqlite(conn)
         } else {
             Conn::Pg(sqlx::PgConnection::connect(url).await.unwrap())
@@ -373,7 +390,11 @@ async fn read_all(url: &str, total: usize) -> (f64, f64) {
 }
 
 async fn bench(target: &Target, runs: usize) {
-    let name = if target.backend == Backend::Sqlite { "SQLite" } else { "PostgreSQL" };
+    let name = if target.backend == Backend::Sqlite {
+        format!("SQLite, synchronous={}", sqlite_sync())
+    } else {
+        "PostgreSQL".to_owned()
+    };
     println!("\n### {name} (median of {runs} runs)\n");
     println!("| {:<44} | {:>22} | {:>22} | {:>5} |", "scenario", "Witness store", "baseline (plain SQL)", "ratio");
     println!("|{}|{}|{}|{}|", "-".repeat(46), "-".repeat(24), "-".repeat(24), "-".repeat(7));

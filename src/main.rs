@@ -298,6 +298,10 @@ struct ServeArgs {
     /// (for the limits per address) and `X-Forwarded-Proto: https` as HTTPS.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     trusted_proxies: Vec<witness_api::server::Cidr>,
+    /// `/readyz` answers 503 while the read models (or, with --kafka, the
+    /// relay) are more than this many events behind the log.
+    #[arg(long, default_value_t = 1_000)]
+    ready_max_lag: u64,
 }
 
 fn port_range(s: &str) -> Result<(u16, u16), String> {
@@ -678,6 +682,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         tls_self_signed,
         http_redirect_listen,
         trusted_proxies,
+        ready_max_lag,
         session_upload_mib,
         visitors_per_minute,
         logins_per_minute,
@@ -737,6 +742,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         })),
         package_signer: Some(signer.clone()),
         face,
+        readiness: witness_api::Readiness { max_lag: ready_max_lag, relay: kafka.is_some() },
         ..state
     };
     let tls = match (&tls_cert, &tls_key, &tls_self_signed) {

@@ -140,6 +140,23 @@ pub struct AppState {
     pub throttles: Arc<limits::Throttles>,
     /// Signed-out users' tokens, refused ([`auth::Revocations`]).
     pub revocations: Arc<auth::Revocations>,
+    /// What `/readyz` checks against.
+    pub readiness: Readiness,
+}
+
+/// What `/readyz` holds this node to: the read models (and, with Kafka,
+/// the relay) at most `max_lag` events behind the log's end.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    pub max_lag: u64,
+    /// Whether this node relays the log to Kafka (checked when so).
+    pub relay: bool,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self { max_lag: 1_000, relay: false }
+    }
 }
 
 impl AppState {
@@ -171,6 +188,7 @@ impl AppState {
             face: None,
             throttles: Default::default(),
             revocations: Default::default(),
+            readiness: Default::default(),
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));
         tokio::spawn(live::follow_revocations(state.hub.clone(), state.revocations.clone()));
@@ -233,6 +251,7 @@ pub fn app(state: AppState) -> Router {
     });
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/ws", get(live::ws))
         .route("/", get(|| page(CUSTOMER_PAGE)))
@@ -288,6 +307,81 @@ struct Health {
 /// the data (no event count: that told anyone every tenant's volume).
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health { status: "ok", backend: state.store.backend_name() })
+}
+
+/// One readiness check: passed, or why not.
+#[derive(Serialize)]
+struct Check {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Ready {
+    status: &'static str,
+    checks: std::collections::BTreeMap<&'static str, Check>,
+}
+
+/// Readiness, for a load balancer: 200 when the store answers, its schema
+/// is this build's, the read models (and with Kafka the relay) are within
+/// [`Readiness::max_lag`] events of the log's end, and every media thread
+/// runs; else 503 naming what failed. Unauthenticated like `/healthz`: it
+/// tells no volumes (a lag only when it is too long). Each database check
+/// gets 2 s.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+    let late = || "did not answer within 2 s".to_owned();
+    let mut checks = std::collections::BTreeMap::new();
+    let mut check = |name, result: Result<(), String>| {
+        checks.insert(name, Check { ok: result.is_ok(), detail: result.err() });
+    };
+    let head = match tokio::time::timeout(WITHIN, state.store.last_position()).await {
+        Ok(Ok(head)) => Ok(head),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(late()),
+    };
+    check("store", head.as_ref().map(|_| ()).map_err(Clone::clone));
+    let migrations = match tokio::time::timeout(WITHIN, state.store.migrations()).await {
+        Ok(Ok((applied, known))) if applied == known => Ok(()),
+        Ok(Ok((applied, known))) => Err(format!("the database has {applied} migrations, this build knows {known}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(late()),
+    };
+    check("migrations", migrations);
+    let max = state.readiness.max_lag;
+    let within = |what: &str, lag: u64| {
+        if lag <= max {
+            Ok(())
+        } else {
+            Err(format!("{what} {lag} events behind the log (at most {max})"))
+        }
+    };
+    if let Ok(head) = head {
+        let projections = match tokio::time::timeout(WITHIN, state.projector.lag(head)).await {
+            Ok(Ok(lag)) => within("the read models are", lag),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(late()),
+        };
+        check("projections", projections);
+        if state.readiness.relay {
+            let relay = witness_engine::kafka::RELAY_CHECKPOINT;
+            let relayed = match tokio::time::timeout(WITHIN, state.store.subscription_position(relay)).await {
+                Ok(Ok(at)) => within("the Kafka relay is", head.saturating_sub(at)),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(late()),
+            };
+            check("kafka_relay", relayed);
+        }
+    }
+    let (alive, started) = state.media.threads_alive();
+    check(
+        "media",
+        if alive == started { Ok(()) } else { Err(format!("{} of {started} media threads stopped", started - alive)) },
+    );
+    let ready = checks.values().all(|c| c.ok);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Ready { status: if ready { "ready" } else { "not ready" }, checks }))
 }
 
 #[cfg(test)]

@@ -169,6 +169,31 @@ async fn login_gives_a_token_for_the_right_password_only_and_writes_nothing() {
     assert_eq!(w.events().await, before);
 }
 
+/// `/readyz` (issue 29, item 3): ready when the store answers, its schema
+/// is this build's, the read models are caught up and the media threads
+/// run; 503 naming the read models while they lag; no token needed.
+#[tokio::test]
+async fn readyz_says_ready_only_while_the_read_models_keep_up() {
+    let mut w = World::new().await;
+    w.state.readiness.max_lag = 0;
+    w.project().await;
+    let (status, ready) = w.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    for check in ["store", "migrations", "projections", "media"] {
+        assert_eq!(ready["checks"][check]["ok"], true, "{check}: {ready}");
+    }
+    assert!(ready["checks"].get("kafka_relay").is_none(), "no relay without Kafka: {ready}");
+    // Events the read models have not seen yet.
+    w.session("acme", "hello").await;
+    let (status, ready) = w.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["checks"]["projections"]["ok"], false, "{ready}");
+    assert!(ready["checks"]["projections"]["detail"].as_str().unwrap().contains("behind the log"), "{ready}");
+    assert_eq!(ready["checks"]["store"]["ok"], true);
+    w.project().await;
+    assert_eq!(w.call(Method::GET, "/readyz", None, None).await.0, StatusCode::OK);
+}
+
 /// Issue 27, L5: free text was bounded only by the 64 KiB body (a 60 KB
 /// transfer reason and a 60 KB locale were stored), and file names with
 /// NUL, U+202E or `CON` were accepted.

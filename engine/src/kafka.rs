@@ -39,7 +39,7 @@ use crate::{EventStore, StoreError};
 pub const DEFAULT_TOPIC: &str = "witness.events";
 
 /// The relay's name in `subscription_checkpoints`.
-const RELAY_CHECKPOINT: &str = "kafka-relay";
+pub const RELAY_CHECKPOINT: &str = "kafka-relay";
 
 /// Events produced per batch (and per checkpoint). Each batch ends waiting
 /// for its acknowledgements (and the producer's 5 ms linger), so a larger

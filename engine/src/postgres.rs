@@ -322,6 +322,20 @@ impl PgBackend {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&self.pool).await?;
         Ok(n as u64)
     }
+
+    /// The last event's position (0: none), by the primary key: no scan.
+    pub async fn last_position(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&self.pool).await?;
+        Ok(n as u64)
+    }
+
+    /// The migrations applied, and those this build knows.
+    pub async fn migrations(&self) -> Result<(usize, usize), StoreError> {
+        let known = sqlx::migrate!("../migrations/postgres").iter().count();
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(&self.pool).await?;
+        Ok((applied as usize, known))
+    }
 }
 
 async fn head(conn: &mut sqlx::PgConnection, stream: &StreamId) -> Result<Option<Head>, StoreError> {

@@ -510,4 +510,28 @@ impl EventStore {
             Backend::Postgres(b) => b.count().await,
         }
     }
+
+    /// The last event's position, 0 in an empty store. Cheap (the primary
+    /// key's end): what readiness checks compare lags against.
+    pub async fn last_position(&self) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.last_position().await,
+            Backend::Postgres(b) => b.last_position().await,
+        }
+    }
+
+    /// How many schema migrations the database has applied, and how many
+    /// this build of Witness knows.
+    pub async fn migrations(&self) -> Result<(usize, usize), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.migrations().await,
+            Backend::Postgres(b) => b.migrations().await,
+        }
+    }
+
+    /// Where the subscription `name` (the Kafka relay: `kafka-relay`) has
+    /// got to, as a position.
+    pub async fn subscription_position(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.subscription_checkpoint(name).await?.position)
+    }
 }

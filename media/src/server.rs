@@ -447,6 +447,12 @@ impl MediaServer {
         (MediaServer { shared, commands }, rx)
     }
 
+    /// Media threads still running, of how many started (a thread that
+    /// panicked or stopped has dropped its end of the command channel).
+    pub fn threads_alive(&self) -> (usize, usize) {
+        (self.commands.iter().filter(|c| !c.is_closed()).count(), self.commands.len())
+    }
+
     pub fn recordings_dir(&self) -> &std::path::Path {
         &self.shared.config.recordings_dir
     }

@@ -574,6 +574,14 @@ impl Projector {
         }
     }
 
+    /// How far the furthest-behind read model ([`models::all`], whoever
+    /// runs them) is from `head` (a position in the log), in events.
+    pub async fn lag(&self, head: u64) -> Result<u64, ProjectionError> {
+        let stored = self.checkpoints().await?;
+        let behind = models::all().iter().map(|p| stored.get(p.name()).map_or(0, |c| c.position)).min().unwrap_or(head);
+        Ok(head.saturating_sub(behind))
+    }
+
     async fn positions(&self) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
         let stored = self.checkpoints().await?;
         Ok(self
