@@ -57,6 +57,31 @@ enum Command {
         #[arg(long, conflicts_with = "recordings")]
         package: Option<PathBuf>,
     },
+    /// Back up the embedded store while it serves: one tar file with the
+    /// database as of one moment, the signing and token keys, and the
+    /// recordings and uploads. PostgreSQL: use pg_dump (README).
+    Backup {
+        /// The backup file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "data/witness-signing.key")]
+        key_file: PathBuf,
+        #[arg(long, default_value = "data/witness-token.key")]
+        token_key_file: PathBuf,
+        #[arg(long, default_value = "data/recordings")]
+        recordings_dir: PathBuf,
+        #[arg(long, default_value = "data/uploads")]
+        uploads_dir: PathBuf,
+    },
+    /// Restore a backup into an empty data directory (checked against its
+    /// manifest before anything is put in place).
+    Restore {
+        /// The file `witness backup` wrote.
+        file: PathBuf,
+        /// Where to put `witness.db`, the keys, `recordings/` and `uploads/`.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
     /// Sign a checkpoint over every event not yet covered by one, now.
     Checkpoint {
         #[arg(long, default_value = "data/witness-signing.key")]
@@ -536,6 +561,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify { package: Some(package), public_key, .. } => return verify_package(&package, public_key),
         Command::Verify { public_key, .. } => return verify(&url, public_key).await,
+        Command::Backup { out, key_file, token_key_file, recordings_dir, uploads_dir } => {
+            let store = connect(&url).await?;
+            let sources = witness_replay::backup::Sources { key_file, token_key_file, recordings_dir, uploads_dir };
+            let bar = ProgressBar::new_spinner().with_message("backing up");
+            let report =
+                witness_replay::backup::backup(&store, &sources, &out, |name| bar.set_message(name.to_owned()))
+                    .await
+                    .with_context(|| format!("backing up to {}", out.display()))?;
+            bar.finish_and_clear();
+            println!(
+                "backed up {} files ({} bytes), the log up to position {}, to {}",
+                report.files,
+                report.bytes,
+                report.last_position,
+                out.display()
+            );
+        }
+        Command::Restore { file, data_dir } => {
+            let bar = ProgressBar::new_spinner().with_message("restoring");
+            let report = witness_replay::backup::restore(&file, &data_dir, |name| bar.set_message(name.to_owned()))
+                .with_context(|| format!("restoring {} into {}", file.display(), data_dir.display()))?;
+            bar.finish_and_clear();
+            println!(
+                "restored {} files ({} bytes), the log up to position {}, into {}",
+                report.files,
+                report.bytes,
+                report.last_position,
+                data_dir.display()
+            );
+            let db = data_dir.join("witness.db");
+            println!("check it: witness --database-url sqlite://{} verify", db.display());
+        }
         Command::Checkpoint { key_file } => {
             let store = connect(&url).await?;
             let signer = CheckpointSigner::load_or_create(&key_file)?;

@@ -28,6 +28,9 @@ pub enum StoreError {
     InvalidAppend(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// What this backend does not do, and what to use instead.
+    #[error("{0}")]
+    NotOnThisBackend(String),
     #[error("stored row at position {position} cannot be read: {message}")]
     CorruptRow { position: u64, message: String },
     #[error("database error: {0}")]

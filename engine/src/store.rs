@@ -511,6 +511,21 @@ impl EventStore {
         }
     }
 
+    /// A consistent copy of the embedded store as of one moment, written to
+    /// `out` (a new file), while appends go on. PostgreSQL has its own
+    /// tools (`pg_dump`, `pg_basebackup`): refused there.
+    /// Returns the copy's last event position.
+    pub async fn backup_to(&self, out: &std::path::Path) -> Result<u64, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.backup_to(out).await,
+            Backend::Postgres(_) => Err(StoreError::NotOnThisBackend(
+                "witness backup copies the embedded SQLite store; back up PostgreSQL with pg_dump or \
+                 pg_basebackup (README, Deploying)"
+                    .into(),
+            )),
+        }
+    }
+
     /// The last event's position, 0 in an empty store. Cheap (the primary
     /// key's end): what readiness checks compare lags against.
     pub async fn last_position(&self) -> Result<u64, StoreError> {

@@ -6,7 +6,8 @@
 //!   re-computing every per-stream hash chain link, then re-computes the
 //!   Merkle root of every signed checkpoint and checks its signature.
 //!
-//! Exporting audit trails joins them in later work.
+//! * [`backup`], behind `witness backup` and `witness restore`, copies the
+//!   embedded store with its keys and files, and brings it back.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), witness_engine::StoreError> {
@@ -19,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backup;
 pub mod package;
 pub mod replay;
 pub mod verify;
