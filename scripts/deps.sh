@@ -129,6 +129,11 @@ need_ocr() {
     apt_install tesseract-ocr tesseract-ocr-chi-sim
 }
 
+# Prometheus's promtool, which checks what /metrics serves.
+need_promtool() {
+    apt_install prometheus
+}
+
 # CPU hogs for the tests that record calls on a busy machine.
 need_load_tools() {
     apt_install stress-ng

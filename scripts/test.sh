@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what is
 # missing (PostgreSQL, the tansu Kafka broker, kcat, Chromium and
-# playwright-core, pyarrow and DuckDB, stress-ng, Tesseract), starts a throwaway
+# playwright-core, pyarrow and DuckDB, stress-ng, Tesseract, promtool), starts a throwaway
 # PostgreSQL on a port of its own, runs every test of the workspace against
 # it (and SQLite), then stops it. The Kafka test starts its own broker.
 #
@@ -17,6 +17,7 @@ need_browser
 need_gstreamer
 need_load_tools
 need_ocr
+need_promtool
 need_parquet_readers
 need_face_test_set
 

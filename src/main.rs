@@ -323,6 +323,13 @@ struct ServeArgs {
     /// (for the limits per address) and `X-Forwarded-Proto: https` as HTTPS.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     trusted_proxies: Vec<witness_api::server::Cidr>,
+    /// A bearer token that reads /metrics (admins' tokens do too).
+    #[arg(long, env = "WITNESS_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Also serve /metrics here, with no token (for a Prometheus on a
+    /// private network; never expose it publicly).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// `/readyz` answers 503 while the read models (or, with --kafka, the
     /// relay) are more than this many events behind the log.
     #[arg(long, default_value_t = 1_000)]
@@ -740,6 +747,8 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         http_redirect_listen,
         trusted_proxies,
         ready_max_lag,
+        metrics_token,
+        metrics_listen,
         session_upload_mib,
         visitors_per_minute,
         logins_per_minute,
@@ -800,6 +809,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         package_signer: Some(signer.clone()),
         face,
         readiness: witness_api::Readiness { max_lag: ready_max_lag, relay: kafka.is_some() },
+        metrics_token: metrics_token.filter(|t| !t.is_empty()),
         ..state
     };
     let tls = match (&tls_cert, &tls_key, &tls_self_signed) {
@@ -905,6 +915,20 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     };
     if let Some(tls) = &tls {
         tasks.push(tokio::spawn(tls.clone().watch(Duration::from_secs(5))));
+    }
+    if let Some(at) = metrics_listen {
+        let listener = tokio::net::TcpListener::bind(at).await.with_context(|| format!("binding {at}"))?;
+        tracing::info!("serving /metrics without a token on {}", listener.local_addr()?);
+        let router = axum::Router::new()
+            .route("/metrics", axum::routing::get(witness_api::metrics::open))
+            .with_state(state.clone());
+        let limits = limits.clone();
+        tasks.push(tokio::spawn(async move {
+            let front = witness_api::server::Front::default();
+            if let Err(e) = witness_api::server::serve(listener, router, limits, front, std::future::pending()).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        }));
     }
     if let Some(plain) = http_redirect_listen {
         let listener = tokio::net::TcpListener::bind(plain).await.with_context(|| format!("binding {plain}"))?;

@@ -173,12 +173,35 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     // load lasts about as long as the sign-in and the call: the composite,
     // rendered after, at the lowest priority, waits for the machine to be
     // free, as it is meant to.
-    let served = serve(&["--record-calls"]);
+    let metrics_port = free_port();
+    let metrics_at = format!("127.0.0.1:{metrics_port}");
+    let served = serve(&["--record-calls", "--metrics-listen", &metrics_at]);
+    let before = metrics(&metrics_at);
     let _load = common::Load::start(50);
     let package = served._dir.path().join("review.tar");
     let stdout =
         run_script(&served, "call.mjs", &[("RECORDED", "1"), ("LOADED", "1"), ("PACKAGE", package.to_str().unwrap())]);
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // The metrics moved with the call (issue 29, item 2), and promtool
+    // reads them as Prometheus would.
+    let after = metrics(&metrics_at);
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name}:\n{text}"))
+    };
+    for (name, by) in [
+        ("witness_sfu_forwarded_packets_total ", 1000.0),
+        ("witness_store_appended_events_total{backend=\"sqlite\"} ", 20.0),
+    ] {
+        let (was, is) = (value(&before, name), value(&after, name));
+        assert!(is >= was + by, "{name}went from {was} to {is} with the call");
+    }
+    assert!(
+        after.contains(r#"witness_http_requests_total{method="POST",route="/api/sessions/{id}/call",status="#),
+        "{after}"
+    );
+    promtool_check(&after);
     let events = result["events"].as_array().unwrap();
     let at = |e: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(e["occurred_at"].as_str().unwrap()).unwrap();
     let of = |t: &'static str| events.iter().filter(move |e| e["event_type"] == t);
@@ -487,6 +510,45 @@ fn probe_ms(path: &std::path::Path) -> i64 {
         panic!("ffprobe on {} ({bytes} bytes): {text}\n{streams}", path.display())
     });
     (seconds * 1000.0).round() as i64
+}
+
+/// What `--metrics-listen` serves at `addr`.
+fn metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    // The metrics listener opens just after the server prints its pages.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(addr) {
+            Ok(stream) => break stream,
+            Err(e) if std::time::Instant::now() > deadline => panic!("no metrics at {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// `promtool check metrics` (Debian's `prometheus`) passes on `text`.
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/test.sh installs it)");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The picture's size in a media file, by ffprobe.

@@ -44,6 +44,7 @@ pub mod groups;
 pub mod kb;
 pub mod limits;
 pub mod live;
+pub mod metrics;
 pub mod qa;
 pub mod recordings;
 pub mod reports;
@@ -142,6 +143,10 @@ pub struct AppState {
     pub revocations: Arc<auth::Revocations>,
     /// What `/readyz` checks against.
     pub readiness: Readiness,
+    /// HTTP requests counted for `/metrics`.
+    pub http_metrics: Arc<metrics::Http>,
+    /// A bearer token that reads `/metrics` (besides admins' tokens).
+    pub metrics_token: Option<String>,
 }
 
 /// What `/readyz` holds this node to: the read models (and, with Kafka,
@@ -189,6 +194,8 @@ impl AppState {
             throttles: Default::default(),
             revocations: Default::default(),
             readiness: Default::default(),
+            http_metrics: Default::default(),
+            metrics_token: None,
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));
         tokio::spawn(live::follow_revocations(state.hub.clone(), state.revocations.clone()));
@@ -252,6 +259,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::guarded))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/ws", get(live::ws))
         .route("/", get(|| page(CUSTOMER_PAGE)))
@@ -294,6 +302,7 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)
 }
 

@@ -35,6 +35,17 @@ const POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<Published>>,
+    /// Live WebSockets open now, for `/metrics`.
+    sockets: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one open WebSocket while it lives.
+struct OpenSocket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// An event as the hub hands it out, with its WebSocket frame written at
@@ -93,11 +104,21 @@ impl Published {
 
 impl Default for Hub {
     fn default() -> Self {
-        Self { tx: broadcast::channel(HUB_CAPACITY).0 }
+        Self { tx: broadcast::channel(HUB_CAPACITY).0, sockets: Default::default() }
     }
 }
 
 impl Hub {
+    /// Live WebSockets open now.
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn socket_opened(&self) -> OpenSocket {
+        self.sockets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenSocket(self.sockets.clone())
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
@@ -218,6 +239,7 @@ pub(crate) async fn ws(
     Ok(upgrade.on_upgrade(move |mut socket| async move {
         // The socket counts under the connection caps while it is open.
         let _slot = slot;
+        let _open = state.hub.socket_opened();
         match authenticate(&state, &mut socket, session.as_deref()).await {
             Ok((caller, session)) => {
                 let feed = state.hub.subscribe();

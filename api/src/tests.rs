@@ -194,6 +194,57 @@ async fn readyz_says_ready_only_while_the_read_models_keep_up() {
     assert_eq!(w.call(Method::GET, "/readyz", None, None).await.0, StatusCode::OK);
 }
 
+/// `/metrics` (issue 29, item 2): only with the metrics token or an
+/// admin's; requests counted by route template (never the ids in a path),
+/// the store's appends, sessions and agents from the read models.
+#[tokio::test]
+async fn metrics_need_the_metrics_token_or_an_admins_and_count_requests_by_route() {
+    let mut w = World::new().await;
+    w.state.metrics_token = Some("s3cret-metrics-token".into());
+    let (_customer, id) = w.session("acme", "hello").await;
+    w.project().await;
+    let get = |token: Option<String>| {
+        let mut request = Request::get("/metrics");
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        request.body(HttpBody::empty()).unwrap()
+    };
+    let app = || app(w.state.clone());
+    for refused in [None, Some("wrong".to_owned()), Some(w.token("acme", Role::Agent).to_owned())] {
+        let response = app().oneshot(get(refused.clone())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
+    }
+    for token in ["s3cret-metrics-token".to_owned(), w.token("acme", Role::Admin).to_owned()] {
+        let response = app().oneshot(get(Some(token))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(
+            text.contains(r#"witness_http_requests_total{method="POST",route="/api/sessions",status="201"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"route="/api/sessions/{id}/messages""#), "by template: {text}");
+        assert!(!text.contains(&id), "no session id in a label");
+        assert!(text.contains("witness_store_appended_events_total{backend=\"sqlite\"}"), "{text}");
+        assert!(text.contains("witness_projection_lag_events 0"), "{text}");
+        assert!(text.contains(r#"witness_sessions{state="open"} 1"#), "{text}");
+        assert!(text.contains(r#"witness_media_threads{state="stopped"} 0"#), "{text}");
+        // Every metric the example Grafana dashboard plots is served (the
+        // relay's only with --kafka).
+        let dashboard = include_str!("../../docs/grafana-witness.json");
+        for name in
+            dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("witness_"))
+        {
+            let family = name.trim_end_matches("_bucket");
+            assert!(
+                family == "witness_kafka_relay_lag_events" || text.contains(&format!("# TYPE {family} ")),
+                "the dashboard plots {family}, which /metrics does not serve"
+            );
+        }
+    }
+}
+
 /// Issue 27, L5: free text was bounded only by the 64 KiB body (a 60 KB
 /// transfer reason and a 60 KB locale were stored), and file names with
 /// NUL, U+202E or `CON` were accepted.
@@ -1196,6 +1247,26 @@ mod websocket {
             frames.push(frame);
         }
         frames
+    }
+
+    /// `/metrics` counts the live WebSockets open now (issue 29).
+    #[tokio::test]
+    async fn metrics_count_the_websockets_open_now() {
+        let w = World::new().await;
+        let port = serve(&w).await;
+        assert_eq!(w.state.hub.sockets(), 0, "the server's own listeners are not sockets");
+        let (alice, a) = w.session("acme", "hello").await;
+        let first = connect(port, &alice, Some(&a)).await.unwrap();
+        let second = connect(port, w.token("acme", Role::Supervisor), None).await.unwrap();
+        assert_eq!(w.state.hub.sockets(), 2);
+        drop((first, second));
+        for _ in 0..100 {
+            if w.state.hub.sockets() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(w.state.hub.sockets(), 0, "closed sockets are no longer counted");
     }
 
     #[tokio::test]

@@ -204,6 +204,10 @@ struct Inner {
     keys: KeyCache,
     /// Deciders' states between commands ([`crate::executor`]).
     states: crate::executor::StateCache,
+    /// How long each append took in the database (retries included), and
+    /// how many events were written: for `/metrics`.
+    append_latency: crate::metrics::Histogram,
+    appended_events: crate::metrics::Counter,
 }
 
 /// The event store. Cheap to clone; all clones share one connection pool.
@@ -252,8 +256,16 @@ impl EventStore {
                 appended: watch::Sender::new(0),
                 keys: KeyCache::default(),
                 states: Default::default(),
+                append_latency: Default::default(),
+                appended_events: Default::default(),
             }),
         })
+    }
+
+    /// The appends' latencies (in the database, successful ones) and the
+    /// events this process wrote.
+    pub fn append_metrics(&self) -> (&crate::metrics::Histogram, u64) {
+        (&self.inner.append_latency, self.inner.appended_events.get())
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -292,6 +304,7 @@ impl EventStore {
         }
         let prepared = Arc::new(prepared);
         let mut attempts = 0;
+        let began = std::time::Instant::now();
         let result = loop {
             let attempt = match &self.inner.backend {
                 Backend::Sqlite(b) => b.append(tenant, stream, expected, &prepared).await,
@@ -305,8 +318,10 @@ impl EventStore {
                 other => break other?,
             }
         };
+        self.inner.append_latency.observe(began.elapsed());
         if !result.deduplicated {
             self.inner.appended.send_modify(|n| *n += 1);
+            self.inner.appended_events.add(result.events.len() as u64);
         }
         let mut result = result;
         if result.deduplicated {

@@ -950,6 +950,22 @@ impl Projector {
     /// How long (seconds) the last `limit` sessions assigned from `group`
     /// waited between being queued and assigned, newest first: what an
     /// estimated wait rests on.
+    /// Sessions open and waiting, and agents by presence, over every
+    /// tenant: what `/metrics` reports.
+    pub async fn census(&self) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>), ProjectionError> {
+        let open = self.select("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL", vec![]).await?;
+        let waiting = self.select("SELECT COUNT(*) FROM queue_waiting", vec![]).await?;
+        let count = |rows: &[Vec<Value>]| rows.first().map_or(0, |r| r[0].int());
+        let sessions = vec![("open".to_owned(), count(&open)), ("waiting".to_owned(), count(&waiting))];
+        let agents = self
+            .select("SELECT presence, COUNT(*) FROM queue_agents GROUP BY presence ORDER BY presence", vec![])
+            .await?
+            .iter()
+            .map(|r| (r[0].text(), r[1].int()))
+            .collect();
+        Ok((sessions, agents))
+    }
+
     pub async fn recent_waits(
         &self,
         tenant: &TenantId,
