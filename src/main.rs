@@ -885,8 +885,11 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         None => {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = projector.run(&store).await {
-                    tracing::error!(error = %e, "projections stopped");
+                // A database that went away (restarted, failed over) comes
+                // back: go on from the checkpoints then.
+                while let Err(e) = projector.run(&store).await {
+                    tracing::error!(error = %e, "projections stopped; starting again in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }));
         }
@@ -899,8 +902,9 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
             let feed =
                 witness_engine::kafka::KafkaFeed::new(store.clone(), &brokers, &kafka_topic, "witness-projections")?;
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = projector.run_kafka(&feed, |_| {}).await {
-                    tracing::error!(error = %e, "projections stopped");
+                while let Err(e) = projector.run_kafka(&feed, |_| {}).await {
+                    tracing::error!(error = %e, "projections stopped; starting again in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }));
             tracing::info!(topic = %kafka_topic, "relaying to Kafka; projections read from the topic");

@@ -50,6 +50,8 @@ fn serve(dir: &Path, ports: &str) -> (Child, String) {
 /// the connection broke).
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
     let Ok(mut stream) = TcpStream::connect(addr) else { return (0, serde_json::Value::Null) };
+    // A server that never answers is a failure, not a hang.
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",

@@ -322,7 +322,9 @@ fn slow_and_idle_connections_are_closed_and_capped() {
     let mut open: Vec<TcpStream> = (0..40).map(|_| connect()).collect();
     std::thread::sleep(Duration::from_millis(200));
     let mut over = connect();
-    assert!(closed_by_server(&mut over, Duration::from_secs(1)), "the connection past the cap was kept");
+    // At once when accepted; a busy machine (the other tests of this file
+    // run alongside) may take a while to accept it.
+    assert!(closed_by_server(&mut over, Duration::from_secs(5)), "the connection past the cap was kept");
     assert!(!closed_by_server(&mut open[0], Duration::from_millis(300)), "those within the cap stay");
     drop(open);
     std::thread::sleep(Duration::from_millis(200));
