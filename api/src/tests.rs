@@ -211,6 +211,9 @@ async fn metrics_need_the_metrics_token_or_an_admins_and_count_requests_by_route
         request.body(HttpBody::empty()).unwrap()
     };
     let app = || app(w.state.clone());
+    // An invented method is counted as `other`, not as a label of its own.
+    let brew = Request::builder().method("BREW").uri("/pot").body(HttpBody::empty()).unwrap();
+    app().oneshot(brew).await.unwrap();
     for refused in [None, Some("wrong".to_owned()), Some(w.token("acme", Role::Agent).to_owned())] {
         let response = app().oneshot(get(refused.clone())).await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
@@ -225,6 +228,7 @@ async fn metrics_need_the_metrics_token_or_an_admins_and_count_requests_by_route
             "{text}"
         );
         assert!(text.contains(r#"route="/api/sessions/{id}/messages""#), "by template: {text}");
+        assert!(text.contains(r#"method="other",route="unmatched""#) && !text.contains("BREW"), "{text}");
         assert!(!text.contains(&id), "no session id in a label");
         assert!(text.contains("witness_store_appended_events_total{backend=\"sqlite\"}"), "{text}");
         assert!(text.contains("witness_projection_lag_events 0"), "{text}");
