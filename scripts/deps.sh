@@ -151,6 +151,8 @@ need_postgres() {
 start_postgres() {
     need_postgres
     PG_DIR=$(mktemp -d /tmp/witness-pg.XXXXXX)
+    # For the drill that restarts it (tests/drills.rs).
+    export PG_DIR
     # PostgreSQL refuses to run as root: run it as the `postgres` user that
     # the package creates.
     if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; fi

@@ -3,7 +3,8 @@
 //! to tidy up) in the middle of a burst of appends, and in the middle of a
 //! rebuild of the read models; after a restart every acknowledged event is
 //! there, nothing is half-written, `verify` passes, and the read models
-//! finish from where they were.
+//! finish from where they were. PostgreSQL is restarted under a serving
+//! Witness, which reconnects and carries on.
 
 mod common;
 
@@ -30,12 +31,17 @@ fn text(o: &Output) -> String {
 
 /// `witness serve` on `dir`'s store; its address once it listens.
 fn serve(dir: &Path, ports: &str) -> (Child, String) {
+    serve_on(dir, ports, URL)
+}
+
+/// `witness serve` on the store at `url`.
+fn serve_on(dir: &Path, ports: &str, url: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
         .current_dir(dir)
         // Ready only once the read models have caught up entirely.
         .args(["serve", "--listen", "127.0.0.1:0", "--media-ports", ports, "--visitors-per-minute", "100000"])
         .args(["--ready-max-lag", "0"])
-        .env("WITNESS_DATABASE_URL", URL)
+        .env("WITNESS_DATABASE_URL", url)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -188,4 +194,64 @@ fn killed_during_a_rebuild_the_read_models_finish_from_where_they_were_and_count
     assert_eq!(witness(dir, &["replay", "list", "--json"]).stdout, whole, "the same sessions as a whole rebuild made");
     let verified = witness(dir, &["verify"]);
     assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}
+
+/// A customer's message, retried while the server answers 5xx (or not at
+/// all) for up to `within`; the status it ended with.
+fn say_until_served(addr: &str, token: &str, session: &str, text: &str, within: Duration) -> u16 {
+    let deadline = Instant::now() + within;
+    let body = format!(r#"{{"kind":"text","text":"{text}"}}"#);
+    loop {
+        let (status, _) = http(addr, "POST", &format!("/api/sessions/{session}/messages"), Some(token), &body);
+        if (200..500).contains(&status) || Instant::now() > deadline {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn postgres_restarted_while_serving_the_server_reconnects_and_carries_on() {
+    let url = tokio::runtime::Runtime::new().unwrap().block_on(common::postgres()).url;
+    let here = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve_on(here.path(), &ports(), &url);
+    let (_, visitor) = http(&addr, "POST", "/api/visitors", None, r#"{"tenant":"demo","channel":"web"}"#);
+    let token = visitor["token"].as_str().unwrap().to_owned();
+    let (_, session) = http(&addr, "POST", "/api/sessions", Some(&token), r#"{"business_type":"cards"}"#);
+    let id = session["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(say_until_served(&addr, &token, &id, "before", Duration::ZERO), 201);
+    wait_ready(&addr);
+
+    // The cluster scripts/test.sh started, restarted (fast: open connections
+    // are cut). Its output goes to its log: the new server must not hold
+    // this test's pipes open.
+    let restarted = Command::new("bash")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "-c",
+            r#". scripts/deps.sh && run_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -m fast -w -t 60 restart >/dev/null 2>&1"#,
+        ])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(restarted.success(), "restarting PostgreSQL (PG_DIR and PG_BIN come from scripts/test.sh)");
+
+    // The same customer goes on, and new customers are served.
+    let after = say_until_served(&addr, &token, &id, "after", Duration::from_secs(30));
+    assert_eq!(after, 201, "no message taken after the restart");
+    let (status, _) = http(&addr, "POST", "/api/visitors", None, r#"{"tenant":"demo","channel":"web"}"#);
+    assert_eq!(status, 201);
+    // The read models follow again.
+    wait_ready(&addr);
+    let (_, view) = http(&addr, "GET", &format!("/api/sessions/{id}"), Some(&token), "");
+    let said: Vec<&str> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "CustomerMessage")
+        .filter_map(|e| e["payload"]["content"]["text"].as_str())
+        .collect();
+    assert_eq!(said, ["before", "after"]);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
