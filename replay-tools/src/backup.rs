@@ -129,12 +129,14 @@ fn add_file<W: Write>(tar: &mut tar::Builder<W>, path: &Path, name: &str) -> Res
     header.set_size(bytes);
     header.set_mode(if name.starts_with("keys/") && !name.ends_with(".pub") { 0o600 } else { 0o644 });
     header.set_mtime(0);
-    let mut hashing = HashingReader { inner: &mut file, hash: Sha256::new(), read: 0 };
+    // As long as it was when opened: a segment still being recorded grows
+    // meanwhile (the copied log does not name it yet).
+    let mut hashing = HashingReader { inner: (&mut file).take(bytes), hash: Sha256::new(), read: 0 };
     tar.append_data(&mut header, name, &mut hashing).map_err(io(path))?;
     if hashing.read != bytes {
         return Err(BackupError::Io(
             path.to_owned(),
-            std::io::Error::other(format!("changed while copied: {bytes} bytes became {}", hashing.read)),
+            std::io::Error::other(format!("shrank while copied: {bytes} bytes became {}", hashing.read)),
         ));
     }
     Ok(Entry { bytes, sha256: hex::encode(hashing.hash.finalize()) })
