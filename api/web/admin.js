@@ -48,36 +48,40 @@ function said(id, error, message = "Saved.") {
   $(id).className = error ? "error-inline" : "ok-inline";
 }
 
+// Editable table rows: a control per field (its `data-field` names it,
+// and screen readers too), and a Remove button.
+const td = (el) => { const cell = document.createElement("td"); cell.append(el); return cell; };
+function control(el, field, label = field.replaceAll("_", " ")) {
+  el.dataset.field = field;
+  el.setAttribute("aria-label", label);
+  return el;
+}
+const input = (field, value, extra = {}) => control(Object.assign(document.createElement("input"), { value: value ?? "", ...extra }), field);
+function select(field, options, value, label) {
+  const el = control(document.createElement("select"), field, label);
+  el.append(...options.map(([v, t]) => Object.assign(document.createElement("option"), { value: v, textContent: t })));
+  el.value = value;
+  return el;
+}
+// A row of `cells` and a Remove button, which then calls `removed`.
+function editableRow(className, cells, removed = () => {}) {
+  const tr = document.createElement("tr");
+  tr.className = className;
+  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: "Remove" });
+  remove.onclick = () => { tr.remove(); removed(); };
+  tr.append(...cells, td(remove));
+  return tr;
+}
+
 // Skill groups: one editable row each (hours in the tenant's zone).
 function groupRow(g = { name: "", label: "", when_nobody_online: "queue" }) {
-  const tr = document.createElement("tr");
-  tr.className = "group";
-  const input = (field, value, extra = {}) => {
-    const el = Object.assign(document.createElement("input"), { value: value ?? "", ...extra });
-    el.dataset.field = field;
-    el.setAttribute("aria-label", field.replaceAll("_", " "));
-    const td = document.createElement("td");
-    td.append(el);
-    return td;
-  };
-  const policy = document.createElement("select");
-  policy.dataset.field = "when_nobody_online";
-  policy.setAttribute("aria-label", "when nobody is online");
-  for (const [v, t] of [["queue", "queue them"], ["refuse", "refuse transfers"]]) policy.append(Object.assign(document.createElement("option"), { value: v, textContent: t }));
-  policy.value = g.when_nobody_online ?? "queue";
-  const policyCell = document.createElement("td");
-  policyCell.append(policy);
-  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: "Remove" });
-  remove.onclick = () => tr.remove();
-  const removeCell = document.createElement("td");
-  removeCell.append(remove);
   const h = g.hours;
-  tr.append(input("name", g.name, { size: 10 }), input("label", g.label, { size: 14 }), policyCell,
-    input("open", h?.open, { type: "time" }), input("close", h?.close, { type: "time" }),
-    input("days", h ? h.days.join(",") : "", { size: 8, placeholder: "1,2,3,4,5" }),
-    input("closed_message", h?.closed_message, { size: 18 }),
-    input("message_after_secs", g.message_after_secs, { type: "number", min: 0, style: "width: 6rem" }), removeCell);
-  return tr;
+  const policy = select("when_nobody_online", [["queue", "queue them"], ["refuse", "refuse transfers"]], g.when_nobody_online ?? "queue", "when nobody is online");
+  return editableRow("group", [td(input("name", g.name, { size: 10 })), td(input("label", g.label, { size: 14 })), td(policy),
+    td(input("open", h?.open, { type: "time" })), td(input("close", h?.close, { type: "time" })),
+    td(input("days", h ? h.days.join(",") : "", { size: 8, placeholder: "1,2,3,4,5" })),
+    td(input("closed_message", h?.closed_message, { size: 18 })),
+    td(input("message_after_secs", g.message_after_secs, { type: "number", min: 0, style: "width: 6rem" }))]);
 }
 async function loadGroups() {
   const g = await api("GET", "/api/groups").catch(show);
@@ -136,11 +140,9 @@ async function loadRetention(editable) {
     status.setAttribute("role", "status");
     save.onclick = () => api("PUT", "/api/admin/retention", { class: klass, days: days.value === "" ? null : Number(days.value) })
       .then(() => said(status.id), (e) => said(status.id, e));
-    const td = document.createElement("td");
-    td.append(days);
     const act = document.createElement("td");
     act.append(save, " ", status);
-    tr.append(cell(label), td, act);
+    tr.append(cell(label), td(days), act);
     return tr;
   }));
   $("holds").textContent = policy.holds.length
@@ -148,27 +150,9 @@ async function loadRetention(editable) {
     : "No legal holds.";
 }
 
-// An editable row of inputs (`fields`: [name, value, extra attributes])
-// with a Remove button.
-function editableRow(className, fields) {
-  const tr = document.createElement("tr");
-  tr.className = className;
-  for (const [field, value, extra = {}] of fields) {
-    const el = Object.assign(document.createElement("input"), { value: value ?? "", ...extra });
-    el.dataset.field = field;
-    el.setAttribute("aria-label", field.replaceAll("_", " "));
-    const td = document.createElement("td");
-    td.append(el);
-    tr.append(td);
-  }
-  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: "Remove" });
-  remove.onclick = () => tr.remove();
-  const td = document.createElement("td");
-  td.append(remove);
-  tr.append(td);
-  return tr;
-}
-const criterionRow = (c = {}) => editableRow("criterion", [["name", c.name, { size: 16 }], ["weight", c.weight ?? 1, { type: "number", step: "any", min: 0, style: "width: 5rem" }], ["max_score", c.max_score ?? 5, { type: "number", step: "any", min: 0, style: "width: 5rem" }]]);
+const criterionRow = (c = {}) => editableRow("criterion", [td(input("name", c.name, { size: 16 })),
+  td(input("weight", c.weight ?? 1, { type: "number", step: "any", min: 0, style: "width: 5rem" })),
+  td(input("max_score", c.max_score ?? 5, { type: "number", step: "any", min: 0, style: "width: 5rem" }))]);
 const seconds = (id) => ($(id).value === "" ? undefined : Number($(id).value));
 async function loadQa() {
   const [form, rules] = await Promise.all([api("GET", "/api/admin/qa-form"), api("GET", "/api/admin/qa-rules")]).catch((e) => (show(e), []));
@@ -203,18 +187,8 @@ const STEP_KINDS = { identity_check: "identity check", risk_disclosure: "risk di
 const EVIDENCE = { agent_reads_aloud: "agent reads aloud", customer_speaks: "customer speaks", customer_clicks: "customer clicks “I confirm”", document_shown: "document to camera" };
 let scripts = [];
 function stepRow(step = { kind: "risk_disclosure", text: "", evidence: ["agent_reads_aloud"] }) {
-  const tr = document.createElement("tr");
-  tr.className = "step";
-  const number = document.createElement("td");
-  number.className = "number";
-  const kind = document.createElement("select");
-  kind.dataset.field = "kind";
-  kind.setAttribute("aria-label", "step kind");
-  kind.append(...Object.entries(STEP_KINDS).map(([v, t]) => Object.assign(document.createElement("option"), { value: v, textContent: t })));
-  kind.value = step.kind;
-  const text = Object.assign(document.createElement("textarea"), { value: step.text, rows: 2 });
-  text.dataset.field = "text";
-  text.setAttribute("aria-label", "step text");
+  const number = Object.assign(document.createElement("td"), { className: "number" });
+  const text = control(Object.assign(document.createElement("textarea"), { value: step.text, rows: 2 }), "text", "step text");
   const evidence = document.createElement("td");
   for (const [v, t] of Object.entries(EVIDENCE)) {
     const box = Object.assign(document.createElement("input"), { type: "checkbox", value: v, checked: step.evidence.includes(v) });
@@ -224,13 +198,9 @@ function stepRow(step = { kind: "risk_disclosure", text: "", evidence: ["agent_r
     label.append(box, ` ${t}`);
     evidence.append(label);
   }
-  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: "Remove" });
-  remove.onclick = () => { tr.remove(); numberSteps(); };
-  const [k, x, r] = [kind, text, remove].map((el) => { const td = document.createElement("td"); td.append(el); return td; });
-  tr.append(number, k, x, evidence, r);
-  return tr;
+  return editableRow("step", [number, td(select("kind", Object.entries(STEP_KINDS), step.kind, "step kind")), td(text), evidence], numberSteps);
 }
-const numberSteps = () => $("script-steps").querySelectorAll("tr.step .number").forEach((td, i) => { td.textContent = i + 1; });
+const numberSteps = () => $("script-steps").querySelectorAll("tr.step .number").forEach((number, i) => { number.textContent = i + 1; });
 function showScript(s) {
   $("script-id").value = s?.script_id ?? "";
   $("script-id").disabled = Boolean(s);
