@@ -577,26 +577,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .await
                     .with_context(|| format!("backing up to {}", out.display()))?;
             bar.finish_and_clear();
-            println!(
-                "backed up {} files ({} bytes), the log up to position {}, to {}",
-                report.files,
-                report.bytes,
-                report.last_position,
-                out.display()
-            );
+            println!("backed up {report}, to {}", out.display());
         }
         Command::Restore { file, data_dir } => {
             let bar = ProgressBar::new_spinner().with_message("restoring");
             let report = witness_replay::backup::restore(&file, &data_dir, |name| bar.set_message(name.to_owned()))
                 .with_context(|| format!("restoring {} into {}", file.display(), data_dir.display()))?;
             bar.finish_and_clear();
-            println!(
-                "restored {} files ({} bytes), the log up to position {}, into {}",
-                report.files,
-                report.bytes,
-                report.last_position,
-                data_dir.display()
-            );
+            println!("restored {report}, into {}", data_dir.display());
             let db = data_dir.join("witness.db");
             println!("check it: witness --database-url sqlite://{} verify", db.display());
         }
@@ -921,29 +909,16 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         tasks.push(tokio::spawn(tls.clone().watch(Duration::from_secs(5))));
     }
     if let Some(at) = metrics_listen {
-        let listener = tokio::net::TcpListener::bind(at).await.with_context(|| format!("binding {at}"))?;
-        tracing::info!("serving /metrics without a token on {}", listener.local_addr()?);
         let router = axum::Router::new()
             .route("/metrics", axum::routing::get(witness_api::metrics::open))
             .with_state(state.clone());
-        let limits = limits.clone();
-        tasks.push(tokio::spawn(async move {
-            let front = witness_api::server::Front::default();
-            if let Err(e) = witness_api::server::serve(listener, router, limits, front, std::future::pending()).await {
-                tracing::error!(error = %e, "the metrics listener stopped");
-            }
-        }));
+        let front = witness_api::server::Front::default();
+        tasks.push(side_listener(at, router, &limits, front, "serving /metrics without a token").await?);
     }
     if let Some(plain) = http_redirect_listen {
-        let listener = tokio::net::TcpListener::bind(plain).await.with_context(|| format!("binding {plain}"))?;
-        tracing::info!("sending plain HTTP on {} to HTTPS", listener.local_addr()?);
-        let (router, limits) = (witness_api::server::redirect_to_https(address.port()), limits.clone());
+        let router = witness_api::server::redirect_to_https(address.port());
         let front = witness_api::server::Front { tls: None, trusted_proxies: trusted_proxies.clone() };
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = witness_api::server::serve(listener, router, limits, front, std::future::pending()).await {
-                tracing::error!(error = %e, "the HTTP-to-HTTPS redirect stopped");
-            }
-        }));
+        tasks.push(side_listener(plain, router, &limits, front, "sending plain HTTP to HTTPS").await?);
     }
     let front = witness_api::server::Front { tls, trusted_proxies };
     witness_api::server::serve(listener, witness_api::app(state), limits, front, async {
@@ -955,6 +930,25 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         task.abort();
     }
     Ok(())
+}
+
+/// Serves `router` on `at` beside the API, under the same limits, until
+/// the process ends; `what` names it in the log.
+async fn side_listener(
+    at: SocketAddr,
+    router: axum::Router,
+    limits: &witness_api::server::Limits,
+    front: witness_api::server::Front,
+    what: &'static str,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(at).await.with_context(|| format!("binding {at}"))?;
+    tracing::info!("{what} on {}", listener.local_addr()?);
+    let limits = limits.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = witness_api::server::serve(listener, router, limits, front, std::future::pending()).await {
+            tracing::error!(error = %e, "stopped {what}");
+        }
+    }))
 }
 
 async fn admin(url: &str, command: AdminCommand) -> Result<()> {

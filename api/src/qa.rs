@@ -138,7 +138,6 @@ struct Form {
     criteria: Vec<QaCriterion>,
 }
 
-/// `PUT /api/admin/qa-form` `{criteria: [{name, weight, max_score}]}` (admins).
 /// `GET /api/admin/qa-form`: the tenant's evaluation form (empty: none set).
 async fn form(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<QaCriterion>>, ApiError> {
     caller.require(&[Role::Admin, Role::Supervisor, Role::Compliance])?;
@@ -151,6 +150,7 @@ async fn rules(State(state): State<AppState>, Caller(caller): Caller) -> Result<
     Ok(Json(crate::accounts::directory(&state.store, &caller.t).await?.qa_rules))
 }
 
+/// `PUT /api/admin/qa-form` `{criteria: [{name, weight, max_score}]}` (admins).
 async fn set_form(
     State(state): State<AppState>,
     Caller(caller): Caller,

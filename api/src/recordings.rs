@@ -97,8 +97,7 @@ async fn list(
     }
     let name = |participant: &str| {
         let user = participant.parse::<witness_schemas::UserId>().ok()?;
-        let u = directory.users.values().find(|u| u.user_id == user)?;
-        Some(format!("{} ({})", u.display_name, u.login))
+        Some(directory.user(user)?.name_and_login())
     };
     let mut recordings: Vec<RecordingView> = Vec::new();
     for event in decoded {

@@ -251,16 +251,14 @@ async fn show(
         .agent
         .and_then(|id| directory.as_ref()?.user(id))
         .map(|u| AgentName { display_name: u.display_name.clone(), work_number: u.login.clone() });
+    let events: Vec<EventView> = events.iter().map(|e| EventView::new(e, unmasked, staff)).collect();
     let mut people = BTreeMap::new();
     if let (Some(directory), true) = (&directory, staff) {
         for e in &events {
-            let named = e.actor.id.as_deref().and_then(|id| id.parse::<UserId>().ok());
-            let agent = serde_json::from_str::<serde_json::Value>(&e.payload)
-                .ok()
-                .and_then(|p| p.get("agent_id")?.as_str()?.parse::<UserId>().ok());
-            for id in named.into_iter().chain(agent) {
+            let named = [e.actor.id.as_deref(), e.payload.get("agent_id").and_then(|a| a.as_str())];
+            for id in named.into_iter().flatten().filter_map(|id| id.parse::<UserId>().ok()) {
                 if let Some(u) = directory.user(id) {
-                    people.entry(id).or_insert_with(|| format!("{} ({})", u.display_name, u.login));
+                    people.entry(id).or_insert_with(|| u.name_and_login());
                 }
             }
         }
@@ -275,7 +273,7 @@ async fn show(
         open_offer: s.state.offer.as_ref().filter(|_| unmasked).map(|o| o.offer_id),
         masked: !unmasked,
         people,
-        events: events.iter().map(|e| EventView::new(e, unmasked, staff)).collect(),
+        events,
     }))
 }
 

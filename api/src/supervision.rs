@@ -39,7 +39,7 @@ async fn named_queue(state: &AppState, tenant: &witness_schemas::TenantId) -> Re
     let directory = crate::accounts::directory(&state.store, tenant).await?;
     for agent in &mut queue.agents {
         let id = agent.agent_id.parse::<witness_schemas::UserId>().ok();
-        agent.name = id.and_then(|id| directory.user(id)).map(|u| format!("{} ({})", u.display_name, u.login));
+        agent.name = id.and_then(|id| directory.user(id)).map(|u| u.name_and_login());
     }
     Ok(queue)
 }

@@ -77,8 +77,9 @@ fn config(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> R
     Ok(config)
 }
 
-fn colon_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+/// SHA-256 of a certificate (DER) as browsers show it: `AB:CD:…`.
+fn fingerprint_of(cert: &CertificateDer<'_>) -> String {
+    Sha256::digest(cert).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 /// Reads a PEM certificate chain and key.
@@ -103,7 +104,7 @@ impl Tls {
     pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
         let stamp = modified(cert).zip(modified(key));
         let (certs, private) = read_pem(cert, key)?;
-        let fingerprint = colon_hex(&Sha256::digest(&certs[0]));
+        let fingerprint = fingerprint_of(&certs[0]);
         Ok(Arc::new(Self {
             config: RwLock::new(Arc::new(config(certs, private)?)),
             source: Source::Files { cert: cert.to_owned(), key: key.to_owned(), loaded: Mutex::new(stamp) },
@@ -133,7 +134,7 @@ impl Tls {
         let (certs, key) = read_pem(&cert_path, &key_path)?;
         let key_pair = rcgen::KeyPair::try_from(&key).map_err(|e| TlsError::SelfSigned(e.to_string()))?;
         let fingerprints = Fingerprints {
-            certificate_sha256: colon_hex(&Sha256::digest(&certs[0])),
+            certificate_sha256: fingerprint_of(&certs[0]),
             spki_sha256_base64: base64::engine::general_purpose::STANDARD
                 .encode(Sha256::digest(key_pair.subject_public_key_info())),
         };
@@ -170,7 +171,7 @@ impl Tls {
             *last = stamp;
         }
         let (certs, private) = read_pem(cert, key)?;
-        let fingerprint = colon_hex(&Sha256::digest(&certs[0]));
+        let fingerprint = fingerprint_of(&certs[0]);
         *self.config.write().expect("tls config") = Arc::new(config(certs, private)?);
         *self.fingerprint.write().expect("tls fingerprint") = fingerprint;
         Ok(true)

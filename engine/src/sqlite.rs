@@ -442,7 +442,7 @@ impl SqliteBackend {
             wait_when_busy(&conn)?;
             conn.execute("VACUUM INTO ?1", [out.to_string_lossy()])?;
             let copy = Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-            Ok(copy.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
+            Ok(max_position(&copy)?)
         })
         .await
     }
@@ -450,12 +450,7 @@ impl SqliteBackend {
     /// The last event's position (0: none), by the primary key: no scan.
     pub async fn last_position(&self) -> Result<u64, StoreError> {
         let readers = self.readers.clone();
-        blocking(move || {
-            readers.with(|c| {
-                Ok(c.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
-            })
-        })
-        .await
+        blocking(move || readers.with(|c| Ok(max_position(c)?))).await
     }
 
     /// The migrations applied, and those this build knows.
@@ -471,6 +466,12 @@ impl SqliteBackend {
         .await?;
         Ok((applied, known))
     }
+}
+
+/// The last event's position in `conn`'s database (0: none), by the
+/// primary key: no scan.
+fn max_position(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get::<_, i64>(0)).map(|n| n as u64)
 }
 
 /// The writer thread: takes the appends waiting (up to [`GROUP_MAX`]),

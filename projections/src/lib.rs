@@ -947,9 +947,6 @@ impl Projector {
         Ok(rows.into_iter().map(session_row).collect())
     }
 
-    /// How long (seconds) the last `limit` sessions assigned from `group`
-    /// waited between being queued and assigned, newest first: what an
-    /// estimated wait rests on.
     /// Sessions open and waiting, and agents by presence, over every
     /// tenant: what `/metrics` reports.
     pub async fn census(&self) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>), ProjectionError> {
@@ -966,6 +963,9 @@ impl Projector {
         Ok((sessions, agents))
     }
 
+    /// How long (seconds) the last `limit` sessions assigned from `group`
+    /// waited between being queued and assigned, newest first: what an
+    /// estimated wait rests on.
     pub async fn recent_waits(
         &self,
         tenant: &TenantId,

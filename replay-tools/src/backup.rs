@@ -85,6 +85,12 @@ pub struct Report {
     pub bytes: u64,
 }
 
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} files ({} bytes), the log up to position {}", self.files, self.bytes, self.last_position)
+    }
+}
+
 impl Report {
     fn of(manifest: &Manifest) -> Self {
         Report {
@@ -176,16 +182,10 @@ pub async fn backup(
     let public = witness_engine::checkpoint::public_key_path(&sources.key_file);
     // The copy of the database first: the files it names exist by then
     // (a recording's file is closed before its event is written).
-    let work = tempfile_dir(out)?;
-    let copy = work.join(DATABASE);
+    let work = work_dir(out.parent())?;
+    let copy = work.path().join(DATABASE);
     progress(DATABASE);
-    let last_position = match store.backup_to(&copy).await {
-        Ok(at) => at,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&work);
-            return Err(e.into());
-        }
-    };
+    let last_position = store.backup_to(&copy).await?;
 
     let partial = out.with_extension("partial");
     let result = (|| {
@@ -227,20 +227,17 @@ pub async fn backup(
         std::fs::rename(&partial, out).map_err(io(out))?;
         Ok(Report::of(&manifest))
     })();
-    let _ = std::fs::remove_dir_all(&work);
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
     result
 }
 
-/// A fresh working directory beside `near` (same file system: renames).
-fn tempfile_dir(near: &Path) -> Result<PathBuf, BackupError> {
-    let parent = near.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = format!(".witness-{}-{}", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
-    let dir = parent.join(name);
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    Ok(dir)
+/// A fresh working directory in `parent` (the same file system as the
+/// result, so that files are renamed into place), removed when dropped.
+fn work_dir(parent: Option<&Path>) -> Result<tempfile::TempDir, BackupError> {
+    let parent = parent.filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    tempfile::Builder::new().prefix(".witness-").tempdir_in(parent).map_err(io(parent))
 }
 
 /// Where each backed-up name goes under the data directory.
@@ -274,73 +271,70 @@ pub fn restore(file: &Path, data_dir: &Path, mut progress: impl FnMut(&str)) -> 
     }
     let archive = std::fs::File::open(file).map_err(io(file))?;
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-    let work = tempfile_dir(&data_dir.join("x"))?;
-    let result = (|| {
-        let mut unpacked: BTreeMap<String, Entry> = BTreeMap::new();
-        let mut manifest: Option<Manifest> = None;
-        let mut tar = tar::Archive::new(std::io::BufReader::new(archive));
-        for entry in tar.entries().map_err(|e| BackupError::NotABackup(e.to_string()))? {
-            let mut entry = entry.map_err(|e| BackupError::Damaged(e.to_string()))?;
-            let name = entry.path().map_err(|e| BackupError::Damaged(e.to_string()))?.to_string_lossy().into_owned();
-            if name == MANIFEST {
-                let mut text = Vec::new();
-                entry.read_to_end(&mut text).map_err(|e| BackupError::Damaged(e.to_string()))?;
-                let read: Manifest = serde_json::from_slice(&text)
-                    .map_err(|e| BackupError::NotABackup(format!("its manifest does not read: {e}")))?;
-                if read.format != FORMAT {
-                    return Err(BackupError::NotABackup(format!("format {:?}, not {FORMAT}", read.format)));
-                }
-                manifest = Some(read);
-                continue;
+    let work = work_dir(Some(data_dir))?;
+    let work = work.path();
+    let mut unpacked: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut manifest: Option<Manifest> = None;
+    let mut tar = tar::Archive::new(std::io::BufReader::new(archive));
+    for entry in tar.entries().map_err(|e| BackupError::NotABackup(e.to_string()))? {
+        let mut entry = entry.map_err(|e| BackupError::Damaged(e.to_string()))?;
+        let name = entry.path().map_err(|e| BackupError::Damaged(e.to_string()))?.to_string_lossy().into_owned();
+        if name == MANIFEST {
+            let mut text = Vec::new();
+            entry.read_to_end(&mut text).map_err(|e| BackupError::Damaged(e.to_string()))?;
+            let read: Manifest = serde_json::from_slice(&text)
+                .map_err(|e| BackupError::NotABackup(format!("its manifest does not read: {e}")))?;
+            if read.format != FORMAT {
+                return Err(BackupError::NotABackup(format!("format {:?}, not {FORMAT}", read.format)));
             }
-            let Some(to) = target(&name) else {
-                return Err(BackupError::NotABackup(format!("it holds {name:?}, which no backup holds")));
-            };
-            progress(&name);
-            let path = work.join(&to);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            manifest = Some(read);
+            continue;
+        }
+        let Some(to) = target(&name) else {
+            return Err(BackupError::NotABackup(format!("it holds {name:?}, which no backup holds")));
+        };
+        progress(&name);
+        let path = work.join(&to);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let mut out = std::fs::File::create(&path).map_err(io(&path))?;
+        let mut hashing = HashingReader { inner: &mut entry, hash: Sha256::new(), read: 0 };
+        std::io::copy(&mut hashing, &mut out).map_err(|e| BackupError::Damaged(format!("{name}: {e}")))?;
+        out.sync_all().map_err(io(&path))?;
+        #[cfg(unix)]
+        if name.starts_with("keys/") && !name.ends_with(".pub") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io(&path))?;
+        }
+        unpacked.insert(name, Entry { bytes: hashing.read, sha256: hex::encode(hashing.hash.finalize()) });
+    }
+    let manifest = manifest.ok_or_else(|| BackupError::NotABackup("no MANIFEST.json".into()))?;
+    for (name, wanted) in &manifest.files {
+        match unpacked.get(name) {
+            None => return Err(BackupError::Damaged(format!("{name} is in the manifest but not in the file"))),
+            Some(got) if got != wanted => {
+                return Err(BackupError::Damaged(format!(
+                    "{name}: {} bytes with SHA-256 {}, the manifest says {} bytes with {}",
+                    got.bytes, got.sha256, wanted.bytes, wanted.sha256
+                )))
             }
-            let mut out = std::fs::File::create(&path).map_err(io(&path))?;
-            let mut hashing = HashingReader { inner: &mut entry, hash: Sha256::new(), read: 0 };
-            std::io::copy(&mut hashing, &mut out).map_err(|e| BackupError::Damaged(format!("{name}: {e}")))?;
-            out.sync_all().map_err(io(&path))?;
-            #[cfg(unix)]
-            if name.starts_with("keys/") && !name.ends_with(".pub") {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io(&path))?;
-            }
-            unpacked.insert(name, Entry { bytes: hashing.read, sha256: hex::encode(hashing.hash.finalize()) });
+            Some(_) => {}
         }
-        let manifest = manifest.ok_or_else(|| BackupError::NotABackup("no MANIFEST.json".into()))?;
-        for (name, wanted) in &manifest.files {
-            match unpacked.get(name) {
-                None => return Err(BackupError::Damaged(format!("{name} is in the manifest but not in the file"))),
-                Some(got) if got != wanted => {
-                    return Err(BackupError::Damaged(format!(
-                        "{name}: {} bytes with SHA-256 {}, the manifest says {} bytes with {}",
-                        got.bytes, got.sha256, wanted.bytes, wanted.sha256
-                    )))
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some(extra) = unpacked.keys().find(|n| !manifest.files.contains_key(*n)) {
-            return Err(BackupError::Damaged(format!("{extra} is not in the manifest")));
-        }
-        if !manifest.files.contains_key(DATABASE) {
-            return Err(BackupError::NotABackup("it holds no witness.db".into()));
-        }
-        // Everything checks: into place.
-        for entry in std::fs::read_dir(&work).map_err(io(&work))? {
-            let entry = entry.map_err(io(&work))?;
-            let to = data_dir.join(entry.file_name());
-            std::fs::rename(entry.path(), &to).map_err(io(&to))?;
-        }
-        Ok(Report::of(&manifest))
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    }
+    if let Some(extra) = unpacked.keys().find(|n| !manifest.files.contains_key(*n)) {
+        return Err(BackupError::Damaged(format!("{extra} is not in the manifest")));
+    }
+    if !manifest.files.contains_key(DATABASE) {
+        return Err(BackupError::NotABackup("it holds no witness.db".into()));
+    }
+    // Everything checks: into place.
+    for entry in std::fs::read_dir(work).map_err(io(work))? {
+        let entry = entry.map_err(io(work))?;
+        let to = data_dir.join(entry.file_name());
+        std::fs::rename(entry.path(), &to).map_err(io(&to))?;
+    }
+    Ok(Report::of(&manifest))
 }
 
 #[cfg(test)]

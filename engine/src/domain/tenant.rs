@@ -50,6 +50,14 @@ pub struct TenantState {
 /// The time zone of a tenant that set none: Beijing time, UTC+08:00.
 pub const DEFAULT_UTC_OFFSET_MINUTES: i32 = 480;
 
+impl User {
+    /// "Display Name (login)": how consoles name staff (the login is their
+    /// work number).
+    pub fn name_and_login(&self) -> String {
+        format!("{} ({})", self.display_name, self.login)
+    }
+}
+
 impl TenantState {
     /// The tenant's time zone as minutes east of UTC.
     pub fn utc_offset_minutes(&self) -> i32 {
