@@ -201,7 +201,7 @@ enum Sfu {
 impl Sfu {
     fn forwarded_packets(&self) -> u64 {
         match self {
-            Sfu::Witness(server) => server.forwarded_packets(),
+            Sfu::Witness(server) => server.counters().forwarded.get(),
             Sfu::Bare(server) => server.forwarded_packets(),
         }
     }
@@ -538,7 +538,7 @@ async fn bench(sfu: tokio::runtime::Handle, pinned: bool, scale: Scale) -> Vec<O
     }
     println!(
         "packets the recorders dropped (recording too far behind): {}",
-        witness_media::recorder::dropped_packets()
+        witness_media::recorder::COUNTERS.dropped.get()
     );
     if let [baseline, plain, recorded] = &outcomes[..] {
         println!(

@@ -848,12 +848,24 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
     };
     let retention = {
         let (store, uploads, projector) = (store.clone(), state.uploads.clone(), state.projector.clone());
+        let metrics = state.metrics.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(retention_every.max(1)));
             loop {
                 tick.tick().await;
                 let now = chrono::Utc::now();
-                match witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await {
+                let swept =
+                    witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await;
+                match &swept {
+                    Ok(r) => {
+                        metrics.retention_sweeps.add(1);
+                        metrics.retention_deleted.add(r.deleted.len() as u64);
+                    }
+                    Err(_) => {
+                        metrics.retention_failures.add(1);
+                    }
+                }
+                match swept {
                     Ok(r) if r.deleted.is_empty() && r.retried == 0 && r.not_erasable.is_empty() && r.orphans == 0 => {}
                     Ok(r) => tracing::info!(
                         deleted = r.deleted.len(),

@@ -192,6 +192,11 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
     };
     for (name, by) in [
         ("witness_sfu_forwarded_packets_total ", 1000.0),
+        ("witness_sfu_forwarded_bytes_total ", 100_000.0),
+        ("witness_sfu_added_latency_seconds_count ", 1000.0),
+        ("witness_sfu_plis_sent_total ", 1.0),
+        ("witness_recorder_segments_closed_total ", 4.0),
+        ("witness_queue_wait_seconds_count ", 1.0),
         ("witness_store_appended_events_total{backend=\"sqlite\"} ", 20.0),
     ] {
         let (was, is) = (value(&before, name), value(&after, name));
@@ -201,6 +206,8 @@ fn a_recorded_call_upgraded_to_video_with_screen_sharing_goes_through_the_sfu_an
         after.contains(r#"witness_http_requests_total{method="POST",route="/api/sessions/{id}/call",status="#),
         "{after}"
     );
+    assert_eq!(value(&after, "witness_calls "), 0.0, "the call is over");
+    assert!(value(&after, "witness_retention_sweeps_total{outcome=\"done\"} ") >= 1.0, "one sweep at start");
     promtool_check(&after);
     let events = result["events"].as_array().unwrap();
     let at = |e: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(e["occurred_at"].as_str().unwrap()).unwrap();

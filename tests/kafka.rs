@@ -144,6 +144,10 @@ async fn read_models_fed_through_kafka_survive_a_broker_restart_and_match_the_em
     consumer.abort();
     let _ = relay_task.await;
     let _ = consumer.await;
+    // The broker's absence was met and counted (`/metrics`'
+    // witness_kafka_errors_total).
+    let errors = &witness_engine::kafka::ERRORS;
+    assert!(errors.consumer.get() + errors.relay.get() > 0, "{errors:?}");
 
     let embedded = Projector::connect(&source.url, models::all()).await.unwrap();
     embedded.catch_up(&source.store, |_| {}).await.unwrap();

@@ -172,6 +172,7 @@ async fn frames(
         images.push(decode(&bytes, &format!("frame {i}"))?);
         raw.push(bytes);
     }
+    let began = std::time::Instant::now();
     let photo = id_photo_face(&state, model.clone(), &caller.t, &id_photo).await?;
     let live = faces_of(model.clone(), images).await?;
 
@@ -188,6 +189,12 @@ async fn frames(
         Some((_, s)) if !judged.passed => (s, FaceDecision::Inconclusive),
         Some((_, s)) => (s, FaceDecision::Match),
     };
+    let counted = match decision {
+        FaceDecision::Match => "match",
+        FaceDecision::NoMatch => "no_match",
+        FaceDecision::Inconclusive => "inconclusive",
+    };
+    state.metrics.face_check(counted, began.elapsed());
     let result = FaceVerificationCompleted {
         verification_id,
         score,

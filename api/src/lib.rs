@@ -143,8 +143,8 @@ pub struct AppState {
     pub revocations: Arc<auth::Revocations>,
     /// What `/readyz` checks against.
     pub readiness: Readiness,
-    /// HTTP requests counted for `/metrics`.
-    pub http_metrics: Arc<metrics::Http>,
+    /// What `/metrics` counts in this process.
+    pub metrics: Arc<metrics::Metrics>,
     /// A bearer token that reads `/metrics` (besides admins' tokens).
     pub metrics_token: Option<String>,
 }
@@ -194,7 +194,7 @@ impl AppState {
             throttles: Default::default(),
             revocations: Default::default(),
             readiness: Default::default(),
-            http_metrics: Default::default(),
+            metrics: Default::default(),
             metrics_token: None,
         };
         tokio::spawn(calls::record(state.store.clone(), media_events));

@@ -12,13 +12,18 @@
 //! - WebSocket connections open now.
 //! - The store: events appended by this process, the appends' latency in
 //!   the database, the log's last position; each read model's lag behind
-//!   it, and the Kafka relay's with `--kafka`.
-//! - Sessions by state and agents by presence (the read models).
-//! - The SFU: packets forwarded, retransmitted on NACK, NACKs sent,
-//!   keyframe requests relayed; media threads alive.
-//!
-//! Not yet: recorder queues and drops, the SFU's added latency, PLIs, Kafka
-//! errors, retention sweeps, face checks (issue 29 leaves them open).
+//!   it; with `--kafka`, the relay's lag and the Kafka errors met.
+//! - Sessions by state, agents by presence, and the longest wait in the
+//!   queues now (the read models, the same from every node); the waits of
+//!   the sessions this node assigned, from queued to assigned.
+//! - The SFU: calls (rooms), participants and tracks now; packets and bytes
+//!   forwarded, the latency the SFU adds to each, packets retransmitted on
+//!   NACK, NACKs and PLIs sent, keyframe requests relayed; media threads
+//!   alive.
+//! - The recorders: packets queued to be written and dropped, segments
+//!   closed, recordings interrupted.
+//! - Retention sweeps by outcome and what they deleted; face checks by
+//!   decision and how long each took.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -29,17 +34,39 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use witness_engine::metrics::{family, label, Histogram};
+use witness_schemas::metrics::{family, label, Counter, Histogram};
 
 use crate::auth::Caller;
 use crate::AppState;
 
-/// HTTP requests seen, by (method, route, status), and their latencies by
-/// (method, route).
+/// What this process counts itself (the rest is read from the store, the
+/// read models and the media server when `/metrics` is asked).
 #[derive(Debug, Default)]
-pub struct Http {
+pub struct Metrics {
+    /// HTTP requests seen, by (method, route, status).
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Their latencies by (method, route).
     latency: Mutex<BTreeMap<(String, String), Arc<Histogram>>>,
+    /// How long the sessions this node assigned waited in their queue.
+    pub queue_wait: Histogram,
+    /// Background retention sweeps that finished and that failed.
+    pub retention_sweeps: Counter,
+    pub retention_failures: Counter,
+    /// Sessions' files and personal data they deleted.
+    pub retention_deleted: Counter,
+    /// Face checks by decision (`match`, `no_match`, `inconclusive`).
+    face_checks: Mutex<BTreeMap<&'static str, u64>>,
+    /// How long a face check took, from its frames received to its
+    /// decision (faces found, compared, liveness judged, frames stored).
+    face_latency: Histogram,
+}
+
+impl Metrics {
+    /// A face check decided `decision` after `took`.
+    pub fn face_check(&self, decision: &'static str, took: std::time::Duration) {
+        *self.face_checks.lock().expect("metrics").entry(decision).or_default() += 1;
+        self.face_latency.observe(took);
+    }
 }
 
 /// Counts every request the router answers (a middleware).
@@ -60,7 +87,7 @@ pub(crate) async fn count(State(state): State<AppState>, request: Request, next:
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let began = Instant::now();
     let response = next.run(request).await;
-    let http = &state.http_metrics;
+    let http = &state.metrics;
     let status = response.status().as_u16();
     *http.requests.lock().expect("metrics").entry((method.clone(), route.clone(), status)).or_default() += 1;
     let histogram = http.latency.lock().expect("metrics").entry((method, route)).or_default().clone();
@@ -93,12 +120,18 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A family of one unlabelled sample.
+fn one(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// `GET /metrics` with no token: what `--metrics-listen` serves.
 pub async fn open(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&state).await).into_response()
 }
 
-async fn render(state: &AppState) -> String {
+pub(crate) async fn render(state: &AppState) -> String {
     let mut out = String::new();
     {
         family(
@@ -107,7 +140,7 @@ async fn render(state: &AppState) -> String {
             "counter",
             "HTTP requests answered, by method, route and status.",
         );
-        for ((method, route, status), n) in state.http_metrics.requests.lock().expect("metrics").iter() {
+        for ((method, route, status), n) in state.metrics.requests.lock().expect("metrics").iter() {
             let _ = writeln!(
                 out,
                 "witness_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
@@ -116,7 +149,7 @@ async fn render(state: &AppState) -> String {
             );
         }
         family(&mut out, "witness_http_request_duration_seconds", "histogram", "Time to answer HTTP requests.");
-        for ((method, route), h) in state.http_metrics.latency.lock().expect("metrics").iter() {
+        for ((method, route), h) in state.metrics.latency.lock().expect("metrics").iter() {
             let labels = format!("method=\"{}\",route=\"{}\"", label(method), label(route));
             h.write(&mut out, "witness_http_request_duration_seconds", &labels);
         }
@@ -149,7 +182,7 @@ async fn render(state: &AppState) -> String {
             }
         }
     }
-    if let Ok((sessions, agents)) = state.projector.census().await {
+    if let Ok(witness_projections::Census { sessions, agents, longest_wait }) = state.projector.census().await {
         family(&mut out, "witness_sessions", "gauge", "Sessions by state, all tenants (the read model).");
         for (status, n) in sessions {
             let _ = writeln!(out, "witness_sessions{{state=\"{}\"}} {n}", label(&status));
@@ -158,29 +191,90 @@ async fn render(state: &AppState) -> String {
         for (presence, n) in agents {
             let _ = writeln!(out, "witness_agents{{presence=\"{}\"}} {n}", label(&presence));
         }
+        let longest = longest_wait.map_or(0.0, |w| w.as_secs_f64());
+        one(
+            &mut out,
+            "witness_queue_longest_wait_seconds",
+            "gauge",
+            "How long the longest waiting has waited.",
+            longest,
+        );
     }
 
+    family(&mut out, "witness_queue_wait_seconds", "histogram", "How long sessions this node assigned had waited.");
+    state.metrics.queue_wait.write(&mut out, "witness_queue_wait_seconds", "");
+
     let media = &state.media;
-    for (name, help, value) in [
-        ("witness_sfu_forwarded_packets_total", "RTP packets the SFU forwarded.", media.forwarded_packets()),
-        (
-            "witness_sfu_retransmitted_packets_total",
-            "Packets resent on a receiver's NACK.",
-            media.retransmitted_packets(),
-        ),
-        ("witness_sfu_nacks_sent_total", "NACKs the SFU sent to senders.", media.nacks_sent()),
+    let census = media.census();
+    one(&mut out, "witness_calls", "gauge", "Calls (SFU rooms) open now.", census.rooms);
+    one(&mut out, "witness_call_participants", "gauge", "Participants in the calls now.", census.participants);
+    one(&mut out, "witness_call_tracks", "gauge", "Tracks published in the calls now.", census.tracks);
+    let c = media.counters();
+    for (name, help, counter) in [
+        ("witness_sfu_forwarded_packets_total", "RTP packets the SFU forwarded.", &c.forwarded),
+        ("witness_sfu_forwarded_bytes_total", "Payload bytes the SFU forwarded.", &c.forwarded_bytes),
+        ("witness_sfu_retransmitted_packets_total", "Packets resent on a receiver's NACK.", &c.retransmitted),
+        ("witness_sfu_nacks_sent_total", "NACKs the SFU sent to senders.", &c.nacks_sent),
+        ("witness_sfu_plis_sent_total", "Picture loss indications the SFU sent to senders.", &c.plis_sent),
         (
             "witness_sfu_keyframe_requests_relayed_total",
-            "Keyframe requests relayed to senders.",
-            media.relayed_keyframe_requests(),
+            "Receivers' keyframe requests relayed to the SFU's core.",
+            &c.relayed_keyframe_requests,
         ),
     ] {
-        family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {value}");
+        one(&mut out, name, "counter", help, counter.get());
     }
+    family(
+        &mut out,
+        "witness_sfu_added_latency_seconds",
+        "histogram",
+        "Time from a packet's arrival in the SFU's socket to its departure to a subscriber.",
+    );
+    c.added_latency.write(&mut out, "witness_sfu_added_latency_seconds", "");
     let (alive, started) = media.threads_alive();
     family(&mut out, "witness_media_threads", "gauge", "Media threads, by whether they still run.");
     let _ = writeln!(out, "witness_media_threads{{state=\"alive\"}} {alive}");
     let _ = writeln!(out, "witness_media_threads{{state=\"stopped\"}} {}", started - alive);
+
+    let r = &witness_media::recorder::COUNTERS;
+    one(&mut out, "witness_recorder_queued_packets", "gauge", "Packets waiting to be written.", r.feed_queue.get());
+    for (name, help, counter) in [
+        ("witness_recorder_dropped_packets_total", "Packets dropped because recording fell behind.", &r.dropped),
+        ("witness_recorder_segments_closed_total", "Recording segment files closed.", &r.segments_closed),
+        ("witness_recorder_interruptions_total", "Recordings interrupted by an error.", &r.interruptions),
+    ] {
+        one(&mut out, name, "counter", help, counter.get());
+    }
+
+    if state.readiness.relay {
+        let k = &witness_engine::kafka::ERRORS;
+        family(&mut out, "witness_kafka_errors_total", "counter", "Kafka errors met, by who met them.");
+        let _ = writeln!(out, "witness_kafka_errors_total{{by=\"relay\"}} {}", k.relay.get());
+        let _ = writeln!(out, "witness_kafka_errors_total{{by=\"consumer\"}} {}", k.consumer.get());
+    }
+
+    let m = &state.metrics;
+    family(&mut out, "witness_retention_sweeps_total", "counter", "Background retention sweeps, by outcome.");
+    let _ = writeln!(out, "witness_retention_sweeps_total{{outcome=\"done\"}} {}", m.retention_sweeps.get());
+    let _ = writeln!(out, "witness_retention_sweeps_total{{outcome=\"failed\"}} {}", m.retention_failures.get());
+    one(
+        &mut out,
+        "witness_retention_deleted_total",
+        "counter",
+        "Files and personal data the sweeps deleted.",
+        m.retention_deleted.get(),
+    );
+    family(&mut out, "witness_face_checks_total", "counter", "Face checks, by decision.");
+    for decision in ["match", "no_match", "inconclusive"] {
+        let n = m.face_checks.lock().expect("metrics").get(decision).copied().unwrap_or(0);
+        let _ = writeln!(out, "witness_face_checks_total{{decision=\"{decision}\"}} {n}");
+    }
+    family(
+        &mut out,
+        "witness_face_check_duration_seconds",
+        "histogram",
+        "Time a face check took, frames received to decision.",
+    );
+    m.face_latency.write(&mut out, "witness_face_check_duration_seconds", "");
     out
 }

@@ -109,6 +109,25 @@ pub(crate) async fn run(
     Ok(done.last_version())
 }
 
+/// [`run`] for a command that assigns the session to an agent: when it
+/// does, how long the session waited in its queue is counted for
+/// `/metrics`.
+async fn assign_timed(
+    state: &AppState,
+    caller: &Claims,
+    id: SessionId,
+    command: SessionCommand,
+) -> Result<u64, ApiError> {
+    let stream = StreamId::session(id);
+    let done = execute::<Session>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
+    if done.events.iter().any(|e| e.event_type == "AgentAssigned") {
+        if let Ok(Some(queued)) = state.projector.queued_at(&caller.t, &id.to_string()).await {
+            state.metrics.queue_wait.observe((Utc::now() - queued).to_std().unwrap_or_default());
+        }
+    }
+    Ok(done.last_version())
+}
+
 /// What a command route answers: the session's version after it.
 #[derive(Serialize)]
 pub(crate) struct Done {
@@ -490,7 +509,7 @@ async fn accept(
     caller.require(&[Role::Agent])?;
     let s = load(&state, &caller, &id).await?;
     let command = SessionCommand::AcceptOffer { offer_id: req.offer_id, agent_id: caller.user_id()?, at: Utc::now() };
-    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done { version: assign_timed(&state, &caller, s.id, command).await? }))
 }
 
 async fn decline(
@@ -530,7 +549,7 @@ async fn pick(
     caller.require(&[Role::Agent])?;
     let s = load(&state, &caller, &id).await?;
     let command = SessionCommand::Assign { offer_id: OfferId::new(), agent_id: caller.user_id()?, at: Utc::now() };
-    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done { version: assign_timed(&state, &caller, s.id, command).await? }))
 }
 
 #[derive(Deserialize)]
@@ -555,7 +574,7 @@ async fn assign(
     }
     let s = load(&state, &caller, &id).await?;
     let command = SessionCommand::Assign { offer_id: OfferId::new(), agent_id: req.agent_id, at: Utc::now() };
-    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done { version: assign_timed(&state, &caller, s.id, command).await? }))
 }
 
 #[derive(Deserialize)]

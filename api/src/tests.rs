@@ -109,6 +109,15 @@ impl World {
         self.state.store.count().await.unwrap()
     }
 
+    /// The sample `name` (with its labels, as written) of `/metrics`.
+    async fn metric(&self, name: &str) -> f64 {
+        let text = crate::metrics::render(&self.state).await;
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    }
+
     /// Today's events of `event_type` in `tenant`'s access log.
     async fn access_log(&self, tenant: &str, event_type: &str) -> Vec<RecordedEvent> {
         let stream = StreamId::access(&tenant.parse().unwrap(), Utc::now().date_naive());
@@ -234,15 +243,15 @@ async fn metrics_need_the_metrics_token_or_an_admins_and_count_requests_by_route
         assert!(text.contains("witness_projection_lag_events 0"), "{text}");
         assert!(text.contains(r#"witness_sessions{state="open"} 1"#), "{text}");
         assert!(text.contains(r#"witness_media_threads{state="stopped"} 0"#), "{text}");
-        // Every metric the example Grafana dashboard plots is served (the
-        // relay's only with --kafka).
+        // Every metric the example Grafana dashboard plots is served (Kafka's
+        // only with --kafka).
         let dashboard = include_str!("../../docs/grafana-witness.json");
         for name in
             dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("witness_"))
         {
             let family = name.trim_end_matches("_bucket");
             assert!(
-                family == "witness_kafka_relay_lag_events" || text.contains(&format!("# TYPE {family} ")),
+                family.starts_with("witness_kafka_") || text.contains(&format!("# TYPE {family} ")),
                 "the dashboard plots {family}, which /metrics does not serve"
             );
         }
@@ -474,7 +483,15 @@ async fn a_customer_goes_from_the_bot_to_an_agent_and_the_audit_trail_shows_it_a
     assert_eq!(transfer["payload"]["recent_messages"].as_array().unwrap().len(), 3, "the conversation goes along");
     assert!(offered.to_string().contains("How is the annual fee"), "the agent sees the earlier conversation");
     let offer = offered["open_offer"].as_str().unwrap();
+    // Waiting now (as the read models say, once projected), then assigned:
+    // the wait counted for /metrics.
+    w.project().await;
+    assert!(w.metric("witness_queue_longest_wait_seconds").await > 0.0);
+    assert_eq!(w.metric("witness_queue_wait_seconds_count").await, 0.0);
     w.post(&format!("/api/sessions/{id}/accept"), &agent, json!({ "offer_id": offer })).await;
+    assert_eq!(w.metric("witness_queue_wait_seconds_count").await, 1.0);
+    w.call(Method::POST, &format!("/api/sessions/{id}/accept"), Some(&agent), Some(json!({ "offer_id": offer }))).await;
+    assert_eq!(w.metric("witness_queue_wait_seconds_count").await, 1.0, "an accept repeated is not a new wait");
 
     // They talk, the customer ends and rates, the agent wraps up.
     w.post(&format!("/api/sessions/{id}/messages"), &agent, json!({ "kind": "text", "text": "Hello, I am Li." })).await;
@@ -2836,6 +2853,13 @@ mod face {
         let kinds = types(&view);
         assert_eq!(kinds.iter().filter(|t| *t == "FaceVerificationRequested").count(), 3);
         assert_eq!(kinds.iter().filter(|t| *t == "FaceVerificationCompleted").count(), 3);
+        // Counted for /metrics, by decision, with how long each took.
+        for decision in ["match", "no_match", "inconclusive"] {
+            let name = format!("witness_face_checks_total{{decision=\"{decision}\"}}");
+            assert_eq!(w.metric(&name).await, 1.0, "{decision}");
+        }
+        assert_eq!(w.metric("witness_face_check_duration_seconds_count").await, 3.0);
+        assert!(w.metric("witness_face_check_duration_seconds_sum").await > 0.0);
 
         // Past the attachments' retention, the ID photo and every frame go,
         // each with a MediaDeleted event.

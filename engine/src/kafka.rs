@@ -31,9 +31,21 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
+use witness_schemas::metrics::Counter;
 use witness_schemas::RecordedEvent;
 
 use crate::{EventStore, StoreError};
+
+/// Kafka errors this process met (`/metrics` shows them).
+#[derive(Debug)]
+pub struct KafkaErrors {
+    /// Relay batches that failed (each retried after a second).
+    pub relay: Counter,
+    /// Consumption errors waited out (brokers unreachable, a transport failure).
+    pub consumer: Counter,
+}
+
+pub static ERRORS: KafkaErrors = KafkaErrors { relay: Counter::new(), consumer: Counter::new() };
 
 /// The default topic.
 pub const DEFAULT_TOPIC: &str = "witness.events";
@@ -179,6 +191,7 @@ impl OutboxRelay {
                     let _ = tokio::time::timeout(Duration::from_millis(100), changes.changed()).await;
                 }
                 Err(e) => {
+                    ERRORS.relay.add(1);
                     tracing::warn!(error = %e, "relay batch failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -242,6 +255,7 @@ impl KafkaFeed {
         match self.consumer.recv().await {
             Ok(m) => decode(&m).map(Some),
             Err(rdkafka::error::KafkaError::MessageConsumption(code)) => {
+                ERRORS.consumer.add(1);
                 tracing::warn!(?code, "kafka consumer: waiting for the brokers");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 Ok(None)

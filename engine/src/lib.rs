@@ -37,7 +37,6 @@ pub mod domain;
 mod error;
 pub mod executor;
 pub mod kafka;
-pub mod metrics;
 mod postgres;
 pub mod qa;
 pub mod routing;

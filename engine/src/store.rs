@@ -206,8 +206,8 @@ struct Inner {
     states: crate::executor::StateCache,
     /// How long each append took in the database (retries included), and
     /// how many events were written: for `/metrics`.
-    append_latency: crate::metrics::Histogram,
-    appended_events: crate::metrics::Counter,
+    append_latency: witness_schemas::metrics::Histogram,
+    appended_events: witness_schemas::metrics::Counter,
 }
 
 /// The event store. Cheap to clone; all clones share one connection pool.
@@ -264,7 +264,7 @@ impl EventStore {
 
     /// The appends' latencies (in the database, successful ones) and the
     /// events this process wrote.
-    pub fn append_metrics(&self) -> (&crate::metrics::Histogram, u64) {
+    pub fn append_metrics(&self) -> (&witness_schemas::metrics::Histogram, u64) {
         (&self.inner.append_latency, self.inner.appended_events.get())
     }
 

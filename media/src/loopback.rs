@@ -448,6 +448,8 @@ impl TestPeer {
 #[derive(Debug)]
 pub struct LoopbackReport {
     pub forwarded_packets: u64,
+    /// What the server carried just before the peers hung up.
+    pub census: crate::sfu::Census,
     pub keyframe_requests_relayed: u64,
     /// Per peer: (name, audio packets, video packets received).
     pub received: Vec<(String, u64, u64)>,
@@ -511,6 +513,7 @@ pub async fn run(
         // As a browser does after a loss: exercises the keyframe relay.
         customer.request_keyframes().await;
     }
+    let census = server.census();
     // Hang up first, as a call does: the recorders then close on what arrived.
     drop(std::mem::take(&mut customer.sources));
     drop(std::mem::take(&mut agent.sources));
@@ -533,8 +536,9 @@ pub async fn run(
     drain(&mut reports);
     segments.sort();
     Ok(LoopbackReport {
-        forwarded_packets: server.forwarded_packets(),
-        keyframe_requests_relayed: server.relayed_keyframe_requests(),
+        forwarded_packets: server.counters().forwarded.get(),
+        census,
+        keyframe_requests_relayed: server.counters().relayed_keyframe_requests.get(),
         received,
         segments,
         failures,
@@ -571,6 +575,15 @@ mod tests {
             assert!(*video > 30, "{name} received {video} video packets in 4 s");
         }
         assert!(report.forwarded_packets > 300, "{report:?}");
+        // What /metrics shows: the call while it ran, none after; bytes,
+        // the added latency of every packet, PLIs to the publishers (the
+        // recorders' and the subscribers' keyframes).
+        assert_eq!(report.census, crate::sfu::Census { rooms: 1, participants: 2, tracks: 4 });
+        assert_eq!(server.census(), crate::sfu::Census::default());
+        let counters = server.counters();
+        assert!(counters.forwarded_bytes.get() > 100 * report.forwarded_packets, "{counters:?}");
+        assert_eq!(counters.added_latency.count(), report.forwarded_packets);
+        assert!(counters.plis_sent.get() >= 1, "{counters:?}");
         // Every forwarded packet was timed from its arrival in the SFU's
         // socket (the kernel's timestamp) to its departure: some time,
         // each well under a second.
@@ -760,13 +773,13 @@ mod tests {
             tokio::time::sleep_until(due.into()).await;
             customer.send(true, packet, &sent).await;
         }
-        assert_eq!(server.nacks_sent(), 0, "nothing lost, nothing asked for");
+        assert_eq!(server.counters().nacks_sent.get(), 0, "nothing lost, nothing asked for");
         for (due, packet) in stream(1, Some(10)) {
             tokio::time::sleep_until(due.into()).await;
             customer.send(true, packet, &sent).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(server.nacks_sent() > 0, "the lost packet was never asked for");
+        assert!(server.counters().nacks_sent.get() > 0, "the lost packet was never asked for");
 
         customer.close().await;
         agent.close().await;
@@ -792,10 +805,10 @@ mod tests {
         let answered = |sequences: Vec<u16>| {
             let (server, agent) = (&server, &agent);
             async move {
-                let before = server.retransmitted_packets();
+                let before = server.counters().retransmitted.get();
                 agent.request_retransmission(&sequences).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                server.retransmitted_packets() - before
+                server.counters().retransmitted.get() - before
             }
         };
 

@@ -23,6 +23,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use sha2::{Digest, Sha256};
+use witness_schemas::metrics::{Counter, Gauge};
 
 /// The default length of a segment.
 pub const DEFAULT_SEGMENT: Duration = Duration::from_secs(10);
@@ -269,7 +270,7 @@ impl TrackRecorder {
     /// the feeding thread is more than [`FEED_QUEUE`] packets behind, or
     /// this recorder's pipeline [`SOURCE_QUEUE_BYTES`] behind (a slow
     /// disk), the packet is dropped and counted
-    /// ([`TrackRecorder::dropped_packets`], [`dropped_packets`]): a machine
+    /// ([`TrackRecorder::dropped_packets`], [`COUNTERS`]): a machine
     /// too busy to record loses media from its recordings, not from its
     /// calls.
     pub fn push(&self, rtp: impl Into<bytes::Bytes>) {
@@ -279,8 +280,9 @@ impl TrackRecorder {
     /// [`TrackRecorder::push`] with the arrival time given: how tests
     /// replay a machine whose timestamps jump.
     fn push_arrived(&self, rtp: impl Into<bytes::Bytes>, arrived: gst::ClockTime) {
-        if feeder().try_send(Feed::Packet(self.source.clone(), rtp.into(), arrived)).is_err() {
-            self.source.count_dropped(1);
+        match feeder().try_send(Feed::Packet(self.source.clone(), rtp.into(), arrived)) {
+            Ok(()) => COUNTERS.feed_queue.add(1),
+            Err(_) => self.source.count_dropped(1),
         }
     }
 
@@ -335,14 +337,26 @@ pub const FEED_QUEUE: usize = 32_768;
 /// RTP: about a minute of a 500 kbit/s track.
 pub const SOURCE_QUEUE_BYTES: u64 = 4 * 1024 * 1024;
 
-static DROPPED: AtomicU64 = AtomicU64::new(0);
-
-/// Packets every recorder in this process dropped because recording was
-/// too far behind (the feeding thread [`FEED_QUEUE`] packets, or a
-/// pipeline [`SOURCE_QUEUE_BYTES`]).
-pub fn dropped_packets() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
+/// What every recorder in this process counts (`/metrics` shows it).
+#[derive(Debug)]
+pub struct RecorderCounters {
+    /// Packets dropped because recording was too far behind (the feeding
+    /// thread [`FEED_QUEUE`] packets, or a pipeline [`SOURCE_QUEUE_BYTES`]).
+    pub dropped: Counter,
+    /// Packets waiting in the feeding thread's queue now.
+    pub feed_queue: Gauge,
+    /// Segment files closed and reported.
+    pub segments_closed: Counter,
+    /// Recordings interrupted by an error (each resumed in a new segment or not).
+    pub interruptions: Counter,
 }
+
+pub static COUNTERS: RecorderCounters = RecorderCounters {
+    dropped: Counter::new(),
+    feed_queue: Gauge::new(),
+    segments_closed: Counter::new(),
+    interruptions: Counter::new(),
+};
 
 /// A recorder's source and what it lost.
 #[derive(Debug)]
@@ -356,7 +370,7 @@ impl Source {
     /// drop in the process).
     fn count_dropped(&self, packets: u64) {
         self.dropped.fetch_add(packets, Ordering::Relaxed);
-        if DROPPED.fetch_add(packets, Ordering::Relaxed) == 0 {
+        if COUNTERS.dropped.add(packets) == 0 {
             tracing::warn!(
                 "recording is behind: packets are being dropped from recordings (the machine is too busy to record every call)"
             );
@@ -405,6 +419,7 @@ fn feeder() -> &'static std::sync::mpsc::SyncSender<Feed> {
                 for feed in std::iter::once(first).chain(rx.try_iter()) {
                     match feed {
                         Feed::Packet(source, rtp, arrived) => {
+                            COUNTERS.feed_queue.add(-1);
                             let mut buffer = gst::Buffer::from_slice(rtp);
                             let meta = buffer.get_mut().expect("a new buffer is writable");
                             meta.set_pts(arrived);
@@ -704,6 +719,7 @@ fn watch_bus(
                     && forget_last_file(pipeline)
                     && pipeline.set_state(gst::State::Playing).is_ok();
                 restarts += 1;
+                COUNTERS.interruptions.add(1);
                 on_segment(Err(RecorderError::Interrupted { error, resumed }));
                 if !resumed {
                     return;
@@ -729,6 +745,7 @@ fn forget_last_file(pipeline: &gst::Pipeline) -> bool {
 /// A closed file of `duration` nanoseconds as a [`Segment`]: its size and hash.
 fn closed_segment(path: PathBuf, duration: u64) -> Result<Segment, RecorderError> {
     let bytes = std::fs::metadata(&path).map_err(|e| RecorderError::Io(path.clone(), e))?.len();
+    COUNTERS.segments_closed.add(1);
     Ok(Segment {
         index: file_index(&path).unwrap_or_default(),
         bytes,
@@ -848,6 +865,7 @@ mod tests {
 
     fn record_with(video: bool, seconds: f64, keyframe_every: u32) -> (tempfile::TempDir, Vec<Segment>) {
         let dir = tempfile::tempdir().unwrap();
+        let closed_before = COUNTERS.segments_closed.get();
         let (recorder, reported) = reporting_recorder(dir.path(), video, Duration::from_secs(1));
         let feeding = recorder.clone();
         let pt = if video { 96 } else { 111 };
@@ -857,6 +875,8 @@ mod tests {
         drop(source);
         Arc::try_unwrap(recorder).expect("the source let go").stop();
         let segments = std::mem::take(&mut *reported.lock().unwrap());
+        // Counted for /metrics (other tests' recorders count too).
+        assert!(COUNTERS.segments_closed.get() - closed_before >= segments.len() as u64);
         (dir, segments.into_iter().map(|s| s.expect("segment written")).collect())
     }
 
@@ -912,7 +932,7 @@ mod tests {
         .unwrap();
         // A live source sends nothing downstream while paused.
         recorder.pipeline.set_state(gst::State::Paused).unwrap();
-        let before = dropped_packets();
+        let before = COUNTERS.dropped.get();
         let (size, packets) = (1_000usize, 6_000u64);
         for n in 0..packets {
             let mut rtp = vec![0u8; size];
@@ -937,7 +957,7 @@ mod tests {
         assert!(accounted + taken_out >= packets && accounted <= packets, "{queued} bytes queued, {dropped} dropped");
         assert!(queued <= SOURCE_QUEUE_BYTES, "{queued} bytes queued");
         assert!(dropped >= packets - SOURCE_QUEUE_BYTES / size as u64, "dropped {dropped} of {packets}");
-        assert!(dropped_packets() - before >= dropped);
+        assert!(COUNTERS.dropped.get() - before >= dropped);
     }
 
     /// A recorder taking over a track while the replaced one still writes

@@ -81,11 +81,12 @@ use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{mpsc, oneshot};
+use witness_schemas::metrics::{Counter, Histogram};
 use witness_schemas::{ParticipantRole, TrackKind};
 
 use crate::recorder::{RecorderError, Segment, SegmentNumbers, TrackRecorder};
 use crate::sent::SentStream;
-use crate::sfu::{Input, MediaEvent, Output, Sfu, SfuError};
+use crate::sfu::{Census, Input, MediaEvent, Output, Sfu, SfuError};
 
 /// A trickled ICE candidate, as the browser's `RTCIceCandidateInit` (JSON).
 pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidateInit;
@@ -141,15 +142,6 @@ pub struct MediaConfig {
 pub struct AddedLatency {
     /// One per forwarded packet, in µs.
     pub delays_us: Mutex<Vec<u64>>,
-}
-
-impl AddedLatency {
-    /// A packet that arrived at `arrived` (since the Unix epoch, as the
-    /// kernel stamps datagrams) has just been sent.
-    fn sent(&self, arrived: Duration) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        self.delays_us.lock().expect("latency poisoned").push(now.saturating_sub(arrived).as_micros() as u64);
-    }
 }
 
 /// One media thread per core.
@@ -335,12 +327,30 @@ struct Shared {
     /// The runtime [`MediaServer::new`] was called on: recorders are built
     /// and closed on it.
     runtime: tokio::runtime::Handle,
-    forwarded: AtomicU64,
-    relayed_keyframe_requests: AtomicU64,
+    counters: MediaCounters,
+}
+
+/// What the media threads count, since the server started, over all calls
+/// (`/metrics` shows them).
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    /// RTP packets sent to subscribers, and their payload bytes.
+    pub forwarded: Counter,
+    pub forwarded_bytes: Counter,
     /// Forwarded packets sent again because a subscriber's NACK asked.
-    retransmitted: AtomicU64,
+    pub retransmitted: Counter,
     /// NACKs sent to publishers for packets lost on the way in.
-    nacks_sent: AtomicU64,
+    pub nacks_sent: Counter,
+    /// Keyframe requests (PLI, FIR) from subscribers, relayed to the core
+    /// (which throttles them).
+    pub relayed_keyframe_requests: Counter,
+    /// PLIs sent to publishers: the core's requests, a new subscriber's or
+    /// a recorder's.
+    pub plis_sent: Counter,
+    /// What the SFU adds to each forwarded packet: from the datagram's
+    /// arrival in the socket (the kernel's timestamp) until it is handed
+    /// back to the kernel for its subscriber (as [`AddedLatency`]).
+    pub added_latency: Histogram,
 }
 
 /// Tasks closing recordings, for the caller of a command to wait on.
@@ -428,10 +438,7 @@ impl MediaServer {
             recordings: Default::default(),
             recorder_starts: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
-            forwarded: AtomicU64::new(0),
-            relayed_keyframe_requests: AtomicU64::new(0),
-            retransmitted: AtomicU64::new(0),
-            nacks_sent: AtomicU64::new(0),
+            counters: MediaCounters::default(),
         });
         let commands = (0..threads)
             .map(|shard| {
@@ -461,9 +468,22 @@ impl MediaServer {
         &self.shared.config.ice_servers
     }
 
-    /// Packets forwarded since start, over all calls.
-    pub fn forwarded_packets(&self) -> u64 {
-        self.shared.forwarded.load(Ordering::Relaxed)
+    /// What the media threads counted since start, over all calls.
+    pub fn counters(&self) -> &MediaCounters {
+        &self.shared.counters
+    }
+
+    /// Rooms (calls) open now, their participants and published tracks,
+    /// over every media thread.
+    pub fn census(&self) -> Census {
+        self.shared.cores.iter().fold(Census::default(), |sum, core| {
+            let c = core.lock().expect("SFU core poisoned").census();
+            Census {
+                rooms: sum.rooms + c.rooms,
+                participants: sum.participants + c.participants,
+                tracks: sum.tracks + c.tracks,
+            }
+        })
     }
 
     /// The simulcast layer of `track` that `subscriber` receives now.
@@ -483,21 +503,6 @@ impl MediaServer {
     /// The channel to the media thread that drives `room`.
     fn thread(&self, room: &str) -> &mpsc::UnboundedSender<Command> {
         &self.commands[self.shard(room)]
-    }
-
-    /// Keyframe requests (PLI, FIR) from subscribers relayed to the core.
-    pub fn relayed_keyframe_requests(&self) -> u64 {
-        self.shared.relayed_keyframe_requests.load(Ordering::Relaxed)
-    }
-
-    /// Forwarded packets sent again at a subscriber's request (NACK).
-    pub fn retransmitted_packets(&self) -> u64 {
-        self.shared.retransmitted.load(Ordering::Relaxed)
-    }
-
-    /// NACKs sent to publishers: requests for packets lost on their way in.
-    pub fn nacks_sent(&self) -> u64 {
-        self.shared.nacks_sent.load(Ordering::Relaxed)
     }
 
     /// Sends `room`'s media thread a command and waits for its reply.
@@ -942,7 +947,7 @@ impl Engine {
             return;
         }
         let nacks = packets.iter().filter(|p| p.as_any().is::<TransportLayerNack>()).count();
-        self.shared.nacks_sent.fetch_add(nacks as u64, Ordering::Relaxed);
+        self.shared.counters.nacks_sent.add(nacks as u64);
         if let Some(mut receiver) = pc.rtp_receiver(receiver) {
             let _ = receiver.write_rtcp(Instant::now(), packets);
         }
@@ -1374,7 +1379,7 @@ impl Engine {
             self.input(Input::Bandwidth { room: room.clone(), participant: key.1, bps });
         }
         if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
-            self.shared.relayed_keyframe_requests.fetch_add(1, Ordering::Relaxed);
+            self.shared.counters.relayed_keyframe_requests.add(1);
             self.input(Input::KeyframeWanted { room, track: track.to_owned() });
         }
     }
@@ -1444,9 +1449,16 @@ impl Engine {
             packet.payload.len(),
             protected.freeze(),
         );
-        self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
-        if let (Some(latency), Some(arrived)) = (&self.shared.config.latency, self.arrived) {
-            latency.sent(arrived);
+        let counters = &self.shared.counters;
+        counters.forwarded.add(1);
+        counters.forwarded_bytes.add(packet.payload.len() as u64);
+        if let Some(arrived) = self.arrived {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let took = now.saturating_sub(arrived);
+            counters.added_latency.observe(took);
+            if let Some(latency) = &self.shared.config.latency {
+                latency.delays_us.lock().expect("latency poisoned").push(took.as_micros() as u64);
+            }
         }
     }
 
@@ -1466,7 +1478,7 @@ impl Engine {
             for sequence in pair.packet_list() {
                 if let Some(datagram) = forward.sent.resend(sequence) {
                     socket.send(datagram, remote);
-                    self.shared.retransmitted.fetch_add(1, Ordering::Relaxed);
+                    self.shared.counters.retransmitted.add(1);
                 }
             }
         }
@@ -1509,8 +1521,8 @@ impl Engine {
             }
             MediaEvent::RoomClosed { room } => {
                 tracing::info!(
-                    forwarded_packets = self.shared.forwarded.load(Ordering::Relaxed),
-                    keyframe_requests_relayed = self.shared.relayed_keyframe_requests.load(Ordering::Relaxed),
+                    forwarded_packets = self.shared.counters.forwarded.get(),
+                    keyframe_requests_relayed = self.shared.counters.relayed_keyframe_requests.get(),
                     "a call's room closed (counts since start)"
                 );
                 let recording = self.shared.recordings.lock().expect("recordings poisoned").remove(room);
@@ -1590,6 +1602,7 @@ impl Engine {
         let (index, receiver) = (published.connection, published.receiver);
         let Some(connection) = self.connections[index].as_mut() else { return };
         if let Some(mut receiver) = connection.pc.rtp_receiver(receiver) {
+            self.shared.counters.plis_sent.add(requests.len() as u64);
             let _ = receiver.write_rtcp(Instant::now(), requests);
         }
         self.drain(index);

@@ -338,6 +338,14 @@ struct Room {
     recording: bool,
 }
 
+/// How much an SFU carries now ([`Sfu::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    pub rooms: usize,
+    pub participants: usize,
+    pub tracks: usize,
+}
+
 /// The SFU state machine. See the module documentation for the run loop.
 #[derive(Debug)]
 pub struct Sfu<P> {
@@ -423,6 +431,15 @@ impl<P: RtpPacket> Sfu<P> {
 
     pub fn room_count(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// Rooms open now, their participants and their published tracks.
+    pub fn census(&self) -> Census {
+        Census {
+            rooms: self.rooms.len(),
+            participants: self.rooms.values().map(|r| r.participants.len()).sum(),
+            tracks: self.rooms.values().map(|r| r.tracks.len()).sum(),
+        }
     }
 
     fn emit(&mut self, event: MediaEvent) {
@@ -874,6 +891,7 @@ mod tests {
     #[test]
     fn leaving_unpublishes_the_tracks_and_the_last_one_out_closes_the_room() {
         let mut sim = Sim::camera_call();
+        assert_eq!(sim.sfu.census(), Census { rooms: 1, participants: 2, tracks: 1 });
         let out = sim.at(10, Input::Leave { room: s("r"), participant: s("customer"), reason: Some(s("hung up")) });
         assert_eq!(
             events(&out),
@@ -885,7 +903,7 @@ mod tests {
         );
         let out = sim.at(20, Input::Leave { room: s("r"), participant: s("agent"), reason: None });
         assert!(events(&out).contains(&MediaEvent::RoomClosed { room: s("r") }));
-        assert_eq!(sim.sfu.room_count(), 0);
+        assert_eq!(sim.sfu.census(), Census::default());
         assert_eq!(sim.sfu.poll_output(), Output::Timeout(None));
     }
 

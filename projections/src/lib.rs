@@ -133,6 +133,17 @@ pub struct SessionQuery {
     pub limit: usize,
 }
 
+/// What the read models say of every tenant at once ([`Projector::census`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Census {
+    /// Sessions `open` and `waiting`.
+    pub sessions: Vec<(String, i64)>,
+    /// Agents by presence.
+    pub agents: Vec<(String, i64)>,
+    /// How long the session waiting longest has waited (none waiting: `None`).
+    pub longest_wait: Option<std::time::Duration>,
+}
+
 /// A row of the `sessions` read model.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SessionRow {
@@ -947,11 +958,11 @@ impl Projector {
         Ok(rows.into_iter().map(session_row).collect())
     }
 
-    /// Sessions open and waiting, and agents by presence, over every
-    /// tenant: what `/metrics` reports.
-    pub async fn census(&self) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>), ProjectionError> {
+    /// Sessions open and waiting, agents by presence, and the longest wait
+    /// in the queues, over every tenant: what `/metrics` reports.
+    pub async fn census(&self) -> Result<Census, ProjectionError> {
         let open = self.select("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL", vec![]).await?;
-        let waiting = self.select("SELECT COUNT(*) FROM queue_waiting", vec![]).await?;
+        let waiting = self.select("SELECT COUNT(*), MIN(queued_at) FROM queue_waiting", vec![]).await?;
         let count = |rows: &[Vec<Value>]| rows.first().map_or(0, |r| r[0].int());
         let sessions = vec![("open".to_owned(), count(&open)), ("waiting".to_owned(), count(&waiting))];
         let agents = self
@@ -960,7 +971,27 @@ impl Projector {
             .iter()
             .map(|r| (r[0].text(), r[1].int()))
             .collect();
-        Ok((sessions, agents))
+        let since = waiting.first().and_then(|r| r[1].opt_text());
+        let longest_wait = since
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| (chrono::Utc::now() - t.to_utc()).to_std().unwrap_or_default());
+        Ok(Census { sessions, agents, longest_wait })
+    }
+
+    /// When `session` was last queued, as the read model has it.
+    pub async fn queued_at(
+        &self,
+        tenant: &TenantId,
+        session: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ProjectionError> {
+        let rows = self
+            .select(
+                "SELECT queued_at FROM sessions WHERE tenant_id = {1} AND session_id = {2}",
+                vec![Value::from(tenant.as_str()), Value::from(session)],
+            )
+            .await?;
+        let text = rows.first().and_then(|r| r[0].opt_text());
+        Ok(text.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.to_utc()))
     }
 
     /// How long (seconds) the last `limit` sessions assigned from `group`

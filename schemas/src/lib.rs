@@ -35,6 +35,7 @@ mod envelope;
 mod events;
 pub mod examples;
 mod ids;
+pub mod metrics;
 mod personal;
 pub mod upcast;
 

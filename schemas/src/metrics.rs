@@ -1,10 +1,12 @@
 //! Counters and histograms for Prometheus (issue 29): lock-free to update,
 //! written out in the text exposition format (version 0.0.4) by whoever
-//! serves `/metrics` (`witness_api::metrics`). Kept small on purpose: no
-//! registry crate, the few kinds Witness needs.
+//! serves `/metrics` (`witness_api::metrics`). They live in the crate every
+//! other builds on, so that the store, the SFU and the recorders count with
+//! the same kinds. Kept small on purpose: no registry crate, the few kinds
+//! Witness needs.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A count that only goes up.
@@ -12,8 +14,14 @@ use std::time::Duration;
 pub struct Counter(AtomicU64);
 
 impl Counter {
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+    /// Zero; `const`, for process-wide counters in statics.
+    pub const fn new() -> Self {
+        Counter(AtomicU64::new(0))
+    }
+
+    /// Adds `n`; returns the count before.
+    pub fn add(&self, n: u64) -> u64 {
+        self.0.fetch_add(n, Ordering::Relaxed)
     }
 
     pub fn get(&self) -> u64 {
@@ -21,9 +29,30 @@ impl Counter {
     }
 }
 
-/// Upper bounds, in seconds, of the latency buckets: 0.1 ms to 10 s.
-pub const LATENCY_BUCKETS: [f64; 15] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// A level that goes up and down (a queue's length).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub const fn new() -> Self {
+        Gauge(AtomicI64::new(0))
+    }
+
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds, in seconds, of the latency buckets: 10 µs (what the SFU
+/// adds to a packet) to 10 s (a slow report query).
+pub const LATENCY_BUCKETS: [f64; 18] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
 
 /// Durations in [`LATENCY_BUCKETS`], with their count and sum.
 #[derive(Debug, Default)]
@@ -35,6 +64,15 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// Empty; `const`, for process-wide histograms in statics.
+    pub const fn new() -> Self {
+        Histogram {
+            buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS.len()],
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+        }
+    }
+
     pub fn observe(&self, took: Duration) {
         let seconds = took.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS.iter().position(|&b| seconds <= b) {
@@ -89,7 +127,8 @@ mod tests {
         h.observe(Duration::from_secs(30));
         let mut out = String::new();
         h.write(&mut out, "x_seconds", "route=\"/a\"");
-        assert!(out.contains("x_seconds_bucket{route=\"/a\",le=\"0.0001\"} 1\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{route=\"/a\",le=\"0.00005\"} 1\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{route=\"/a\",le=\"0.000025\"} 0\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{route=\"/a\",le=\"0.005\"} 2\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{route=\"/a\",le=\"10\"} 2\n"), "{out}");
         assert!(out.contains("x_seconds_bucket{route=\"/a\",le=\"+Inf\"} 3\n"), "{out}");
