@@ -50,10 +50,16 @@ struct Served {
 }
 
 fn serve(extra: &[&str]) -> Served {
+    serve_in(&[], extra)
+}
+
+/// [`serve`], the server started by `wrapper` (a command that ends by
+/// running its first argument with the rest; empty: none).
+fn serve_in(wrapper: &[&str], extra: &[&str]) -> Served {
     // A test that failed while holding the turn poisons it; the next may still run.
     let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (server, port, log, mut lines) = spawn(dir.path(), extra);
+    let (server, port, log, mut lines) = spawn(dir.path(), wrapper, extra);
     // The demo logins, printed once on the fresh store.
     let mut passwords = std::collections::HashMap::new();
     let mut printed = Vec::new();
@@ -78,10 +84,19 @@ fn serve(extra: &[&str]) -> Served {
 type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
 
 /// Starts `witness serve` on `dir`'s store (logging to `dir/server.log`).
-fn spawn(dir: &std::path::Path, extra: &[&str]) -> (Server, u16, std::path::PathBuf, Lines) {
+fn spawn(dir: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> (Server, u16, std::path::PathBuf, Lines) {
     let port = free_port();
     let log = dir.join("server.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_witness"))
+    let witness = env!("CARGO_BIN_EXE_witness");
+    let mut command = match wrapper {
+        [] => Command::new(witness),
+        [program, args @ ..] => {
+            let mut c = Command::new(program);
+            c.args(args).arg(witness);
+            c
+        }
+    };
+    let mut child = command
         .current_dir(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
@@ -102,7 +117,7 @@ impl Served {
         let Served { _turn, _server, _dir, passwords, printed, .. } = self;
         drop(_server);
         between(_dir.path());
-        let (server, port, log, lines) = spawn(_dir.path(), &[]);
+        let (server, port, log, lines) = spawn(_dir.path(), &[], &[]);
         std::thread::spawn(move || lines.for_each(drop));
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -420,7 +435,7 @@ fn over_https_a_video_call_works_and_over_plain_http_the_pages_say_calls_need_ht
     served.base = format!("https://witness.test:{}", served.port);
     // The same pages over plain HTTP on a name that is not localhost.
     let plain_dir = tempfile::tempdir().unwrap();
-    let (_plain, plain_port, _, mut plain_lines) = spawn(plain_dir.path(), &[]);
+    let (_plain, plain_port, _, mut plain_lines) = spawn(plain_dir.path(), &[], &[]);
     // Ready once it printed its pages' addresses.
     assert!(plain_lines.by_ref().map_while(Result::ok).any(|l| l.starts_with("Customer page")));
     std::thread::spawn(move || plain_lines.for_each(drop));
@@ -437,6 +452,83 @@ fn over_https_a_video_call_works_and_over_plain_http_the_pages_say_calls_need_ht
 
 /// The admin console edits the time zone, retention, the QA form and rules
 /// and the dual-recording scripts, errors beside each control.
+/// The disk fills up during a recorded call and an upload (issue 29, item
+/// 5): the recordings and the uploads on small tmpfs mounts of the
+/// server's own (a user and mount namespace: `unshare`, no privileges
+/// needed), the store beside them with room to spare. The agent is told the
+/// recording was interrupted, the customer that the file was not stored;
+/// the chat goes on; the record says what was lost; every segment on
+/// record is whole; nothing half-written is left in the uploads.
+#[test]
+fn when_the_disk_fills_up_recordings_and_uploads_fail_clearly_and_the_chat_goes_on() {
+    let mount = "mkdir -p data/recordings data/uploads \
+        && mount -t tmpfs -o size=512k witness-recordings data/recordings \
+        && mount -t tmpfs -o size=256k witness-uploads data/uploads \
+        && exec \"$0\" \"$@\"";
+    let wrapper = ["unshare", "--user", "--map-root-user", "--mount", "--", "sh", "-c", mount];
+    let served = serve_in(&wrapper, &["--record-calls"]);
+    run_script(&served, "diskfull.mjs", &[]);
+
+    // What the server sees, mounts and all, while it runs.
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root", served._server.0.id()))
+        .join(served._dir.path().strip_prefix("/").unwrap())
+        .join("data");
+    let addr = format!("127.0.0.1:{}", served.port);
+    let login = format!(r#"{{"tenant":"demo","login":"compliance","password":"{}"}}"#, served.passwords["compliance"]);
+    let (status, answer) = common::http(&addr, "POST", "/api/login", None, &login);
+    assert_eq!(status, 200, "{answer}");
+    let token = answer["token"].as_str().unwrap().to_owned();
+    // The recorders' last reports arrive as they close after the hang-up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let trail = loop {
+        let (status, trail) = common::http(&addr, "GET", "/api/audit?limit=1000", Some(&token), "");
+        assert_eq!(status, 200, "{trail}");
+        let text = trail.to_string();
+        if text.contains("CallEnded") && text.contains("RecordingStopped") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(trail.contains("RecordingInterrupted"), "no interruption on record:\n{trail}");
+    assert!(trail.contains("No space left"), "the record does not say why:\n{trail}");
+    // Every segment on record is there, whole (its hash), and the log's chain holds.
+    let verify = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_witness"))
+            .current_dir(served._dir.path())
+            .args(args)
+            .env("WITNESS_DATABASE_URL", format!("sqlite://{}/w.db", served._dir.path().display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    verify(&["verify".as_ref()]);
+    let recordings = inside.join("recordings");
+    let checked =
+        verify(&["verify".as_ref(), "--recordings".as_ref(), "--recordings-dir".as_ref(), recordings.as_os_str()]);
+    eprintln!("{checked}");
+    // Nothing half-written in the uploads: no temporary file left.
+    let mut left = Vec::new();
+    let mut dirs = vec![inside.join("uploads")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if entry.file_name().to_string_lossy().contains(".tmp") {
+                left.push(path);
+            }
+        }
+    }
+    assert!(left.is_empty(), "half-written uploads left behind: {left:?}");
+    assert!(read(&served.log).contains("writing an upload"), "the full disk is logged");
+}
+
 #[test]
 fn the_admin_sets_time_zone_retention_qa_and_scripts_on_the_console_with_errors_beside_each_control() {
     let served = serve(&[]);

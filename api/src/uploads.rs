@@ -193,7 +193,13 @@ impl UploadStore {
             .expect("upload task")
             .map_err(|e| {
                 tracing::error!(error = %e, "writing an upload");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the upload store is unavailable")
+                match e.kind() {
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ApiError::new(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "the server's storage is full: the file was not stored (the conversation goes on)",
+                    ),
+                    _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the upload store is unavailable"),
+                }
             })?;
         Ok((Sha256Hex::try_from(hash).expect("a SHA-256 in hex"), media_type))
     }
@@ -331,17 +337,33 @@ fn write_once(path: &Path, bytes: &[u8], media_type: &str) -> std::io::Result<()
             }
         }
     }
-    atomic_write(path, bytes)
+    atomic_write(path, bytes).inspect_err(|_| {
+        // A thumbnail without its file would be an orphan no sweep finds.
+        let _ = std::fs::remove_file(thumb_path(path));
+    })
 }
 
 fn thumb_path(path: &Path) -> PathBuf {
     path.with_extension("thumb.png")
 }
 
+/// Writes `bytes` to a temporary name, flushes them to the disk, then
+/// renames: a crash leaves the whole file or none, and a failed write (a
+/// full disk) leaves nothing behind.
 fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// The attachments of a message, completed from the store: the client

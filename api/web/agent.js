@@ -78,6 +78,7 @@ function on(e) {
   if (e.event_type === "MediaStateChanged" && callClient?.session === sid && p.participant_id !== me) peerDevice(p);
   if (e.event_type === "RecordingStarted" && callClient?.session === sid) { recording = true; drawCall(); }
   if (e.event_type === "RecordingStopped" && callClient?.session === sid) { recording = false; drawCall(); }
+  if (e.event_type === "RecordingInterrupted" && callClient?.session === sid) recordingInterrupted(p);
   if (e.event_type.startsWith("DualRecordingStep") && callClient?.session === sid) dualRefresh();
   if (sid === current && ["RecordingStopped", "RecordingComposited"].includes(e.event_type)) showRecordings();
   if (sid === current) {
@@ -100,7 +101,16 @@ function callOff() {
   recording = false;
   peerDevices.clear();
   $("peer-state").textContent = "";
+  $("recording-state").textContent = "";
   $("call").classList.add("hidden");
+}
+
+// A track's recording failed (a full disk, a write error): the agent is
+// told at once, in words; the event keeps the server's own error.
+function recordingInterrupted(p) {
+  const why = /no space left|storage full|quota/i.test(p.error) ? "the server's storage is full" : "the server could not write it";
+  const then = p.resumed ? "it goes on in a new file; part is missing" : "this track is no longer being recorded; tell your supervisor";
+  $("recording-state").textContent = `Recording interrupted (${why}): ${then}.`;
 }
 
 // The customer's devices as the call goes: "camera blocked", "muted".
