@@ -1190,8 +1190,10 @@ impl SelftestCall {
                 context_summary: "witness media loopback".into(),
                 priority: 0,
             },
-            C::Offer { offer_id, agent_id: call.agent, expires_at: now + chrono::Duration::minutes(1) },
-            C::AcceptOffer { offer_id, agent_id: call.agent, at: now },
+            // Assigned in one command: a server serving this store meanwhile
+            // (a backup drill) withdrew an offer to this made-up agent
+            // before it could be accepted.
+            C::Assign { offer_id, agent_id: call.agent, at: now },
             C::StartCall { agent_id: call.agent, call_id: call.call, kind: CallKind::Video },
             C::StartRecording { recording_id: call.recording, reason: RecordingReason::OnDemand },
         ];

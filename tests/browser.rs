@@ -535,6 +535,16 @@ fn the_admin_sets_time_zone_retention_qa_and_scripts_on_the_console_with_errors_
     run_script(&served, "admin.mjs", &[]);
 }
 
+/// Chinese first (issue 30): the customer page in the demo tenant's
+/// default language, zh-CN, with no English but names and data from
+/// arrival through the bot, an agent and a video call; the language switch
+/// brings the same conversation up in English.
+#[test]
+fn the_customer_page_speaks_chinese_by_default_and_switches_to_english_keeping_the_conversation() {
+    let served = serve(&[]);
+    run_script(&served, "zh.mjs", &[]);
+}
+
 /// A camera (then a camera and a microphone, in WeChat) refused: advice
 /// for the browser, the call or the chat goes on, the agent is told.
 #[test]

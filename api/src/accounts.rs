@@ -137,6 +137,9 @@ pub(crate) struct LoginAnswer {
     /// The tenant's time zone, as minutes east of UTC: the pages show
     /// every time in it.
     utc_offset_minutes: i32,
+    /// The tenant's default language (`zh-CN`, `en`): the pages switch to
+    /// it unless the person chose one.
+    locale: String,
 }
 
 /// One answer for every failure, so that a caller cannot probe which
@@ -157,12 +160,12 @@ async fn login(
     if let Some(ip) = peer {
         throttles.logins.take(&ip).map_err(|s| crate::limits::refuse("login attempts from this address", s))?;
     }
-    let (tenant, user, utc_offset_minutes) = match req.tenant.parse::<TenantId>() {
+    let (tenant, user, utc_offset_minutes, locale) = match req.tenant.parse::<TenantId>() {
         Ok(tenant) => {
             let known = directory(&state.store, &tenant).await?;
-            (Some(tenant), known.users.get(&req.login).cloned(), known.utc_offset_minutes())
+            (Some(tenant), known.users.get(&req.login).cloned(), known.utc_offset_minutes(), known.locale().to_owned())
         }
-        Err(_) => (None, None, 0),
+        Err(_) => (None, None, 0, String::new()),
     };
     let failures_key = tenant.clone().map(|t| (t, req.login.clone()));
     if let Some(key) = &failures_key {
@@ -200,6 +203,7 @@ async fn login(
         role: user.role,
         display_name: user.display_name.clone(),
         utc_offset_minutes,
+        locale,
     }))
 }
 

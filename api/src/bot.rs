@@ -7,6 +7,8 @@
 //! otherwise an honest "not sure" with the offer of a human. A tenant with
 //! no FAQ imported has no answer above the threshold.
 
+use crate::i18n::Lang;
+
 /// What the bot decides to do with one customer message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BotReply {
@@ -21,9 +23,6 @@ pub enum BotReply {
 /// What a customer types to reach a person. Matched on the whole message,
 /// trimmed and case-folded, or as a word inside a short one.
 const HANDOFF_WORDS: &[&str] = &["人工", "转人工", "人工客服", "agent", "human", "person", "operator"];
-
-pub const NOT_SURE: &str =
-    "I'm not sure I can answer that. Would you like to talk to a person? Type \"human\" or press the button.";
 
 /// Whether `text` asks for a person.
 pub fn asks_for_human(text: &str) -> bool {
@@ -40,14 +39,15 @@ pub fn asks_for_human(text: &str) -> bool {
                 .any(|w| ["agent", "human", "person", "operator"].contains(&w)))
 }
 
-/// The bot's reply to `text`, given the knowledge base's best hit.
-pub fn reply(text: &str, best: Option<(String, String, f64)>, threshold: f64) -> BotReply {
+/// The bot's reply to `text`, given the knowledge base's best hit; when it
+/// is not sure, it says so in `lang`.
+pub fn reply(text: &str, best: Option<(String, String, f64)>, threshold: f64, lang: Lang) -> BotReply {
     if asks_for_human(text) {
         return BotReply::Handoff;
     }
     match best {
         Some((faq_id, answer, score)) if score >= threshold => BotReply::Answer { text: answer, faq_id, score },
-        _ => BotReply::NotSure { text: NOT_SURE.to_owned() },
+        _ => BotReply::NotSure { text: lang.text("server.bot_not_sure").to_owned() },
     }
 }
 
@@ -71,11 +71,17 @@ mod tests {
     #[test]
     fn an_answer_below_the_threshold_is_not_given() {
         let hit = Some(("faq-1".to_owned(), "The fee is waived.".to_owned(), 0.4));
-        assert!(matches!(reply("annual fee?", hit.clone(), 0.5), BotReply::NotSure { .. }));
         assert_eq!(
-            reply("annual fee?", hit, 0.3),
+            reply("annual fee?", hit.clone(), 0.5, Lang::ZhCn),
+            BotReply::NotSure { text: Lang::ZhCn.text("server.bot_not_sure").into() }
+        );
+        assert!(
+            matches!(reply("annual fee?", hit.clone(), 0.5, Lang::En), BotReply::NotSure { text } if text.starts_with("I'm not sure"))
+        );
+        assert_eq!(
+            reply("annual fee?", hit, 0.3, Lang::En),
             BotReply::Answer { text: "The fee is waived.".into(), faq_id: "faq-1".into(), score: 0.4 }
         );
-        assert_eq!(reply("转人工", None, 0.5), BotReply::Handoff);
+        assert_eq!(reply("转人工", None, 0.5, Lang::En), BotReply::Handoff);
     }
 }

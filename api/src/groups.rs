@@ -183,6 +183,7 @@ struct WaitView {
 async fn wait(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    crate::i18n::Asked(lang): crate::i18n::Asked,
     Path(id): Path<String>,
 ) -> Result<Json<WaitView>, ApiError> {
     let s = crate::sessions::load(&state, &caller, &id).await?;
@@ -214,13 +215,10 @@ async fn wait(
     } else if !open {
         group.and_then(|g| g.hours.as_ref()).map(|h| h.closed_message.clone())
     } else if online == 0 {
-        Some(format!(
-            "No one in {label} is available right now. You can wait, or leave a message and we will get back to you."
-        ))
+        Some(lang.format("server.nobody_available", &[("group", &label)]))
     } else {
-        group.and_then(|g| g.message_after_secs).filter(|after| waited >= u64::from(*after)).map(|_| {
-            "Sorry for the wait. You can keep waiting, or leave a message and we will get back to you.".to_owned()
-        })
+        let after = group.and_then(|g| g.message_after_secs);
+        after.filter(|after| waited >= u64::from(*after)).map(|_| lang.text("server.sorry_for_the_wait").to_owned())
     };
     Ok(Json(WaitView {
         queued,

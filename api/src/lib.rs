@@ -41,6 +41,7 @@ mod error;
 pub mod face;
 pub mod fields;
 pub mod groups;
+pub mod i18n;
 pub mod kb;
 pub mod limits;
 pub mod live;
@@ -60,14 +61,15 @@ pub mod uploads;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use witness_engine::EventStore;
 use witness_projections::Projector;
+use witness_schemas::TenantId;
 
 pub use error::{ApiError, Body};
 
@@ -97,8 +99,52 @@ const SCRIPTS: &[(&str, &str)] = &[
 /// `web/vendor/chart.js-LICENSE.md`): the supervisor dashboard's charts.
 const CHART_JS: &str = include_str!("../web/vendor/chart.umd.min.js");
 
-async fn page(html: &'static str) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
+/// A page: its template, the languages it is written in so far (the first
+/// the default), and the catalog keys its scripts use.
+struct Page {
+    template: &'static str,
+    languages: &'static [i18n::Lang],
+    prefixes: &'static [&'static str],
+}
+
+const CUSTOMER: Page =
+    Page { template: CUSTOMER_PAGE, languages: &i18n::Lang::ALL, prefixes: &["common.", "call.", "customer."] };
+/// The staff pages, English until their texts are in the catalogs.
+const STAFF: [i18n::Lang; 1] = [i18n::Lang::En];
+const AGENT: Page = Page { template: AGENT_PAGE, languages: &STAFF, prefixes: &["common.", "call."] };
+const ADMIN: Page = Page { template: ADMIN_PAGE, languages: &STAFF, prefixes: &["common."] };
+const SUPERVISOR: Page = Page { template: SUPERVISOR_PAGE, languages: &STAFF, prefixes: &["common."] };
+
+#[derive(Deserialize)]
+struct PageQuery {
+    lang: Option<String>,
+    tenant: Option<String>,
+}
+
+/// Serves `page` in the language asked for (`?lang=`), else the tenant's
+/// (`?tenant=`, the customer page's; `demo` when absent, as the page
+/// assumes), else the browser's (`Accept-Language`), else the page's first.
+async fn page(state: &AppState, page: &Page, query: PageQuery, headers: &HeaderMap) -> Response {
+    let speaks = |lang: &i18n::Lang| page.languages.contains(lang);
+    let asked = query.lang.as_deref().and_then(i18n::Lang::from_tag).filter(speaks);
+    let tenant = async {
+        let tenant: TenantId = query.tenant.as_deref().unwrap_or("demo").parse().ok()?;
+        let known = accounts::directory(&state.store, &tenant).await.ok()?;
+        known.exists().then(|| i18n::Lang::from_tag(known.locale())).flatten().filter(speaks)
+    };
+    let browser = || {
+        let header = headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?;
+        i18n::Lang::from_accept_language(header).filter(speaks)
+    };
+    let lang = match asked {
+        Some(lang) => lang,
+        None => match tenant.await {
+            Some(lang) => lang,
+            None => browser().unwrap_or(page.languages[0]),
+        },
+    };
+    let html = i18n::render_page(page.template, lang, page.prefixes);
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html).into_response()
 }
 
 /// The largest JSON body a route takes (uploads and FAQ imports have their own limits).
@@ -262,10 +308,22 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::guarded))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/ws", get(live::ws))
-        .route("/", get(|| page(CUSTOMER_PAGE)))
-        .route("/agent", get(|| page(AGENT_PAGE)))
-        .route("/admin", get(|| page(ADMIN_PAGE)))
-        .route("/supervisor", get(|| page(SUPERVISOR_PAGE)))
+        .route(
+            "/",
+            get(|State(s): State<AppState>, Query(q), h: HeaderMap| async move { page(&s, &CUSTOMER, q, &h).await }),
+        )
+        .route(
+            "/agent",
+            get(|State(s): State<AppState>, Query(q), h: HeaderMap| async move { page(&s, &AGENT, q, &h).await }),
+        )
+        .route(
+            "/admin",
+            get(|State(s): State<AppState>, Query(q), h: HeaderMap| async move { page(&s, &ADMIN, q, &h).await }),
+        )
+        .route(
+            "/supervisor",
+            get(|State(s): State<AppState>, Query(q), h: HeaderMap| async move { page(&s, &SUPERVISOR, q, &h).await }),
+        )
         .route("/web/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
         .route("/web/favicon.svg", get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON) }))
         .merge(scripts)

@@ -321,6 +321,7 @@ struct Sent {
 async fn message(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    crate::i18n::Asked(lang): crate::i18n::Asked,
     Path(id): Path<String>,
     Body(mut content): Body<MessageContent>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
@@ -353,7 +354,7 @@ async fn message(
     let mut version = run(&state, &caller, s.id, command).await?;
     let mut bot = None;
     if let Some(text) = for_bot {
-        match bot_turn(&state, &caller, &s, &text).await? {
+        match bot_turn(&state, &caller, &s, &text, lang).await? {
             Some((v, what)) => {
                 version = v;
                 bot = Some(what);
@@ -375,13 +376,14 @@ pub(crate) async fn bot_turn(
     caller: &Claims,
     session: &Loaded,
     text: &str,
+    lang: crate::i18n::Lang,
 ) -> Result<Option<(u64, &'static str)>, ApiError> {
     let id = session.id;
     let bot_actor = Actor::new(ActorKind::Bot, "kb");
     let stream = StreamId::session(id);
     let best = state.kb.search(&state.store, &caller.t, text, 1).await?.into_iter().next();
     let best = best.map(|h| (h.id, h.answer, h.confidence));
-    let (command, what) = match bot::reply(text, best, state.bot_threshold) {
+    let (command, what) = match bot::reply(text, best, state.bot_threshold, lang) {
         // The session as loaded before this message serves: the handoff's
         // summary skips messages that ask for a human, as this one does.
         BotReply::Handoff => (handoff(&session.state, "customer asked for a human"), "handoff"),

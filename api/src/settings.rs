@@ -1,6 +1,7 @@
-//! The tenant's settings every page needs: its time zone (`GET
-//! /api/settings`; an admin sets it with `PUT /api/admin/time-zone`, a
-//! `TimeZoneSet` event). Until a tenant sets one, Beijing time.
+//! The tenant's settings every page needs (`GET /api/settings`): its time
+//! zone (an admin sets it with `PUT /api/admin/time-zone`, a `TimeZoneSet`
+//! event; until then Beijing time) and its default language (`PUT
+//! /api/admin/locale`, a `TenantLocaleSet` event; until then `zh-CN`).
 
 use axum::extract::State;
 use axum::routing::{get, put};
@@ -13,7 +14,10 @@ use crate::auth::Caller;
 use crate::{ApiError, AppState, Body};
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/settings", get(show)).route("/api/admin/time-zone", put(set_time_zone))
+    Router::new()
+        .route("/api/settings", get(show))
+        .route("/api/admin/time-zone", put(set_time_zone))
+        .route("/api/admin/locale", put(set_locale))
 }
 
 #[derive(Serialize)]
@@ -24,6 +28,8 @@ struct Settings {
     time_zone: String,
     /// False while the tenant has set none (Beijing time).
     time_zone_set_by_tenant: bool,
+    /// The tenant's default language: `zh-CN` (until set) or `en`.
+    locale: String,
 }
 
 /// `UTC+08:00` for 480 minutes east of UTC.
@@ -40,6 +46,7 @@ async fn of(state: &AppState, tenant: &TenantId) -> Result<Settings, ApiError> {
         utc_offset_minutes,
         time_zone: zone_label(utc_offset_minutes),
         time_zone_set_by_tenant: known.time_zone.is_some(),
+        locale: known.locale().to_owned(),
     })
 }
 
@@ -63,6 +70,24 @@ async fn set_time_zone(
 ) -> Result<Json<Settings>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = TenantCommand::SetTimeZone(body.utc_offset_minutes);
+    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    Ok(Json(of(&state, &caller.t).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetLocale {
+    locale: String,
+}
+
+/// `PUT /api/admin/locale {locale}` (admins): `zh-CN` or `en`.
+async fn set_locale(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<SetLocale>,
+) -> Result<Json<Settings>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let command = TenantCommand::SetLocale(body.locale);
     crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(of(&state, &caller.t).await?))
 }

@@ -16,6 +16,7 @@ use witness_schemas::*;
 
 use super::*;
 use crate::auth::{Claims, TokenKeys};
+use crate::i18n::Lang;
 
 const PASSWORD: &str = "correct horse battery";
 /// Small, so that the oversized-upload test stays small.
@@ -468,7 +469,7 @@ async fn a_customer_goes_from_the_bot_to_an_agent_and_the_audit_trail_shows_it_a
     let (customer, id) = w.session("acme", "How is the annual fee of my Gold card charged?").await;
     let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
     assert_eq!(types(&view), ["SessionStarted", "CustomerMessage", "BotMessage"]);
-    assert_eq!(view["events"][2]["payload"]["content"]["text"], bot::NOT_SURE);
+    assert_eq!(view["events"][2]["payload"]["content"]["text"], Lang::ZhCn.text("server.bot_not_sure"));
     let sent =
         w.post(&format!("/api/sessions/{id}/messages"), &customer, json!({ "kind": "text", "text": "转人工" })).await;
     assert_eq!(sent["bot"], "handoff");
@@ -548,11 +549,11 @@ async fn the_bot_answers_from_the_tenants_faq_and_is_honest_when_it_does_not_kno
     }
     let (customer, id) = w.session("acme", "Will it rain in Shanghai tomorrow?").await;
     let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
-    assert_eq!(view["events"][2]["payload"]["content"]["text"], bot::NOT_SURE);
+    assert_eq!(view["events"][2]["payload"]["content"]["text"], Lang::ZhCn.text("server.bot_not_sure"));
     // The other tenant's FAQ is not this one's.
     let (customer, id) = w.session("globex", "How is the annual fee charged?").await;
     let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
-    assert_eq!(view["events"][2]["payload"]["content"]["text"], bot::NOT_SURE);
+    assert_eq!(view["events"][2]["payload"]["content"]["text"], Lang::ZhCn.text("server.bot_not_sure"));
 }
 
 #[tokio::test]
@@ -1184,6 +1185,10 @@ async fn every_response_carries_a_csp_and_the_pages_have_no_inline_script() {
         let html = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         for script in html.split("<script").skip(1) {
             let tag = &script[..script.find('>').unwrap()];
+            // The page's texts (`i18n`) are data, which a browser never runs.
+            if tag == " type=\"application/json\" id=\"i18n\"" {
+                continue;
+            }
             assert!(tag.contains(" src=\"/web/"), "{page} has an inline script: <script{tag}>");
             assert!(script[script.find('>').unwrap() + 1..].trim_start().starts_with("</script>"), "{page}");
         }
@@ -1528,7 +1533,7 @@ mod websocket {
         // …then the customer asked for a person, before the bot answered.
         w.post(&format!("/api/sessions/{id}/human"), &customer, json!({})).await;
         let before = w.events().await;
-        let turn = sessions::bot_turn(&w.state, &claims, &loaded, "what is the annual fee?").await;
+        let turn = sessions::bot_turn(&w.state, &claims, &loaded, "what is the annual fee?", Lang::En).await;
         assert!(matches!(turn, Ok(None)), "the bot's turn is skipped, not an error: {turn:?}");
         assert_eq!(w.events().await, before, "the bot says nothing once the session left it");
         // Over HTTP, a message now (queued) is kept and answered 201.
@@ -1559,7 +1564,7 @@ mod websocket {
             (Some(true), Some(1), Some(0)),
             "{wait}"
         );
-        assert!(wait["notice"].as_str().unwrap().contains("No one in cards is available"), "{wait}");
+        assert_eq!(wait["notice"], Lang::ZhCn.format("server.nobody_available", &[("group", "cards")]), "{wait}");
         assert_eq!(wait["can_leave_message"], true);
         assert!(wait.get("estimated_wait_secs").is_none(), "no estimate with nobody online: {wait}");
 
@@ -1724,6 +1729,84 @@ mod websocket {
         let login = json!({ "tenant": "acme", "login": "agent", "password": PASSWORD });
         let (status, answer) = w.call(Method::POST, "/api/login", None, Some(login)).await;
         assert_eq!((status, answer["utc_offset_minutes"].as_i64()), (StatusCode::OK, Some(-300)), "{answer}");
+    }
+
+    /// Chinese first (issue 30): the customer page in the tenant's default
+    /// language (`zh-CN` until an admin sets another), unless `?lang=` asks
+    /// (or, for a tenant the server does not know, the browser's
+    /// `Accept-Language`); `<html lang>` says which, every `{{key}}` of the
+    /// template is filled in. Sign-in and settings tell the default; a
+    /// language Witness does not speak writes nothing. The bot's "not sure"
+    /// is in the language the page asks in.
+    #[tokio::test]
+    async fn pages_and_the_bot_speak_the_tenants_language_unless_asked_for_another() {
+        let w = World::new().await;
+        let page = |uri: &str, accept: Option<&str>| {
+            let mut request = Request::get(uri);
+            if let Some(accept) = accept {
+                request = request.header("accept-language", accept);
+            }
+            let app = app(w.state.clone());
+            async move {
+                let response = app.oneshot(request.body(HttpBody::empty()).unwrap()).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+            }
+        };
+        let zh = page("/?tenant=acme", Some("en-US,en;q=0.9")).await;
+        assert!(zh.contains("<html lang=\"zh-CN\">"), "the tenant's default before the browser's");
+        assert!(zh.contains(&format!("<h1>{}</h1>", Lang::ZhCn.text("customer.title"))), "{zh}");
+        assert!(!zh.contains("{{"), "a key left unfilled: {zh}");
+        let en = page("/?tenant=acme&lang=en", None).await;
+        assert!(en.contains("<html lang=\"en\">") && en.contains("<h1>Customer service</h1>"), "{en}");
+        let stranger = page("/?tenant=nobody-here", Some("fr, en;q=0.5")).await;
+        assert!(stranger.contains("<html lang=\"en\">"), "an unknown tenant: the browser's language");
+        let fallback = page("/?tenant=nobody-here&lang=fr", Some("de")).await;
+        assert!(fallback.contains("<html lang=\"zh-CN\">"), "nothing Witness speaks: Chinese");
+
+        let admin = w.token("acme", Role::Admin).to_owned();
+        assert_eq!(w.get("/api/settings", &admin).await["locale"], "zh-CN");
+        let before = w.events().await;
+        for bad in [json!({ "locale": "fr" }), json!({ "locale": "zh" }), json!({ "lang": "en" })] {
+            let (status, body) = w.call(Method::PUT, "/api/admin/locale", Some(&admin), Some(bad.clone())).await;
+            assert!(status.is_client_error() && body["error"].is_string(), "{bad} → {status} {body}");
+        }
+        let agent = w.token("acme", Role::Agent).to_owned();
+        let (status, _) = w.call(Method::PUT, "/api/admin/locale", Some(&agent), Some(json!({ "locale": "en" }))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(w.events().await, before, "a refused language writes nothing");
+        let (status, body) =
+            w.call(Method::PUT, "/api/admin/locale", Some(&admin), Some(json!({ "locale": "en" }))).await;
+        assert_eq!((status, body["locale"].as_str()), (StatusCode::OK, Some("en")), "{body}");
+        assert!(page("/?tenant=acme", Some("zh-CN")).await.contains("<html lang=\"en\">"));
+        let login = json!({ "tenant": "acme", "login": "agent", "password": PASSWORD });
+        let (_, answer) = w.call(Method::POST, "/api/login", None, Some(login)).await;
+        assert_eq!(answer["locale"], "en", "{answer}");
+
+        // The bot's "not sure" in the language the customer's page asks in.
+        let customer = w.visitor("acme").await;
+        let started = w.post("/api/sessions", &customer, json!({ "business_type": "cards" })).await;
+        let id = started["session_id"].as_str().unwrap().to_owned();
+        let say = |accept: &'static str| {
+            let request = Request::post(format!("/api/sessions/{id}/messages"))
+                .header("authorization", format!("Bearer {customer}"))
+                .header("content-type", "application/json")
+                .header("accept-language", accept)
+                .body(HttpBody::from(json!({ "kind": "text", "text": "明天会下雨吗？" }).to_string()))
+                .unwrap();
+            w.raw(request)
+        };
+        say("en").await;
+        say("zh-CN").await;
+        let view = w.get(&format!("/api/sessions/{id}"), &customer).await;
+        let said: Vec<&str> = view["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event_type"] == "BotMessage")
+            .map(|e| e["payload"]["content"]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(said, [Lang::En.text("server.bot_not_sure"), Lang::ZhCn.text("server.bot_not_sure")]);
     }
 
     /// Transfers go only to groups that exist (issue 28, item 3): the

@@ -3,6 +3,7 @@
 // browser sends (it offers, the server answers; a screen share is a new
 // offer), `sub` what it receives (the server offers, it answers). Signaling
 // rides the page's /api/ws socket as `media.*` messages (see api/src/calls.rs).
+import { t } from "/web/common.js";
 
 const GATHER_MS = 3000;
 
@@ -20,7 +21,7 @@ function gathered(pc) {
 // Null on a secure page (HTTPS, or localhost); else why a call here cannot
 // use the camera or the microphone: browsers give them to secure pages only.
 export function insecureAdvice(secure = window.isSecureContext && Boolean(navigator.mediaDevices)) {
-  return secure ? null : "通话需要 HTTPS：请通过 https:// 地址打开本页（浏览器只在安全页面上允许使用摄像头和麦克风），文字交流不受影响。Calls need HTTPS: open this page at its https:// address — browsers allow the camera and microphone on secure pages only. Chat works as it is.";
+  return secure ? null : t("call.needs_https");
 }
 
 // The microphone (and camera if `video`), each left out if refused:
@@ -44,22 +45,20 @@ async function capture(video) {
 }
 
 // What to tell a person whose browser was refused `blocked` devices, for
-// their browser (WeChat's in-app browser, iOS, Chrome, Firefox), in
-// Chinese and English; null if nothing was refused.
+// their browser (WeChat's in-app browser, iOS, Chrome, Firefox), in the
+// page's language; null if nothing was refused.
 export function deviceAdvice(blocked, userAgent = navigator.userAgent) {
   const devices = Object.keys(blocked);
   if (!devices.length) return null;
-  const names = devices.map((d) => (d === "mic" ? "麦克风 microphone" : "摄像头 camera")).join(" / ");
+  const names = devices.map((d) => t(d === "mic" ? "call.microphone" : "call.camera_device")).join(t("call.devices_and"));
   const errors = Object.values(blocked).map((e) => e?.name);
   if (errors.every((n) => n === "InsecureContext")) return insecureAdvice(false);
-  if (errors.every((n) => n === "NotFoundError")) return `未找到${names}。No ${names} found: the call goes on without it; you can keep chatting.`;
-  if (errors.every((n) => n === "NotReadableError")) return `${names}正被其他应用使用。The ${names} is in use by another app: close it and turn the device on again.`;
-  let how;
-  if (/MicroMessenger/i.test(userAgent)) how = "在微信中：点右上角「···」选择「在浏览器打开」，或在手机「设置」中允许微信使用相机和麦克风。In WeChat: tap ··· and open this page in your browser, or allow WeChat the camera and microphone in your phone's Settings.";
-  else if (/iPhone|iPad/i.test(userAgent)) how = "在「设置 › Safari › 相机/麦克风」中选择「允许」，然后刷新本页。In Settings › Safari › Camera / Microphone choose Allow, then reload this page.";
-  else if (/Firefox/i.test(userAgent)) how = "点地址栏中被划掉的摄像头图标，允许后重试。Click the crossed-out camera icon in the address bar, allow, then try again.";
-  else how = "点地址栏左侧的锁形图标，将摄像头和麦克风设为「允许」，然后重试。Click the lock icon left of the address, set Camera and Microphone to Allow, then try again.";
-  return `${names}未获允许，通话将在没有它的情况下继续，您也可以继续文字交流。The ${names} was not allowed: the call goes on without it and you can keep chatting. ${how}`;
+  if (errors.every((n) => n === "NotFoundError")) return t("call.not_found", { devices: names });
+  if (errors.every((n) => n === "NotReadableError")) return t("call.in_use", { devices: names });
+  const how = /MicroMessenger/i.test(userAgent) ? "call.how_wechat"
+    : /iPhone|iPad/i.test(userAgent) ? "call.how_ios"
+      : /Firefox/i.test(userAgent) ? "call.how_firefox" : "call.how_chrome";
+  return t("call.not_allowed", { devices: names, how: t(how) });
 }
 
 export class CallClient {
@@ -268,13 +267,13 @@ export function callControls(current, show, extra = () => {}) {
   // The same buttons on every page, around the page's own (#call-buttons).
   const button = (id, text, secondary = true) =>
     Object.assign(document.createElement("button"), { id, textContent: text, className: secondary ? "secondary" : "" });
-  $("call-buttons").prepend(button("mic", "Mute"), button("cam", "Camera"), button("switch-cam", "Switch camera"), button("screen", "Share screen"));
-  $("call-buttons").append(button("hang-up", "Hang up", false));
+  $("call-buttons").prepend(button("mic", t("call.mute")), button("cam", t("call.camera")), button("switch-cam", t("call.switch_camera")), button("screen", t("call.share_screen")));
+  $("call-buttons").append(button("hang-up", t("call.hang_up"), false));
   const draw = () => {
     const s = current()?.senders || {};
-    $("mic").textContent = s.mic?.track?.enabled === false ? "Unmute" : "Mute";
-    $("cam").textContent = !s.camera ? "Camera on" : s.camera.track?.enabled === false ? "Camera on" : "Camera off";
-    $("screen").textContent = s.screen ? "Stop sharing" : "Share screen";
+    $("mic").textContent = t(s.mic?.track?.enabled === false ? "call.unmute" : "call.mute");
+    $("cam").textContent = t(!s.camera || s.camera.track?.enabled === false ? "call.camera_on" : "call.camera_off");
+    $("screen").textContent = t(s.screen ? "call.stop_sharing" : "call.share_screen");
     extra();
   };
   $("mic").onclick = () => current()?.toggle("mic");

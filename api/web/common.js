@@ -1,11 +1,36 @@
-// What the pages share: calling the API, and showing a message's content.
+// What the pages share: their language, calling the API, and showing a
+// message's content.
+
+// The page's language (`<html lang>`, chosen by the server) and its texts:
+// the catalog's (api/i18n/LANG.json) for this page's keys, put in the page
+// as JSON by the server.
+export const lang = document.documentElement.lang;
+const texts = JSON.parse(document.getElementById("i18n")?.textContent || "{}");
+
+// The text of catalog `key`, each `{name}` replaced by `values[name]`.
+export function t(key, values = {}) {
+  return Object.entries(values).reduce((text, [name, value]) => text.replaceAll(`{${name}}`, value), texts[key] ?? key);
+}
+
+// The header's language switch (#lang): the page again in the chosen
+// language (`?lang=`), everything else in its address kept.
+export function languageSwitch() {
+  const select = document.getElementById("lang");
+  if (!select) return;
+  select.value = lang;
+  select.onchange = () => {
+    const url = new URL(location.href);
+    url.searchParams.set("lang", select.value);
+    location.assign(url);
+  };
+}
 
 // Calls the API with `token` (if any); JSON in and out unless `type` says
-// otherwise. Rejects with the API's `error` text.
+// otherwise, in the page's language. Rejects with the API's `error` text.
 export async function call(token, method, path, body, type = "application/json") {
   const response = await fetch(path, {
     method,
-    headers: { "content-type": type, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: { "content-type": type, "accept-language": lang, ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body: body === undefined ? undefined : type === "application/json" ? JSON.stringify(body) : body,
   });
   const answer = await response.json().catch(() => ({}));
@@ -284,3 +309,4 @@ export function drawIcons(root = document) {
   for (const span of root.querySelectorAll("span[data-icon]")) span.replaceChildren(icon(span.dataset.icon));
 }
 drawIcons();
+languageSwitch();

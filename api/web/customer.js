@@ -1,4 +1,4 @@
-import { call, content, attachmentOf, liveSocket } from "/web/common.js";
+import { call, content, attachmentOf, liveSocket, t, lang } from "/web/common.js";
 import { CallClient, callControls, deviceAdvice, insecureAdvice } from "/web/call.js";
 // The customer's page: a visitor token, one session, live events over the
 // WebSocket. ?tenant=T&channel=C choose where the visitor comes from.
@@ -8,6 +8,8 @@ const channel = params.get("channel") || (matchMedia("(max-width: 600px)").match
 const $ = (id) => document.getElementById(id);
 let token, session, rating = 0, socket, callClient, ended = false, agentName = null;
 const seen = new Set();
+// Calls that ended (a reload's replay does not join them).
+const endedCalls = new Set();
 // Socket events wait until the first load has drawn the earlier ones.
 let loaded = false;
 const pending = [];
@@ -27,11 +29,14 @@ function line(cls, who, c) {
   $("chat").scrollTop = $("chat").scrollHeight;
 }
 
-function note(text) {
+// A notice in the conversation, at its end (or right after `after`).
+function note(text, after) {
   const div = document.createElement("div");
   div.className = "note";
   div.textContent = text;
-  $("chat").append(div);
+  if (after) after.after(div);
+  else $("chat").append(div);
+  return div;
 }
 
 // One event, whether it came over the socket or from the first load.
@@ -41,23 +46,27 @@ function render(e) {
   seen.add(id);
   const p = e.payload;
   switch (e.event_type) {
-    case "CustomerMessage": line("customer", "You", p.content); break;
-    case "BotMessage": line("bot", "Assistant", p.content); break;
-    case "AgentMessage": line("agent", agentName ?? "Agent", p.content); break;
+    case "CustomerMessage": line("customer", t("customer.you"), p.content); break;
+    case "BotMessage": line("bot", t("customer.assistant"), p.content); break;
+    case "AgentMessage": line("agent", agentName ?? t("customer.agent"), p.content); break;
     case "TransferRequested":
-      if (p.from?.kind === "agent") note(p.to?.kind === "group" ? `Your agent is transferring you to ${p.to.group}.` : "Your agent is transferring you to a colleague.");
+      if (p.from?.kind === "agent") note(p.to?.kind === "group" ? t("customer.transfer_to_group", { group: p.to.group }) : t("customer.transfer_to_colleague"));
       break;
-    case "SessionQueued": note("Connecting you to a person…"); $("human").disabled = true; waiting(true); break;
-    case "AgentAssigned": note("An agent has joined."); callButtons(true); waiting(false); introduce(); break;
-    case "CallStarted": note(`${p.kind === "video" ? "Video" : "Audio"} call started.`); callOn(p.kind === "video"); break;
-    case "CallEnded": note("Call ended."); callOff(); break;
-    case "RecordingStarted": note("This call is being recorded."); $("recording").classList.remove("hidden"); break;
-    case "RecordingStopped": note("Recording stopped."); $("recording").classList.add("hidden"); break;
+    case "SessionQueued": note(t("customer.connecting")); $("human").disabled = true; waiting(true); break;
+    case "AgentAssigned": callButtons(true); waiting(false); introduce(note(t("customer.agent_joined"))); break;
+    case "CallStarted":
+      note(t(p.kind === "video" ? "customer.video_call_started" : "customer.audio_call_started"));
+      // A reload replays a call that has since ended: nothing to join.
+      if (!ended && !endedCalls.has(p.call_id)) callOn(p.kind === "video");
+      break;
+    case "CallEnded": note(t("customer.call_ended")); callOff(); break;
+    case "RecordingStarted": note(t("customer.recording_started")); $("recording").classList.remove("hidden"); break;
+    case "RecordingStopped": note(t("customer.recording_stopped")); $("recording").classList.add("hidden"); break;
     case "DualRecordingStepStarted": case "DualRecordingStepCompleted": dual(); break;
     case "FaceVerificationRequested": $("face").classList.remove("hidden"); break;
     case "FaceVerificationCompleted": case "CallEnded": $("face").classList.add("hidden"); break;
     case "SessionEnded":
-      note(p.reason === "left_message" ? "Your message was saved; we will get back to you." : "The conversation has ended.");
+      note(t(p.reason === "left_message" ? "customer.message_saved" : "customer.ended"));
       ended = true;
       waiting(false);
       callButtons(false);
@@ -66,7 +75,7 @@ function render(e) {
       $("rate").classList.remove("hidden");
       $("restart").classList.remove("hidden");
       break;
-    case "SatisfactionRated": $("rate").classList.add("hidden"); note("Thank you for your rating."); break;
+    case "SatisfactionRated": $("rate").classList.add("hidden"); note(t("customer.thanks_rating")); break;
   }
 }
 
@@ -83,7 +92,7 @@ async function start() {
   if (saved) ({ token, session } = saved);
   else {
     ({ token } = await api("POST", "/api/visitors", { tenant, channel }));
-    ({ session_id: session } = await api("POST", "/api/sessions", { business_type: params.get("business") || "cards" }));
+    ({ session_id: session } = await api("POST", "/api/sessions", { business_type: params.get("business") || "cards", locale: lang }));
     sessionStorage.setItem(`witness-${tenant}`, JSON.stringify({ token, session }));
   }
   // Disabled until now: before the session exists a click would go nowhere
@@ -134,6 +143,8 @@ window.witnessSession = () => session;
 
 async function load() {
   const view = await api("GET", `/api/sessions/${session}`);
+  for (const e of view.events) if (e.event_type === "CallEnded") endedCalls.add(e.payload.call_id);
+  ended = view.events.some((e) => e.event_type === "SessionEnded");
   view.events.forEach(render);
   loaded = true;
   pending.splice(0).forEach(render);
@@ -172,23 +183,24 @@ $("human").onclick = () => api("POST", `/api/sessions/${session}/human`, {}).the
 let confirmEnd;
 $("end").onclick = () => {
   if (!confirmEnd) {
-    $("end").textContent = "Tap again to end";
+    $("end").textContent = t("customer.end_confirm");
     $("end").classList.add("confirm");
-    confirmEnd = setTimeout(() => { confirmEnd = null; $("end").textContent = "End"; $("end").classList.remove("confirm"); }, 5000);
+    confirmEnd = setTimeout(() => { confirmEnd = null; $("end").textContent = t("customer.end"); $("end").classList.remove("confirm"); }, 5000);
     return;
   }
   clearTimeout(confirmEnd);
   confirmEnd = null;
-  $("end").textContent = "End";
+  $("end").textContent = t("customer.end");
   $("end").classList.remove("confirm");
   api("POST", `/api/sessions/${session}/end`, {}).then(() => show(), show);
 };
-// Who is serving: the agent's name and work number, from the session.
-async function introduce() {
+// Who is serving: the agent's name and work number, from the session,
+// under the note that they joined.
+async function introduce(joined) {
   const view = await api("GET", `/api/sessions/${session}`).catch(() => null);
   if (!view?.agent) return;
   agentName = view.agent.display_name;
-  note(`${view.agent.display_name} (No. ${view.agent.work_number}) is serving you.`);
+  note(t("customer.serving", { name: view.agent.display_name, number: view.agent.work_number }), joined);
 }
 
 // While queued: the place in the queue, an estimate, and — with nobody to
@@ -201,8 +213,8 @@ function waiting(on) {
   const poll = async () => {
     const w = await api("GET", `/api/sessions/${session}/wait`).catch(() => null);
     if (!w?.queued) return;
-    const place = w.position ? `You are number ${w.position} in the queue.` : "You are in the queue.";
-    const estimate = w.estimated_wait_secs != null ? ` About ${Math.max(1, Math.round(w.estimated_wait_secs / 60))} min.` : "";
+    const place = w.position ? t("customer.queue_position", { n: w.position }) : t("customer.in_queue");
+    const estimate = w.estimated_wait_secs != null ? ` ${t("customer.about_minutes", { n: Math.max(1, Math.round(w.estimated_wait_secs / 60)) })}` : "";
     $("wait-text").textContent = `${place}${estimate}${w.notice ? ` ${w.notice}` : ""}`;
     $("leave").classList.toggle("hidden", !w.can_leave_message);
   };
@@ -212,10 +224,10 @@ function waiting(on) {
 $("leave").onsubmit = async (ev) => {
   ev.preventDefault();
   const text = $("leave-text").value.trim();
-  if (!text) return show("Write your message first.");
+  if (!text) return show(t("customer.write_first"));
   try {
     const left = await api("POST", `/api/sessions/${session}/leave-message`, { text });
-    note(`Saved as ticket …${left.ticket_id.slice(-6)}.`);
+    note(t("customer.ticket_saved", { id: left.ticket_id.slice(-6) }));
     show();
   } catch (e) { show(e); }
 };
@@ -228,7 +240,7 @@ for (let i = 1; i <= 5; i++) {
   star.type = "button";
   star.textContent = "☆";
   star.dataset.rating = i;
-  star.setAttribute("aria-label", `${i} of 5 stars`);
+  star.setAttribute("aria-label", t("customer.stars_label", { n: i }));
   star.setAttribute("aria-pressed", "false");
   star.onclick = () => {
     rating = i;
@@ -240,7 +252,7 @@ for (let i = 1; i <= 5; i++) {
   $("stars").append(star);
 }
 $("send-rating").onclick = () => {
-  if (!rating) return show("Choose 1 to 5 stars.");
+  if (!rating) return show(t("customer.choose_stars"));
   api("POST", `/api/sessions/${session}/rating`, { rating, comment: $("comment").value || null }).then(() => show(), show);
 };
 // Over plain HTTP (not localhost) a call cannot use the camera or the

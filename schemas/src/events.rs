@@ -823,6 +823,12 @@ payload!(
     TimeZoneSet { utc_offset_minutes: i32 }
 );
 payload!(
+    /// The tenant's default language (on the tenant stream): what its pages,
+    /// bot and notices speak unless a person chooses otherwise (`zh-CN` or
+    /// `en`). Until a tenant sets one, Simplified Chinese.
+    TenantLocaleSet { locale: String }
+);
+payload!(
     /// The tenant's skill groups (on the tenant stream), replacing any
     /// before: the only groups sessions are transferred or moved to.
     SkillGroupsSet { groups: Vec<SkillGroup> }
@@ -1014,6 +1020,7 @@ registry! {
     SkillGroupsSet => 1,
     DispositionsSet => 1,
     TimeZoneSet => 1,
+    TenantLocaleSet => 1,
     DualRecordingScriptSet => 1,
     DualRecordingStepReviewed => 1,
     DualRecordingReviewed => 1,

@@ -71,6 +71,7 @@ pub fn one_of_each() -> Vec<Event> {
         QaFormSet { criteria: vec![QaCriterion { name: "greeting".into(), weight: 2.0, max_score: 5.0 }] }.into(),
         DispositionsSet { dispositions: vec!["已解决 resolved".into(), "需回访 follow-up".into()] }.into(),
         TimeZoneSet { utc_offset_minutes: 480 }.into(),
+        TenantLocaleSet { locale: "zh-CN".into() }.into(),
         SkillGroupsSet {
             groups: vec![
                 SkillGroup {

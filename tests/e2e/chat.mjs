@@ -38,7 +38,7 @@ try {
 
   // The customer, on a phone-sized page (H5), asks the bot first.
   const customer = await (await browser.newContext({ viewport: { width: 390, height: 760 }, isMobile: true })).newPage();
-  await customer.goto(`${base}/?tenant=demo`);
+  await customer.goto(`${base}/?tenant=demo&lang=en`);
   await expect(customer.locator("#human:not([disabled])"), "the customer page ready");
   await accessible(customer, "the customer page");
   // Every control has a name that is not an emoji alone, and a phone's finger fits it (44 px).
@@ -208,7 +208,7 @@ try {
 
   // The new FAQ entry answers a new customer at once.
   const second = await (await browser.newContext()).newPage();
-  await second.goto(`${base}/?tenant=demo`);
+  await second.goto(`${base}/?tenant=demo&lang=en`);
   await second.fill("#text", "Do you have a branch in Hangzhou?");
   await second.click("#send");
   await expect(second.locator(".msg.bot", { hasText: "West Lake Road" }), "the bot answering from the new entry");

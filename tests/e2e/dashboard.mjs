@@ -190,7 +190,7 @@ try {
     .catch(() => fail("the agent is not named on the board"));
 
   const customer = await (await browser.newContext()).newPage();
-  await customer.goto(`${base}/?tenant=demo`);
+  await customer.goto(`${base}/?tenant=demo&lang=en`);
   await customer.fill("#text", "Can I pay my Gold card bill in yen?");
   await customer.click("#send");
   await customer.locator(".msg.bot").first().waitFor({ timeout });

@@ -37,7 +37,7 @@ try {
   }
   {
     const wechat = "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36 MicroMessenger/8.0.47";
-    const { agent, customer } = await agentTakesCustomer(browser, timeout, { customer: { userAgent: wechat, viewport: { width: 390, height: 760 } }, customerInit: refuse(["camera", "mic"]) });
+    const { agent, customer } = await agentTakesCustomer(browser, timeout, { lang: "zh-CN", customer: { userAgent: wechat, viewport: { width: 390, height: 760 } }, customerInit: refuse(["camera", "mic"]) });
     await customer.click("#call-video");
     await expect(customer.locator("#device-advice", { hasText: "微信" }), "advice for WeChat's in-app browser");
     await expect(agent.locator("#peer-state", { hasText: "microphone blocked" }), "the agent told the microphone is blocked");

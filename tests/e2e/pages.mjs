@@ -19,11 +19,23 @@ export const seen = (timeout) => async (locator, what) => {
   await locator.first().waitFor({ timeout }).catch(() => { throw new Error(`not seen: ${what}`); });
 };
 
+// The catalogs (api/i18n/LANG.json): `text(lang, key, values)` is what a
+// page in `lang` shows for `key`, so one walk checks either language.
+import { readFileSync } from "node:fs";
+const catalogs = Object.fromEntries(["zh-CN", "en"].map((lang) =>
+  [lang, JSON.parse(readFileSync(new URL(`../../api/i18n/${lang}.json`, import.meta.url), "utf8"))]));
+export function text(lang, key, values = {}) {
+  const found = catalogs[lang]?.[key];
+  if (found === undefined) throw new Error(`no ${key} in the ${lang} catalog`);
+  return Object.entries(values).reduce((s, [name, value]) => s.replaceAll(`{${name}}`, value), found);
+}
+
 // The agent signs in (AGENT_PASSWORD) and goes online; a customer of the
-// demo tenant asks for a person and the agent accepts. Returns both pages.
-// `customer` options go to the customer's browser context (a user agent),
-// `customerInit` runs in their page before its scripts.
-export async function agentTakesCustomer(browser, timeout, { customer: options = {}, customerInit } = {}) {
+// demo tenant asks for a person (on the page in `lang`, English unless
+// said) and the agent accepts. Returns both pages. `customer` options go
+// to the customer's browser context (a user agent), `customerInit` runs in
+// their page before its scripts.
+export async function agentTakesCustomer(browser, timeout, { customer: options = {}, customerInit, lang = "en" } = {}) {
   const expect = seen(timeout);
   const agent = await (await browser.newContext()).newPage();
   await agent.goto(`${base}/agent`);
@@ -34,10 +46,10 @@ export async function agentTakesCustomer(browser, timeout, { customer: options =
   const context = await browser.newContext(options);
   if (customerInit) await context.addInitScript(customerInit);
   const customer = await context.newPage();
-  await customer.goto(`${base}/?tenant=demo`);
+  await customer.goto(`${base}/?tenant=demo&lang=${lang}`);
   await customer.click("#human");
   await agent.click("#offers button:has-text('Accept')", { timeout });
-  await expect(customer.locator(".note", { hasText: "An agent has joined" }), "the agent at the customer's");
+  await expect(customer.locator(".note", { hasText: text(lang, "customer.agent_joined") }), "the agent at the customer's");
   return { agent, customer };
 }
 
@@ -52,7 +64,6 @@ export async function snap(page, name) {
 // than its window (a table pushing the page sideways). The page as checked
 // is saved (see `snap`). Run through the DevTools protocol, so the page's CSP (no inline
 // script) does not stop it.
-import { readFileSync } from "node:fs";
 const axeSource = readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
 export async function accessible(page, what) {
   await snap(page, what.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, ""));

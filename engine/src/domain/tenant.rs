@@ -45,7 +45,15 @@ pub struct TenantState {
     pub dispositions: Option<Vec<String>>,
     /// The tenant's time zone, if it set one (else: Beijing time).
     pub time_zone: Option<i32>,
+    /// The tenant's default language, if it set one (else: [`DEFAULT_LOCALE`]).
+    pub locale: Option<String>,
 }
+
+/// The languages a tenant may choose as its default.
+pub const LOCALES: [&str; 2] = ["zh-CN", "en"];
+
+/// The language of a tenant that set none: Simplified Chinese.
+pub const DEFAULT_LOCALE: &str = "zh-CN";
 
 /// The time zone of a tenant that set none: Beijing time, UTC+08:00.
 pub const DEFAULT_UTC_OFFSET_MINUTES: i32 = 480;
@@ -62,6 +70,11 @@ impl TenantState {
     /// The tenant's time zone as minutes east of UTC.
     pub fn utc_offset_minutes(&self) -> i32 {
         self.time_zone.unwrap_or(DEFAULT_UTC_OFFSET_MINUTES)
+    }
+
+    /// The tenant's default language, a tag of [`LOCALES`].
+    pub fn locale(&self) -> &str {
+        self.locale.as_deref().unwrap_or(DEFAULT_LOCALE)
     }
 }
 
@@ -129,6 +142,8 @@ pub enum TenantCommand {
     SetDispositions(Vec<String>),
     /// The time zone, as minutes east of UTC.
     SetTimeZone(i32),
+    /// One of [`LOCALES`].
+    SetLocale(String),
     /// A new version of a dual-recording script.
     SetScript {
         script_id: String,
@@ -288,6 +303,15 @@ impl Decider for Tenant {
                 }
                 Ok(vec![TimeZoneSet { utc_offset_minutes }.into()])
             }
+            TenantCommand::SetLocale(locale) => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if !LOCALES.contains(&locale.as_str()) {
+                    return Err(DomainError::Invalid(format!("a language of {}", LOCALES.join(" or "))));
+                }
+                Ok(vec![TenantLocaleSet { locale }.into()])
+            }
             TenantCommand::SetGroups(groups) => {
                 if !state.exists() {
                     return Err(DomainError::Invalid("no such tenant".into()));
@@ -408,6 +432,7 @@ impl Decider for Tenant {
             Event::SkillGroupsSet(e) => state.groups = Some(e.groups.clone()),
             Event::DispositionsSet(e) => state.dispositions = Some(e.dispositions.clone()),
             Event::TimeZoneSet(e) => state.time_zone = Some(e.utc_offset_minutes),
+            Event::TenantLocaleSet(e) => state.locale = Some(e.locale.clone()),
             Event::DualRecordingScriptSet(e) => state.scripts.entry(e.script_id.clone()).or_default().push(e.clone()),
             _ => {}
         }
@@ -426,6 +451,19 @@ mod tests {
 
     fn add(user_id: UserId, login: &str, role: Role) -> TenantCommand {
         TenantCommand::AddUser { user_id, login: login.into(), role, display_name: "Li Na".into() }
+    }
+
+    #[test]
+    fn a_default_language_is_one_witness_speaks_and_chinese_until_set() {
+        assert_eq!(Tenant::fold(&[created()]).locale(), "zh-CN");
+        TestHarness::<Tenant>::given([created()])
+            .when(TenantCommand::SetLocale("en".into()))
+            .then([TenantLocaleSet { locale: "en".into() }.into()]);
+        for bad in ["fr", "zh", "EN", ""] {
+            TestHarness::<Tenant>::given([created()]).when(TenantCommand::SetLocale(bad.into())).refused();
+        }
+        TestHarness::<Tenant>::given([]).when(TenantCommand::SetLocale("en".into())).refused();
+        assert_eq!(Tenant::fold(&[created(), TenantLocaleSet { locale: "en".into() }.into()]).locale(), "en");
     }
 
     #[test]

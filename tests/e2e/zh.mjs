@@ -1,0 +1,81 @@
+// The customer page in Chinese (issue 30), in headless Chromium against a
+// running `witness serve` (BASE_URL): opened with no `?lang=`, the demo
+// tenant's default (zh-CN) is used. The customer asks the bot, asks for a
+// person, an agent joins and a video call starts, and at every step the
+// page shows no English but names and data; axe-core finds nothing serious.
+// The language switch then brings the same conversation up in English.
+// Prints {"ok":true} on success. Driven by tests/browser.rs.
+import { accessible, launchWithMedia, seen, snap, text } from "./pages.mjs";
+
+const timeout = 20_000;
+const browser = await launchWithMedia();
+const expect = seen(timeout);
+const zh = (key, values) => text("zh-CN", key, values);
+const en = (key, values) => text("en", key, values);
+
+// Words of Latin letters the page shows (text, placeholders, labels,
+// titles), but those in `allowed`: names and data.
+async function english(page, allowed) {
+  const shown = await page.evaluate(() => {
+    const visible = (el) => el.offsetParent !== null || el.tagName === "BODY";
+    const out = [document.body.innerText, document.title];
+    for (const el of document.querySelectorAll("[placeholder], [aria-label], [title], [alt]")) {
+      if (visible(el)) out.push(el.getAttribute("placeholder"), el.getAttribute("aria-label"), el.getAttribute("title"), el.getAttribute("alt"));
+    }
+    return out.filter(Boolean).join("\n");
+  });
+  return [...new Set(shown.match(/[A-Za-z][A-Za-z']+/g) ?? [])].filter((w) => !allowed.includes(w));
+}
+async function noEnglish(page, what, allowed = []) {
+  const left = await english(page, ["English", ...allowed]);
+  if (left.length) throw new Error(`English left on the zh-CN ${what}: ${left.join(", ")}`);
+}
+
+try {
+  const agent = await (await browser.newContext()).newPage();
+  await agent.goto(`${process.env.BASE_URL}/agent`);
+  await agent.fill("#password", process.env.AGENT_PASSWORD);
+  await agent.click("#sign-in");
+  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
+
+  const customer = await (await browser.newContext({ viewport: { width: 390, height: 760 } })).newPage();
+  await customer.goto(`${process.env.BASE_URL}/?tenant=demo`);
+  const lang = await customer.evaluate(() => document.documentElement.lang);
+  if (lang !== "zh-CN") throw new Error(`the demo tenant's page is in ${lang}, not zh-CN`);
+  await expect(customer.locator("h1", { hasText: zh("customer.title") }), "the Chinese title");
+  await noEnglish(customer, "customer page on arrival");
+  await accessible(customer, "zh customer page on arrival");
+
+  // The bot, not sure, says so in Chinese.
+  await customer.fill("#text", "明天会下雨吗？");
+  await customer.click("#send");
+  await expect(customer.locator(".msg.bot", { hasText: zh("server.bot_not_sure").slice(0, 10) }), "the bot's Chinese answer");
+  await customer.click("#human");
+  await agent.click("#offers button:has-text('Accept')", { timeout });
+  await expect(customer.locator(".note", { hasText: zh("customer.agent_joined") }), "the agent joined, in Chinese");
+  await expect(customer.locator(".note", { hasText: zh("customer.serving", { name: "Demo Agent", number: "agent" }) }), "who serves, in Chinese");
+  await noEnglish(customer, "customer page with an agent", ["Demo", "Agent", "agent"]);
+
+  // A video call: the call's buttons and notices in Chinese.
+  await customer.click("#call-video");
+  await expect(customer.locator(".note", { hasText: zh("customer.video_call_started") }), "the call started, in Chinese");
+  await expect(customer.locator("#hang-up", { hasText: zh("call.hang_up") }), "the hang-up button in Chinese");
+  await noEnglish(customer, "customer page in a call", ["Demo", "Agent", "agent"]);
+  await accessible(customer, "zh customer page in a call");
+  await customer.click("#hang-up");
+  await expect(customer.locator(".note", { hasText: zh("customer.call_ended") }), "the call ended, in Chinese");
+
+  // The switch: the same conversation, in English.
+  await customer.selectOption("#lang", "en");
+  await customer.waitForFunction(() => document.documentElement.lang === "en", null, { timeout });
+  await expect(customer.locator("h1", { hasText: en("customer.title") }), "the English title");
+  await expect(customer.locator(".note", { hasText: en("customer.agent_joined") }), "the conversation kept, in English");
+  await expect(customer.locator(".msg.customer", { hasText: "明天会下雨吗" }), "the customer's own words kept");
+  const error = (await customer.locator("#error").innerText()).trim();
+  if (error) throw new Error(`an error after the switch: ${error}`);
+  await accessible(customer, "en customer page after the switch");
+  await snap(agent, "zh-walk-agent");
+  console.log(JSON.stringify({ ok: true }));
+} finally {
+  await browser.close();
+}
