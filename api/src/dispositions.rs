@@ -1,6 +1,6 @@
 //! The outcomes an agent records at wrap-up: the tenant's list (`PUT
 //! /api/admin/dispositions`, a `DispositionsSet` event), or, until it sets
-//! one, [`DEFAULT`] offered and any text taken.
+//! one, [`DEFAULT`] offered in the tenant's language and any text taken.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,8 +13,13 @@ use witness_schemas::{Role, TenantId};
 use crate::auth::Caller;
 use crate::{ApiError, AppState, Body};
 
-/// What the workbench offers while a tenant has set no list.
-pub const DEFAULT: &[&str] = &["resolved", "follow-up needed", "no response", "transferred elsewhere"];
+/// What the workbench offers while a tenant has set no list (catalog keys).
+pub const DEFAULT: &[&str] = &[
+    "server.disposition_resolved",
+    "server.disposition_follow_up",
+    "server.disposition_no_response",
+    "server.disposition_transferred",
+];
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/api/dispositions", get(list)).route("/api/admin/dispositions", put(set))
@@ -28,10 +33,16 @@ struct Dispositions {
 }
 
 async fn of(state: &AppState, tenant: &TenantId) -> Result<Dispositions, ApiError> {
-    let set = crate::accounts::directory(&state.store, tenant).await?.dispositions;
-    Ok(match set {
+    let known = crate::accounts::directory(&state.store, tenant).await?;
+    Ok(match known.dispositions {
         Some(dispositions) => Dispositions { dispositions, set_by_tenant: true },
-        None => Dispositions { dispositions: DEFAULT.iter().map(|d| d.to_string()).collect(), set_by_tenant: false },
+        None => {
+            let lang = crate::i18n::Lang::from_tag(known.locale()).unwrap_or_default();
+            Dispositions {
+                dispositions: DEFAULT.iter().map(|d| lang.text(d).to_owned()).collect(),
+                set_by_tenant: false,
+            }
+        }
     })
 }
 

@@ -14,17 +14,16 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-/// A language Witness speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A language Witness speaks; Simplified Chinese unless said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Lang {
+    #[default]
     ZhCn,
     En,
 }
 
 impl Lang {
     pub const ALL: [Lang; 2] = [Lang::ZhCn, Lang::En];
-    /// What a tenant that set nothing gets.
-    pub const DEFAULT: Lang = Lang::ZhCn;
 
     /// Its BCP 47 tag, as `<html lang>` and the catalog's file name have it.
     pub fn tag(self) -> &'static str {
@@ -102,8 +101,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asked {
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-        Ok(Asked(header.and_then(Lang::from_accept_language).unwrap_or(Lang::DEFAULT)))
+        Ok(Asked(header.and_then(Lang::from_accept_language).unwrap_or_default()))
     }
+}
+
+/// The tenant's default language (what its staff read): `TenantLocaleSet`,
+/// else Simplified Chinese.
+pub async fn tenant_lang(state: &crate::AppState, tenant: &witness_schemas::TenantId) -> Result<Lang, crate::ApiError> {
+    let known = crate::accounts::directory(&state.store, tenant).await?;
+    Ok(Lang::from_tag(known.locale()).unwrap_or_default())
 }
 
 /// A page's template in `lang`: `{{lang}}` its tag, every other `{{key}}`

@@ -105,15 +105,25 @@ struct Page {
     template: &'static str,
     languages: &'static [i18n::Lang],
     prefixes: &'static [&'static str],
+    /// The tenant whose language the page is in when `?tenant=` names none:
+    /// the customer page's `demo`, as its script assumes; staff pages learn
+    /// their tenant at sign-in (then follow its language).
+    tenant: Option<&'static str>,
 }
 
-const CUSTOMER: Page =
-    Page { template: CUSTOMER_PAGE, languages: &i18n::Lang::ALL, prefixes: &["common.", "call.", "customer."] };
-/// The staff pages, English until their texts are in the catalogs.
+const CUSTOMER: Page = Page {
+    template: CUSTOMER_PAGE,
+    languages: &i18n::Lang::ALL,
+    prefixes: &["common.", "call.", "customer."],
+    tenant: Some("demo"),
+};
+const AGENT: Page =
+    Page { template: AGENT_PAGE, languages: &i18n::Lang::ALL, prefixes: &["common.", "call.", "agent."], tenant: None };
+/// The supervisor's and admin's pages, English until their texts are in
+/// the catalogs.
 const STAFF: [i18n::Lang; 1] = [i18n::Lang::En];
-const AGENT: Page = Page { template: AGENT_PAGE, languages: &STAFF, prefixes: &["common.", "call."] };
-const ADMIN: Page = Page { template: ADMIN_PAGE, languages: &STAFF, prefixes: &["common."] };
-const SUPERVISOR: Page = Page { template: SUPERVISOR_PAGE, languages: &STAFF, prefixes: &["common."] };
+const ADMIN: Page = Page { template: ADMIN_PAGE, languages: &STAFF, prefixes: &["common."], tenant: None };
+const SUPERVISOR: Page = Page { template: SUPERVISOR_PAGE, languages: &STAFF, prefixes: &["common."], tenant: None };
 
 #[derive(Deserialize)]
 struct PageQuery {
@@ -122,13 +132,13 @@ struct PageQuery {
 }
 
 /// Serves `page` in the language asked for (`?lang=`), else the tenant's
-/// (`?tenant=`, the customer page's; `demo` when absent, as the page
-/// assumes), else the browser's (`Accept-Language`), else the page's first.
+/// (`?tenant=`, else the page's own), else the browser's
+/// (`Accept-Language`), else the page's first.
 async fn page(state: &AppState, page: &Page, query: PageQuery, headers: &HeaderMap) -> Response {
     let speaks = |lang: &i18n::Lang| page.languages.contains(lang);
     let asked = query.lang.as_deref().and_then(i18n::Lang::from_tag).filter(speaks);
     let tenant = async {
-        let tenant: TenantId = query.tenant.as_deref().unwrap_or("demo").parse().ok()?;
+        let tenant: TenantId = query.tenant.as_deref().or(page.tenant)?.parse().ok()?;
         let known = accounts::directory(&state.store, &tenant).await.ok()?;
         known.exists().then(|| i18n::Lang::from_tag(known.locale())).flatten().filter(speaks)
     };

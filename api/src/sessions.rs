@@ -23,6 +23,7 @@ use witness_schemas::*;
 use crate::auth::{Caller, Claims};
 use crate::bot::{self, BotReply};
 use crate::fields::{Line, Note, LINE, NOTE};
+use crate::i18n::Lang;
 use crate::{ApiError, AppState, Body};
 
 /// The longest text message, in characters.
@@ -376,7 +377,7 @@ pub(crate) async fn bot_turn(
     caller: &Claims,
     session: &Loaded,
     text: &str,
-    lang: crate::i18n::Lang,
+    lang: Lang,
 ) -> Result<Option<(u64, &'static str)>, ApiError> {
     let id = session.id;
     let bot_actor = Actor::new(ActorKind::Bot, "kb");
@@ -386,7 +387,10 @@ pub(crate) async fn bot_turn(
     let (command, what) = match bot::reply(text, best, state.bot_threshold, lang) {
         // The session as loaded before this message serves: the handoff's
         // summary skips messages that ask for a human, as this one does.
-        BotReply::Handoff => (handoff(&session.state, "customer asked for a human"), "handoff"),
+        BotReply::Handoff => {
+            let staff = crate::i18n::tenant_lang(state, &caller.t).await?;
+            (handoff(&session.state, "server.handoff_asked", staff), "handoff")
+        }
         BotReply::Answer { text, faq_id, score } => (
             SessionCommand::BotAnswers {
                 message_id: MessageId::new(),
@@ -416,21 +420,23 @@ pub(crate) async fn bot_turn(
 }
 
 /// The handover to a human: to the session's business group, with the
-/// bot's summary of the conversation (the recent messages go along).
-fn handoff(session: &SessionState, reason: &str) -> SessionCommand {
+/// bot's summary of the conversation (the recent messages go along), in
+/// `lang` (the tenant's: its staff read it), `reason` a catalog key.
+fn handoff(session: &SessionState, reason: &str, lang: Lang) -> SessionCommand {
     // The customer's last question, not their "转人工".
     let last = session
         .recent
         .iter()
         .rev()
         .find(|m| m.from == witness_engine::domain::session::Speaker::Customer && !bot::asks_for_human(&m.text));
+    let business = session.business_type.as_str();
     let summary = match last {
-        Some(m) => format!("{} customer, last asked: {}", session.business_type, m.text),
-        None => format!("{} customer, asked for a human at once", session.business_type),
+        Some(m) => lang.format("server.summary_last_asked", &[("business", business), ("text", &m.text)]),
+        None => lang.format("server.summary_at_once", &[("business", business)]),
     };
     SessionCommand::RequestHuman {
         group: session.business_type.clone(),
-        reason: reason.to_owned(),
+        reason: lang.text(reason).to_owned(),
         context_summary: summary.chars().take(500).collect(),
         priority: 0,
     }
@@ -443,7 +449,8 @@ async fn human(
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Customer])?;
     let s = load(&state, &caller, &id).await?;
-    let version = run(&state, &caller, s.id, handoff(&s.state, "customer pressed the button")).await?;
+    let staff = crate::i18n::tenant_lang(&state, &caller.t).await?;
+    let version = run(&state, &caller, s.id, handoff(&s.state, "server.handoff_button", staff)).await?;
     Ok(Json(Done { version }))
 }
 

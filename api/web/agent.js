@@ -1,4 +1,4 @@
-import { call, content, attachmentOf, recordingPlayers, liveSocket, signOutWith, icon } from "/web/common.js";
+import { call, content, attachmentOf, recordingPlayers, liveSocket, signOutWith, icon, t, followTenantLanguage, signedInBefore, statusText, keepOnSwitch } from "/web/common.js";
 import { CallClient, callControls, insecureAdvice } from "/web/call.js";
 // The agent's workbench: log in, go online, take offers, talk, transfer,
 // open tickets, end and wrap up. Live events over the WebSocket; the queue
@@ -19,7 +19,13 @@ const short = (id) => id.slice(-6);
 $("login").onsubmit = async (ev) => {
   ev.preventDefault();
   try {
-    const answer = await api("POST", "/api/login", { tenant: $("tenant").value, login: $("login-name").value, password: $("password").value });
+    enter(await api("POST", "/api/login", { tenant: $("tenant").value, login: $("login-name").value, password: $("password").value }));
+  } catch (e) { alert(e.message); }
+};
+// Signed in: the workbench, in the tenant's language unless one was chosen.
+async function enter(answer) {
+  if (followTenantLanguage(answer)) return;
+  try {
     token = answer.token;
     me = answer.user_id;
     $("me").textContent = answer.display_name;
@@ -36,7 +42,15 @@ $("login").onsubmit = async (ev) => {
     // The tenant's dispositions for wrap-up.
     api("GET", "/api/dispositions").then((d) => $("disposition").replaceChildren(...d.dispositions.map((x) => Object.assign(document.createElement("option"), { value: x, textContent: x }))), show);
   } catch (e) { alert(e.message); }
-};
+}
+// Signed in before this page loaded (its language was switched): the
+// sessions taken and the one open come along.
+keepOnSwitch(() => ({ mine: [...mine], current }));
+const before = signedInBefore();
+if (before) {
+  for (const sid of before.kept?.mine ?? []) mine.add(sid);
+  enter(before.answer).then(() => before.kept?.current && open(before.kept.current));
+}
 
 async function setPresence(presence) {
   const skill_groups = $("skills").value.split(",").map((s) => s.trim()).filter(Boolean);
@@ -65,7 +79,7 @@ function on(e) {
     $("presence").value = p.presence;
     // The router sets an agent away who let offers in a row run out.
     const away = e.actor.kind === "system" && p.presence === "away";
-    notice(away ? "You were set to Away: three offers in a row ran out. Choose Online to take offers again." : "");
+    notice(away ? t("agent.set_away") : "");
   }
   if (e.event_type === "AgentOffered" && p.agent_id === me) offered(sid, p);
   if (["OfferAccepted", "OfferDeclined", "OfferExpired"].includes(e.event_type)) offers.delete(sid);
@@ -92,6 +106,8 @@ async function callOn(sid, video) {
   if (callClient?.active) return;
   callClient = new CallClient((m) => socket.send(JSON.stringify(m)), sid, $("remote"), drawCall);
   $("call").classList.remove("hidden");
+  // A switch of language reloads the page: not in the middle of a call.
+  $("lang").disabled = true;
   dualRefresh();
   try { await callClient.join(video); } catch (e) { show(e); }
 }
@@ -103,23 +119,24 @@ function callOff() {
   $("peer-state").textContent = "";
   $("recording-state").textContent = "";
   $("call").classList.add("hidden");
+  $("lang").disabled = false;
 }
 
 // A track's recording failed (a full disk, a write error): the agent is
 // told at once, in words; the event keeps the server's own error.
 function recordingInterrupted(p) {
-  const why = /no space left|storage full|quota/i.test(p.error) ? "the server's storage is full" : "the server could not write it";
-  const then = p.resumed ? "it goes on in a new file; part is missing" : "this track is no longer being recorded; tell your supervisor";
-  $("recording-state").textContent = `Recording interrupted (${why}): ${then}.`;
+  const why = t(/no space left|storage full|quota/i.test(p.error) ? "agent.storage_full" : "agent.write_failed");
+  const then = t(p.resumed ? "agent.recording_resumed" : "agent.recording_stopped_track");
+  $("recording-state").textContent = t("agent.recording_interrupted", { why, then });
 }
 
 // The customer's devices as the call goes: "camera blocked", "muted".
 const peerDevices = new Map(); // device → state
 function peerDevice(p) {
-  const name = p.device === "mic" ? "microphone" : "camera";
+  const device = t(p.device === "mic" ? "agent.microphone" : "agent.camera");
   if (p.enabled) peerDevices.delete(p.device);
-  else peerDevices.set(p.device, p.blocked ? `${name} blocked` : p.device === "mic" ? "muted" : "camera off");
-  $("peer-state").textContent = peerDevices.size ? `Customer: ${[...peerDevices.values()].join(", ")}` : "";
+  else peerDevices.set(p.device, p.blocked ? t("agent.device_blocked", { device }) : t(p.device === "mic" ? "agent.muted" : "agent.camera_off"));
+  $("peer-state").textContent = peerDevices.size ? t("agent.customer_devices", { states: [...peerDevices.values()].join(", ") }) : "";
 }
 
 // Dual recording (双录): the agent picks a script and walks through its
@@ -139,9 +156,9 @@ async function dualRefresh() {
   if (d?.script) $("dual-script").value = d.script.script_id;
   $("dual-script").disabled = Boolean(d?.script);
   $("dual-step").textContent = d?.open != null
-    ? `Step ${d.open + 1} of ${steps.length} (${steps[d.open].kind}): ${steps[d.open].text}`
-    : d?.script && d.done.length === steps.length ? `All ${steps.length} steps done`
-    : d?.script ? `Next: step ${d.done.length + 1} of ${steps.length}` : "";
+    ? t("agent.dual_step_open", { n: d.open + 1, total: steps.length, kind: steps[d.open].kind, text: steps[d.open].text })
+    : d?.script && d.done.length === steps.length ? t("agent.dual_all_done", { total: steps.length })
+    : d?.script ? t("agent.dual_next", { n: d.done.length + 1, total: steps.length }) : "";
   $("dual-start").disabled = d?.open != null || (d?.script && d.done.length === steps.length);
   $("dual-done").disabled = d?.open == null;
 }
@@ -163,14 +180,14 @@ function grab(video) {
 }
 $("face-start").onclick = async () => {
   const sid = callClient?.session, file = $("face-photo").files[0];
-  if (!sid || !file) return show(new Error("Choose the customer's ID photo first."));
-  if (!customerVideo()) return show(new Error("The customer's camera is not on."));
+  if (!sid || !file) return show(new Error(t("agent.choose_photo")));
+  if (!customerVideo()) return show(new Error(t("agent.no_customer_camera")));
   $("face-start").disabled = true;
   try {
     const stored = await fetch("/api/uploads", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: file })
       .then(async (r) => r.ok ? r.json() : Promise.reject(new Error((await r.json()).error)));
     const asked = await api("POST", `/api/sessions/${sid}/face-verifications`, { id_photo_sha256: stored.sha256 });
-    $("face-result").textContent = "The customer is turning their head…";
+    $("face-result").textContent = t("agent.turning_head");
     await new Promise((r) => setTimeout(r, FACE_SETTLE_MS));
     const frames = [];
     for (let i = 0; i < FACE_FRAMES; i++) {
@@ -179,15 +196,15 @@ $("face-start").onclick = async () => {
       await new Promise((r) => setTimeout(r, FACE_EVERY_MS));
     }
     const r = await api("POST", `/api/sessions/${sid}/face-verifications/${asked.verification_id}/frames`, { frames });
-    const verdict = { match: "Match", no_match: "No match", inconclusive: "Inconclusive" }[r.decision];
-    $("face-result").textContent = `${verdict}: score ${r.score.toFixed(2)} (needs ${r.threshold}); `
-      + (r.liveness_passed ? "head turn seen" : `not shown live: ${r.liveness?.reason}`);
+    const verdict = t({ match: "agent.face_match", no_match: "agent.face_no_match", inconclusive: "agent.face_inconclusive" }[r.decision]);
+    const live = r.liveness_passed ? t("agent.head_turn_seen") : t("agent.not_live", { reason: r.liveness?.reason });
+    $("face-result").textContent = t("agent.face_result", { verdict, score: r.score.toFixed(2), threshold: r.threshold, live });
     $("face-result").dataset.decision = r.decision;
   } catch (e) { $("face-result").textContent = ""; show(e); }
   $("face-start").disabled = false;
 };
 const drawCall = callControls(() => callClient, show, () => {
-  $("record-text").textContent = recording ? "Stop recording" : "Record";
+  $("record-text").textContent = t(recording ? "agent.stop_recording" : "agent.record");
   $("record").firstElementChild.replaceChildren(icon(recording ? "stop" : "record"));
 });
 $("record").onclick = () => callClient && api("POST", `/api/sessions/${callClient.session}/recording`, { record: !recording }).catch(show);
@@ -195,7 +212,7 @@ for (const kind of ["audio", "video"]) $(`call-${kind}`).onclick = () => current
 $("hang-up").onclick = () => callClient && api("POST", `/api/sessions/${callClient.session}/call/end`).catch(show);
 window.witnessCall = () => callClient;
 window.witnessToken = () => token;
-window.witnessSession = () => session;
+window.witnessSession = () => callClient?.session ?? current;
 
 // FAQ entries for the customer's last question; "Use" puts one in the reply box.
 async function suggest() {
@@ -204,7 +221,7 @@ async function suggest() {
   $("suggestions").replaceChildren(...hits.map((h) => {
     const li = document.createElement("li");
     li.className = "row suggestion";
-    const use = Object.assign(document.createElement("button"), { textContent: "Use", className: "secondary", type: "button" });
+    const use = Object.assign(document.createElement("button"), { textContent: t("agent.use"), className: "secondary", type: "button" });
     use.onclick = () => ($("text").value = h.answer);
     li.append(use, document.createTextNode(`${h.question} — ${h.answer} (${Math.round(h.confidence * 100)}%)`));
     return li;
@@ -252,17 +269,17 @@ function drawLists() {
     li.className = "offer";
     const left = Math.max(0, Math.round((expires - now) / 1000));
     const head = Object.assign(document.createElement("div"), { className: "offer-head" });
-    head.append(Object.assign(document.createElement("b"), { textContent: `Session …${short(sid)}` }),
-      Object.assign(document.createElement("span"), { className: "countdown", textContent: ` ${left} s left` }));
+    head.append(Object.assign(document.createElement("b"), { textContent: t("agent.session_short", { id: short(sid) }) }),
+      Object.assign(document.createElement("span"), { className: "countdown", textContent: ` ${t("agent.seconds_left", { n: left })}` }));
     li.append(head);
     if (info) {
       const waited = info.queued ? Math.max(0, Math.round((now - info.queued) / 1000)) : null;
-      li.append(Object.assign(document.createElement("div"), { className: "offer-meta", textContent: `${info.channel ?? ""} · ${info.business}${waited != null ? ` · waited ${waited} s` : ""}` }));
+      li.append(Object.assign(document.createElement("div"), { className: "offer-meta", textContent: `${info.channel ?? ""} · ${info.business}${waited != null ? ` · ${t("agent.waited", { n: waited })}` : ""}` }));
       if (info.asked) li.append(Object.assign(document.createElement("div"), { className: "offer-question", textContent: `“${info.asked}”` }));
     }
-    const accept = Object.assign(document.createElement("button"), { textContent: "Accept" });
+    const accept = Object.assign(document.createElement("button"), { textContent: t("agent.accept") });
     accept.onclick = () => api("POST", `/api/sessions/${sid}/accept`, { offer_id: offer }).then(() => open(sid), show);
-    const decline = Object.assign(document.createElement("button"), { textContent: "Decline", className: "secondary" });
+    const decline = Object.assign(document.createElement("button"), { textContent: t("agent.decline"), className: "secondary" });
     decline.onclick = () => api("POST", `/api/sessions/${sid}/decline`, { offer_id: offer }).catch(show);
     const buttons = Object.assign(document.createElement("div"), { className: "row" });
     buttons.append(accept, decline);
@@ -272,7 +289,7 @@ function drawLists() {
   $("mine").replaceChildren(...[...mine].map((sid) => {
     const li = document.createElement("li");
     li.className = "session" + (sid === current ? " active" : "");
-    li.textContent = `Session …${short(sid)}`;
+    li.textContent = t("agent.session_short", { id: short(sid) });
     li.onclick = () => open(sid);
     return li;
   }));
@@ -292,12 +309,12 @@ function draw(e) {
     $("chat").scrollTop = $("chat").scrollHeight;
   };
   switch (e.event_type) {
-    case "CustomerMessage": add("msg customer", "Customer", content(p.content), p.content); break;
-    case "BotMessage": add("msg bot", "Bot", content(p.content), p.content); break;
-    case "AgentMessage": add("msg agent", p.agent_id === me ? "You" : "Agent", content(p.content), p.content); break;
-    case "TransferRequested": add("note", "", `Transfer: ${p.reason}. ${p.context_summary}`); break;
-    case "SessionEnded": add("note", "", `Ended by ${p.ended_by}: ${p.reason}`); break;
-    case "SatisfactionRated": add("note", "", `Rated ${p.rating}/5`); break;
+    case "CustomerMessage": add("msg customer", t("agent.customer"), content(p.content), p.content); break;
+    case "BotMessage": add("msg bot", t("agent.bot"), content(p.content), p.content); break;
+    case "AgentMessage": add("msg agent", t(p.agent_id === me ? "agent.you" : "agent.agent"), content(p.content), p.content); break;
+    case "TransferRequested": add("note", "", t("agent.transfer_note", { reason: p.reason, summary: p.context_summary })); break;
+    case "SessionEnded": add("note", "", t("agent.ended_by", { who: p.ended_by, reason: p.reason })); break;
+    case "SatisfactionRated": add("note", "", t("agent.rated", { n: p.rating })); break;
   }
 }
 
@@ -305,7 +322,7 @@ async function open(sid) {
   current = sid;
   const view = await api("GET", `/api/sessions/${sid}`).catch(show);
   if (!view) return;
-  $("current").textContent = `Session …${short(sid)} (${view.status}, ${view.business_type})`;
+  $("current").textContent = t("agent.session_status", { id: short(sid), status: statusText(view.status), business: view.business_type });
   $("chat").replaceChildren();
   view.events.forEach(draw);
   suggest();
@@ -325,7 +342,7 @@ function close() {
   $("recordings").replaceChildren();
   $("suggest-card").classList.add("hidden");
   $("chat").replaceChildren();
-  $("current").textContent = "No session open.";
+  $("current").textContent = t("agent.no_session");
   for (const b of ["send", "attach", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = true;
 }
 
@@ -336,9 +353,9 @@ async function refreshQueue() {
   $("queue").replaceChildren(...q.waiting.map((w) => {
     const tr = document.createElement("tr");
     const secs = Math.max(0, Math.round((now - Date.parse(w.queued_at)) / 1000));
-    for (const text of [w.group, `…${short(w.session_id)}`, `${secs}s waiting`]) tr.append(Object.assign(document.createElement("td"), { textContent: text }));
+    for (const text of [w.group, `…${short(w.session_id)}`, t("agent.waiting_secs", { n: secs })]) tr.append(Object.assign(document.createElement("td"), { textContent: text }));
     // Take it from the queue: assigned at once (unless an offer is open on it).
-    const pick = Object.assign(document.createElement("button"), { className: "secondary pick", type: "button", textContent: "Pick" });
+    const pick = Object.assign(document.createElement("button"), { className: "secondary pick", type: "button", textContent: t("agent.pick") });
     pick.onclick = () => api("POST", `/api/sessions/${w.session_id}/pick`).then(() => { mine.add(w.session_id); drawLists(); open(w.session_id); refreshQueue(); }, show);
     const td = document.createElement("td");
     td.append(pick);
@@ -346,7 +363,7 @@ async function refreshQueue() {
     return tr;
   }));
   const online = q.agents.filter((a) => a.presence === "online");
-  $("agents").textContent = `${online.length} agent(s) online`;
+  $("agents").textContent = t("agent.agents_online", { n: online.length });
 }
 
 // As on the customer's page: in order, the box emptied at once, a failed
@@ -362,7 +379,7 @@ $("composer").onsubmit = (ev) => {
     .then(() => api("POST", `/api/sessions/${to}/messages`, { kind: "text", text }))
     .then(() => show(""), (e) => { show(e); if (!$("text").value) $("text").value = text; });
 };
-$("ticket").onclick = () => api("POST", "/api/tickets", { session_id: current }).then((t) => { show(""); notice(`Ticket opened: ${t.title}`); }, show);
+$("ticket").onclick = () => api("POST", "/api/tickets", { session_id: current }).then((ticket) => { show(""); notice(t("agent.ticket_opened", { title: ticket.title })); }, show);
 // Images and files to the customer: uploaded, then sent as a message.
 $("attach").onclick = () => $("file").click();
 $("file").onchange = async () => {
@@ -386,18 +403,18 @@ async function refreshTransferTargets() {
   const select = $("transfer-to");
   const chosen = select.value;
   const option = (value, text) => Object.assign(document.createElement("option"), { value, textContent: text });
-  const groups = Object.assign(document.createElement("optgroup"), { label: "Groups" });
-  groups.append(...g.groups.map((x) => option(`group:${x.name}`, `${x.label} — ${x.online} online${x.waiting ? `, ${x.waiting} waiting` : ""}${!x.online && x.when_nobody_online === "refuse" ? " (closed)" : ""}`)));
-  const agents = Object.assign(document.createElement("optgroup"), { label: "Agents online" });
+  const groups = Object.assign(document.createElement("optgroup"), { label: t("agent.groups") });
+  groups.append(...g.groups.map((x) => option(`group:${x.name}`, `${t("agent.group_option", { label: x.label, n: x.online })}${x.waiting ? t("agent.group_waiting", { n: x.waiting }) : ""}${!x.online && x.when_nobody_online === "refuse" ? t("agent.group_closed") : ""}`)));
+  const agents = Object.assign(document.createElement("optgroup"), { label: t("agent.agents_online_group") });
   agents.append(...g.agents_online.filter((a) => a.agent_id !== me).map((a) => option(`agent:${a.agent_id}`, `${a.display_name} (${a.login})`)));
   select.replaceChildren(groups, ...(agents.children.length ? [agents] : []));
   if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
 }
 $("transfer").onclick = () => {
   const [kind, target] = $("transfer-to").value.split(/:(.*)/s);
-  if (!target) return show("Choose where to transfer the customer.");
+  if (!target) return show(t("agent.choose_target"));
   const to = kind === "agent" ? { kind, agent_id: target } : { kind: "group", group: target };
-  api("POST", `/api/sessions/${current}/transfer`, { to, reason: "transferred by the agent" }).then(() => { show(""); notice(`Transferred to ${$("transfer-to").selectedOptions[0].textContent.split(" — ")[0]}.`); }, show);
+  api("POST", `/api/sessions/${current}/transfer`, { to, reason: t("agent.transfer_reason") }).then(() => { show(""); notice(t("agent.transferred", { to: $("transfer-to").selectedOptions[0].textContent.split(" — ")[0] })); }, show);
 };
 $("end").onclick = () => api("POST", `/api/sessions/${current}/end`, {}).catch(show);
 $("wrap-up").onclick = () => api("POST", `/api/sessions/${current}/wrap-up`, { disposition: $("disposition").value }).catch(show);

@@ -12,17 +12,61 @@ export function t(key, values = {}) {
   return Object.entries(values).reduce((text, [name, value]) => text.replaceAll(`{${name}}`, value), texts[key] ?? key);
 }
 
-// The header's language switch (#lang): the page again in the chosen
-// language (`?lang=`), everything else in its address kept.
+// Who signed in on this page (a staff page's sign-in answer), handed to
+// the page reloaded in another language so that nobody signs in twice:
+// kept in sessionStorage only across that reload.
+let signedIn = null, keeping = () => null;
+const HANDOVER = "witness-signed-in";
+
+// What a signed-in page hands to itself across a switch of language
+// besides the sign-in (the workbench: its sessions and the one open).
+export function keepOnSwitch(what) {
+  keeping = what;
+}
+
+// The page again in `language` (`?lang=`), everything else in its address kept.
+function switchTo(language) {
+  if (signedIn) sessionStorage.setItem(HANDOVER, JSON.stringify({ answer: signedIn, kept: keeping() }));
+  const url = new URL(location.href);
+  url.searchParams.set("lang", language);
+  location.assign(url);
+}
+
+// The header's language switch (#lang).
 export function languageSwitch() {
   const select = document.getElementById("lang");
   if (!select) return;
   select.value = lang;
-  select.onchange = () => {
-    const url = new URL(location.href);
-    url.searchParams.set("lang", select.value);
-    location.assign(url);
-  };
+  select.onchange = () => switchTo(select.value);
+}
+
+// A staff page just signed in (`answer`, from POST /api/login): unless
+// someone chose the page's language (`?lang=`), it follows the tenant's
+// (`answer.locale`). True if the page is being reloaded for it.
+export function followTenantLanguage(answer) {
+  signedIn = answer;
+  const chosen = new URLSearchParams(location.search).has("lang");
+  if (chosen || !answer.locale || answer.locale === lang) return false;
+  switchTo(answer.locale);
+  return true;
+}
+
+// What the page before this one handed over, once: { answer, kept }.
+export function signedInBefore() {
+  const handed = sessionStorage.getItem(HANDOVER);
+  sessionStorage.removeItem(HANDOVER);
+  return handed ? JSON.parse(handed) : null;
+}
+
+// A session's status as the API states it (`assigned`, `with the bot`…),
+// in the page's language.
+const STATUSES = {
+  "not started": "common.status_not_started", "with the bot": "common.status_with_bot", queued: "common.status_queued",
+  "offered to an agent": "common.status_offered", assigned: "common.status_assigned", "in a call": "common.status_in_call",
+  "in wrap-up": "common.status_wrap_up", closed: "common.status_closed",
+};
+export function statusText(status) {
+  return STATUSES[status] ? t(STATUSES[status]) : status;
 }
 
 // Calls the API with `token` (if any); JSON in and out unless `type` says
@@ -114,20 +158,18 @@ export function recordingPlayers(list, token) {
     };
     return linked(media, "src", token, url);
   };
-  const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
-  const download = (url) => linked(Object.assign(document.createElement("a"), { textContent: "download", download: "" }), "href", token, `${url}?download=true`);
-  const roles = { agent: "Agent", customer: "Customer", supervisor: "Supervisor" };
-  const kinds = { video: "camera", audio: "microphone", screen: "screen share" };
+  const seconds = (ms) => t("common.seconds", { n: (ms / 1000).toFixed(1) });
+  const download = (url) => linked(Object.assign(document.createElement("a"), { textContent: t("common.download"), download: "" }), "href", token, `${url}?download=true`);
   const order = (s) => ["agent", "customer", "supervisor"].indexOf(s.participant_role) * 3 + ["video", "audio", "screen"].indexOf(s.kind);
   return list.map((r) => {
     const div = document.createElement("div");
     div.className = "card recording-list";
-    const progress = r.composite_progress != null ? `, composite ${Math.round(r.composite_progress * 100)} %` : "";
-    div.append(Object.assign(document.createElement("b"), { textContent: `Recording of ${r.reason.replaceAll("_", " ")}${r.stopped ? "" : ", running"}${progress}` }));
+    const progress = r.composite_progress != null ? t("common.composite_progress", { n: Math.round(r.composite_progress * 100) }) : "";
+    div.append(Object.assign(document.createElement("b"), { textContent: `${t("common.recording_of", { reason: t(`common.reason_${r.reason}`) })}${r.stopped ? "" : t("common.recording_running")}${progress}` }));
     if (r.composite) {
       const row = document.createElement("div");
       row.className = "composite";
-      row.append(Object.assign(document.createElement("div"), { textContent: `Both sides, ${seconds(r.composite.duration_ms)} ` }), player(r.composite.url, false), download(r.composite.url));
+      row.append(Object.assign(document.createElement("div"), { textContent: `${t("common.both_sides", { length: seconds(r.composite.duration_ms) })} ` }), player(r.composite.url, false), download(r.composite.url));
       div.append(row);
     }
     const groups = new Map();
@@ -140,13 +182,14 @@ export function recordingPlayers(list, token) {
       const first = segments[0];
       const group = document.createElement("div");
       group.className = "track";
-      const who = `${roles[first.participant_role] ?? "Participant"}${first.participant_name ? ` ${first.participant_name}` : ""}`;
+      const role = ["agent", "customer", "supervisor"].includes(first.participant_role) ? t(`common.role_${first.participant_role}`) : t("common.participant");
+      const who = `${role}${first.participant_name ? ` ${first.participant_name}` : ""}`;
       const total = segments.reduce((sum, s) => sum + s.duration_ms, 0);
-      group.append(Object.assign(document.createElement("div"), { className: "track-title", textContent: `${who} — ${kinds[first.kind] ?? "track"}, ${seconds(total)} in ${segments.length} part(s)` }));
+      group.append(Object.assign(document.createElement("div"), { className: "track-title", textContent: t("common.track_title", { who, kind: t(["video", "audio", "screen"].includes(first.kind) ? `common.kind_${first.kind}` : "common.kind_track"), length: seconds(total), parts: segments.length }) }));
       for (const s of segments) {
         const row = document.createElement("div");
         row.className = "row segment";
-        row.append(document.createTextNode(`part ${s.segment_index + 1}, ${seconds(s.duration_ms)} `), player(s.url, s.kind === "audio"), download(s.url));
+        row.append(document.createTextNode(`${t("common.part", { n: s.segment_index + 1, length: seconds(s.duration_ms) })} `), player(s.url, s.kind === "audio"), download(s.url));
         group.append(row);
       }
       div.append(group);

@@ -27,7 +27,7 @@ const expect = async (locator, what) => {
 try {
   // The agent signs in and goes online with the `cards` skill.
   const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent`);
+  await agent.goto(`${base}/agent?lang=en`);
   await agent.fill("#password", agentPassword);
   await agent.click("#sign-in");
   await expect(agent.locator("#me", { hasText: "Demo Agent" }), "the agent's name after sign-in");

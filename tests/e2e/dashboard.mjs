@@ -180,7 +180,7 @@ try {
   // Live, without a reload: the marker survives only if the page is not reloaded.
   await board.evaluate(() => { window.notReloaded = true; });
   const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent`);
+  await agent.goto(`${base}/agent?lang=en`);
   await agent.fill("#password", process.env.AGENT_PASSWORD);
   await agent.click("#sign-in");
   await expectText(board, "#kpi-online", "1", "the agent online, pushed");

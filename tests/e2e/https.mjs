@@ -18,7 +18,7 @@ const browser = await launchWithMedia([
 ]);
 try {
   // Plain HTTP on a real name: not a secure page, and the pages say so.
-  for (const [path, what] of [["/?tenant=demo&lang=en", "customer"], ["/agent", "agent"]]) {
+  for (const [path, what] of [["/?tenant=demo&lang=en", "customer"], ["/agent?lang=en", "agent"]]) {
     const page = await (await browser.newContext()).newPage();
     await page.goto(`${process.env.PLAIN_URL}${path}`);
     if (await page.evaluate(() => window.isSecureContext)) fail(`the plain ${what} page counts as secure`);

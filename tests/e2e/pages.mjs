@@ -38,7 +38,7 @@ export function text(lang, key, values = {}) {
 export async function agentTakesCustomer(browser, timeout, { customer: options = {}, customerInit, lang = "en" } = {}) {
   const expect = seen(timeout);
   const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent`);
+  await agent.goto(`${base}/agent?lang=en`);
   await agent.fill("#password", process.env.AGENT_PASSWORD);
   await agent.click("#sign-in");
   await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");

@@ -1,9 +1,11 @@
-// The customer page in Chinese (issue 30), in headless Chromium against a
-// running `witness serve` (BASE_URL): opened with no `?lang=`, the demo
-// tenant's default (zh-CN) is used. The customer asks the bot, asks for a
-// person, an agent joins and a video call starts, and at every step the
-// page shows no English but names and data; axe-core finds nothing serious.
-// The language switch then brings the same conversation up in English.
+// The customer page and the agent workbench in Chinese (issue 30), in
+// headless Chromium against a running `witness serve` (BASE_URL): opened
+// with no `?lang=`, the demo tenant's default (zh-CN) is used — by the
+// workbench once the agent has signed in. The customer asks the bot, asks
+// for a person, an agent joins and a video call starts, and at every step
+// the pages show no English but names and data; axe-core finds nothing
+// serious. The language switch then brings the same conversation up in
+// English.
 // Prints {"ok":true} on success. Driven by tests/browser.rs.
 import { accessible, launchWithMedia, seen, snap, text } from "./pages.mjs";
 
@@ -26,17 +28,25 @@ async function english(page, allowed) {
   });
   return [...new Set(shown.match(/[A-Za-z][A-Za-z']+/g) ?? [])].filter((w) => !allowed.includes(w));
 }
+// Short session ids (`…01a2ce`) are data, whatever letters their hex has.
+const hexWords = ["a", "b", "c", "d", "e", "f"].flatMap((x) => ["a", "b", "c", "d", "e", "f"].map((y) => x + y));
 async function noEnglish(page, what, allowed = []) {
   const left = await english(page, ["English", ...allowed]);
   if (left.length) throw new Error(`English left on the zh-CN ${what}: ${left.join(", ")}`);
 }
 
 try {
-  const agent = await (await browser.newContext()).newPage();
+  // The workbench opened in an English browser: after sign-in it follows
+  // the tenant's language, zh-CN, and stays signed in.
+  const agent = await (await browser.newContext({ locale: "en-US" })).newPage();
   await agent.goto(`${process.env.BASE_URL}/agent`);
+  if ((await agent.evaluate(() => document.documentElement.lang)) !== "en") throw new Error("the sign-in page does not follow the browser's English");
   await agent.fill("#password", process.env.AGENT_PASSWORD);
   await agent.click("#sign-in");
-  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
+  await agent.waitForFunction(() => document.documentElement.lang === "zh-CN", null, { timeout });
+  await expect(agent.locator("#agents", { hasText: zh("agent.agents_online", { n: 1 }) }), "the agent online, on a Chinese workbench");
+  await noEnglish(agent, "workbench signed in", ["Demo", "Agent", "cards", "general"]);
+  await accessible(agent, "zh workbench signed in");
 
   const customer = await (await browser.newContext({ viewport: { width: 390, height: 760 } })).newPage();
   await customer.goto(`${process.env.BASE_URL}/?tenant=demo`);
@@ -51,7 +61,7 @@ try {
   await customer.click("#send");
   await expect(customer.locator(".msg.bot", { hasText: zh("server.bot_not_sure").slice(0, 10) }), "the bot's Chinese answer");
   await customer.click("#human");
-  await agent.click("#offers button:has-text('Accept')", { timeout });
+  await agent.click(`#offers button:has-text('${zh("agent.accept")}')`, { timeout });
   await expect(customer.locator(".note", { hasText: zh("customer.agent_joined") }), "the agent joined, in Chinese");
   await expect(customer.locator(".note", { hasText: zh("customer.serving", { name: "Demo Agent", number: "agent" }) }), "who serves, in Chinese");
   await noEnglish(customer, "customer page with an agent", ["Demo", "Agent", "agent"]);
@@ -62,6 +72,11 @@ try {
   await expect(customer.locator("#hang-up", { hasText: zh("call.hang_up") }), "the hang-up button in Chinese");
   await noEnglish(customer, "customer page in a call", ["Demo", "Agent", "agent"]);
   await accessible(customer, "zh customer page in a call");
+  // The workbench in the call: names and data only (the group, the
+  // channel, the session's state are data).
+  await expect(agent.locator("#hang-up", { hasText: zh("call.hang_up") }), "the workbench's call in Chinese");
+  await noEnglish(agent, "workbench in a call", ["Demo", "Agent", "cards", "general", "web", "h5", ...hexWords]);
+  await accessible(agent, "zh workbench in a call");
   await customer.click("#hang-up");
   await expect(customer.locator(".note", { hasText: zh("customer.call_ended") }), "the call ended, in Chinese");
 
@@ -74,7 +89,14 @@ try {
   const error = (await customer.locator("#error").innerText()).trim();
   if (error) throw new Error(`an error after the switch: ${error}`);
   await accessible(customer, "en customer page after the switch");
-  await snap(agent, "zh-walk-agent");
+  // The workbench switched to English: still signed in, nothing lost.
+  await agent.selectOption("#lang", "en");
+  await agent.waitForFunction(() => document.documentElement.lang === "en", null, { timeout });
+  await expect(agent.locator("#agents", { hasText: en("agent.agents_online", { n: 1 }) }), "the workbench still signed in, in English");
+  if (await agent.locator("#login").isVisible()) throw new Error("switching the language signed the agent out");
+  await expect(agent.locator("#mine li.session.active"), "the agent's session still listed and open");
+  await expect(agent.locator(".msg.customer", { hasText: "明天会下雨吗" }), "its conversation shown again");
+  await snap(agent, "en-workbench-after-the-switch");
   console.log(JSON.stringify({ ok: true }));
 } finally {
   await browser.close();
