@@ -1,5 +1,9 @@
-//! Errors as the caller sees them: a status and `{"error": "..."}`.
-//! Internal details (SQL, paths, stack) go to the log, never to the caller.
+//! Errors as the caller sees them: a status and `{"error": "...", "code":
+//! "..."}`: `code` is stable, for programs; `error` is for people, in the
+//! language the request asks for when the error is one of the catalog's
+//! (`error.CODE` in `api/i18n/`, [`ApiError::coded`]; [`localize`] puts it
+//! in the request's language), else in English. Internal details (SQL,
+//! paths, stack) go to the log, never to the caller.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -11,22 +15,61 @@ use witness_engine::domain::DomainError;
 use witness_engine::executor::ExecuteError;
 use witness_engine::StoreError;
 
+use crate::i18n::{Asked, Lang};
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Stable: what a program matches on. A catalog error's own
+    /// ([`ApiError::coded`]), else its status's ([`status_code`]).
+    code: &'static str,
+    /// A catalog error's values, to write its text in another language.
+    values: Vec<(&'static str, String)>,
+    catalog: bool,
     /// Seconds after which trying again may succeed (`Retry-After`).
     retry_after: Option<u64>,
 }
 
+/// What a catalog error carries to [`localize`] in its response.
+#[derive(Debug, Clone)]
+struct Localizable {
+    code: &'static str,
+    values: Vec<(&'static str, String)>,
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), retry_after: None }
+        Self {
+            status,
+            message: message.into(),
+            code: status_code(status),
+            values: vec![],
+            catalog: false,
+            retry_after: None,
+        }
+    }
+
+    /// An error of the catalog: `error.CODE` there, each `{name}` one of
+    /// `values`; English here, the request's language in the response.
+    pub fn coded(status: StatusCode, code: &'static str, values: &[(&'static str, &dyn std::fmt::Display)]) -> Self {
+        let values: Vec<(&'static str, String)> = values.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let message = Lang::En.format(&format!("error.{code}"), &pairs(&values));
+        Self { status, message, code, values, catalog: true, retry_after: None }
     }
 
     /// 429: a limit was reached; the caller may try again after `seconds`.
     pub fn too_many(message: impl Into<String>, seconds: u64) -> Self {
         Self { retry_after: Some(seconds.max(1)), ..Self::new(StatusCode::TOO_MANY_REQUESTS, message) }
+    }
+
+    /// [`ApiError::too_many`] of the catalog.
+    pub fn too_many_coded(code: &'static str, values: &[(&'static str, &dyn std::fmt::Display)], seconds: u64) -> Self {
+        Self { retry_after: Some(seconds.max(1)), ..Self::coded(StatusCode::TOO_MANY_REQUESTS, code, values) }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -126,12 +169,55 @@ impl From<witness_projections::ProjectionError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
+        let body = serde_json::json!({ "error": self.message, "code": self.code });
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
+        if self.catalog {
+            response.extensions_mut().insert(Localizable { code: self.code, values: self.values });
+        }
         response
     }
+}
+
+/// The machine code of an error that has none of its own: its status's.
+pub fn status_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::INSUFFICIENT_STORAGE => "storage_full",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "timeout",
+        s if s.is_server_error() => "server_error",
+        _ => "error",
+    }
+}
+
+fn pairs<'a>(values: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    values.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// A middleware: a catalog error's text in the language the request asks
+/// for (its `Accept-Language`; the pages send theirs), not English.
+pub(crate) async fn localize(Asked(lang): Asked, request: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let Some(error) = response.extensions().get::<Localizable>().cloned() else { return response };
+    if lang == Lang::En {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let text = lang.format(&format!("error.{}", error.code), &pairs(&error.values));
+    let body = serde_json::json!({ "error": text, "code": error.code }).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// A JSON request body whose rejection is a JSON error naming the problem

@@ -119,11 +119,20 @@ const CUSTOMER: Page = Page {
 };
 const AGENT: Page =
     Page { template: AGENT_PAGE, languages: &i18n::Lang::ALL, prefixes: &["common.", "call.", "agent."], tenant: None };
-/// The supervisor's and admin's pages, English until their texts are in
-/// the catalogs.
-const STAFF: [i18n::Lang; 1] = [i18n::Lang::En];
-const ADMIN: Page = Page { template: ADMIN_PAGE, languages: &STAFF, prefixes: &["common."], tenant: None };
-const SUPERVISOR: Page = Page { template: SUPERVISOR_PAGE, languages: &STAFF, prefixes: &["common."], tenant: None };
+/// The admin page, English until its texts are in the catalogs (the
+/// timelines it shares with the supervisor's are).
+const ADMIN: Page = Page {
+    template: ADMIN_PAGE,
+    languages: &[i18n::Lang::En],
+    prefixes: &["common.", "timeline.", "event."],
+    tenant: None,
+};
+const SUPERVISOR: Page = Page {
+    template: SUPERVISOR_PAGE,
+    languages: &i18n::Lang::ALL,
+    prefixes: &["common.", "timeline.", "event.", "supervisor."],
+    tenant: None,
+};
 
 #[derive(Deserialize)]
 struct PageQuery {
@@ -370,6 +379,7 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(error::localize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .with_state(state)
 }

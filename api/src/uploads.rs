@@ -149,8 +149,8 @@ impl UploadStore {
         let used = sessions.entry(session).or_default();
         let (files, total) = self.quota;
         if used.files >= files || used.bytes + bytes as u64 > total {
-            let message = format!("a session may send at most {files} files and {} MiB in all", total / (1024 * 1024));
-            return Err(ApiError::too_many(message, 3600));
+            let mib = total / (1024 * 1024);
+            return Err(ApiError::too_many_coded("upload_quota", &[("files", &files), ("mib", &mib)], 3600));
         }
         used.files += 1;
         used.bytes += bytes as u64;
@@ -173,10 +173,7 @@ impl UploadStore {
             return Err(too_large(self.limit));
         }
         let media_type = sniff(&bytes).filter(|t| ALLOWED.contains(t)).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("this kind of file is not accepted; send one of {}", ALLOWED.join(", ")),
-            )
+            ApiError::coded(StatusCode::UNSUPPORTED_MEDIA_TYPE, "upload_kind", &[("kinds", &ALLOWED.join(", "))])
         })?;
         if media_type.starts_with("image/") {
             check_dimensions(&bytes)?;
@@ -194,10 +191,9 @@ impl UploadStore {
             .map_err(|e| {
                 tracing::error!(error = %e, "writing an upload");
                 match e.kind() {
-                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ApiError::new(
-                        StatusCode::INSUFFICIENT_STORAGE,
-                        "the server's storage is full: the file was not stored (the conversation goes on)",
-                    ),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                        ApiError::coded(StatusCode::INSUFFICIENT_STORAGE, "storage_full", &[])
+                    }
                     _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the upload store is unavailable"),
                 }
             })?;
@@ -302,16 +298,18 @@ pub(crate) fn check_dimensions(bytes: &[u8]) -> Result<(), ApiError> {
         return Ok(());
     };
     if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
-        return Err(ApiError::new(
+        let most = MAX_IMAGE_PIXELS / 1_000_000;
+        return Err(ApiError::coded(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the image is {w}×{h} pixels; at most {} megapixels are accepted", MAX_IMAGE_PIXELS / 1_000_000),
+            "image_too_large",
+            &[("width", &w), ("height", &h), ("megapixels", &most)],
         ));
     }
     Ok(())
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("a file may be at most {} MiB", limit / (1024 * 1024)))
+    ApiError::coded(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", &[("mib", &(limit / (1024 * 1024)))])
 }
 
 /// Writes the file (and an image's thumbnail) through a temporary name, so
@@ -424,7 +422,7 @@ async fn upload(
         let session = crate::sessions::load(&state, &caller, &id).await?;
         use witness_engine::domain::session::SessionStatus::{Closed, WrapUp};
         if matches!(session.state.status, WrapUp | Closed) {
-            return Err(ApiError::new(StatusCode::CONFLICT, "the session has ended"));
+            return Err(ApiError::coded(StatusCode::CONFLICT, "session_ended", &[]));
         }
         state.uploads.put_into_session(&caller.t, session.id, body).await?
     } else {

@@ -43,14 +43,6 @@ async function enter(answer) {
     api("GET", "/api/dispositions").then((d) => $("disposition").replaceChildren(...d.dispositions.map((x) => Object.assign(document.createElement("option"), { value: x, textContent: x }))), show);
   } catch (e) { alert(e.message); }
 }
-// Signed in before this page loaded (its language was switched): the
-// sessions taken and the one open come along.
-keepOnSwitch(() => ({ mine: [...mine], current }));
-const before = signedInBefore();
-if (before) {
-  for (const sid of before.kept?.mine ?? []) mine.add(sid);
-  enter(before.answer).then(() => before.kept?.current && open(before.kept.current));
-}
 
 async function setPresence(presence) {
   const skill_groups = $("skills").value.split(",").map((s) => s.trim()).filter(Boolean);
@@ -421,3 +413,12 @@ $("wrap-up").onclick = () => api("POST", `/api/sessions/${current}/wrap-up`, { d
 // Over plain HTTP (not localhost) calls cannot use the camera or the
 // microphone: say so at once.
 if (insecureAdvice()) { $("secure-advice").textContent = insecureAdvice(); $("secure-advice").classList.remove("hidden"); }
+// Last, once everything above is defined: signed in before this page
+// loaded (its language was switched): the
+// sessions taken and the one open come along.
+keepOnSwitch(() => ({ mine: [...mine], current }));
+const before = signedInBefore();
+if (before) {
+  for (const sid of before.kept?.mine ?? []) mine.add(sid);
+  enter(before.answer).then(() => before.kept?.current && open(before.kept.current));
+}

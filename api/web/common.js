@@ -242,7 +242,7 @@ export function sessionRows(rows, open) {
     const tr = document.createElement("tr");
     tr.className = "session";
     tr.dataset.session = r.session_id;
-    tr.append(cell(r.started_at && localTime(r.started_at)), cell(r.channel), cell(r.business_type), cell(r.outcome ?? "open"), cell(r.satisfaction), cell(`…${r.session_id.slice(-6)}`));
+    tr.append(cell(r.started_at && localTime(r.started_at)), cell(r.channel), cell(r.business_type), cell(r.outcome ?? t("common.open_outcome")), cell(r.satisfaction), cell(`…${r.session_id.slice(-6)}`));
     tr.onclick = () => open(r.session_id);
     return tr;
   });
@@ -273,7 +273,13 @@ function accessSummary(accesses) {
   const plays = accesses.filter((a) => a.access === "playback" && !seek(a)).length;
   const seeks = accesses.filter(seek).length;
   const downloads = accesses.filter((a) => a.access === "download").length;
-  return [plays && `played ${plays} time(s)`, seeks && `${seeks} seek(s)`, downloads && `${downloads} download(s)`].filter(Boolean).join(", ");
+  return [plays && t("timeline.played", { n: plays }), seeks && t("timeline.seeks", { n: seeks }), downloads && t("timeline.downloads", { n: downloads })].filter(Boolean).join(", ");
+}
+
+// Who acted, in words: "customer", "agent: Li Na (1001)".
+const ACTORS = ["customer", "agent", "bot", "system", "supervisor", "compliance", "admin", "media"];
+function actorText(kind) {
+  return ACTORS.includes(kind) ? t(`common.actor_${kind}`) : kind;
 }
 
 // What an event did, in words, for the timeline's last column: which step,
@@ -281,23 +287,28 @@ function accessSummary(accesses) {
 function describe(e, people = {}) {
   const p = e.payload;
   const agent = people[p.agent_id] ?? "";
-  const step = p.step_index != null ? `step ${p.step_index + 1}` : "";
+  const step = p.step_index != null ? t("timeline.step", { n: p.step_index + 1 }) : "";
+  const at = () => (p.recording_offset_ms / 1000).toFixed(1);
   switch (e.event_type) {
-    case "DualRecordingStepStarted": return `${step} started (${p.step_kind}) at ${(p.recording_offset_ms / 1000).toFixed(1)} s`;
-    case "DualRecordingStepCompleted": return `${step}: ${p.outcome} at ${(p.recording_offset_ms / 1000).toFixed(1)} s`;
-    case "DualRecordingStepReviewed": return `${step} ${p.passed ? "passed" : "FAILED"}${p.comment ? `: ${p.comment}` : ""}`;
-    case "DualRecordingReviewed": return p.passed ? "recording passed" : `recording FAILED${p.comment ? `: ${p.comment}` : ""}`;
-    case "MediaStateChanged": return `${p.participant_id === "customer" ? "customer" : "agent"} ${p.device === "mic" ? "microphone" : "camera"} ${p.enabled ? "on" : p.blocked ? "blocked" : "off"}`;
-    case "RecordingInterrupted": return `${p.track_id}: ${p.resumed ? "resumed in a new segment" : "not resumed"}`;
-    case "RecordingSegmentClosed": return `${p.track_id} part ${p.segment_index + 1}, ${(p.duration_ms / 1000).toFixed(1)} s`;
-    case "TransferRequested": return p.to?.kind === "group" ? `to ${p.to.group}: ${p.reason}` : p.context_summary || p.reason || "";
-    case "SessionQueued": return `in ${p.group}`;
-    case "AgentAssigned": return `${agent ? `${agent} ` : ""}in ${p.group}`;
-    case "AgentOffered": return agent && `to ${agent}`;
-    case "OfferExpired": case "OfferDeclined": return agent && `by ${agent}`;
-    case "SessionEnded": return `${p.ended_by}: ${p.reason}`;
+    case "DualRecordingStepStarted": return t("timeline.step_started", { step, kind: p.step_kind, at: at() });
+    case "DualRecordingStepCompleted": return t("timeline.step_completed", { step, outcome: p.outcome, at: at() });
+    case "DualRecordingStepReviewed": return `${t(p.passed ? "timeline.step_passed" : "timeline.step_failed", { step })}${p.comment ? `: ${p.comment}` : ""}`;
+    case "DualRecordingReviewed": return p.passed ? t("timeline.recording_passed") : `${t("timeline.recording_failed")}${p.comment ? `: ${p.comment}` : ""}`;
+    case "MediaStateChanged": {
+      const who = actorText(p.participant_id === "customer" ? "customer" : "agent");
+      const device = t(p.device === "mic" ? "common.kind_audio" : "common.kind_video");
+      return t(p.enabled ? "timeline.device_on" : p.blocked ? "timeline.device_blocked" : "timeline.device_off", { who, device });
+    }
+    case "RecordingInterrupted": return t(p.resumed ? "timeline.resumed" : "timeline.not_resumed", { track: p.track_id });
+    case "RecordingSegmentClosed": return t("timeline.segment", { track: p.track_id, n: p.segment_index + 1, length: t("common.seconds", { n: (p.duration_ms / 1000).toFixed(1) }) });
+    case "TransferRequested": return p.to?.kind === "group" ? t("timeline.transfer_to", { group: p.to.group, reason: p.reason }) : p.context_summary || p.reason || "";
+    case "SessionQueued": return t("timeline.in_group", { group: p.group });
+    case "AgentAssigned": return agent ? t("timeline.assigned", { agent, group: p.group }) : t("timeline.in_group", { group: p.group });
+    case "AgentOffered": return agent && t("timeline.offered_to", { agent });
+    case "OfferExpired": case "OfferDeclined": return agent && t("timeline.by", { agent });
+    case "SessionEnded": return t("timeline.ended", { who: actorText(p.ended_by), reason: p.reason });
     case "WrapUpCompleted": return p.disposition;
-    case "SatisfactionRated": return `${p.rating} of 5`;
+    case "SatisfactionRated": return t("timeline.rated", { n: p.rating });
     default: return "";
   }
 }
@@ -308,17 +319,17 @@ function describe(e, people = {}) {
 export async function showTimeline(token, id, { card, title, rows }) {
   const view = await call(token, "GET", `/api/sessions/${id}`);
   card.classList.remove("hidden");
-  title.textContent = `Session ${id} — ${view.status}${view.masked ? " (personal data masked for your role)" : ""}`;
+  title.textContent = `${t("timeline.title", { id, status: statusText(view.status) })}${view.masked ? t("timeline.masked") : ""}`;
   rows.replaceChildren(...compactAccesses(view.events).map(({ first: e, last, accesses }) => {
     const tr = document.createElement("tr");
     const p = e.payload;
     const said = p.content ? (p.content.text ?? p.content.markdown ?? p.content.attachment?.file_name) : "";
 
     const time = localTime(e.occurred_at).slice(11) + (last !== e ? `–${localTime(last.occurred_at).slice(11)}` : "");
-    const what = accesses ? `RecordingAccessed${accesses.length > 1 ? ` ×${accesses.length}` : ""}` : e.event_type;
+    const what = accesses ? `${t("event.RecordingAccessed")}${accesses.length > 1 ? ` ×${accesses.length}` : ""}` : t(`event.${e.event_type}`);
     const detail = accesses ? accessSummary(accesses) : said || describe(e, view.people) || p.context_summary || p.reason || "";
     const who = view.people?.[e.actor.id];
-    tr.append(cell(time), cell(who ? `${e.actor.kind}: ${who}` : e.actor.kind), cell(what), cell(detail));
+    tr.append(cell(time), cell(who ? `${actorText(e.actor.kind)}: ${who}` : actorText(e.actor.kind)), cell(what), cell(detail));
     if (accesses) tr.className = "accesses";
     return tr;
   }));

@@ -1,4 +1,4 @@
-import { call, liveSocket, localTime, signIn, signOutWith, sessionRows, showTimeline, useZone, zoneLabel } from "/web/common.js";
+import { call, liveSocket, localTime, signIn, signOutWith, sessionRows, showTimeline, useZone, zoneLabel, t, followTenantLanguage, signedInBefore } from "/web/common.js";
 // Live queues and agents, a day's KPIs and charts (GET /api/dashboard, read
 // again whenever the WebSocket feed brings an event, with the QA queue), and drill-down: an
 // hour's bar lists its sessions, a session opens its timeline and its QA
@@ -12,8 +12,9 @@ const cell = (text) => Object.assign(document.createElement("td"), { textContent
 let zone = useZone();
 const today = () => localTime(new Date().toISOString()).slice(0, 10);
 const percent = (x) => (x == null ? "–" : `${(x * 100).toFixed(1)} %`);
-const seconds = (x) => (x == null ? "–" : `${Math.round(x)} s`);
+const seconds = (x) => (x == null ? "–" : t("common.seconds_short", { n: Math.round(x) }));
 const short = (id) => `…${id.slice(-6)}`;
+const presenceText = (p) => (["online", "away", "offline"].includes(p) ? t(`supervisor.presence_${p}`) : p);
 let kpis, hours, channels, ratings;
 // The tenant's groups (GET /api/groups), for moving a waiting session.
 let groups = [];
@@ -21,11 +22,15 @@ let groups = [];
 $("login").onsubmit = async (ev) => {
   ev.preventDefault();
   const answer = await signIn($("tenant").value, $("login-name").value, $("password").value).catch((e) => alert(e.message));
-  if (!answer) return;
+  if (answer) enter(answer);
+};
+// Signed in: the board, in the tenant's language unless one was chosen.
+async function enter(answer) {
+  if (followTenantLanguage(answer)) return;
   token = answer.token;
   zone = useZone(answer.utc_offset_minutes);
   watchSocket = signOutWith(token, () => socket);
-  $("me").textContent = `${answer.display_name} (${answer.role})`;
+  $("me").textContent = `${answer.display_name} (${t(`common.role_${answer.role}`)})`;
   $("login").classList.add("hidden");
   $("board").classList.remove("hidden");
   $("day").value = today();
@@ -34,7 +39,7 @@ $("login").onsubmit = async (ev) => {
   connect();
   // Waiting times grow without events.
   setInterval(refresh, 15_000);
-};
+}
 $("day").onchange = () => refresh();
 $("today").onclick = () => { $("day").value = today(); refresh(); };
 
@@ -52,10 +57,10 @@ function chart(id, type, label, onHour) {
 }
 
 function charts() {
-  hours = chart("chart-hours", "bar", "Sessions by hour (click a bar for its sessions)", drillHour);
+  hours = chart("chart-hours", "bar", t("supervisor.chart_hours"), drillHour);
   hours.data.labels = [...Array(24).keys()].map((h) => String(h).padStart(2, "0"));
-  channels = chart("chart-channels", "doughnut", "Sessions by channel");
-  ratings = chart("chart-satisfaction", "bar", "Ratings");
+  channels = chart("chart-channels", "doughnut", t("supervisor.chart_channels_label"));
+  ratings = chart("chart-satisfaction", "bar", t("supervisor.chart_ratings_label"));
   ratings.data.labels = ["1", "2", "3", "4", "5"];
 }
 
@@ -93,7 +98,7 @@ function render({ kpis: k, queue }) {
   $("kpi-wait-p50").textContent = seconds(k.wait_p50_secs);
   $("kpi-wait-p90").textContent = seconds(k.wait_p90_secs);
   $("kpi-handle").textContent = seconds(k.handle_avg_secs);
-  $("kpi-satisfaction").textContent = k.satisfaction_avg == null ? "–" : `${k.satisfaction_avg.toFixed(2)} / 5`;
+  $("kpi-satisfaction").textContent = k.satisfaction_avg == null ? "–" : t("common.out_of_5", { n: k.satisfaction_avg.toFixed(2) });
   $("kpi-ratings").textContent = k.ratings;
   hours.data.datasets[0].data = k.by_hour;
   channels.data.labels = k.by_channel.map(([name]) => name);
@@ -106,7 +111,7 @@ function render({ kpis: k, queue }) {
   $("agents").replaceChildren(...queue.agents.map((a) => {
     const tr = document.createElement("tr");
     tr.dataset.agent = a.agent_id;
-    const presence = cell(a.presence);
+    const presence = cell(presenceText(a.presence));
     presence.className = `presence-${a.presence}`;
     tr.append(cell(a.name ?? short(a.agent_id)), presence, cell(`${a.load} / ${a.capacity}`), cell(a.skill_groups.join(", ")));
     return tr;
@@ -123,13 +128,13 @@ function waitingRow(w, agents, now) {
   tr.onclick = () => timeline(w.session_id);
   const actions = document.createElement("td");
   actions.onclick = (e) => e.stopPropagation();
-  const agent = Object.assign(document.createElement("select"), { className: "assign-to", ariaLabel: "Agent" });
-  agent.append(...agents.filter((a) => a.presence !== "offline").map((a) => Object.assign(document.createElement("option"), { value: a.agent_id, textContent: `${a.name ?? short(a.agent_id)} (${a.presence}, ${a.load}/${a.capacity})` })));
-  const assign = Object.assign(document.createElement("button"), { className: "secondary assign", type: "button", textContent: "Assign", disabled: !agent.options.length });
+  const agent = Object.assign(document.createElement("select"), { className: "assign-to", ariaLabel: t("supervisor.agent_label") });
+  agent.append(...agents.filter((a) => a.presence !== "offline").map((a) => Object.assign(document.createElement("option"), { value: a.agent_id, textContent: `${a.name ?? short(a.agent_id)} (${presenceText(a.presence)}, ${a.load}/${a.capacity})` })));
+  const assign = Object.assign(document.createElement("button"), { className: "secondary assign", type: "button", textContent: t("supervisor.assign"), disabled: !agent.options.length });
   assign.onclick = () => api("POST", `/api/sessions/${w.session_id}/assign`, { agent_id: agent.value }).then(refresh, show);
-  const group = Object.assign(document.createElement("select"), { className: "move-to", ariaLabel: "Move to group" });
-  group.append(...groups.filter((g) => g.name !== w.group).map((g) => Object.assign(document.createElement("option"), { value: g.name, textContent: `${g.label} (${g.online} online)` })));
-  const move = Object.assign(document.createElement("button"), { className: "secondary move", type: "button", textContent: "Move", disabled: !group.options.length });
+  const group = Object.assign(document.createElement("select"), { className: "move-to", ariaLabel: t("supervisor.move_label") });
+  group.append(...groups.filter((g) => g.name !== w.group).map((g) => Object.assign(document.createElement("option"), { value: g.name, textContent: t("supervisor.group_online", { label: g.label, n: g.online }) })));
+  const move = Object.assign(document.createElement("button"), { className: "secondary move", type: "button", textContent: t("supervisor.move"), disabled: !group.options.length });
   move.onclick = () => api("POST", `/api/sessions/${w.session_id}/requeue`, { group: group.value }).then(refresh, show);
   actions.append(agent, assign, group, move);
   tr.append(actions);
@@ -139,12 +144,12 @@ function waitingRow(w, agents, now) {
 function connect() {
   socket = liveSocket(token);
   watchSocket();
-  socket.addEventListener("ready", () => { $("status").textContent = "live"; $("status").className = "on"; refresh(); });
+  socket.addEventListener("ready", () => { $("status").textContent = t("supervisor.live"); $("status").className = "on"; refresh(); });
   socket.onmessage = (m) => {
     const frame = JSON.parse(m.data);
     if (frame.type === "event" || frame.type === "lagged") refresh();
   };
-  socket.onclose = () => { $("status").textContent = "reconnecting"; $("status").className = ""; setTimeout(connect, 1000); };
+  socket.onclose = () => { $("status").textContent = t("supervisor.reconnecting"); $("status").className = ""; setTimeout(connect, 1000); };
 }
 
 // The sessions that started in the clicked hour (local), newest first.
@@ -155,7 +160,7 @@ async function drillHour(hour) {
   const rows = await api("GET", `/api/sessions?${q}`).catch(show);
   if (!rows) return;
   $("drill-card").classList.remove("hidden");
-  $("drill-title").textContent = `${rows.length} session(s) started ${kpis.day} ${String(hour).padStart(2, "0")}:00–${String(hour + 1).padStart(2, "0")}:00`;
+  $("drill-title").textContent = t("supervisor.drill_title", { n: rows.length, day: kpis.day, from: `${String(hour).padStart(2, "0")}:00`, to: `${String(hour + 1).padStart(2, "0")}:00` });
   $("drill").replaceChildren(...sessionRows(rows, timeline));
   // The drill-down is below the charts: bring it into view.
   $("drill-card").scrollIntoView({ behavior: "smooth", block: "start" });
@@ -186,7 +191,7 @@ async function quality(id, ended) {
     const tr = document.createElement("tr");
     tr.className = f.passed ? "passed" : "failed";
     tr.dataset.rule = f.rule;
-    tr.append(cell(f.rule), cell(f.passed ? "passed" : "FAILED"), cell(f.detail));
+    tr.append(cell(f.rule), cell(t(f.passed ? "supervisor.passed" : "supervisor.failed")), cell(f.detail));
     return tr;
   }));
   $("evaluate").classList.toggle("hidden", !qa.form.length || !ended);
@@ -209,7 +214,7 @@ async function quality(id, ended) {
       comment: document.querySelector(`#criteria input[name="${c.name}-comment"]`).value || undefined,
     }));
     const done = await api("POST", `/api/sessions/${id}/qa`, { scores }).catch(show);
-    if (done) { await quality(id, ended); $("evaluated").textContent = `saved: ${done.total_score} / ${done.max_score}`; }
+    if (done) { await quality(id, ended); $("evaluated").textContent = t("supervisor.saved", { total: done.total_score, max: done.max_score }); }
   };
   $("evaluations").replaceChildren(...qa.evaluations.map((e) => {
     const tr = document.createElement("tr");
@@ -218,3 +223,7 @@ async function quality(id, ended) {
     return tr;
   }));
 }
+// Last, once everything above is defined: signed in before this page
+// loaded (its language was switched).
+const before = signedInBefore();
+if (before) enter(before.answer);

@@ -96,7 +96,7 @@ try {
 
   const context = await browser.newContext({ timezoneId: "America/Los_Angeles", viewport: { width: 1280, height: 1400 } });
   const board = await context.newPage();
-  await board.goto(`${base}/supervisor`);
+  await board.goto(`${base}/supervisor?lang=en`);
   await board.fill("#password", process.env.SUPERVISOR_PASSWORD);
   await board.click("#sign-in");
   await expectText(board, "#status", "live", "the live feed");
