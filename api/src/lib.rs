@@ -99,40 +99,23 @@ const SCRIPTS: &[(&str, &str)] = &[
 /// `web/vendor/chart.js-LICENSE.md`): the supervisor dashboard's charts.
 const CHART_JS: &str = include_str!("../web/vendor/chart.umd.min.js");
 
-/// A page: its template, the languages it is written in so far (the first
-/// the default), and the catalog keys its scripts use.
+/// A page: its template, the catalog keys its scripts use, and the tenant
+/// whose language it is in when `?tenant=` names none: the customer page's
+/// `demo`, as its script assumes; staff pages learn their tenant at sign-in
+/// (then follow its language).
 struct Page {
     template: &'static str,
-    languages: &'static [i18n::Lang],
     prefixes: &'static [&'static str],
-    /// The tenant whose language the page is in when `?tenant=` names none:
-    /// the customer page's `demo`, as its script assumes; staff pages learn
-    /// their tenant at sign-in (then follow its language).
     tenant: Option<&'static str>,
 }
 
-const CUSTOMER: Page = Page {
-    template: CUSTOMER_PAGE,
-    languages: &i18n::Lang::ALL,
-    prefixes: &["common.", "call.", "customer."],
-    tenant: Some("demo"),
-};
-const AGENT: Page =
-    Page { template: AGENT_PAGE, languages: &i18n::Lang::ALL, prefixes: &["common.", "call.", "agent."], tenant: None };
-/// The admin page, English until its texts are in the catalogs (the
-/// timelines it shares with the supervisor's are).
-const ADMIN: Page = Page {
-    template: ADMIN_PAGE,
-    languages: &[i18n::Lang::En],
-    prefixes: &["common.", "timeline.", "event."],
-    tenant: None,
-};
-const SUPERVISOR: Page = Page {
-    template: SUPERVISOR_PAGE,
-    languages: &i18n::Lang::ALL,
-    prefixes: &["common.", "timeline.", "event.", "supervisor."],
-    tenant: None,
-};
+const CUSTOMER: Page =
+    Page { template: CUSTOMER_PAGE, prefixes: &["common.", "call.", "customer."], tenant: Some("demo") };
+const AGENT: Page = Page { template: AGENT_PAGE, prefixes: &["common.", "call.", "agent."], tenant: None };
+const ADMIN: Page =
+    Page { template: ADMIN_PAGE, prefixes: &["common.", "timeline.", "event.", "admin."], tenant: None };
+const SUPERVISOR: Page =
+    Page { template: SUPERVISOR_PAGE, prefixes: &["common.", "timeline.", "event.", "supervisor."], tenant: None };
 
 #[derive(Deserialize)]
 struct PageQuery {
@@ -142,24 +125,20 @@ struct PageQuery {
 
 /// Serves `page` in the language asked for (`?lang=`), else the tenant's
 /// (`?tenant=`, else the page's own), else the browser's
-/// (`Accept-Language`), else the page's first.
+/// (`Accept-Language`), else Simplified Chinese.
 async fn page(state: &AppState, page: &Page, query: PageQuery, headers: &HeaderMap) -> Response {
-    let speaks = |lang: &i18n::Lang| page.languages.contains(lang);
-    let asked = query.lang.as_deref().and_then(i18n::Lang::from_tag).filter(speaks);
+    let asked = query.lang.as_deref().and_then(i18n::Lang::from_tag);
     let tenant = async {
         let tenant: TenantId = query.tenant.as_deref().or(page.tenant)?.parse().ok()?;
         let known = accounts::directory(&state.store, &tenant).await.ok()?;
-        known.exists().then(|| i18n::Lang::from_tag(known.locale())).flatten().filter(speaks)
+        known.exists().then(|| i18n::Lang::from_tag(known.locale())).flatten()
     };
-    let browser = || {
-        let header = headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?;
-        i18n::Lang::from_accept_language(header).filter(speaks)
-    };
+    let browser = || i18n::Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?);
     let lang = match asked {
         Some(lang) => lang,
         None => match tenant.await {
             Some(lang) => lang,
-            None => browser().unwrap_or(page.languages[0]),
+            None => browser().unwrap_or_default(),
         },
     };
     let html = i18n::render_page(page.template, lang, page.prefixes);

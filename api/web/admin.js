@@ -1,4 +1,4 @@
-import { call, fromLocalTime, links, localTime, recordingPlayers, signIn, signOutWith, sessionRows, showTimeline, useZone, zoneLabel } from "/web/common.js";
+import { call, fromLocalTime, links, localTime, recordingPlayers, signIn, signOutWith, sessionRows, showTimeline, useZone, zoneLabel, t, followTenantLanguage, signedInBefore } from "/web/common.js";
 // Users and FAQ (admin), session search and timelines (admin, supervisor,
 // compliance; masked by role as the API decides).
 const $ = (id) => document.getElementById(id);
@@ -11,11 +11,16 @@ const cell = (text) => Object.assign(document.createElement("td"), { textContent
 $("login").onsubmit = async (ev) => {
   ev.preventDefault();
   const answer = await signIn($("tenant").value, $("login-name").value, $("password").value).catch((e) => alert(e.message));
-  if (!answer) return;
+  if (answer) enter(answer);
+};
+// Signed in: the console, in the tenant's language unless one was chosen.
+function enter(answer) {
+  if (followTenantLanguage(answer)) return;
   ({ token, role } = answer);
   useZone(answer.utc_offset_minutes);
+  $("groups-hint").textContent = t("admin.groups_hint", { zone: zoneLabel() });
   signOutWith(token, () => null);
-  $("me").textContent = `${answer.display_name} (${role})`;
+  $("me").textContent = `${answer.display_name} (${t(`common.role_${role}`)})`;
   $("login").classList.add("hidden");
   $("console").classList.remove("hidden");
   const admin = role === "admin";
@@ -31,7 +36,7 @@ $("login").onsubmit = async (ev) => {
   $("reviews-card").classList.toggle("hidden", role !== "compliance");
   if (role === "compliance") reviews();
   search();
-};
+}
 
 async function loadPolicy() {
   const policy = await api("GET", "/api/admin/recording-policy").catch(() => null);
@@ -43,7 +48,7 @@ $("record-calls").onchange = () => api("PUT", "/api/admin/recording-policy", { r
 
 // A setting's outcome beside its Save button: the error, or `message`
 // ("Saved."), replaced on the next try.
-function said(id, error, message = "Saved.") {
+function said(id, error, message = t("admin.saved")) {
   $(id).textContent = error ? String(error.message || error) : message;
   $(id).className = error ? "error-inline" : "ok-inline";
 }
@@ -51,15 +56,15 @@ function said(id, error, message = "Saved.") {
 // Editable table rows: a control per field (its `data-field` names it,
 // and screen readers too), and a Remove button.
 const td = (el) => { const cell = document.createElement("td"); cell.append(el); return cell; };
-function control(el, field, label = field.replaceAll("_", " ")) {
+function control(el, field, label) {
   el.dataset.field = field;
   el.setAttribute("aria-label", label);
   return el;
 }
-const input = (field, value, extra = {}) => control(Object.assign(document.createElement("input"), { value: value ?? "", ...extra }), field);
+const input = (field, value, label, extra = {}) => control(Object.assign(document.createElement("input"), { value: value ?? "", ...extra }), field, label);
 function select(field, options, value, label) {
   const el = control(document.createElement("select"), field, label);
-  el.append(...options.map(([v, t]) => Object.assign(document.createElement("option"), { value: v, textContent: t })));
+  el.append(...options.map(([value, text]) => Object.assign(document.createElement("option"), { value, textContent: text })));
   el.value = value;
   return el;
 }
@@ -67,7 +72,7 @@ function select(field, options, value, label) {
 function editableRow(className, cells, removed = () => {}) {
   const tr = document.createElement("tr");
   tr.className = className;
-  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: "Remove" });
+  const remove = Object.assign(document.createElement("button"), { type: "button", className: "secondary", textContent: t("admin.remove") });
   remove.onclick = () => { tr.remove(); removed(); };
   tr.append(...cells, td(remove));
   return tr;
@@ -76,12 +81,12 @@ function editableRow(className, cells, removed = () => {}) {
 // Skill groups: one editable row each (hours in the tenant's zone).
 function groupRow(g = { name: "", label: "", when_nobody_online: "queue" }) {
   const h = g.hours;
-  const policy = select("when_nobody_online", [["queue", "queue them"], ["refuse", "refuse transfers"]], g.when_nobody_online ?? "queue", "when nobody is online");
-  return editableRow("group", [td(input("name", g.name, { size: 10 })), td(input("label", g.label, { size: 14 })), td(policy),
-    td(input("open", h?.open, { type: "time" })), td(input("close", h?.close, { type: "time" })),
-    td(input("days", h ? h.days.join(",") : "", { size: 8, placeholder: "1,2,3,4,5" })),
-    td(input("closed_message", h?.closed_message, { size: 18 })),
-    td(input("message_after_secs", g.message_after_secs, { type: "number", min: 0, style: "width: 6rem" }))]);
+  const policy = select("when_nobody_online", [["queue", t("admin.queue_them")], ["refuse", t("admin.refuse_transfers")]], g.when_nobody_online ?? "queue", t("admin.when_nobody"));
+  return editableRow("group", [td(input("name", g.name, t("admin.f_name"), { size: 10 })), td(input("label", g.label, t("admin.f_label"), { size: 14 })), td(policy),
+    td(input("open", h?.open, t("admin.f_open"), { type: "time" })), td(input("close", h?.close, t("admin.f_close"), { type: "time" })),
+    td(input("days", h ? h.days.join(",") : "", t("admin.f_days"), { size: 8, placeholder: "1,2,3,4,5" })),
+    td(input("closed_message", h?.closed_message, t("admin.f_closed_message"), { size: 18 })),
+    td(input("message_after_secs", g.message_after_secs, t("admin.f_message_after"), { type: "number", min: 0, style: "width: 6rem" }))]);
 }
 async function loadGroups() {
   const g = await api("GET", "/api/groups").catch(show);
@@ -117,25 +122,28 @@ async function loadZone() {
   for (let m = -720; m <= 840; m += 30) offsets.push(m);
   offsets.push(345, 525, 765);
   offsets.sort((a, b) => a - b);
-  const names = { 480: "北京时间 Beijing", 0: "UTC" };
+  const names = { 480: t("admin.beijing"), 0: "UTC" };
   $("time-zone").replaceChildren(...offsets.map((m) => Object.assign(document.createElement("option"), { value: m, textContent: `${zoneLabel(m)}${names[m] ? ` ${names[m]}` : ""}` })));
   const s = await api("GET", "/api/settings").catch(show);
-  if (s) $("time-zone").value = s.utc_offset_minutes;
+  if (s) { $("time-zone").value = s.utc_offset_minutes; $("locale").value = s.locale; }
 }
+$("locale-save").onclick = () => api("PUT", "/api/admin/locale", { locale: $("locale").value })
+  .then(() => said("locale-said"), (e) => said("locale-said", e));
 $("zone-save").onclick = () => api("PUT", "/api/admin/time-zone", { utc_offset_minutes: Number($("time-zone").value) })
   .then((s) => { useZone(s.utc_offset_minutes); said("zone-said"); search(); }, (e) => said("zone-said", e));
 
 // Retention: days kept per class of data, each saved on its own.
-const CLASSES = { recordings: "Recordings (segments and composites)", attachments: "Images and files sent", messages: "Messages (the policy only: the log keeps them)" };
+const CLASSES = { recordings: "admin.class_recordings", attachments: "admin.class_attachments", messages: "admin.class_messages" };
 async function loadRetention(editable) {
   const policy = await api("GET", "/api/admin/retention").catch(show);
   if (!policy) return;
-  $("retention").replaceChildren(...Object.entries(CLASSES).map(([klass, label]) => {
+  $("retention").replaceChildren(...Object.entries(CLASSES).map(([klass, key]) => {
+    const label = t(key);
     const tr = document.createElement("tr");
-    const days = Object.assign(document.createElement("input"), { type: "number", min: 1, value: policy.retention[klass] ?? "", placeholder: "for ever", disabled: !editable, style: "width: 7rem" });
+    const days = Object.assign(document.createElement("input"), { type: "number", min: 1, value: policy.retention[klass] ?? "", placeholder: t("admin.for_ever"), disabled: !editable, style: "width: 7rem" });
     days.dataset.class = klass;
-    days.setAttribute("aria-label", `${label}: days kept`);
-    const save = Object.assign(document.createElement("button"), { type: "button", textContent: "Save", hidden: !editable });
+    days.setAttribute("aria-label", t("admin.days_kept_label", { label }));
+    const save = Object.assign(document.createElement("button"), { type: "button", textContent: t("admin.save"), hidden: !editable });
     const status = Object.assign(document.createElement("span"), { id: `retention-said-${klass}` });
     status.setAttribute("role", "status");
     save.onclick = () => api("PUT", "/api/admin/retention", { class: klass, days: days.value === "" ? null : Number(days.value) })
@@ -146,13 +154,13 @@ async function loadRetention(editable) {
     return tr;
   }));
   $("holds").textContent = policy.holds.length
-    ? `Legal holds: ${policy.holds.map((h) => `${h.session_id ? `session …${h.session_id.slice(-6)}` : "the whole tenant"} (${h.reason})`).join("; ")}`
-    : "No legal holds.";
+    ? t("admin.legal_holds", { holds: policy.holds.map((h) => `${h.session_id ? t("admin.hold_session", { id: h.session_id.slice(-6) }) : t("admin.hold_tenant")} (${h.reason})`).join("; ") })
+    : t("admin.no_holds");
 }
 
-const criterionRow = (c = {}) => editableRow("criterion", [td(input("name", c.name, { size: 16 })),
-  td(input("weight", c.weight ?? 1, { type: "number", step: "any", min: 0, style: "width: 5rem" })),
-  td(input("max_score", c.max_score ?? 5, { type: "number", step: "any", min: 0, style: "width: 5rem" }))]);
+const criterionRow = (c = {}) => editableRow("criterion", [td(input("name", c.name, t("admin.f_name"), { size: 16 })),
+  td(input("weight", c.weight ?? 1, t("admin.f_weight"), { type: "number", step: "any", min: 0, style: "width: 5rem" })),
+  td(input("max_score", c.max_score ?? 5, t("admin.f_max_score"), { type: "number", step: "any", min: 0, style: "width: 5rem" }))]);
 const seconds = (id) => ($(id).value === "" ? undefined : Number($(id).value));
 async function loadQa() {
   const [form, rules] = await Promise.all([api("GET", "/api/admin/qa-form"), api("GET", "/api/admin/qa-rules")]).catch((e) => (show(e), []));
@@ -183,22 +191,22 @@ $("qa-rules-save").onclick = () => {
 
 // Dual-recording scripts: pick one (its latest version) or start a new one;
 // steps as rows of kind, text and the evidence each needs.
-const STEP_KINDS = { identity_check: "identity check", risk_disclosure: "risk disclosure", customer_confirmation: "customer confirmation", document_shown: "document shown" };
-const EVIDENCE = { agent_reads_aloud: "agent reads aloud", customer_speaks: "customer speaks", customer_clicks: "customer clicks “I confirm”", document_shown: "document to camera" };
+const STEP_KINDS = ["identity_check", "risk_disclosure", "customer_confirmation", "document_shown"];
+const EVIDENCE = ["agent_reads_aloud", "customer_speaks", "customer_clicks", "document_shown"];
 let scripts = [];
 function stepRow(step = { kind: "risk_disclosure", text: "", evidence: ["agent_reads_aloud"] }) {
   const number = Object.assign(document.createElement("td"), { className: "number" });
-  const text = control(Object.assign(document.createElement("textarea"), { value: step.text, rows: 2 }), "text", "step text");
+  const text = control(Object.assign(document.createElement("textarea"), { value: step.text, rows: 2 }), "text", t("admin.step_text"));
   const evidence = document.createElement("td");
-  for (const [v, t] of Object.entries(EVIDENCE)) {
+  for (const v of EVIDENCE) {
     const box = Object.assign(document.createElement("input"), { type: "checkbox", value: v, checked: step.evidence.includes(v) });
     box.dataset.evidence = v;
     const label = document.createElement("label");
     label.className = "evidence";
-    label.append(box, ` ${t}`);
+    label.append(box, ` ${t(`admin.ev_${v}`)}`);
     evidence.append(label);
   }
-  return editableRow("step", [number, td(select("kind", Object.entries(STEP_KINDS), step.kind, "step kind")), td(text), evidence], numberSteps);
+  return editableRow("step", [number, td(select("kind", STEP_KINDS.map((k) => [k, t(`admin.kind_${k}`)]), step.kind, t("admin.step_kind"))), td(text), evidence], numberSteps);
 }
 const numberSteps = () => $("script-steps").querySelectorAll("tr.step .number").forEach((number, i) => { number.textContent = i + 1; });
 function showScript(s) {
@@ -210,7 +218,7 @@ function showScript(s) {
 }
 async function loadScripts(pick) {
   scripts = (await api("GET", "/api/dual-scripts").catch(show)) ?? [];
-  $("script-pick").replaceChildren(Object.assign(document.createElement("option"), { value: "", textContent: "New script" }),
+  $("script-pick").replaceChildren(Object.assign(document.createElement("option"), { value: "", textContent: t("admin.new_script") }),
     ...scripts.map((s) => Object.assign(document.createElement("option"), { value: s.script_id, textContent: `${s.title} (${s.script_id}, v${s.version})` })));
   $("script-pick").value = pick ?? scripts[0]?.script_id ?? "";
   showScript(scripts.find((s) => s.script_id === $("script-pick").value));
@@ -219,21 +227,21 @@ $("script-pick").onchange = () => { said("script-said", null, ""); showScript(sc
 $("step-add").onclick = () => { $("script-steps").append(stepRow()); numberSteps(); };
 $("script-save").onclick = () => {
   const id = $("script-id").value.trim();
-  if (!id) return said("script-said", new Error("a script needs an id: letters, digits and -"));
+  if (!id) return said("script-said", new Error(t("admin.script_needs_id")));
   const steps = [...$("script-steps").querySelectorAll("tr.step")].map((tr) => ({
     kind: tr.querySelector("[data-field=kind]").value,
     text: tr.querySelector("[data-field=text]").value.trim(),
     evidence: [...tr.querySelectorAll("[data-evidence]:checked")].map((b) => b.value),
   }));
   api("PUT", `/api/admin/dual-scripts/${encodeURIComponent(id)}`, { title: $("script-title").value.trim(), steps })
-    .then((s) => loadScripts(s.script_id).then(() => said("script-said", null, `Saved as version ${s.version}.`)), (e) => said("script-said", e));
+    .then((s) => loadScripts(s.script_id).then(() => said("script-said", null, t("admin.saved_version", { n: s.version }))), (e) => said("script-said", e));
 };
 
 async function loadUsers() {
   const users = await api("GET", "/api/admin/users").catch(show);
   $("users").replaceChildren(...(users || []).map((u) => {
     const tr = document.createElement("tr");
-    tr.append(cell(u.login), cell(u.role), cell(u.display_name));
+    tr.append(cell(u.login), cell(t(`common.role_${u.role}`)), cell(u.display_name));
     return tr;
   }));
 }
@@ -247,7 +255,7 @@ $("new-user").onsubmit = async (ev) => {
 $("import").onclick = async () => {
   const format = $("faq-format").value;
   await api("POST", `/api/kb/import?format=${format}`, $("faq").value, format === "json" ? "application/json" : "text/markdown")
-    .then((r) => { show(); $("imported").textContent = `${r.imported} entries imported`; }, show);
+    .then((r) => { show(); $("imported").textContent = t("admin.imported", { n: r.imported }); }, show);
 };
 
 async function search(ev) {
@@ -287,7 +295,7 @@ async function review(id) {
   const [view, list] = await Promise.all([api("GET", `/api/sessions/${id}/review`), api("GET", `/api/sessions/${id}/recordings`)]).catch((e) => (show(e), []));
   if (!view) return;
   $("review").classList.remove("hidden");
-  $("review-title").textContent = `${view.script?.title ?? ""} v${view.script?.version ?? ""} — session …${id.slice(-6)}`;
+  $("review-title").textContent = t("admin.review_title", { title: view.script?.title ?? "", version: view.script?.version ?? "", id: id.slice(-6) });
   const composite = list.find((r) => r.composite)?.composite;
   const video = $("review-video");
   const src = composite?.url ?? "";
@@ -313,21 +321,21 @@ async function review(id) {
       at.append(marker);
     }
     const verdict = document.createElement("td");
-    if (st.review) verdict.append(`${st.review[0] ? "passed" : "FAILED"}${st.review[1] ? `: ${st.review[1]}` : ""} `);
+    if (st.review) verdict.append(`${t(st.review[0] ? "admin.passed" : "admin.step_failed")}${st.review[1] ? `: ${st.review[1]}` : ""} `);
     if (!view.verdict && st.outcome) {
-      const comment = Object.assign(document.createElement("input"), { placeholder: "comment", className: "comment" });
-      const pass = Object.assign(document.createElement("button"), { className: "pass", type: "button", textContent: "Pass" });
-      const fail = Object.assign(document.createElement("button"), { className: "secondary fail", type: "button", textContent: "Fail" });
+      const comment = Object.assign(document.createElement("input"), { placeholder: t("admin.comment"), className: "comment" });
+      const pass = Object.assign(document.createElement("button"), { className: "pass", type: "button", textContent: t("admin.pass") });
+      const fail = Object.assign(document.createElement("button"), { className: "secondary fail", type: "button", textContent: t("admin.fail") });
       const status = Object.assign(document.createElement("span"), { className: "step-said" });
       status.setAttribute("role", "status");
       pass.onclick = () => post("review/steps", { step_index: st.index, passed: true, comment: comment.value || undefined }, status).catch(() => {});
       fail.onclick = () => post("review/steps", { step_index: st.index, passed: false, comment: comment.value || undefined }, status).catch(() => {});
       verdict.append(comment, pass, fail, status);
     }
-    tr.append(at, cell(`${st.index + 1}. ${st.kind}: ${st.text}`), cell(st.outcome ?? "not done"), verdict);
+    tr.append(at, cell(`${st.index + 1}. ${t(`admin.kind_${st.kind}`)}: ${st.text}`), cell(st.outcome ?? t("admin.not_done")), verdict);
     return tr;
   }));
-  $("review-verdict").textContent = view.verdict ? (view.verdict[0] ? "passed" : "failed") : "";
+  $("review-verdict").textContent = view.verdict ? t(view.verdict[0] ? "admin.passed" : "admin.failed") : "";
   links(token, [`/api/sessions/${id}/review/package`]).then(([u]) => { $("review-package").href = u; }, show);
   for (const [button, passed] of [["verdict-pass", true], ["verdict-fail", false]]) {
     $(button).disabled = Boolean(view.verdict);
@@ -339,3 +347,7 @@ async function recordings(id) {
   const list = await api("GET", `/api/sessions/${id}/recordings`).catch(() => []);
   $("recordings").replaceChildren(...recordingPlayers(list, token));
 }
+// Last, once everything above is defined: signed in before this page
+// loaded (its language was switched).
+const before = signedInBefore();
+if (before) enter(before.answer);

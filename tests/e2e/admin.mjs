@@ -33,7 +33,7 @@ try {
   // A browser in New York: the page shows the tenant's zone, not the browser's.
   const page = await (await browser.newContext({ timezoneId: "America/New_York", viewport: { width: 1280, height: 1000 } })).newPage();
   const signIn = async () => {
-    await page.goto(`${base}/admin`);
+    await page.goto(`${base}/admin?lang=en`);
     await page.fill("#password", process.env.ADMIN_PASSWORD);
     await page.click("#sign-in");
     await seen(page.locator("#users td", { hasText: "Demo Agent" }), "the admin console");

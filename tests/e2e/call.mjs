@@ -165,7 +165,7 @@ try {
     // Compliance plays a segment on the admin page (Chromium asks by range);
     // a customer may not; every access is in the record.
     const officer = await (await browser.newContext()).newPage();
-    await officer.goto(`${base}/admin`);
+    await officer.goto(`${base}/admin?lang=en`);
     await officer.fill("#login-name", "compliance");
     await officer.fill("#password", process.env.COMPLIANCE_PASSWORD);
     await officer.click("#sign-in");

@@ -156,7 +156,7 @@ try {
 
   // The admin page: add an FAQ entry and a user, find the session and its timeline.
   const admin = await (await browser.newContext()).newPage();
-  await admin.goto(`${base}/admin`);
+  await admin.goto(`${base}/admin?lang=en`);
   await admin.fill("#password", process.env.ADMIN_PASSWORD);
   await admin.click("#sign-in");
   await expect(admin.locator("#users td", { hasText: "Demo Agent" }), "the demo users on the admin page");

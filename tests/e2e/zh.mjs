@@ -99,6 +99,20 @@ try {
   await noEnglish(board, "supervisor board", ["Demo", "Agent", "agent", "Supervisor", "cards", "general", "web", "h5", "UTC"]);
   await accessible(board, "zh supervisor board");
 
+  // The admin console in Chinese, every editor on it.
+  const console_ = await (await browser.newContext({ locale: "en-US" })).newPage();
+  await console_.goto(`${process.env.BASE_URL}/admin`);
+  await console_.fill("#password", process.env.ADMIN_PASSWORD);
+  await console_.click("#sign-in");
+  await console_.waitForFunction(() => document.documentElement.lang === "zh-CN", null, { timeout });
+  await expect(console_.locator("#users tr"), "the users listed");
+  await expect(console_.locator("#retention tr"), "the retention classes listed");
+  // Names and logins of the demo's users, ids (groups, a sample script id),
+  // the formats' own names.
+  await noEnglish(console_, "admin console", ["Demo", "Agent", "Supervisor", "Compliance", "Officer", "Admin", "agent", "supervisor", "compliance", "admin",
+    "UTC", "Markdown", "JSON", "question", "answer", "cards", "general", "wealth", "product"]);
+  await accessible(console_, "zh admin console");
+
   // The workbench switched to English: still signed in, nothing lost.
   await agent.selectOption("#lang", "en");
   await agent.waitForFunction(() => document.documentElement.lang === "en", null, { timeout });
