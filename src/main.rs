@@ -1492,7 +1492,13 @@ async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: 
     // The day is yesterday's working day, so timelines read like history.
     let start =
         (chrono::Utc::now() - chrono::Duration::days(1)).date_naive().and_hms_opt(1, 0, 0).expect("valid").and_utc();
-    let plan = witness_engine::workload::DayPlan { tenant, sessions, agents, seed, start };
+    // The conversations in the tenant's language (Chinese for a tenant not set up yet).
+    let known =
+        witness_engine::executor::current::<witness_engine::domain::tenant::Tenant>(&store, &StreamId::tenant(&tenant))
+            .await?
+            .state;
+    let language = witness_engine::workload::Language::of_locale(known.locale());
+    let plan = witness_engine::workload::DayPlan { tenant, sessions, agents, seed, start, language };
     let report = witness_engine::workload::run_day(&store, &plan, |n| bar.set_position(n as u64)).await?;
     bar.finish_and_clear();
     if json {

@@ -121,6 +121,9 @@ fn seed_a_day_then_list_and_replay_its_sessions() {
     let replay: serde_json::Value = serde_json::from_slice(&replayed.stdout).unwrap();
     let timeline = replay["timeline"].as_array().unwrap();
     assert_eq!(timeline[0]["event_type"], "SessionStarted");
+    // A tenant not set up yet speaks Chinese: so do its seeded customers.
+    let asked = timeline.iter().find(|e| e["event_type"] == "CustomerMessage").expect("the customer asks");
+    assert!(asked.to_string().chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{asked}");
     let started = timeline[0]["occurred_at"].as_str().unwrap();
 
     let at_start = witness(dir.path(), &["replay", "session", id, "--at", started, "--json"]);

@@ -23,6 +23,7 @@ fn day(seed: u64, n: i64) -> DayPlan {
         agents: 6,
         seed,
         start: DateTime::from_timestamp(1_790_000_000 + 86_400 * n, 0).unwrap(),
+        language: witness_engine::workload::Language::Chinese,
     }
 }
 

@@ -115,6 +115,7 @@ async fn read_models_fed_through_kafka_survive_a_broker_restart_and_match_the_em
         agents: 8,
         seed: 11,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+        language: witness_engine::workload::Language::Chinese,
     };
     let store = source.store.clone();
     let day = tokio::spawn(async move { run_day(&store, &plan, |_| {}).await.unwrap() });

@@ -18,6 +18,7 @@ async fn live_then_rebuilt(t: TestStore) {
         agents: 8,
         seed: 7,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+        language: witness_engine::workload::Language::English,
     };
     // Live: project after every few customers, while the day runs.
     let store = t.store.clone();
@@ -128,6 +129,7 @@ async fn racing_projectors_count_every_event_once(t: TestStore) {
         agents: 6,
         seed: 11,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+        language: witness_engine::workload::Language::English,
     };
     run_day(&t.store, &plan, |_| {}).await.unwrap();
     let (a, b) = (

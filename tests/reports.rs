@@ -37,6 +37,7 @@ async fn seeded() -> Seeded {
         agents: 6,
         seed,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+        language: witness_engine::workload::Language::Chinese,
     };
     let mut acme = run_day(&t.store, &plan(tenant(), 60, 21), |_| {}).await.unwrap();
     let other = run_day(&t.store, &plan(other(), 20, 22), |_| {}).await.unwrap();

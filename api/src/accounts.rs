@@ -45,8 +45,8 @@ pub fn random_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The demo tenant's FAQ.
-const DEMO_FAQ: &str = include_str!("../../examples/faq.md");
+/// The demo tenant's FAQ, in Chinese and in English.
+const DEMO_FAQ: [&str; 2] = [include_str!("../../examples/faq-zh.md"), include_str!("../../examples/faq.md")];
 
 /// The logins the demo start prints.
 #[derive(Debug, Clone)]
@@ -57,8 +57,8 @@ pub struct DemoLogin {
 }
 
 /// On an empty store (a fresh data dir), creates the tenant `demo` with one
-/// user per staff role and the FAQ in `examples/faq.md`, and returns the
-/// logins; otherwise does nothing.
+/// user per staff role and the FAQ in `examples/faq-zh.md` and
+/// `examples/faq.md`, and returns the logins; otherwise does nothing.
 pub async fn demo_start(store: &EventStore) -> Result<Vec<DemoLogin>, ApiError> {
     if store.count().await? > 0 {
         return Ok(vec![]);
@@ -76,7 +76,10 @@ pub async fn demo_start(store: &EventStore) -> Result<Vec<DemoLogin>, ApiError> 
         create_user(store, &tenant, &Actor::system(), login, role, name, &password).await?;
         logins.push(DemoLogin { login, role, password });
     }
-    let entries = crate::kb::parse(crate::kb::Format::Markdown, DEMO_FAQ).expect("the demo FAQ parses");
+    let entries = DEMO_FAQ
+        .iter()
+        .flat_map(|faq| crate::kb::parse(crate::kb::Format::Markdown, faq).expect("the demo FAQ parses"))
+        .collect();
     let command = TenantCommand::ImportFaq { entries };
     execute::<Tenant>(store, &tenant, &StreamId::tenant(&tenant), &Actor::system(), Utc::now(), command).await?;
     Ok(logins)

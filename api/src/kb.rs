@@ -10,6 +10,12 @@
 //! A hit's **confidence** is its BM25 score divided by the score the entry's
 //! own question gets for itself: 1.0 means the customer asked the FAQ's
 //! question, 0.0 that no word matched. The bot answers above a threshold.
+//!
+//! Entries asked in Chinese and those asked in other languages are indexed
+//! apart, each with its own word statistics, and a search asks both: long
+//! Chinese answers once moved the English entries' scores (the average
+//! length BM25 weighs by), so that an English question sharing only "I",
+//! "my" and "card" with an entry passed the threshold.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -97,17 +103,49 @@ pub struct Hit {
     pub confidence: f64,
 }
 
-/// One tenant's index.
+/// One tenant's index: its entries asked in Chinese, and the others.
 struct TenantIndex {
     /// The tenant stream version it was built at.
     version: u64,
+    entries: BTreeMap<String, FaqEntry>,
+    parts: Vec<Part>,
+}
+
+impl TenantIndex {
+    fn build(version: u64, entries: BTreeMap<String, FaqEntry>) -> tantivy::Result<Self> {
+        let (chinese, other): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            entries.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(_, e)| is_chinese(&e.question));
+        let parts =
+            [chinese, other].into_iter().filter(|p| !p.is_empty()).map(Part::build).collect::<Result<_, _>>()?;
+        Ok(Self { version, entries, parts })
+    }
+
+    /// The best `limit` entries of either part, most confident first.
+    fn search(&self, text: &str, limit: usize) -> tantivy::Result<Vec<Hit>> {
+        let mut hits = vec![];
+        for part in &self.parts {
+            hits.extend(part.search(text, limit)?);
+        }
+        hits.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        hits.truncate(limit);
+        Ok(hits)
+    }
+}
+
+/// Whether `text` is written in Chinese (has a CJK ideograph).
+fn is_chinese(text: &str) -> bool {
+    text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c) || ('\u{3400}'..='\u{4dbf}').contains(&c))
+}
+
+/// Entries of one language, indexed with their own word statistics.
+struct Part {
     entries: BTreeMap<String, FaqEntry>,
     reader: IndexReader,
     fields: (Field, Field, Field),
 }
 
-impl TenantIndex {
-    fn build(version: u64, entries: BTreeMap<String, FaqEntry>) -> tantivy::Result<Self> {
+impl Part {
+    fn build(entries: BTreeMap<String, FaqEntry>) -> tantivy::Result<Self> {
         let mut schema = Schema::builder();
         let text = TextOptions::default()
             .set_indexing_options(
@@ -130,7 +168,7 @@ impl TenantIndex {
         }
         writer.commit()?;
         let reader = index.reader()?;
-        Ok(Self { version, entries, reader, fields: (id, question, answer) })
+        Ok(Self { entries, reader, fields: (id, question, answer) })
     }
 
     /// The question counts twice as much as the answer.
@@ -419,6 +457,24 @@ mod tests {
             let hits = index.search(asked, 3).unwrap();
             assert_eq!(hits.first().map(|h| h.id.as_str()), Some(id), "{asked}: {hits:?}");
         }
+    }
+
+    /// The Chinese entries' statistics do not move the English ones': an
+    /// English question that shares only "I", "my" and "card" with an entry
+    /// scores the same with or without long Chinese entries beside it.
+    #[test]
+    fn chinese_entries_do_not_change_how_sure_an_english_answer_is() {
+        let english: BTreeMap<_, _> = entries().into_iter().filter(|(_, e)| !is_chinese(&e.question)).collect();
+        let mut both = entries();
+        for i in 0..10 {
+            let id = format!("long-{i}");
+            let answer = "请在手机银行中办理，具体以网点公告为准，".repeat(20);
+            both.insert(id.clone(), FaqEntry { id, question: format!("第{i}个长问题怎么办理？"), answer });
+        }
+        let asked = "Can I pay my Gold card bill in yen?";
+        let alone = TenantIndex::build(1, english).unwrap().search(asked, 1).unwrap();
+        let beside = TenantIndex::build(1, both).unwrap().search(asked, 1).unwrap();
+        assert_eq!(alone, beside);
     }
 
     #[test]

@@ -2141,8 +2141,14 @@ mod decoders {
 async fn the_dashboard_sums_up_a_seeded_day_for_its_tenant() {
     let w = World::new().await;
     let start = chrono::DateTime::parse_from_rfc3339("2026-11-20T01:00:00Z").unwrap().with_timezone(&Utc);
-    let plan =
-        witness_engine::workload::DayPlan { tenant: "acme".parse().unwrap(), sessions: 60, agents: 4, seed: 5, start };
+    let plan = witness_engine::workload::DayPlan {
+        tenant: "acme".parse().unwrap(),
+        sessions: 60,
+        agents: 4,
+        seed: 5,
+        start,
+        language: witness_engine::workload::Language::Chinese,
+    };
     let seeded = witness_engine::workload::run_day(&w.state.store, &plan, |_| {}).await.unwrap();
     w.session("globex", "hello").await;
     let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();

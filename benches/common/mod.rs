@@ -38,6 +38,7 @@ pub async fn scripted_log(keep: &str, target: u64) -> (tempfile::TempDir, String
             agents: 75,
             seed: 42 + day,
             start: DateTime::from_timestamp(1_790_000_000 + 86_400 * day as i64, 0).unwrap(),
+            language: witness_engine::workload::Language::Chinese,
         };
         let report = run_day(&store, &plan, |_| {}).await.unwrap();
         sessions += report.sessions;

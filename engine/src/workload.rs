@@ -28,6 +28,42 @@ pub struct DayPlan {
     pub seed: u64,
     /// When the first customer arrives; the others follow over eight hours.
     pub start: DateTime<Utc>,
+    /// What the customers, agents and bot say: the tenant's language.
+    pub language: Language,
+}
+
+/// The language of a seeded day's conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Chinese,
+    English,
+}
+
+impl Language {
+    /// A tenant's default locale's (`zh-CN`, `en`).
+    pub fn of_locale(locale: &str) -> Language {
+        if locale == "en" {
+            Language::English
+        } else {
+            Language::Chinese
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Language::Chinese => "zh-CN",
+            Language::English => "en",
+        }
+    }
+
+    /// `chinese` or `english`, as the day's language has it.
+    fn say(self, chinese: &'static str, english: &'static str) -> MessageContent {
+        let text = match self {
+            Language::Chinese => chinese,
+            Language::English => english,
+        };
+        MessageContent::Text { text: text.to_owned() }
+    }
 }
 
 /// What happened.
@@ -75,8 +111,12 @@ impl Rng {
 }
 
 const BUSINESS: [(&str, &str); 3] = [("credit_card", "cards"), ("loan", "loans"), ("wealth", "wealth")];
-const QUESTIONS: [&str; 4] =
-    ["信用卡年费怎么收？", "How do I raise my card limit?", "房贷利率是多少？", "Can I redeem my fund early?"];
+const QUESTIONS: [(&str, &str); 4] = [
+    ("信用卡年费怎么收？", "How is the annual fee of my card charged?"),
+    ("怎么提高信用卡额度？", "How do I raise my card limit?"),
+    ("房贷利率是多少？", "What is the mortgage rate?"),
+    ("理财产品可以提前赎回吗？", "Can I redeem my fund early?"),
+];
 
 #[derive(Debug, Clone)]
 enum Todo {
@@ -170,7 +210,7 @@ impl Day<'_> {
                     self.report.sessions_assigned += 1;
                 }
                 let agent = Actor::new(ActorKind::Agent, a.agent_id.to_string());
-                let hello = MessageContent::Text { text: "您好，请问有什么可以帮您？".into() };
+                let hello = self.plan.language.say("您好，请问有什么可以帮您？", "Hello, how can I help you?");
                 self.later(
                     5,
                     Todo::Session(
@@ -183,7 +223,7 @@ impl Day<'_> {
                         },
                     ),
                 );
-                let reply = MessageContent::Text { text: "I was charged twice this month.".into() };
+                let reply = self.plan.language.say("这个月被重复扣款了。", "I was charged twice this month.");
                 self.later(
                     20,
                     Todo::Session(
@@ -415,13 +455,14 @@ pub async fn run_day(
             channel: *day.rng.pick(&Channel::ALL),
             business_type: business.into(),
             customer_ref: customer.id.clone().unwrap_or_default(),
-            locale: None,
+            locale: Some(day.plan.language.tag().to_owned()),
         };
-        let question = MessageContent::Text { text: (*day.rng.pick(&QUESTIONS)).to_owned() };
+        let (chinese, english) = *day.rng.pick(&QUESTIONS);
+        let question = day.plan.language.say(chinese, english);
         let ask = SessionCommand::CustomerSays { message_id: MessageId::new(), content: question };
         let answer = SessionCommand::BotAnswers {
             message_id: MessageId::new(),
-            content: MessageContent::Text { text: "Here is what I found in our FAQ.".into() },
+            content: day.plan.language.say("以下是知识库中的答案。", "Here is what I found in our FAQ."),
             faq_id: Some(format!("faq-{business}")),
             score: Some(day.rng.between(30, 95) as f64 / 100.0),
         };

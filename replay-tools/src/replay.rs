@@ -169,7 +169,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EventStore::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
         let start = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
-        let plan = DayPlan { tenant: "acme".parse().unwrap(), sessions: 20, agents: 4, seed: 3, start };
+        let plan = DayPlan {
+            tenant: "acme".parse().unwrap(),
+            sessions: 20,
+            agents: 4,
+            seed: 3,
+            start,
+            language: witness_engine::workload::Language::Chinese,
+        };
         run_day(&store, &plan, |_| {}).await.unwrap();
         // A session that reached an agent.
         let events = store.read_all(witness_schemas::Cursor::START, 10_000).await.unwrap();

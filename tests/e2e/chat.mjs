@@ -11,7 +11,7 @@ const base = process.env.BASE_URL;
 const agentPassword = process.env.AGENT_PASSWORD;
 const compliancePassword = process.env.COMPLIANCE_PASSWORD;
 // ADMIN_PASSWORD too, for the admin page.
-// In the demo FAQ (examples/faq.md); the second is not.
+// In the demo FAQ (examples/faq.md); the second is not (nor in faq-zh.md).
 const question = "How is the annual fee of my credit card charged?";
 const unknown = "Can I pay my Gold card bill in yen?";
 const timeout = 20_000;

@@ -60,22 +60,26 @@ try {
   await customer.fill("#text", "明天会下雨吗？");
   await customer.click("#send");
   await expect(customer.locator(".msg.bot", { hasText: zh("server.bot_not_sure").slice(0, 10) }), "the bot's Chinese answer");
+  // The Chinese FAQ answers a Chinese question (jieba segments it).
+  await customer.fill("#text", "我的银行卡丢了，怎么挂失？");
+  await customer.click("#send");
+  await expect(customer.locator(".msg.bot", { hasText: "临时挂失" }), "the bot's answer from the Chinese FAQ");
   await customer.click("#human");
   await agent.click(`#offers button:has-text('${zh("agent.accept")}')`, { timeout });
   await expect(customer.locator(".note", { hasText: zh("customer.agent_joined") }), "the agent joined, in Chinese");
   await expect(customer.locator(".note", { hasText: zh("customer.serving", { name: "Demo Agent", number: "agent" }) }), "who serves, in Chinese");
-  await noEnglish(customer, "customer page with an agent", ["Demo", "Agent", "agent"]);
+  await noEnglish(customer, "customer page with an agent", ["Demo", "Agent", "agent", "App"]);
 
   // A video call: the call's buttons and notices in Chinese.
   await customer.click("#call-video");
   await expect(customer.locator(".note", { hasText: zh("customer.video_call_started") }), "the call started, in Chinese");
   await expect(customer.locator("#hang-up", { hasText: zh("call.hang_up") }), "the hang-up button in Chinese");
-  await noEnglish(customer, "customer page in a call", ["Demo", "Agent", "agent"]);
+  await noEnglish(customer, "customer page in a call", ["Demo", "Agent", "agent", "App"]);
   await accessible(customer, "zh customer page in a call");
   // The workbench in the call: names and data only (the group, the
   // channel, the session's state are data).
   await expect(agent.locator("#hang-up", { hasText: zh("call.hang_up") }), "the workbench's call in Chinese");
-  await noEnglish(agent, "workbench in a call", ["Demo", "Agent", "cards", "general", "web", "h5"]);
+  await noEnglish(agent, "workbench in a call", ["Demo", "Agent", "cards", "general", "web", "h5", "App"]);
   await accessible(agent, "zh workbench in a call");
   await customer.click("#hang-up");
   await expect(customer.locator(".note", { hasText: zh("customer.call_ended") }), "the call ended, in Chinese");
