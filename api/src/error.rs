@@ -68,10 +68,6 @@ impl ApiError {
         Self { retry_after: Some(seconds.max(1)), ..Self::coded(StatusCode::TOO_MANY_REQUESTS, code, values) }
     }
 
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }

@@ -123,6 +123,13 @@ struct PageQuery {
     tenant: Option<String>,
 }
 
+/// `GET` of `page`.
+fn page_route(page: &'static Page) -> axum::routing::MethodRouter<AppState> {
+    get(move |State(state): State<AppState>, Query(query), headers: HeaderMap| async move {
+        self::page(&state, page, query, &headers).await
+    })
+}
+
 /// Serves `page` in the language asked for (`?lang=`), else the tenant's
 /// (`?tenant=`, else the page's own), else the browser's
 /// (`Accept-Language`), else Simplified Chinese.
@@ -306,22 +313,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::guarded))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/ws", get(live::ws))
-        .route(
-            "/",
-            get(|State(s): State<AppState>, Query(q), h: HeaderMap| async move { page(&s, &CUSTOMER, q, &h).await }),
-        )
-        .route(
-            "/agent",
-            get(|State(s): State<AppState>, Query(q), h: HeaderMap| async move { page(&s, &AGENT, q, &h).await }),
-        )
-        .route(
-            "/admin",
-            get(|State(s): State<AppState>, Query(q), h: HeaderMap| async move { page(&s, &ADMIN, q, &h).await }),
-        )
-        .route(
-            "/supervisor",
-            get(|State(s): State<AppState>, Query(q), h: HeaderMap| async move { page(&s, &SUPERVISOR, q, &h).await }),
-        )
+        .route("/", page_route(&CUSTOMER))
+        .route("/agent", page_route(&AGENT))
+        .route("/admin", page_route(&ADMIN))
+        .route("/supervisor", page_route(&SUPERVISOR))
         .route("/web/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
         .route("/web/favicon.svg", get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON) }))
         .merge(scripts)

@@ -12,7 +12,8 @@
 //! - WebSocket connections open now.
 //! - The store: events appended by this process, the appends' latency in
 //!   the database, the log's last position; each read model's lag behind
-//!   it; with `--kafka`, the relay's lag and the Kafka errors met.
+//!   it (by `projection`); with `--kafka`, the relay's lag and the Kafka
+//!   errors met.
 //! - Sessions by state, agents by presence, and the longest wait in the
 //!   queues now (the read models, the same from every node); the waits of
 //!   the sessions this node assigned, from queued to assigned.
@@ -166,14 +167,11 @@ pub(crate) async fn render(state: &AppState) -> String {
     if let Ok(head) = state.store.last_position().await {
         family(&mut out, "witness_store_last_position", "gauge", "The log's last event position.");
         let _ = writeln!(out, "witness_store_last_position {head}");
-        if let Ok(lag) = state.projector.lag(head).await {
-            family(
-                &mut out,
-                "witness_projection_lag_events",
-                "gauge",
-                "Events the furthest-behind read model has yet to project.",
-            );
-            let _ = writeln!(out, "witness_projection_lag_events {lag}");
+        if let Ok(lags) = state.projector.lags(head).await {
+            family(&mut out, "witness_projection_lag_events", "gauge", "Events each read model has yet to project.");
+            for (projection, lag) in lags {
+                let _ = writeln!(out, "witness_projection_lag_events{{projection=\"{projection}\"}} {lag}");
+            }
         }
         if state.readiness.relay {
             if let Ok(at) = state.store.subscription_position(witness_engine::kafka::RELAY_CHECKPOINT).await {

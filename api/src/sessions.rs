@@ -105,9 +105,18 @@ pub(crate) async fn run(
     id: SessionId,
     command: SessionCommand,
 ) -> Result<u64, ApiError> {
+    Ok(appended(state, caller, id, command).await?.last_version())
+}
+
+/// Runs `command` on session `id` as `caller`: what it appended.
+async fn appended(
+    state: &AppState,
+    caller: &Claims,
+    id: SessionId,
+    command: SessionCommand,
+) -> Result<witness_engine::AppendResult, ApiError> {
     let stream = StreamId::session(id);
-    let done = execute::<Session>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
-    Ok(done.last_version())
+    Ok(execute::<Session>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?)
 }
 
 /// [`run`] for a command that assigns the session to an agent: when it
@@ -119,8 +128,7 @@ async fn assign_timed(
     id: SessionId,
     command: SessionCommand,
 ) -> Result<u64, ApiError> {
-    let stream = StreamId::session(id);
-    let done = execute::<Session>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
+    let done = appended(state, caller, id, command).await?;
     if done.events.iter().any(|e| e.event_type == "AgentAssigned") {
         if let Ok(Some(queued)) = state.projector.queued_at(&caller.t, &id.to_string()).await {
             state.metrics.queue_wait.observe((Utc::now() - queued).to_std().unwrap_or_default());

@@ -241,8 +241,10 @@ async fn metrics_need_the_metrics_token_or_an_admins_and_count_requests_by_route
         assert!(text.contains(r#"method="other",route="unmatched""#) && !text.contains("BREW"), "{text}");
         assert!(!text.contains(&id), "no session id in a label");
         assert!(text.contains("witness_store_appended_events_total{backend=\"sqlite\"}"), "{text}");
-        assert!(text.contains("witness_projection_lag_events 0"), "{text}");
+        assert!(text.contains("witness_projection_lag_events{projection=\"sessions\"} 0"), "{text}");
         assert!(text.contains(r#"witness_sessions{state="open"} 1"#), "{text}");
+        assert!(text.contains(r#"witness_sessions{state="with_bot"} 1"#), "{text}");
+        assert!(text.contains(r#"witness_sessions{state="with_agent"} 0"#), "{text}");
         assert!(text.contains(r#"witness_media_threads{state="stopped"} 0"#), "{text}");
         // Every metric the example Grafana dashboard plots is served (Kafka's
         // only with --kafka).

@@ -136,7 +136,8 @@ pub struct SessionQuery {
 /// What the read models say of every tenant at once ([`Projector::census`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Census {
-    /// Sessions `open` and `waiting`.
+    /// Sessions `open` (not ended), of them `with_bot` (never queued),
+    /// `waiting` in a queue, and `with_agent` (assigned at least once).
     pub sessions: Vec<(String, i64)>,
     /// Agents by presence.
     pub agents: Vec<(String, i64)>,
@@ -588,9 +589,16 @@ impl Projector {
     /// How far the furthest-behind read model ([`models::all`], whoever
     /// runs them) is from `head` (a position in the log), in events.
     pub async fn lag(&self, head: u64) -> Result<u64, ProjectionError> {
+        Ok(self.lags(head).await?.into_iter().map(|(_, lag)| lag).max().unwrap_or(0))
+    }
+
+    /// How many events each read model has yet to project to reach `head`.
+    pub async fn lags(&self, head: u64) -> Result<Vec<(&'static str, u64)>, ProjectionError> {
         let stored = self.checkpoints().await?;
-        let behind = models::all().iter().map(|p| stored.get(p.name()).map_or(0, |c| c.position)).min().unwrap_or(head);
-        Ok(head.saturating_sub(behind))
+        Ok(models::all()
+            .iter()
+            .map(|p| (p.name(), head.saturating_sub(stored.get(p.name()).map_or(0, |c| c.position))))
+            .collect())
     }
 
     async fn positions(&self) -> Result<HashMap<&'static str, Cursor>, ProjectionError> {
@@ -961,10 +969,23 @@ impl Projector {
     /// Sessions open and waiting, agents by presence, and the longest wait
     /// in the queues, over every tenant: what `/metrics` reports.
     pub async fn census(&self) -> Result<Census, ProjectionError> {
-        let open = self.select("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL", vec![]).await?;
+        let open = self
+            .select(
+                "SELECT COUNT(*), \
+                 COALESCE(SUM(CASE WHEN queued_at IS NULL AND assigned_at IS NULL THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN assigned_at IS NOT NULL THEN 1 ELSE 0 END), 0) \
+                 FROM sessions WHERE ended_at IS NULL",
+                vec![],
+            )
+            .await?;
         let waiting = self.select("SELECT COUNT(*), MIN(queued_at) FROM queue_waiting", vec![]).await?;
-        let count = |rows: &[Vec<Value>]| rows.first().map_or(0, |r| r[0].int());
-        let sessions = vec![("open".to_owned(), count(&open)), ("waiting".to_owned(), count(&waiting))];
+        let count = |rows: &[Vec<Value>], i: usize| rows.first().map_or(0, |r| r[i].int());
+        let sessions = vec![
+            ("open".to_owned(), count(&open, 0)),
+            ("with_bot".to_owned(), count(&open, 1)),
+            ("waiting".to_owned(), count(&waiting, 0)),
+            ("with_agent".to_owned(), count(&open, 2)),
+        ];
         let agents = self
             .select("SELECT presence, COUNT(*) FROM queue_agents GROUP BY presence ORDER BY presence", vec![])
             .await?
