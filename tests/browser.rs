@@ -545,6 +545,15 @@ fn the_customer_page_speaks_chinese_by_default_and_switches_to_english_keeping_t
     run_script(&served, "zh.mjs", &[]);
 }
 
+/// The workbench on a 390×844 phone (issue 30, item 5): sign in, accept,
+/// chat, send an image, a video call, end and wrap up, nothing wider than
+/// the screen at any step.
+#[test]
+fn an_agent_on_a_phone_takes_a_customer_through_chat_an_image_a_video_call_and_wrap_up() {
+    let served = serve(&[]);
+    run_script(&served, "mobile.mjs", &[]);
+}
+
 /// A camera (then a camera and a microphone, in WeChat) refused: advice
 /// for the browser, the call or the chat goes on, the agent is told.
 #[test]
