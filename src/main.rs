@@ -854,27 +854,24 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
             loop {
                 tick.tick().await;
                 let now = chrono::Utc::now();
-                let swept =
-                    witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await;
-                match &swept {
+                match witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await {
                     Ok(r) => {
                         metrics.retention_sweeps.add(1);
                         metrics.retention_deleted.add(r.deleted.len() as u64);
+                        if !(r.deleted.is_empty() && r.retried == 0 && r.not_erasable.is_empty() && r.orphans == 0) {
+                            tracing::info!(
+                                deleted = r.deleted.len(),
+                                retried = r.retried,
+                                not_erasable = r.not_erasable.len(),
+                                orphans = r.orphans,
+                                "retention sweep"
+                            );
+                        }
                     }
-                    Err(_) => {
+                    Err(e) => {
                         metrics.retention_failures.add(1);
+                        tracing::warn!(error = %e, "retention sweep failed; retrying at the next tick");
                     }
-                }
-                match swept {
-                    Ok(r) if r.deleted.is_empty() && r.retried == 0 && r.not_erasable.is_empty() && r.orphans == 0 => {}
-                    Ok(r) => tracing::info!(
-                        deleted = r.deleted.len(),
-                        retried = r.retried,
-                        not_erasable = r.not_erasable.len(),
-                        orphans = r.orphans,
-                        "retention sweep"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "retention sweep failed; retrying at the next tick"),
                 }
             }
         })

@@ -37,7 +37,7 @@ async fn of(state: &AppState, tenant: &TenantId) -> Result<Dispositions, ApiErro
     Ok(match known.dispositions {
         Some(dispositions) => Dispositions { dispositions, set_by_tenant: true },
         None => {
-            let lang = crate::i18n::Lang::from_tag(known.locale()).unwrap_or_default();
+            let lang = crate::i18n::Lang::of_tenant(&known);
             Dispositions {
                 dispositions: DEFAULT.iter().map(|d| lang.text(d).to_owned()).collect(),
                 set_by_tenant: false,

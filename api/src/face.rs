@@ -189,12 +189,7 @@ async fn frames(
         Some((_, s)) if !judged.passed => (s, FaceDecision::Inconclusive),
         Some((_, s)) => (s, FaceDecision::Match),
     };
-    let counted = match decision {
-        FaceDecision::Match => "match",
-        FaceDecision::NoMatch => "no_match",
-        FaceDecision::Inconclusive => "inconclusive",
-    };
-    state.metrics.face_check(counted, began.elapsed());
+    state.metrics.face_check(decision, began.elapsed());
     let result = FaceVerificationCompleted {
         verification_id,
         score,

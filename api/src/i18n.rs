@@ -45,6 +45,11 @@ impl Lang {
         }
     }
 
+    /// A tenant's default language, from its directory.
+    pub fn of_tenant(known: &witness_engine::domain::tenant::TenantState) -> Lang {
+        Lang::from_tag(known.locale()).unwrap_or_default()
+    }
+
     /// The language of an `Accept-Language` header Witness speaks that the
     /// browser likes best (highest `q`, then first).
     pub fn from_accept_language(header: &str) -> Option<Lang> {
@@ -108,8 +113,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asked {
 /// The tenant's default language (what its staff read): `TenantLocaleSet`,
 /// else Simplified Chinese.
 pub async fn tenant_lang(state: &crate::AppState, tenant: &witness_schemas::TenantId) -> Result<Lang, crate::ApiError> {
-    let known = crate::accounts::directory(&state.store, tenant).await?;
-    Ok(Lang::from_tag(known.locale()).unwrap_or_default())
+    Ok(Lang::of_tenant(&crate::accounts::directory(&state.store, tenant).await?))
 }
 
 /// A page's template in `lang`: `{{lang}}` its tag, every other `{{key}}`

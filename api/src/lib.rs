@@ -138,7 +138,7 @@ async fn page(state: &AppState, page: &Page, query: PageQuery, headers: &HeaderM
     let tenant = async {
         let tenant: TenantId = query.tenant.as_deref().or(page.tenant)?.parse().ok()?;
         let known = accounts::directory(&state.store, &tenant).await.ok()?;
-        known.exists().then(|| i18n::Lang::from_tag(known.locale())).flatten()
+        known.exists().then(|| i18n::Lang::of_tenant(&known))
     };
     let browser = || i18n::Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?);
     let lang = match asked {

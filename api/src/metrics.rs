@@ -36,6 +36,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use witness_schemas::metrics::{family, label, Counter, Histogram};
+use witness_schemas::FaceDecision;
 
 use crate::auth::Caller;
 use crate::AppState;
@@ -55,17 +56,23 @@ pub struct Metrics {
     pub retention_failures: Counter,
     /// Sessions' files and personal data they deleted.
     pub retention_deleted: Counter,
-    /// Face checks by decision (`match`, `no_match`, `inconclusive`).
-    face_checks: Mutex<BTreeMap<&'static str, u64>>,
+    /// Face checks by decision, in [`FACE_DECISIONS`]' order.
+    face_checks: [Counter; 3],
     /// How long a face check took, from its frames received to its
     /// decision (faces found, compared, liveness judged, frames stored).
     face_latency: Histogram,
 }
 
+/// The face checks' decisions and their labels.
+const FACE_DECISIONS: [(FaceDecision, &str); 3] =
+    [(FaceDecision::Match, "match"), (FaceDecision::NoMatch, "no_match"), (FaceDecision::Inconclusive, "inconclusive")];
+
 impl Metrics {
     /// A face check decided `decision` after `took`.
-    pub fn face_check(&self, decision: &'static str, took: std::time::Duration) {
-        *self.face_checks.lock().expect("metrics").entry(decision).or_default() += 1;
+    pub fn face_check(&self, decision: FaceDecision, took: std::time::Duration) {
+        if let Some(i) = FACE_DECISIONS.iter().position(|(d, _)| *d == decision) {
+            self.face_checks[i].add(1);
+        }
         self.face_latency.observe(took);
     }
 }
@@ -263,9 +270,8 @@ pub(crate) async fn render(state: &AppState) -> String {
         m.retention_deleted.get(),
     );
     family(&mut out, "witness_face_checks_total", "counter", "Face checks, by decision.");
-    for decision in ["match", "no_match", "inconclusive"] {
-        let n = m.face_checks.lock().expect("metrics").get(decision).copied().unwrap_or(0);
-        let _ = writeln!(out, "witness_face_checks_total{{decision=\"{decision}\"}} {n}");
+    for ((_, decision), n) in FACE_DECISIONS.iter().zip(&m.face_checks) {
+        let _ = writeln!(out, "witness_face_checks_total{{decision=\"{decision}\"}} {}", n.get());
     }
     family(
         &mut out,
