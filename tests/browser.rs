@@ -545,6 +545,16 @@ fn the_customer_page_speaks_chinese_by_default_and_switches_to_english_keeping_t
     run_script(&served, "zh.mjs", &[]);
 }
 
+/// The widget on another web site (issue 30, item 3): a listed site shows
+/// 联系客服, keeps the conversation across its pages, counts unread
+/// messages, and holds a video call; a site that is not listed gets no
+/// button and cannot frame the customer page.
+#[test]
+fn a_bank_site_embeds_the_widget_for_chat_across_its_pages_and_a_video_call_and_other_sites_cannot() {
+    let served = serve(&[]);
+    run_script(&served, "widget.mjs", &[]);
+}
+
 /// The workbench on a 390×844 phone (issue 30, item 5): sign in, accept,
 /// chat, send an image, a video call, end and wrap up, nothing wider than
 /// the screen at any step.

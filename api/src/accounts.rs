@@ -276,12 +276,14 @@ struct VisitorAnswer {
 async fn visitor(
     State(state): State<AppState>,
     Peer(peer): Peer,
+    cross: Option<axum::Extension<crate::embed::CrossOrigin>>,
     Body(req): Body<VisitorRequest>,
 ) -> Result<(StatusCode, Json<VisitorAnswer>), ApiError> {
     if let Some(ip) = peer {
         state.throttles.visitors.take(&ip).map_err(|s| crate::limits::refuse("visitors from this address", s))?;
     }
     let tenant: TenantId = req.tenant.parse().map_err(|_| ApiError::not_found("tenant"))?;
+    crate::embed::same_tenant(cross.as_deref(), &tenant)?;
     if !directory(&state.store, &tenant).await?.exists() {
         return Err(ApiError::not_found("tenant"));
     }

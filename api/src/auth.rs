@@ -394,6 +394,7 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "no token: log in first"));
         };
         state.revocations.check(&state.store, &claims).await?;
+        crate::embed::same_tenant(parts.extensions.get(), &claims.t)?;
         Ok(Caller(claims))
     }
 }

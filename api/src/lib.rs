@@ -37,6 +37,7 @@ pub mod bot;
 pub mod calls;
 pub mod dispositions;
 pub mod dual;
+mod embed;
 mod error;
 pub mod face;
 pub mod fields;
@@ -102,20 +103,35 @@ const CHART_JS: &str = include_str!("../web/vendor/chart.umd.min.js");
 /// A page: its template, the catalog keys its scripts use, and the tenant
 /// whose language it is in when `?tenant=` names none: the customer page's
 /// `demo`, as its script assumes; staff pages learn their tenant at sign-in
-/// (then follow its language).
+/// (then follow its language). Only the customer page may be framed, by
+/// the web sites its tenant lists ([`embed`]).
 struct Page {
     template: &'static str,
     prefixes: &'static [&'static str],
     tenant: Option<&'static str>,
+    embeddable: bool,
 }
 
-const CUSTOMER: Page =
-    Page { template: CUSTOMER_PAGE, prefixes: &["common.", "call.", "customer."], tenant: Some("demo") };
-const AGENT: Page = Page { template: AGENT_PAGE, prefixes: &["common.", "call.", "agent."], tenant: None };
-const ADMIN: Page =
-    Page { template: ADMIN_PAGE, prefixes: &["common.", "timeline.", "event.", "admin."], tenant: None };
-const SUPERVISOR: Page =
-    Page { template: SUPERVISOR_PAGE, prefixes: &["common.", "timeline.", "event.", "supervisor."], tenant: None };
+const CUSTOMER: Page = Page {
+    template: CUSTOMER_PAGE,
+    prefixes: &["common.", "call.", "customer."],
+    tenant: Some("demo"),
+    embeddable: true,
+};
+const AGENT: Page =
+    Page { template: AGENT_PAGE, prefixes: &["common.", "call.", "agent."], tenant: None, embeddable: false };
+const ADMIN: Page = Page {
+    template: ADMIN_PAGE,
+    prefixes: &["common.", "timeline.", "event.", "admin."],
+    tenant: None,
+    embeddable: false,
+};
+const SUPERVISOR: Page = Page {
+    template: SUPERVISOR_PAGE,
+    prefixes: &["common.", "timeline.", "event.", "supervisor."],
+    tenant: None,
+    embeddable: false,
+};
 
 #[derive(Deserialize)]
 struct PageQuery {
@@ -135,21 +151,20 @@ fn page_route(page: &'static Page) -> axum::routing::MethodRouter<AppState> {
 /// (`Accept-Language`), else Simplified Chinese.
 async fn page(state: &AppState, page: &Page, query: PageQuery, headers: &HeaderMap) -> Response {
     let asked = query.lang.as_deref().and_then(i18n::Lang::from_tag);
-    let tenant = async {
-        let tenant: TenantId = query.tenant.as_deref().or(page.tenant)?.parse().ok()?;
-        let known = accounts::directory(&state.store, &tenant).await.ok()?;
-        known.exists().then(|| i18n::Lang::of_tenant(&known))
+    let known = match query.tenant.as_deref().or(page.tenant).and_then(|t| t.parse::<TenantId>().ok()) {
+        Some(tenant) => accounts::directory(&state.store, &tenant).await.ok().filter(|known| known.exists()),
+        None => None,
     };
     let browser = || i18n::Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?);
-    let lang = match asked {
-        Some(lang) => lang,
-        None => match tenant.await {
-            Some(lang) => lang,
-            None => browser().unwrap_or_default(),
-        },
-    };
+    let lang = asked.or(known.as_ref().map(i18n::Lang::of_tenant)).or_else(browser).unwrap_or_default();
     let html = i18n::render_page(page.template, lang, page.prefixes);
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html).into_response()
+    let mut response =
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
+            .into_response();
+    if let Some(known) = known.filter(|known| page.embeddable && !known.embed_origins.is_empty()) {
+        response.extensions_mut().insert(embed::FrameAncestors(known.embed_origins));
+    }
+    response
 }
 
 /// The largest JSON body a route takes (uploads and FAQ imports have their own limits).
@@ -266,7 +281,8 @@ impl AppState {
 /// What a page may load and do: scripts and styles from this origin only
 /// (inline styles allowed, inline script not), media and images also as
 /// `blob:` and `data:`, connections to this origin (its WebSocket
-/// included), no plugins, no framing.
+/// included), no plugins, no framing (the customer page: by its tenant's
+/// web sites only, [`embed`]).
 pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
     img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -284,11 +300,22 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
+    let framers = response.extensions().get::<embed::FrameAncestors>().map(|f| f.0.join(" "));
     let headers = response.headers_mut();
-    let csp = if html { PAGE_CSP } else { RESOURCE_CSP };
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    match framers {
+        // The origins were checked when they were set: nothing but
+        // `scheme://host[:port]` reaches the header.
+        Some(framers) if html => {
+            let csp = PAGE_CSP.replace("frame-ancestors 'none'", &format!("frame-ancestors 'self' {framers}"));
+            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("a CSP of origins"));
+        }
+        _ => {
+            let csp = if html { PAGE_CSP } else { RESOURCE_CSP };
+            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        }
+    }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(
         header::HeaderName::from_static("permissions-policy"),
@@ -347,11 +374,13 @@ pub fn app(state: AppState) -> Router {
         .merge(dual::router())
         .merge(face::router())
         .merge(review::router())
+        .merge(embed::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), embed::cross_origin))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(error::localize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))

@@ -219,8 +219,9 @@ pub async fn run(store: EventStore, hub: Hub, config: RouterConfig) {
 /// history and proxy logs); the server answers `{"type":"hello"}`, or
 /// closes the socket with 4000 + the HTTP status it would have answered
 /// (4401 a bad token, 4403, 4404 …) and the reason. A browser's handshake
-/// must come from this server's own origin (its `Origin` naming the
-/// `Host` it connects to), or it is refused (403) before the upgrade.
+/// must come from this server's own origin, or from a web site the tenant
+/// named in the URL lists (`?tenant=`, [`crate::embed`]), or it is refused
+/// (403) before the upgrade; the token must then be that tenant's.
 ///
 /// The server pings every [`PING_EVERY`], and closes the socket (code 4001,
 /// "token expired") when the token it was opened with expires: a socket
@@ -228,11 +229,10 @@ pub async fn run(store: EventStore, hub: Hub, config: RouterConfig) {
 pub(crate) async fn ws(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
     slot: Option<axum::Extension<crate::server::Slot>>,
-    headers: axum::http::HeaderMap,
+    cross: Option<axum::Extension<crate::embed::CrossOrigin>>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
     upgrade: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<axum::response::Response, crate::ApiError> {
-    same_origin(&headers)?;
     let upgrade =
         upgrade.map_err(|e| crate::ApiError::bad_request(format!("not a WebSocket request: {}", e.body_text())))?;
     let session = q.get("session").cloned();
@@ -240,7 +240,12 @@ pub(crate) async fn ws(
         // The socket counts under the connection caps while it is open.
         let _slot = slot;
         let _open = state.hub.socket_opened();
-        match authenticate(&state, &mut socket, session.as_deref()).await {
+        let authenticated =
+            authenticate(&state, &mut socket, session.as_deref()).await.and_then(|(caller, session)| {
+                crate::embed::same_tenant(cross.as_deref(), &caller.t)?;
+                Ok((caller, session))
+            });
+        match authenticated {
             Ok((caller, session)) => {
                 let feed = state.hub.subscribe();
                 push(state, socket, feed, caller, session).await
@@ -261,23 +266,6 @@ async fn close(socket: &mut axum::extract::ws::WebSocket, code: u16, reason: &st
 
 /// How long a new socket has to send its token.
 pub const AUTH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Refuses a browser's handshake from another origin: its `Origin` must
-/// name the host the request was sent to. Clients that are not browsers
-/// send no `Origin` and are judged by their token alone.
-fn same_origin(headers: &axum::http::HeaderMap) -> Result<(), crate::ApiError> {
-    use axum::http::header::{HOST, ORIGIN};
-    let Some(origin) = headers.get(ORIGIN) else { return Ok(()) };
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
-    match (origin_host, host) {
-        (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => Ok(()),
-        _ => Err(crate::ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "a WebSocket is opened from this server's own pages only",
-        )),
-    }
-}
 
 /// Reads the socket's first message, the token, and checks the caller may
 /// follow `session` (a customer must name theirs).

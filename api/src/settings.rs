@@ -18,10 +18,13 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/settings", get(show))
         .route("/api/admin/time-zone", put(set_time_zone))
         .route("/api/admin/locale", put(set_locale))
+        .route("/api/admin/embed-origins", put(set_embed_origins))
 }
 
 #[derive(Serialize)]
 struct Settings {
+    /// The caller's tenant, as `data-tenant` of the widget names it.
+    tenant: TenantId,
     /// Minutes east of UTC.
     utc_offset_minutes: i32,
     /// The zone's label, `UTC+08:00`.
@@ -30,6 +33,8 @@ struct Settings {
     time_zone_set_by_tenant: bool,
     /// The tenant's default language: `zh-CN` (until set) or `en`.
     locale: String,
+    /// The web sites that may embed the customer page (`/widget.js`).
+    embed_origins: Vec<String>,
 }
 
 /// `UTC+08:00` for 480 minutes east of UTC.
@@ -43,10 +48,12 @@ async fn of(state: &AppState, tenant: &TenantId) -> Result<Settings, ApiError> {
     let known = crate::accounts::directory(&state.store, tenant).await?;
     let utc_offset_minutes = known.utc_offset_minutes();
     Ok(Settings {
+        tenant: tenant.clone(),
         utc_offset_minutes,
         time_zone: zone_label(utc_offset_minutes),
         time_zone_set_by_tenant: known.time_zone.is_some(),
         locale: known.locale().to_owned(),
+        embed_origins: known.embed_origins,
     })
 }
 
@@ -88,6 +95,25 @@ async fn set_locale(
 ) -> Result<Json<Settings>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = TenantCommand::SetLocale(body.locale);
+    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    Ok(Json(of(&state, &caller.t).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetEmbedOrigins {
+    origins: Vec<String>,
+}
+
+/// `PUT /api/admin/embed-origins {origins}` (admins): the web sites that
+/// may embed the customer page, all of them (`https://www.bank.example`).
+async fn set_embed_origins(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<SetEmbedOrigins>,
+) -> Result<Json<Settings>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let command = TenantCommand::SetEmbedOrigins(body.origins);
     crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(of(&state, &caller.t).await?))
 }

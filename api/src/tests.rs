@@ -1179,6 +1179,139 @@ async fn analysts_query_their_tenants_reports_and_nobody_else_can() {
     assert_eq!(w.events().await, before, "a report wrote an event");
 }
 
+/// Issue 30, item 3: the web sites a tenant lists may frame its customer
+/// page and call the API from their pages; any other site's request is
+/// refused before it reaches a route, and a bad list is refused whole.
+#[tokio::test]
+async fn only_the_web_sites_a_tenant_lists_may_embed_it() {
+    let w = World::new().await;
+    let admin = w.token("acme", Role::Admin).to_owned();
+    let shop = "https://shop.example";
+    let request = |method: Method, uri: &str, origin: Option<&str>| {
+        let mut r = Request::builder().method(method).uri(uri).header("host", "witness.example");
+        if let Some(origin) = origin {
+            r = r.header("origin", origin);
+        }
+        r
+    };
+    let send = |r: Request<HttpBody>| async {
+        let response = app(w.state.clone()).oneshot(r).await.unwrap();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (headers, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+    };
+
+    // Bad lists: 422 with the reason, nothing written. Not an admin: 403.
+    let before = w.events().await;
+    for bad in [json!(["shop.example"]), json!(["https://shop.example/path"]), json!(["*"]), json!("https://a.example")]
+    {
+        let (status, answer) =
+            w.call(Method::PUT, "/api/admin/embed-origins", Some(&admin), Some(json!({ "origins": bad }))).await;
+        assert!(status.is_client_error(), "{bad}: {status} {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let supervisor = w.token("acme", Role::Supervisor);
+    let (status, _) =
+        w.call(Method::PUT, "/api/admin/embed-origins", Some(supervisor), Some(json!({ "origins": [shop] }))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(w.events().await, before, "nothing written");
+
+    // Before any is listed, a foreign site is refused and the page framed by none.
+    let (headers, answer) =
+        send(request(Method::GET, "/api/widget?tenant=acme", Some(shop)).body(HttpBody::empty()).unwrap()).await;
+    assert_eq!(answer["code"], "origin_not_allowed", "{answer}");
+    assert!(!headers.contains_key("access-control-allow-origin"));
+
+    let settings = w
+        .call(
+            Method::PUT,
+            "/api/admin/embed-origins",
+            Some(&admin),
+            Some(json!({ "origins": ["HTTPS://Shop.example/"] })),
+        )
+        .await;
+    assert_eq!(settings.0, StatusCode::OK, "{}", settings.1);
+    assert_eq!(settings.1["embed_origins"], json!([shop]), "stored as browsers send it");
+    assert_eq!(settings.1["tenant"], "acme");
+
+    // The customer page: framed by the listed site (and itself) only; the
+    // other tenant's page and the staff pages by none.
+    let (headers, _) = send(request(Method::GET, "/?tenant=acme", None).body(HttpBody::empty()).unwrap()).await;
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.ends_with(&format!("frame-ancestors 'self' {shop}")), "{csp}");
+    assert!(!headers.contains_key("x-frame-options"), "a DENY would override the list");
+    for page in ["/?tenant=globex", "/agent?tenant=acme", "/admin?tenant=acme"] {
+        let (headers, _) = send(request(Method::GET, page, None).body(HttpBody::empty()).unwrap()).await;
+        assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{page}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{page}");
+    }
+
+    // The widget's texts, to the listed site (CORS), in the language asked.
+    let (headers, widget) =
+        send(request(Method::GET, "/api/widget?tenant=acme&lang=zh-CN", Some(shop)).body(HttpBody::empty()).unwrap())
+            .await;
+    assert_eq!(widget["open"], "联系客服", "{widget}");
+    assert_eq!(headers["access-control-allow-origin"], shop);
+    let (_, widget) =
+        send(request(Method::GET, "/api/widget?tenant=acme&lang=en", None).body(HttpBody::empty()).unwrap()).await;
+    assert_eq!(widget["open"], "Contact us");
+    // A preflight of the listed site is answered; of another site, or
+    // naming no tenant or another tenant, refused.
+    let preflight = |uri: &str, origin: &str| {
+        request(Method::OPTIONS, uri, Some(origin))
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .body(HttpBody::empty())
+            .unwrap()
+    };
+    let (headers, _) = send(preflight("/api/visitors?tenant=acme", shop)).await;
+    assert_eq!(headers["access-control-allow-origin"], shop);
+    assert!(headers["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    for (uri, origin) in [
+        ("/api/visitors?tenant=acme", "https://evil.example"),
+        ("/api/visitors", shop),
+        ("/api/visitors?tenant=globex", shop),
+        ("/api/visitors?tenant=acme", "http://shop.example"),
+    ] {
+        let (headers, answer) = send(preflight(uri, origin)).await;
+        assert_eq!(answer["code"], "origin_not_allowed", "{uri} from {origin}: {answer}");
+        assert!(!headers.contains_key("access-control-allow-origin"), "{uri} from {origin}");
+    }
+
+    // A visitor and a session from the listed site; its requests act for
+    // the tenant that lists it only, and a foreign site's write nothing.
+    let post = |uri: &str, origin: &str, token: Option<&str>, body: Value| {
+        let mut r = request(Method::POST, uri, Some(origin)).header("content-type", "application/json");
+        if let Some(token) = token {
+            r = r.header("authorization", format!("Bearer {token}"));
+        }
+        r.body(HttpBody::from(body.to_string())).unwrap()
+    };
+    let (headers, visitor) =
+        send(post("/api/visitors?tenant=acme", shop, None, json!({ "tenant": "acme", "channel": "web" }))).await;
+    assert_eq!(headers["access-control-allow-origin"], shop);
+    let customer = visitor["token"].as_str().expect("a visitor token").to_owned();
+    let (_, refused) =
+        send(post("/api/visitors?tenant=acme", shop, None, json!({ "tenant": "globex", "channel": "web" }))).await;
+    assert!(refused["error"].as_str().unwrap().contains("tenant that lists it"), "{refused}");
+    let before = w.events().await;
+    let globex_customer = w.visitor("globex").await;
+    let (_, refused) = send(post("/api/sessions?tenant=acme", shop, Some(&globex_customer), json!({}))).await;
+    assert!(refused["error"].as_str().unwrap().contains("tenant that lists it"), "{refused}");
+    let (_, refused) =
+        send(post("/api/sessions?tenant=acme", "https://evil.example", Some(&customer), json!({}))).await;
+    assert_eq!(refused["code"], "origin_not_allowed");
+    let (_, refused) = send(post("/api/sessions", shop, Some(&customer), json!({}))).await;
+    assert_eq!(refused["code"], "origin_not_allowed", "a foreign site names its tenant");
+    assert_eq!(w.events().await, before, "nothing written by the refused requests");
+    let (headers, started) = send(post("/api/sessions?tenant=acme", shop, Some(&customer), json!({}))).await;
+    assert!(started["session_id"].is_string(), "{started}");
+    assert_eq!(headers["access-control-allow-origin"], shop);
+    // This server's own pages (Origin naming its Host) need no list.
+    let (_, started) = send(post("/api/sessions", "http://witness.example", Some(&customer), json!({}))).await;
+    assert!(started["session_id"].is_string(), "{started}");
+}
+
 /// Issue 27, L4: the pages had no CSP, `frame-ancestors` or `nosniff`
 /// (`/admin` could be framed), and uploads no `sandbox`.
 #[tokio::test]
@@ -1362,14 +1495,37 @@ mod websocket {
         let refused = connect(port, &customer, None).await.unwrap_err();
         assert!(refused.contains("4400") && refused.contains("names its session"), "{refused}");
         assert!(connect(port, &customer, Some(&id)).await.is_ok());
-        let with_origin = |origin: String| {
-            let mut request = format!("ws://127.0.0.1:{port}/api/ws").into_client_request().unwrap();
+        let with_origin = |origin: String, query: &str| {
+            let mut request = format!("ws://127.0.0.1:{port}/api/ws{query}").into_client_request().unwrap();
             request.headers_mut().insert("origin", origin.parse().unwrap());
             tokio_tungstenite::connect_async(request)
         };
-        let foreign = with_origin("https://evil.example".into()).await.unwrap_err().to_string();
+        let foreign = with_origin("https://evil.example".into(), "").await.unwrap_err().to_string();
         assert!(foreign.contains("403"), "{foreign}");
-        assert!(with_origin(format!("http://127.0.0.1:{port}")).await.is_ok(), "its own pages");
+        assert!(with_origin(format!("http://127.0.0.1:{port}"), "").await.is_ok(), "its own pages");
+        // A web site the tenant lists (issue 30), for that tenant's tokens only.
+        let admin = w.token("acme", Role::Admin);
+        w.call(
+            Method::PUT,
+            "/api/admin/embed-origins",
+            Some(admin),
+            Some(json!({ "origins": ["https://shop.example"] })),
+        )
+        .await;
+        let foreign = with_origin("https://shop.example".into(), "").await.unwrap_err().to_string();
+        assert!(foreign.contains("403"), "naming no tenant: {foreign}");
+        let auth = |token: &str| Message::Text(json!({ "type": "auth", "token": token }).to_string().into());
+        use futures_util::SinkExt;
+        let (mut socket, _) =
+            with_origin("https://shop.example".into(), &format!("?tenant=acme&session={id}")).await.unwrap();
+        socket.send(auth(&customer)).await.unwrap();
+        assert!(socket.next().await.unwrap().unwrap().to_string().contains("hello"));
+        let (globex, globex_id) = w.session("globex", "hi").await;
+        let (mut socket, _) =
+            with_origin("https://shop.example".into(), &format!("?tenant=acme&session={globex_id}")).await.unwrap();
+        socket.send(auth(&globex)).await.unwrap();
+        let closed = format!("{:?}", socket.next().await);
+        assert!(closed.contains("4403") && closed.contains("tenant that lists it"), "{closed}");
     }
 
     /// Issue 27, L1: an open socket kept receiving events after its token

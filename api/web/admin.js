@@ -28,7 +28,7 @@ function enter(answer) {
   $("faq-card").classList.toggle("hidden", !admin);
   $("policy-card").classList.toggle("hidden", !admin);
   $("groups-card").classList.toggle("hidden", !admin);
-  for (const card of ["dispositions-card", "zone-card", "qa-card", "scripts-card"]) $(card).classList.toggle("hidden", !admin);
+  for (const card of ["dispositions-card", "zone-card", "embed-card", "qa-card", "scripts-card"]) $(card).classList.toggle("hidden", !admin);
   $("retention-card").classList.toggle("hidden", !admin && role !== "compliance");
   if (admin) { loadUsers(); loadPolicy(); loadGroups(); loadDispositions(); loadZone(); loadQa(); loadScripts(); }
   if (admin || role === "compliance") loadRetention(admin);
@@ -125,8 +125,18 @@ async function loadZone() {
   const names = { 480: t("admin.beijing"), 0: "UTC" };
   $("time-zone").replaceChildren(...offsets.map((m) => Object.assign(document.createElement("option"), { value: m, textContent: `${zoneLabel(m)}${names[m] ? ` ${names[m]}` : ""}` })));
   const s = await api("GET", "/api/settings").catch(show);
-  if (s) { $("time-zone").value = s.utc_offset_minutes; $("locale").value = s.locale; }
+  if (s) { $("time-zone").value = s.utc_offset_minutes; $("locale").value = s.locale; showEmbed(s); }
 }
+// The web sites that may embed the customer page, one per line, and the
+// tag they put on their pages.
+function showEmbed(settings) {
+  $("embed-origins").value = settings.embed_origins.join("\n");
+  $("embed-hint").textContent = t("admin.embed_hint", { script: `${location.origin}/widget.js`, tenant: settings.tenant });
+}
+$("embed-save").onclick = () => {
+  const origins = $("embed-origins").value.split("\n").map((l) => l.trim()).filter(Boolean);
+  api("PUT", "/api/admin/embed-origins", { origins }).then((s) => { showEmbed(s); said("embed-said"); }, (e) => said("embed-said", e));
+};
 $("locale-save").onclick = () => api("PUT", "/api/admin/locale", { locale: $("locale").value })
   .then(() => said("locale-said"), (e) => said("locale-said", e));
 $("zone-save").onclick = () => api("PUT", "/api/admin/time-zone", { utc_offset_minutes: Number($("time-zone").value) })

@@ -39,11 +39,24 @@ function note(text, after) {
   return div;
 }
 
+// In a web site's widget (/widget.js, ?embed=1): tells the site of each
+// new message and call (it counts them while closed, opens for a call).
+// Nothing of the conversation is in the message.
+const embedded = params.get("embed") === "1" && window.parent !== window;
+// The widget's bar already names the service.
+if (embedded) document.body.classList.add("embedded");
+function tellHost(e) {
+  if (!embedded || !loaded) return;
+  if (["BotMessage", "AgentMessage"].includes(e.event_type)) window.parent.postMessage({ type: "witness:message" }, "*");
+  if (e.event_type === "CallStarted") window.parent.postMessage({ type: "witness:call" }, "*");
+}
+
 // One event, whether it came over the socket or from the first load.
 function render(e) {
   const id = `${e.stream}/${e.version}`;
   if (seen.has(id)) return;
   seen.add(id);
+  tellHost(e);
   const p = e.payload;
   switch (e.event_type) {
     case "CustomerMessage": line("customer", t("customer.you"), p.content); break;

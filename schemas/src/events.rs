@@ -829,6 +829,14 @@ payload!(
     TenantLocaleSet { locale: String }
 );
 payload!(
+    /// The web sites allowed to embed the tenant's customer page (on the
+    /// tenant stream), replacing any before: origins like
+    /// `https://www.bank.example`. The customer page may be framed by them
+    /// (`frame-ancestors`) and the API answers their browsers (CORS); an
+    /// empty list allows no other site.
+    EmbedOriginsSet { origins: Vec<String> }
+);
+payload!(
     /// The tenant's skill groups (on the tenant stream), replacing any
     /// before: the only groups sessions are transferred or moved to.
     SkillGroupsSet { groups: Vec<SkillGroup> }
@@ -1021,6 +1029,7 @@ registry! {
     DispositionsSet => 1,
     TimeZoneSet => 1,
     TenantLocaleSet => 1,
+    EmbedOriginsSet => 1,
     DualRecordingScriptSet => 1,
     DualRecordingStepReviewed => 1,
     DualRecordingReviewed => 1,

@@ -72,6 +72,7 @@ pub fn one_of_each() -> Vec<Event> {
         DispositionsSet { dispositions: vec!["已解决 resolved".into(), "需回访 follow-up".into()] }.into(),
         TimeZoneSet { utc_offset_minutes: 480 }.into(),
         TenantLocaleSet { locale: "zh-CN".into() }.into(),
+        EmbedOriginsSet { origins: vec!["https://www.bank.example".into()] }.into(),
         SkillGroupsSet {
             groups: vec![
                 SkillGroup {

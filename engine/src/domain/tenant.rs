@@ -47,6 +47,51 @@ pub struct TenantState {
     pub time_zone: Option<i32>,
     /// The tenant's default language, if it set one (else: [`DEFAULT_LOCALE`]).
     pub locale: Option<String>,
+    /// The web sites that may embed the customer page, as browsers name
+    /// their origin (`https://www.bank.example`).
+    pub embed_origins: Vec<String>,
+}
+
+/// The most web sites a tenant may let embed its customer page.
+pub const MAX_EMBED_ORIGINS: usize = 20;
+
+/// `origin` as a browser sends it in `Origin` (`https://host[:port]`,
+/// lower case, no default port, no path), or why it is not one. A trailing
+/// `/` is forgiven; paths, wildcards, user names and other schemes are not.
+pub fn embed_origin(origin: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("{origin:?} is not a web site's origin ({why}), e.g. https://www.bank.example"));
+    let trimmed = origin.trim();
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed).to_ascii_lowercase();
+    let Some((scheme, rest)) = trimmed.split_once("://") else { return bad("no http:// or https://") };
+    let default_port = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return bad("only http and https"),
+    };
+    // An IPv6 address is bracketed and holds colons of its own.
+    let (host, port) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((v6, "")) => (&rest[..v6.len() + 2], None),
+        Some((v6, after)) => (&rest[..v6.len() + 2], Some(after.strip_prefix(':').unwrap_or("none"))),
+        None => match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && (host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            || (host.starts_with('[')
+                && host.ends_with(']')
+                && host[1..host.len() - 1].chars().all(|c| c.is_ascii_hexdigit() || c == ':')));
+    if !host_ok {
+        return bad("a host name only: no path, wildcard or user name");
+    }
+    match port {
+        None => Ok(format!("{scheme}://{host}")),
+        Some(p) if p == default_port => Ok(format!("{scheme}://{host}")),
+        Some(p) if p.parse::<u16>().is_ok_and(|p| p > 0) && !p.starts_with('0') => Ok(format!("{scheme}://{host}:{p}")),
+        Some(_) => bad("a port from 1 to 65535"),
+    }
 }
 
 /// The languages a tenant may choose as its default.
@@ -144,6 +189,8 @@ pub enum TenantCommand {
     SetTimeZone(i32),
     /// One of [`LOCALES`].
     SetLocale(String),
+    /// The web sites that may embed the customer page, all of them.
+    SetEmbedOrigins(Vec<String>),
     /// A new version of a dual-recording script.
     SetScript {
         script_id: String,
@@ -312,6 +359,22 @@ impl Decider for Tenant {
                 }
                 Ok(vec![TenantLocaleSet { locale }.into()])
             }
+            TenantCommand::SetEmbedOrigins(origins) => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if origins.len() > MAX_EMBED_ORIGINS {
+                    return Err(DomainError::Invalid(format!("at most {MAX_EMBED_ORIGINS} web sites")));
+                }
+                let mut normal = Vec::with_capacity(origins.len());
+                for origin in &origins {
+                    let origin = embed_origin(origin).map_err(DomainError::Invalid)?;
+                    if !normal.contains(&origin) {
+                        normal.push(origin);
+                    }
+                }
+                Ok(vec![EmbedOriginsSet { origins: normal }.into()])
+            }
             TenantCommand::SetGroups(groups) => {
                 if !state.exists() {
                     return Err(DomainError::Invalid("no such tenant".into()));
@@ -433,6 +496,7 @@ impl Decider for Tenant {
             Event::DispositionsSet(e) => state.dispositions = Some(e.dispositions.clone()),
             Event::TimeZoneSet(e) => state.time_zone = Some(e.utc_offset_minutes),
             Event::TenantLocaleSet(e) => state.locale = Some(e.locale.clone()),
+            Event::EmbedOriginsSet(e) => state.embed_origins = e.origins.clone(),
             Event::DualRecordingScriptSet(e) => state.scripts.entry(e.script_id.clone()).or_default().push(e.clone()),
             _ => {}
         }
@@ -464,6 +528,51 @@ mod tests {
         }
         TestHarness::<Tenant>::given([]).when(TenantCommand::SetLocale("en".into())).refused();
         assert_eq!(Tenant::fold(&[created(), TenantLocaleSet { locale: "en".into() }.into()]).locale(), "en");
+    }
+
+    #[test]
+    fn embed_origins_are_stored_as_browsers_send_them_and_anything_else_is_refused() {
+        TestHarness::<Tenant>::given([created()])
+            .when(TenantCommand::SetEmbedOrigins(vec![
+                "https://WWW.Bank.example/".into(),
+                "https://www.bank.example:443".into(),
+                "http://localhost:8080".into(),
+                "http://[::1]:81".into(),
+                "http://[::1]".into(),
+            ]))
+            .then([EmbedOriginsSet {
+                origins: vec![
+                    "https://www.bank.example".into(),
+                    "http://localhost:8080".into(),
+                    "http://[::1]:81".into(),
+                    "http://[::1]".into(),
+                ],
+            }
+            .into()]);
+        TestHarness::<Tenant>::given([created()])
+            .when(TenantCommand::SetEmbedOrigins(vec![]))
+            .then([EmbedOriginsSet { origins: vec![] }.into()]);
+        for bad in [
+            "www.bank.example",
+            "ftp://bank.example",
+            "https://bank.example/path",
+            "https://*.bank.example",
+            "https://user@bank.example",
+            "https://bank.example:0",
+            "https://bank.example:65536",
+            "https://bank.example:08",
+            "http://[::1]x",
+            "http://[::1]:",
+            "https://",
+            "*",
+            "null",
+        ] {
+            TestHarness::<Tenant>::given([created()]).when(TenantCommand::SetEmbedOrigins(vec![bad.into()])).refused();
+        }
+        let many = (0..=MAX_EMBED_ORIGINS).map(|i| format!("https://s{i}.example")).collect();
+        TestHarness::<Tenant>::given([created()]).when(TenantCommand::SetEmbedOrigins(many)).refused();
+        let set = EmbedOriginsSet { origins: vec!["https://a.example".into()] };
+        assert_eq!(Tenant::fold(&[created(), set.into()]).embed_origins, ["https://a.example"]);
     }
 
     #[test]
