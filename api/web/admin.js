@@ -131,7 +131,7 @@ async function loadZone() {
 // tag they put on their pages.
 function showEmbed(settings) {
   $("embed-origins").value = settings.embed_origins.join("\n");
-  $("embed-hint").textContent = t("admin.embed_hint", { script: `${location.origin}/widget.js`, tenant: settings.tenant });
+  $("embed-snippet").textContent = `<script src="${location.origin}/widget.js" data-tenant="${settings.tenant}" async></script>`;
 }
 $("embed-save").onclick = () => {
   const origins = $("embed-origins").value.split("\n").map((l) => l.trim()).filter(Boolean);

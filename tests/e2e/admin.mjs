@@ -62,6 +62,22 @@ try {
     return td && Date.parse(`${td.textContent.replace(" ", "T")}Z`) - Date.parse(`${before.replace(" ", "T")}Z`) === 3_600_000;
   }, beijing, { timeout }).catch(async () => fail(`session start ${await firstStarted()} after the move, ${beijing} before`));
 
+  // Web sites that may embed the widget: a host without a scheme refused
+  // beside the button, nothing written; then two sites saved, as browsers
+  // name them, and the tag to copy names this server and the tenant.
+  let sites = await get("/api/settings");
+  await page.fill("#embed-origins", "www.bank.example");
+  await page.click("#embed-save");
+  await seen(page.locator("#embed-said.error-inline", { hasText: "not a web site's origin" }), "a bad site refused beside the button");
+  await unchanged("/api/settings", sites, "a refused list of sites");
+  await page.fill("#embed-origins", "https://WWW.Bank.example/\nhttp://localhost:3000");
+  await page.click("#embed-save");
+  await seen(page.locator("#embed-said.ok-inline", { hasText: "Saved" }), "the sites saved");
+  sites = await get("/api/settings");
+  if (JSON.stringify(sites.embed_origins) !== '["https://www.bank.example","http://localhost:3000"]') fail(`sites stored: ${sites.embed_origins}`);
+  if ((await page.inputValue("#embed-origins")) !== "https://www.bank.example\nhttp://localhost:3000") fail("the list is not shown as stored");
+  if (!(await page.textContent("#embed-snippet")).includes(`${base}/widget.js" data-tenant="demo"`)) fail("the tag to copy");
+
   // Retention: 0 days refused beside its button, nothing written; 30 saved.
   const recordings = page.locator("#retention tr", { hasText: "Recordings" });
   let before = await get("/api/admin/retention");

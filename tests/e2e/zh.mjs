@@ -24,10 +24,14 @@ async function english(page, allowed) {
     for (const el of document.querySelectorAll("[placeholder], [aria-label], [title], [alt]")) {
       if (visible(el)) out.push(el.getAttribute("placeholder"), el.getAttribute("aria-label"), el.getAttribute("title"), el.getAttribute("alt"));
     }
-    return out.filter(Boolean).join("\n");
+    // Code to copy (the widget's tag) is data.
+    let text = out.filter(Boolean).join("\n");
+    for (const code of document.querySelectorAll("code")) text = text.replaceAll(code.innerText, " ");
+    return text;
   });
-  // Ids are data: short session ids (`…01a2ce`) and whole ones.
-  const text = shown.replace(/…[0-9a-f]{6}\b/g, " ").replace(/\b[0-9a-f]{8}-[0-9a-f-]{27}\b/g, " ");
+  // Ids and addresses are data: short session ids (`…01a2ce`), whole ones, URLs.
+  const text = shown.replace(/…[0-9a-f]{6}\b/g, " ").replace(/\b[0-9a-f]{8}-[0-9a-f-]{27}\b/g, " ")
+    .replace(/\b[a-z]+:\/\/[^\s，。）]+/g, " ");
   return [...new Set(text.match(/[A-Za-z][A-Za-z']+/g) ?? [])].filter((w) => !allowed.includes(w));
 }
 async function noEnglish(page, what, allowed = []) {
