@@ -11,7 +11,7 @@ need_build_tools
 need_gstreamer
 need_kafka_broker
 apt_install wrk
-need_parquet_readers
+need_python_clients
 need_face_test_set
 start_postgres
 export WITNESS_BENCH_PG_URL="$PG_URL"

@@ -52,16 +52,18 @@ need_browser() {
     export WITNESS_TEST_CHROMIUM=/usr/bin/chromium
 }
 
-# Python readers of the Parquet export, as an analyst would use them:
-# pyarrow and DuckDB from PyPI (pinned), in a virtualenv under
-# ~/.cache/witness. Sets WITNESS_TEST_PYTHON.
-need_parquet_readers() {
+# Python clients that are not ours, from PyPI (pinned), in a virtualenv
+# under ~/.cache/witness: pyarrow and DuckDB read the Parquet export as an
+# analyst would; aiortc (with PyAV's own FFmpeg) and websockets are the app
+# client of docs/integration.md (clients/python). Sets WITNESS_TEST_PYTHON.
+need_python_clients() {
     apt_install python3-venv
     local venv="${XDG_CACHE_HOME:-$HOME/.cache}/witness/pyenv"
-    if ! "$venv/bin/python" -c "import pyarrow, duckdb" 2>/dev/null; then
-        echo "==> installing pyarrow and duckdb (PyPI) into $venv"
+    if ! "$venv/bin/python" -c "import pyarrow, duckdb, aiortc, websockets" 2>/dev/null; then
+        echo "==> installing pyarrow, duckdb, aiortc and websockets (PyPI) into $venv"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow==26.0.1 duckdb==2.0.1
+        "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow==26.0.1 duckdb==2.0.1 \
+            aiortc==1.16.0 av==18.1.1 websockets==15.0.1
     fi
     export WITNESS_TEST_PYTHON="$venv/bin/python"
 }

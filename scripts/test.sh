@@ -18,7 +18,7 @@ need_gstreamer
 need_load_tools
 need_ocr
 need_promtool
-need_parquet_readers
+need_python_clients
 need_face_test_set
 
 start_postgres

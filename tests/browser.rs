@@ -555,6 +555,19 @@ fn a_bank_site_embeds_the_widget_for_chat_across_its_pages_and_a_video_call_and_
     run_script(&served, "widget.mjs", &[]);
 }
 
+/// A client that is not ours (issue 30, item 4): the Python/aiortc app
+/// client written from docs/integration.md talks to the bot, asks for a
+/// person and holds a recorded video call with the workbench.
+#[test]
+fn an_app_written_from_the_integration_guide_with_aiortc_holds_a_recorded_video_call_with_an_agent() {
+    let python = std::env::var("WITNESS_TEST_PYTHON").expect(
+        "WITNESS_TEST_PYTHON is not set: run the tests with scripts/test.sh, which installs aiortc into a virtualenv",
+    );
+    let served = serve(&[]);
+    let out = run_script(&served, "app.mjs", &[("PYTHON", &python)]);
+    eprintln!("{out}");
+}
+
 /// The workbench on a 390×844 phone (issue 30, item 5): sign in, accept,
 /// chat, send an image, a video call, end and wrap up, nothing wider than
 /// the screen at any step.

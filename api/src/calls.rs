@@ -473,3 +473,89 @@ pub async fn record(store: witness_engine::EventStore, mut reports: mpsc::Unboun
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::ClientSignal;
+
+    /// The JSON Schema block of `docs/integration.md` whose `$id` is `id`.
+    fn documented(id: &str) -> Value {
+        let doc = include_str!("../../docs/integration.md");
+        doc.split("```json")
+            .skip(1)
+            .filter_map(|block| serde_json::from_str::<Value>(block.split("```").next()?).ok())
+            .find(|schema| schema["$id"] == id)
+            .unwrap_or_else(|| panic!("no schema {id} in docs/integration.md"))
+    }
+
+    /// A value of `schema` with its required fields only.
+    fn minimal(schema: &Value) -> Value {
+        if let Some(c) = schema.get("const") {
+            return c.clone();
+        }
+        if let Some(options) = schema.get("enum") {
+            return options[0].clone();
+        }
+        match schema["type"].as_str() {
+            Some("object") => {
+                let required = schema["required"].as_array().cloned().unwrap_or_default();
+                let fields = required.iter().map(|name| {
+                    let name = name.as_str().unwrap();
+                    (name.to_owned(), minimal(&schema["properties"][name]))
+                });
+                Value::Object(fields.collect())
+            }
+            Some("string") if schema["format"] == "uuid" => json!("01a251f1-a5bc-7567-b34a-ed0e42198622"),
+            Some("string") => json!("v=0"),
+            Some("boolean") => json!(true),
+            Some("integer") => json!(0),
+            Some("array") => json!([]),
+            other => panic!("a schema of {other:?}"),
+        }
+    }
+
+    /// The integration guide's schema of what clients send (the one a
+    /// team outside writes its app from) and `ClientSignal` agree: every
+    /// message the schema describes is taken, with no more fields than
+    /// it allows, and every message the server takes is described.
+    #[test]
+    fn the_documented_signaling_schema_is_what_the_server_takes() {
+        let schema = documented("witness:media-client");
+        let mut types = vec![];
+        for variant in schema["oneOf"].as_array().unwrap() {
+            let message = minimal(variant);
+            types.push(message["type"].as_str().unwrap().to_owned());
+            let taken: Result<ClientSignal, _> = serde_json::from_value(message.clone());
+            assert!(taken.is_ok(), "{message}: {taken:?}");
+            assert_eq!(variant["additionalProperties"], false, "{message}: the server refuses unknown fields");
+            let mut extra = message.clone();
+            extra["surprise"] = json!(1);
+            assert!(serde_json::from_value::<ClientSignal>(extra).is_err(), "{message} with an unknown field");
+            // Every optional field the schema lists is one the server knows.
+            let mut full = message.clone();
+            for (name, property) in variant["properties"].as_object().unwrap() {
+                if full.get(name).is_none() {
+                    full[name] = property.get("default").cloned().unwrap_or_else(|| minimal(property));
+                }
+            }
+            assert!(serde_json::from_value::<ClientSignal>(full.clone()).is_ok(), "{full}");
+        }
+        types.sort();
+        let served = ["media.answer", "media.candidate", "media.device", "media.join", "media.leave", "media.publish"];
+        assert_eq!(types, served);
+        let server = documented("witness:media-server");
+        let mut sent: Vec<String> = server["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| match &v["properties"]["type"] {
+                t if t.get("const").is_some() => vec![t["const"].as_str().unwrap().to_owned()],
+                t => t["enum"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_owned()).collect(),
+            })
+            .collect();
+        sent.sort();
+        assert_eq!(sent, ["media.answer", "media.error", "media.joined", "media.left", "media.offer"]);
+    }
+}
