@@ -88,7 +88,8 @@ function on(e) {
   if (e.event_type.startsWith("DualRecordingStep") && callClient?.session === sid) dualRefresh();
   if (sid === current && ["RecordingStopped", "RecordingComposited"].includes(e.event_type)) showRecordings();
   if (sid === current) {
-    draw(e);
+    if (arriving) arriving.push(e);
+    else draw(e);
     if (e.event_type === "CustomerMessage") suggest();
   }
 }
@@ -287,7 +288,16 @@ function drawLists() {
   }));
 }
 
+// The open session's events drawn (`stream/version`), and those that
+// arrive while it is being loaded (drawn after what the load brings: an
+// event written after the load's read would otherwise be wiped with the
+// chat and never drawn).
+const drawn = new Set();
+let arriving = null;
 function draw(e) {
+  const id = `${e.stream}/${e.version}`;
+  if (drawn.has(id)) return;
+  drawn.add(id);
   const p = e.payload;
   const add = (cls, who, text, c) => {
     const div = document.createElement("div");
@@ -312,11 +322,17 @@ function draw(e) {
 
 async function open(sid) {
   current = sid;
+  const waiting = arriving = [];
   const view = await api("GET", `/api/sessions/${sid}`).catch(show);
+  // Another session opened meanwhile: its own load draws it.
+  if (arriving !== waiting) return;
+  arriving = null;
   if (!view) return;
   $("current").textContent = t("agent.session_status", { id: short(sid), status: statusText(view.status), business: view.business_type });
   $("chat").replaceChildren();
+  drawn.clear();
   view.events.forEach(draw);
+  waiting.forEach(draw);
   suggest();
   showRecordings();
   for (const b of ["send", "attach", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = false;
@@ -334,6 +350,8 @@ function close() {
   $("recordings").replaceChildren();
   $("suggest-card").classList.add("hidden");
   $("chat").replaceChildren();
+  drawn.clear();
+  arriving = null;
   $("current").textContent = t("agent.no_session");
   for (const b of ["send", "attach", "ticket", "transfer", "end", "wrap-up", "call-audio", "call-video"]) $(b).disabled = true;
 }

@@ -79,8 +79,31 @@ try {
   const offerText = await offer.first().innerText();
   for (const part of ["cards", "waited", "s left"]) if (!offerText.includes(part)) throw new Error(`the offer does not say ${part}: ${offerText}`);
   if (!(await agent.evaluate(() => window.witnessChimes >= 1))) throw new Error("the offer made no sound");
+  // A message the customer sends while the workbench loads the session
+  // (its read done, its answer not yet back) is not lost: it came over the
+  // socket before the load's answer, which used to wipe it from the chat.
+  let fetched, release;
+  const loadRead = new Promise((r) => { fetched = r; });
+  const released = new Promise((r) => { release = r; });
+  await agent.route(/\/api\/sessions\/[0-9a-f-]{36}$/, async (route) => {
+    const response = await route.fetch();
+    fetched();
+    await released;
+    await route.fulfill({ response });
+  });
   await agent.click("#offers button:has-text('Accept')", { timeout });
+  await loadRead;
+  await customer.fill("#text", "Are you there?");
+  await customer.click("#send");
+  await expect(customer.locator(".msg.customer", { hasText: "Are you there?" }), "the customer's message sent during the load");
+  // Time for its event to reach the workbench's socket, as it did before the load's answer.
+  await agent.waitForTimeout(1000);
+  release();
+  // Once the load is drawn (the earlier conversation shows), the message is there, once.
   await expect(agent.locator(".msg.customer", { hasText: question }), "the earlier conversation on the workbench");
+  const during = await agent.locator(".msg.customer", { hasText: "Are you there?" }).count();
+  if (during !== 1) throw new Error(`the message sent while the workbench loaded the session is shown ${during} times`);
+  await agent.unroute(/\/api\/sessions\/[0-9a-f-]{36}$/);
   await expect(agent.locator(".msg.bot", { hasText: "six purchases" }), "the bot's earlier answer on the workbench");
   await expect(agent.locator(".msg.customer", { hasText: unknown }), "the question the bot could not answer");
   await accessible(agent, "the workbench with a session open");
