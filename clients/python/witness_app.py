@@ -107,6 +107,10 @@ class Call:
         self.camera = TestPicture()
         self.decoded = {"video": 0, "audio": 0}
         self.readers = []
+        self.kinds = []
+        # The server's offers, answered one at a time and only once the
+        # receiving connection exists (one can come right after media.joined).
+        self.offers = asyncio.Queue()
 
     async def send(self, message):
         await self.socket.send(json.dumps({"session": self.session, **message}))
@@ -126,7 +130,7 @@ class Call:
                     future.set_exception(WitnessError(409, "media", frame.get("message")))
             self.waiting.clear()
         elif kind == "media.offer":
-            asyncio.ensure_future(self.answer(frame["sdp"]))
+            self.offers.put_nowait(frame["sdp"])
         elif kind in self.waiting:
             future = self.waiting.pop(kind)
             if not future.done():
@@ -139,6 +143,7 @@ class Call:
         config = RTCConfiguration(iceServers=servers)
         self.pub, self.sub = RTCPeerConnection(config), RTCPeerConnection(config)
         self.sub.on("track", self.receive)
+        self.readers.append(asyncio.ensure_future(self.answer_offers()))
         self.pub.addTrack(AudioStreamTrack())
         self.pub.addTrack(self.camera)
         # aiortc gathers every candidate before setLocalDescription returns:
@@ -148,12 +153,16 @@ class Call:
                                     "media.answer")
         await self.pub.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
 
-    async def answer(self, sdp):
-        await self.sub.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await self.sub.setLocalDescription(await self.sub.createAnswer())
-        await self.send({"type": "media.answer", "sdp": self.sub.localDescription.sdp})
+    async def answer_offers(self):
+        while True:
+            sdp = await self.offers.get()
+            await self.sub.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await self.sub.setLocalDescription(await self.sub.createAnswer())
+            await self.send({"type": "media.answer", "sdp": self.sub.localDescription.sdp})
 
     def receive(self, track: MediaStreamTrack):
+        self.kinds.append(track.kind)
+
         async def read():
             try:
                 while True:
@@ -222,8 +231,15 @@ async def run(args):
         call = Call(socket, session)
         await call.join()
         say("joined")
+        waited = 0
         while call.decoded["video"] < args.frames:
             await asyncio.sleep(0.2)
+            waited += 1
+            if waited % 25 == 0:  # every 5 s: what there is, on stderr
+                stats = [(s.kind, s.packetsReceived, s.packetsLost) for s in (await call.sub.getStats()).values()
+                         if s.type == "inbound-rtp"]
+                print(f"waiting for video: decoded {call.decoded}, receiving {call.sub.connectionState} {stats}, "
+                      f"sending {call.pub.connectionState}, tracks {call.kinds}", file=sys.stderr, flush=True)
         say("decoding", frames=call.decoded["video"], audio=call.decoded["audio"])
         # 7. Held until the agent hangs up.
         await until("CallEnded")

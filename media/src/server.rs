@@ -245,6 +245,10 @@ impl crate::sfu::RtpPacket for rtc::rtp::Packet {
         self.header.sequence_number = sequence;
         self.header.timestamp = timestamp;
     }
+
+    fn padding_only(&self) -> bool {
+        self.payload.is_empty()
+    }
 }
 
 struct Recording {

@@ -64,6 +64,8 @@ pub trait RtpPacket: Clone {
     fn timestamp(&self) -> u32;
     /// Renumbers the packet for a receiver that switched layers.
     fn renumber(&mut self, sequence: u16, timestamp: u32);
+    /// No media: only padding (a sender's bandwidth probe).
+    fn padding_only(&self) -> bool;
 }
 
 /// What happened, as the driver saw it.
@@ -246,6 +248,9 @@ struct Forwarder {
     timestamp_offset: u32,
     /// The newest packet sent: its sequence number, timestamp and when.
     last: Option<(u16, u32, Instant)>,
+    /// The highest sequence number, as the publisher numbered it, of the
+    /// current layer's packets.
+    newest_in: Option<u16>,
 }
 
 /// What a forwarder made of one packet.
@@ -279,6 +284,26 @@ impl Forwarder {
         }
         let wants_keyframe = self.current != Some(target);
         if self.current != Some(layer) {
+            return Forwarded { packet: None, wants_keyframe, switched };
+        }
+        let newest = match self.newest_in {
+            Some(newest) if !switched => newest,
+            _ => packet.sequence().wrapping_sub(1),
+        };
+        let next = packet.sequence() == newest.wrapping_add(1);
+        if packet.sequence().wrapping_sub(newest) < 0x8000 {
+            self.newest_in = Some(packet.sequence());
+        }
+        // Padding carries nothing to show: browsers ignore it, but a
+        // receiver that assembles frames by timestamp (aiortc) made an
+        // empty frame of it, which ended its decoder for good. Dropped, and
+        // the numbers after it close up. (One that is not the next leaves a
+        // gap, which the receiver may ask for in vain; a late media packet
+        // from before a dropped padding one would share a number.)
+        if packet.padding_only() {
+            if next {
+                self.sequence_offset = self.sequence_offset.wrapping_sub(1);
+            }
             return Forwarded { packet: None, wants_keyframe, switched };
         }
         let sequence = packet.sequence().wrapping_add(self.sequence_offset);
@@ -734,6 +759,7 @@ mod tests {
         seq: u16,
         ts: u32,
         size: usize,
+        padding: bool,
     }
 
     impl RtpPacket for Pkt {
@@ -749,10 +775,13 @@ mod tests {
         fn renumber(&mut self, sequence: u16, timestamp: u32) {
             (self.seq, self.ts) = (sequence, timestamp);
         }
+        fn padding_only(&self) -> bool {
+            self.padding
+        }
     }
 
     fn pkt(id: u32) -> Pkt {
-        Pkt { id, seq: id as u16, ts: id * 3000, size: 100 }
+        Pkt { id, seq: id as u16, ts: id * 3000, size: 100, padding: false }
     }
 
     /// Runs inputs at their instants and collects every non-timeout output.
@@ -990,7 +1019,7 @@ mod tests {
     /// its own sequence numbers and timestamps, keyframes every second.
     fn simulcast_packet(layer: u8, n: u32) -> Pkt {
         let (seq0, ts0, size) = if layer == 0 { (1_000, 10_000, 250) } else { (50_000, 900_000, 2_000) };
-        Pkt { id: u32::from(layer) * 100_000 + n, seq: (seq0 + n) as u16, ts: ts0 + n * 1_800, size }
+        Pkt { id: u32::from(layer) * 100_000 + n, seq: (seq0 + n) as u16, ts: ts0 + n * 1_800, size, padding: false }
     }
 
     impl Sim {
@@ -1073,6 +1102,47 @@ mod tests {
         assert_eq!(layers(&out), [0, 1]);
         assert_continuous(&out);
         assert_eq!(sim.sfu.track_stats("r", "cam").unwrap().layer_switches, 3);
+    }
+
+    /// Padding-only packets (a browser probing its bandwidth) are not
+    /// forwarded, and the packets after them close up: what the receiver
+    /// gets stays one numbered stream. One out of order leaves its gap.
+    #[test]
+    fn padding_is_not_forwarded_and_the_stream_stays_continuous() {
+        let mut sim = Sim::camera_call();
+        let send = |sim: &mut Sim, packet: Pkt, keyframe: bool| {
+            let input = Input::Media { room: s("r"), track: s("cam"), layer: 0, packet, keyframe };
+            sim.at(u64::from(packet.id) * 20, input)
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Transmit { to, packet, .. } if to == "agent" => Some(packet),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut got = vec![];
+        for n in 0..20u32 {
+            // Packets 5, 6 and 12 are padding (no payload, the last frame's timestamp).
+            let padding = [5, 6, 12].contains(&n);
+            let packet = Pkt { id: n, seq: 500 + n as u16, ts: 3000 * (n / 2), size: 100, padding };
+            got.extend(send(&mut sim, packet, n == 0));
+        }
+        assert_eq!(
+            got.iter().map(|p| p.id).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19]
+        );
+        assert!(got.iter().all(|p| !p.padding));
+        assert_continuous(&got);
+        assert_eq!(got[0].seq, 500, "unchanged until the first padding");
+        // Late: padding 21 arrives after 22; 22 and 23 keep their numbers.
+        let mut late = vec![];
+        for (n, padding) in [(20, false), (22, false), (21, true), (23, false)] {
+            let packet = Pkt { id: n, seq: 500 + n as u16, ts: 3000 * (n / 2), size: 100, padding };
+            late.extend(send(&mut sim, packet, false));
+        }
+        let seqs: Vec<u16> = late.iter().map(|p| p.seq).collect();
+        let after = got.last().unwrap().seq;
+        assert_eq!(seqs, [after + 1, after + 3, after + 4], "a gap where the late padding was");
     }
 
     #[test]
