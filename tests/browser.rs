@@ -568,6 +568,16 @@ fn an_app_written_from_the_integration_guide_with_aiortc_holds_a_recorded_video_
     eprintln!("{out}");
 }
 
+/// The beauty filter and the sound output (issue 30, item 6): offered by
+/// the tenant, the filter changes the frames the agent receives; another
+/// sound output plays the call there.
+#[test]
+fn a_customer_turns_the_beauty_filter_on_and_off_in_a_call_and_chooses_the_sound_output() {
+    let served = serve(&[]);
+    let out = run_script(&served, "beauty.mjs", &[]);
+    eprintln!("{out}");
+}
+
 /// The workbench on a 390×844 phone (issue 30, item 5): sign in, accept,
 /// chat, send an image, a video call, end and wrap up, nothing wider than
 /// the screen at any step.

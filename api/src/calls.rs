@@ -49,6 +49,34 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions/{id}/call/end", post(end))
         .route("/api/sessions/{id}/recording", post(recording))
         .route("/api/admin/recording-policy", axum::routing::get(policy).put(set_policy))
+        .route("/api/call-options", axum::routing::get(options))
+        .route("/api/admin/call-options", axum::routing::put(set_options))
+}
+
+#[derive(serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallOptions {
+    /// The beauty filter (美颜) is offered in calls.
+    beauty_filter: bool,
+}
+
+/// `GET /api/call-options` (anyone signed in, customers too): what the
+/// tenant's calls offer.
+async fn options(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<CallOptions>, ApiError> {
+    let known = crate::accounts::directory(&state.store, &caller.t).await?;
+    Ok(Json(CallOptions { beauty_filter: known.beauty_filter }))
+}
+
+/// `PUT /api/admin/call-options {beauty_filter}` (admins).
+async fn set_options(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Body(body): Body<CallOptions>,
+) -> Result<Json<CallOptions>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let command = witness_engine::domain::tenant::TenantCommand::SetCallOptions { beauty_filter: body.beauty_filter };
+    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

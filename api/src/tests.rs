@@ -1312,6 +1312,32 @@ async fn only_the_web_sites_a_tenant_lists_may_embed_it() {
     assert!(started["session_id"].is_string(), "{started}");
 }
 
+/// Issue 30, item 6: the beauty filter is the tenant's choice (admins),
+/// off until set; every caller of the tenant reads it, customers too.
+#[tokio::test]
+async fn the_beauty_filter_is_offered_when_the_admin_says_so() {
+    let w = World::new().await;
+    let customer = w.visitor("acme").await;
+    assert_eq!(w.get("/api/call-options", &customer).await["beauty_filter"], false);
+    let before = w.events().await;
+    for (token, body, status) in [
+        (w.token("acme", Role::Supervisor), json!({ "beauty_filter": true }), StatusCode::FORBIDDEN),
+        (customer.as_str(), json!({ "beauty_filter": true }), StatusCode::FORBIDDEN),
+        (w.token("acme", Role::Admin), json!({ "beauty_filter": "yes" }), StatusCode::BAD_REQUEST),
+        (w.token("acme", Role::Admin), json!({ "beauty_filter": true, "smooth": 9 }), StatusCode::BAD_REQUEST),
+    ] {
+        let (got, answer) = w.call(Method::PUT, "/api/admin/call-options", Some(token), Some(body.clone())).await;
+        assert_eq!(got, status, "{body}: {answer}");
+    }
+    assert_eq!(w.events().await, before, "nothing written");
+    let admin = w.token("acme", Role::Admin);
+    let (status, _) =
+        w.call(Method::PUT, "/api/admin/call-options", Some(admin), Some(json!({ "beauty_filter": true }))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w.get("/api/call-options", &customer).await["beauty_filter"], true);
+    assert_eq!(w.get("/api/call-options", &w.visitor("globex").await).await["beauty_filter"], false, "per tenant");
+}
+
 /// Issue 27, L4: the pages had no CSP, `frame-ancestors` or `nosniff`
 /// (`/admin` could be framed), and uploads no `sandbox`.
 #[tokio::test]

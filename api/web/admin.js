@@ -42,9 +42,13 @@ async function loadPolicy() {
   const policy = await api("GET", "/api/admin/recording-policy").catch(() => null);
   if (!policy) return $("policy-card").classList.add("hidden");
   $("record-calls").checked = policy.record_calls;
+  const options = await api("GET", "/api/call-options").catch(() => null);
+  if (options) $("beauty-filter").checked = options.beauty_filter;
 }
 $("record-calls").onchange = () => api("PUT", "/api/admin/recording-policy", { record_calls: $("record-calls").checked })
   .then(() => said("policy-said"), (e) => said("policy-said", e));
+$("beauty-filter").onchange = () => api("PUT", "/api/admin/call-options", { beauty_filter: $("beauty-filter").checked })
+  .then(() => said("beauty-said"), (e) => said("beauty-said", e));
 
 // A setting's outcome beside its Save button: the error, or `message`
 // ("Saved."), replaced on the next try.

@@ -71,6 +71,8 @@ export class CallClient {
     this.local = new MediaStream();
     this.senders = {}; // mic | camera | screen -> RTCRtpSender
     this.active = false;
+    this.sinkId = ""; // the sound output chosen ("": the system's)
+    this.beautified = null; // while the beauty filter is on: { raw, stop }
   }
 
   // Feeds a WebSocket frame; true if it was this call's.
@@ -143,13 +145,64 @@ export class CallClient {
       el.dataset.kind = track.kind;
       this.view.append(el);
     }
+    if (this.sinkId && track.kind === "audio") el.setSinkId?.(this.sinkId).catch(() => {});
     el.srcObject = stream || new MediaStream([track]);
     track.onended = () => el.remove();
     stream?.addEventListener("removetrack", () => { if (!stream.getTracks().length) el.remove(); });
   }
 
+  // Plays what this call receives on the sound output `deviceId` (a
+  // phone's loudspeaker or earpiece, a headset), where the browser lets a
+  // page choose (setSinkId).
+  async speaker(deviceId) {
+    this.sinkId = deviceId;
+    const sounding = [...this.view.querySelectorAll("audio, video")].filter((el) => el.srcObject?.getAudioTracks().length);
+    await Promise.all(sounding.map((el) => el.setSinkId?.(deviceId)));
+  }
+
+  // The beauty filter (美颜): the camera as sent is the camera smoothed (a
+  // blurred copy laid over it) and brightened, drawn on a canvas in this
+  // browser; off, the camera itself again. Nothing leaves the page unfiltered
+  // while it is on.
+  async beauty(on) {
+    const sender = this.senders.camera;
+    if (!sender || on === Boolean(this.beautified)) return;
+    if (!on) {
+      const { raw, stop } = this.beautified;
+      this.beautified = null;
+      await sender.replaceTrack(raw);
+      stop();
+      this.onChange();
+      return;
+    }
+    const raw = sender.track;
+    const video = Object.assign(document.createElement("video"), { muted: true, playsInline: true, srcObject: new MediaStream([raw]) });
+    await video.play();
+    const { width = 640, height = 480 } = raw.getSettings();
+    const canvas = Object.assign(document.createElement("canvas"), { width, height });
+    const ctx = canvas.getContext("2d");
+    let running = true;
+    const draw = () => {
+      if (!running) return;
+      ctx.globalAlpha = 1;
+      ctx.filter = "brightness(1.15) saturate(1.05)";
+      ctx.drawImage(video, 0, 0, width, height);
+      ctx.globalAlpha = 0.65;
+      ctx.filter = "blur(3px) brightness(1.18)";
+      ctx.drawImage(video, 0, 0, width, height);
+      video.requestVideoFrameCallback(draw);
+    };
+    draw();
+    const [filtered] = canvas.captureStream(30).getVideoTracks();
+    filtered.enabled = raw.enabled;
+    this.beautified = { raw, stop: () => { running = false; filtered.stop(); video.srcObject = null; } };
+    await sender.replaceTrack(filtered);
+    this.onChange();
+  }
+
   // Turns the camera on (audio → video) or switches to the next camera.
   async camera(next = false) {
+    await this.beauty(false);
     const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "videoinput");
     const current = this.senders.camera?.track?.getSettings().deviceId;
     const pick = next && devices.length > 1 ? devices[(devices.findIndex((d) => d.deviceId === current) + 1) % devices.length] : null;
@@ -184,6 +237,7 @@ export class CallClient {
     const track = this.senders[kind]?.track;
     if (!track) return false;
     track.enabled = !track.enabled;
+    if (kind === "camera" && this.beautified) this.beautified.raw.enabled = track.enabled;
     this.device(kind, track.enabled);
     this.onChange();
     return track.enabled;
@@ -244,6 +298,9 @@ export class CallClient {
   }
 
   teardown() {
+    this.beautified?.stop();
+    this.beautified?.raw.stop();
+    this.beautified = null;
     this.active = false;
     this.local.getTracks().forEach((t) => t.stop());
     this.senders.screen?.track?.stop();
@@ -257,25 +314,46 @@ export class CallClient {
   }
 }
 
-// Adds the call controls (#mic, #cam, #switch-cam, #screen before the
-// page's own buttons in #call-buttons, #hang-up after them; the page wires
-// #hang-up) and wires them to the call `current()` returns; returns the
-// function that redraws their labels (and then calls `extra`, for a page's
-// own controls).
-export function callControls(current, show, extra = () => {}) {
+// Adds the call controls (#mic, #cam, #switch-cam, #screen, #beauty
+// before the page's own buttons in #call-buttons, #hang-up and the sound
+// output #speaker after them; the page wires #hang-up) and wires them to
+// the call `current()` returns; returns the function that redraws their
+// labels (and then calls `extra`, for a page's own controls). #beauty
+// shows while `beautyOffered()` (the tenant's choice) and the camera is on.
+export function callControls(current, show, extra = () => {}, beautyOffered = () => false) {
   const $ = (id) => document.getElementById(id);
   // The same buttons on every page, around the page's own (#call-buttons).
   const button = (id, text, secondary = true) =>
     Object.assign(document.createElement("button"), { id, textContent: text, className: secondary ? "secondary" : "" });
-  $("call-buttons").prepend(button("mic", t("call.mute")), button("cam", t("call.camera")), button("switch-cam", t("call.switch_camera")), button("screen", t("call.share_screen")));
-  $("call-buttons").append(button("hang-up", t("call.hang_up"), false));
+  const beauty = Object.assign(button("beauty", t("call.beauty")), { hidden: true });
+  $("call-buttons").prepend(button("mic", t("call.mute")), button("cam", t("call.camera")), button("switch-cam", t("call.switch_camera")), button("screen", t("call.share_screen")), beauty);
+  const speaker = Object.assign(document.createElement("select"), { id: "speaker", hidden: true });
+  speaker.setAttribute("aria-label", t("call.speaker"));
+  $("call-buttons").append(button("hang-up", t("call.hang_up"), false), speaker);
+  // The sound outputs, once a call has asked for the microphone (browsers
+  // name devices only then), where the page may choose one.
+  const listOutputs = async () => {
+    if (!("setSinkId" in HTMLMediaElement.prototype)) return;
+    const outputs = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audiooutput");
+    speaker.replaceChildren(...outputs.map((d, i) => Object.assign(document.createElement("option"), { value: d.deviceId, textContent: d.label || t("call.speaker_n", { n: i + 1 }) })));
+    speaker.value = current()?.sinkId || outputs[0]?.deviceId || "";
+    speaker.hidden = outputs.length < 2;
+  };
+  let listed = false;
   const draw = () => {
-    const s = current()?.senders || {};
+    const call = current();
+    const s = call?.senders || {};
     $("mic").textContent = t(s.mic?.track?.enabled === false ? "call.unmute" : "call.mute");
     $("cam").textContent = t(!s.camera || s.camera.track?.enabled === false ? "call.camera_on" : "call.camera_off");
     $("screen").textContent = t(s.screen ? "call.stop_sharing" : "call.share_screen");
+    beauty.hidden = !(beautyOffered() && s.camera);
+    beauty.setAttribute("aria-pressed", String(Boolean(call?.beautified)));
+    if (call?.active && !listed) { listed = true; listOutputs().catch(() => {}); }
+    if (!call?.active) listed = false;
     extra();
   };
+  beauty.onclick = () => current()?.beauty(!current().beautified).catch(show);
+  speaker.onchange = () => current()?.speaker(speaker.value).catch(show);
   $("mic").onclick = () => current()?.toggle("mic");
   $("cam").onclick = () => (current()?.senders.camera ? current().toggle("camera") : current()?.camera().then(draw, show));
   $("switch-cam").onclick = () => current()?.camera(true).catch(show);

@@ -72,12 +72,16 @@ function render(e) {
       // A reload replays a call that has since ended: nothing to join.
       if (!ended && !endedCalls.has(p.call_id)) callOn(p.kind === "video");
       break;
-    case "CallEnded": note(t("customer.call_ended")); callOff(); break;
+    case "CallEnded": note(t("customer.call_ended")); $("face").classList.add("hidden"); callOff(); break;
     case "RecordingStarted": note(t("customer.recording_started")); $("recording").classList.remove("hidden"); break;
     case "RecordingStopped": note(t("customer.recording_stopped")); $("recording").classList.add("hidden"); break;
     case "DualRecordingStepStarted": case "DualRecordingStepCompleted": dual(); break;
-    case "FaceVerificationRequested": $("face").classList.remove("hidden"); break;
-    case "FaceVerificationCompleted": case "CallEnded": $("face").classList.add("hidden"); break;
+    case "FaceVerificationRequested":
+      $("face").classList.remove("hidden");
+      callClient?.beauty(false).catch(show);
+      drawCall();
+      break;
+    case "FaceVerificationCompleted": $("face").classList.add("hidden"); drawCall(); break;
     case "SessionEnded":
       note(t(p.reason === "left_message" ? "customer.message_saved" : "customer.ended"));
       ended = true;
@@ -128,6 +132,8 @@ function callButtons(on) {
 }
 async function callOn(video) {
   if (callClient?.active) return;
+  // What this call offers, as the tenant has it now.
+  callOptions = await api("GET", "/api/call-options").catch(() => callOptions);
   callClient = new CallClient((m) => socket.send(JSON.stringify(m)), session, $("remote"), drawCall);
   $("call").classList.remove("hidden");
   try {
@@ -137,7 +143,11 @@ async function callOn(video) {
   } catch (e) { show(e); }
 }
 function callOff() { callClient?.teardown(); $("call").classList.add("hidden"); }
-const drawCall = callControls(() => callClient, show);
+// The beauty filter, where the tenant offers it; never during a face
+// check (the agent compares the customer's own face with their ID photo).
+let callOptions = { beauty_filter: false };
+const faceCheck = () => !$("face").classList.contains("hidden");
+const drawCall = callControls(() => callClient, show, () => {}, () => callOptions.beauty_filter && !faceCheck());
 for (const kind of ["audio", "video"]) $(`call-${kind}`).onclick = () => api("POST", `/api/sessions/${session}/call`, { kind }).catch(show);
 $("hang-up").onclick = () => api("POST", `/api/sessions/${session}/call/end`).catch(show);
 // A dual recording (双录): the text of the step being read, and "I confirm"

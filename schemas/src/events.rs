@@ -837,6 +837,12 @@ payload!(
     EmbedOriginsSet { origins: Vec<String> }
 );
 payload!(
+    /// What the tenant's calls offer (on the tenant stream): the beauty
+    /// filter (美颜: the camera smoothed and brightened in the customer's
+    /// browser before it is sent), off until set.
+    CallOptionsSet { beauty_filter: bool }
+);
+payload!(
     /// The tenant's skill groups (on the tenant stream), replacing any
     /// before: the only groups sessions are transferred or moved to.
     SkillGroupsSet { groups: Vec<SkillGroup> }
@@ -1030,6 +1036,7 @@ registry! {
     TimeZoneSet => 1,
     TenantLocaleSet => 1,
     EmbedOriginsSet => 1,
+    CallOptionsSet => 1,
     DualRecordingScriptSet => 1,
     DualRecordingStepReviewed => 1,
     DualRecordingReviewed => 1,

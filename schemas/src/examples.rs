@@ -73,6 +73,7 @@ pub fn one_of_each() -> Vec<Event> {
         TimeZoneSet { utc_offset_minutes: 480 }.into(),
         TenantLocaleSet { locale: "zh-CN".into() }.into(),
         EmbedOriginsSet { origins: vec!["https://www.bank.example".into()] }.into(),
+        CallOptionsSet { beauty_filter: true }.into(),
         SkillGroupsSet {
             groups: vec![
                 SkillGroup {

@@ -50,6 +50,8 @@ pub struct TenantState {
     /// The web sites that may embed the customer page, as browsers name
     /// their origin (`https://www.bank.example`).
     pub embed_origins: Vec<String>,
+    /// Calls offer the beauty filter (美颜).
+    pub beauty_filter: bool,
 }
 
 /// The most web sites a tenant may let embed its customer page.
@@ -191,6 +193,10 @@ pub enum TenantCommand {
     SetLocale(String),
     /// The web sites that may embed the customer page, all of them.
     SetEmbedOrigins(Vec<String>),
+    /// What calls offer.
+    SetCallOptions {
+        beauty_filter: bool,
+    },
     /// A new version of a dual-recording script.
     SetScript {
         script_id: String,
@@ -375,6 +381,15 @@ impl Decider for Tenant {
                 }
                 Ok(vec![EmbedOriginsSet { origins: normal }.into()])
             }
+            TenantCommand::SetCallOptions { beauty_filter } => {
+                if !state.exists() {
+                    return Err(DomainError::Invalid("no such tenant".into()));
+                }
+                if state.beauty_filter == beauty_filter {
+                    return Ok(vec![]);
+                }
+                Ok(vec![CallOptionsSet { beauty_filter }.into()])
+            }
             TenantCommand::SetGroups(groups) => {
                 if !state.exists() {
                     return Err(DomainError::Invalid("no such tenant".into()));
@@ -497,6 +512,7 @@ impl Decider for Tenant {
             Event::TimeZoneSet(e) => state.time_zone = Some(e.utc_offset_minutes),
             Event::TenantLocaleSet(e) => state.locale = Some(e.locale.clone()),
             Event::EmbedOriginsSet(e) => state.embed_origins = e.origins.clone(),
+            Event::CallOptionsSet(e) => state.beauty_filter = e.beauty_filter,
             Event::DualRecordingScriptSet(e) => state.scripts.entry(e.script_id.clone()).or_default().push(e.clone()),
             _ => {}
         }
@@ -528,6 +544,16 @@ mod tests {
         }
         TestHarness::<Tenant>::given([]).when(TenantCommand::SetLocale("en".into())).refused();
         assert_eq!(Tenant::fold(&[created(), TenantLocaleSet { locale: "en".into() }.into()]).locale(), "en");
+    }
+
+    #[test]
+    fn the_beauty_filter_is_off_until_the_tenant_turns_it_on() {
+        assert!(!Tenant::fold(&[created()]).beauty_filter);
+        let set = |beauty_filter| TenantCommand::SetCallOptions { beauty_filter };
+        TestHarness::<Tenant>::given([]).when(set(true)).refused();
+        TestHarness::<Tenant>::given([created()]).when(set(false)).then([]);
+        TestHarness::<Tenant>::given([created()]).when(set(true)).then([CallOptionsSet { beauty_filter: true }.into()]);
+        assert!(Tenant::fold(&[created(), CallOptionsSet { beauty_filter: true }.into()]).beauty_filter);
     }
 
     #[test]
