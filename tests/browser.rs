@@ -545,6 +545,22 @@ fn the_customer_page_speaks_chinese_by_default_and_switches_to_english_keeping_t
     run_script(&served, "zh.mjs", &[]);
 }
 
+/// The main walk in Chinese (issue 30, item 7): the same as the recorded
+/// call above — bot, person, video call, screen share, 双录 steps,
+/// recording, playback on the admin page, review and its package — on
+/// pages in zh-CN, with axe-core and a screenshot at each page.
+#[test]
+fn the_main_walk_in_chinese_from_the_bot_to_the_review_of_the_recorded_call() {
+    let served = serve(&["--record-calls"]);
+    let package = served._dir.path().join("review.tar");
+    run_script(
+        &served,
+        "call.mjs",
+        &[("RECORDED", "1"), ("PAGE_LANG", "zh-CN"), ("PACKAGE", package.to_str().unwrap())],
+    );
+    assert!(std::fs::metadata(&package).is_ok_and(|m| m.len() > 0), "the review package was downloaded");
+}
+
 /// The widget on another web site (issue 30, item 3): a listed site shows
 /// 联系客服, keeps the conversation across its pages, counts unread
 /// messages, and holds a video call; a site that is not listed gets no

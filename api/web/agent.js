@@ -216,7 +216,8 @@ async function suggest() {
     li.className = "row suggestion";
     const use = Object.assign(document.createElement("button"), { textContent: t("agent.use"), className: "secondary", type: "button" });
     use.onclick = () => ($("text").value = h.answer);
-    li.append(use, document.createTextNode(`${h.question} — ${h.answer} (${Math.round(h.confidence * 100)}%)`));
+    const text = `${h.question} — ${h.answer} (${Math.round(h.confidence * 100)}%)`;
+    li.append(use, Object.assign(document.createElement("span"), { className: "answer", textContent: text, title: text }));
     return li;
   }));
 }

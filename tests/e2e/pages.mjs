@@ -35,20 +35,26 @@ export function text(lang, key, values = {}) {
 // said) and the agent accepts. Returns both pages. `customer` options go
 // to the customer's browser context (a user agent), `customerInit` runs in
 // their page before its scripts.
-export async function agentTakesCustomer(browser, timeout, { customer: options = {}, customerInit, lang = "en" } = {}) {
+// With `ask`, the customer first asks the bot that and waits for its answer.
+export async function agentTakesCustomer(browser, timeout, { customer: options = {}, customerInit, lang = "en", agentLang = "en", ask } = {}) {
   const expect = seen(timeout);
   const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent?lang=en`);
+  await agent.goto(`${base}/agent?lang=${agentLang}`);
   await agent.fill("#password", process.env.AGENT_PASSWORD);
   await agent.click("#sign-in");
-  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
+  await expect(agent.locator("#agents", { hasText: text(agentLang, "agent.agents_online", { n: 1 }) }), "the agent online");
 
   const context = await browser.newContext(options);
   if (customerInit) await context.addInitScript(customerInit);
   const customer = await context.newPage();
   await customer.goto(`${base}/?tenant=demo&lang=${lang}`);
+  if (ask) {
+    await customer.fill("#text", ask);
+    await customer.click("#send:not([disabled])");
+    await expect(customer.locator(".msg.bot"), "the bot's answer");
+  }
   await customer.click("#human");
-  await agent.click("#offers button:has-text('Accept')", { timeout });
+  await agent.click(`#offers button:has-text('${text(agentLang, "agent.accept")}')`, { timeout });
   await expect(customer.locator(".note", { hasText: text(lang, "customer.agent_joined") }), "the agent at the customer's");
   return { agent, customer };
 }
