@@ -7,7 +7,7 @@
 // serious. The language switch then brings the same conversation up in
 // English.
 // Prints {"ok":true} on success. Driven by tests/browser.rs.
-import { accessible, launchWithMedia, seen, snap, text } from "./pages.mjs";
+import { accessible, launchWithMedia, seen, text } from "./pages.mjs";
 
 const timeout = 20_000;
 const browser = await launchWithMedia();
@@ -128,7 +128,7 @@ try {
   if (await agent.locator("#login").isVisible()) throw new Error("switching the language signed the agent out");
   await expect(agent.locator("#mine li.session.active"), "the agent's session still listed and open");
   await expect(agent.locator(".msg.customer", { hasText: "明天会下雨吗" }), "its conversation shown again");
-  await snap(agent, "en-workbench-after-the-switch");
+  await accessible(agent, "en workbench after the switch");
   console.log(JSON.stringify({ ok: true }));
 } finally {
   await browser.close();
