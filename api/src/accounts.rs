@@ -148,7 +148,7 @@ pub(crate) struct LoginAnswer {
 /// One answer for every failure, so that a caller cannot probe which
 /// tenants or logins exist.
 fn bad_login() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "wrong tenant, login or password")
+    ApiError::coded(StatusCode::UNAUTHORIZED, "bad_login", &[])
 }
 
 /// Logs a user in. Throttled per address (attempts) and per login

@@ -279,7 +279,7 @@ impl TokenKeys {
         let claims = self.open("v2", "v1", token).ok_or_else(invalid)?;
         let claims: Claims = serde_json::from_slice(&claims).map_err(|_| invalid())?;
         if claims.e <= now.timestamp() {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "token expired: log in again"));
+            return Err(ApiError::coded(StatusCode::UNAUTHORIZED, "token_expired", &[]));
         }
         Ok(claims)
     }
@@ -344,7 +344,7 @@ impl Revocations {
             }
         };
         if before.is_some_and(|before| claims.i <= before) {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "signed out: log in again"));
+            return Err(ApiError::coded(StatusCode::UNAUTHORIZED, "signed_out", &[]));
         }
         Ok(())
     }
@@ -391,7 +391,7 @@ impl FromRequestParts<AppState> for Caller {
                  from POST /api/links",
             ));
         } else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "no token: log in first"));
+            return Err(ApiError::coded(StatusCode::UNAUTHORIZED, "no_token", &[]));
         };
         state.revocations.check(&state.store, &claims).await?;
         crate::embed::same_tenant(parts.extensions.get(), &claims.t)?;

@@ -96,7 +96,7 @@ async fn start(
     let s = load(&state, &caller, &id).await?;
     participant(&caller, &s.state)?;
     let Some(agent_id) = s.state.agent else {
-        return Err(ApiError::new(StatusCode::CONFLICT, "no agent has taken this session yet"));
+        return Err(ApiError::coded(StatusCode::CONFLICT, "no_agent_yet", &[]));
     };
     let call_id = CallId::new();
     let mut version =

@@ -26,6 +26,9 @@ pub struct ApiError {
     code: &'static str,
     /// A catalog error's values, to write its text in another language.
     values: Vec<(&'static str, String)>,
+    /// Values that are catalog keys themselves (a state, a kind of thing):
+    /// written in the error's language too.
+    keyed: Vec<(&'static str, &'static str)>,
     catalog: bool,
     /// Seconds after which trying again may succeed (`Retry-After`).
     retry_after: Option<u64>,
@@ -36,6 +39,19 @@ pub struct ApiError {
 struct Localizable {
     code: &'static str,
     values: Vec<(&'static str, String)>,
+    keyed: Vec<(&'static str, &'static str)>,
+}
+
+/// The text of catalog error `code` in `lang`.
+fn catalog_text(
+    lang: Lang,
+    code: &str,
+    values: &[(&'static str, String)],
+    keyed: &[(&'static str, &'static str)],
+) -> String {
+    let mut all = pairs(values);
+    all.extend(keyed.iter().map(|(name, key)| (*name, lang.text(key))));
+    lang.format(&format!("error.{code}"), &all)
 }
 
 impl ApiError {
@@ -45,6 +61,7 @@ impl ApiError {
             message: message.into(),
             code: status_code(status),
             values: vec![],
+            keyed: vec![],
             catalog: false,
             retry_after: None,
         }
@@ -53,9 +70,20 @@ impl ApiError {
     /// An error of the catalog: `error.CODE` there, each `{name}` one of
     /// `values`; English here, the request's language in the response.
     pub fn coded(status: StatusCode, code: &'static str, values: &[(&'static str, &dyn std::fmt::Display)]) -> Self {
+        Self::coded_keyed(status, code, values, &[])
+    }
+
+    /// [`ApiError::coded`] with values that are catalog keys (`("state",
+    /// "common.status_closed")`), each written in the error's language.
+    pub fn coded_keyed(
+        status: StatusCode,
+        code: &'static str,
+        values: &[(&'static str, &dyn std::fmt::Display)],
+        keyed: &[(&'static str, &'static str)],
+    ) -> Self {
         let values: Vec<(&'static str, String)> = values.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let message = Lang::En.format(&format!("error.{code}"), &pairs(&values));
-        Self { status, message, code, values, catalog: true, retry_after: None }
+        let message = catalog_text(Lang::En, code, &values, keyed);
+        Self { status, message, code, values, keyed: keyed.to_vec(), catalog: true, retry_after: None }
     }
 
     /// 429: a limit was reached; the caller may try again after `seconds`.
@@ -111,9 +139,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             // Lost every retry to concurrent writers: the caller may try again.
-            StoreError::Concurrency { .. } => {
-                Self::new(StatusCode::CONFLICT, "the session changed meanwhile; try again")
-            }
+            StoreError::Concurrency { .. } => Self::coded(StatusCode::CONFLICT, "changed_meanwhile", &[]),
             e @ (StoreError::InvalidEvent { .. } | StoreError::InvalidAppend(_)) => Self::bad_request(e.to_string()),
             // The API checks tenants before it writes; reaching this is a bug,
             // and the caller learns nothing about the other tenant.
@@ -123,20 +149,61 @@ impl From<StoreError> for ApiError {
             }
             e => {
                 tracing::error!(error = %e, "store error");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "the event store is unavailable")
+                Self::coded(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &[])
             }
         }
     }
 }
 
+/// The catalog key of an aggregate's state as [`DomainError::NotAllowed`]
+/// names it, if the catalog has one.
+fn state_key(aggregate: &str, state: &str) -> Option<&'static str> {
+    Some(match (aggregate, state) {
+        ("session", "not started") => "common.status_not_started",
+        ("session", "with the bot") => "common.status_with_bot",
+        ("session", "queued") => "common.status_queued",
+        ("session", "offered to an agent") => "common.status_offered",
+        ("session", "assigned") => "common.status_assigned",
+        ("session", "in a call") => "common.status_in_call",
+        ("session", "in wrap-up") => "common.status_wrap_up",
+        ("session", "closed") => "common.status_closed",
+        ("ticket", "not created") => "common.ticket_not_created",
+        ("ticket", "open") => "common.ticket_open",
+        ("ticket", "inprogress") => "common.ticket_in_progress",
+        ("ticket", "resolved") => "common.ticket_resolved",
+        ("ticket", "closed") => "common.ticket_closed",
+        _ => return None,
+    })
+}
+
+/// The rules' refusals a person meets while working (a session that moved
+/// on, an offer taken by someone else) are the catalog's, in the request's
+/// language; the others (`Invalid`: a field's rule) are English for now.
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let status = match e {
-            DomainError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            DomainError::NotTheAssignedAgent { .. } => StatusCode::FORBIDDEN,
-            _ => StatusCode::CONFLICT,
-        };
-        Self::new(status, e.to_string())
+        match &e {
+            DomainError::NotAllowed { aggregate, command, state } => {
+                let noun = match *aggregate {
+                    "session" => Some("common.noun_session"),
+                    "ticket" => Some("common.noun_ticket"),
+                    _ => None,
+                };
+                if let (Some(noun), Some(state)) = (noun, state_key(aggregate, state)) {
+                    let values: [(&'static str, &dyn std::fmt::Display); 1] = [("command", command)];
+                    return Self::coded_keyed(
+                        StatusCode::CONFLICT,
+                        "not_allowed",
+                        &values,
+                        &[("what", noun), ("state", state)],
+                    );
+                }
+                Self::new(StatusCode::CONFLICT, e.to_string())
+            }
+            DomainError::NotTheAssignedAgent { .. } => Self::coded(StatusCode::FORBIDDEN, "not_your_session", &[]),
+            DomainError::UnknownOffer { .. } => Self::coded(StatusCode::CONFLICT, "offer_gone", &[]),
+            DomainError::OfferExpired { .. } => Self::coded(StatusCode::CONFLICT, "offer_expired", &[]),
+            DomainError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        }
     }
 }
 
@@ -171,7 +238,7 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         if self.catalog {
-            response.extensions_mut().insert(Localizable { code: self.code, values: self.values });
+            response.extensions_mut().insert(Localizable { code: self.code, values: self.values, keyed: self.keyed });
         }
         response
     }
@@ -211,7 +278,7 @@ pub(crate) async fn localize(Asked(lang): Asked, request: Request, next: axum::m
     }
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    let text = lang.format(&format!("error.{}", error.code), &pairs(&error.values));
+    let text = catalog_text(lang, error.code, &error.values, &error.keyed);
     let body = serde_json::json!({ "error": text, "code": error.code }).to_string();
     Response::from_parts(parts, axum::body::Body::from(body))
 }

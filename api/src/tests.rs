@@ -174,7 +174,11 @@ async fn login_gives_a_token_for_the_right_password_only_and_writes_nothing() {
         let body = json!({ "tenant": tenant, "login": login, "password": password });
         let (status, answer) = w.call(Method::POST, "/api/login", None, Some(body)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(answer["error"], "wrong tenant, login or password", "the same answer whatever was wrong");
+        // The same answer whatever was wrong: in Chinese unless English is asked for.
+        assert_eq!(
+            (answer["code"].as_str(), answer["error"].as_str()),
+            (Some("bad_login"), Some("单位、账号或密码错误"))
+        );
     }
     assert_eq!(w.events().await, before);
 }
@@ -1030,7 +1034,9 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
         let what = format!("{} {}", request.method(), request.uri());
         let (status, answer) = w.raw(request).await;
         assert_eq!(status, expected, "{what}: {answer}");
-        let error = answer["error"].as_str().unwrap_or_default();
+        // The text, or for a catalog error (in Chinese by default) its code.
+        let error =
+            format!("{} {}", answer["error"].as_str().unwrap_or_default(), answer["code"].as_str().unwrap_or_default());
         assert!(error.contains(words), "{what}: {error:?} should mention {words:?}");
     }
     assert_eq!(w.events().await, before, "no bad request wrote an event");
@@ -1173,7 +1179,9 @@ async fn analysts_query_their_tenants_reports_and_nobody_else_can() {
     for ((method, uri, body), token, expected, word) in cases {
         let (status, answer) = w.call(method, &uri, token.as_deref(), body).await;
         assert_eq!(status, expected, "{uri}: {answer}");
-        let error = answer["error"].as_str().unwrap_or_default().to_owned();
+        // The text, or for a catalog error (in Chinese by default) its code.
+        let error =
+            format!("{} {}", answer["error"].as_str().unwrap_or_default(), answer["code"].as_str().unwrap_or_default());
         assert!(error.contains(word), "{uri}: {error:?} should name {word:?}");
     }
     assert_eq!(w.events().await, before, "a report wrote an event");
@@ -1310,6 +1318,69 @@ async fn only_the_web_sites_a_tenant_lists_may_embed_it() {
     // This server's own pages (Origin naming its Host) need no list.
     let (_, started) = send(post("/api/sessions", "http://witness.example", Some(&customer), json!({}))).await;
     assert!(started["session_id"].is_string(), "{started}");
+}
+
+/// Issue 30, item 1: the refusals a person meets while working come in
+/// the request's language with a stable code: a session that moved on, an
+/// offer another agent took, a login that failed; English when asked for.
+#[tokio::test]
+async fn refusals_people_meet_are_in_their_language_with_a_stable_code() {
+    let w = World::new().await;
+    let (customer, id) = w.session("acme", "hello").await;
+    let ask = |lang: &'static str, path: String, token: String| {
+        let request = Request::post(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept-language", lang)
+            .body(HttpBody::from("{}"))
+            .unwrap();
+        w.raw(request)
+    };
+    // Ended by the customer, the session refuses another ending.
+    let (status, _) = w.call(Method::POST, &format!("/api/sessions/{id}/end"), Some(&customer), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, zh) = ask("zh-CN", format!("/api/sessions/{id}/end"), customer.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        (zh["code"].as_str(), zh["error"].as_str()),
+        (Some("not_allowed"), Some("会话当前已关闭，不能进行此操作（End）"))
+    );
+    let (_, en) = ask("en-US,en;q=0.9", format!("/api/sessions/{id}/end"), customer.clone()).await;
+    assert_eq!(en["code"], "not_allowed");
+    assert_eq!(en["error"], "End is not allowed while the session is closed");
+    // A call before any agent took the session.
+    let (customer, id) = w.session("acme", "hi").await;
+    let request = Request::post(format!("/api/sessions/{id}/call"))
+        .header("authorization", format!("Bearer {customer}"))
+        .header("content-type", "application/json")
+        .header("accept-language", "zh-CN")
+        .body(HttpBody::from(json!({ "kind": "video" }).to_string()))
+        .unwrap();
+    let (status, zh) = w.raw(request).await;
+    assert_eq!(
+        (status, zh["code"].as_str(), zh["error"].as_str()),
+        (StatusCode::CONFLICT, Some("no_agent_yet"), Some("还没有坐席接入本会话"))
+    );
+    // Every catalog error has its text in both languages.
+    for lang in crate::i18n::Lang::ALL {
+        for code in [
+            "not_allowed",
+            "not_your_session",
+            "offer_gone",
+            "offer_expired",
+            "changed_meanwhile",
+            "store_unavailable",
+            "bad_login",
+            "token_expired",
+            "signed_out",
+            "no_token",
+            "no_agent_yet",
+            "origin_not_allowed",
+        ] {
+            let key = format!("error.{code}");
+            assert_ne!(lang.text(&key), key, "{key} in {}", lang.tag());
+        }
+    }
 }
 
 /// Issue 30, item 6: the beauty filter is the tenant's choice (admins),
@@ -1605,7 +1676,7 @@ mod websocket {
         let (status, _) = w.call(Method::POST, "/api/logout", Some(&agent), None).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let (status, answer) = w.call(Method::GET, "/api/queue", Some(&agent), None).await;
-        assert_eq!((status, answer["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("signed out: log in again")));
+        assert_eq!((status, answer["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("signed_out")));
         let closed = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match socket.next().await {
@@ -2387,7 +2458,7 @@ async fn the_dashboard_sums_up_a_seeded_day_for_its_tenant() {
     for (uri, token, expected, word) in cases {
         let (status, answer) = w.call(Method::GET, uri, token, None).await;
         assert_eq!(status, expected, "{uri}: {answer}");
-        assert!(answer["error"].as_str().unwrap_or_default().contains(word), "{uri}: {answer} should name {word:?}");
+        assert!(answer.to_string().contains(word), "{uri}: {answer} should name {word:?}");
     }
     assert_eq!(w.events().await, before, "a dashboard read wrote an event");
 }

@@ -8,17 +8,12 @@
 // PYTHON: a Python with aiortc and websockets. Prints {"ok":true,...}.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { base, launchWithMedia, seen, snap } from "./pages.mjs";
+import { agentOnline, base, launchWithMedia, seen, snap, tokenOf } from "./pages.mjs";
 
 const timeout = 30_000;
 const expect = seen(timeout);
-const login = (name, password) => fetch(`${base}/api/login`, {
-  method: "POST", headers: { "content-type": "application/json" },
-  body: JSON.stringify({ tenant: "demo", login: name, password }),
-}).then((r) => r.json());
-const admin = await login("admin", process.env.ADMIN_PASSWORD);
 const policy = await fetch(`${base}/api/admin/recording-policy`, {
-  method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${admin.token}` },
+  method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${await tokenOf("admin")}` },
   body: JSON.stringify({ record_calls: true }),
 });
 if (!policy.ok) throw new Error(`recording policy: ${policy.status} ${await policy.text()}`);
@@ -38,11 +33,7 @@ function step(name) {
 const browser = await launchWithMedia();
 let client;
 try {
-  const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent?lang=en`);
-  await agent.fill("#password", process.env.AGENT_PASSWORD);
-  await agent.click("#sign-in");
-  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
+  const agent = await agentOnline(browser, timeout);
 
   client = spawn(process.env.PYTHON, [new URL("../../clients/python/witness_app.py", import.meta.url).pathname,
     "--base", base, "--tenant", "demo", "--frames", "60"], { stdio: ["ignore", "pipe", "inherit"] });

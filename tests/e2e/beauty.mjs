@@ -5,17 +5,14 @@
 // turned off. The sound output (免提 / earpiece / headset): where the
 // browser lets a page choose, the customer picks another output and the
 // call's sound plays there. Screenshots in ARTIFACTS.
-import { accessible, agentTakesCustomer, base, launchWithMedia, seen, snap } from "./pages.mjs";
+import { accessible, agentTakesCustomer, base, launchWithMedia, seen, snap, tokenOf } from "./pages.mjs";
 
 const timeout = 20_000;
 const expect = seen(timeout);
 const browser = await launchWithMedia();
-const admin = await fetch(`${base}/api/login`, {
-  method: "POST", headers: { "content-type": "application/json" },
-  body: JSON.stringify({ tenant: "demo", login: "admin", password: process.env.ADMIN_PASSWORD }),
-}).then((r) => r.json());
+const admin = await tokenOf("admin");
 const offer = (beauty_filter) => fetch(`${base}/api/admin/call-options`, {
-  method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${admin.token}` },
+  method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${admin}` },
   body: JSON.stringify({ beauty_filter }),
 }).then((r) => { if (!r.ok) throw new Error(`call options: ${r.status}`); });
 

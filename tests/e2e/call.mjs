@@ -11,7 +11,7 @@
 // customer sees the recording notice and the script waits for every track's
 // last segment; tests/browser.rs checks the files.
 // Prints {"ok":true,...} on success. Driven by tests/browser.rs.
-import { accessible, agentTakesCustomer, base, launchWithMedia, seen, text } from "./pages.mjs";
+import { accessible, agentTakesCustomer, base, launchWithMedia, seen, text, tokenOf } from "./pages.mjs";
 
 const timeout = 20_000;
 // The pages' language (PAGE_LANG, en unless set): the walk is the same in
@@ -38,18 +38,14 @@ const seconds = (n) => new Promise((r) => setTimeout(r, n * 1000));
 // call: a disclosure the agent reads, then a confirmation the customer clicks.
 const DISCLOSURE = "本产品不保本，过往业绩不代表未来表现。";
 if (process.env.RECORDED) {
-  const admin = await fetch(`${base}/api/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ tenant: "demo", login: "admin", password: process.env.ADMIN_PASSWORD }),
-  }).then((r) => r.json());
+  const admin = await tokenOf("admin");
   const script = { title: "Wealth product", steps: [
     { kind: "risk_disclosure", text: DISCLOSURE, evidence: ["agent_reads_aloud", "customer_speaks"] },
     { kind: "customer_confirmation", text: "I understand the risks and confirm.", evidence: ["customer_clicks"] },
   ] };
   const put = await fetch(`${base}/api/admin/dual-scripts/wealth`, {
     method: "PUT",
-    headers: { "content-type": "application/json", authorization: `Bearer ${admin.token}` },
+    headers: { "content-type": "application/json", authorization: `Bearer ${admin}` },
     body: JSON.stringify(script),
   });
   if (!put.ok) throw new Error(`the script: ${put.status} ${await put.text()}`);

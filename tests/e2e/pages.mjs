@@ -35,14 +35,30 @@ export function text(lang, key, values = {}) {
 // said) and the agent accepts. Returns both pages. `customer` options go
 // to the customer's browser context (a user agent), `customerInit` runs in
 // their page before its scripts.
+// The demo agent signed in on the workbench (in `lang`), online.
+export async function agentOnline(browser, timeout, lang = "en") {
+  const agent = await (await browser.newContext()).newPage();
+  await agent.goto(`${base}/agent?lang=${lang}`);
+  await agent.fill("#password", process.env.AGENT_PASSWORD);
+  await agent.click("#sign-in");
+  await seen(timeout)(agent.locator("#agents", { hasText: text(lang, "agent.agents_online", { n: 1 }) }), "the agent online");
+  return agent;
+}
+
+// A token of the demo tenant's `login` (ADMIN_PASSWORD for `admin` …).
+export async function tokenOf(login) {
+  const answer = await fetch(`${base}/api/login`, {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ tenant: "demo", login, password: process.env[`${login.toUpperCase()}_PASSWORD`] }),
+  }).then((r) => r.json());
+  if (!answer.token) throw new Error(`${login} cannot sign in: ${JSON.stringify(answer)}`);
+  return answer.token;
+}
+
 // With `ask`, the customer first asks the bot that and waits for its answer.
 export async function agentTakesCustomer(browser, timeout, { customer: options = {}, customerInit, lang = "en", agentLang = "en", ask } = {}) {
   const expect = seen(timeout);
-  const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent?lang=${agentLang}`);
-  await agent.fill("#password", process.env.AGENT_PASSWORD);
-  await agent.click("#sign-in");
-  await expect(agent.locator("#agents", { hasText: text(agentLang, "agent.agents_online", { n: 1 }) }), "the agent online");
+  const agent = await agentOnline(browser, timeout, agentLang);
 
   const context = await browser.newContext(options);
   if (customerInit) await context.addInitScript(customerInit);

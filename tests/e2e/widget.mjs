@@ -10,7 +10,7 @@
 // listed gets no button, and a frame of the customer page it forces is
 // refused (frame-ancestors). Screenshots in ARTIFACTS.
 import { createServer } from "node:http";
-import { accessible, base, launchWithMedia, seen, snap, text } from "./pages.mjs";
+import { accessible, agentOnline, base, launchWithMedia, seen, snap, text, tokenOf } from "./pages.mjs";
 
 const timeout = 20_000;
 const expect = seen(timeout);
@@ -37,26 +37,25 @@ const shop = await site(false);
 const other = await site(true);
 
 // The admin lists the shop's site (only).
-const admin = await fetch(`${base}/api/login`, {
-  method: "POST", headers: { "content-type": "application/json" },
-  body: JSON.stringify({ tenant: "demo", login: "admin", password: process.env.ADMIN_PASSWORD }),
-}).then((r) => r.json());
 const listed = await fetch(`${base}/api/admin/embed-origins`, {
-  method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${admin.token}` },
+  method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${await tokenOf("admin")}` },
   body: JSON.stringify({ origins: [shop.url] }),
 });
 if (!listed.ok) throw new Error(`listing the site: ${listed.status} ${await listed.text()}`);
 
 const browser = await launchWithMedia();
-// The widget's frame on `page` (the customer page from BASE_URL).
-const widgetFrame = (page) => page.frames().find((f) => f.url().startsWith(`${base}/?`));
+// The widget's frame on `page` (the customer page from BASE_URL), once it
+// shows `selector` (a frame is listed before its page has loaded).
+async function widgetFrame(page, selector) {
+  for (const started = Date.now(); Date.now() - started < timeout; await page.waitForTimeout(100)) {
+    const frame = page.frames().find((f) => f.url().startsWith(`${base}/?`));
+    if (frame && await frame.locator(selector).count().catch(() => 0)) return frame;
+  }
+  throw new Error(`the widget's frame never showed ${selector}`);
+}
 const badge = (page) => page.locator("#witness-widget .badge");
 try {
-  const agent = await (await browser.newContext()).newPage();
-  await agent.goto(`${base}/agent?lang=en`);
-  await agent.fill("#password", process.env.AGENT_PASSWORD);
-  await agent.click("#sign-in");
-  await expect(agent.locator("#agents", { hasText: "1 agent(s) online" }), "the agent online");
+  const agent = await agentOnline(browser, timeout);
 
   const customer = await (await browser.newContext()).newPage();
   await customer.goto(`${shop.url}/`);
@@ -65,8 +64,7 @@ try {
   await accessible(customer, "widget on the site, closed");
   await open.click();
   await expect(customer.locator("#witness-widget .panel:not([hidden]) iframe"), "the widget open");
-  let frame = widgetFrame(customer);
-  await expect(frame.locator("#human:not([disabled])"), "the customer page in the widget");
+  let frame = await widgetFrame(customer, "#human:not([disabled])");
   await expect(frame.locator(".note", { hasText: text(lang, "customer.greeting") }), "the greeting in Chinese");
   await snap(customer, "widget-open");
 
@@ -88,13 +86,7 @@ try {
   await customer.click("a:has-text('理财产品')");
   await customer.waitForURL(`${shop.url}/products`);
   await expect(customer.locator("#witness-widget .launcher"), "the widget on the site's second page");
-  frame = await (async () => {
-    for (const started = Date.now(); Date.now() - started < timeout; await customer.waitForTimeout(100)) {
-      const f = widgetFrame(customer);
-      if (f && await f.locator("#chat .msg.agent").count().catch(() => 0)) return f;
-    }
-    throw new Error("the conversation did not come back on the second page");
-  })();
+  frame = await widgetFrame(customer, "#chat .msg.agent");
   await agent.fill("#text", "请问您想了解哪款理财产品？");
   await agent.click("#send");
   await expect(badge(customer).filter({ hasText: "1" }), "a badge for the message on the second page");
@@ -139,13 +131,7 @@ try {
   const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true })).newPage();
   await phone.goto(`${shop.url}/`);
   await phone.click("#witness-widget .launcher");
-  const phoneFrame = await (async () => {
-    for (const started = Date.now(); Date.now() - started < timeout; await phone.waitForTimeout(100)) {
-      const f = widgetFrame(phone);
-      if (f && await f.locator("#human:not([disabled])").count().catch(() => 0)) return f;
-    }
-    throw new Error("the widget on a phone shows no customer page");
-  })();
+  const phoneFrame = await widgetFrame(phone, "#human:not([disabled])");
   const box = await phone.locator("#witness-widget .panel").boundingBox();
   if (Math.round(box.width) !== 390 || Math.round(box.height) !== 844) throw new Error(`the phone's widget is ${JSON.stringify(box)}`);
   const overflow = await phoneFrame.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
