@@ -1,7 +1,9 @@
 //! The Witness engine: where events are decided and stored.
 //!
-//! Today this crate holds the event store; deciders, routing and the Kafka
-//! outbox relay join it in later work (see ARCHITECTURE.md).
+//! It holds the event store (SQLite, PostgreSQL), the hash chain and signed
+//! checkpoints, crypto-shredding, the deciders (`domain`), the command
+//! executor, routing, and the Kafka relay and feed (see
+//! docs/ARCHITECTURE.md; issue 31 moves the deciders to a crate of their own).
 //!
 //! * [`EventStore`] — `append(tenant, stream, expected_version, events)`
 //!   with optimistic concurrency ([`StoreError::Concurrency`]) and

@@ -73,7 +73,7 @@ pub fn now() -> DateTime<Utc> {
 /// `(commit, position)`: on SQLite `commit` equals `position`; on PostgreSQL
 /// it is the writing transaction's id, because positions are taken from a
 /// sequence before commit and so become visible out of order (see
-/// ARCHITECTURE.md, "Global order without skips"). Written `commit-position`.
+/// docs/ARCHITECTURE.md, "Global order without skips"). Written `commit-position`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Cursor {
     pub commit: u64,
