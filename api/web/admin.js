@@ -346,7 +346,7 @@ async function review(id) {
       fail.onclick = () => post("review/steps", { step_index: st.index, passed: false, comment: comment.value || undefined }, status).catch(() => {});
       verdict.append(comment, pass, fail, status);
     }
-    tr.append(at, cell(`${st.index + 1}. ${t(`admin.kind_${st.kind}`)}: ${st.text}`), cell(st.outcome ?? t("admin.not_done")), verdict);
+    tr.append(at, cell(`${st.index + 1}. ${t(`admin.kind_${st.kind}`)}: ${st.text}`), cell(st.outcome ? t(st.outcome === "failed" ? "admin.step_failed_outcome" : `admin.step_${st.outcome}`) : t("admin.not_done")), verdict);
     return tr;
   }));
   $("review-verdict").textContent = view.verdict ? t(view.verdict[0] ? "admin.passed" : "admin.failed") : "";

@@ -347,6 +347,14 @@ export function callControls(current, show, extra = () => {}, beautyOffered = ()
     $("cam").textContent = t(!s.camera || s.camera.track?.enabled === false ? "call.camera_on" : "call.camera_off");
     $("screen").textContent = t(s.screen ? "call.stop_sharing" : "call.share_screen");
     beauty.hidden = !(beautyOffered() && s.camera);
+    // The camera as sent (the beauty filter's output while it is on), small
+    // and mirrored, where the page has a place for it.
+    const self = $("self-view");
+    if (self) {
+      const track = s.camera?.track?.readyState === "live" ? s.camera.track : null;
+      if ((self.srcObject?.getVideoTracks()[0] ?? null) !== track) self.srcObject = track ? new MediaStream([track]) : null;
+      self.classList.toggle("hidden", !track);
+    }
     beauty.setAttribute("aria-pressed", String(Boolean(call?.beautified)));
     if (call?.active && !listed) { listed = true; listOutputs().catch(() => {}); }
     if (!call?.active) listed = false;
@@ -356,7 +364,7 @@ export function callControls(current, show, extra = () => {}, beautyOffered = ()
   speaker.onchange = () => current()?.speaker(speaker.value).catch(show);
   $("mic").onclick = () => current()?.toggle("mic");
   $("cam").onclick = () => (current()?.senders.camera ? current().toggle("camera") : current()?.camera().then(draw, show));
-  $("switch-cam").onclick = () => current()?.camera(true).catch(show);
+  $("switch-cam").onclick = () => current()?.camera(true).then(draw, show);
   $("screen").onclick = () => (current()?.senders.screen ? current().stopScreen() : current()?.shareScreen())?.catch(show);
   return draw;
 }

@@ -66,6 +66,12 @@ try {
   const filtered = await look(agent);
   await snap(agent, "beauty-on-at-the-agent");
   await accessible(customer, "beauty on at the customer");
+  // The customer sees their camera as sent: the filtered picture.
+  const selfView = await customer.evaluate(() => {
+    const track = document.querySelector("#self-view").srcObject?.getVideoTracks()[0];
+    return { shown: !document.querySelector("#self-view").classList.contains("hidden"), sent: track === window.witnessCall().senders.camera.track };
+  });
+  if (!selfView.shown || !selfView.sent) throw new Error(`the self view: ${JSON.stringify(selfView)}`);
   if (!(filtered.luma > plain.luma * 1.05)) throw new Error(`not brighter: ${JSON.stringify({ plain, filtered })}`);
   if (!(filtered.edges < plain.edges * 0.8)) throw new Error(`not smoother: ${JSON.stringify({ plain, filtered })}`);
   await customer.click("#beauty");
