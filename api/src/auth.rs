@@ -374,17 +374,15 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let param = |name: &str| {
-            parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix(name)).map(str::to_owned))
-        };
+        let param = |name: &str| crate::query_value(parts.uri.query(), name).map(str::to_owned);
         let claims = if let Some(value) = header {
             let token = value
                 .strip_prefix("Bearer ")
                 .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "use `Authorization: Bearer TOKEN`"))?;
             state.keys.verify(token, Utc::now())?
-        } else if let Some(link) = param("link=") {
+        } else if let Some(link) = param("link") {
             state.keys.verify_link(&link, parts.uri.path(), Utc::now())?
-        } else if param("token=").is_some() {
+        } else if param("token").is_some() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "a token is never taken from a URL: send `Authorization: Bearer TOKEN`, or open files with a link \

@@ -66,16 +66,11 @@ fn foreign_origin(headers: &HeaderMap) -> Option<String> {
     (!same).then_some(origin)
 }
 
-/// The value of `name` in `query` (`tenant=demo&lang=en`).
-fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-}
-
 /// The layer that answers or refuses requests from other web sites (see
 /// the module's documentation).
 pub(crate) async fn cross_origin(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(origin) = foreign_origin(request.headers()) else { return next.run(request).await };
-    let tenant: Option<TenantId> = query_value(request.uri().query(), "tenant").and_then(|t| t.parse().ok());
+    let tenant: Option<TenantId> = crate::query_value(request.uri().query(), "tenant").and_then(|t| t.parse().ok());
     let listed = match &tenant {
         Some(tenant) => crate::accounts::directory(&state.store, tenant)
             .await

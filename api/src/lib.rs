@@ -167,6 +167,12 @@ async fn page(state: &AppState, page: &Page, query: PageQuery, headers: &HeaderM
     response
 }
 
+/// The raw value of `name` in a URL's query (`tenant=demo&lang=en`), where
+/// a typed `Query` extractor does not fit (layers, extractors of their own).
+pub(crate) fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
 /// The largest JSON body a route takes (uploads and FAQ imports have their own limits).
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 

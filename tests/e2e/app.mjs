@@ -8,7 +8,7 @@
 // PYTHON: a Python with aiortc and websockets. Prints {"ok":true,...}.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { agentOnline, base, launchWithMedia, seen, snap, tokenOf } from "./pages.mjs";
+import { agentOnline, base, callStats, launchWithMedia, seen, snap, tokenOf } from "./pages.mjs";
 
 const timeout = 30_000;
 const expect = seen(timeout);
@@ -57,12 +57,8 @@ try {
 
   await agent.click("#call-video");
   await step("joined");
-  let stats;
-  for (const started = Date.now(); Date.now() - started < timeout; await agent.waitForTimeout(250)) {
-    stats = await agent.evaluate(() => window.witnessCall()?.stats());
-    if (stats?.framesDecoded > 30 && stats.audioPackets > 50) break;
-  }
-  if (!(stats?.framesDecoded > 30)) throw new Error(`the agent decodes no video of the client's: ${JSON.stringify(stats)}`);
+  const stats = await callStats(agent, "the agent decodes the client's video and hears it",
+    (s) => s.framesDecoded > 30 && s.audioPackets > 50, timeout);
   const decoding = await step("decoding");
   await snap(agent, "app-client-call-at-the-agent");
   await agent.waitForTimeout(2000);

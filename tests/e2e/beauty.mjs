@@ -5,7 +5,7 @@
 // turned off. The sound output (免提 / earpiece / headset): where the
 // browser lets a page choose, the customer picks another output and the
 // call's sound plays there. Screenshots in ARTIFACTS.
-import { accessible, agentTakesCustomer, base, launchWithMedia, seen, snap, tokenOf } from "./pages.mjs";
+import { accessible, agentTakesCustomer, base, callStats, launchWithMedia, seen, snap, tokenOf } from "./pages.mjs";
 
 const timeout = 20_000;
 const expect = seen(timeout);
@@ -35,13 +35,7 @@ const look = (agent) => agent.evaluate(async () => {
   }
   return { luma: luma / (5 * 160 * 120), edges: edges / (5 * 159 * 120) };
 });
-const decoding = async (page, who) => {
-  for (const started = Date.now(); Date.now() - started < timeout; await page.waitForTimeout(250)) {
-    const stats = await page.evaluate(() => window.witnessCall()?.stats());
-    if (stats?.framesDecoded > 10) return;
-  }
-  throw new Error(`${who} decodes no video`);
-};
+const decoding = (page, who) => callStats(page, `${who} decodes no video`, (s) => s.framesDecoded > 10, timeout);
 
 try {
   await offer(false);

@@ -11,7 +11,7 @@
 // customer sees the recording notice and the script waits for every track's
 // last segment; tests/browser.rs checks the files.
 // Prints {"ok":true,...} on success. Driven by tests/browser.rs.
-import { accessible, agentTakesCustomer, base, launchWithMedia, seen, text, tokenOf } from "./pages.mjs";
+import { accessible, agentTakesCustomer, base, callStats, launchWithMedia, seen, text, tokenOf } from "./pages.mjs";
 
 const timeout = 20_000;
 // The pages' language (PAGE_LANG, en unless set): the walk is the same in
@@ -22,16 +22,7 @@ const say = (key, values) => text(lang, key, values);
 const browser = await launchWithMedia(["--auto-select-desktop-capture-source=Entire screen"]);
 const expect = seen(timeout);
 // Polls the page's call statistics until `ok(stats)` holds.
-async function until(page, what, ok) {
-  const started = Date.now();
-  let stats;
-  while (Date.now() - started < timeout) {
-    stats = await page.evaluate(() => window.witnessCall()?.stats());
-    if (stats && ok(stats)) return stats;
-    await page.waitForTimeout(250);
-  }
-  throw new Error(`${what}: last stats ${JSON.stringify(stats)}`);
-}
+const until = (page, what, ok) => callStats(page, what, ok, timeout);
 const seconds = (n) => new Promise((r) => setTimeout(r, n * 1000));
 
 // With RECORDED, a dual-recording script the agent walks through during the

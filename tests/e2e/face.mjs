@@ -6,7 +6,7 @@
 // the workbench takes frames of the customer's video as it arrives through
 // the SFU and shows the verdict. Then again with someone else's photo
 // (OTHER_PHOTO). Prints {"ok":true,...} on success. Driven by tests/browser.rs.
-import { agentTakesCustomer, launchWithMedia, seen } from "./pages.mjs";
+import { agentTakesCustomer, callStats, launchWithMedia, seen } from "./pages.mjs";
 
 const timeout = 30_000;
 
@@ -17,11 +17,7 @@ try {
   const { agent, customer } = await agentTakesCustomer(browser, timeout);
   await customer.click("#call-video");
   await expect(customer.locator(".note", { hasText: "Video call started" }), "the call at the customer's");
-  const started = Date.now();
-  while (!(await agent.evaluate(() => (window.witnessCall()?.stats() ?? Promise.resolve(null)).then((s) => s?.framesDecoded > 30)))) {
-    if (Date.now() - started > timeout) throw new Error("the agent never decoded the customer's video");
-    await agent.waitForTimeout(250);
-  }
+  await callStats(agent, "the agent never decoded the customer's video", (s) => s.framesDecoded > 30, timeout);
 
   const results = {};
   for (const [photo, expected] of [[process.env.ID_PHOTO, "match"], [process.env.OTHER_PHOTO, "no_match"]]) {

@@ -75,6 +75,18 @@ export async function agentTakesCustomer(browser, timeout, { customer: options =
   return { agent, customer };
 }
 
+// Polls the call statistics of `target` (a page or a frame in a call,
+// `window.witnessCall().stats()`) until `ok(stats)` holds, and returns
+// them; or throws naming `what`, with the last statistics seen.
+export async function callStats(target, what, ok, timeout) {
+  let stats;
+  for (const started = Date.now(); Date.now() - started < timeout; await new Promise((r) => setTimeout(r, 250))) {
+    stats = await target.evaluate(() => window.witnessCall()?.stats()).catch(() => null);
+    if (stats && ok(stats)) return stats;
+  }
+  throw new Error(`${what}: last stats ${JSON.stringify(stats)}`);
+}
+
 // Saves a screenshot of `page` as ARTIFACTS/`name`.png (the test's
 // artifacts: WITNESS_TEST_ARTIFACTS, or the server's temporary directory).
 export async function snap(page, name) {

@@ -10,7 +10,7 @@
 // listed gets no button, and a frame of the customer page it forces is
 // refused (frame-ancestors). Screenshots in ARTIFACTS.
 import { createServer } from "node:http";
-import { accessible, agentOnline, base, launchWithMedia, seen, snap, text, tokenOf } from "./pages.mjs";
+import { accessible, agentOnline, base, callStats, launchWithMedia, seen, snap, text, tokenOf } from "./pages.mjs";
 
 const timeout = 20_000;
 const expect = seen(timeout);
@@ -102,13 +102,7 @@ try {
   await customer.click("#witness-widget .close");
   await agent.click("#call-video");
   await expect(customer.locator("#witness-widget .panel:not([hidden])"), "the widget opened for the call");
-  const decoded = async (f, who) => {
-    for (const started = Date.now(); Date.now() - started < timeout; await customer.waitForTimeout(250)) {
-      const stats = await f.evaluate(() => window.witnessCall()?.stats()).catch(() => null);
-      if (stats?.framesDecoded > 10) return stats;
-    }
-    throw new Error(`${who} decodes no video`);
-  };
+  const decoded = (f, who) => callStats(f, `${who} decodes no video`, (s) => s.framesDecoded > 10, timeout);
   await decoded(frame, "the customer in the widget");
   await decoded(agent.mainFrame(), "the agent");
   await snap(customer, "widget-video-call");
