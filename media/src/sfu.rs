@@ -1051,13 +1051,19 @@ mod tests {
         /// [`Sim::simulcast_outputs`]: what the agent received.
         fn simulcast(&mut self, from: u32, to: u32, high: impl Fn(u32) -> bool) -> Vec<Pkt> {
             let out = self.simulcast_outputs(from, to, high);
-            out.into_iter()
-                .filter_map(|o| match o {
-                    Output::Transmit { to, packet, .. } if to == "agent" => Some(packet),
-                    _ => None,
-                })
-                .collect()
+            to_agent(out)
         }
+    }
+
+    /// The packets among `outputs` sent to the agent.
+    fn to_agent(outputs: Vec<Output<Pkt>>) -> Vec<Pkt> {
+        outputs
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Transmit { to, packet, .. } if to == "agent" => Some(packet),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The agent's stream is one stream: each packet's sequence number one
@@ -1112,13 +1118,7 @@ mod tests {
         let mut sim = Sim::camera_call();
         let send = |sim: &mut Sim, packet: Pkt, keyframe: bool| {
             let input = Input::Media { room: s("r"), track: s("cam"), layer: 0, packet, keyframe };
-            sim.at(u64::from(packet.id) * 20, input)
-                .into_iter()
-                .filter_map(|o| match o {
-                    Output::Transmit { to, packet, .. } if to == "agent" => Some(packet),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
+            to_agent(sim.at(u64::from(packet.id) * 20, input))
         };
         let mut got = vec![];
         for n in 0..20u32 {
