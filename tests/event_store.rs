@@ -27,6 +27,7 @@ conformance!(
     invalid_events_are_refused_with_a_clear_error_and_nothing_is_written,
     a_stream_cannot_be_written_by_another_tenant,
     read_all_pages_through_one_global_order,
+    read_tenant_pages_through_one_tenants_events_only,
     a_subscription_catches_up_then_follows_live_appends,
     expected_version_any_appends_after_the_head,
     concurrent_any_appends_to_one_stream_all_land,
@@ -166,6 +167,37 @@ async fn read_all_pages_through_one_global_order(store: &EventStore) {
     }
     assert!(store.read_all(cursor, 5).await.unwrap().is_empty());
     assert_eq!(read, written, "single writer: global order is append order");
+}
+
+/// What `/api/events` pages through (issue 27, L6): one tenant's events,
+/// in the log's order, each page full of that tenant's events however many
+/// of another's lie between them.
+async fn read_tenant_pages_through_one_tenants_events_only(store: &EventStore) {
+    let globex: TenantId = "globex".parse().unwrap();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        ours.extend(session_with(store, 2).await.1);
+        let session = SessionId::new();
+        let events = vec![started(session), message("elsewhere"), message("elsewhere")];
+        let stream = StreamId::session(session);
+        theirs.extend(store.append(&globex, &stream, ExpectedVersion::NO_STREAM, events).await.unwrap().events);
+    }
+    for (tenant, written) in [(tenant(), &ours), (globex, &theirs)] {
+        let mut read = Vec::new();
+        let mut cursor = Cursor::START;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while read.len() < written.len() && std::time::Instant::now() < deadline {
+            let page = store.read_tenant(&tenant, cursor, 4).await.unwrap();
+            assert!(page.len() == 4 || read.len() + page.len() >= written.len() || page.is_empty(), "{}", page.len());
+            match page.last() {
+                Some(last) => cursor = last.cursor(),
+                None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+            read.extend(page);
+        }
+        assert_eq!(&read, written, "{tenant}: its own events, in order, decrypted");
+        assert!(store.read_tenant(&tenant, cursor, 4).await.unwrap().is_empty());
+    }
 }
 
 async fn a_subscription_catches_up_then_follows_live_appends(store: &EventStore) {

@@ -243,6 +243,14 @@ impl TokenKeys {
         B64.decode(payload).ok()
     }
 
+    /// A key for another `purpose` derived from each token key, the signing
+    /// key's first: HMAC-SHA-256(key, purpose). What seals page cursors
+    /// ([`crate::cursor`]), so that they rotate with the tokens and every
+    /// node sharing the key file opens them.
+    pub fn derived(&self, purpose: &str) -> Vec<[u8; 32]> {
+        self.keys.iter().map(|(_, key)| Self::mac(key, purpose.as_bytes()).finalize().into_bytes().into()).collect()
+    }
+
     /// A token for `claims` (its `e` is set from the role's lifetime).
     pub fn issue(&self, mut claims: Claims, now: DateTime<Utc>) -> String {
         let ttl = if claims.r == Role::Customer { self.visitor_ttl } else { self.staff_ttl };

@@ -35,6 +35,7 @@ pub mod accounts;
 pub mod auth;
 pub mod bot;
 pub mod calls;
+pub(crate) mod cursor;
 pub mod dispositions;
 pub mod dual;
 mod embed;

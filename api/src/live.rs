@@ -53,8 +53,8 @@ impl Drop for OpenSocket {
 #[derive(Debug)]
 pub struct Published {
     pub event: RecordedEvent,
-    /// By (unmasked, staff): see [`crate::sessions::EventView`].
-    frames: [std::sync::OnceLock<axum::extract::ws::Utf8Bytes>; 4],
+    /// Masked and unmasked: see [`crate::sessions::EventView`].
+    frames: [std::sync::OnceLock<axum::extract::ws::Utf8Bytes>; 2],
     offered_to: std::sync::OnceLock<Option<witness_schemas::UserId>>,
 }
 
@@ -92,10 +92,10 @@ impl Published {
             })
     }
 
-    fn frame(&self, unmasked: bool, staff: bool) -> axum::extract::ws::Utf8Bytes {
-        self.frames[unmasked as usize + 2 * staff as usize]
+    fn frame(&self, unmasked: bool) -> axum::extract::ws::Utf8Bytes {
+        self.frames[unmasked as usize]
             .get_or_init(|| {
-                let view = crate::sessions::EventView::new(&self.event, unmasked, staff);
+                let view = crate::sessions::EventView::new(&self.event, unmasked);
                 serde_json::json!({ "type": "event", "event": view }).to_string().into()
             })
             .clone()
@@ -401,7 +401,7 @@ async fn push(
                         break;
                     }
                     Ok(published) => match filter.admit(&published) {
-                        Some(unmasked) => published.frame(unmasked, filter.caller.r != witness_schemas::Role::Customer),
+                        Some(unmasked) => published.frame(unmasked),
                         None => continue,
                     },
                     Err(broadcast::error::RecvError::Lagged(n)) => {

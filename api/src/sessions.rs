@@ -197,14 +197,12 @@ async fn start(
     Ok((StatusCode::CREATED, Json(Started { session_id })))
 }
 
-/// One event of a session as a caller sees it. The event's position in
-/// the log is shown to staff only: it counts every tenant's events, so a
-/// customer comparing two of theirs would learn the whole service's volume
-/// (issue 27, L6). `stream` and `version` identify an event for everyone.
+/// One event of a session as a caller sees it: `stream` and `version`
+/// identify it. Its position in the log is left out, for staff too: it
+/// counts every tenant's events, so comparing two would tell the whole
+/// service's volume (issue 27, L6; see [`crate::cursor`]).
 #[derive(Serialize)]
 pub(crate) struct EventView {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    position: Option<u64>,
     /// `session-<id>`, `agent-<id>`, `ticket-<id>`, `tenant-<slug>`.
     stream: String,
     version: u64,
@@ -215,13 +213,12 @@ pub(crate) struct EventView {
 }
 
 impl EventView {
-    pub fn new(e: &RecordedEvent, unmasked: bool, staff: bool) -> Self {
+    pub fn new(e: &RecordedEvent, unmasked: bool) -> Self {
         let mut payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
         if !unmasked {
             mask_personal(&mut payload);
         }
         Self {
-            position: staff.then_some(e.position),
             stream: e.stream_id.to_string(),
             version: e.stream_version,
             event_type: e.event_type.clone(),
@@ -279,7 +276,7 @@ async fn show(
         .agent
         .and_then(|id| directory.as_ref()?.user(id))
         .map(|u| AgentName { display_name: u.display_name.clone(), work_number: u.login.clone() });
-    let events: Vec<EventView> = events.iter().map(|e| EventView::new(e, unmasked, staff)).collect();
+    let events: Vec<EventView> = events.iter().map(|e| EventView::new(e, unmasked)).collect();
     let mut people = BTreeMap::new();
     if let (Some(directory), true) = (&directory, staff) {
         for e in &events {

@@ -9,9 +9,10 @@ use witness_engine::domain::tenant::{Tenant, TenantCommand};
 use witness_projections::audit::AuditManifest;
 use witness_projections::dashboard::DayKpis;
 use witness_projections::{AuditRow, QueueView, SessionQuery, SessionRow};
-use witness_schemas::{Cursor, RecordedEvent, Role};
+use witness_schemas::{Cursor, Role};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Claims};
+use crate::cursor::{self, Paging};
 use crate::sessions::EventView;
 use crate::{ApiError, AppState};
 
@@ -108,8 +109,21 @@ fn limit(page: &Page) -> Result<usize, ApiError> {
 #[derive(Serialize)]
 struct AuditPage {
     rows: Vec<AuditRow>,
-    /// Pass as `from` for the next page.
-    next: u64,
+    /// Pass as `from` for the next page (sealed: see [`crate::cursor`]).
+    next: String,
+}
+
+/// Where a page starts: `from` as the previous page's `next` gave it (a
+/// cursor sealed for this caller's tenant and `paging`), or the start.
+fn page_start(state: &AppState, caller: &Claims, paging: Paging, page: &Page) -> Result<Option<Vec<u64>>, ApiError> {
+    match page.from.as_deref() {
+        None | Some("") | Some("0") => Ok(None),
+        Some(text) => cursor::open(&state.keys, paging, &caller.t, text).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start",
+            )
+        }),
+    }
 }
 
 /// The audit trail, masked for supervisors; compliance sees it whole.
@@ -120,14 +134,15 @@ async fn audit(
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance])?;
     let Query(page) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let from = match page.from.as_deref() {
-        None | Some("") => 0,
-        Some(text) => text.parse().map_err(|_| ApiError::bad_request(format!("`from`: not a position: {text:?}")))?,
+    let from = match page_start(&state, &caller, Paging::Audit, &page)?.as_deref() {
+        None => 0,
+        Some(&[position]) => position,
+        Some(_) => return Err(ApiError::bad_request("`from`: not an audit trail cursor")),
     };
     let rows = state.projector.audit(&state.store, &caller.t, caller.r, from, limit(&page)?).await?;
     record_view(&state, &caller, "audit_trail", None, rows.len()).await?;
-    let next = rows.last().map_or(from, |r| r.position);
-    Ok(Json(AuditPage { rows, next }))
+    let last = rows.last().map_or(from, |r| r.position);
+    Ok(Json(AuditPage { next: cursor::seal(&state.keys, Paging::Audit, &caller.t, &[last]), rows }))
 }
 
 /// Records an audit export in `tenant`'s access log, by `actor`.
@@ -282,12 +297,12 @@ async fn audit_export(
 #[derive(Serialize)]
 struct EventsPage {
     events: Vec<EventView>,
-    /// Pass as `from` for the next page. A page may hold fewer than
-    /// `limit` events (other tenants' are skipped) and still not be the last.
-    next: Cursor,
+    /// Pass as `from` for the next page (sealed: see [`crate::cursor`]).
+    /// A page shorter than `limit` is the last one for now.
+    next: String,
 }
 
-/// The tenant's events straight from the log, in global order.
+/// The tenant's events straight from the log, in the log's order.
 async fn events(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -295,20 +310,21 @@ async fn events(
 ) -> Result<Json<EventsPage>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
     let Query(page) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let from = match page.from.as_deref() {
-        None | Some("") => Cursor::START,
-        Some(text) => text.parse().map_err(|e| ApiError::bad_request(format!("`from`: {e}")))?,
+    let from = match page_start(&state, &caller, Paging::Events, &page)?.as_deref() {
+        None => Cursor::START,
+        Some(&[commit, position]) => Cursor { commit, position },
+        Some(_) => return Err(ApiError::bad_request("`from`: not an event log cursor")),
     };
-    let read = state.store.read_all(from, limit(&page)?).await?;
-    let next = read.last().map_or(from, |e| e.cursor());
+    let ours = state.store.read_tenant(&caller.t, from, limit(&page)?).await?;
+    let last = ours.last().map_or(from, |e| e.cursor());
+    let next = cursor::seal(&state.keys, Paging::Events, &caller.t, &[last.commit, last.position]);
     let unmasked = caller.r.sees_personal_data();
-    let ours: Vec<&RecordedEvent> = read.iter().filter(|e| e.tenant_id == caller.t).collect();
     // The access log's own events (who viewed what) hold no customer's
     // data: a page of them alone is not a view to record, or reading the
     // log to its end would append to it for ever.
     let personal = ours.iter().filter(|e| e.stream_id.kind != witness_schemas::StreamKind::Access).count();
     record_view(&state, &caller, "event_log", None, personal).await?;
-    let events: Vec<EventView> = ours.into_iter().map(|e| EventView::new(e, unmasked, true)).collect();
+    let events: Vec<EventView> = ours.iter().map(|e| EventView::new(e, unmasked)).collect();
     Ok(Json(EventsPage { events, next }))
 }
 

@@ -305,16 +305,21 @@ async fn oversized_fields_and_deceptive_file_names_are_refused_and_write_nothing
 }
 
 /// Issue 27, L6: a customer comparing the positions of two of their events
-/// learnt how much the whole service wrote between them.
+/// learnt how much the whole service wrote between them — and so did staff,
+/// whose views showed positions too.
 #[tokio::test]
-async fn a_customer_sees_no_log_positions_staff_do() {
+async fn nobody_sees_log_positions() {
     let w = World::new().await;
     let (customer, id) = w.session("acme", "hello").await;
-    let own = w.get(&format!("/api/sessions/{id}"), &customer).await;
-    let events = own["events"].as_array().unwrap();
-    assert!(!events.is_empty() && events.iter().all(|e| e.get("position").is_none() && e["version"].is_u64()), "{own}");
-    let staff = w.get(&format!("/api/sessions/{id}"), w.token("acme", Role::Compliance)).await;
-    assert!(staff["events"].as_array().unwrap().iter().all(|e| e["position"].is_u64()), "{staff}");
+    for token in [customer.clone(), w.token("acme", Role::Compliance).to_owned()] {
+        let own = w.get(&format!("/api/sessions/{id}"), &token).await;
+        let events = own["events"].as_array().unwrap();
+        assert!(!events.is_empty() && events.iter().all(|e| e.get("position").is_none() && e["version"].is_u64()));
+    }
+    w.project().await;
+    let trail = w.get("/api/audit?limit=1000", w.token("acme", Role::Compliance)).await;
+    let rows = trail["rows"].as_array().unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.get("position").is_none()), "{trail}");
 }
 
 /// Issue 28, item 1: agents take waiting sessions from the queue;
@@ -1080,11 +1085,61 @@ async fn the_tenants_event_log_pages_with_next_and_hides_other_tenants() {
     let next = page["next"].as_str().unwrap();
     let rest = w.get(&format!("/api/events?from={next}"), supervisor).await;
     assert!(rest["events"].as_array().unwrap().is_empty());
+    assert_eq!(rest["next"], next, "nothing new: the same cursor back, which is how a reader knows the end");
     for (uri, word) in [("/api/events?limit=0", "limit"), ("/api/events?from=yesterday", "from")] {
         let (status, answer) = w.call(Method::GET, uri, Some(supervisor), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(answer["error"].as_str().unwrap().contains(word));
     }
+}
+
+/// Issue 27, L6: `/api/events` took and gave global positions as cursors,
+/// and its pages skipped other tenants' events within `limit`, so a
+/// tenant's staff could count the other tenants' events from either.
+#[tokio::test]
+async fn event_log_pages_tell_a_tenant_nothing_of_the_others() {
+    let w = World::new().await;
+    for i in 0..3 {
+        w.session("acme", &format!("acme {i}")).await;
+        w.session("globex", &format!("globex {i}")).await;
+    }
+    let acme = w.token("acme", Role::Compliance);
+    let everything = w.get("/api/events?limit=1000", acme).await["events"].as_array().unwrap().len();
+    assert!(everything > 6);
+    // A page holds `limit` of the tenant's own events, however many of the
+    // others' lie between them.
+    // (Reading appends views to the tenant's access log, so it grows.)
+    let (mut from, mut pages) = (String::new(), Vec::new());
+    loop {
+        let page = w.get(&format!("/api/events?limit=4&from={from}"), acme).await;
+        pages.push(page["events"].as_array().unwrap().len());
+        from = page["next"].as_str().unwrap().to_owned();
+        assert!(from.starts_with("c1.") && from.parse::<Cursor>().is_err(), "a sealed cursor, not a position: {from}");
+        if *pages.last().unwrap() < 4 {
+            break;
+        }
+    }
+    assert!(pages[..pages.len() - 1].iter().all(|&n| n == 4), "{pages:?}");
+    assert!(pages.iter().sum::<usize>() >= everything, "{pages:?} of {everything}");
+    // Globex's staff cannot use acme's cursor, nor a position; nothing is
+    // recorded for the refused reads.
+    let globex = w.token("globex", Role::Compliance);
+    let viewed = w.access_log("globex", "PersonalDataViewed").await.len();
+    for from in [from.as_str(), "3-3", "0-999999", "c1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        let (status, answer) = w.call(Method::GET, &format!("/api/events?from={from}"), Some(globex), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{from}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("`from`"), "{answer}");
+    }
+    assert_eq!(w.access_log("globex", "PersonalDataViewed").await.len(), viewed, "nothing written");
+    // Nor an audit trail cursor as an event log one.
+    w.project().await;
+    let trail = w.get("/api/audit?limit=2", acme).await;
+    let audit_cursor = trail["next"].as_str().unwrap();
+    let (status, _) = w.call(Method::GET, &format!("/api/events?from={audit_cursor}"), Some(acme), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let more = w.get(&format!("/api/audit?limit=2&from={audit_cursor}"), acme).await;
+    assert_eq!(more["rows"].as_array().unwrap().len(), 2, "{more}");
+    assert_ne!(more["rows"][0], trail["rows"][0], "the next page, not the first again");
 }
 
 /// Analysts' reports over the HTTP API: their own tenant's data only,
@@ -1563,8 +1618,8 @@ mod websocket {
         .await;
         let to_alice = drain(&mut alice_ws).await;
         assert!(to_alice.iter().all(|f| f["event"]["stream"] == format!("session-{a}")), "{to_alice:?}");
-        // Issue 27, L6: a customer sees no positions in the log (they count
-        // every tenant's events); staff do.
+        // Issue 27, L6: nobody sees positions in the log (they count every
+        // tenant's events).
         assert!(to_alice.iter().all(|f| f["event"]["position"].is_null() && f["event"]["version"].is_u64()));
         assert!(to_alice.iter().any(|f| f["event"]["payload"]["content"]["text"] == "card 4242 is blocked"));
         assert!(drain(&mut bob_ws).await.is_empty(), "Bob hears nothing of Alice's session");
@@ -1574,7 +1629,7 @@ mod websocket {
         assert!(!Value::Array(to_globex).to_string().contains("acme"), "another tenant hears nothing");
         let supervised = drain(&mut supervisor_ws).await;
         assert!(!supervised.is_empty());
-        assert!(supervised.iter().all(|f| f["event"]["position"].is_u64()), "{supervised:?}");
+        assert!(supervised.iter().all(|f| f["event"]["position"].is_null()), "{supervised:?}");
         assert!(!Value::Array(supervised).to_string().contains("4242"), "masked for supervisors");
         assert!(Value::Array(drain(&mut compliance_ws).await).to_string().contains("4242"));
     }
@@ -2552,7 +2607,7 @@ async fn unmasked_views_are_recorded_and_masked_ones_are_not() {
     let view = w.get(&format!("/api/sessions/{id}"), w.token("acme", Role::Compliance)).await;
     assert!(view.to_string().contains("110101199003071234"));
     let shown = view["events"].as_array().unwrap().len() as u64;
-    w.get("/api/events?limit=1000", w.token("acme", Role::Admin)).await;
+    let end = w.get("/api/events?limit=1000", w.token("acme", Role::Admin)).await["next"].clone();
     let recorded = views().await;
     assert_eq!(recorded.len(), 2, "{recorded:?}");
     let (ActorKind::Compliance, Event::PersonalDataViewed(session)) = &recorded[0] else { panic!("{recorded:?}") };
@@ -2563,7 +2618,7 @@ async fn unmasked_views_are_recorded_and_masked_ones_are_not() {
     let (ActorKind::Admin, Event::PersonalDataViewed(log)) = &recorded[1] else { panic!("{recorded:?}") };
     assert!(log.view == "event_log" && log.items > 0, "{log:?}");
     // A page with nothing on it shows no one's data.
-    w.get("/api/events?from=999999-999999", w.token("acme", Role::Compliance)).await;
+    w.get(&format!("/api/events?from={}", end.as_str().unwrap()), w.token("acme", Role::Compliance)).await;
     assert_eq!(views().await.len(), 2);
 }
 
@@ -3262,6 +3317,17 @@ mod untrusted {
             let keys = TokenKeys::random();
             prop_assert!(keys.verify(&text, Utc::now()).is_err());
             prop_assert!(keys.verify(&dots, Utc::now()).is_err());
+        }
+
+        #[test]
+        fn page_cursors(text in "\\PC{0,120}", sealed in "c1\\.[A-Za-z0-9_-]{0,80}") {
+            let keys = TokenKeys::random();
+            let acme: TenantId = "acme".parse().unwrap();
+            for cursor in [&text, &sealed] {
+                for paging in [crate::cursor::Paging::Events, crate::cursor::Paging::Audit] {
+                    prop_assert!(crate::cursor::open(&keys, paging, &acme, cursor).is_none());
+                }
+            }
         }
 
         #[test]

@@ -122,7 +122,7 @@ async fn show(
     Ok(Json(TicketView {
         ticket_id,
         status: ticket.status,
-        events: events.iter().map(|e| EventView::new(e, unmasked, true)).collect(),
+        events: events.iter().map(|e| EventView::new(e, unmasked)).collect(),
     }))
 }
 

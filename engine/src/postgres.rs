@@ -175,6 +175,26 @@ impl PgBackend {
         rows.iter().map(row_to_event).collect()
     }
 
+    pub async fn read_tenant(
+        &self,
+        tenant: &str,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE tenant_id = $1 AND (transaction_id, position) > ($2::text::xid8, $3) \
+             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, position LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(after.commit.to_string())
+        .bind(after.position as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_event).collect()
+    }
+
     pub async fn scan_positions(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(&format!("{SELECT} WHERE position > $1 ORDER BY position LIMIT $2"))
             .bind(after as i64)

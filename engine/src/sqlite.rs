@@ -246,6 +246,22 @@ impl SqliteBackend {
         self.scan_positions(after.position, limit).await
     }
 
+    pub async fn read_tenant(
+        &self,
+        tenant: &str,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3"
+            );
+            query_events(c, &sql, params![tenant, after.position as i64, limit as i64])
+        })
+        .await
+    }
+
     pub async fn scan_positions(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read(move |c| {
             let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");

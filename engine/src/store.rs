@@ -426,6 +426,24 @@ impl EventStore {
         }
     }
 
+    /// [`Self::read_all`] for one tenant: up to `limit` of `tenant`'s events
+    /// after `after`, decrypted, never skipping. What a tenant's staff page
+    /// through (`GET /api/events`), so that a page's length tells nothing
+    /// of other tenants' events.
+    pub async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = match &self.inner.backend {
+            Backend::Sqlite(b) => b.read_tenant(tenant.as_str(), after, limit).await?,
+            Backend::Postgres(b) => b.read_tenant(tenant.as_str(), after, limit).await?,
+        };
+        self.decrypt(&mut events).await?;
+        Ok(events)
+    }
+
     /// The events at `positions` that exist, in position order, decrypted as
     /// [`Self::read_all`] does. For read models that index the log instead
     /// of copying it (the audit trail).

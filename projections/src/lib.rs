@@ -66,6 +66,9 @@ pub enum ProjectionError {
 /// A row of the audit trail as a reader may see it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AuditRow {
+    /// The event's global log position: the operator's, never shown to a
+    /// tenant's staff (it counts every tenant's events; issue 27, L6).
+    #[serde(skip)]
     pub position: u64,
     pub stream_id: String,
     pub occurred_at: String,

@@ -48,7 +48,7 @@ try {
   // The seeded day, from the raw log: every session's start, channel, first
   // queueing and assignment, outcome and rating.
   const sessions = new Map();
-  for (let from = "0-0"; ;) {
+  for (let from = ""; ;) {
     const page = await get(`/api/events?limit=1000&from=${from}`);
     for (const e of page.events) {
       if (!e.stream.startsWith("session-")) continue;
