@@ -106,7 +106,7 @@ async fn sample_rows(url: &str, n: usize) -> Vec<RecordedEvent> {
         let r = store.append(&tenant(), &stream, ExpectedVersion::Any, (0..k).map(message).collect()).await.unwrap();
         rows.extend(r.events);
     }
-    store.execute_raw("DELETE FROM events").await.unwrap();
+    Conn::open(url).await.execute("DELETE FROM events").await;
     rows
 }
 
@@ -132,6 +132,13 @@ impl Conn {
         }
     }
 
+    async fn execute(&mut self, sql: &str) {
+        match self {
+            Conn::Sqlite(c) => c.execute_batch(sql).unwrap(),
+            Conn::Pg(c) => sqlx::raw_sql(sql).execute(c).await.map(|_| ()).unwrap(),
+        }
+    }
+
     /// `baseline_events`, from the same DDL as `events`.
     async fn create_baseline_table(&mut self) {
         let ddl = match self {
@@ -141,10 +148,7 @@ impl Conn {
         let events_ddl = ddl.split("CREATE INDEX").next().unwrap().split("CREATE TABLE checkpoints").next().unwrap();
         let events_ddl = events_ddl.split("-- Signed").next().unwrap();
         let sql = events_ddl.replace("CREATE TABLE events", "CREATE TABLE baseline_events");
-        match self {
-            Conn::Sqlite(c) => c.execute_batch(&sql).unwrap(),
-            Conn::Pg(c) => sqlx::raw_sql(&sql).execute(c).await.map(|_| ()).unwrap(),
-        }
+        self.execute(&sql).await
     }
 
     /// Inserts `rows` in batches of `batch`, one transaction each, as plain

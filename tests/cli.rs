@@ -359,6 +359,7 @@ fn verify_package_checks_a_review_package_offline() {
                 id.parse().unwrap(),
                 &serde_json::json!({}),
                 &signer,
+                vec![],
             )
             .await
             .unwrap();

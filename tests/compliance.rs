@@ -251,7 +251,8 @@ async fn a_review_package_verifies_offline_and_every_change_to_it_is_found() {
     let (session, file) = w.recorded_session(Utc::now() - Duration::hours(1), &png(4)).await;
     let signer = CheckpointSigner::load_or_create(&w.dir.path().join("keys/signing.key")).unwrap();
     let review = serde_json::json!({ "verdict": [true, null] });
-    let package = write_package(&w.t.store, &w.recordings(), &tenant(), session, &review, &signer).await.unwrap();
+    let package =
+        write_package(&w.t.store, &w.recordings(), &tenant(), session, &review, &signer, vec![]).await.unwrap();
 
     let report = verify_package(package.as_slice(), &signer.verifying_key()).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
@@ -260,7 +261,7 @@ async fn a_review_package_verifies_offline_and_every_change_to_it_is_found() {
 
     // Another tenant's session is not packaged.
     let other: TenantId = "globex".parse().unwrap();
-    assert!(write_package(&w.t.store, &w.recordings(), &other, session, &review, &signer).await.is_err());
+    assert!(write_package(&w.t.store, &w.recordings(), &other, session, &review, &signer, vec![]).await.is_err());
 
     let changed = |from: &[u8], to: &[u8]| {
         let at = package.windows(from.len()).position(|w| w == from).expect("the bytes to change are in the package");
@@ -423,10 +424,7 @@ async fn messages_are_erased_with_their_key_past_retention(t: TestStore) {
     let legacy = chatted_session(store, now - Duration::days(100), "visitor-55", "card 7777").await;
     let first = store.read_stream_stored(&StreamId::session(legacy), 1).await.unwrap()[0].clone();
     let clear = first.payload.replace(&started_ref(&first.payload), "\"customer_ref\":\"visitor-55\"");
-    store
-        .execute_raw(&format!("UPDATE events SET payload = '{clear}' WHERE position = {}", first.position))
-        .await
-        .unwrap();
+    raw_sql(&w.t.url, &format!("UPDATE events SET payload = '{clear}' WHERE position = {}", first.position)).await;
     let before = store.count().await.unwrap();
     let report = sweep(store, &projector, &w.recordings(), &w.uploads, now, false).await.unwrap();
     assert_eq!((report.deleted.len(), report.not_erasable), (0, vec![legacy]));

@@ -58,7 +58,7 @@ async fn tamper_and_verify(t: TestStore, tamper: impl Fn(&[RecordedEvent]) -> (S
     assert!(stdout.contains("OK"), "{stdout}");
 
     let (sql, expect_position) = tamper(&events);
-    t.store.execute_raw(&sql).await.unwrap();
+    raw_sql(&t.url, &sql).await;
 
     let report = verify_store(&t.store, Some(key), |_| {}).await.unwrap();
     let first = report.first_problem().unwrap_or_else(|| panic!("tampering not detected: {sql}"));

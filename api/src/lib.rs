@@ -56,6 +56,7 @@ pub mod review;
 pub mod server;
 pub mod sessions;
 pub mod settings;
+mod streaming;
 pub mod supervision;
 pub mod tickets;
 pub mod tls;

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncSeekExt;
 use witness_engine::domain::session::SessionCommand;
 use witness_schemas::{Event, RecordingAccessKind, RecordingId, Role};
 
@@ -465,9 +466,9 @@ async fn serve_file(
         return Err(ApiError::not_found("recording segment"));
     };
     let path = state.media.recordings_dir().join(&file);
-    let bytes =
-        tokio::fs::read(&path).await.map_err(|_| ApiError::new(StatusCode::GONE, "the segment file is missing"))?;
-    let total = bytes.len() as u64;
+    let gone = |_| ApiError::new(StatusCode::GONE, "the segment file is missing");
+    let mut opened = tokio::fs::File::open(&path).await.map_err(gone)?;
+    let total = opened.metadata().await.map_err(gone)?.len();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let span = match range.map(|r| parse_range(r, total)) {
         None | Some(Ok(None)) => None,
@@ -490,16 +491,15 @@ async fn serve_file(
         }
     }
 
-    let mut response = match span {
-        Some((start, end)) => {
-            let mut r = bytes[start as usize..=end as usize].to_vec().into_response();
-            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-            r.headers_mut().insert(header::CONTENT_RANGE, header_value(&format!("bytes {start}-{end}/{total}")));
-            r
-        }
-        None => bytes.into_response(),
-    };
+    let (start, length) = span.map_or((0, total), |(start, end)| (start, end - start + 1));
+    opened.seek(std::io::SeekFrom::Start(start)).await.map_err(gone)?;
+    let mut response = crate::streaming::body(opened, length, ()).into_response();
+    if let Some((start, end)) = span {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        response.headers_mut().insert(header::CONTENT_RANGE, header_value(&format!("bytes {start}-{end}/{total}")));
+    }
     let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, length.into());
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));

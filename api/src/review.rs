@@ -220,17 +220,32 @@ async fn package(
     let review = serde_json::to_value(&view).expect("a review serialises");
     let events = session.events(&state).await?.len();
     crate::supervision::record_view(&state, &caller, "review_package", Some(session.id), events).await?;
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "writing a review package");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the review package could not be written")
+    };
+    // Written to a file with no name (gone when closed), then sent as it is
+    // read: recordings can be hours long, and never sit whole in memory.
+    let scratch = tempfile::tempfile().map_err(|e| failed(&e))?;
     let recordings = state.media.recordings_dir();
-    let bytes =
-        witness_replay::package::write_package(&state.store, recordings, &caller.t, session.id, &review, &signer)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "writing a review package");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the review package could not be written")
-            })?;
+    let package = witness_replay::package::write_package(
+        &state.store,
+        recordings,
+        &caller.t,
+        session.id,
+        &review,
+        &signer,
+        std::io::BufWriter::new(scratch),
+    )
+    .await
+    .map_err(|e| failed(&e))?;
+    let mut file = package.into_inner().map_err(|e| failed(&e.into_error()))?;
+    let length = std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(|e| failed(&e))?;
+    std::io::Seek::rewind(&mut file).map_err(|e| failed(&e))?;
     let headers = [
         (header::CONTENT_TYPE, "application/x-tar".to_owned()),
         (header::CONTENT_DISPOSITION, format!("attachment; filename=\"review-{}.tar\"", session.id)),
+        (header::CONTENT_LENGTH, length.to_string()),
     ];
-    Ok((headers, bytes).into_response())
+    Ok((headers, crate::streaming::body(tokio::fs::File::from_std(file), length, ())).into_response())
 }

@@ -279,19 +279,7 @@ async fn audit_export(
         (header::HeaderName::from_static("x-witness-events"), pending.manifest.events.to_string()),
     ];
     // The file and its directory live as long as the body is being sent.
-    let chunks = futures_util::stream::unfold((file, pending, scratch), |(mut file, pending, scratch)| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buffer = vec![0; 64 * 1024];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok::<_, std::io::Error>(buffer), (file, pending, scratch)))
-            }
-            Err(e) => Some((Err(e), (file, pending, scratch))),
-        }
-    });
-    Ok((headers, axum::body::Body::from_stream(chunks)).into_response())
+    Ok((headers, crate::streaming::body(file, u64::MAX, (pending, scratch))).into_response())
 }
 
 #[derive(Serialize)]

@@ -334,10 +334,6 @@ impl PgBackend {
         Ok(erased.rows_affected() > 0)
     }
 
-    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        Ok(sqlx::raw_sql(sql).execute(&self.pool).await?.rows_affected())
-    }
-
     pub async fn count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&self.pool).await?;
         Ok(n as u64)

@@ -429,16 +429,6 @@ impl SqliteBackend {
         .await
     }
 
-    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        let (writer, sql) = (self.writer.clone(), sql.to_owned());
-        blocking(move || {
-            let conn = lock(&writer);
-            conn.execute_batch(&sql)?;
-            Ok(conn.changes())
-        })
-        .await
-    }
-
     pub async fn count(&self) -> Result<u64, StoreError> {
         let readers = self.readers.clone();
         blocking(move || {

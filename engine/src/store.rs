@@ -526,16 +526,6 @@ impl EventStore {
         }
     }
 
-    /// Runs raw SQL on the store's pool. For tests and tools that must
-    /// reach under the API (tamper tests, benchmark baselines); never used
-    /// by the engine itself.
-    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        match &self.inner.backend {
-            Backend::Sqlite(b) => b.execute_raw(sql).await,
-            Backend::Postgres(b) => b.execute_raw(sql).await,
-        }
-    }
-
     /// How many events are stored.
     pub async fn count(&self) -> Result<u64, StoreError> {
         match &self.inner.backend {

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -70,18 +70,24 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The package of `session` (of `tenant`), signed by `signer`, as tar bytes.
-/// `review` is the reviewer's view to include. A recording file the log
-/// names but the disk has lost (deleted under retention, say) is left out;
-/// the verifier reports it.
-pub async fn write_package(
+/// The package of `session` (of `tenant`), signed by `signer`, written as
+/// tar to `out`, which is handed back. `review` is the reviewer's view to
+/// include. A recording file the log names but the disk has lost (deleted
+/// under retention, say) is left out; the verifier reports it.
+///
+/// Recordings are never held in memory: each is hashed as it is read for
+/// the manifest, which comes first in the tar, then copied into it as it
+/// is read again. (Closed segments and composites do not change; one that
+/// did in between would fail the package's verification, not pass it.)
+pub async fn write_package<W: std::io::Write + Send + 'static>(
     store: &EventStore,
     recordings: &Path,
     tenant: &TenantId,
     session: SessionId,
     review: &serde_json::Value,
     signer: &CheckpointSigner,
-) -> Result<Vec<u8>, PackageError> {
+    out: W,
+) -> Result<W, PackageError> {
     let stream = StreamId::session(session);
     let stored = store.read_stream_stored(&stream, 1).await?;
     if stored.first().is_none_or(|e| &e.tenant_id != tenant) {
@@ -90,51 +96,79 @@ pub async fn write_package(
     // One read for both files, so that they hold the same events.
     let mut events = stored.clone();
     store.decrypt(&mut events).await?;
-    let mut contents: Vec<(String, Vec<u8>)> = vec![
+    let documents: Vec<(String, Vec<u8>)> = vec![
         ("timeline.json".into(), serde_json::to_vec_pretty(&stored).expect("events serialise")),
         ("conversation.json".into(), serde_json::to_vec_pretty(&events).expect("events serialise")),
         ("review.json".into(), serde_json::to_vec_pretty(review).expect("a review serialises")),
     ];
-    for e in &events {
-        let Ok(decoded) = e.decode() else { continue };
-        let Some((file, _, _)) = recording_file(&decoded) else { continue };
-        let Some(path) = recording_path(recordings, file) else { continue };
-        match std::fs::read(&path) {
-            Ok(bytes) => contents.push((format!("recordings/{file}"), bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(PackageError::Io { path: path.display().to_string(), source }),
-        }
-    }
+    let files: Vec<(String, PathBuf)> = events
+        .iter()
+        .filter_map(|e| {
+            let decoded = e.decode().ok()?;
+            let (file, _, _) = recording_file(&decoded)?;
+            Some((format!("recordings/{file}"), recording_path(recordings, file)?))
+        })
+        .collect();
+    let mut packed: Vec<PackedFile> = documents
+        .iter()
+        .map(|(path, bytes)| PackedFile { path: path.clone(), bytes: bytes.len() as u64, sha256: sha256_hex(bytes) })
+        .collect();
+    let found = tokio::task::spawn_blocking(move || hash_recordings(files)).await.expect("hashing does not panic")?;
+    packed.extend(found.iter().map(|(file, _)| file.clone()));
     let manifest = Manifest {
         format: FORMAT.into(),
         tenant: tenant.to_string(),
         session_id: session.to_string(),
         created_at: chrono::Utc::now(),
         public_key: hex::encode(signer.verifying_key().to_bytes()),
-        files: contents
-            .iter()
-            .map(|(path, bytes)| PackedFile {
-                path: path.clone(),
-                bytes: bytes.len() as u64,
-                sha256: sha256_hex(bytes),
-            })
-            .collect(),
+        files: packed,
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-    let signature = hex::encode(signer.sign_package(&manifest_bytes));
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, bytes: &[u8]| {
+    let signature = hex::encode(signer.sign_package(&manifest_bytes)).into_bytes();
+    let mtime = manifest.created_at.timestamp().max(0) as u64;
+    let first = [("manifest.json".to_owned(), manifest_bytes), ("manifest.sig".to_owned(), signature)];
+    let small: Vec<(String, Vec<u8>)> = first.into_iter().chain(documents).collect();
+    tokio::task::spawn_blocking(move || write_tar(out, mtime, small, found)).await.expect("writing does not panic")
+}
+
+/// Each recording file that is there, with its size and hash, read through
+/// once; the ones the disk has lost are left out.
+fn hash_recordings(files: Vec<(String, PathBuf)>) -> Result<Vec<(PackedFile, PathBuf)>, PackageError> {
+    let mut found = Vec::new();
+    for (name, path) in files {
+        match witness_engine::chain::sha256_file(&path) {
+            Ok((bytes, sha256)) => found.push((PackedFile { path: name, bytes, sha256 }, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(PackageError::Io { path: path.display().to_string(), source }),
+        }
+    }
+    Ok(found)
+}
+
+/// The tar: the small files from memory, in order, then the recordings as
+/// they are read from disk.
+fn write_tar<W: std::io::Write>(
+    out: W,
+    mtime: u64,
+    small: Vec<(String, Vec<u8>)>,
+    recordings: Vec<(PackedFile, PathBuf)>,
+) -> Result<W, PackageError> {
+    let mut tar = tar::Builder::new(out);
+    let mut add = |path: &str, size: u64, data: &mut dyn Read| {
         let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
+        header.set_size(size);
         header.set_mode(0o644);
-        header.set_mtime(manifest.created_at.timestamp().max(0) as u64);
+        header.set_mtime(mtime);
         header.set_cksum();
-        tar.append_data(&mut header, path, bytes).map_err(|source| PackageError::Io { path: path.into(), source })
+        tar.append_data(&mut header, path, data).map_err(|source| PackageError::Io { path: path.into(), source })
     };
-    add("manifest.json", &manifest_bytes)?;
-    add("manifest.sig", signature.as_bytes())?;
-    for (path, bytes) in &contents {
-        add(path, bytes)?;
+    for (path, bytes) in &small {
+        add(path, bytes.len() as u64, &mut bytes.as_slice())?;
+    }
+    for (file, path) in recordings {
+        let io = |source| PackageError::Io { path: path.display().to_string(), source };
+        let opened = std::fs::File::open(&path).map_err(io)?;
+        add(&file.path, file.bytes, &mut opened.take(file.bytes))?;
     }
     tar.into_inner().map_err(|source| PackageError::Io { path: "package".into(), source })
 }

@@ -136,3 +136,18 @@ pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &st
     let json = response.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
     (status, json)
 }
+
+/// Runs `sql` on the database at `url` on a connection of its own, past the
+/// store (which has no way to change what it wrote): what tamper tests do
+/// to the log. Returns the rows changed.
+pub async fn raw_sql(url: &str, sql: &str) -> u64 {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path.split_once('?').map_or(path, |(p, _)| p)).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+        conn.execute_batch(sql).unwrap();
+        conn.changes()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap().rows_affected()
+    }
+}
