@@ -112,7 +112,7 @@ pub async fn create_user(
     if password.chars().count() < MIN_PASSWORD {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("a password needs at least {MIN_PASSWORD} characters"),
+            refusal!("password_short", "a password needs at least {min} characters", min = MIN_PASSWORD),
         ));
     }
     let user_id = UserId::new();
@@ -148,7 +148,7 @@ pub(crate) struct LoginAnswer {
 /// One answer for every failure, so that a caller cannot probe which
 /// tenants or logins exist.
 fn bad_login() -> ApiError {
-    ApiError::coded(StatusCode::UNAUTHORIZED, "bad_login", &[])
+    ApiError::new(StatusCode::UNAUTHORIZED, refusal!("bad_login", "wrong tenant, login or password"))
 }
 
 /// Logs a user in. Throttled per address (attempts) and per login
@@ -161,7 +161,7 @@ async fn login(
 ) -> Result<Json<LoginAnswer>, ApiError> {
     let throttles = &state.throttles;
     if let Some(ip) = peer {
-        throttles.logins.take(&ip).map_err(|s| crate::limits::refuse("login attempts from this address", s))?;
+        throttles.logins.take(&ip).map_err(|s| crate::limits::refuse(crate::limits::Limited::Logins, s))?;
     }
     let (tenant, user, utc_offset_minutes, locale) = match req.tenant.parse::<TenantId>() {
         Ok(tenant) => {
@@ -172,7 +172,10 @@ async fn login(
     };
     let failures_key = tenant.clone().map(|t| (t, req.login.clone()));
     if let Some(key) = &failures_key {
-        throttles.login_failures.check(key).map_err(|s| crate::limits::refuse("failed logins for this login", s))?;
+        throttles
+            .login_failures
+            .check(key)
+            .map_err(|s| crate::limits::refuse(crate::limits::Limited::LoginFailures, s))?;
     }
     let hash = match &user {
         Some(user) => state.store.credential(user.user_id).await?,
@@ -233,7 +236,7 @@ async fn links(
     Body(req): Body<LinksRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if req.urls.is_empty() || req.urls.len() > 100 {
-        return Err(ApiError::bad_request("`urls`: 1 to 100 of them"));
+        return Err(ApiError::bad_request(refusal!("link_count", "`urls`: 1 to 100 of them")));
     }
     let now = Utc::now();
     let urls = req
@@ -243,8 +246,10 @@ async fn links(
             let (path, query) = url.split_once('?').map_or((url.as_str(), None), |(p, q)| (p, Some(q)));
             let carries = |name: &str| query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with(name)));
             if url.len() > 1024 || !linkable(path) || carries("link=") || carries("token=") {
-                return Err(ApiError::bad_request(format!(
-                    "no link for {url:?}: links are made for uploads, recordings and review packages"
+                return Err(ApiError::bad_request(refusal!(
+                    "no_link_for",
+                    "no link for {url}: links are made for uploads, recordings and review packages",
+                    url = format!("{url:?}")
                 )));
             }
             let separator = if query.is_some() { '&' } else { '?' };
@@ -280,12 +285,13 @@ async fn visitor(
     Body(req): Body<VisitorRequest>,
 ) -> Result<(StatusCode, Json<VisitorAnswer>), ApiError> {
     if let Some(ip) = peer {
-        state.throttles.visitors.take(&ip).map_err(|s| crate::limits::refuse("visitors from this address", s))?;
+        state.throttles.visitors.take(&ip).map_err(|s| crate::limits::refuse(crate::limits::Limited::Visitors, s))?;
     }
-    let tenant: TenantId = req.tenant.parse().map_err(|_| ApiError::not_found("tenant"))?;
+    let tenant: TenantId =
+        req.tenant.parse().map_err(|_| ApiError::not_found(refusal!("no_tenant", "no such tenant")))?;
     crate::embed::same_tenant(cross.as_deref(), &tenant)?;
     if !directory(&state.store, &tenant).await?.exists() {
-        return Err(ApiError::not_found("tenant"));
+        return Err(ApiError::not_found(refusal!("no_tenant", "no such tenant")));
     }
     let visitor_id = format!("visitor-{}", Uuid::now_v7());
     let claims = Claims { t: tenant, s: visitor_id.clone(), r: Role::Customer, c: Some(req.channel), e: 0, i: 0 };
@@ -341,9 +347,9 @@ async fn revoke_user(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::Admin])?;
-    let user: UserId = id.parse().map_err(|_| ApiError::not_found("user"))?;
+    let user: UserId = id.parse().map_err(|_| ApiError::not_found(refusal!("no_user", "no such user")))?;
     if directory(&state.store, &caller.t).await?.user(user).is_none() {
-        return Err(ApiError::not_found("user"));
+        return Err(ApiError::not_found(refusal!("no_user", "no such user")));
     }
     revoke(&state, &caller, user, "revoked by an admin").await?;
     Ok(StatusCode::NO_CONTENT)

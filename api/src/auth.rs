@@ -64,7 +64,9 @@ impl Claims {
 
     /// The caller's user id (staff only; visitors have none).
     pub fn user_id(&self) -> Result<witness_schemas::UserId, ApiError> {
-        self.s.parse().map_err(|_| ApiError::new(StatusCode::FORBIDDEN, "this needs a staff account"))
+        self.s
+            .parse()
+            .map_err(|_| ApiError::new(StatusCode::FORBIDDEN, refusal!("staff_only", "this needs a staff account")))
     }
 
     /// Refuses unless the caller has one of `roles`.
@@ -73,7 +75,10 @@ impl Claims {
             Ok(())
         } else {
             let names: Vec<String> = roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
-            Err(ApiError::new(StatusCode::FORBIDDEN, format!("this needs the role {}", names.join(" or "))))
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                refusal!("role_needed", "this needs the role {roles}", roles = names.join(" / ")),
+            ))
         }
     }
 }
@@ -269,25 +274,34 @@ impl TokenKeys {
 
     /// The claims of a valid, unexpired link to `path`.
     pub fn verify_link(&self, link: &str, path: &str, now: DateTime<Utc>) -> Result<Claims, ApiError> {
-        let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid link");
+        let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, refusal!("bad_link", "invalid link"));
         let body = self.open("l2", "l1", link).ok_or_else(invalid)?;
         let body: LinkBody = serde_json::from_slice(&body).map_err(|_| invalid())?;
         if body.p != path {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "this link is for another file"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                refusal!("link_elsewhere", "this link is for another file"),
+            ));
         }
         if body.e <= now.timestamp() {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "link expired: open the file again"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                refusal!("link_expired", "link expired: open the file again"),
+            ));
         }
         Ok(body.c)
     }
 
     /// The claims of a valid, unexpired token.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, ApiError> {
-        let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid token");
+        let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, refusal!("bad_token", "invalid token"));
         let claims = self.open("v2", "v1", token).ok_or_else(invalid)?;
         let claims: Claims = serde_json::from_slice(&claims).map_err(|_| invalid())?;
         if claims.e <= now.timestamp() {
-            return Err(ApiError::coded(StatusCode::UNAUTHORIZED, "token_expired", &[]));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                refusal!("token_expired", "token expired: log in again"),
+            ));
         }
         Ok(claims)
     }
@@ -352,7 +366,7 @@ impl Revocations {
             }
         };
         if before.is_some_and(|before| claims.i <= before) {
-            return Err(ApiError::coded(StatusCode::UNAUTHORIZED, "signed_out", &[]));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal!("signed_out", "signed out: log in again")));
         }
         Ok(())
     }
@@ -384,20 +398,23 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let param = |name: &str| crate::query_value(parts.uri.query(), name).map(str::to_owned);
         let claims = if let Some(value) = header {
-            let token = value
-                .strip_prefix("Bearer ")
-                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "use `Authorization: Bearer TOKEN`"))?;
+            let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, refusal!("bearer_only", "use `Authorization: Bearer TOKEN`"))
+            })?;
             state.keys.verify(token, Utc::now())?
         } else if let Some(link) = param("link") {
             state.keys.verify_link(&link, parts.uri.path(), Utc::now())?
         } else if param("token").is_some() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "a token is never taken from a URL: send `Authorization: Bearer TOKEN`, or open files with a link \
-                 from POST /api/links",
+                refusal!(
+                    "token_in_url",
+                    "a token is never taken from a URL: send `Authorization: Bearer TOKEN`, or open files with a link \
+                     from POST /api/links"
+                ),
             ));
         } else {
-            return Err(ApiError::coded(StatusCode::UNAUTHORIZED, "no_token", &[]));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, refusal!("no_token", "no token: log in first")));
         };
         state.revocations.check(&state.store, &claims).await?;
         crate::embed::same_tenant(parts.extensions.get(), &claims.t)?;

@@ -96,7 +96,10 @@ async fn start(
     let s = load(&state, &caller, &id).await?;
     participant(&caller, &s.state)?;
     let Some(agent_id) = s.state.agent else {
-        return Err(ApiError::coded(StatusCode::CONFLICT, "no_agent_yet", &[]));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            refusal!("no_agent_yet", "no agent has taken this session yet"),
+        ));
     };
     let call_id = CallId::new();
     let mut version =
@@ -176,10 +179,16 @@ async fn recording(
 ) -> Result<Json<Done>, ApiError> {
     let s = load(&state, &caller, &id).await?;
     if participant(&caller, &s.state)?.1 != ParticipantRole::Agent {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "only the session's agent starts or stops a recording"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            refusal!("agent_records", "only the session's agent starts or stops a recording"),
+        ));
     }
     if s.state.status != SessionStatus::InCall {
-        return Err(ApiError::new(StatusCode::CONFLICT, "the session has no call to record"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            refusal!("no_call_to_record", "the session has no call to record"),
+        ));
     }
     let version = match (body.record, s.state.recording) {
         (true, None) => start_recording(&state, &caller, s.id, RecordingReason::OnDemand).await?,
@@ -189,8 +198,18 @@ async fn recording(
             tokio::spawn(crate::recordings::render_composite(state.clone(), s.id, recording_id));
             version
         }
-        (true, Some(_)) => return Err(ApiError::new(StatusCode::CONFLICT, "the call is already being recorded")),
-        (false, None) => return Err(ApiError::new(StatusCode::CONFLICT, "the call is not being recorded")),
+        (true, Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                refusal!("already_recording", "the call is already being recorded"),
+            ))
+        }
+        (false, None) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                refusal!("not_recording", "the call is not being recorded"),
+            ))
+        }
     };
     Ok(Json(Done::new(version)))
 }
@@ -217,7 +236,7 @@ async fn end(
     let s = load(&state, &caller, &id).await?;
     participant(&caller, &s.state)?;
     let Some(call_id) = s.state.call else {
-        return Err(ApiError::new(StatusCode::CONFLICT, "this session has no call"));
+        return Err(ApiError::new(StatusCode::CONFLICT, refusal!("no_call", "this session has no call")));
     };
     hang_up_room(&state, s.id, s.state.recording).await;
     let reason = Some(format!("ended by the {}", if caller.r == Role::Customer { "customer" } else { "agent" }));
@@ -236,9 +255,10 @@ fn participant(
         Role::Agent if session.agent.is_some() && session.agent == caller.user_id().ok() => {
             Ok((caller.s.clone(), ParticipantRole::Agent))
         }
-        _ => {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "only the customer and the session's agent take part in its call"))
-        }
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            refusal!("call_parties", "only the customer and the session's agent take part in its call"),
+        )),
     }
 }
 
@@ -328,7 +348,10 @@ impl Signaling {
                 let s = load(state, caller, &session).await?;
                 let (participant, role) = participant(caller, &s.state)?;
                 if s.state.status != SessionStatus::InCall {
-                    return Err(ApiError::new(StatusCode::CONFLICT, "the session has no call to join"));
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        refusal!("no_call_to_join", "the session has no call to join"),
+                    ));
                 }
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 media.join(&s.id.to_string(), &participant, role, tx).await.map_err(media_error)?;
@@ -386,12 +409,15 @@ impl Signaling {
 
     /// The call this connection joined for `session`.
     fn member(&self, session: &str, caller: &Claims) -> Result<(SessionId, String), ApiError> {
-        let id: SessionId = session.parse().map_err(|_| ApiError::not_found("session"))?;
+        let id: SessionId =
+            session.parse().map_err(|_| ApiError::not_found(refusal!("no_session", "no such session")))?;
         self.joined
             .iter()
             .find(|(s, p)| *s == id && (caller.r == Role::Customer || *p == caller.s))
             .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "join the call first (`media.join`)"))
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::CONFLICT, refusal!("join_first", "join the call first (`media.join`)"))
+            })
     }
 
     /// A signal from the media server as a frame for the client.
@@ -415,13 +441,23 @@ impl Signaling {
 }
 
 fn media_error(e: MediaError) -> ApiError {
-    let status = match e {
-        MediaError::InvalidSdp(_) => StatusCode::BAD_REQUEST,
-        MediaError::NotJoined | MediaError::AlreadyJoined | MediaError::Sfu(_) => StatusCode::CONFLICT,
-        MediaError::NoPort(..) | MediaError::Recording(_) => StatusCode::SERVICE_UNAVAILABLE,
-        MediaError::WebRtc(_) => StatusCode::BAD_REQUEST,
+    // What the SFU said is technical (an SDP's fault, a port range): given
+    // as it is, beside a sentence a person can read.
+    let (status, refusal) = match &e {
+        MediaError::InvalidSdp(_) | MediaError::WebRtc(_) => {
+            (StatusCode::BAD_REQUEST, refusal!("media_refused", "the call's media was refused: {detail}", detail = e))
+        }
+        MediaError::NotJoined => (StatusCode::CONFLICT, refusal!("join_first", "join the call first (`media.join`)")),
+        MediaError::AlreadyJoined => (StatusCode::CONFLICT, refusal!("already_joined", "already in this call")),
+        MediaError::Sfu(_) => {
+            (StatusCode::CONFLICT, refusal!("media_conflict", "the call cannot do that now: {detail}", detail = e))
+        }
+        MediaError::NoPort(..) | MediaError::Recording(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            refusal!("media_unavailable", "the media server cannot do that now: {detail}", detail = e),
+        ),
     };
-    ApiError::new(status, e.to_string())
+    ApiError::new(status, refusal)
 }
 
 /// Writes what the media server saw and recorded into each session's

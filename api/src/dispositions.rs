@@ -50,8 +50,13 @@ async fn of(state: &AppState, tenant: &TenantId) -> Result<Dispositions, ApiErro
 pub(crate) async fn check(state: &AppState, tenant: &TenantId, disposition: &str) -> Result<(), ApiError> {
     let known = of(state, tenant).await?;
     if known.set_by_tenant && !known.dispositions.iter().any(|d| d == disposition) {
-        let message = format!("disposition {disposition:?} is not one of {}", known.dispositions.join(", "));
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message));
+        let refusal = refusal!(
+            "unknown_disposition",
+            "disposition {disposition} is not one of {known}",
+            disposition = format!("{disposition:?}"),
+            known = known.dispositions.join(", ")
+        );
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, refusal));
     }
     Ok(())
 }

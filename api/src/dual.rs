@@ -94,7 +94,10 @@ async fn progress(
 /// The offset of now into the session's running recording.
 async fn offset_ms(state: &AppState, session: &Loaded) -> Result<u64, ApiError> {
     let recording = session.state.recording.ok_or_else(|| {
-        ApiError::new(axum::http::StatusCode::CONFLICT, "a dual-recording step runs while the call is recorded")
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            refusal!("step_needs_recording", "a dual-recording step runs while the call is recorded"),
+        )
     })?;
     let started = session
         .events(state)
@@ -104,7 +107,12 @@ async fn offset_ms(state: &AppState, session: &Loaded) -> Result<u64, ApiError> 
         .filter(|e| e.event_type == "RecordingStarted")
         .find(|e| matches!(e.decode(), Ok(Event::RecordingStarted(r)) if r.recording_id == recording))
         .map(|e| e.occurred_at)
-        .ok_or_else(|| ApiError::new(axum::http::StatusCode::CONFLICT, "the recording's start is not in the log"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                refusal!("recording_start_missing", "the recording's start is not in the log"),
+            )
+        })?;
     Ok((Utc::now() - started).num_milliseconds().max(0) as u64)
 }
 
@@ -126,18 +134,25 @@ async fn start(
     Body(body): Body<StartBody>,
 ) -> Result<Json<Progress>, ApiError> {
     let session = load(&state, &caller, &id).await?;
-    session.require_assigned_agent(&caller, "leads its dual recording")?;
+    session.require_assigned_agent(
+        &caller,
+        refusal!("agent_leads_dual", "only the session's agent leads its dual recording"),
+    )?;
     let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
-    let versions = tenant.scripts.get(&body.script_id).ok_or_else(|| ApiError::not_found("dual-recording script"))?;
+    let versions = tenant
+        .scripts
+        .get(&body.script_id)
+        .ok_or_else(|| ApiError::not_found(refusal!("no_script", "no such dual-recording script")))?;
     let script = match body.version {
-        Some(v) => versions.iter().find(|s| s.version == v).ok_or_else(|| ApiError::not_found("script version"))?,
+        Some(v) => versions
+            .iter()
+            .find(|s| s.version == v)
+            .ok_or_else(|| ApiError::not_found(refusal!("no_script_version", "no such script version")))?,
         None => versions.last().expect("a script has a version"),
     };
-    let kind = script
-        .steps
-        .get(body.step_index as usize)
-        .map(|s| s.kind)
-        .ok_or_else(|| ApiError::bad_request(format!("the script has {} steps", script.steps.len())))?;
+    let kind = script.steps.get(body.step_index as usize).map(|s| s.kind).ok_or_else(|| {
+        ApiError::bad_request(refusal!("script_step_count", "the script has {steps} steps", steps = script.steps.len()))
+    })?;
     let step = DualRecordingStepStarted {
         script_id: script.script_id.clone(),
         script_version: script.version,
@@ -166,8 +181,12 @@ async fn complete(
 ) -> Result<Json<Progress>, ApiError> {
     let session = load(&state, &caller, &id).await?;
     let dual =
-        session.state.dual.clone().ok_or_else(|| ApiError::new(axum::http::StatusCode::CONFLICT, "no step is open"))?;
-    let open = dual.open.ok_or_else(|| ApiError::new(axum::http::StatusCode::CONFLICT, "no step is open"))?;
+        session.state.dual.clone().ok_or_else(|| {
+            ApiError::new(axum::http::StatusCode::CONFLICT, refusal!("no_open_step", "no step is open"))
+        })?;
+    let open = dual
+        .open
+        .ok_or_else(|| ApiError::new(axum::http::StatusCode::CONFLICT, refusal!("no_open_step", "no step is open")))?;
     let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
     let evidence = tenant
         .script(&dual.script_id, dual.version)
@@ -176,10 +195,16 @@ async fn complete(
         .unwrap_or_default();
     if caller.r == Role::Customer {
         if !evidence.contains(&Evidence::CustomerClicks) || body.outcome != StepOutcome::Completed {
-            return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "this step is for the agent to complete"));
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                refusal!("agent_completes_step", "this step is for the agent to complete"),
+            ));
         }
     } else {
-        session.require_assigned_agent(&caller, "leads its dual recording")?;
+        session.require_assigned_agent(
+            &caller,
+            refusal!("agent_leads_dual", "only the session's agent leads its dual recording"),
+        )?;
     }
     let step = DualRecordingStepCompleted {
         script_id: dual.script_id,

@@ -79,7 +79,15 @@ pub(crate) async fn cross_origin(State(state): State<AppState>, mut request: Req
     };
     let (Some(tenant), true) = (tenant, listed) else {
         let origin: &dyn std::fmt::Display = &origin;
-        return ApiError::coded(StatusCode::FORBIDDEN, "origin_not_allowed", &[("origin", origin)]).into_response();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            refusal!(
+                "origin_not_allowed",
+                "the web site {origin} may not use this service: the tenant's admin lists the sites that may embed it",
+                origin = origin
+            ),
+        )
+        .into_response();
     };
     let preflight =
         request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
@@ -112,7 +120,7 @@ pub(crate) fn same_tenant(cross: Option<&CrossOrigin>, tenant: &TenantId) -> Res
     match cross {
         Some(CrossOrigin(named)) if named != tenant => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "this web site may only act for the tenant that lists it (`?tenant=`)",
+            refusal!("site_other_tenant", "this web site may only act for the tenant that lists it (`?tenant=`)"),
         )),
         _ => Ok(()),
     }
@@ -144,11 +152,12 @@ async fn widget(
     State(state): State<AppState>,
     query: Result<Query<WidgetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Widget>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let tenant: TenantId = q.tenant.parse().map_err(|_| ApiError::not_found("tenant"))?;
+    let Query(q) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
+    let tenant: TenantId =
+        q.tenant.parse().map_err(|_| ApiError::not_found(refusal!("no_tenant", "no such tenant")))?;
     let known = crate::accounts::directory(&state.store, &tenant).await?;
     if !known.exists() {
-        return Err(ApiError::not_found("tenant"));
+        return Err(ApiError::not_found(refusal!("no_tenant", "no such tenant")));
     }
     let lang = q.lang.as_deref().and_then(Lang::from_tag).unwrap_or_else(|| Lang::of_tenant(&known));
     Ok(Json(Widget {

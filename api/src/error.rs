@@ -1,9 +1,12 @@
 //! Errors as the caller sees them: a status and `{"error": "...", "code":
-//! "..."}`: `code` is stable, for programs; `error` is for people, in the
-//! language the request asks for when the error is one of the catalog's
-//! (`error.CODE` in `api/i18n/`, [`ApiError::coded`]; [`localize`] puts it
-//! in the request's language), else in English. Internal details (SQL,
-//! paths, stack) go to the log, never to the caller.
+//! "..."}`. `code` is stable, for programs; `error` is for people, in the
+//! language the request asks for. Every error is a [`Refusal`], made with
+//! `refusal!("code", "English text with {name}", name = …)` where it is
+//! refused: English is written there, and the other languages' catalogs
+//! translate `error.CODE` (`api/i18n/`; a test checks that each code has
+//! its translation, with the same names). [`localize`] puts the text in the
+//! request's language. Internal details (SQL, paths, stack) go to the log,
+//! never to the caller.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -11,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use witness_engine::domain::DomainError;
+use witness_engine::domain::{DomainError, Refusal};
 use witness_engine::executor::ExecuteError;
 use witness_engine::StoreError;
 
@@ -20,97 +23,99 @@ use crate::i18n::{Asked, Lang};
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    message: String,
-    /// Stable: what a program matches on. A catalog error's own
-    /// ([`ApiError::coded`]), else its status's ([`status_code`]).
-    code: &'static str,
-    /// A catalog error's values, to write its text in another language.
-    values: Vec<(&'static str, String)>,
+    refusal: Refusal,
     /// Values that are catalog keys themselves (a state, a kind of thing):
     /// written in the error's language too.
     keyed: Vec<(&'static str, &'static str)>,
-    catalog: bool,
     /// Seconds after which trying again may succeed (`Retry-After`).
     retry_after: Option<u64>,
 }
 
-/// What a catalog error carries to [`localize`] in its response.
+/// What an error carries to [`localize`] in its response.
 #[derive(Debug, Clone)]
 struct Localizable {
-    code: &'static str,
-    values: Vec<(&'static str, String)>,
+    refusal: Refusal,
     keyed: Vec<(&'static str, &'static str)>,
 }
 
-/// The text of catalog error `code` in `lang`.
-fn catalog_text(
-    lang: Lang,
-    code: &str,
-    values: &[(&'static str, String)],
-    keyed: &[(&'static str, &'static str)],
-) -> String {
-    let mut all = pairs(values);
-    all.extend(keyed.iter().map(|(name, key)| (*name, lang.text(key))));
-    lang.format(&format!("error.{code}"), &all)
+impl Localizable {
+    /// The text in `lang`: the catalog's translation of its code, else
+    /// (English, or a code the catalog lacks) the English it was made with.
+    fn text(&self, lang: Lang) -> String {
+        let key = format!("error.{}", self.refusal.code);
+        match lang.translation(&key) {
+            Some(template) => {
+                let text = self.refusal.fill(template);
+                self.keyed.iter().fold(text, |text, (name, key)| text.replace(&format!("{{{name}}}"), lang.text(key)))
+            }
+            None => {
+                let text = self.refusal.to_string();
+                self.keyed
+                    .iter()
+                    .fold(text, |text, (name, key)| text.replace(&format!("{{{name}}}"), Lang::En.text(key)))
+            }
+        }
+    }
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            code: status_code(status),
-            values: vec![],
-            keyed: vec![],
-            catalog: false,
-            retry_after: None,
-        }
+    pub fn new(status: StatusCode, refusal: Refusal) -> Self {
+        Self { status, refusal, keyed: vec![], retry_after: None }
     }
 
-    /// An error of the catalog: `error.CODE` there, each `{name}` one of
-    /// `values`; English here, the request's language in the response.
-    pub fn coded(status: StatusCode, code: &'static str, values: &[(&'static str, &dyn std::fmt::Display)]) -> Self {
-        Self::coded_keyed(status, code, values, &[])
-    }
-
-    /// [`ApiError::coded`] with values that are catalog keys (`("state",
-    /// "common.status_closed")`), each written in the error's language.
-    pub fn coded_keyed(
-        status: StatusCode,
-        code: &'static str,
-        values: &[(&'static str, &dyn std::fmt::Display)],
-        keyed: &[(&'static str, &'static str)],
-    ) -> Self {
-        let values: Vec<(&'static str, String)> = values.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let message = catalog_text(Lang::En, code, &values, keyed);
-        Self { status, message, code, values, keyed: keyed.to_vec(), catalog: true, retry_after: None }
+    /// [`ApiError::new`] with values that are catalog keys (`("state",
+    /// "common.status_closed")`), each written in the error's language; the
+    /// English text names them as `{name}` too.
+    pub fn keyed(status: StatusCode, refusal: Refusal, keyed: &[(&'static str, &'static str)]) -> Self {
+        Self { keyed: keyed.to_vec(), ..Self::new(status, refusal) }
     }
 
     /// 429: a limit was reached; the caller may try again after `seconds`.
-    pub fn too_many(message: impl Into<String>, seconds: u64) -> Self {
-        Self { retry_after: Some(seconds.max(1)), ..Self::new(StatusCode::TOO_MANY_REQUESTS, message) }
+    pub fn too_many(refusal: Refusal, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds.max(1)), ..Self::new(StatusCode::TOO_MANY_REQUESTS, refusal) }
     }
 
-    /// [`ApiError::too_many`] of the catalog.
-    pub fn too_many_coded(code: &'static str, values: &[(&'static str, &dyn std::fmt::Display)], seconds: u64) -> Self {
-        Self { retry_after: Some(seconds.max(1)), ..Self::coded(StatusCode::TOO_MANY_REQUESTS, code, values) }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+    pub fn bad_request(refusal: Refusal) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, refusal)
     }
 
     /// Also what another tenant's id gets: its existence is not confirmed.
-    pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("no such {what}"))
+    pub fn not_found(refusal: Refusal) -> Self {
+        Self::new(StatusCode::NOT_FOUND, refusal)
+    }
+
+    /// 400 for a query string or body that does not parse, with what the
+    /// parser said (technical, English: a program's mistake, not a person's).
+    pub fn malformed(detail: impl std::fmt::Display) -> Self {
+        Self::bad_request(refusal!("malformed", "the request is malformed: {detail}", detail = detail))
+    }
+
+    /// A body that could not be read: too large (413), or else `status`
+    /// with what the reader said.
+    pub fn unread_body(status: StatusCode, detail: String) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(status, refusal!("body_too_large", "the request body is too large"))
+            }
+            _ => Self { status, ..Self::malformed(detail) },
+        }
     }
 
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
-    pub fn message(&self) -> &str {
-        &self.message
+    pub fn code(&self) -> &'static str {
+        self.refusal.code
+    }
+
+    /// The English text.
+    pub fn message(&self) -> String {
+        self.localizable().text(Lang::En)
+    }
+
+    fn localizable(&self) -> Localizable {
+        Localizable { refusal: self.refusal.clone(), keyed: self.keyed.clone() }
     }
 }
 
@@ -123,13 +128,13 @@ pub(crate) fn decode_stream(
 ) -> Result<Vec<witness_schemas::Event>, ApiError> {
     events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
         tracing::error!(error = %e, "{what}: stored event cannot be decoded");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} cannot be read"))
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, refusal!("event_unreadable", "a stored event cannot be read"))
     })
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message())
     }
 }
 
@@ -139,17 +144,23 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             // Lost every retry to concurrent writers: the caller may try again.
-            StoreError::Concurrency { .. } => Self::coded(StatusCode::CONFLICT, "changed_meanwhile", &[]),
-            e @ (StoreError::InvalidEvent { .. } | StoreError::InvalidAppend(_)) => Self::bad_request(e.to_string()),
+            StoreError::Concurrency { .. } => Self::new(
+                StatusCode::CONFLICT,
+                refusal!("changed_meanwhile", "the session changed meanwhile; try again"),
+            ),
+            e @ (StoreError::InvalidEvent { .. } | StoreError::InvalidAppend(_)) => Self::malformed(e),
             // The API checks tenants before it writes; reaching this is a bug,
             // and the caller learns nothing about the other tenant.
             StoreError::WrongTenant { .. } => {
                 tracing::error!("append to another tenant's stream refused by the store");
-                Self::not_found("stream")
+                Self::not_found(refusal!("no_stream", "no such stream"))
             }
             e => {
                 tracing::error!(error = %e, "store error");
-                Self::coded(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &[])
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    refusal!("store_unavailable", "the event store is unavailable"),
+                )
             }
         }
     }
@@ -176,33 +187,59 @@ fn state_key(aggregate: &str, state: &str) -> Option<&'static str> {
     })
 }
 
-/// The rules' refusals a person meets while working (a session that moved
-/// on, an offer taken by someone else) are the catalog's, in the request's
-/// language; the others (`Invalid`: a field's rule) are English for now.
+/// The rules' refusals, in the request's language: a state the session or
+/// ticket is in (named in that language too), an offer someone else took, a
+/// field's rule.
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        match &e {
+        match e {
             DomainError::NotAllowed { aggregate, command, state } => {
-                let noun = match *aggregate {
+                let noun = match aggregate {
                     "session" => Some("common.noun_session"),
                     "ticket" => Some("common.noun_ticket"),
                     _ => None,
                 };
-                if let (Some(noun), Some(state)) = (noun, state_key(aggregate, state)) {
-                    let values: [(&'static str, &dyn std::fmt::Display); 1] = [("command", command)];
-                    return Self::coded_keyed(
+                match (noun, state_key(aggregate, &state)) {
+                    // `what` and `state` are filled from the catalog, in the
+                    // error's language: they stand for themselves until then.
+                    (Some(noun), Some(state)) => Self::keyed(
                         StatusCode::CONFLICT,
-                        "not_allowed",
-                        &values,
+                        refusal!(
+                            "not_allowed",
+                            "{command} is not allowed while the {what} is {state}",
+                            command = command,
+                            what = "{what}",
+                            state = "{state}"
+                        ),
                         &[("what", noun), ("state", state)],
-                    );
+                    ),
+                    _ => Self::new(
+                        StatusCode::CONFLICT,
+                        refusal!(
+                            "not_allowed_now",
+                            "{command} is not allowed while the {aggregate} is {state}",
+                            command = command,
+                            aggregate = aggregate,
+                            state = state
+                        ),
+                    ),
                 }
-                Self::new(StatusCode::CONFLICT, e.to_string())
             }
-            DomainError::NotTheAssignedAgent { .. } => Self::coded(StatusCode::FORBIDDEN, "not_your_session", &[]),
-            DomainError::UnknownOffer { .. } => Self::coded(StatusCode::CONFLICT, "offer_gone", &[]),
-            DomainError::OfferExpired { .. } => Self::coded(StatusCode::CONFLICT, "offer_expired", &[]),
-            DomainError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            DomainError::NotTheAssignedAgent { .. } => {
+                Self::new(StatusCode::FORBIDDEN, refusal!("not_your_session", "you are not this session's agent"))
+            }
+            DomainError::UnknownOffer { .. } => Self::new(
+                StatusCode::CONFLICT,
+                refusal!(
+                    "offer_gone",
+                    "this offer is no longer open: another agent took the session, or it was withdrawn"
+                ),
+            ),
+            DomainError::OfferExpired { .. } => Self::new(
+                StatusCode::CONFLICT,
+                refusal!("offer_expired", "this offer has expired: the session went back to the queue"),
+            ),
+            DomainError::Invalid(refusal) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, refusal),
         }
     }
 }
@@ -214,7 +251,10 @@ impl From<ExecuteError> for ApiError {
             ExecuteError::Store(e) => e.into(),
             ExecuteError::Decode(e) => {
                 tracing::error!(error = %e, "stored event cannot be decoded");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "a stored event cannot be read")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    refusal!("event_unreadable", "a stored event cannot be read"),
+                )
             }
         }
     }
@@ -222,54 +262,29 @@ impl From<ExecuteError> for ApiError {
 
 impl From<witness_projections::ProjectionError> for ApiError {
     fn from(e: witness_projections::ProjectionError) -> Self {
-        if let witness_projections::ProjectionError::Invalid(why) = e {
-            return Self::bad_request(why);
-        }
         tracing::error!(error = %e, "read model error");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the read models are unavailable")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            refusal!("read_models_unavailable", "the read models are unavailable"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message, "code": self.code });
+        let localizable = self.localizable();
+        let body = serde_json::json!({ "error": localizable.text(Lang::En), "code": self.refusal.code });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
-        if self.catalog {
-            response.extensions_mut().insert(Localizable { code: self.code, values: self.values, keyed: self.keyed });
-        }
+        response.extensions_mut().insert(localizable);
         response
     }
 }
 
-/// The machine code of an error that has none of its own: its status's.
-pub fn status_code(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::CONFLICT => "conflict",
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
-        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
-        StatusCode::INSUFFICIENT_STORAGE => "storage_full",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        StatusCode::GATEWAY_TIMEOUT => "timeout",
-        s if s.is_server_error() => "server_error",
-        _ => "error",
-    }
-}
-
-fn pairs<'a>(values: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    values.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-/// A middleware: a catalog error's text in the language the request asks
-/// for (its `Accept-Language`; the pages send theirs), not English.
+/// A middleware: an error's text in the language the request asks for (its
+/// `Accept-Language`; the pages send theirs), not English.
 pub(crate) async fn localize(Asked(lang): Asked, request: Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let Some(error) = response.extensions().get::<Localizable>().cloned() else { return response };
@@ -278,8 +293,7 @@ pub(crate) async fn localize(Asked(lang): Asked, request: Request, next: axum::m
     }
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    let text = catalog_text(lang, error.code, &error.values, &error.keyed);
-    let body = serde_json::json!({ "error": text, "code": error.code }).to_string();
+    let body = serde_json::json!({ "error": error.text(lang), "code": error.refusal.code }).to_string();
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
@@ -297,10 +311,142 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             Ok(Json(value)) => Ok(Body(value)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send the body as JSON with `Content-Type: application/json`",
+                refusal!("not_json", "send the body as JSON with `Content-Type: application/json`"),
             )),
-            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::new(e.status(), e.body_text())),
-            Err(e) => Err(ApiError::bad_request(e.body_text())),
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::unread_body(e.status(), e.body_text())),
+            Err(JsonRejection::JsonDataError(e)) => Err(field_problem(&e).map_or_else(
+                || ApiError::malformed(e.body_text()),
+                |refusal| ApiError::new(StatusCode::BAD_REQUEST, refusal),
+            )),
+            Err(e) => Err(ApiError::malformed(e.body_text())),
         }
+    }
+}
+
+/// A body's field that failed its bounds ([`crate::fields`]), found in the
+/// chain of serde's error, which names the field's path.
+fn field_problem(e: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if let Some(e) = e.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            return crate::fields::from_serde(&e.path().to_string(), &e.inner().to_string());
+        }
+        source = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::i18n::tests::names;
+
+    /// Every `refusal!("code", "English")` in the engine's and the API's
+    /// sources, read from the text of the sources: (code, English).
+    fn refusals_in_sources() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let mut files = vec![];
+        let mut dirs = vec![root.join("engine/src"), root.join("api/src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut found = vec![];
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            for (i, _) in source.match_indices("refusal!(") {
+                let line = &source[source[..i].rfind('\n').map_or(0, |n| n + 1)..i];
+                if line.trim_start().starts_with("//") || line.contains("macro_rules") {
+                    continue; // documentation, not a refusal
+                }
+                let mut rest = source[i + "refusal!(".len()..].trim_start();
+                let mut literal = || -> Option<String> {
+                    let body = rest.strip_prefix('"')?;
+                    let (mut text, mut chars) = (String::new(), body.char_indices());
+                    while let Some((at, c)) = chars.next() {
+                        match c {
+                            '"' => {
+                                rest = body[at + 1..].trim_start().strip_prefix(',').unwrap_or("").trim_start();
+                                return Some(text);
+                            }
+                            '\\' => match chars.next()?.1 {
+                                '\n' => {
+                                    // A continued line: its leading white space is not in the text.
+                                    while chars.clone().next().is_some_and(|(_, c)| c.is_whitespace()) {
+                                        chars.next();
+                                    }
+                                }
+                                'n' => text.push('\n'),
+                                other => text.push(other),
+                            },
+                            c => text.push(c),
+                        }
+                    }
+                    None
+                };
+                let (Some(code), Some(english)) = (literal(), literal()) else { continue };
+                found.push((code, english));
+            }
+        }
+        found
+    }
+
+    /// Each refusal's code is translated in every catalog but English's,
+    /// with the same `{name}`s as its English; each code means one text;
+    /// no translation is left for a code no longer made.
+    #[test]
+    fn every_refusal_is_translated_with_the_same_names() {
+        let found = refusals_in_sources();
+        assert!(found.len() > 150, "the scan found {} refusals", found.len());
+        let mut by_code: BTreeMap<&str, &str> = BTreeMap::new();
+        for (code, english) in &found {
+            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "code {code:?}");
+            if let Some(other) = by_code.insert(code, english) {
+                assert_eq!(names(other), names(english), "{code} names different values in different places");
+            }
+        }
+        let mut untranslated = vec![];
+        for (code, english) in &by_code {
+            for lang in Lang::ALL.into_iter().filter(|l| *l != Lang::En) {
+                match lang.translation(&format!("error.{code}")) {
+                    None => untranslated.push(format!("{} error.{code}: {english}", lang.tag())),
+                    Some(text) => assert_eq!(names(text), names(english), "{} error.{code}", lang.tag()),
+                }
+            }
+        }
+        assert!(untranslated.is_empty(), "{} untranslated:\n{}", untranslated.len(), untranslated.join("\n"));
+        for lang in Lang::ALL {
+            for key in lang.keys().filter_map(|k| k.strip_prefix("error.")) {
+                assert!(lang != Lang::En, "English errors are written where they are made, not in en.json: {key}");
+                assert!(by_code.contains_key(key), "{} error.{key}: no refusal has this code", lang.tag());
+            }
+        }
+    }
+
+    #[test]
+    fn an_error_reads_in_the_requests_language_with_its_code() {
+        let error = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            refusal!("file_too_large", "a file may be at most {mib} MiB", mib = 20),
+        );
+        let l = error.localizable();
+        assert_eq!(l.text(Lang::En), "a file may be at most 20 MiB");
+        let zh = l.text(Lang::ZhCn);
+        assert!(zh.contains("20") && !zh.contains("file"), "{zh}");
+        // A state named in the error's language too.
+        let refused: ApiError =
+            DomainError::NotAllowed { aggregate: "session", command: "AcceptOffer", state: "closed".into() }.into();
+        assert_eq!(refused.code(), "not_allowed");
+        assert_eq!(refused.message(), "AcceptOffer is not allowed while the session is closed");
+        let zh = refused.localizable().text(Lang::ZhCn);
+        assert!(zh.contains(Lang::ZhCn.text("common.status_closed")) && !zh.contains("closed"), "{zh}");
     }
 }

@@ -18,6 +18,7 @@
 //! answer 503 and write nothing.
 
 use std::sync::Arc;
+use witness_engine::domain::Refusal;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
@@ -53,7 +54,10 @@ fn model(state: &AppState) -> Result<Arc<FaceModel>, ApiError> {
     state.face.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "face verification is not set up on this server: start it with --face-models DIR",
+            refusal!(
+                "face_not_set_up",
+                "face verification is not set up on this server: start it with --face-models DIR"
+            ),
         )
     })
 }
@@ -68,12 +72,12 @@ async fn faces_of(
         .expect("face analysis task")
         .map_err(|e| {
             tracing::error!(error = %e, "face analysis");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "face analysis failed")
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, refusal!("face_analysis_failed", "face analysis failed"))
         })
 }
 
-fn decode(bytes: &[u8], what: &str) -> Result<image::RgbImage, ApiError> {
-    witness_face::decode(bytes).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{what}: {e}")))
+fn decode(bytes: &[u8], unreadable: impl FnOnce(String) -> Refusal) -> Result<image::RgbImage, ApiError> {
+    witness_face::decode(bytes).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, unreadable(e.to_string())))
 }
 
 /// The ID photo's one face.
@@ -86,17 +90,21 @@ async fn id_photo_face(
     let bytes = state.uploads.read(tenant, hash).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("no upload {}: upload the ID photo first", hash.as_str()),
+            refusal!("no_id_photo", "no upload {hash}: upload the ID photo first", hash = hash.as_str()),
         )
     })?;
-    let img = decode(&bytes, "the ID photo")?;
+    let img = decode(&bytes, |detail| refusal!("id_photo_unreadable", "the ID photo: {detail}", detail = detail))?;
     let mut faces = faces_of(model, vec![img]).await?.pop().expect("one image");
     match faces.len() {
         1 => Ok(faces.pop().expect("one face")),
-        0 => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no face found in the ID photo")),
-        n => {
-            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{n} faces in the ID photo; it must show one")))
-        }
+        0 => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            refusal!("no_face_in_photo", "no face found in the ID photo"),
+        )),
+        n => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            refusal!("faces_in_photo", "{n} faces in the ID photo; it must show one", n = n),
+        )),
     }
 }
 
@@ -113,13 +121,22 @@ async fn request(
     Body(body): Body<RequestBody>,
 ) -> Result<(StatusCode, Json<FaceVerificationRequested>), ApiError> {
     let session = load(&state, &caller, &id).await?;
-    session.require_assigned_agent(&caller, "verifies its customer")?;
+    session.require_assigned_agent(
+        &caller,
+        refusal!("agent_verifies_face", "only the session's agent verifies its customer"),
+    )?;
     let model = model(&state)?;
     if session.state.call.is_none() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "a face is verified during a video call"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            refusal!("face_needs_video", "a face is verified during a video call"),
+        ));
     }
     if let Some(open) = session.state.face_verification {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("face verification {open} is still open")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            refusal!("face_check_open", "face verification {open} is still open", open = open),
+        ));
     }
     id_photo_face(&state, model, &caller.t, &body.id_photo_sha256).await?;
     let request = FaceVerificationRequested {
@@ -145,15 +162,28 @@ async fn frames(
     Body(body): Body<FramesBody>,
 ) -> Result<Json<FaceVerificationCompleted>, ApiError> {
     let session = load(&state, &caller, &id).await?;
-    session.require_assigned_agent(&caller, "verifies its customer")?;
+    session.require_assigned_agent(
+        &caller,
+        refusal!("agent_verifies_face", "only the session's agent verifies its customer"),
+    )?;
     let model = model(&state)?;
-    let verification_id: VerificationId = verification.parse().map_err(|_| ApiError::not_found("face verification"))?;
+    let verification_id: VerificationId = verification
+        .parse()
+        .map_err(|_| ApiError::not_found(refusal!("no_face_check", "no such face verification")))?;
     if session.state.face_verification != Some(verification_id) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "this face verification is not open"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            refusal!("face_check_not_open", "this face verification is not open"),
+        ));
     }
     let id_photo = requested_photo(&session.events(&state).await?, verification_id)?;
     if !(MIN_FRAMES..=MAX_FRAMES).contains(&body.frames.len()) {
-        return Err(ApiError::bad_request(format!("send {MIN_FRAMES} to {MAX_FRAMES} frames")));
+        return Err(ApiError::bad_request(refusal!(
+            "frame_count",
+            "send {min} to {max} frames",
+            min = MIN_FRAMES,
+            max = MAX_FRAMES
+        )));
     }
     // Everything is checked before anything is written.
     let mut raw = Vec::with_capacity(body.frames.len());
@@ -162,14 +192,21 @@ async fn frames(
         let b64 = frame.split_once(";base64,").map_or(frame.as_str(), |(_, data)| data);
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|_| ApiError::bad_request(format!("frame {i} is not base64")))?;
+            .map_err(|_| ApiError::bad_request(refusal!("frame_not_base64", "frame {i} is not base64", i = i)))?;
         if bytes.len() > MAX_FRAME_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("frame {i} is over {} MiB", MAX_FRAME_BYTES / (1024 * 1024)),
+                refusal!(
+                    "frame_too_large",
+                    "frame {i} is over {mib} MiB",
+                    i = i,
+                    mib = MAX_FRAME_BYTES / (1024 * 1024)
+                ),
             ));
         }
-        images.push(decode(&bytes, &format!("frame {i}"))?);
+        images.push(decode(&bytes, |detail| {
+            refusal!("frame_unreadable", "frame {i}: {detail}", i = i, detail = detail)
+        })?);
         raw.push(bytes);
     }
     let began = std::time::Instant::now();
@@ -225,7 +262,7 @@ fn requested_photo(events: &[RecordedEvent], verification_id: VerificationId) ->
             Ok(Event::FaceVerificationRequested(r)) if r.verification_id == verification_id => Some(r.id_photo_sha256),
             _ => None,
         })
-        .ok_or_else(|| ApiError::not_found("face verification"))
+        .ok_or_else(|| ApiError::not_found(refusal!("no_face_check", "no such face verification")))
 }
 
 /// Similarity in [0, 1] from a descriptor distance, to 4 decimals: what

@@ -21,6 +21,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
+use witness_engine::domain::Refusal;
+
 use crate::ApiError;
 
 /// A reason, a title, a name: what fits on one line.
@@ -33,19 +35,65 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// What stands for the field's name in [`problem`]'s refusals until the
+/// caller names it ([`Refusal::with`]).
+const FIELD: &str = "{field}";
+
 /// Why `text` is not a valid line (or note, with `lines`) of at most `max`
-/// characters, if it is not.
-pub fn problem(text: &str, max: usize, lines: bool) -> Option<String> {
+/// characters, if it is not: a refusal whose `{field}` the caller sets.
+pub fn problem(text: &str, max: usize, lines: bool) -> Option<Refusal> {
     let count = text.chars().count();
     if count > max {
-        return Some(format!("at most {max} characters, got {count}"));
+        return Some(refusal!(
+            "too_long",
+            "`{field}`: at most {max} characters, got {count}",
+            field = FIELD,
+            max = max,
+            count = count
+        ));
     }
     let allowed = |c: char| lines && matches!(c, '\n' | '\r' | '\t');
     if text.chars().any(|c| (c.is_control() && !allowed(c)) || is_bidi_control(c)) {
-        let what = if lines { "line breaks and tabs" } else { "nothing" };
-        return Some(format!("no control or direction-override characters (of those, {what} allowed)"));
+        return Some(if lines {
+            refusal!(
+                "control_characters_note",
+                "`{field}`: no control or direction-override characters (line breaks and tabs are allowed)",
+                field = FIELD
+            )
+        } else {
+            refusal!("control_characters", "`{field}`: no control or direction-override characters", field = FIELD)
+        });
     }
     None
+}
+
+/// How a [`problem`] travels through serde (whose errors are text) to
+/// [`from_serde`]: its code and values between markers no one types.
+fn to_serde(refusal: &Refusal) -> String {
+    let values: Vec<[&str; 2]> = refusal.values.iter().map(|(n, v)| [*n, v.as_str()]).collect();
+    format!("\u{1}{}\u{1}{}\u{1}", refusal.code, serde_json::to_string(&values).expect("strings serialise"))
+}
+
+/// The [`problem`] a JSON body's field had (`path`, as serde names it),
+/// if `message` carries one.
+pub(crate) fn from_serde(path: &str, message: &str) -> Option<Refusal> {
+    let mut parts = message.split('\u{1}');
+    let (_, code, values) = (parts.next()?, parts.next()?, parts.next()?);
+    let values: Vec<[String; 2]> = serde_json::from_str(values).ok()?;
+    let mut refusal = [problem(&"x".repeat(2), 1, false)?, problem("\0", 1, false)?, problem("\0", 1, true)?]
+        .into_iter()
+        .find(|r| r.code == code)?;
+    refusal.values.clear();
+    for [name, value] in values {
+        let name = refusal_name(&name)?;
+        refusal.values.push((name, value));
+    }
+    Some(refusal.with("field", path))
+}
+
+/// The `'static` name of a [`problem`]'s value.
+fn refusal_name(name: &str) -> Option<&'static str> {
+    ["field", "max", "count"].into_iter().find(|n| *n == name)
 }
 
 macro_rules! bounded {
@@ -77,7 +125,7 @@ macro_rules! bounded {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let text = String::deserialize(d)?;
                 match problem(&text, N, $lines) {
-                    Some(why) => Err(serde::de::Error::custom(why)),
+                    Some(refusal) => Err(serde::de::Error::custom(to_serde(&refusal))),
                     None => Ok(Self(text)),
                 }
             }
@@ -101,7 +149,7 @@ bounded!(
 /// that arrives inside a type of the event schemas.
 pub fn line(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
     match problem(text, max, false) {
-        Some(why) => Err(ApiError::bad_request(format!("`{field}`: {why}"))),
+        Some(refusal) => Err(ApiError::bad_request(refusal.with("field", field))),
         None => Ok(()),
     }
 }
@@ -109,7 +157,7 @@ pub fn line(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
 /// Checks `text` as a [`Note`] of at most `max` characters.
 pub fn note(field: &str, text: &str, max: usize) -> Result<(), ApiError> {
     match problem(text, max, true) {
-        Some(why) => Err(ApiError::bad_request(format!("`{field}`: {why}"))),
+        Some(refusal) => Err(ApiError::bad_request(refusal.with("field", field))),
         None => Ok(()),
     }
 }
@@ -125,7 +173,10 @@ pub fn locale(text: &str) -> Result<(), ApiError> {
         && first.chars().all(|c| c.is_ascii_alphabetic())
         && subtags.all(|s| (1..=8).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric()));
     if !valid {
-        return Err(ApiError::bad_request("`locale`: a language tag such as zh-CN or en, at most 35 characters"));
+        return Err(ApiError::bad_request(refusal!(
+            "locale_tag",
+            "`locale`: a language tag such as zh-CN or en, at most 35 characters"
+        )));
     }
     Ok(())
 }
@@ -143,22 +194,25 @@ const DEVICES: &[&str] = &[
 pub fn file_name(name: &str) -> Result<String, ApiError> {
     use unicode_normalization::UnicodeNormalization;
     let name: String = name.trim().nfc().collect();
-    let refuse = |why: &str| Err(ApiError::bad_request(format!("`file_name`: {why}")));
+    let refuse = |refusal: Refusal| Err(ApiError::bad_request(refusal));
     if name.is_empty() || name.chars().count() > 255 {
-        return refuse("1 to 255 characters");
+        return refuse(refusal!("file_name_length", "`file_name`: 1 to 255 characters"));
     }
-    if let Some(why) = problem(&name, 255, false) {
-        return refuse(&why);
+    if let Some(refusal) = problem(&name, 255, false) {
+        return refuse(refusal.with("field", "file_name"));
     }
     if name.contains(['/', '\\', '<', '>', ':', '"', '|', '?', '*']) {
-        return refuse(r#"none of / \ < > : " | ? *"#);
+        return refuse(refusal!("file_name_characters", "`file_name`: none of / \\ < > : \" | ? *"));
     }
     if name.ends_with('.') {
-        return refuse("a name may not end in a dot");
+        return refuse(refusal!("file_name_dot", "`file_name`: a name may not end in a dot"));
     }
     let stem = name.split('.').next().unwrap_or_default().trim_end();
     if DEVICES.iter().any(|d| d.eq_ignore_ascii_case(stem)) {
-        return refuse("a device name (CON, NUL, COM1, …) is not a file name");
+        return refuse(refusal!(
+            "file_name_device",
+            "`file_name`: a device name (CON, NUL, COM1, …) is not a file name"
+        ));
     }
     Ok(name)
 }
@@ -171,13 +225,18 @@ mod tests {
     fn lines_and_notes_are_bounded_and_free_of_control_and_override_characters() {
         assert!(problem("转人工 please", LINE, false).is_none());
         assert!(problem(&"字".repeat(200), 200, false).is_none(), "characters, not bytes");
-        assert!(problem(&"字".repeat(201), 200, false).unwrap().contains("at most 200 characters, got 201"));
+        assert!(problem(&"字".repeat(201), 200, false)
+            .unwrap()
+            .to_string()
+            .contains("at most 200 characters, got 201"));
         assert!(problem("a\nb", LINE, false).is_some());
         assert!(problem("a\nb\tc", NOTE, true).is_none());
         assert!(problem("a\0b", NOTE, true).is_some());
         assert!(problem("invoice\u{202E}fdp.exe", NOTE, true).is_some());
         let line: Result<Line<5>, _> = serde_json::from_str(r#""toolong""#);
-        assert!(line.unwrap_err().to_string().contains("at most 5 characters"));
+        let refusal = from_serde("reason", &line.unwrap_err().to_string()).expect("the refusal, through serde");
+        assert_eq!(refusal.to_string(), "`reason`: at most 5 characters, got 7");
+        assert_eq!(from_serde("reason", "expected a string"), None, "serde's own errors are not ours");
         let note: Note<10> = serde_json::from_str(r#""ok\nfine""#).unwrap();
         assert_eq!(&*note, "ok\nfine");
     }

@@ -121,8 +121,13 @@ impl Groups {
     pub fn get(&self, name: &str) -> Result<&GroupView, ApiError> {
         self.groups.iter().find(|g| g.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
-            let message = format!("no group `{name}`: the groups are {}", names.join(", "));
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+            let refusal = refusal!(
+                "no_group",
+                "no group `{name}`: the groups are {groups}",
+                name = name,
+                groups = names.join(", ")
+            );
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, refusal)
         })
     }
 }
@@ -258,11 +263,14 @@ async fn leave_message(
     let s = crate::sessions::load(&state, &caller, &id).await?;
     use witness_engine::domain::session::{SessionCommand, SessionStatus};
     if !matches!(s.state.status, SessionStatus::Queued | SessionStatus::Offered) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "a message is left while waiting for a person"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            refusal!("message_while_waiting", "a message is left while waiting for a person"),
+        ));
     }
     let text = body.text.into_inner();
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request("`text`: the message is empty"));
+        return Err(ApiError::bad_request(refusal!("empty_message", "`text`: the message is empty")));
     }
     let group = s.state.group.clone().unwrap_or_else(|| s.state.business_type.clone());
     // The session ends first: if it was taken meanwhile, no ticket is made.

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
+use witness_engine::domain::Refusal;
 
 use jieba_rs::Jieba;
 use serde::{Deserialize, Serialize};
@@ -293,8 +294,8 @@ async fn import(
     use witness_engine::domain::tenant::{Tenant, TenantCommand};
     caller.require(&[witness_schemas::Role::Admin])?;
     let axum::extract::Query(query) =
-        query.map_err(|_| ApiError::bad_request("`format` must be `json` or `markdown`"))?;
-    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        query.map_err(|_| ApiError::bad_request(refusal!("faq_format", "`format` must be `json` or `markdown`")))?;
+    let body = body.map_err(|e| ApiError::unread_body(e.status(), e.body_text()))?;
     let entries = parse(query.format, &body).map_err(ApiError::bad_request)?;
     let count = entries.len();
     let command = TenantCommand::ImportFaq { entries };
@@ -324,7 +325,8 @@ async fn search(
 ) -> Result<axum::Json<Vec<Hit>>, ApiError> {
     use witness_schemas::Role;
     caller.require(&[Role::Agent, Role::Supervisor, Role::Admin])?;
-    let axum::extract::Query(query) = query.map_err(|_| ApiError::bad_request("`q` is required"))?;
+    let axum::extract::Query(query) =
+        query.map_err(|_| ApiError::bad_request(refusal!("q_required", "`q` is required")))?;
     Ok(axum::Json(state.kb.search(&state.store, &caller.t, &query.q, 3).await?))
 }
 
@@ -347,7 +349,10 @@ async fn suggestions(
 
 fn index_error(e: tantivy::TantivyError) -> ApiError {
     tracing::error!(error = %e, "knowledge base index");
-    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the knowledge base is unavailable")
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        refusal!("kb_unavailable", "the knowledge base is unavailable"),
+    )
 }
 
 /// An import file: JSON (`[{"id"?, "question", "answer"}]`) or Markdown
@@ -377,10 +382,10 @@ fn id_of(question: &str) -> String {
 /// Parses an import file. Every problem is named with where it is; an empty
 /// file, an entry without question or answer, an overlong text or a
 /// repeated id refuses the whole import.
-pub fn parse(format: Format, text: &str) -> Result<Vec<FaqEntry>, String> {
+pub fn parse(format: Format, text: &str) -> Result<Vec<FaqEntry>, Refusal> {
     let raw: Vec<(Option<String>, String, String)> = match format {
         Format::Json => serde_json::from_str::<Vec<JsonEntry>>(text)
-            .map_err(|e| format!("FAQ JSON: {e}"))?
+            .map_err(|e| refusal!("faq_json", "FAQ JSON: {detail}", detail = e))?
             .into_iter()
             .map(|e| (e.id, e.question, e.answer))
             .collect(),
@@ -393,35 +398,66 @@ pub fn parse(format: Format, text: &str) -> Result<Vec<FaqEntry>, String> {
                     last.2.push_str(line);
                     last.2.push('\n');
                 } else if !line.trim().is_empty() && !line.starts_with("# ") {
-                    return Err(format!("FAQ Markdown line {}: text before the first `## ` question", n + 1));
+                    return Err(refusal!(
+                        "faq_markdown",
+                        "FAQ Markdown line {line}: text before the first `## ` question",
+                        line = n + 1
+                    ));
                 }
             }
             entries
         }
     };
     if raw.is_empty() {
-        return Err("the FAQ file has no entries".into());
+        return Err(refusal!("faq_no_entries", "the FAQ file has no entries"));
     }
     if raw.len() > MAX_ENTRIES {
-        return Err(format!("the FAQ file has {} entries; at most {MAX_ENTRIES} per import", raw.len()));
+        return Err(refusal!(
+            "faq_too_many",
+            "the FAQ file has {count} entries; at most {max} per import",
+            count = raw.len(),
+            max = MAX_ENTRIES
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     let mut entries = vec![];
     for (i, (id, question, answer)) in raw.into_iter().enumerate() {
         let (question, answer) = (question.trim().to_owned(), answer.trim().to_owned());
-        let at = format!("entry {} ({question:?})", i + 1);
+        let (entry, quoted) = (i + 1, format!("{question:?}"));
         if question.is_empty() || answer.is_empty() {
-            return Err(format!("{at}: needs a question and an answer"));
+            return Err(refusal!(
+                "faq_entry_empty",
+                "entry {entry} ({question}): needs a question and an answer",
+                entry = entry,
+                question = quoted
+            ));
         }
         if question.chars().count() > MAX_TEXT || answer.chars().count() > MAX_TEXT {
-            return Err(format!("{at}: longer than {MAX_TEXT} characters"));
+            return Err(refusal!(
+                "faq_entry_long",
+                "entry {entry} ({question}): longer than {max} characters",
+                entry = entry,
+                question = quoted,
+                max = MAX_TEXT
+            ));
         }
         let id = id.unwrap_or_else(|| id_of(&question));
         if id.is_empty() || id.len() > 128 {
-            return Err(format!("{at}: an id is 1 to 128 characters"));
+            return Err(refusal!(
+                "faq_entry_id",
+                "entry {entry} ({question}): an id is 1 to 128 characters",
+                entry = entry,
+                question = quoted
+            ));
         }
         if !seen.insert(id.clone()) {
-            return Err(format!("{at}: id {id:?} appears twice"));
+            return Err(refusal!(
+                "faq_entry_twice",
+                "entry {entry} ({question}): id {id} appears twice",
+                entry = entry,
+                question = quoted,
+                id = format!("{id:?}")
+            ));
         }
         entries.push(FaqEntry { id, question, answer });
     }
@@ -509,7 +545,7 @@ mod tests {
             (Format::Markdown, "## Q without answer\n", "needs a question and an answer"),
         ] {
             let error = parse(format, bad).unwrap_err();
-            assert!(error.contains(words), "{bad}: {error}");
+            assert!(error.to_string().contains(words), "{bad}: {error}");
         }
     }
 }

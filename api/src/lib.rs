@@ -31,6 +31,10 @@
 //! # Ok(()) }
 //! ```
 
+// `refusal!` in every module: each error is made with it (see `error`).
+#[macro_use]
+extern crate witness_engine;
+
 pub mod accounts;
 pub mod auth;
 pub mod bot;
@@ -383,9 +387,12 @@ pub fn app(state: AppState) -> Router {
         .merge(face::router())
         .merge(review::router())
         .merge(embed::router())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, refusal!("no_route", "no such route")) })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                refusal!("wrong_method", "this route does not take that method"),
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), embed::cross_origin))

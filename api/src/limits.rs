@@ -124,9 +124,36 @@ impl Default for Throttles {
     }
 }
 
+/// What a throttle limits, for its 429.
+#[derive(Debug, Clone, Copy)]
+pub enum Limited {
+    Logins,
+    LoginFailures,
+    Visitors,
+}
+
 /// The 429 for a throttle that says "wait `seconds`".
-pub fn refuse(what: &str, seconds: u64) -> ApiError {
-    ApiError::too_many(format!("too many {what}; try again in {seconds} s"), seconds)
+pub fn refuse(what: Limited, seconds: u64) -> ApiError {
+    let refusal = match what {
+        Limited::Logins => refusal!(
+            "too_many_logins",
+            "too many login attempts from this address; try again in {seconds} s",
+            seconds = seconds
+        ),
+        Limited::LoginFailures => refusal!(
+            "too_many_failures",
+            "too many failed logins for this login; try again in {seconds} s",
+            seconds = seconds
+        ),
+        Limited::Visitors => {
+            refusal!(
+                "too_many_visitors",
+                "too many visitors from this address; try again in {seconds} s",
+                seconds = seconds
+            )
+        }
+    };
+    ApiError::too_many(refusal, seconds)
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ pub(crate) async fn ws(
     upgrade: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<axum::response::Response, crate::ApiError> {
     let upgrade =
-        upgrade.map_err(|e| crate::ApiError::bad_request(format!("not a WebSocket request: {}", e.body_text())))?;
+        upgrade.map_err(|e| crate::ApiError::malformed(format!("not a WebSocket request: {}", e.body_text())))?;
     let session = q.get("session").cloned();
     Ok(upgrade.on_upgrade(move |mut socket| async move {
         // The socket counts under the connection caps while it is open.
@@ -281,21 +281,31 @@ async fn authenticate(
         kind: String,
         token: String,
     }
-    let unauthorized = |why: &str| crate::ApiError::new(axum::http::StatusCode::UNAUTHORIZED, why);
+    let unauthorized = |refusal| crate::ApiError::new(axum::http::StatusCode::UNAUTHORIZED, refusal);
+    let auth_first = || {
+        unauthorized(refusal!(
+            "socket_auth_first",
+            "the first message is {message}",
+            message = r#"{"type":"auth","token":…}"#
+        ))
+    };
     let first = match tokio::time::timeout(AUTH_WITHIN, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => text,
-        Ok(_) => return Err(unauthorized("the first message is {\"type\":\"auth\",\"token\":…}")),
-        Err(_) => return Err(unauthorized("no token within 10 s")),
+        Ok(_) => return Err(auth_first()),
+        Err(_) => {
+            let seconds = AUTH_WITHIN.as_secs();
+            return Err(unauthorized(refusal!("socket_auth_late", "no token within {seconds} s", seconds = seconds)));
+        }
     };
-    let auth: Auth = serde_json::from_str(&first)
-        .ok()
-        .filter(|a: &Auth| a.kind == "auth")
-        .ok_or_else(|| unauthorized("the first message is {\"type\":\"auth\",\"token\":…}"))?;
+    let auth: Auth = serde_json::from_str(&first).ok().filter(|a: &Auth| a.kind == "auth").ok_or_else(auth_first)?;
     let caller = state.keys.verify(&auth.token, chrono::Utc::now())?;
     state.revocations.check(&state.store, &caller).await?;
     let session = match (caller.r, session) {
         (witness_schemas::Role::Customer, None) => {
-            return Err(crate::ApiError::bad_request("a customer's WebSocket names its session: `?session=ID`"))
+            return Err(crate::ApiError::bad_request(refusal!(
+                "socket_needs_session",
+                "a customer's WebSocket names its session: `?session=ID`"
+            )))
         }
         (_, Some(id)) => Some(crate::sessions::load(state, &caller, id).await?.id),
         (_, None) => None,

@@ -116,7 +116,10 @@ pub(crate) async fn guarded(
     if !(by_token || by_admin) {
         return crate::ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "metrics need `Authorization: Bearer` with the metrics token or an admin's token",
+            refusal!(
+                "metrics_token",
+                "metrics need `Authorization: Bearer` with the metrics token or an admin's token"
+            ),
         )
         .into_response();
     }

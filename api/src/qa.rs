@@ -96,17 +96,26 @@ async fn evaluate(
     if form.is_empty() {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
-            "the tenant has no QA form: an admin sets one first",
+            refusal!("no_qa_form", "the tenant has no QA form: an admin sets one first"),
         ));
     }
     let mut criteria = Vec::with_capacity(form.len());
     for c in &form {
         let mut given = body.scores.iter().filter(|s| *s.criterion == *c.name);
         let (Some(s), None) = (given.next(), given.next()) else {
-            return Err(ApiError::bad_request(format!("score criterion {:?} exactly once", c.name)));
+            return Err(ApiError::bad_request(refusal!(
+                "score_once",
+                "score criterion {name} exactly once",
+                name = format!("{:?}", c.name)
+            )));
         };
         if !(s.score.is_finite() && (0.0..=c.max_score).contains(&s.score)) {
-            return Err(ApiError::bad_request(format!("{:?}: a score from 0 to {}", c.name, c.max_score)));
+            return Err(ApiError::bad_request(refusal!(
+                "score_range",
+                "{name}: a score from 0 to {max}",
+                name = format!("{:?}", c.name),
+                max = c.max_score
+            )));
         }
         criteria.push(QaCriterionScore {
             criterion: c.name.clone(),
@@ -116,7 +125,11 @@ async fn evaluate(
         });
     }
     if let Some(extra) = body.scores.iter().find(|s| !form.iter().any(|c| *c.name == *s.criterion)) {
-        return Err(ApiError::bad_request(format!("{:?} is not a criterion of the form", extra.criterion)));
+        return Err(ApiError::bad_request(refusal!(
+            "not_a_criterion",
+            "{name} is not a criterion of the form",
+            name = format!("{:?}", extra.criterion)
+        )));
     }
     let evaluation = QaEvaluated {
         evaluation_id: EvaluationId::new(),

@@ -36,7 +36,7 @@ async fn allowed(state: &AppState, caller: &Claims, id: &str) -> Result<Loaded, 
         Role::Agent if s.state.agent.is_some() && s.state.agent == caller.user_id().ok() => Ok(s),
         _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "only the session's agent and supervising staff hear its recordings",
+            refusal!("recordings_forbidden", "only the session's agent and supervising staff hear its recordings"),
         )),
     }
 }
@@ -252,15 +252,22 @@ async fn composite_now(
     Path((id, recording)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let s = allowed(&state, &caller, &id).await?;
-    let recording: RecordingId = recording.parse().map_err(|_| ApiError::not_found("recording"))?;
+    let recording: RecordingId =
+        recording.parse().map_err(|_| ApiError::not_found(refusal!("no_recording", "no such recording")))?;
     if !s.state.recordings.contains(&recording) {
-        return Err(ApiError::not_found("recording"));
+        return Err(ApiError::not_found(refusal!("no_recording", "no such recording")));
     }
     if s.state.recording == Some(recording) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "the recording is still running"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            refusal!("recording_running", "the recording is still running"),
+        ));
     }
     if state.composites.progress(recording).is_some() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "this composite is already being rendered"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            refusal!("composite_running", "this composite is already being rendered"),
+        ));
     }
     tokio::spawn(render_composite(state.clone(), s.id, recording));
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "recording_id": recording, "progress": 0.0 }))))
@@ -463,10 +470,10 @@ async fn serve_file(
         Event::RecordingComposited(c) if c.file == wanted => Some((c.recording_id, c.file)),
         _ => None,
     }) else {
-        return Err(ApiError::not_found("recording segment"));
+        return Err(ApiError::not_found(refusal!("no_segment", "no such recording segment")));
     };
     let path = state.media.recordings_dir().join(&file);
-    let gone = |_| ApiError::new(StatusCode::GONE, "the segment file is missing");
+    let gone = |_| ApiError::new(StatusCode::GONE, refusal!("segment_missing", "the segment file is missing"));
     let mut opened = tokio::fs::File::open(&path).await.map_err(gone)?;
     let total = opened.metadata().await.map_err(gone)?.len();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -519,7 +526,7 @@ async fn composite_file(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if file_name != "composite.webm" {
-        return Err(ApiError::not_found("recording file"));
+        return Err(ApiError::not_found(refusal!("no_recording_file", "no such recording file")));
     }
     serve_file(state, caller, id, format!("{recording}/{file_name}"), query, headers).await
 }

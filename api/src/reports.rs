@@ -57,7 +57,11 @@ fn format(text: Option<&str>) -> Result<Format, ApiError> {
         "json" => Ok(Format::Json),
         "csv" => Ok(Format::Csv),
         "arrow" => Ok(Format::Arrow),
-        other => Err(ApiError::bad_request(format!("`format` must be json, csv or arrow, got {other:?}"))),
+        other => Err(ApiError::bad_request(refusal!(
+            "report_format",
+            "`format` must be json, csv or arrow, got {got}",
+            got = format!("{other:?}")
+        ))),
     }
 }
 
@@ -65,7 +69,12 @@ fn limit(n: Option<usize>) -> Result<usize, ApiError> {
     match n {
         None => Ok(DEFAULT_ROWS),
         Some(n) if (1..=MAX_ROWS).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(format!("`limit` must be from 1 to {MAX_ROWS}, got {n}"))),
+        Some(n) => Err(ApiError::bad_request(refusal!(
+            "row_limit",
+            "`limit` must be from 1 to {max}, got {got}",
+            max = MAX_ROWS,
+            got = n
+        ))),
     }
 }
 
@@ -74,20 +83,48 @@ impl From<ReportError> for ApiError {
         match e {
             ReportError::NoExport(dir) => {
                 tracing::warn!(dir = %dir.display(), "a report was asked for before any export");
-                ApiError::new(StatusCode::NOT_FOUND, "nothing has been exported for analysis yet")
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    refusal!("nothing_exported", "nothing has been exported for analysis yet"),
+                )
             }
-            ReportError::Query(e) => ApiError::bad_request(e.to_string()),
-            e @ ReportError::Timeout(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            ReportError::Limit(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why),
-            e @ ReportError::Busy => ApiError::too_many(e.to_string(), 5),
+            // What DataFusion and the limits say is for the analyst who
+            // wrote the SQL: given as it is, after a sentence of our own.
+            ReportError::Query(e) => {
+                ApiError::bad_request(refusal!("query_failed", "the query failed: {detail}", detail = e))
+            }
+            ReportError::Timeout(t) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                refusal!(
+                    "report_timeout",
+                    "the query ran longer than {seconds} s and was stopped",
+                    seconds = t.as_secs()
+                ),
+            ),
+            ReportError::Limit(why) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refusal!("report_limit", "the query is past what a report may do: {detail}", detail = why),
+            ),
+            ReportError::Busy => ApiError::too_many(
+                refusal!("reports_busy", "every report worker is busy; try again in a few seconds"),
+                5,
+            ),
             e @ ReportError::Worker(_) => {
                 tracing::error!(error = %e, "running a report");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the report could not be run")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    refusal!("report_failed", "the report could not be run"),
+                )
             }
-            ReportError::UnknownReport(name) => ApiError::not_found(&format!("report {name:?}")),
+            ReportError::UnknownReport(name) => {
+                ApiError::not_found(refusal!("no_report", "no such report {name}", name = format!("{name:?}")))
+            }
             e @ ReportError::Write(_) => {
                 tracing::error!(error = %e, "writing a report");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the answer could not be written")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    refusal!("answer_unwritable", "the answer could not be written"),
+                )
             }
         }
     }
@@ -135,17 +172,21 @@ async fn standard(
     Path(name): Path<String>,
     options: Result<Query<Options>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(options) = options.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(options) = options.map_err(|e| ApiError::malformed(e.body_text()))?;
     let rows = match options.limit.as_deref() {
         None => None,
-        Some(text) => {
-            Some(text.parse().map_err(|_| ApiError::bad_request(format!("`limit`: not a number: {text:?}")))?)
-        }
+        Some(text) => Some(text.parse().map_err(|_| {
+            ApiError::bad_request(refusal!(
+                "limit_not_number",
+                "`limit`: not a number: {got}",
+                got = format!("{text:?}")
+            ))
+        })?),
     };
     let (format, limit) = (format(options.format.as_deref())?, limit(rows)?);
     let Some(report) = STANDARD.iter().find(|r| r.name == name) else {
         caller.require(ANALYSTS)?;
-        return Err(ApiError::not_found(&format!("report {name:?}")));
+        return Err(ApiError::not_found(refusal!("no_report", "no such report {name}", name = format!("{name:?}"))));
     };
     let answer = query(&state, &caller, report.sql, limit).await?;
     respond(&answer, format)

@@ -124,7 +124,10 @@ pub async fn sweep(
             let s = sessions.entry((e.tenant_id.clone(), id)).or_default();
             match e.decode().map_err(|err| {
                 tracing::error!(position = e.position, error = %err, "retention: undecodable event");
-                ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "a stored event cannot be read")
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    refusal!("event_unreadable", "a stored event cannot be read"),
+                )
             })? {
                 Event::SessionEnded(_) => s.ended_at = Some(e.occurred_at),
                 Event::CustomerMessage(CustomerMessage { content, .. })
@@ -284,7 +287,10 @@ pub async fn sweep(
                 let events = store.read_stream(&stream, 1).await?;
                 projector.erase_session(&events).await.map_err(|e| {
                     tracing::error!(error = %e, "retention: rewriting the read models");
-                    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the read models cannot be written")
+                    ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        refusal!("read_models_unwritable", "the read models cannot be written"),
+                    )
                 })?;
                 let erased = PersonalDataErased { class: DataClass::Messages, reason: reason(DataClass::Messages) };
                 record(store, &tenant, *id, SessionCommand::RecordErasure { erased }, now).await?;
@@ -315,7 +321,10 @@ async fn record(
 
 fn removal(e: std::io::Error) -> ApiError {
     tracing::error!(error = %e, "retention: removing a file failed");
-    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "a file could not be removed; the next sweep retries")
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        refusal!("file_not_removed", "a file could not be removed; the next sweep retries"),
+    )
 }
 
 // ---------------------------------------------------------------- the API

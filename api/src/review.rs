@@ -40,11 +40,17 @@ async fn pending(
     query: Result<Query<PendingQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<ReviewRow>>, ApiError> {
     caller.require(&[Role::Compliance])?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
     let all = match q.status.as_deref() {
         None | Some("") | Some("pending") => false,
         Some("all") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("`status` is pending or all, got {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(refusal!(
+                "review_status",
+                "`status` is pending or all, got {got}",
+                got = format!("{other:?}")
+            )))
+        }
     };
     Ok(Json(state.projector.reviews(&caller.t, all, 500).await?))
 }
@@ -164,9 +170,16 @@ async fn review_step(
     let session = load(&state, &caller, &id).await?;
     let comment = comment(body.comment)?;
     if !body.passed && comment.is_none() {
-        return Err(ApiError::bad_request("a failed step needs a `comment` saying why"));
+        return Err(ApiError::bad_request(refusal!(
+            "failed_step_comment",
+            "a failed step needs a `comment` saying why"
+        )));
     }
-    let dual = session.state.dual.clone().ok_or_else(|| ApiError::not_found("dual recording"))?;
+    let dual = session
+        .state
+        .dual
+        .clone()
+        .ok_or_else(|| ApiError::not_found(refusal!("no_dual_recording", "no such dual recording")))?;
     let review = DualRecordingStepReviewed {
         script_id: dual.script_id,
         script_version: dual.version,
@@ -214,7 +227,10 @@ async fn package(
     caller.require(&[Role::Compliance])?;
     let session = load(&state, &caller, &id).await?;
     let signer = state.package_signer.clone().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this server has no key to sign packages with")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            refusal!("no_package_key", "this server has no key to sign packages with"),
+        )
     })?;
     let Json(view) = show(State(state.clone()), Caller(caller.clone()), Path(id.clone())).await?;
     let review = serde_json::to_value(&view).expect("a review serialises");
@@ -222,7 +238,10 @@ async fn package(
     crate::supervision::record_view(&state, &caller, "review_package", Some(session.id), events).await?;
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "writing a review package");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the review package could not be written")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            refusal!("package_failed", "the review package could not be written"),
+        )
     };
     // Written to a file with no name (gone when closed), then sent as it is
     // read: recordings can be hours long, and never sit whole in memory.

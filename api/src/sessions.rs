@@ -8,6 +8,7 @@
 //! elsewhere or not.
 
 use std::collections::BTreeMap;
+use witness_engine::domain::Refusal;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -67,12 +68,12 @@ impl Loaded {
         }
     }
 
-    /// Refuses (403) anyone but the agent the session is assigned to;
-    /// `what` ends the refusal: "only the session's agent {what}".
-    pub fn require_assigned_agent(&self, caller: &Claims, what: &str) -> Result<(), ApiError> {
+    /// Refuses (403, with `refusal`) anyone but the agent the session is
+    /// assigned to.
+    pub fn require_assigned_agent(&self, caller: &Claims, refusal: Refusal) -> Result<(), ApiError> {
         caller.require(&[Role::Agent])?;
         if self.state.agent != Some(caller.user_id()?) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, format!("only the session's agent {what}")));
+            return Err(ApiError::new(StatusCode::FORBIDDEN, refusal));
         }
         Ok(())
     }
@@ -88,13 +89,13 @@ impl Loaded {
 /// between commands, brought up to date: a chat message does not read the
 /// session's whole history.
 pub(crate) async fn load(state: &AppState, caller: &Claims, id: &str) -> Result<Loaded, ApiError> {
-    let id: SessionId = id.parse().map_err(|_| ApiError::not_found("session"))?;
+    let id: SessionId = id.parse().map_err(|_| ApiError::not_found(refusal!("no_session", "no such session")))?;
     let folded = witness_engine::executor::current::<Session>(&state.store, &StreamId::session(id)).await?;
     if folded.tenant.as_ref() != Some(&caller.t) {
-        return Err(ApiError::not_found("session"));
+        return Err(ApiError::not_found(refusal!("no_session", "no such session")));
     }
     if caller.r == Role::Customer && caller.s != folded.state.customer_ref {
-        return Err(ApiError::not_found("session"));
+        return Err(ApiError::not_found(refusal!("no_session", "no such session")));
     }
     Ok(Loaded { id, state: folded.state })
 }
@@ -180,7 +181,10 @@ async fn start(
         || business_type.len() > 64
         || !business_type.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return Err(ApiError::bad_request("`business_type`: 1 to 64 of a-z, 0-9, _ and -"));
+        return Err(ApiError::bad_request(refusal!(
+            "business_type_format",
+            "`business_type`: 1 to 64 of a-z, 0-9, _ and -"
+        )));
     }
     if let Some(locale) = &req.locale {
         crate::fields::locale(locale)?;
@@ -310,7 +314,7 @@ fn check_content(content: &MessageContent) -> Result<(), ApiError> {
         MessageContent::File { .. } => ("file", "-"),
     };
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request(format!("`{what}` is empty")));
+        return Err(ApiError::bad_request(refusal!("field_empty", "`{field}` is empty", field = what)));
     }
     crate::fields::note(what, text, MAX_TEXT)
 }
@@ -349,12 +353,18 @@ async fn message(
         Role::Agent => {
             let me = caller.user_id()?;
             if s.state.agent != Some(me) {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "only the session's agent speaks in it"));
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    refusal!("agent_speaks", "only the session's agent speaks in it"),
+                ));
             }
             SessionCommand::AgentSays { agent_id: me, message_id, content }
         }
         _ => {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "only the customer and the session's agent send messages"))
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                refusal!("parties_send", "only the customer and the session's agent send messages"),
+            ))
         }
     };
     let mut version = run(&state, &caller, s.id, command).await?;
@@ -474,7 +484,8 @@ async fn rate(
     Body(req): Body<Rate>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Customer])?;
-    let rating = Rating::try_from(req.rating).map_err(|e| ApiError::bad_request(format!("`rating`: {e}")))?;
+    let rating = Rating::try_from(req.rating)
+        .map_err(|_| ApiError::bad_request(refusal!("rating_range", "`rating`: an integer from 1 to 5")))?;
     let s = load(&state, &caller, &id).await?;
     let comment = req.comment.map(Note::into_inner);
     let version = run(&state, &caller, s.id, SessionCommand::Rate { rating, comment }).await?;
@@ -489,11 +500,16 @@ async fn end(
     let ended_by = match caller.r {
         Role::Customer => EndedBy::Customer,
         Role::Agent => EndedBy::Agent,
-        _ => return Err(ApiError::new(StatusCode::FORBIDDEN, "only the customer or the session's agent ends it")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                refusal!("parties_end", "only the customer or the session's agent ends it"),
+            ))
+        }
     };
     let s = load(&state, &caller, &id).await?;
     if caller.r == Role::Agent && s.state.agent != Some(caller.user_id()?) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "only the session's agent ends it"));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, refusal!("agent_ends", "only the session's agent ends it")));
     }
     // The decider turns a customer leaving the queue into `abandoned`.
     let reason = if s.state.status == SessionStatus::WithBot { EndReason::BotResolved } else { EndReason::Resolved };
@@ -547,7 +563,7 @@ async fn decline(
 async fn tenant_agent(state: &AppState, caller: &Claims, agent_id: UserId) -> Result<(), ApiError> {
     let dir = crate::accounts::directory(&state.store, &caller.t).await?;
     if dir.user(agent_id).is_none_or(|u| u.role != Role::Agent) {
-        return Err(ApiError::not_found("agent"));
+        return Err(ApiError::not_found(refusal!("no_agent", "no such agent")));
     }
     Ok(())
 }
@@ -584,7 +600,7 @@ async fn assign(
     tenant_agent(&state, &caller, req.agent_id).await?;
     let agent = witness_engine::executor::current::<Agent>(&state.store, &StreamId::agent(req.agent_id)).await?;
     if agent.state.presence.is_none_or(|p| p == Presence::Offline) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "that agent is offline"));
+        return Err(ApiError::new(StatusCode::CONFLICT, refusal!("agent_offline", "that agent is offline")));
     }
     let s = load(&state, &caller, &id).await?;
     let command = SessionCommand::Assign { offer_id: OfferId::new(), agent_id: req.agent_id, at: Utc::now() };
@@ -640,9 +656,10 @@ async fn transfer(
         if others == 0 && target.when_nobody_online == NobodyOnline::Refuse {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!(
-                    "nobody in {} is online: the transfer is refused and the customer stays with you",
-                    target.label
+                refusal!(
+                    "group_offline",
+                    "nobody in {group} is online: the transfer is refused and the customer stays with you",
+                    group = target.label
                 ),
             ));
         }
@@ -710,7 +727,7 @@ async fn presence(
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
     if req.skill_groups.len() > 32 {
-        return Err(ApiError::bad_request("`skill_groups`: at most 32"));
+        return Err(ApiError::bad_request(refusal!("skill_group_count", "`skill_groups`: at most 32")));
     }
     let agent_id = caller.user_id()?;
     let command = AgentCommand::SetPresence {

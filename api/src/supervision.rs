@@ -69,17 +69,35 @@ async fn dashboard(
     query: Result<Query<DashboardQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Dashboard>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
     let offset = match q.offset.as_deref().filter(|o| !o.is_empty()) {
         None => 0,
-        Some(text) => text
-            .parse::<i32>()
-            .map_err(|_| ApiError::bad_request(format!("`offset`: minutes east of UTC, like 480, got {text:?}")))?,
+        Some(text) => text.parse::<i32>().map_err(|_| {
+            ApiError::bad_request(refusal!(
+                "offset_minutes",
+                "`offset`: minutes east of UTC, like 480, got {got}",
+                got = format!("{text:?}")
+            ))
+        })?,
     };
+    let max = witness_projections::dashboard::MAX_OFFSET_MINUTES;
+    if offset.abs() > max {
+        return Err(ApiError::bad_request(refusal!(
+            "offset_range",
+            "`offset`: within ±{max} minutes of UTC, got {got}",
+            max = max,
+            got = offset
+        )));
+    }
     let day = match q.day.as_deref().filter(|d| !d.is_empty()) {
         None => (chrono::Utc::now() + chrono::Duration::minutes(offset as i64)).date_naive(),
-        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map_err(|_| ApiError::bad_request(format!("`day`: a date like 2026-11-27, got {text:?}")))?,
+        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+            ApiError::bad_request(refusal!(
+                "day_format",
+                "`day`: a date like 2026-11-27, got {got}",
+                got = format!("{text:?}")
+            ))
+        })?,
     };
     let kpis = state.projector.day_kpis(&caller.t, day, offset).await?;
     let queue = named_queue(&state, &caller.t).await?;
@@ -101,7 +119,12 @@ fn limit(page: &Page) -> Result<usize, ApiError> {
         None => Ok(DEFAULT_PAGE),
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_PAGE}, got {text:?}"))),
+            _ => Err(ApiError::bad_request(refusal!(
+                "page_limit",
+                "`limit` must be an integer from 1 to {max}, got {got}",
+                max = MAX_PAGE,
+                got = format!("{text:?}")
+            ))),
         },
     }
 }
@@ -119,9 +142,10 @@ fn page_start(state: &AppState, caller: &Claims, paging: Paging, page: &Page) ->
     match page.from.as_deref() {
         None | Some("") | Some("0") => Ok(None),
         Some(text) => cursor::open(&state.keys, paging, &caller.t, text).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start",
-            )
+            ApiError::bad_request(refusal!(
+                "bad_cursor",
+                "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start"
+            ))
         }),
     }
 }
@@ -133,11 +157,16 @@ async fn audit(
     query: PageQuery,
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance])?;
-    let Query(page) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(page) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
     let from = match page_start(&state, &caller, Paging::Audit, &page)?.as_deref() {
         None => 0,
         Some(&[position]) => position,
-        Some(_) => return Err(ApiError::bad_request("`from`: not an audit trail cursor")),
+        Some(_) => {
+            return Err(ApiError::bad_request(refusal!(
+                "bad_cursor",
+                "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start"
+            )))
+        }
     };
     let rows = state.projector.audit(&state.store, &caller.t, caller.r, from, limit(&page)?).await?;
     record_view(&state, &caller, "audit_trail", None, rows.len()).await?;
@@ -218,7 +247,16 @@ struct AuditExportQuery {
 /// An RFC 3339 time or a day (its midnight UTC), for `name`.
 fn time_param(name: &str, text: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
     text.filter(|t| !t.is_empty())
-        .map(|t| witness_projections::audit::parse_time(t).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}"))))
+        .map(|t| {
+            witness_projections::audit::parse_time(t).map_err(|_| {
+                ApiError::bad_request(refusal!(
+                    "time_or_day",
+                    "`{field}`: {got} is neither an RFC 3339 time (2026-11-24T09:00:00Z) nor a day (2026-11-24)",
+                    field = name,
+                    got = format!("{t:?}")
+                ))
+            })
+        })
         .transpose()
 }
 
@@ -245,13 +283,10 @@ async fn audit_export(
     use axum::response::IntoResponse;
     use witness_projections::audit::{export_audit, AuditFormat, AuditQuery};
     caller.require(&[Role::Supervisor, Role::Compliance])?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let format: AuditFormat = q
-        .format
-        .as_deref()
-        .unwrap_or("jsonl")
-        .parse()
-        .map_err(|e: String| ApiError::bad_request(format!("`format`: {e}")))?;
+    let Query(q) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
+    let format: AuditFormat = q.format.as_deref().unwrap_or("jsonl").parse().map_err(|_: String| {
+        ApiError::bad_request(refusal!("export_format", "`format`: one of jsonl, csv or parquet"))
+    })?;
     let query = AuditQuery {
         tenant: Some(caller.t.clone()),
         from: time_param("from", q.from.as_deref())?,
@@ -261,16 +296,27 @@ async fn audit_export(
     let scratch = Scratch(std::env::temp_dir().join(format!("witness-audit-{}", uuid::Uuid::new_v4())));
     let pending = export_audit(&state.store, &scratch.0, &query, format, |_| {}).await.map_err(|e| match e {
         // A range that ends before it starts, refused before anything is written.
-        witness_projections::export::ExportError::Invalid(why) => ApiError::bad_request(why),
+        witness_projections::export::ExportError::Invalid(_) => ApiError::bad_request(refusal!(
+            "range_backwards",
+            "the range ends ({to}) before it starts ({from})",
+            to = q.to.as_deref().unwrap_or_default(),
+            from = q.from.as_deref().unwrap_or_default()
+        )),
         e => {
             tracing::error!(error = %e, "audit export failed");
-            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the audit export could not be written")
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                refusal!("export_failed", "the audit export could not be written"),
+            )
         }
     })?;
     record_audit_export(&state.store, &caller.t, &caller.actor(), &pending.manifest).await?;
     let file = tokio::fs::File::open(&pending.tmp).await.map_err(|e| {
         tracing::error!(error = %e, "audit export vanished");
-        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the audit export could not be read")
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            refusal!("export_unreadable", "the audit export could not be read"),
+        )
     })?;
     let headers = [
         (header::CONTENT_TYPE, format.content_type().to_owned()),
@@ -297,11 +343,16 @@ async fn events(
     query: PageQuery,
 ) -> Result<Json<EventsPage>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
-    let Query(page) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(page) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
     let from = match page_start(&state, &caller, Paging::Events, &page)?.as_deref() {
         None => Cursor::START,
         Some(&[commit, position]) => Cursor { commit, position },
-        Some(_) => return Err(ApiError::bad_request("`from`: not an event log cursor")),
+        Some(_) => {
+            return Err(ApiError::bad_request(refusal!(
+                "bad_cursor",
+                "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start"
+            )))
+        }
     };
     let ours = state.store.read_tenant(&caller.t, from, limit(&page)?).await?;
     let last = ours.last().map_or(from, |e| e.cursor());
@@ -335,13 +386,19 @@ pub(crate) async fn find_sessions(
     query: Result<Query<Search>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<SessionRow>>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
     let time = |name: &str, v: Option<String>| -> Result<Option<String>, ApiError> {
         match v.filter(|t| !t.is_empty()) {
             None => Ok(None),
             Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
                 .map(|d| Some(witness_engine::chain::time_text(&d.with_timezone(&chrono::Utc))))
-                .map_err(|_| ApiError::bad_request(format!("`{name}`: an RFC 3339 time, like 2026-11-25T09:00:00Z"))),
+                .map_err(|_| {
+                    ApiError::bad_request(refusal!(
+                        "time_format",
+                        "`{field}`: an RFC 3339 time, like 2026-11-25T09:00:00Z",
+                        field = name
+                    ))
+                }),
         }
     };
     let page = Page { from: None, limit: q.limit };

@@ -93,10 +93,10 @@ async fn load_ticket(
     caller: &Claims,
     id: &str,
 ) -> Result<(TicketId, Vec<RecordedEvent>, TicketState), ApiError> {
-    let id: TicketId = id.parse().map_err(|_| ApiError::not_found("ticket"))?;
+    let id: TicketId = id.parse().map_err(|_| ApiError::not_found(refusal!("no_ticket", "no such ticket")))?;
     let events = state.store.read_stream(&StreamId::ticket(id), 1).await?;
     if events.first().is_none_or(|e| e.tenant_id != caller.t) {
-        return Err(ApiError::not_found("ticket"));
+        return Err(ApiError::not_found(refusal!("no_ticket", "no such ticket")));
     }
     let decoded = crate::error::decode_stream(&events, "the ticket")?;
     Ok((id, events, Ticket::fold(&decoded)))

@@ -150,7 +150,15 @@ impl UploadStore {
         let (files, total) = self.quota;
         if used.files >= files || used.bytes + bytes as u64 > total {
             let mib = total / (1024 * 1024);
-            return Err(ApiError::too_many_coded("upload_quota", &[("files", &files), ("mib", &mib)], 3600));
+            return Err(ApiError::too_many(
+                refusal!(
+                    "upload_quota",
+                    "a session may send at most {files} files and {mib} MiB in all",
+                    files = files,
+                    mib = mib
+                ),
+                3600,
+            ));
         }
         used.files += 1;
         used.bytes += bytes as u64;
@@ -173,7 +181,14 @@ impl UploadStore {
             return Err(too_large(self.limit));
         }
         let media_type = sniff(&bytes).filter(|t| ALLOWED.contains(t)).ok_or_else(|| {
-            ApiError::coded(StatusCode::UNSUPPORTED_MEDIA_TYPE, "upload_kind", &[("kinds", &ALLOWED.join(", "))])
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                refusal!(
+                    "upload_kind",
+                    "this kind of file is not accepted; send one of {kinds}",
+                    kinds = ALLOWED.join(", ")
+                ),
+            )
         })?;
         if media_type.starts_with("image/") {
             check_dimensions(&bytes)?;
@@ -191,10 +206,17 @@ impl UploadStore {
             .map_err(|e| {
                 tracing::error!(error = %e, "writing an upload");
                 match e.kind() {
-                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                        ApiError::coded(StatusCode::INSUFFICIENT_STORAGE, "storage_full", &[])
-                    }
-                    _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the upload store is unavailable"),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ApiError::new(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        refusal!(
+                            "storage_full",
+                            "the server's storage is full: the file was not stored (the conversation goes on)"
+                        ),
+                    ),
+                    _ => ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        refusal!("uploads_unavailable", "the upload store is unavailable"),
+                    ),
                 }
             })?;
         Ok((Sha256Hex::try_from(hash).expect("a SHA-256 in hex"), media_type))
@@ -299,17 +321,25 @@ pub(crate) fn check_dimensions(bytes: &[u8]) -> Result<(), ApiError> {
     };
     if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
         let most = MAX_IMAGE_PIXELS / 1_000_000;
-        return Err(ApiError::coded(
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "image_too_large",
-            &[("width", &w), ("height", &h), ("megapixels", &most)],
+            refusal!(
+                "image_too_large",
+                "the image is {width}×{height} pixels; at most {megapixels} megapixels are accepted",
+                width = w,
+                height = h,
+                megapixels = most
+            ),
         ));
     }
     Ok(())
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::coded(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", &[("mib", &(limit / (1024 * 1024)))])
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        refusal!("file_too_large", "a file may be at most {mib} MiB", mib = limit / (1024 * 1024)),
+    )
 }
 
 /// Writes the file (and an image's thumbnail) through a temporary name, so
@@ -377,8 +407,9 @@ pub(crate) async fn complete(
 ) -> Result<(), ApiError> {
     for a in content.attachments_mut() {
         let missing = || {
-            let message = format!("no upload {}: upload the file first", a.sha256.as_str());
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+            let refusal =
+                refusal!("no_such_upload", "no upload {hash}: upload the file first", hash = a.sha256.as_str());
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, refusal)
         };
         if caller.r == Role::Customer && !state.uploads.uploaded_into(session, a.sha256.as_str()) {
             return Err(missing());
@@ -412,17 +443,20 @@ async fn upload(
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
     let body = body.map_err(|_| too_large(state.uploads.limit))?;
     let size = body.len();
     let (sha256, media_type) = if caller.r == Role::Customer {
         let id = q.session.ok_or_else(|| {
-            ApiError::bad_request("a customer uploads into their session: add `?session=` and its id")
+            ApiError::bad_request(refusal!(
+                "upload_needs_session",
+                "a customer uploads into their session: add `?session=` and its id"
+            ))
         })?;
         let session = crate::sessions::load(&state, &caller, &id).await?;
         use witness_engine::domain::session::SessionStatus::{Closed, WrapUp};
         if matches!(session.state.status, WrapUp | Closed) {
-            return Err(ApiError::coded(StatusCode::CONFLICT, "session_ended", &[]));
+            return Err(ApiError::new(StatusCode::CONFLICT, refusal!("session_ended", "the session has ended")));
         }
         state.uploads.put_into_session(&caller.t, session.id, body).await?
     } else {
@@ -445,18 +479,19 @@ async fn download(
     UrlPath(sha256): UrlPath<String>,
     query: Result<Query<DownloadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let hash = Sha256Hex::try_from(sha256).map_err(|_| ApiError::not_found("upload"))?;
+    let Query(q) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
+    let hash = Sha256Hex::try_from(sha256).map_err(|_| ApiError::not_found(refusal!("no_upload", "no such upload")))?;
     if caller.r == Role::Customer {
-        let id = q.session.ok_or_else(|| ApiError::not_found("upload"))?;
+        let id = q.session.ok_or_else(|| ApiError::not_found(refusal!("no_upload", "no such upload")))?;
         let session = crate::sessions::load(&state, &caller, &id).await?;
         if !sent_in(&session.events(&state).await?, &hash) {
-            return Err(ApiError::not_found("upload"));
+            return Err(ApiError::not_found(refusal!("no_upload", "no such upload")));
         }
     }
     let path = state.uploads.path(&caller.t, hash.as_str());
     let path = if q.thumb { thumb_path(&path) } else { path };
-    let bytes = tokio::fs::read(&path).await.map_err(|_| ApiError::not_found("upload"))?;
+    let bytes =
+        tokio::fs::read(&path).await.map_err(|_| ApiError::not_found(refusal!("no_upload", "no such upload")))?;
     let media_type = sniff(&bytes).unwrap_or("application/octet-stream");
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, media_type.parse().expect("a media type"));

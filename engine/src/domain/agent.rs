@@ -5,6 +5,7 @@
 use witness_schemas::*;
 
 use super::{Decider, DomainError};
+use crate::refusal;
 
 /// The most sessions one agent may hold at once.
 pub const MAX_CAPACITY: u32 = 20;
@@ -32,14 +33,26 @@ impl Decider for Agent {
     fn decide(state: &AgentState, command: AgentCommand) -> Result<Vec<Event>, DomainError> {
         let AgentCommand::SetPresence { agent_id, presence, capacity, mut skill_groups } = command;
         if state.agent_id.is_some_and(|id| id != agent_id) {
-            return Err(DomainError::Invalid(format!("this stream belongs to another agent than {agent_id}")));
+            return Err(DomainError::Invalid(refusal!(
+                "agent_stream_mismatch",
+                "this stream belongs to another agent than {agent_id}",
+                agent_id = agent_id
+            )));
         }
         if presence != Presence::Offline {
             if !(1..=MAX_CAPACITY).contains(&capacity) {
-                return Err(DomainError::Invalid(format!("capacity must be 1 to {MAX_CAPACITY}, got {capacity}")));
+                return Err(DomainError::Invalid(refusal!(
+                    "capacity_range",
+                    "capacity must be 1 to {max}, got {capacity}",
+                    max = MAX_CAPACITY,
+                    capacity = capacity
+                )));
             }
             if skill_groups.iter().all(|g| g.trim().is_empty()) {
-                return Err(DomainError::Invalid("an available agent needs at least one skill group".into()));
+                return Err(DomainError::Invalid(refusal!(
+                    "agent_needs_group",
+                    "an available agent needs at least one skill group"
+                )));
             }
         }
         skill_groups.retain(|g| !g.trim().is_empty());

@@ -28,8 +28,62 @@ pub enum DomainError {
     UnknownOffer { offer: String },
     #[error("offer {offer} expired at {expires_at}")]
     OfferExpired { offer: String, expires_at: String },
-    #[error("invalid command: {0}")]
-    Invalid(String),
+    #[error("{0}")]
+    Invalid(Refusal),
+}
+
+/// A refusal a person may read (a field's rule, a state the data is in):
+/// a stable `code` — what programs match, and the key `error.CODE` under
+/// which the message catalogs other than English translate it
+/// (`api/i18n/`) — the English text, written where the refusal is made,
+/// with `{name}` for each value, and the values. Made with [`refusal!`],
+/// which checks at compile time that the text names exactly its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    /// The English text, `{name}` for each value.
+    pub template: &'static str,
+    pub values: Vec<(&'static str, String)>,
+}
+
+impl Refusal {
+    /// This refusal with `name` set to `value`: for a value known only
+    /// where the refusal is passed on (the field a checker was given).
+    pub fn with(mut self, name: &'static str, value: impl std::fmt::Display) -> Self {
+        self.values.retain(|(n, _)| *n != name);
+        self.values.push((name, value.to_string()));
+        self
+    }
+
+    /// `template` (this refusal's, or a translation of it) with each
+    /// `{name}` replaced by its value.
+    pub fn fill(&self, template: &str) -> String {
+        self.values.iter().fold(template.to_owned(), |text, (name, value)| text.replace(&format!("{{{name}}}"), value))
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.fill(self.template))
+    }
+}
+
+/// A [`Refusal`]: `refusal!("code", "English text naming {a} and {b}", a =
+/// …, b = …)`. The text must be one string literal naming each value as
+/// `{name}` (no format specs): the compiler refuses a text that names a
+/// value not given or leaves one unused, and `api`'s tests check that every
+/// code has its translations with the same names.
+#[macro_export]
+macro_rules! refusal {
+    ($code:literal, $template:literal $(, $name:ident = $value:expr)* $(,)?) => {{
+        // Compile-time check only: the names in the text are the values.
+        let _ = || format!($template $(, $name = $value)*);
+        $crate::domain::Refusal {
+            code: $code,
+            template: $template,
+            values: vec![$((stringify!($name), ($value).to_string())),*],
+        }
+    }};
 }
 
 /// The rules of one kind of aggregate.

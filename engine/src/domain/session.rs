@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use witness_schemas::*;
 
 use super::{Decider, DomainError};
+use crate::refusal;
 
 /// How many recent messages a session keeps for transfers and ticket drafts.
 pub const RECENT_MESSAGES: usize = 20;
@@ -429,7 +430,7 @@ impl Decider for Session {
         let events: Vec<Event> = match (state.status, command) {
             (S::NotStarted, C::Start { session_id, channel, business_type, customer_ref, locale }) => {
                 if business_type.trim().is_empty() {
-                    return Err(DomainError::Invalid("business_type is empty".into()));
+                    return Err(DomainError::Invalid(refusal!("business_type_empty", "business_type is empty")));
                 }
                 vec![SessionStarted { session_id, channel, business_type, customer_ref, locale }.into()]
             }
@@ -467,7 +468,10 @@ impl Decider for Session {
                     TransferTarget::Human | TransferTarget::Agent { .. } => state.group.clone().unwrap_or_default(),
                 };
                 if to == (TransferTarget::Agent { agent_id }) {
-                    return Err(DomainError::Invalid("an agent cannot transfer a session to themselves".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "transfer_to_self",
+                        "an agent cannot transfer a session to themselves"
+                    )));
                 }
                 let recent_messages = state.recent.iter().rev().take(TRANSFER_CONTEXT).rev().map(|m| m.id).collect();
                 let mut events: Vec<Event> = Vec::new();
@@ -502,10 +506,17 @@ impl Decider for Session {
             (S::Queued, C::Requeue { group }) => {
                 let group = group.trim().to_owned();
                 if group.is_empty() {
-                    return Err(DomainError::Invalid("a session is moved to a named group".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "move_needs_group",
+                        "a session is moved to a named group"
+                    )));
                 }
                 if state.group.as_deref() == Some(group.as_str()) {
-                    return Err(DomainError::Invalid(format!("the session already waits in {group:?}")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "already_in_group",
+                        "the session already waits in {group}",
+                        group = format!("{group:?}")
+                    )));
                 }
                 // It has waited once already: it goes ahead in its new queue.
                 vec![SessionQueued { group, priority: 1 }.into()]
@@ -534,7 +545,11 @@ impl Decider for Session {
             (S::Offered, C::ExpireOffer { offer_id, at }) => {
                 let offer = Self::check_offer(state, offer_id)?;
                 if at < offer.expires_at {
-                    return Err(DomainError::Invalid(format!("offer {offer_id} has not expired yet")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "offer_not_expired",
+                        "offer {offer_id} has not expired yet",
+                        offer_id = offer_id
+                    )));
                 }
                 vec![OfferExpired { offer_id, agent_id: offer.agent_id }.into()]
             }
@@ -544,7 +559,11 @@ impl Decider for Session {
             }
             (S::InCall, C::EndCall { call_id, reason }) => {
                 if state.call != Some(call_id) {
-                    return Err(DomainError::Invalid(format!("call {call_id} is not this session's call")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "not_this_call",
+                        "call {call_id} is not this session's call",
+                        call_id = call_id
+                    )));
                 }
                 Self::end_call(state, reason)
             }
@@ -576,49 +595,66 @@ impl Decider for Session {
             }
             (_, C::Composite { composite }) => {
                 if !state.recordings.contains(&composite.recording_id) {
-                    return Err(DomainError::Invalid(format!(
-                        "recording {} is not this session's",
-                        composite.recording_id
+                    return Err(DomainError::Invalid(refusal!(
+                        "not_this_recording",
+                        "recording {recording_id} is not this session's",
+                        recording_id = composite.recording_id
                     )));
                 }
                 vec![composite.into()]
             }
             (S::InCall, C::StartStep { step, steps }) => {
                 if state.recording.is_none() {
-                    return Err(DomainError::Invalid("a dual-recording step runs while the call is recorded".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "step_needs_recording",
+                        "a dual-recording step runs while the call is recorded"
+                    )));
                 }
                 let expected = match &state.dual {
                     Some(d) if d.script_id != step.script_id || d.version != step.script_version => {
-                        return Err(DomainError::Invalid(format!(
-                            "this session follows script {} v{}",
-                            d.script_id, d.version
+                        return Err(DomainError::Invalid(refusal!(
+                            "other_script",
+                            "this session follows script {script} v{version}",
+                            script = d.script_id,
+                            version = d.version
                         )))
                     }
                     Some(d) if d.open.is_some() => {
-                        return Err(DomainError::Invalid("the open step must be completed first".into()))
+                        return Err(DomainError::Invalid(refusal!(
+                            "step_still_open",
+                            "the open step must be completed first"
+                        )))
                     }
                     Some(d) => d.done.len() as u32,
                     None => 0,
                 };
                 if step.step_index != expected || step.step_index >= steps {
-                    return Err(DomainError::Invalid(format!(
-                        "the next step is {expected} of {steps}, not {}",
-                        step.step_index
+                    return Err(DomainError::Invalid(refusal!(
+                        "wrong_step",
+                        "the next step is {expected} of {steps}, not {got}",
+                        expected = expected,
+                        steps = steps,
+                        got = step.step_index
                     )));
                 }
                 vec![step.into()]
             }
             (S::InCall, C::RequestFaceVerification { request }) => {
                 if let Some(open) = state.face_verification {
-                    return Err(DomainError::Invalid(format!("face verification {open} is still open")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "face_check_open",
+                        "face verification {open} is still open",
+                        open = open
+                    )));
                 }
                 vec![request.into()]
             }
             (S::InCall, C::CompleteFaceVerification { result }) => {
                 if state.face_verification != Some(result.verification_id) {
-                    return Err(DomainError::Invalid(format!(
-                        "face verification {} is not the open one",
-                        result.verification_id
+                    return Err(DomainError::Invalid(refusal!(
+                        "not_the_open_face_check",
+                        "face verification {id} is not the open one",
+                        id = result.verification_id
                     )));
                 }
                 vec![(*result).into()]
@@ -628,53 +664,80 @@ impl Decider for Session {
                     (d.script_id == step.script_id && d.version == step.script_version).then_some(d.open).flatten()
                 });
                 if open != Some(step.step_index) {
-                    return Err(DomainError::Invalid(format!("step {} is not the open step", step.step_index)));
+                    return Err(DomainError::Invalid(refusal!(
+                        "not_the_open_step",
+                        "step {step} is not the open step",
+                        step = step.step_index
+                    )));
                 }
                 vec![step.into()]
             }
             (S::WrapUp | S::Closed, C::ReviewStep { review }) => {
                 let Some(dual) = &state.dual else {
-                    return Err(DomainError::Invalid("the session has no dual recording".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "no_dual_recording",
+                        "the session has no dual recording"
+                    )));
                 };
                 if dual.verdict.is_some() {
-                    return Err(DomainError::Invalid("the review is closed: its verdict was given".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "review_closed",
+                        "the review is closed: its verdict was given"
+                    )));
                 }
                 if dual.script_id != review.script_id
                     || dual.version != review.script_version
                     || !dual.done.iter().any(|(i, _)| *i == review.step_index)
                 {
-                    return Err(DomainError::Invalid(format!(
-                        "step {} was not completed in this session",
-                        review.step_index
+                    return Err(DomainError::Invalid(refusal!(
+                        "step_not_completed",
+                        "step {step} was not completed in this session",
+                        step = review.step_index
                     )));
                 }
                 vec![review.into()]
             }
             (S::WrapUp | S::Closed, C::Review { verdict }) => {
                 let Some(dual) = &state.dual else {
-                    return Err(DomainError::Invalid("the session has no dual recording".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "no_dual_recording",
+                        "the session has no dual recording"
+                    )));
                 };
                 if dual.verdict.is_some() {
-                    return Err(DomainError::Invalid("the verdict was already given".into()));
+                    return Err(DomainError::Invalid(refusal!("verdict_given", "the verdict was already given")));
                 }
                 if let Some((i, _)) = dual.done.iter().find(|(i, _)| !dual.step_reviews.contains_key(i)) {
-                    return Err(DomainError::Invalid(format!("step {} is not reviewed yet", i + 1)));
+                    return Err(DomainError::Invalid(refusal!(
+                        "step_not_reviewed",
+                        "step {step} is not reviewed yet",
+                        step = i + 1
+                    )));
                 }
                 if verdict.passed && dual.step_reviews.values().any(|passed| !passed) {
-                    return Err(DomainError::Invalid("a recording with a failed step cannot pass".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "failed_step_cannot_pass",
+                        "a recording with a failed step cannot pass"
+                    )));
                 }
                 vec![verdict.into()]
             }
             (S::WrapUp | S::Closed, C::RecordDeletion { deleted }) => vec![deleted.into()],
             (S::WrapUp | S::Closed, C::RecordErasure { erased }) => {
                 if state.erased {
-                    return Err(DomainError::Invalid("the session's personal data is already erased".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "already_erased",
+                        "the session's personal data is already erased"
+                    )));
                 }
                 vec![erased.into()]
             }
             (S::WrapUp | S::Closed, C::Evaluate { evaluation }) => {
                 if state.session_id != Some(evaluation.session_id) {
-                    return Err(DomainError::Invalid("the evaluation names another session".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "evaluation_other_session",
+                        "the evaluation names another session"
+                    )));
                 }
                 let scores_ok =
                     evaluation.criteria.iter().all(|c| c.score.is_finite() && c.score >= 0.0 && c.weight > 0.0);
@@ -686,17 +749,21 @@ impl Decider for Session {
                     || (total - evaluation.total_score).abs() > 1e-6
                     || evaluation.total_score > evaluation.max_score + 1e-6
                 {
-                    return Err(DomainError::Invalid(
+                    return Err(DomainError::Invalid(refusal!(
+                        "evaluation_scores",
                         "an evaluation scores at least one criterion, each from 0, and its total is their weighted sum \
                          within its maximum"
-                            .into(),
-                    ));
+                    )));
                 }
                 vec![evaluation.into()]
             }
             (_, C::AccessRecording { recording_id, access, user_id, range }) => {
                 if !state.recordings.contains(&recording_id) {
-                    return Err(DomainError::Invalid(format!("recording {recording_id} is not this session's")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "not_this_recording",
+                        "recording {recording_id} is not this session's",
+                        recording_id = recording_id
+                    )));
                 }
                 vec![RecordingAccessed { recording_id, access, user_id, range }.into()]
             }

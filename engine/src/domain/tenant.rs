@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use witness_schemas::*;
 
 use super::{Decider, DomainError};
+use crate::refusal;
 
 /// A directory entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,15 +61,27 @@ pub const MAX_EMBED_ORIGINS: usize = 20;
 /// `origin` as a browser sends it in `Origin` (`https://host[:port]`,
 /// lower case, no default port, no path), or why it is not one. A trailing
 /// `/` is forgiven; paths, wildcards, user names and other schemes are not.
-pub fn embed_origin(origin: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("{origin:?} is not a web site's origin ({why}), e.g. https://www.bank.example"));
+pub fn embed_origin(origin: &str) -> Result<String, super::Refusal> {
+    let quoted = format!("{origin:?}");
     let trimmed = origin.trim();
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed).to_ascii_lowercase();
-    let Some((scheme, rest)) = trimmed.split_once("://") else { return bad("no http:// or https://") };
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        return Err(refusal!(
+            "origin_no_scheme",
+            "{origin} is not a web site's origin (no http:// or https://), e.g. https://www.bank.example",
+            origin = quoted
+        ));
+    };
     let default_port = match scheme {
         "https" => "443",
         "http" => "80",
-        _ => return bad("only http and https"),
+        _ => {
+            return Err(refusal!(
+                "origin_scheme",
+                "{origin} is not a web site's origin (only http and https), e.g. https://www.bank.example",
+                origin = quoted
+            ))
+        }
     };
     // An IPv6 address is bracketed and holds colons of its own.
     let (host, port) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
@@ -86,13 +99,22 @@ pub fn embed_origin(origin: &str) -> Result<String, String> {
                 && host.ends_with(']')
                 && host[1..host.len() - 1].chars().all(|c| c.is_ascii_hexdigit() || c == ':')));
     if !host_ok {
-        return bad("a host name only: no path, wildcard or user name");
+        return Err(refusal!(
+            "origin_host",
+            "{origin} is not a web site's origin (a host name only: no path, wildcard or user name), e.g. \
+             https://www.bank.example",
+            origin = quoted
+        ));
     }
     match port {
         None => Ok(format!("{scheme}://{host}")),
         Some(p) if p == default_port => Ok(format!("{scheme}://{host}")),
         Some(p) if p.parse::<u16>().is_ok_and(|p| p > 0) && !p.starts_with('0') => Ok(format!("{scheme}://{host}:{p}")),
-        Some(_) => bad("a port from 1 to 65535"),
+        Some(_) => Err(refusal!(
+            "origin_port",
+            "{origin} is not a web site's origin (a port from 1 to 65535), e.g. https://www.bank.example",
+            origin = quoted
+        )),
     }
 }
 
@@ -233,47 +255,61 @@ impl Decider for Tenant {
         match command {
             TenantCommand::Create { name } => {
                 if state.exists() {
-                    return Err(DomainError::Invalid("the tenant already exists".into()));
+                    return Err(DomainError::Invalid(refusal!("tenant_exists", "the tenant already exists")));
                 }
                 let name = name.trim().to_owned();
                 if name.is_empty() || name.chars().count() > 200 {
-                    return Err(DomainError::Invalid("a tenant name is 1 to 200 characters".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "tenant_name_length",
+                        "a tenant name is 1 to 200 characters"
+                    )));
                 }
                 Ok(vec![TenantCreated { name }.into()])
             }
             TenantCommand::AddUser { user_id, login, role, display_name } => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if !valid_login(&login) {
-                    return Err(DomainError::Invalid(format!("login {login:?}: use 1 to 64 letters, digits or ._-@")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "login_format",
+                        "login {login}: use 1 to 64 letters, digits or ._-@",
+                        login = format!("{login:?}")
+                    )));
                 }
                 if state.users.contains_key(&login) {
-                    return Err(DomainError::Invalid(format!("login {login:?} is taken in this tenant")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "login_taken",
+                        "login {login} is taken in this tenant",
+                        login = format!("{login:?}")
+                    )));
                 }
                 if role == Role::Customer {
-                    return Err(DomainError::Invalid("customers are visitors, not accounts".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "customers_are_visitors",
+                        "customers are visitors, not accounts"
+                    )));
                 }
                 Ok(vec![UserCreated { user_id, login, role, display_name: display_name.trim().to_owned() }.into()])
             }
             TenantCommand::RevokeTokens { user_id, before, reason } => {
                 if state.user(user_id).is_none() {
-                    return Err(DomainError::Invalid("no such user in this tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_user", "no such user in this tenant")));
                 }
                 Ok(vec![UserTokensRevoked { user_id, before, reason }.into()])
             }
             TenantCommand::ImportFaq { entries } => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if entries.is_empty() {
-                    return Err(DomainError::Invalid("an FAQ import needs at least one entry".into()));
+                    return Err(DomainError::Invalid(refusal!("faq_empty", "an FAQ import needs at least one entry")));
                 }
                 Ok(vec![FaqImported { entries }.into()])
             }
             TenantCommand::SetRecordingPolicy { record_calls } => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if state.record_calls == Some(record_calls) {
                     return Ok(vec![]);
@@ -282,11 +318,13 @@ impl Decider for Tenant {
             }
             TenantCommand::SetRetention { class, days } => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if days.is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d)) {
-                    return Err(DomainError::Invalid(format!(
-                        "retention is 1 to {MAX_RETENTION_DAYS} days, or none (keep forever)"
+                    return Err(DomainError::Invalid(refusal!(
+                        "retention_range",
+                        "retention is 1 to {max} days, or none (keep forever)",
+                        max = MAX_RETENTION_DAYS
                     )));
                 }
                 if state.retention.get(&class).copied() == days {
@@ -296,35 +334,40 @@ impl Decider for Tenant {
             }
             TenantCommand::PlaceLegalHold { session_id, reason } => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if reason.trim().is_empty() {
-                    return Err(DomainError::Invalid("a legal hold needs a reason".into()));
+                    return Err(DomainError::Invalid(refusal!("hold_needs_reason", "a legal hold needs a reason")));
                 }
                 if state.holds.contains_key(&session_id) {
-                    return Err(DomainError::Invalid("that legal hold is already in force".into()));
+                    return Err(DomainError::Invalid(refusal!("hold_in_force", "that legal hold is already in force")));
                 }
                 Ok(vec![LegalHoldPlaced { session_id, reason: reason.trim().to_owned() }.into()])
             }
             TenantCommand::SetQaForm { criteria } => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if criteria.is_empty() {
-                    return Err(DomainError::Invalid("a QA form needs at least one criterion".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "qa_form_empty",
+                        "a QA form needs at least one criterion"
+                    )));
                 }
                 let mut names = std::collections::BTreeSet::new();
                 for c in &criteria {
                     if c.name.trim().is_empty() || !names.insert(c.name.trim()) {
-                        return Err(DomainError::Invalid(format!(
-                            "criterion names must be set and unique: {:?}",
-                            c.name
+                        return Err(DomainError::Invalid(refusal!(
+                            "criterion_name",
+                            "criterion names must be set and unique: {name}",
+                            name = format!("{:?}", c.name)
                         )));
                     }
                     if !(c.weight.is_finite() && c.weight > 0.0 && c.max_score.is_finite() && c.max_score > 0.0) {
-                        return Err(DomainError::Invalid(format!(
-                            "criterion {:?}: weight and max_score must be positive numbers",
-                            c.name
+                        return Err(DomainError::Invalid(refusal!(
+                            "criterion_weights",
+                            "criterion {name}: weight and max_score must be positive numbers",
+                            name = format!("{:?}", c.name)
                         )));
                     }
                 }
@@ -332,45 +375,56 @@ impl Decider for Tenant {
             }
             TenantCommand::SetDispositions(dispositions) => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 let dispositions: Vec<String> = dispositions.iter().map(|d| d.trim().to_owned()).collect();
                 let mut seen = std::collections::BTreeSet::new();
                 let valid = (1..=50).contains(&dispositions.len())
                     && dispositions.iter().all(|d| (1..=64).contains(&d.chars().count()) && seen.insert(d.clone()));
                 if !valid {
-                    return Err(DomainError::Invalid(
-                        "from 1 to 50 dispositions, each 1 to 64 characters, none twice".into(),
-                    ));
+                    return Err(DomainError::Invalid(refusal!(
+                        "dispositions_list",
+                        "from 1 to 50 dispositions, each 1 to 64 characters, none twice"
+                    )));
                 }
                 Ok(vec![DispositionsSet { dispositions }.into()])
             }
             TenantCommand::SetTimeZone(utc_offset_minutes) => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if !(-720..=840).contains(&utc_offset_minutes) || utc_offset_minutes % 15 != 0 {
-                    return Err(DomainError::Invalid(format!(
-                        "a time zone of {utc_offset_minutes} minutes: from -720 to 840, in steps of 15"
+                    return Err(DomainError::Invalid(refusal!(
+                        "time_zone_range",
+                        "a time zone of {minutes} minutes: from -720 to 840, in steps of 15",
+                        minutes = utc_offset_minutes
                     )));
                 }
                 Ok(vec![TimeZoneSet { utc_offset_minutes }.into()])
             }
             TenantCommand::SetLocale(locale) => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if !LOCALES.contains(&locale.as_str()) {
-                    return Err(DomainError::Invalid(format!("a language of {}", LOCALES.join(" or "))));
+                    return Err(DomainError::Invalid(refusal!(
+                        "language_choice",
+                        "a language of {choices}",
+                        choices = LOCALES.join(" / ")
+                    )));
                 }
                 Ok(vec![TenantLocaleSet { locale }.into()])
             }
             TenantCommand::SetEmbedOrigins(origins) => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if origins.len() > MAX_EMBED_ORIGINS {
-                    return Err(DomainError::Invalid(format!("at most {MAX_EMBED_ORIGINS} web sites")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "too_many_sites",
+                        "at most {max} web sites",
+                        max = MAX_EMBED_ORIGINS
+                    )));
                 }
                 let mut normal = Vec::with_capacity(origins.len());
                 for origin in &origins {
@@ -383,7 +437,7 @@ impl Decider for Tenant {
             }
             TenantCommand::SetCallOptions { beauty_filter } => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if state.beauty_filter == beauty_filter {
                     return Ok(vec![]);
@@ -392,20 +446,22 @@ impl Decider for Tenant {
             }
             TenantCommand::SetGroups(groups) => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 let mut names = std::collections::BTreeSet::new();
                 for g in &groups {
                     if !valid_group(&g.name) {
-                        return Err(DomainError::Invalid(format!(
-                            "group name {:?}: 1 to 64 letters, digits and `._-`",
-                            g.name
+                        return Err(DomainError::Invalid(refusal!(
+                            "group_name",
+                            "group name {name}: 1 to 64 letters, digits and `._-`",
+                            name = format!("{:?}", g.name)
                         )));
                     }
                     if g.label.trim().is_empty() || g.label.chars().count() > 100 {
-                        return Err(DomainError::Invalid(format!(
-                            "group {:?}: a label of 1 to 100 characters",
-                            g.name
+                        return Err(DomainError::Invalid(refusal!(
+                            "group_label",
+                            "group {name}: a label of 1 to 100 characters",
+                            name = format!("{:?}", g.name)
                         )));
                     }
                     if let Some(h) = &g.hours {
@@ -417,52 +473,71 @@ impl Decider for Tenant {
                             && !h.closed_message.trim().is_empty()
                             && h.closed_message.chars().count() <= 500;
                         if !valid {
-                            return Err(DomainError::Invalid(format!(
-                                "group {:?}: hours need days 1 to 7, HH:MM open before close, an offset from -720 to 840 \
-                                 minutes and a closed message of 1 to 500 characters",
-                                g.name
+                            return Err(DomainError::Invalid(refusal!(
+                                "group_hours",
+                                "group {name}: hours need days 1 to 7, HH:MM open before close, an offset from -720 \
+                                 to 840 minutes and a closed message of 1 to 500 characters",
+                                name = format!("{:?}", g.name)
                             )));
                         }
                     }
                     if !names.insert(g.name.as_str()) {
-                        return Err(DomainError::Invalid(format!("group {:?} is named twice", g.name)));
+                        return Err(DomainError::Invalid(refusal!(
+                            "group_twice",
+                            "group {name} is named twice",
+                            name = format!("{:?}", g.name)
+                        )));
                     }
                 }
                 if groups.is_empty() || groups.len() > MAX_GROUPS {
-                    return Err(DomainError::Invalid(format!("from 1 to {MAX_GROUPS} groups")));
+                    return Err(DomainError::Invalid(refusal!(
+                        "group_count",
+                        "from 1 to {max} groups",
+                        max = MAX_GROUPS
+                    )));
                 }
                 Ok(vec![SkillGroupsSet { groups }.into()])
             }
             TenantCommand::SetQaRules(mut rules) => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 if [rules.greeting_within_secs, rules.response_sla_secs, rules.silence_secs].contains(&Some(0)) {
-                    return Err(DomainError::Invalid("rule limits are at least 1 second".into()));
+                    return Err(DomainError::Invalid(refusal!("rule_limit", "rule limits are at least 1 second")));
                 }
                 rules.forbidden_words = rules.forbidden_words.iter().map(|w| w.trim().to_owned()).collect();
                 if rules.forbidden_words.iter().any(String::is_empty) {
-                    return Err(DomainError::Invalid("a forbidden word cannot be empty".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "forbidden_word_empty",
+                        "a forbidden word cannot be empty"
+                    )));
                 }
                 Ok(vec![rules.into()])
             }
             TenantCommand::SetScript { script_id, title, steps } => {
                 if !state.exists() {
-                    return Err(DomainError::Invalid("no such tenant".into()));
+                    return Err(DomainError::Invalid(refusal!("no_tenant", "no such tenant")));
                 }
                 let valid_id = !script_id.is_empty()
                     && script_id.len() <= 64
                     && script_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
                 if !valid_id {
-                    return Err(DomainError::Invalid("a script id is 1 to 64 letters, digits, - or _".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "script_id",
+                        "a script id is 1 to 64 letters, digits, - or _"
+                    )));
                 }
                 if title.trim().is_empty() || steps.is_empty() {
-                    return Err(DomainError::Invalid("a script needs a title and at least one step".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "script_empty",
+                        "a script needs a title and at least one step"
+                    )));
                 }
                 if let Some(i) = steps.iter().position(|s| s.text.trim().is_empty() || s.evidence.is_empty()) {
-                    return Err(DomainError::Invalid(format!(
-                        "step {}: a step needs its text and the evidence it requires",
-                        i + 1
+                    return Err(DomainError::Invalid(refusal!(
+                        "script_step",
+                        "step {step}: a step needs its text and the evidence it requires",
+                        step = i + 1
                     )));
                 }
                 let version = state.scripts.get(&script_id).map_or(0, Vec::len) as u32 + 1;
@@ -470,10 +545,13 @@ impl Decider for Tenant {
             }
             TenantCommand::ReleaseLegalHold { session_id, reason } => {
                 if !state.holds.contains_key(&session_id) {
-                    return Err(DomainError::Invalid("no such legal hold in force".into()));
+                    return Err(DomainError::Invalid(refusal!("no_hold", "no such legal hold in force")));
                 }
                 if reason.trim().is_empty() {
-                    return Err(DomainError::Invalid("releasing a legal hold needs a reason".into()));
+                    return Err(DomainError::Invalid(refusal!(
+                        "release_needs_reason",
+                        "releasing a legal hold needs a reason"
+                    )));
                 }
                 Ok(vec![LegalHoldReleased { session_id, reason: reason.trim().to_owned() }.into()])
             }
@@ -737,7 +815,7 @@ mod tests {
     fn a_tenant_is_created_once() {
         TestHarness::<Tenant>::given([]).when(TenantCommand::Create { name: " Acme Bank ".into() }).then([created()]);
         let refused = TestHarness::<Tenant>::given([created()]).when(TenantCommand::Create { name: "x".into() });
-        assert_eq!(refused.refused(), DomainError::Invalid("the tenant already exists".into()));
+        assert_eq!(refused.refused(), DomainError::Invalid(refusal!("tenant_exists", "the tenant already exists")));
     }
 
     #[test]
@@ -753,7 +831,7 @@ mod tests {
         let taken = UserCreated { user_id: id, login: "li.na".into(), role: Role::Agent, display_name: "x".into() };
         let refused =
             TestHarness::<Tenant>::given([created(), taken.into()]).when(add(UserId::new(), "li.na", Role::Supervisor));
-        assert!(matches!(refused.refused(), DomainError::Invalid(m) if m.contains("taken")));
+        assert!(matches!(refused.refused(), DomainError::Invalid(r) if r.code == "login_taken"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use witness_schemas::*;
 
 use super::session::{SessionState, Speaker};
 use super::{Decider, DomainError};
+use crate::refusal;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TicketState {
@@ -68,7 +69,7 @@ impl Decider for Ticket {
                     return Err(refuse("Create"));
                 }
                 if title.trim().is_empty() {
-                    return Err(DomainError::Invalid("a ticket needs a title".into()));
+                    return Err(DomainError::Invalid(refusal!("ticket_title", "a ticket needs a title")));
                 }
                 Ok(vec![TicketCreated { ticket_id, session_id, title, description, priority }.into()])
             }
