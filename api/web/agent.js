@@ -18,9 +18,10 @@ const short = (id) => id.slice(-6);
 
 $("login").onsubmit = async (ev) => {
   ev.preventDefault();
+  $("login-error").textContent = "";
   try {
     enter(await api("POST", "/api/login", { tenant: $("tenant").value, login: $("login-name").value, password: $("password").value }));
-  } catch (e) { alert(e.message); }
+  } catch (e) { $("login-error").textContent = e.message; }
 };
 // Signed in: the workbench, in the tenant's language unless one was chosen.
 async function enter(answer) {
@@ -41,7 +42,7 @@ async function enter(answer) {
     refreshTransferTargets();
     // The tenant's dispositions for wrap-up.
     api("GET", "/api/dispositions").then((d) => $("disposition").replaceChildren(...d.dispositions.map((x) => Object.assign(document.createElement("option"), { value: x, textContent: x }))), show);
-  } catch (e) { alert(e.message); }
+  } catch (e) { show(e); }
 }
 
 async function setPresence(presence) {

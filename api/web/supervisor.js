@@ -21,7 +21,9 @@ let groups = [];
 
 $("login").onsubmit = async (ev) => {
   ev.preventDefault();
-  const answer = await signIn($("tenant").value, $("login-name").value, $("password").value).catch((e) => alert(e.message));
+  $("login-error").textContent = "";
+  const answer = await signIn($("tenant").value, $("login-name").value, $("password").value)
+    .catch((e) => { $("login-error").textContent = e.message; });
   if (answer) enter(answer);
 };
 // Signed in: the board, in the tenant's language unless one was chosen.

@@ -18,6 +18,12 @@ try {
   const agent = await (await browser.newContext(phone)).newPage();
   await agent.goto(`${process.env.BASE_URL}/agent?lang=zh-CN`);
   await accessible(agent, "mobile workbench sign-in");
+  // A mistyped password: said under the form, in Chinese (it was an alert()
+  // dialog, which in-app browsers may block), and gone on the next try.
+  await agent.fill("#password", "not-the-password");
+  await agent.click("#sign-in");
+  await expect(agent.locator("#login-error[role=alert]", { hasText: zh("error.bad_login") }), "the wrong password said under the form");
+  await accessible(agent, "mobile workbench wrong password");
   await agent.fill("#password", process.env.AGENT_PASSWORD);
   await agent.click("#sign-in");
   await expect(agent.locator("#agents", { hasText: zh("agent.agents_online", { n: 1 }) }), "the agent online");
