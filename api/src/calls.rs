@@ -319,7 +319,8 @@ impl Signaling {
         let message: ClientSignal = match serde_json::from_str(text) {
             Ok(m) => m,
             Err(e) => {
-                return Some(json!({ "type": "media.error", "message": format!("bad message: {e}") }).to_string())
+                let e = ApiError::malformed(e);
+                return Some(json!({ "type": "media.error", "code": e.code(), "message": e.message() }).to_string());
             }
         };
         let session = match &message {
@@ -332,7 +333,10 @@ impl Signaling {
         };
         match self.apply(state, caller, message).await {
             Ok(reply) => reply,
-            Err(e) => Some(json!({ "type": "media.error", "session": session, "message": e.message() }).to_string()),
+            Err(e) => Some(
+                json!({ "type": "media.error", "session": session, "code": e.code(), "message": e.message() })
+                    .to_string(),
+            ),
         }
     }
 
