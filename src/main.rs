@@ -445,6 +445,10 @@ struct ReportOptions {
     /// Stop a query that runs longer than this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// The time zone the standard reports tell times in, minutes east of
+    /// UTC (tenants' default: Beijing, 480).
+    #[arg(long, default_value_t = 480, allow_negative_numbers = true)]
+    utc_offset_minutes: i32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -1462,7 +1466,7 @@ async fn report(command: ReportCommand) -> Result<()> {
     let timeout = std::time::Duration::from_secs(options.timeout_secs);
     let answer = match &query {
         Ok(sql) => tables.sql(sql, options.limit, timeout).await?,
-        Err(name) => tables.standard(name, options.limit, timeout).await?,
+        Err(name) => tables.standard(name, options.utc_offset_minutes, options.limit, timeout).await?,
     };
     let format = match options.format {
         ReportFormat::Table => Format::Table,

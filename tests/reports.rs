@@ -106,23 +106,42 @@ async fn standard_reports_agree_with_the_log() {
     let expected = acme.iter().filter(|e| e.event_type.ends_with("Message")).count();
     assert_eq!(one(&messages, "n") as usize, expected);
 
-    let by_channel = r.standard("sessions-by-channel", LIMIT, TIME).await.unwrap();
+    let by_channel = r.standard("sessions-by-channel", 0, LIMIT, TIME).await.unwrap();
     assert_eq!(int(&by_channel, "sessions").iter().sum::<i64>(), 60);
-    let by_hour = r.standard("sessions-by-hour", LIMIT, TIME).await.unwrap();
+    let by_hour = r.standard("sessions-by-hour", 0, LIMIT, TIME).await.unwrap();
     assert_eq!(int(&by_hour, "sessions").iter().sum::<i64>(), 60);
     assert!(int(&by_hour, "hour").iter().all(|h| (0..24).contains(h)));
+    // In a tenant's time zone (issue 30): Beijing's hours are UTC's plus 8,
+    // New York's minus 5, the same sessions in each.
+    let hours = |answer: &Answer| -> std::collections::BTreeMap<i64, i64> {
+        int(answer, "hour").into_iter().zip(int(answer, "sessions")).collect()
+    };
+    for offset in [480, -300, 330] {
+        let zoned = r.standard("sessions-by-hour", offset, LIMIT, TIME).await.unwrap();
+        let shifted: std::collections::BTreeMap<i64, i64> = hours(&by_hour)
+            .into_iter()
+            .map(|(h, n)| ((h * 60 + offset as i64).rem_euclid(24 * 60) / 60, n))
+            .fold(Default::default(), |mut m, (h, n)| {
+                *m.entry(h).or_default() += n;
+                m
+            });
+        if offset % 60 == 0 {
+            assert_eq!(hours(&zoned), shifted, "at {offset} minutes east of UTC");
+        }
+        assert_eq!(int(&zoned, "sessions").iter().sum::<i64>(), 60, "at {offset}");
+    }
 
-    let bot = r.standard("bot-containment", LIMIT, TIME).await.unwrap();
+    let bot = r.standard("bot-containment", 0, LIMIT, TIME).await.unwrap();
     assert_eq!(one(&bot, "bot_resolved") as usize, s.acme.bot_resolved);
     assert_eq!(one(&bot, "abandoned") as usize, s.acme.abandoned);
     let queued: HashSet<_> = acme.iter().filter(|e| e.event_type == "SessionQueued").map(|e| &e.stream_id).collect();
     assert_eq!(one(&bot, "transferred") as usize, queued.len());
 
-    let ratings = r.standard("satisfaction", LIMIT, TIME).await.unwrap();
+    let ratings = r.standard("satisfaction", 0, LIMIT, TIME).await.unwrap();
     assert_eq!(int(&ratings, "sessions").iter().sum::<i64>() as usize, s.acme.ratings);
     assert!(int(&ratings, "rating").iter().all(|r| (1..=5).contains(r)));
 
-    let wait = r.standard("wait-time", LIMIT, TIME).await.unwrap();
+    let wait = r.standard("wait-time", 0, LIMIT, TIME).await.unwrap();
     let assigned: HashSet<_> = acme.iter().filter(|e| e.event_type == "AgentAssigned").map(|e| &e.stream_id).collect();
     assert_eq!(int(&wait, "assigned").iter().sum::<i64>() as usize, assigned.len());
     for b in &wait.batches {
@@ -130,10 +149,10 @@ async fn standard_reports_agree_with_the_log() {
         let (p50, p99) = (p("p50_s"), p("p99_s"));
         assert!((0..b.num_rows()).all(|i| p50.value(i) >= 0.0 && p50.value(i) <= p99.value(i)));
     }
-    let handle = r.standard("handle-time", LIMIT, TIME).await.unwrap();
+    let handle = r.standard("handle-time", 0, LIMIT, TIME).await.unwrap();
     assert!(int(&handle, "sessions").iter().sum::<i64>() > 0);
 
-    let coverage = r.standard("recording-coverage", LIMIT, TIME).await.unwrap();
+    let coverage = r.standard("recording-coverage", 0, LIMIT, TIME).await.unwrap();
     let called: HashSet<_> = acme.iter().filter(|e| e.event_type == "CallStarted").map(|e| &e.stream_id).collect();
     let recorded: HashSet<_> =
         acme.iter().filter(|e| e.event_type == "RecordingSegmentClosed").map(|e| &e.stream_id).collect();
@@ -142,7 +161,7 @@ async fn standard_reports_agree_with_the_log() {
     assert_eq!(one(&coverage, "recorded") as usize, called.intersection(&recorded).count());
 
     // The four evaluations, in bands of ten, each with its session's agent.
-    let qa = r.standard("qa-scores", LIMIT, TIME).await.unwrap();
+    let qa = r.standard("qa-scores", 0, LIMIT, TIME).await.unwrap();
     assert_eq!((int(&qa, "band"), int(&qa, "evaluations")), (vec![40, 80, 90], vec![1, 1, 2]));
     let agents = r
         .sql(
@@ -226,7 +245,7 @@ async fn queries_cannot_write_or_read_files_and_stay_within_their_bounds() {
     let err = small.sql(greedy, LIMIT, TIME).await.unwrap_err();
     assert!(matches!(err, ReportError::Query(_)) && err.to_string().contains("Resources exhausted"), "{err}");
 
-    let err = r.standard("no-such-report", LIMIT, TIME).await.unwrap_err();
+    let err = r.standard("no-such-report", 0, LIMIT, TIME).await.unwrap_err();
     assert!(err.to_string().contains("sessions-by-channel"), "{err}");
     let nowhere = tempfile::tempdir().unwrap();
     let err = Reports::open(nowhere.path(), None).await.unwrap_err();
@@ -237,7 +256,7 @@ async fn queries_cannot_write_or_read_files_and_stay_within_their_bounds() {
 async fn answers_come_as_a_table_csv_json_or_an_arrow_stream() {
     let s = seeded().await;
     let r = Reports::open(s.export.path(), Some(&tenant())).await.unwrap();
-    let answer = r.standard("sessions-by-channel", LIMIT, TIME).await.unwrap();
+    let answer = r.standard("sessions-by-channel", 0, LIMIT, TIME).await.unwrap();
     let rows = answer.rows();
     let out = |format| {
         let mut buf = Vec::new();

@@ -149,9 +149,18 @@ fn respond(answer: &Answer, format: Format) -> Result<Response, ApiError> {
 }
 
 /// The standard reports' names and what each shows.
-async fn list(Caller(caller): Caller) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(ANALYSTS)?;
-    Ok(Json(STANDARD.iter().map(|r| serde_json::json!({ "name": r.name, "about": r.about, "sql": r.sql })).collect()))
+    let zone = tenant_zone(&state, &caller).await?;
+    let reports =
+        STANDARD.iter().map(|r| serde_json::json!({ "name": r.name, "about": r.about, "sql": r.sql_in(zone) }));
+    Ok(Json(reports.collect()))
+}
+
+/// The caller's tenant's time zone, minutes east of UTC: what the standard
+/// reports tell times in.
+async fn tenant_zone(state: &AppState, caller: &Claims) -> Result<i32, ApiError> {
+    Ok(crate::accounts::directory(&state.store, &caller.t).await?.utc_offset_minutes())
 }
 
 /// One read-only query.
@@ -188,6 +197,7 @@ async fn standard(
         caller.require(ANALYSTS)?;
         return Err(ApiError::not_found(refusal!("no_report", "no such report {name}", name = format!("{name:?}"))));
     };
-    let answer = query(&state, &caller, report.sql, limit).await?;
+    let sql = report.sql_in(tenant_zone(&state, &caller).await?);
+    let answer = query(&state, &caller, &sql, limit).await?;
     respond(&answer, format)
 }

@@ -1270,7 +1270,15 @@ async fn analysts_query_their_tenants_reports_and_nobody_else_can() {
         )
         .await;
     assert_eq!(globex, json!([{ "n": 1 }]));
+    // Hours in the tenant's time zone (Beijing until its admin sets one):
+    // the sessions just started, so their hour is now's, there.
+    let by_hour = w.get("/api/reports/sessions-by-hour", &supervisor).await;
+    let beijing_hour = (Utc::now() + chrono::Duration::hours(8)).format("%H").to_string().parse::<i64>().unwrap();
+    let hours: Vec<i64> = by_hour.as_array().unwrap().iter().map(|r| r["hour"].as_i64().unwrap()).collect();
+    assert!(hours.iter().all(|h| (beijing_hour - h).rem_euclid(24) <= 1), "{by_hour} at Beijing's hour {beijing_hour}");
     let listed = w.get("/api/reports", w.token("acme", Role::Admin)).await;
+    let by_hour_sql = listed.as_array().unwrap().iter().find(|r| r["name"] == "sessions-by-hour").unwrap();
+    assert!(by_hour_sql["sql"].as_str().unwrap().contains("INTERVAL '480 minutes'"), "{by_hour_sql}");
     let names: Vec<&str> = witness_projections::reports::STANDARD.iter().map(|r| r.name).collect();
     assert_eq!(listed.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect::<Vec<_>>(), names);
     let spec: Value = serde_json::from_str(OPENAPI).unwrap();

@@ -409,10 +409,17 @@ impl Reports {
         Answer { batches, ..answer }
     }
 
-    /// Runs a standard report by name.
-    pub async fn standard(&self, name: &str, row_limit: usize, timeout: Duration) -> Result<Answer, ReportError> {
+    /// Runs a standard report by name, its times in the zone
+    /// `utc_offset_minutes` east of UTC.
+    pub async fn standard(
+        &self,
+        name: &str,
+        utc_offset_minutes: i32,
+        row_limit: usize,
+        timeout: Duration,
+    ) -> Result<Answer, ReportError> {
         let report = STANDARD.iter().find(|r| r.name == name).ok_or_else(|| ReportError::UnknownReport(name.into()))?;
-        self.sql(report.sql, row_limit, timeout).await
+        self.sql(&report.sql_in(utc_offset_minutes), row_limit, timeout).await
     }
 }
 
@@ -421,7 +428,16 @@ impl Reports {
 pub struct Standard {
     pub name: &'static str,
     pub about: &'static str,
+    /// `{utc_offset_minutes}` stands for the time zone its times are told in.
     pub sql: &'static str,
+}
+
+impl Standard {
+    /// The report's SQL with its times in the zone `utc_offset_minutes`
+    /// east of UTC (the tenant's: Beijing is 480).
+    pub fn sql_in(&self, utc_offset_minutes: i32) -> String {
+        self.sql.replace("{utc_offset_minutes}", &utc_offset_minutes.to_string())
+    }
 }
 
 /// The standard reports (issue 7): each is plain SQL over the tables above,
@@ -435,9 +451,9 @@ pub const STANDARD: &[Standard] = &[
     },
     Standard {
         name: "sessions-by-hour",
-        about: "sessions started per hour of the day (UTC)",
-        sql: "SELECT CAST(date_part('hour', started_at) AS BIGINT) AS hour, count(*) AS sessions FROM sessions \
-              WHERE started_at IS NOT NULL GROUP BY 1 ORDER BY 1",
+        about: "sessions started per hour of the day, in the tenant's time zone",
+        sql: "SELECT CAST(date_part('hour', started_at + INTERVAL '{utc_offset_minutes} minutes') AS BIGINT) AS hour, \
+              count(*) AS sessions FROM sessions WHERE started_at IS NOT NULL GROUP BY 1 ORDER BY 1",
     },
     Standard {
         name: "wait-time",
