@@ -42,19 +42,12 @@ impl Localizable {
     /// The text in `lang`: the catalog's translation of its code, else
     /// (English, or a code the catalog lacks) the English it was made with.
     fn text(&self, lang: Lang) -> String {
-        let key = format!("error.{}", self.refusal.code);
-        match lang.translation(&key) {
-            Some(template) => {
-                let text = self.refusal.fill(template);
-                self.keyed.iter().fold(text, |text, (name, key)| text.replace(&format!("{{{name}}}"), lang.text(key)))
-            }
-            None => {
-                let text = self.refusal.to_string();
-                self.keyed
-                    .iter()
-                    .fold(text, |text, (name, key)| text.replace(&format!("{{{name}}}"), Lang::En.text(key)))
-            }
-        }
+        let (template, names) = match lang.translation(&format!("error.{}", self.refusal.code)) {
+            Some(template) => (template, lang),
+            None => (self.refusal.template, Lang::En),
+        };
+        let text = self.refusal.fill(template);
+        self.keyed.iter().fold(text, |text, (name, key)| text.replace(&format!("{{{name}}}"), names.text(key)))
     }
 }
 

@@ -162,17 +162,7 @@ impl PgBackend {
     }
 
     pub async fn read_all(&self, after: Cursor, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, position LIMIT $3"
-        ))
-        .bind(after.commit.to_string())
-        .bind(after.position as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(row_to_event).collect()
+        self.read_after(None, after, limit).await
     }
 
     pub async fn read_tenant(
@@ -181,17 +171,29 @@ impl PgBackend {
         after: Cursor,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE tenant_id = $1 AND (transaction_id, position) > ($2::text::xid8, $3) \
+        self.read_after(Some(tenant), after, limit).await
+    }
+
+    /// Up to `limit` events after `after` in commit order (of `tenant`
+    /// only, if given), never past an open transaction.
+    async fn read_after(
+        &self,
+        tenant: Option<&str>,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let only = if tenant.is_some() { "tenant_id = $4 AND " } else { "" };
+        let sql = format!(
+            "{SELECT} WHERE {only}(transaction_id, position) > ($1::text::xid8, $2) \
              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, position LIMIT $4"
-        ))
-        .bind(tenant)
-        .bind(after.commit.to_string())
-        .bind(after.position as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
+             ORDER BY transaction_id, position LIMIT $3"
+        );
+        let query = sqlx::query(&sql).bind(after.commit.to_string()).bind(after.position as i64).bind(limit as i64);
+        let query = match tenant {
+            Some(tenant) => query.bind(tenant),
+            None => query,
+        };
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(row_to_event).collect()
     }
 
