@@ -40,6 +40,7 @@ use witness_schemas::{
 };
 
 use crate::auth::{Caller, Claims};
+use crate::i18n::Lang;
 use crate::sessions::{load, run, Done};
 use crate::{ApiError, AppState, Body};
 
@@ -306,22 +307,27 @@ pub(crate) struct Signaling {
     joined: HashSet<(SessionId, String)>,
     signals_tx: mpsc::UnboundedSender<(SessionId, Signal)>,
     pub(crate) signals: mpsc::UnboundedReceiver<(SessionId, Signal)>,
+    lang: Lang,
 }
 
 impl Signaling {
-    pub(crate) fn new() -> Self {
+    /// Signaling whose refusals (`media.error`) are written in `lang`.
+    pub(crate) fn new(lang: Lang) -> Self {
         let (signals_tx, signals) = mpsc::unbounded_channel();
-        Signaling { joined: HashSet::new(), signals_tx, signals }
+        Signaling { joined: HashSet::new(), signals_tx, signals, lang }
+    }
+
+    /// A `media.error` frame for `e`, in the socket's language.
+    fn refused(&self, session: Option<&str>, e: &ApiError) -> String {
+        json!({ "type": "media.error", "session": session, "code": e.code(), "message": e.text_in(self.lang) })
+            .to_string()
     }
 
     /// Handles one text frame; returns the frames to answer with.
     pub(crate) async fn handle(&mut self, state: &AppState, caller: &Claims, text: &str) -> Option<String> {
         let message: ClientSignal = match serde_json::from_str(text) {
             Ok(m) => m,
-            Err(e) => {
-                let e = ApiError::malformed(e);
-                return Some(json!({ "type": "media.error", "code": e.code(), "message": e.message() }).to_string());
-            }
+            Err(e) => return Some(self.refused(None, &ApiError::malformed(e))),
         };
         let session = match &message {
             ClientSignal::Join { session }
@@ -333,10 +339,7 @@ impl Signaling {
         };
         match self.apply(state, caller, message).await {
             Ok(reply) => reply,
-            Err(e) => Some(
-                json!({ "type": "media.error", "session": session, "code": e.code(), "message": e.message() })
-                    .to_string(),
-            ),
+            Err(e) => Some(self.refused(Some(&session), &e)),
         }
     }
 

@@ -104,7 +104,12 @@ impl ApiError {
 
     /// The English text.
     pub fn message(&self) -> String {
-        self.localizable().text(Lang::En)
+        self.text_in(Lang::En)
+    }
+
+    /// The text in `lang` (what [`localize`] puts in a response).
+    pub fn text_in(&self, lang: Lang) -> String {
+        self.localizable().text(lang)
     }
 
     fn localizable(&self) -> Localizable {

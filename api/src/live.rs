@@ -231,11 +231,15 @@ pub(crate) async fn ws(
     slot: Option<axum::Extension<crate::server::Slot>>,
     cross: Option<axum::Extension<crate::embed::CrossOrigin>>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    crate::i18n::Asked(asked): crate::i18n::Asked,
     upgrade: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<axum::response::Response, crate::ApiError> {
     let upgrade =
         upgrade.map_err(|e| crate::ApiError::malformed(format!("not a WebSocket request: {}", e.body_text())))?;
     let session = q.get("session").cloned();
+    // What the socket's refusals are written in: the page's language
+    // (`?lang=`: a browser's WebSocket sends the browser's, not the page's).
+    let lang = q.get("lang").and_then(|tag| crate::i18n::Lang::from_tag(tag)).unwrap_or(asked);
     Ok(upgrade.on_upgrade(move |mut socket| async move {
         // The socket counts under the connection caps while it is open.
         let _slot = slot;
@@ -248,7 +252,7 @@ pub(crate) async fn ws(
         match authenticated {
             Ok((caller, session)) => {
                 let feed = state.hub.subscribe();
-                push(state, socket, feed, caller, session).await
+                push(state, socket, feed, caller, session, lang).await
             }
             Err(e) => {
                 let reason = e.message().chars().take(100).collect::<String>();
@@ -381,6 +385,7 @@ async fn push(
     mut feed: broadcast::Receiver<Arc<Published>>,
     caller: crate::auth::Claims,
     session: Option<witness_schemas::SessionId>,
+    lang: crate::i18n::Lang,
 ) {
     use axum::extract::ws::Message;
     let mut filter = Filter { caller, session: session.map(StreamId::session), mine: Default::default() };
@@ -388,7 +393,7 @@ async fn push(
     if socket.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
-    let mut signaling = crate::calls::Signaling::new();
+    let mut signaling = crate::calls::Signaling::new(lang);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let left = (filter.caller.e - chrono::Utc::now().timestamp()).max(0) as u64;
     let expiry = tokio::time::sleep(std::time::Duration::from_secs(left));

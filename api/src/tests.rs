@@ -1641,9 +1641,17 @@ mod websocket {
     /// Opens the live feed and sends the token; `Err` with the close frame
     /// (or the handshake's error) if the server refuses.
     async fn connect(port: u16, token: &str, session: Option<&str>) -> Result<Socket, String> {
+        connect_in(port, token, session, None).await
+    }
+
+    /// [`connect`] for a page in `lang` (`?lang=`).
+    async fn connect_in(port: u16, token: &str, session: Option<&str>, lang: Option<&str>) -> Result<Socket, String> {
         use futures_util::SinkExt;
-        let session = session.map(|s| format!("?session={s}")).unwrap_or_default();
-        let url = format!("ws://127.0.0.1:{port}/api/ws{session}");
+        let query: Vec<String> = [session.map(|s| format!("session={s}")), lang.map(|l| format!("lang={l}"))]
+            .into_iter()
+            .flatten()
+            .collect();
+        let url = format!("ws://127.0.0.1:{port}/api/ws?{}", query.join("&"));
         let (mut socket, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
         let auth = json!({ "type": "auth", "token": token }).to_string();
         socket.send(Message::Text(auth.into())).await.map_err(|e| e.to_string())?;
@@ -2361,8 +2369,16 @@ mod websocket {
         // No call yet: joining is refused; a supervisor cannot start one.
         let before = w.events().await;
         let refused = say(&mut ws, json!({ "type": "media.join", "session": id })).await.unwrap();
-        assert_eq!(refused["type"], "media.error", "{refused}");
-        assert!(refused["message"].as_str().unwrap().contains("no call"), "{refused}");
+        assert_eq!(
+            (refused["type"].as_str(), refused["code"].as_str()),
+            (Some("media.error"), Some("no_call_to_join"))
+        );
+        assert_eq!(refused["message"], "本会话没有可加入的通话", "in Chinese, unless the page says otherwise");
+        // A page in English says so (a browser's socket sends the browser's language).
+        let mut english = connect_in(port, &customer, Some(&id), Some("en")).await.unwrap();
+        drain(&mut english).await;
+        let refused = say(&mut english, json!({ "type": "media.join", "session": id })).await.unwrap();
+        assert_eq!(refused["message"], "the session has no call to join", "{refused}");
         let supervisor = w.token("acme", Role::Supervisor);
         let (status, _) = w
             .call(Method::POST, &format!("/api/sessions/{id}/call"), Some(supervisor), Some(json!({ "kind": "video" })))
@@ -2391,7 +2407,7 @@ mod websocket {
 
         // Before joining, nothing but a join is taken.
         let early = say(&mut ws, json!({ "type": "media.publish", "session": id, "sdp": "v=0" })).await.unwrap();
-        assert!(early["message"].as_str().unwrap().contains("join the call first"), "{early}");
+        assert_eq!(early["code"], "join_first", "{early}");
         let joined = say(&mut ws, json!({ "type": "media.join", "session": id })).await.unwrap();
         assert_eq!(joined["type"], "media.joined", "{joined}");
         drain(&mut ws).await; // the ParticipantJoined event
@@ -2453,7 +2469,7 @@ mod decoders {
             let (customer, agent, id) = super::websocket::assigned(&w).await;
             w.post(&format!("/api/sessions/{id}/call"), &agent, json!({ "kind": "video" })).await;
             let claims = w.state.keys.verify(&customer, chrono::Utc::now()).unwrap();
-            let mut signaling = crate::calls::Signaling::new();
+            let mut signaling = crate::calls::Signaling::new(Lang::En);
             let joined =
                 signaling.handle(&w.state, &claims, &json!({ "type": "media.join", "session": id }).to_string()).await;
             assert!(joined.unwrap().contains("media.joined"));

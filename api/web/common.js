@@ -90,7 +90,9 @@ export function content(c) {
 // The live feed (/api/ws): the token is the first message, never part of
 // the URL. The socket fires "ready" once the server has accepted it.
 export function liveSocket(token, session) {
-  const query = session ? `?session=${session}` : "";
+  // The page's language, for the socket's refusals (a browser's WebSocket
+  // says the browser's).
+  const query = `?lang=${document.documentElement.lang}${session ? `&session=${session}` : ""}`;
   const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/ws${query}`);
   socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "auth", token })));
   socket.addEventListener("message", (m) => {
