@@ -227,10 +227,20 @@ export function zoneLabel(minutes = zone) {
   return `UTC${minutes < 0 ? "-" : "+"}${String(Math.floor(a / 60)).padStart(2, "0")}:${String(a % 60).padStart(2, "0")}`;
 }
 
-// An RFC 3339 time as `YYYY-MM-DD HH:MM:SS` in the tenant's zone.
-export function localTime(iso) {
-  return new Date(Date.parse(iso) + zone * 60_000).toISOString().slice(0, 19).replace("T", " ");
+// An RFC 3339 time in the tenant's zone, as the page's language writes
+// one: zh-CN `2026-12-07 14:05:09` (GB/T 7408), en `7 Dec 2026, 14:05:09`
+// (day before month, 24 hours: never 12/7). `seconds: false` leaves them out.
+export function localTime(iso, { seconds = true } = {}) {
+  const shifted = new Date(Date.parse(iso) + zone * 60_000);
+  if (document.documentElement.lang !== "en") return shifted.toISOString().slice(0, seconds ? 19 : 16).replace("T", " ");
+  const parts = { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  return new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", ...parts, ...(seconds ? { second: "2-digit" } : {}) }).format(shifted);
 }
+
+// The clock time (`HH:MM:SS`) and the day (`YYYY-MM-DD`, as date inputs
+// take it) of an RFC 3339 time in the tenant's zone.
+export const localClock = (iso) => new Date(Date.parse(iso) + zone * 60_000).toISOString().slice(11, 19);
+export const localDay = (iso) => new Date(Date.parse(iso) + zone * 60_000).toISOString().slice(0, 10);
 
 // A `YYYY-MM-DDTHH:MM` typed in the tenant's zone as RFC 3339 UTC.
 export function fromLocalTime(text) {
@@ -327,7 +337,7 @@ export async function showTimeline(token, id, { card, title, rows }) {
     const p = e.payload;
     const said = p.content ? (p.content.text ?? p.content.markdown ?? p.content.attachment?.file_name) : "";
 
-    const time = localTime(e.occurred_at).slice(11) + (last !== e ? `–${localTime(last.occurred_at).slice(11)}` : "");
+    const time = localClock(e.occurred_at) + (last !== e ? `–${localClock(last.occurred_at)}` : "");
     const what = accesses ? `${t("event.RecordingAccessed")}${accesses.length > 1 ? ` ×${accesses.length}` : ""}` : t(`event.${e.event_type}`);
     const detail = accesses ? accessSummary(accesses) : said || describe(e, view.people) || p.context_summary || p.reason || "";
     const who = view.people?.[e.actor.id];

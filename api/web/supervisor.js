@@ -1,4 +1,4 @@
-import { call, liveSocket, localTime, signIn, signOutWith, sessionRows, showTimeline, useZone, zoneLabel, t, followTenantLanguage, signedInBefore } from "/web/common.js";
+import { call, liveSocket, localClock, localDay, localTime, signIn, signOutWith, sessionRows, showTimeline, useZone, zoneLabel, t, followTenantLanguage, signedInBefore } from "/web/common.js";
 // Live queues and agents, a day's KPIs and charts (GET /api/dashboard, read
 // again whenever the WebSocket feed brings an event, with the QA queue), and drill-down: an
 // hour's bar lists its sessions, a session opens its timeline and its QA
@@ -10,7 +10,7 @@ const show = (e) => ($("error").textContent = e ? String(e.message || e) : "");
 const cell = (text) => Object.assign(document.createElement("td"), { textContent: text ?? "" });
 // Days run midnight to midnight in the tenant's zone.
 let zone = useZone();
-const today = () => localTime(new Date().toISOString()).slice(0, 10);
+const today = () => localDay(new Date().toISOString());
 const percent = (x) => (x == null ? "–" : `${(x * 100).toFixed(1)} %`);
 const seconds = (x) => (x == null ? "–" : t("common.seconds_short", { n: Math.round(x) }));
 const short = (id) => `…${id.slice(-6)}`;
@@ -89,7 +89,7 @@ async function refresh() {
 
 function render({ kpis: k, queue }) {
   kpis = k;
-  $("range").textContent = `${localTime(k.since).slice(0, 16)} – ${localTime(k.until).slice(0, 16)} ${zoneLabel()}`;
+  $("range").textContent = `${localTime(k.since, { seconds: false })} – ${localTime(k.until, { seconds: false })} ${zoneLabel()}`;
   $("kpi-waiting").textContent = queue.waiting.length;
   $("kpi-online").textContent = queue.agents.filter((a) => a.presence === "online").length;
   $("kpi-sessions").textContent = k.sessions;
@@ -162,7 +162,8 @@ async function drillHour(hour) {
   const rows = await api("GET", `/api/sessions?${q}`).catch(show);
   if (!rows) return;
   $("drill-card").classList.remove("hidden");
-  $("drill-title").textContent = t("supervisor.drill_title", { n: rows.length, day: kpis.day, from: `${String(hour).padStart(2, "0")}:00`, to: `${String(hour + 1).padStart(2, "0")}:00` });
+  const from = localTime(since.toISOString(), { seconds: false }), to = localClock(until.toISOString()).slice(0, 5);
+  $("drill-title").textContent = t("supervisor.drill_title", { n: rows.length, from, to });
   $("drill").replaceChildren(...sessionRows(rows, timeline));
   // The drill-down is below the charts: bring it into view.
   $("drill-card").scrollIntoView({ behavior: "smooth", block: "start" });

@@ -49,6 +49,8 @@ try {
   await page.click("#search button");
   await seen(page.locator("#sessions tr"), "a session listed");
   const beijing = await firstStarted();
+  // In English, a time reads day, month, year and a 24-hour clock (never 12/7).
+  if (!/^\d{1,2} [A-Z][a-z]{2} \d{4}, \d{2}:\d{2}:\d{2}$/.test(beijing)) fail(`an English time reads ${beijing}`);
 
   // Time zone: Tokyo, an hour later on every time shown.
   await page.waitForSelector("#time-zone option[value='540']", { state: "attached", timeout }).catch(() => fail("UTC+09:00 not offered"));
@@ -59,7 +61,8 @@ try {
   if (JSON.stringify(await zones()) !== '["UTC+09:00"]') fail(`zone labels after: ${await zones()}`);
   await page.waitForFunction((before) => {
     const td = document.querySelector("#sessions tr td");
-    return td && Date.parse(`${td.textContent.replace(" ", "T")}Z`) - Date.parse(`${before.replace(" ", "T")}Z`) === 3_600_000;
+    const at = (text) => Date.parse(`${text.replace(",", "")} UTC`);
+    return td && at(td.textContent) - at(before) === 3_600_000;
   }, beijing, { timeout }).catch(async () => fail(`session start ${await firstStarted()} after the move, ${beijing} before`));
 
   // Web sites that may embed the widget: a host without a scheme refused

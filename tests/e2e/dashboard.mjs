@@ -106,8 +106,10 @@ try {
     abandonment: "#kpi-abandonment", waitP50: "#kpi-wait-p50", waitP90: "#kpi-wait-p90", satisfaction: "#kpi-satisfaction",
     ratings: "#kpi-ratings" };
   for (const [name, selector] of Object.entries(kpi)) await expectText(board, selector, expected[name], name);
-  // The day runs midnight to midnight Beijing time, and says so.
-  await expectText(board, "#range", `${seedDay} 00:00 – ${nextDay(seedDay)} 00:00 UTC+08:00`, "the day's range in the tenant's zone");
+  // The day runs midnight to midnight Beijing time, and says so (in English:
+  // day, month, year, 24-hour clock).
+  const english = (day) => new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", day: "numeric", month: "short", year: "numeric" }).format(new Date(`${day}T00:00:00Z`));
+  await expectText(board, "#range", `${english(seedDay)}, 00:00 – ${english(nextDay(seedDay))}, 00:00 UTC+08:00`, "the day's range in the tenant's zone");
   same(await board.locator("label:has(#day) .zone").textContent(), "UTC+08:00", "the day picker's zone");
   const chart = (id) => board.evaluate((id) => Chart.getChart(id).data.datasets[0].data, id);
   same(await chart("chart-hours"), byHour, "sessions by local hour");

@@ -104,6 +104,8 @@ try {
   await board.click("#sign-in");
   await board.waitForFunction(() => document.documentElement.lang === "zh-CN", null, { timeout });
   await expect(board.locator("#status", { hasText: zh("supervisor.live") }), "the board live, in Chinese");
+  // Times as Chinese software writes them (GB/T 7408), in the tenant's zone.
+  await expect(board.locator("#range", { hasText: /^\d{4}-\d{2}-\d{2} \d{2}:\d{2} – \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC\+08:00$/ }), "the day's range in the Chinese way");
   await noEnglish(board, "supervisor board", ["Demo", "Agent", "agent", "Supervisor", "cards", "general", "web", "h5", "UTC"]);
   await accessible(board, "zh supervisor board");
 
