@@ -42,58 +42,55 @@ const FIELD: &str = "{field}";
 /// Why `text` is not a valid line (or note, with `lines`) of at most `max`
 /// characters, if it is not: a refusal whose `{field}` the caller sets.
 pub fn problem(text: &str, max: usize, lines: bool) -> Option<Refusal> {
-    let count = text.chars().count();
-    if count > max {
-        return Some(refusal!(
-            "too_long",
-            "`{field}`: at most {max} characters, got {count}",
-            field = FIELD,
-            max = max,
-            count = count
-        ));
-    }
-    let allowed = |c: char| lines && matches!(c, '\n' | '\r' | '\t');
-    if text.chars().any(|c| (c.is_control() && !allowed(c)) || is_bidi_control(c)) {
-        return Some(if lines {
-            refusal!(
+    Problem::find(text, max, lines).map(|p| p.refusal())
+}
+
+/// What [`problem`] finds; it travels through serde (whose errors are
+/// text) as JSON between markers no one types, to [`from_serde`].
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Problem {
+    TooLong { max: usize, count: usize },
+    Characters { lines: bool },
+}
+
+impl Problem {
+    fn refusal(&self) -> Refusal {
+        match *self {
+            Problem::TooLong { max, count } => refusal!(
+                "too_long",
+                "`{field}`: at most {max} characters, got {count}",
+                field = FIELD,
+                max = max,
+                count = count
+            ),
+            Problem::Characters { lines: true } => refusal!(
                 "control_characters_note",
                 "`{field}`: no control or direction-override characters (line breaks and tabs are allowed)",
                 field = FIELD
-            )
-        } else {
-            refusal!("control_characters", "`{field}`: no control or direction-override characters", field = FIELD)
-        });
+            ),
+            Problem::Characters { lines: false } => {
+                refusal!("control_characters", "`{field}`: no control or direction-override characters", field = FIELD)
+            }
+        }
     }
-    None
-}
 
-/// How a [`problem`] travels through serde (whose errors are text) to
-/// [`from_serde`]: its code and values between markers no one types.
-fn to_serde(refusal: &Refusal) -> String {
-    let values: Vec<[&str; 2]> = refusal.values.iter().map(|(n, v)| [*n, v.as_str()]).collect();
-    format!("\u{1}{}\u{1}{}\u{1}", refusal.code, serde_json::to_string(&values).expect("strings serialise"))
+    fn find(text: &str, max: usize, lines: bool) -> Option<Problem> {
+        let count = text.chars().count();
+        if count > max {
+            return Some(Problem::TooLong { max, count });
+        }
+        let allowed = |c: char| lines && matches!(c, '\n' | '\r' | '\t');
+        let bad = text.chars().any(|c| (c.is_control() && !allowed(c)) || is_bidi_control(c));
+        bad.then_some(Problem::Characters { lines })
+    }
 }
 
 /// The [`problem`] a JSON body's field had (`path`, as serde names it),
-/// if `message` carries one.
+/// if serde's `message` carries one.
 pub(crate) fn from_serde(path: &str, message: &str) -> Option<Refusal> {
-    let mut parts = message.split('\u{1}');
-    let (_, code, values) = (parts.next()?, parts.next()?, parts.next()?);
-    let values: Vec<[String; 2]> = serde_json::from_str(values).ok()?;
-    let mut refusal = [problem(&"x".repeat(2), 1, false)?, problem("\0", 1, false)?, problem("\0", 1, true)?]
-        .into_iter()
-        .find(|r| r.code == code)?;
-    refusal.values.clear();
-    for [name, value] in values {
-        let name = refusal_name(&name)?;
-        refusal.values.push((name, value));
-    }
-    Some(refusal.with("field", path))
-}
-
-/// The `'static` name of a [`problem`]'s value.
-fn refusal_name(name: &str) -> Option<&'static str> {
-    ["field", "max", "count"].into_iter().find(|n| *n == name)
+    let json = message.split('\u{1}').nth(1)?;
+    let problem: Problem = serde_json::from_str(json).ok()?;
+    Some(problem.refusal().with("field", path))
 }
 
 macro_rules! bounded {
@@ -124,8 +121,11 @@ macro_rules! bounded {
         impl<'de, const N: usize> Deserialize<'de> for $name<N> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let text = String::deserialize(d)?;
-                match problem(&text, N, $lines) {
-                    Some(refusal) => Err(serde::de::Error::custom(to_serde(&refusal))),
+                match Problem::find(&text, N, $lines) {
+                    Some(problem) => {
+                        let json = serde_json::to_string(&problem).expect("a problem serialises");
+                        Err(serde::de::Error::custom(format!("\u{1}{json}\u{1}")))
+                    }
                     None => Ok(Self(text)),
                 }
             }
