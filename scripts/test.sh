@@ -21,6 +21,9 @@ need_promtool
 need_python_clients
 need_face_test_set
 
+# vendor/rtc is exactly the published rtc plus its patches.
+scripts/vendor-rtc.sh --check
+
 start_postgres
 export WITNESS_TEST_PG_URL="$PG_URL"
 
