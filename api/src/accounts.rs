@@ -81,7 +81,7 @@ pub async fn demo_start(store: &EventStore) -> Result<Vec<DemoLogin>, ApiError> 
         .flat_map(|faq| crate::kb::parse(crate::kb::Format::Markdown, faq).expect("the demo FAQ parses"))
         .collect();
     let command = TenantCommand::ImportFaq { entries };
-    execute::<Tenant>(store, &tenant, &StreamId::tenant(&tenant), &Actor::system(), Utc::now(), command).await?;
+    crate::supervision::on_tenant_stream(store, &tenant, &Actor::system(), command).await?;
     Ok(logins)
 }
 
@@ -95,8 +95,7 @@ pub async fn directory(store: &EventStore, tenant: &TenantId) -> Result<TenantSt
 
 pub async fn create_tenant(store: &EventStore, tenant: &TenantId, name: &str) -> Result<(), ApiError> {
     let command = TenantCommand::Create { name: name.to_owned() };
-    execute::<Tenant>(store, tenant, &StreamId::tenant(tenant), &Actor::system(), Utc::now(), command).await?;
-    Ok(())
+    crate::supervision::on_tenant_stream(store, tenant, &Actor::system(), command).await
 }
 
 /// Adds a user and sets their password. Returns their id.
@@ -118,7 +117,7 @@ pub async fn create_user(
     let user_id = UserId::new();
     let command =
         TenantCommand::AddUser { user_id, login: login.to_owned(), role, display_name: display_name.to_owned() };
-    execute::<Tenant>(store, tenant, &StreamId::tenant(tenant), by, Utc::now(), command).await?;
+    crate::supervision::on_tenant_stream(store, tenant, by, command).await?;
     store.save_credential(user_id, &hash_password(password)).await?;
     Ok(user_id)
 }

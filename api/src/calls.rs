@@ -137,15 +137,7 @@ async fn set_policy(
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = witness_engine::domain::tenant::TenantCommand::SetRecordingPolicy { record_calls: body.record_calls };
-    execute::<witness_engine::domain::tenant::Tenant>(
-        &state.store,
-        &caller.t,
-        &StreamId::tenant(&caller.t),
-        &caller.actor(),
-        Utc::now(),
-        command,
-    )
-    .await?;
+    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(body))
 }
 

@@ -94,6 +94,12 @@ impl ApiError {
         }
     }
 
+    /// 500: a stored event no longer decodes (a server fault, logged by
+    /// the caller).
+    pub fn event_unreadable() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, refusal!("event_unreadable", "a stored event cannot be read"))
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -126,7 +132,7 @@ pub(crate) fn decode_stream(
 ) -> Result<Vec<witness_schemas::Event>, ApiError> {
     events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
         tracing::error!(error = %e, "{what}: stored event cannot be decoded");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, refusal!("event_unreadable", "a stored event cannot be read"))
+        ApiError::event_unreadable()
     })
 }
 
@@ -249,10 +255,7 @@ impl From<ExecuteError> for ApiError {
             ExecuteError::Store(e) => e.into(),
             ExecuteError::Decode(e) => {
                 tracing::error!(error = %e, "stored event cannot be decoded");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    refusal!("event_unreadable", "a stored event cannot be read"),
-                )
+                Self::event_unreadable()
             }
         }
     }

@@ -291,7 +291,7 @@ async fn import(
     query: Result<axum::extract::Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<(axum::http::StatusCode, axum::Json<serde_json::Value>), ApiError> {
-    use witness_engine::domain::tenant::{Tenant, TenantCommand};
+    use witness_engine::domain::tenant::TenantCommand;
     caller.require(&[witness_schemas::Role::Admin])?;
     let axum::extract::Query(query) =
         query.map_err(|_| ApiError::bad_request(refusal!("faq_format", "`format` must be `json` or `markdown`")))?;
@@ -299,16 +299,7 @@ async fn import(
     let entries = parse(query.format, &body).map_err(ApiError::bad_request)?;
     let count = entries.len();
     let command = TenantCommand::ImportFaq { entries };
-    let stream = StreamId::tenant(&caller.t);
-    witness_engine::executor::execute::<Tenant>(
-        &state.store,
-        &caller.t,
-        &stream,
-        &caller.actor(),
-        chrono::Utc::now(),
-        command,
-    )
-    .await?;
+    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok((axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({ "imported": count }))))
 }
 

@@ -124,10 +124,7 @@ pub async fn sweep(
             let s = sessions.entry((e.tenant_id.clone(), id)).or_default();
             match e.decode().map_err(|err| {
                 tracing::error!(position = e.position, error = %err, "retention: undecodable event");
-                ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    refusal!("event_unreadable", "a stored event cannot be read"),
-                )
+                ApiError::event_unreadable()
             })? {
                 Event::SessionEnded(_) => s.ended_at = Some(e.occurred_at),
                 Event::CustomerMessage(CustomerMessage { content, .. })

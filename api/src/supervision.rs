@@ -137,16 +137,25 @@ struct AuditPage {
 }
 
 /// Where a page starts: `from` as the previous page's `next` gave it (a
-/// cursor sealed for this caller's tenant and `paging`), or the start.
-fn page_start(state: &AppState, caller: &Claims, paging: Paging, page: &Page) -> Result<Option<Vec<u64>>, ApiError> {
+/// cursor sealed for this caller's tenant and `paging`, of `N` numbers),
+/// or the start (`None`).
+fn page_start<const N: usize>(
+    state: &AppState,
+    caller: &Claims,
+    paging: Paging,
+    page: &Page,
+) -> Result<Option<[u64; N]>, ApiError> {
     match page.from.as_deref() {
         None | Some("") | Some("0") => Ok(None),
-        Some(text) => cursor::open(&state.keys, paging, &caller.t, text).map(Some).ok_or_else(|| {
-            ApiError::bad_request(refusal!(
-                "bad_cursor",
-                "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start"
-            ))
-        }),
+        Some(text) => {
+            let numbers = cursor::open(&state.keys, paging, &caller.t, text).and_then(|n| n.try_into().ok());
+            numbers.map(Some).ok_or_else(|| {
+                ApiError::bad_request(refusal!(
+                    "bad_cursor",
+                    "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start"
+                ))
+            })
+        }
     }
 }
 
@@ -158,16 +167,7 @@ async fn audit(
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance])?;
     let Query(page) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
-    let from = match page_start(&state, &caller, Paging::Audit, &page)?.as_deref() {
-        None => 0,
-        Some(&[position]) => position,
-        Some(_) => {
-            return Err(ApiError::bad_request(refusal!(
-                "bad_cursor",
-                "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start"
-            )))
-        }
-    };
+    let from = page_start(&state, &caller, Paging::Audit, &page)?.map_or(0, |[position]| position);
     let rows = state.projector.audit(&state.store, &caller.t, caller.r, from, limit(&page)?).await?;
     record_view(&state, &caller, "audit_trail", None, rows.len()).await?;
     let last = rows.last().map_or(from, |r| r.position);
@@ -344,16 +344,8 @@ async fn events(
 ) -> Result<Json<EventsPage>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
     let Query(page) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
-    let from = match page_start(&state, &caller, Paging::Events, &page)?.as_deref() {
-        None => Cursor::START,
-        Some(&[commit, position]) => Cursor { commit, position },
-        Some(_) => {
-            return Err(ApiError::bad_request(refusal!(
-                "bad_cursor",
-                "`from`: not a cursor this server gave you; pass the previous page's `next`, or nothing to start"
-            )))
-        }
-    };
+    let from = page_start(&state, &caller, Paging::Events, &page)?
+        .map_or(Cursor::START, |[commit, position]| Cursor { commit, position });
     let ours = state.store.read_tenant(&caller.t, from, limit(&page)?).await?;
     let last = ours.last().map_or(from, |e| e.cursor());
     let next = cursor::seal(&state.keys, Paging::Events, &caller.t, &[last.commit, last.position]);

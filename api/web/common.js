@@ -231,7 +231,7 @@ export function zoneLabel(minutes = zone) {
 // one: zh-CN `2026-12-07 14:05:09` (GB/T 7408), en `7 Dec 2026, 14:05:09`
 // (day before month, 24 hours: never 12/7). `seconds: false` leaves them out.
 export function localTime(iso, { seconds = true } = {}) {
-  const shifted = new Date(Date.parse(iso) + zone * 60_000);
+  const shifted = inZone(iso);
   if (document.documentElement.lang !== "en") return shifted.toISOString().slice(0, seconds ? 19 : 16).replace("T", " ");
   const parts = { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
   return new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", ...parts, ...(seconds ? { second: "2-digit" } : {}) }).format(shifted);
@@ -239,8 +239,12 @@ export function localTime(iso, { seconds = true } = {}) {
 
 // The clock time (`HH:MM:SS`) and the day (`YYYY-MM-DD`, as date inputs
 // take it) of an RFC 3339 time in the tenant's zone.
-export const localClock = (iso) => new Date(Date.parse(iso) + zone * 60_000).toISOString().slice(11, 19);
-export const localDay = (iso) => new Date(Date.parse(iso) + zone * 60_000).toISOString().slice(0, 10);
+export const localClock = (iso) => inZone(iso).toISOString().slice(11, 19);
+export const localDay = (iso) => inZone(iso).toISOString().slice(0, 10);
+
+// An RFC 3339 time moved by the tenant's offset: its UTC fields read the
+// tenant's clock.
+const inZone = (iso) => new Date(Date.parse(iso) + zone * 60_000);
 
 // A `YYYY-MM-DDTHH:MM` typed in the tenant's zone as RFC 3339 UTC.
 export function fromLocalTime(text) {
