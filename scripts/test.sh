@@ -27,6 +27,7 @@ scripts/vendor-rtc.sh --check
 start_postgres
 export WITNESS_TEST_PG_URL="$PG_URL"
 
-cargo test --workspace --all-targets "$@"
+# --no-fail-fast: one CI run reports every failing test binary, not only the first.
+cargo test --workspace --all-targets --no-fail-fast "$@"
 # Doc examples are tests too (cargo test --all-targets skips them).
 cargo test --workspace --doc "$@"

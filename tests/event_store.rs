@@ -188,7 +188,14 @@ async fn read_tenant_pages_through_one_tenants_events_only(store: &EventStore) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while read.len() < written.len() && std::time::Instant::now() < deadline {
             let page = store.read_tenant(&tenant, cursor, 4).await.unwrap();
-            assert!(page.len() == 4 || read.len() + page.len() >= written.len() || page.is_empty(), "{}", page.len());
+            // A page is full however many of another tenant's events lie
+            // between ours. PostgreSQL may end a page early at its
+            // visibility horizon while another test's transaction is open,
+            // so the strict form is asserted where there is no horizon.
+            assert!(page.len() <= 4);
+            if store.backend_name() == "sqlite" {
+                assert!(page.len() == 4 || read.len() + page.len() == written.len(), "short page: {}", page.len());
+            }
             match page.last() {
                 Some(last) => cursor = last.cursor(),
                 None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
