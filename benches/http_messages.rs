@@ -19,7 +19,7 @@ use chrono::Utc;
 use tower::ServiceExt;
 use witness_api::auth::{Claims, TokenKeys};
 use witness_api::{accounts, app, live, uploads, AppState};
-use witness_engine::domain::session::{Session, SessionCommand};
+use witness_domain::session::{Session, SessionCommand};
 use witness_engine::executor::execute;
 use witness_schemas::*;
 

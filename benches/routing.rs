@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use witness_engine::routing::{Router, RouterConfig, RoutingAction};
+use witness_domain::routing::{Router, RouterConfig, RoutingAction};
 use witness_schemas::*;
 
 const AGENTS: usize = 200;

@@ -1167,7 +1167,7 @@ impl SelftestCall {
     const TENANT: &'static str = "selftest";
 
     async fn open(store: EventStore) -> Result<SelftestCall> {
-        use witness_engine::domain::session::SessionCommand as C;
+        use witness_domain::session::SessionCommand as C;
         let call = SelftestCall {
             store,
             tenant: Self::TENANT.parse()?,
@@ -1205,8 +1205,8 @@ impl SelftestCall {
         Ok(call)
     }
 
-    async fn run(&self, command: witness_engine::domain::session::SessionCommand) -> Result<()> {
-        witness_engine::executor::execute::<witness_engine::domain::session::Session>(
+    async fn run(&self, command: witness_domain::session::SessionCommand) -> Result<()> {
+        witness_engine::executor::execute::<witness_domain::session::Session>(
             &self.store,
             &self.tenant,
             &StreamId::session(self.session),
@@ -1223,7 +1223,7 @@ impl SelftestCall {
     /// record names every segment the recorder closed, with its size and
     /// the hash of the file as it is now. Returns what is wrong.
     async fn finish(self, dir: &Path, closed: &[(String, u64, u64)]) -> Result<Vec<String>> {
-        use witness_engine::domain::session::SessionCommand as C;
+        use witness_domain::session::SessionCommand as C;
         self.run(C::StopRecording { recording_id: self.recording }).await?;
         self.run(C::EndCall { call_id: self.call, reason: Some("self-test done".into()) }).await?;
         self.run(C::End { ended_by: EndedBy::System, reason: EndReason::Resolved }).await?;
@@ -1494,13 +1494,12 @@ async fn seed_day(url: &str, sessions: usize, agents: usize, seed: u64, tenant: 
     let start =
         (chrono::Utc::now() - chrono::Duration::days(1)).date_naive().and_hms_opt(1, 0, 0).expect("valid").and_utc();
     // The conversations in the tenant's language (Chinese for a tenant not set up yet).
-    let known =
-        witness_engine::executor::current::<witness_engine::domain::tenant::Tenant>(&store, &StreamId::tenant(&tenant))
-            .await?
-            .state;
-    let language = witness_engine::workload::Language::of_locale(known.locale());
-    let plan = witness_engine::workload::DayPlan { tenant, sessions, agents, seed, start, language };
-    let report = witness_engine::workload::run_day(&store, &plan, |n| bar.set_position(n as u64)).await?;
+    let known = witness_engine::executor::current::<witness_domain::tenant::Tenant>(&store, &StreamId::tenant(&tenant))
+        .await?
+        .state;
+    let language = witness_workload::Language::of_locale(known.locale());
+    let plan = witness_workload::DayPlan { tenant, sessions, agents, seed, start, language };
+    let report = witness_workload::run_day(&store, &plan, |n| bar.set_position(n as u64)).await?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string(&report)?);

@@ -11,10 +11,10 @@ use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use chrono::DateTime;
 use common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use witness_engine::workload::{run_day, DayPlan};
 use witness_projections::export::{export_events, export_read_models, ExportError, STATE_FILE};
 use witness_projections::{models, Projector};
 use witness_schemas::{Cursor, TenantId, MASK};
+use witness_workload::{run_day, DayPlan};
 
 fn day(seed: u64, n: i64) -> DayPlan {
     DayPlan {
@@ -23,7 +23,7 @@ fn day(seed: u64, n: i64) -> DayPlan {
         agents: 6,
         seed,
         start: DateTime::from_timestamp(1_790_000_000 + 86_400 * n, 0).unwrap(),
-        language: witness_engine::workload::Language::Chinese,
+        language: witness_workload::Language::Chinese,
     }
 }
 

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use chrono::DateTime;
 use common::*;
 use witness_engine::kafka::{create_topic, KafkaFeed, OutboxRelay};
-use witness_engine::workload::{run_day, DayPlan};
 use witness_engine::EventStore;
 use witness_projections::{models, Projector};
+use witness_workload::{run_day, DayPlan};
 
 struct Broker {
     child: Option<Child>,
@@ -115,7 +115,7 @@ async fn read_models_fed_through_kafka_survive_a_broker_restart_and_match_the_em
         agents: 8,
         seed: 11,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
-        language: witness_engine::workload::Language::Chinese,
+        language: witness_workload::Language::Chinese,
     };
     let store = source.store.clone();
     let day = tokio::spawn(async move { run_day(&store, &plan, |_| {}).await.unwrap() });

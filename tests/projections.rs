@@ -6,9 +6,9 @@ mod common;
 
 use chrono::DateTime;
 use common::*;
-use witness_engine::workload::{run_day, DayPlan};
 use witness_projections::{models, AuditRow, Projector, SessionQuery};
 use witness_schemas::{Role, StreamKind};
+use witness_workload::{run_day, DayPlan};
 
 async fn live_then_rebuilt(t: TestStore) {
     let projector = Projector::connect(&t.url, models::all()).await.unwrap();
@@ -18,7 +18,7 @@ async fn live_then_rebuilt(t: TestStore) {
         agents: 8,
         seed: 7,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
-        language: witness_engine::workload::Language::English,
+        language: witness_workload::Language::English,
     };
     // Live: project after every few customers, while the day runs.
     let store = t.store.clone();
@@ -129,7 +129,7 @@ async fn racing_projectors_count_every_event_once(t: TestStore) {
         agents: 6,
         seed: 11,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
-        language: witness_engine::workload::Language::English,
+        language: witness_workload::Language::English,
     };
     run_day(&t.store, &plan, |_| {}).await.unwrap();
     let (a, b) = (
@@ -175,7 +175,7 @@ async fn postgres_rebuilt_projections_equal_the_live_ones() {
 /// `qa_evaluations` (score in percent), and a rebuild gives the same rows.
 async fn compliance_read_models(t: TestStore) {
     use chrono::{Duration, Utc};
-    use witness_engine::domain::session::{Session, SessionCommand};
+    use witness_domain::session::{Session, SessionCommand};
     use witness_engine::executor::execute;
     use witness_schemas::*;
     let (id, agent, offer_id, call_id, recording_id) =

@@ -10,12 +10,12 @@ use std::time::Duration;
 use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use chrono::DateTime;
 use common::*;
-use witness_engine::workload::{run_day, DayPlan, DayReport};
 use witness_engine::ExpectedVersion;
 use witness_projections::export::{export_events, export_read_models};
 use witness_projections::reports::{write, Answer, Format, ReportError, Reports, STANDARD};
 use witness_projections::{models, Projector};
 use witness_schemas::*;
+use witness_workload::{run_day, DayPlan, DayReport};
 
 const LIMIT: usize = 100_000;
 const TIME: Duration = Duration::from_secs(30);
@@ -37,7 +37,7 @@ async fn seeded() -> Seeded {
         agents: 6,
         seed,
         start: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
-        language: witness_engine::workload::Language::Chinese,
+        language: witness_workload::Language::Chinese,
     };
     let mut acme = run_day(&t.store, &plan(tenant(), 60, 21), |_| {}).await.unwrap();
     let other = run_day(&t.store, &plan(other(), 20, 22), |_| {}).await.unwrap();

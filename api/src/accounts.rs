@@ -1,7 +1,7 @@
 //! Tenants, users, logins and visitor tokens.
 //!
 //! The directory (a tenant and its users) is the `tenant-<slug>` stream,
-//! decided by [`witness_engine::domain::tenant::Tenant`]; password hashes
+//! decided by [`witness_domain::tenant::Tenant`]; password hashes
 //! are in the store's credentials table. [`create_tenant`] and
 //! [`create_user`] are what `witness admin` and the demo start call.
 
@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use witness_engine::domain::tenant::{Tenant, TenantCommand, TenantState};
+use witness_domain::tenant::{Tenant, TenantCommand, TenantState};
 use witness_engine::executor::execute;
 use witness_engine::EventStore;
 use witness_schemas::{Actor, Channel, Role, StreamId, TenantId, UserId};
@@ -377,7 +377,7 @@ async fn list_agents(State(state): State<AppState>, Caller(caller): Caller) -> R
 async fn users(
     state: &AppState,
     caller: &Claims,
-    wanted: impl Fn(&witness_engine::domain::tenant::User) -> bool,
+    wanted: impl Fn(&witness_domain::tenant::User) -> bool,
 ) -> Result<Vec<UserView>, ApiError> {
     let dir = directory(&state.store, &caller.t).await?;
     Ok(dir

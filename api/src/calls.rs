@@ -29,7 +29,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
-use witness_engine::domain::session::{CallFact, Session, SessionCommand, SessionStatus};
+use witness_domain::session::{CallFact, Session, SessionCommand, SessionStatus};
 use witness_engine::executor::execute;
 use witness_media::server::Report;
 use witness_media::server::{IceCandidateInit, MediaError, MediaServer, Signal};
@@ -75,7 +75,7 @@ async fn set_options(
     Body(body): Body<CallOptions>,
 ) -> Result<Json<CallOptions>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let command = witness_engine::domain::tenant::TenantCommand::SetCallOptions { beauty_filter: body.beauty_filter };
+    let command = witness_domain::tenant::TenantCommand::SetCallOptions { beauty_filter: body.beauty_filter };
     crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(body))
 }
@@ -136,7 +136,7 @@ async fn set_policy(
     Body(body): Body<Policy>,
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let command = witness_engine::domain::tenant::TenantCommand::SetRecordingPolicy { record_calls: body.record_calls };
+    let command = witness_domain::tenant::TenantCommand::SetRecordingPolicy { record_calls: body.record_calls };
     crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(body))
 }
@@ -241,7 +241,7 @@ async fn end(
 /// whose session it is, or the agent it is assigned to.
 fn participant(
     caller: &Claims,
-    session: &witness_engine::domain::session::SessionState,
+    session: &witness_domain::session::SessionState,
 ) -> Result<(String, ParticipantRole), ApiError> {
     match caller.r {
         Role::Customer => Ok(("customer".to_owned(), ParticipantRole::Customer)),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use witness_engine::domain::tenant::TenantCommand;
+use witness_domain::tenant::TenantCommand;
 use witness_schemas::{Role, TenantId};
 
 use crate::auth::Caller;

@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
-use witness_engine::domain::session::SessionCommand;
-use witness_engine::domain::tenant::TenantCommand;
+use witness_domain::session::SessionCommand;
+use witness_domain::tenant::TenantCommand;
 use witness_schemas::*;
 
 use crate::auth::Caller;

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use witness_engine::domain::{DomainError, Refusal};
+use witness_domain::{DomainError, Refusal};
 use witness_engine::executor::ExecuteError;
 use witness_engine::StoreError;
 
@@ -344,12 +344,12 @@ mod tests {
     use super::*;
     use crate::i18n::tests::names;
 
-    /// Every `refusal!("code", "English")` in the engine's and the API's
+    /// Every `refusal!("code", "English")` in the domain's, the engine's and the API's
     /// sources, read from the text of the sources: (code, English).
     fn refusals_in_sources() -> Vec<(String, String)> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
         let mut files = vec![];
-        let mut dirs = vec![root.join("engine/src"), root.join("api/src")];
+        let mut dirs = vec![root.join("domain/src"), root.join("engine/src"), root.join("api/src")];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();

@@ -18,14 +18,14 @@
 //! answer 503 and write nothing.
 
 use std::sync::Arc;
-use witness_engine::domain::Refusal;
+use witness_domain::Refusal;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
-use witness_engine::domain::session::SessionCommand;
+use witness_domain::session::SessionCommand;
 use witness_face::{FaceModel, DEFAULT_THRESHOLD};
 use witness_schemas::*;
 

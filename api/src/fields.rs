@@ -21,7 +21,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-use witness_engine::domain::Refusal;
+use witness_domain::Refusal;
 
 use crate::ApiError;
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use witness_engine::domain::tenant::TenantCommand;
+use witness_domain::tenant::TenantCommand;
 use witness_schemas::{NobodyOnline, Role, SkillGroup, TenantId, UserId};
 
 use crate::auth::Caller;
@@ -192,7 +192,7 @@ async fn wait(
     Path(id): Path<String>,
 ) -> Result<Json<WaitView>, ApiError> {
     let s = crate::sessions::load(&state, &caller, &id).await?;
-    use witness_engine::domain::session::SessionStatus;
+    use witness_domain::session::SessionStatus;
     let queued = matches!(s.state.status, SessionStatus::Queued | SessionStatus::Offered);
     let name = s.state.group.clone().unwrap_or_else(|| s.state.business_type.clone());
     let (all, queue) = with_queue(&state, &caller.t).await?;
@@ -261,7 +261,7 @@ async fn leave_message(
 ) -> Result<(StatusCode, Json<Left>), ApiError> {
     caller.require(&[Role::Customer])?;
     let s = crate::sessions::load(&state, &caller, &id).await?;
-    use witness_engine::domain::session::{SessionCommand, SessionStatus};
+    use witness_domain::session::{SessionCommand, SessionStatus};
     if !matches!(s.state.status, SessionStatus::Queued | SessionStatus::Offered) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -46,7 +46,7 @@ impl Lang {
     }
 
     /// A tenant's default language, from its directory.
-    pub fn of_tenant(known: &witness_engine::domain::tenant::TenantState) -> Lang {
+    pub fn of_tenant(known: &witness_domain::tenant::TenantState) -> Lang {
         Lang::from_tag(known.locale()).unwrap_or_default()
     }
 

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
-use witness_engine::domain::Refusal;
+use witness_domain::Refusal;
 
 use jieba_rs::Jieba;
 use serde::{Deserialize, Serialize};
@@ -291,7 +291,7 @@ async fn import(
     query: Result<axum::extract::Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<(axum::http::StatusCode, axum::Json<serde_json::Value>), ApiError> {
-    use witness_engine::domain::tenant::TenantCommand;
+    use witness_domain::tenant::TenantCommand;
     caller.require(&[witness_schemas::Role::Admin])?;
     let axum::extract::Query(query) =
         query.map_err(|_| ApiError::bad_request(refusal!("faq_format", "`format` must be `json` or `markdown`")))?;
@@ -327,7 +327,7 @@ async fn suggestions(
     crate::auth::Caller(caller): crate::auth::Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<axum::Json<Vec<Hit>>, ApiError> {
-    use witness_engine::domain::session::Speaker;
+    use witness_domain::session::Speaker;
     caller.require(&[witness_schemas::Role::Agent])?;
     let session = crate::sessions::load(&state, &caller, &id).await?;
     let last =

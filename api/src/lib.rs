@@ -33,7 +33,7 @@
 
 // `refusal!` in every module: each error is made with it (see `error`).
 #[macro_use]
-extern crate witness_engine;
+extern crate witness_domain;
 
 pub mod accounts;
 pub mod auth;

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::broadcast;
-use witness_engine::domain::session::Session;
+use witness_domain::routing::{Router, RouterConfig, RoutingCommand};
+use witness_domain::session::Session;
 use witness_engine::executor::{execute, ExecuteError};
-use witness_engine::routing::{Router, RouterConfig, RoutingCommand};
 use witness_engine::EventStore;
 use witness_schemas::{Actor, Cursor, RecordedEvent, StreamId, TenantId};
 
@@ -175,7 +175,7 @@ pub async fn run(store: EventStore, hub: Hub, config: RouterConfig) {
                     }
                     RoutingCommand::Agent(agent, command) => {
                         let stream = StreamId::agent(agent);
-                        let done = execute::<witness_engine::domain::agent::Agent>(
+                        let done = execute::<witness_domain::agent::Agent>(
                             &store,
                             tenant,
                             &stream,

@@ -8,10 +8,10 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
-use witness_engine::domain::session::{Session, SessionCommand};
-use witness_engine::domain::tenant::TenantCommand;
+use witness_domain::qa::QaFinding;
+use witness_domain::session::{Session, SessionCommand};
+use witness_domain::tenant::TenantCommand;
 use witness_engine::executor::execute;
-use witness_engine::qa::QaFinding;
 use witness_schemas::*;
 
 use crate::auth::Caller;
@@ -55,7 +55,7 @@ async fn show(
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
     let events = crate::sessions::load(&state, &caller, &id).await?.events(&state).await?;
     let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
-    let findings = tenant.qa_rules.as_ref().map(|r| witness_engine::qa::check(r, &events)).unwrap_or_default();
+    let findings = tenant.qa_rules.as_ref().map(|r| witness_domain::qa::check(r, &events)).unwrap_or_default();
     let evaluations = events
         .iter()
         .filter(|e| e.event_type == "QaEvaluated")

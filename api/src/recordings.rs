@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncSeekExt;
-use witness_engine::domain::session::SessionCommand;
+use witness_domain::session::SessionCommand;
 use witness_schemas::{Event, RecordingAccessKind, RecordingId, Role};
 
 use crate::auth::{Caller, Claims};
@@ -355,7 +355,7 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
     };
     let command = SessionCommand::Composite { composite };
     let actor = witness_schemas::Actor::system();
-    if let Err(e) = witness_engine::executor::execute::<witness_engine::domain::session::Session>(
+    if let Err(e) = witness_engine::executor::execute::<witness_domain::session::Session>(
         &state.store,
         &tenant,
         &stream,
@@ -376,7 +376,7 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
 /// composite's (its earliest track).
 fn composite_stamp(
     decoded: &[Event],
-    directory: &witness_engine::domain::tenant::TenantState,
+    directory: &witness_domain::tenant::TenantState,
     session: witness_schemas::SessionId,
     recording: RecordingId,
     started: chrono::DateTime<chrono::Utc>,

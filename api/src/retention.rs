@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use witness_engine::domain::session::{Session, SessionCommand};
+use witness_domain::session::{Session, SessionCommand};
 use witness_engine::executor::execute;
 use witness_engine::shred;
 use witness_engine::EventStore;
@@ -329,7 +329,7 @@ fn removal(e: std::io::Error) -> ApiError {
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use witness_engine::domain::tenant::TenantCommand;
+use witness_domain::tenant::TenantCommand;
 
 use crate::auth::Caller;
 use crate::error::Body;

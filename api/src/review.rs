@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use witness_engine::domain::session::SessionCommand;
+use witness_domain::session::SessionCommand;
 use witness_projections::ReviewRow;
 use witness_schemas::*;
 

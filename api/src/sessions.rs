@@ -8,7 +8,7 @@
 //! elsewhere or not.
 
 use std::collections::BTreeMap;
-use witness_engine::domain::Refusal;
+use witness_domain::Refusal;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -16,8 +16,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use witness_engine::domain::agent::{Agent, AgentCommand};
-use witness_engine::domain::session::{Session, SessionCommand, SessionState, SessionStatus};
+use witness_domain::agent::{Agent, AgentCommand};
+use witness_domain::session::{Session, SessionCommand, SessionState, SessionStatus};
 use witness_engine::executor::execute;
 use witness_schemas::*;
 
@@ -427,9 +427,7 @@ pub(crate) async fn bot_turn(
     };
     match execute::<Session>(&state.store, &caller.t, &stream, &bot_actor, Utc::now(), command).await {
         Ok(done) => Ok(Some((done.last_version(), what))),
-        Err(witness_engine::executor::ExecuteError::Domain(witness_engine::domain::DomainError::NotAllowed {
-            ..
-        })) => Ok(None),
+        Err(witness_engine::executor::ExecuteError::Domain(witness_domain::DomainError::NotAllowed { .. })) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -443,7 +441,7 @@ fn handoff(session: &SessionState, reason: &str, lang: Lang) -> SessionCommand {
         .recent
         .iter()
         .rev()
-        .find(|m| m.from == witness_engine::domain::session::Speaker::Customer && !bot::asks_for_human(&m.text));
+        .find(|m| m.from == witness_domain::session::Speaker::Customer && !bot::asks_for_human(&m.text));
     let business = session.business_type.as_str();
     let summary = match last {
         Some(m) => lang.format("server.summary_last_asked", &[("business", business), ("text", &m.text)]),

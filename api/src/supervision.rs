@@ -5,7 +5,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use witness_engine::domain::tenant::{Tenant, TenantCommand};
+use witness_domain::tenant::{Tenant, TenantCommand};
 use witness_projections::audit::AuditManifest;
 use witness_projections::dashboard::DayKpis;
 use witness_projections::{AuditRow, QueueView, SessionQuery, SessionRow};

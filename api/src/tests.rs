@@ -2624,15 +2624,15 @@ mod decoders {
 async fn the_dashboard_sums_up_a_seeded_day_for_its_tenant() {
     let w = World::new().await;
     let start = chrono::DateTime::parse_from_rfc3339("2026-11-20T01:00:00Z").unwrap().with_timezone(&Utc);
-    let plan = witness_engine::workload::DayPlan {
+    let plan = witness_workload::DayPlan {
         tenant: "acme".parse().unwrap(),
         sessions: 60,
         agents: 4,
         seed: 5,
         start,
-        language: witness_engine::workload::Language::Chinese,
+        language: witness_workload::Language::Chinese,
     };
-    let seeded = witness_engine::workload::run_day(&w.state.store, &plan, |_| {}).await.unwrap();
+    let seeded = witness_workload::run_day(&w.state.store, &plan, |_| {}).await.unwrap();
     w.session("globex", "hello").await;
     let projector = witness_projections::Projector::connect(&w.url, witness_projections::models::all()).await.unwrap();
     projector.catch_up(&w.state.store, |_| {}).await.unwrap();
@@ -2883,7 +2883,7 @@ async fn retention_and_legal_holds_are_set_by_their_roles_only() {
 /// tenant without a form refused with nothing written.
 #[tokio::test]
 async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
-    use witness_engine::domain::session::{Session, SessionCommand};
+    use witness_domain::session::{Session, SessionCommand};
     let w = World::new().await;
     let admin = w.token("acme", Role::Admin);
     let supervisor = w.token("acme", Role::Supervisor);
@@ -3074,7 +3074,7 @@ async fn qa_rules_find_what_happened_and_evaluations_follow_the_form() {
 /// wrong people and bad scripts are refused with nothing written.
 #[tokio::test]
 async fn a_dual_recording_walks_through_its_script_step_by_step() {
-    use witness_engine::domain::session::{Session, SessionCommand};
+    use witness_domain::session::{Session, SessionCommand};
     let mut w = World::new().await;
     let admin = w.token("acme", Role::Admin);
     let script = |text: &str| {

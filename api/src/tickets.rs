@@ -7,8 +7,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use witness_engine::domain::ticket::{draft_from_session, Ticket, TicketCommand, TicketState};
-use witness_engine::domain::Decider;
+use witness_domain::ticket::{draft_from_session, Ticket, TicketCommand, TicketState};
+use witness_domain::Decider;
 use witness_engine::executor::execute;
 use witness_schemas::*;
 

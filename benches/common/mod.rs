@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use chrono::DateTime;
-use witness_engine::workload::{run_day, DayPlan};
 use witness_engine::EventStore;
+use witness_workload::{run_day, DayPlan};
 
 /// The median of `v` (the upper one of an even count).
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -38,7 +38,7 @@ pub async fn scripted_log(keep: &str, target: u64) -> (tempfile::TempDir, String
             agents: 75,
             seed: 42 + day,
             start: DateTime::from_timestamp(1_790_000_000 + 86_400 * day as i64, 0).unwrap(),
-            language: witness_engine::workload::Language::Chinese,
+            language: witness_workload::Language::Chinese,
         };
         let report = run_day(&store, &plan, |_| {}).await.unwrap();
         sessions += report.sessions;

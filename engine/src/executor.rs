@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use witness_schemas::{Actor, NewEvent, RecordedEvent, StreamId, StreamKind, TenantId};
 
-use crate::domain::{Decider, DomainError};
 use crate::{AppendResult, EventStore, ExpectedVersion, StoreError};
+use witness_domain::{Decider, DomainError};
 
 /// How often a command is tried before a lost race is reported. Races are
 /// real: a browser fetching ten recording segments at once appends ten
@@ -212,7 +212,7 @@ mod tests {
     use witness_schemas::*;
 
     use super::*;
-    use crate::domain::session::{Session, SessionCommand};
+    use witness_domain::session::{Session, SessionCommand};
 
     #[tokio::test]
     async fn of_two_racing_commands_the_loser_is_decided_again_on_the_new_history() {

@@ -1,9 +1,12 @@
-//! The Witness engine: where events are decided and stored.
+//! The Witness engine: where events are stored, and where a decision is
+//! turned into appended events.
 //!
 //! It holds the event store (SQLite, PostgreSQL), the hash chain and signed
-//! checkpoints, crypto-shredding, the deciders (`domain`), the command
-//! executor, routing, and the Kafka relay and feed (see
-//! docs/ARCHITECTURE.md; issue 31 moves the deciders to a crate of their own).
+//! checkpoints, crypto-shredding, the command [`executor`] (load a stream,
+//! fold it, let a `witness_domain` decider decide, append under optimistic
+//! concurrency), and the Kafka relay and feed. The rules themselves —
+//! deciders, routing, QA — are `witness_domain`'s, which does no IO; see
+//! docs/ARCHITECTURE.md.
 //!
 //! * [`EventStore`] — `append(tenant, stream, expected_version, events)`
 //!   with optimistic concurrency ([`StoreError::Concurrency`]) and
@@ -35,19 +38,15 @@
 
 pub mod chain;
 pub mod checkpoint;
-pub mod domain;
 mod error;
 pub mod executor;
 pub mod kafka;
 mod postgres;
-pub mod qa;
-pub mod routing;
 mod rows;
 pub mod shred;
 mod sqlite;
 mod store;
 mod subscription;
-pub mod workload;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner};
 pub use error::StoreError;

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use witness_engine::domain::session::{Session, SessionState};
-use witness_engine::domain::Decider;
+use witness_domain::session::{Session, SessionState};
+use witness_domain::Decider;
 use witness_engine::{EventStore, StoreError};
 use witness_projections::models::summarize;
 use witness_schemas::{SchemaError, SessionId, StreamId};
@@ -159,8 +159,8 @@ impl std::fmt::Display for SessionReplay {
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
-    use witness_engine::workload::{run_day, DayPlan};
     use witness_schemas::StreamKind;
+    use witness_workload::{run_day, DayPlan};
 
     use super::*;
 
@@ -175,7 +175,7 @@ mod tests {
             agents: 4,
             seed: 3,
             start,
-            language: witness_engine::workload::Language::Chinese,
+            language: witness_workload::Language::Chinese,
         };
         run_day(&store, &plan, |_| {}).await.unwrap();
         // A session that reached an agent.

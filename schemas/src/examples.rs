@@ -1,5 +1,5 @@
-//! One realistic example of every event type, for tests, `witness seed`
-//! and documentation. Ids are fresh on each call; the customer reference is
+//! One realistic example of every event type, for this crate's tests (the
+//! schema registry, upcasting, which fields are personal). Ids are fresh on each call; the customer reference is
 //! an opaque visitor id, never personal data.
 
 use chrono::Duration;

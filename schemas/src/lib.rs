@@ -33,7 +33,8 @@
 
 mod envelope;
 mod events;
-pub mod examples;
+#[cfg(test)]
+mod examples;
 mod ids;
 pub mod metrics;
 mod personal;

@@ -106,8 +106,8 @@ impl Decider for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::harness::TestHarness;
-    use crate::domain::session::{Session, SessionCommand};
+    use crate::harness::TestHarness;
+    use crate::session::{Session, SessionCommand};
 
     fn created(ticket_id: TicketId) -> Event {
         TicketCreated {

@@ -1,5 +1,6 @@
 //! given / when / then for deciders:
-//! `TestHarness::<Session>::given([..]).when(cmd).then([..])`.
+//! `TestHarness::<Session>::given([..]).when(cmd).then([..])`. Public so
+//! that tests outside this crate state a rule the same way.
 
 use std::marker::PhantomData;
 
@@ -7,12 +8,19 @@ use witness_schemas::Event;
 
 use super::{Decider, DomainError};
 
-pub(crate) struct TestHarness<D: Decider> {
+pub struct TestHarness<D: Decider> {
     state: D::State,
     _d: PhantomData<D>,
 }
 
-pub(crate) struct Outcome(Result<Vec<Event>, DomainError>);
+#[derive(Debug)]
+pub struct Outcome(Result<Vec<Event>, DomainError>);
+
+impl<D: Decider> std::fmt::Debug for TestHarness<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestHarness").field("state", &self.state).finish()
+    }
+}
 
 impl<D: Decider> TestHarness<D> {
     pub fn given(history: impl IntoIterator<Item = Event>) -> Self {

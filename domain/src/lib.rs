@@ -1,19 +1,28 @@
-//! Deciders: the pure rules of the workflow.
+//! Witness's rules, pure: no IO, no clock, no database. Depends on
+//! `witness-schemas` (the events) only.
 //!
-//! Each aggregate (a session, an agent, a ticket) is a [`Decider`]:
-//! `decide(&state, command) -> Result<Vec<Event>, DomainError>` says what
-//! happens, `evolve(state, &event) -> state` says what it means. Neither does
-//! IO or reads a clock; time arrives inside commands (`at`). Loading a
-//! stream, folding it with `evolve`, deciding and appending is the
-//! [`crate::executor`]'s job.
+//! * Deciders — each aggregate (a [`session`], an [`agent`], a [`ticket`],
+//!   a [`tenant`]) is a [`Decider`]: `decide(&state, command) ->
+//!   Result<Vec<Event>, DomainError>` says what happens, `evolve(state,
+//!   &event) -> state` says what it means. Time arrives inside commands
+//!   (`at`). Loading a stream, folding it, deciding and appending is
+//!   `witness_engine::executor`'s job; because the decision is made on the
+//!   state the append is checked against, a rule written here (such as
+//!   "only the session's agent may …") holds under races.
+//! * [`routing`] — which agent is offered which waiting session, as a pure
+//!   state machine over the agents' and sessions' events.
+//! * [`qa`] — a tenant's automatic QA rules checked over a session's events.
+//! * [`harness`] — given / when / then for deciders' tests.
+//! * [`Refusal`] and [`refusal!`] — a refusal a person may read, with a
+//!   stable code the API translates.
 
 pub mod agent;
+pub mod harness;
+pub mod qa;
+pub mod routing;
 pub mod session;
 pub mod tenant;
 pub mod ticket;
-
-#[cfg(test)]
-pub(crate) mod harness;
 
 use witness_schemas::Event;
 
@@ -78,7 +87,7 @@ macro_rules! refusal {
     ($code:literal, $template:literal $(, $name:ident = $value:expr)* $(,)?) => {{
         // Compile-time check only: the names in the text are the values.
         let _ = || format!($template $(, $name = $value)*);
-        $crate::domain::Refusal {
+        $crate::Refusal {
             code: $code,
             template: $template,
             values: vec![$((stringify!($name), ($value).to_string())),*],

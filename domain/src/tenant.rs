@@ -601,7 +601,7 @@ impl Decider for Tenant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::harness::TestHarness;
+    use crate::harness::TestHarness;
 
     fn created() -> Event {
         TenantCreated { name: "Acme Bank".into() }.into()

@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use witness_schemas::*;
 
-use crate::domain::session::{Session, SessionCommand};
-use crate::domain::tenant::{Tenant, TenantCommand};
-use crate::domain::ticket::{draft_from_session, Ticket, TicketCommand};
-use crate::domain::{agent::Agent, agent::AgentCommand, Decider};
-use crate::executor::{execute, ExecuteError};
-use crate::routing::{Router, RouterConfig, RoutingCommand};
-use crate::EventStore;
+use witness_domain::routing::{Router, RouterConfig, RoutingCommand};
+use witness_domain::session::{Session, SessionCommand};
+use witness_domain::tenant::{Tenant, TenantCommand};
+use witness_domain::ticket::{draft_from_session, Ticket, TicketCommand};
+use witness_domain::{agent::Agent, agent::AgentCommand, Decider};
+use witness_engine::executor::{execute, ExecuteError};
+use witness_engine::EventStore;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -419,7 +419,7 @@ pub async fn run_day(
     // that consoles name them: 坐席 1, 坐席 2, … with logins unique to the run.
     let tenant_stream = StreamId::tenant(&plan.tenant);
     let system = Actor::system();
-    let tenant = crate::executor::current::<Tenant>(store, &tenant_stream).await?.state;
+    let tenant = witness_engine::executor::current::<Tenant>(store, &tenant_stream).await?.state;
     if !tenant.exists() {
         let create = TenantCommand::Create { name: plan.tenant.to_string() };
         let r = execute::<Tenant>(store, &plan.tenant, &tenant_stream, &system, day.now, create).await?;

@@ -79,7 +79,7 @@ impl Decider for Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::harness::TestHarness;
+    use crate::harness::TestHarness;
 
     fn online(agent_id: UserId, capacity: u32) -> Event {
         AgentPresenceChanged { agent_id, presence: Presence::Online, capacity, skill_groups: vec!["cards".into()] }

@@ -914,7 +914,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::domain::harness::TestHarness;
+    use crate::harness::TestHarness;
 
     type Given = TestHarness<Session>;
 

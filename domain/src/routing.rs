@@ -28,8 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use witness_schemas::*;
 
-use crate::domain::agent::AgentCommand;
-use crate::domain::session::SessionCommand;
+use crate::agent::AgentCommand;
+use crate::session::SessionCommand;
 
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -391,8 +391,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::domain::session::{Session, SessionCommand, SessionState, SessionStatus};
-    use crate::domain::Decider;
+    use crate::session::{Session, SessionCommand, SessionState, SessionStatus};
+    use crate::Decider;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000, 0).unwrap()
@@ -591,7 +591,7 @@ mod tests {
                     // An agent who missed three offers is set away, through
                     // the real agent decider.
                     RoutingCommand::Agent(agent, command) => {
-                        let events = crate::domain::agent::Agent::decide(&Default::default(), command).unwrap();
+                        let events = crate::agent::Agent::decide(&Default::default(), command).unwrap();
                         for e in &events {
                             self.router.apply(&StreamId::agent(agent), e, self.now);
                         }
