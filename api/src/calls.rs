@@ -96,7 +96,7 @@ async fn start(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let s = load(&state, &caller, &id).await?;
     participant(&caller, &s.state)?;
-    let Some(agent_id) = s.state.agent else {
+    let Some(agent_id) = s.state.agent() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             refusal!("no_agent_yet", "no agent has taken this session yet"),
@@ -177,13 +177,13 @@ async fn recording(
             refusal!("agent_records", "only the session's agent starts or stops a recording"),
         ));
     }
-    if s.state.status != SessionStatus::InCall {
+    if s.state.status() != SessionStatus::InCall {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             refusal!("no_call_to_record", "the session has no call to record"),
         ));
     }
-    let version = match (body.record, s.state.recording) {
+    let version = match (body.record, s.state.recording()) {
         (true, None) => start_recording(&state, &caller, s.id, RecordingReason::OnDemand).await?,
         (false, Some(recording_id)) => {
             state.media.stop_recording(&s.id.to_string()).await;
@@ -228,10 +228,10 @@ async fn end(
 ) -> Result<Json<Done>, ApiError> {
     let s = load(&state, &caller, &id).await?;
     participant(&caller, &s.state)?;
-    let Some(call_id) = s.state.call else {
+    let Some(call_id) = s.state.call().map(|c| c.call_id) else {
         return Err(ApiError::new(StatusCode::CONFLICT, refusal!("no_call", "this session has no call")));
     };
-    hang_up_room(&state, s.id, s.state.recording).await;
+    hang_up_room(&state, s.id, s.state.recording()).await;
     let reason = Some(format!("ended by the {}", if caller.r == Role::Customer { "customer" } else { "agent" }));
     let version = run(&state, &caller, s.id, SessionCommand::EndCall { call_id, reason }).await?;
     Ok(Json(Done::new(version)))
@@ -245,7 +245,7 @@ fn participant(
 ) -> Result<(String, ParticipantRole), ApiError> {
     match caller.r {
         Role::Customer => Ok(("customer".to_owned(), ParticipantRole::Customer)),
-        Role::Agent if session.agent.is_some() && session.agent == caller.user_id().ok() => {
+        Role::Agent if session.agent().is_some_and(|a| caller.user_id().is_ok_and(|me| me == a)) => {
             Ok((caller.s.clone(), ParticipantRole::Agent))
         }
         _ => Err(ApiError::new(
@@ -346,7 +346,7 @@ impl Signaling {
             ClientSignal::Join { session } => {
                 let s = load(state, caller, &session).await?;
                 let (participant, role) = participant(caller, &s.state)?;
-                if s.state.status != SessionStatus::InCall {
+                if s.state.status() != SessionStatus::InCall {
                     return Err(ApiError::new(
                         StatusCode::CONFLICT,
                         refusal!("no_call_to_join", "the session has no call to join"),

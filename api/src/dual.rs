@@ -93,7 +93,7 @@ async fn progress(
 
 /// The offset of now into the session's running recording.
 async fn offset_ms(state: &AppState, session: &Loaded) -> Result<u64, ApiError> {
-    let recording = session.state.recording.ok_or_else(|| {
+    let recording = session.state.recording().ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::CONFLICT,
             refusal!("step_needs_recording", "a dual-recording step runs while the call is recorded"),

@@ -126,13 +126,13 @@ async fn request(
         refusal!("agent_verifies_face", "only the session's agent verifies its customer"),
     )?;
     let model = model(&state)?;
-    if session.state.call.is_none() {
+    if session.state.call().is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             refusal!("face_needs_video", "a face is verified during a video call"),
         ));
     }
-    if let Some(open) = session.state.face_verification {
+    if let Some(open) = session.state.face_verification() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             refusal!("face_check_open", "face verification {open} is still open", open = open),
@@ -170,7 +170,7 @@ async fn frames(
     let verification_id: VerificationId = verification
         .parse()
         .map_err(|_| ApiError::not_found(refusal!("no_face_check", "no such face verification")))?;
-    if session.state.face_verification != Some(verification_id) {
+    if session.state.face_verification() != Some(verification_id) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             refusal!("face_check_not_open", "this face verification is not open"),

@@ -193,7 +193,7 @@ async fn wait(
 ) -> Result<Json<WaitView>, ApiError> {
     let s = crate::sessions::load(&state, &caller, &id).await?;
     use witness_domain::session::SessionStatus;
-    let queued = matches!(s.state.status, SessionStatus::Queued | SessionStatus::Offered);
+    let queued = matches!(s.state.status(), SessionStatus::Queued | SessionStatus::Offered);
     let name = s.state.group.clone().unwrap_or_else(|| s.state.business_type.clone());
     let (all, queue) = with_queue(&state, &caller.t).await?;
     let group = all.groups.iter().find(|g| g.name == name);
@@ -262,7 +262,7 @@ async fn leave_message(
     caller.require(&[Role::Customer])?;
     let s = crate::sessions::load(&state, &caller, &id).await?;
     use witness_domain::session::{SessionCommand, SessionStatus};
-    if !matches!(s.state.status, SessionStatus::Queued | SessionStatus::Offered) {
+    if !matches!(s.state.status(), SessionStatus::Queued | SessionStatus::Offered) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             refusal!("message_while_waiting", "a message is left while waiting for a person"),

@@ -33,7 +33,7 @@ async fn allowed(state: &AppState, caller: &Claims, id: &str) -> Result<Loaded, 
     let s = load(state, caller, id).await?;
     match caller.r {
         Role::Supervisor | Role::Compliance | Role::Admin => Ok(s),
-        Role::Agent if s.state.agent.is_some() && s.state.agent == caller.user_id().ok() => Ok(s),
+        Role::Agent if s.state.agent().is_some_and(|a| caller.user_id().is_ok_and(|me| me == a)) => Ok(s),
         _ => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             refusal!("recordings_forbidden", "only the session's agent and supervising staff hear its recordings"),
@@ -257,7 +257,7 @@ async fn composite_now(
     if !s.state.recordings.contains(&recording) {
         return Err(ApiError::not_found(refusal!("no_recording", "no such recording")));
     }
-    if s.state.recording == Some(recording) {
+    if s.state.recording() == Some(recording) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             refusal!("recording_running", "the recording is still running"),

@@ -61,9 +61,9 @@ impl Loaded {
     pub fn unmasked_for(&self, caller: &Claims) -> bool {
         match caller.r {
             Role::Customer => caller.s == self.state.customer_ref,
-            Role::Agent => caller.user_id().is_ok_and(|me| {
-                self.state.agent == Some(me) || self.state.offer.as_ref().is_some_and(|o| o.agent_id == me)
-            }),
+            Role::Agent => caller
+                .user_id()
+                .is_ok_and(|me| self.state.agent() == Some(me) || self.state.offer().is_some_and(|o| o.agent_id == me)),
             r => r.sees_personal_data(),
         }
     }
@@ -72,7 +72,7 @@ impl Loaded {
     /// assigned to.
     pub fn require_assigned_agent(&self, caller: &Claims, refusal: Refusal) -> Result<(), ApiError> {
         caller.require(&[Role::Agent])?;
-        if self.state.agent != Some(caller.user_id()?) {
+        if self.state.agent() != Some(caller.user_id()?) {
             return Err(ApiError::new(StatusCode::FORBIDDEN, refusal));
         }
         Ok(())
@@ -110,12 +110,29 @@ pub(crate) async fn run(
 }
 
 /// Runs `command` on session `id` as `caller`: what it appended.
+///
+/// An agent acts on a session only as its agent: every command an agent
+/// runs, except those by which one takes a session (accepting or declining
+/// an offer, picking it from the queue) and what the media server reports
+/// of the call (a leave may come after a transfer), goes to the decider as
+/// [`SessionCommand::ByAgent`]. The handlers check the same before, for a
+/// precise refusal; this makes it hold when the session is transferred
+/// between that check and the append.
 async fn appended(
     state: &AppState,
     caller: &Claims,
     id: SessionId,
     command: SessionCommand,
 ) -> Result<witness_engine::AppendResult, ApiError> {
+    use SessionCommand as C;
+    let command = match (caller.r, command) {
+        (
+            Role::Agent,
+            free @ (C::AcceptOffer { .. } | C::DeclineOffer { .. } | C::Assign { .. } | C::CallMedia { .. }),
+        ) => free,
+        (Role::Agent, command) => command.by_agent(caller.user_id()?),
+        (_, command) => command,
+    };
     let stream = StreamId::session(id);
     Ok(execute::<Session>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?)
 }
@@ -271,13 +288,13 @@ async fn show(
         crate::supervision::record_view(&state, &caller, "session", Some(s.id), events.len()).await?;
     }
     let staff = caller.r != Role::Customer;
-    let directory = match (s.state.agent, staff) {
+    let directory = match (s.state.agent(), staff) {
         (None, false) => None,
         _ => Some(crate::accounts::directory(&state.store, &caller.t).await?),
     };
     let agent = s
         .state
-        .agent
+        .agent()
         .and_then(|id| directory.as_ref()?.user(id))
         .map(|u| AgentName { display_name: u.display_name.clone(), work_number: u.login.clone() });
     let events: Vec<EventView> = events.iter().map(|e| EventView::new(e, unmasked)).collect();
@@ -295,11 +312,11 @@ async fn show(
     Ok(Json(SessionView {
         agent,
         session_id: s.id,
-        status: s.state.status.to_string(),
+        status: s.state.status().to_string(),
         business_type: s.state.business_type.clone(),
         channel: s.state.channel,
-        agent_id: s.state.agent,
-        open_offer: s.state.offer.as_ref().filter(|_| unmasked).map(|o| o.offer_id),
+        agent_id: s.state.agent(),
+        open_offer: s.state.offer().filter(|_| unmasked).map(|o| o.offer_id),
         masked: !unmasked,
         people,
         events,
@@ -342,7 +359,7 @@ async fn message(
     // What the bot reads, if the session is with the bot.
     let for_bot = match &content {
         MessageContent::Text { text } | MessageContent::RichText { markdown: text, .. }
-            if caller.r == Role::Customer && s.state.status == SessionStatus::WithBot =>
+            if caller.r == Role::Customer && s.state.status() == SessionStatus::WithBot =>
         {
             Some(text.clone())
         }
@@ -352,7 +369,7 @@ async fn message(
         Role::Customer => SessionCommand::CustomerSays { message_id, content },
         Role::Agent => {
             let me = caller.user_id()?;
-            if s.state.agent != Some(me) {
+            if s.state.agent() != Some(me) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     refusal!("agent_speaks", "only the session's agent speaks in it"),
@@ -506,14 +523,14 @@ async fn end(
         }
     };
     let s = load(&state, &caller, &id).await?;
-    if caller.r == Role::Agent && s.state.agent != Some(caller.user_id()?) {
+    if caller.r == Role::Agent && s.state.agent() != Some(caller.user_id()?) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, refusal!("agent_ends", "only the session's agent ends it")));
     }
     // The decider turns a customer leaving the queue into `abandoned`.
-    let reason = if s.state.status == SessionStatus::WithBot { EndReason::BotResolved } else { EndReason::Resolved };
+    let reason = if s.state.status() == SessionStatus::WithBot { EndReason::BotResolved } else { EndReason::Resolved };
     let version = run(&state, &caller, s.id, SessionCommand::End { ended_by, reason }).await?;
-    if s.state.call.is_some() {
-        crate::calls::hang_up_room(&state, s.id, s.state.recording).await;
+    if s.state.call().is_some() {
+        crate::calls::hang_up_room(&state, s.id, s.state.recording()).await;
     }
     Ok(Json(Done { version }))
 }
@@ -673,8 +690,8 @@ async fn transfer(
     };
     let version = run(&state, &caller, s.id, command).await?;
     // A transfer ends the call; the next agent starts a new one.
-    if s.state.call.is_some() {
-        crate::calls::hang_up_room(&state, s.id, s.state.recording).await;
+    if s.state.call().is_some() {
+        crate::calls::hang_up_room(&state, s.id, s.state.recording()).await;
     }
     Ok(Json(Done { version }))
 }

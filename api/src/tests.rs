@@ -1960,6 +1960,30 @@ mod websocket {
         (customer, agent, id)
     }
 
+    /// An agent's command is decided as theirs (issue 31): one who
+    /// transferred a session and acts on what they last saw (the check
+    /// before the command passed on that) is refused when it is decided,
+    /// and nothing is written — ending it would otherwise have recorded
+    /// the customer abandoning the queue.
+    #[tokio::test]
+    async fn an_agent_acts_on_a_session_only_while_it_is_theirs_when_decided() {
+        use witness_domain::session::SessionCommand;
+        let w = World::new().await;
+        tokio::spawn(live::run(w.state.store.clone(), w.state.hub.clone(), Default::default()));
+        let (_, agent, id) = assigned(&w).await;
+        let reason = json!({ "to": { "kind": "human" }, "reason": "账单问题" });
+        w.post(&format!("/api/sessions/{id}/transfer"), &agent, reason).await;
+        let claims = w.state.keys.verify(&agent, Utc::now()).unwrap();
+        let session: SessionId = id.parse().unwrap();
+        let before = w.events().await;
+        let end = SessionCommand::End { ended_by: EndedBy::Agent, reason: EndReason::Resolved };
+        let refused = crate::sessions::run(&w.state, &claims, session, end).await.unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (StatusCode::FORBIDDEN, "not_your_session"));
+        assert_eq!(w.events().await, before, "nothing written");
+        let view = w.get(&format!("/api/sessions/{id}"), w.token("acme", Role::Supervisor)).await;
+        assert!(view["status"] != "closed", "{view}");
+    }
+
     async fn say(socket: &mut Socket, frame: Value) -> Option<Value> {
         use futures_util::SinkExt;
         socket.send(Message::Text(frame.to_string().into())).await.unwrap();

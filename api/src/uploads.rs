@@ -455,7 +455,7 @@ async fn upload(
         })?;
         let session = crate::sessions::load(&state, &caller, &id).await?;
         use witness_domain::session::SessionStatus::{Closed, WrapUp};
-        if matches!(session.state.status, WrapUp | Closed) {
+        if matches!(session.state.status(), WrapUp | Closed) {
             return Err(ApiError::new(StatusCode::CONFLICT, refusal!("session_ended", "the session has ended")));
         }
         state.uploads.put_into_session(&caller.t, session.id, body).await?

@@ -605,11 +605,11 @@ mod tests {
         fn check_loads(&self) {
             let mut expected: HashMap<UserId, u32> = HashMap::new();
             for (_, s) in &self.sessions {
-                if let Some(o) = &s.offer {
+                if let Some(o) = &s.offer() {
                     *expected.entry(o.agent_id).or_default() += 1;
                 }
-                if matches!(s.status, SessionStatus::Assigned | SessionStatus::InCall | SessionStatus::WrapUp) {
-                    *expected.entry(s.agent.unwrap()).or_default() += 1;
+                if matches!(s.status(), SessionStatus::Assigned | SessionStatus::InCall | SessionStatus::WrapUp) {
+                    *expected.entry(s.agent().unwrap()).or_default() += 1;
                 }
             }
             for (id, capacity) in &self.agents {
@@ -644,7 +644,7 @@ mod tests {
         sim.later(300, Todo::Offline(5));
         sim.simulate(300, 1);
         for (i, (_, s)) in sim.sessions.iter().enumerate() {
-            assert_eq!(s.status, SessionStatus::Closed, "session {i} ended {:?}", s.status);
+            assert_eq!(s.status(), SessionStatus::Closed, "session {i} ended {:?}", s.status());
         }
         assert_eq!(sim.router.waiting(), 0);
         assert!(sim.assignments >= 250, "only {} assignments", sim.assignments);

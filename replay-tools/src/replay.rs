@@ -48,14 +48,14 @@ pub struct StateView {
 impl From<&SessionState> for StateView {
     fn from(s: &SessionState) -> Self {
         StateView {
-            status: s.status.to_string(),
+            status: s.status().to_string(),
             channel: s.channel.map(|c| format!("{c:?}")),
             business_type: s.business_type.clone(),
             group: s.group.clone(),
-            agent: s.agent.map(|a| a.to_string()),
-            open_offer_to: s.offer.as_ref().map(|o| o.agent_id.to_string()),
-            in_call: s.call.is_some(),
-            ended: s.ended,
+            agent: s.agent().map(|a| a.to_string()),
+            open_offer_to: s.offer().map(|o| o.agent_id.to_string()),
+            in_call: s.call().is_some(),
+            ended: s.ended(),
             rated: s.rated,
             recent_messages: s.recent.len(),
         }
