@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncSeekExt;
 use witness_domain::session::SessionCommand;
+use witness_media::layout;
 use witness_schemas::{Event, RecordingAccessKind, RecordingId, Role};
 
 use crate::auth::{Caller, Claims};
@@ -302,11 +303,10 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
         }
     }
     let Some(started) = started else { return };
-    let dir = state.media.recordings_dir().join(recording.to_string());
     let mut inputs = Vec::new();
     let mut starts = Vec::new();
     for (track, participant, kind, at) in tracks {
-        let track_dir = dir.join(witness_media::server::track_dir_name(&track));
+        let track_dir = state.media.recordings_dir().join(layout::track_dir(recording, &track));
         if !track_dir.is_dir() {
             continue;
         }
@@ -329,7 +329,7 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
     }
     let stamp = composite_stamp(&decoded, &directory, session, recording, started, first);
     let expected = events.last().map(|e| (e.occurred_at - first).to_std().unwrap_or_default()).unwrap_or_default();
-    let out = dir.join("composite.webm");
+    let out = state.media.recordings_dir().join(layout::composite(recording));
     let jobs = state.composites.clone();
     jobs.0.lock().expect("composites poisoned").insert(recording, 0.0);
     let progress_jobs = jobs.clone();
@@ -348,7 +348,7 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
     let Ok(sha256) = witness_schemas::Sha256Hex::try_from(made.sha256) else { return };
     let composite = witness_schemas::RecordingComposited {
         recording_id: recording,
-        file: format!("{recording}/composite.webm"),
+        file: layout::composite(recording),
         bytes: made.bytes,
         duration_ms: made.duration_ms,
         sha256,
@@ -525,7 +525,7 @@ async fn composite_file(
     query: Query<FileQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if file_name != "composite.webm" {
+    if file_name != layout::COMPOSITE {
         return Err(ApiError::not_found(refusal!("no_recording_file", "no such recording file")));
     }
     serve_file(state, caller, id, format!("{recording}/{file_name}"), query, headers).await

@@ -8,6 +8,8 @@
 //!   changes to the core, and carry out what the core says (forward a
 //!   packet, add a track to a subscriber and renegotiate, ask a publisher
 //!   for a keyframe).
+//! - [`recorder`] writes a track's segments, [`composite`] renders a
+//!   recording into one file, and [`layout`] says where both are.
 //!
 //! Each participant has two peer connections with the server: one it
 //! *publishes* on (the browser offers, the server answers; adding a screen
@@ -44,6 +46,7 @@
 
 pub mod candidates;
 pub mod composite;
+pub mod layout;
 pub mod loopback;
 pub mod recorder;
 mod sent;

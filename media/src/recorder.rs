@@ -188,7 +188,13 @@ impl TrackRecorder {
             last.static_pad("src").expect("the element has a src pad").link(&into).map_err(gst_error)?;
             let (naming, dir_owned) = (numbers.clone(), dir.to_owned());
             sink.connect("format-location", false, move |_| {
-                Some(dir_owned.join(format!("{:05}.webm", naming.take())).to_string_lossy().into_owned().to_value())
+                Some(
+                    dir_owned
+                        .join(crate::layout::segment_file_name(naming.take()))
+                        .to_string_lossy()
+                        .into_owned()
+                        .to_value(),
+                )
             });
             let appsrc = pipeline
                 .by_name("src")

@@ -1,6 +1,6 @@
 //! What the SFU has sent on one forwarded stream: the bookkeeping a sender
 //! owes its receiver once the packets bypass `rtc`'s interceptors
-//! (`server.rs` encrypts and sends forwarded media itself).
+//! (`server/fastpath.rs` encrypts and sends forwarded media itself).
 //!
 //! - the last packets as sent (encrypted), to answer the receiver's NACKs
 //!   with the very datagram it lost (RFC 4585; a repeat of an SRTP packet
