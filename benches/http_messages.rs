@@ -18,7 +18,7 @@ use axum::http::Request;
 use chrono::Utc;
 use tower::ServiceExt;
 use witness_api::auth::{Claims, TokenKeys};
-use witness_api::{accounts, app, live, uploads, AppState};
+use witness_api::{app, live, AppState};
 use witness_domain::session::{Session, SessionCommand};
 use witness_engine::executor::execute;
 use witness_schemas::*;
@@ -80,10 +80,11 @@ fn main() {
     let url = format!("sqlite://{}/bench.db", dir.path().display());
     let (port, sessions) = rt.block_on(async {
         let store = witness_engine::EventStore::connect(&url).await.unwrap();
-        let uploads = uploads::UploadStore::new(dir.path().join("uploads"), uploads::DEFAULT_LIMIT);
+        let uploads =
+            witness_app::uploads::UploadStore::new(dir.path().join("uploads"), witness_app::uploads::DEFAULT_LIMIT);
         let state = AppState::new(store.clone(), &url, TokenKeys::random(), uploads).await.unwrap();
         let tenant: TenantId = "bench".parse().unwrap();
-        accounts::create_tenant(&store, &tenant, "Bench").await.unwrap();
+        witness_app::tenant::create_tenant(&store, &tenant, "Bench").await.unwrap();
         // As `witness serve` runs them.
         let projector =
             witness_projections::Projector::connect(&url, witness_projections::models::all()).await.unwrap();

@@ -16,7 +16,7 @@ use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
 use tower::ServiceExt;
 use witness_api::auth::{Claims, TokenKeys};
-use witness_api::{accounts, app, live, uploads, AppState};
+use witness_api::{app, live, AppState};
 use witness_schemas::*;
 
 const RATE: u64 = 20;
@@ -90,10 +90,11 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/bench.db", dir.path().display());
         let store = witness_engine::EventStore::connect(&url).await.unwrap();
-        let uploads = uploads::UploadStore::new(dir.path().join("uploads"), uploads::DEFAULT_LIMIT);
+        let uploads =
+            witness_app::uploads::UploadStore::new(dir.path().join("uploads"), witness_app::uploads::DEFAULT_LIMIT);
         let state = AppState::new(store.clone(), &url, TokenKeys::random(), uploads).await.unwrap();
         let tenant: TenantId = "bench".parse().unwrap();
-        accounts::create_tenant(&store, &tenant, "Bench").await.unwrap();
+        witness_app::tenant::create_tenant(&store, &tenant, "Bench").await.unwrap();
         tokio::spawn(live::run(store.clone(), state.hub.clone(), Default::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -639,10 +639,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Retention { command: RetentionCommand::Sweep { recordings_dir, uploads_dir, at, dry_run } } => {
             let store = connect(&url).await?;
             let projector = witness_projections::Projector::connect(&url, vec![]).await?;
-            let uploads = witness_api::uploads::UploadStore::new(uploads_dir, 0);
+            let uploads = witness_app::uploads::UploadStore::new(uploads_dir, 0);
             let now = at.unwrap_or_else(chrono::Utc::now);
             let report =
-                witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, dry_run).await?;
+                witness_app::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, dry_run).await?;
             for d in &report.deleted {
                 let class = serde_json::to_value(d.class)?.as_str().unwrap_or_default().to_owned();
                 println!(
@@ -774,7 +774,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
         },
     };
     let keys = witness_api::auth::TokenKeys::load_or_create(&token_key_file)?;
-    let uploads = witness_api::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024)
+    let uploads = witness_app::uploads::UploadStore::new(uploads_dir, max_upload_mib * 1024 * 1024)
         .with_session_quota(session_upload_files, session_upload_mib << 20);
     let store = connect(url).await?;
     let demo = witness_api::accounts::demo_start(&store).await?;
@@ -858,7 +858,7 @@ async fn serve(url: &str, args: ServeArgs) -> Result<()> {
             loop {
                 tick.tick().await;
                 let now = chrono::Utc::now();
-                match witness_api::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await {
+                match witness_app::retention::sweep(&store, &projector, &recordings_dir, &uploads, now, false).await {
                     Ok(r) => {
                         metrics.retention_sweeps.add(1);
                         metrics.retention_deleted.add(r.deleted.len() as u64);
@@ -965,7 +965,6 @@ async fn side_listener(
 }
 
 async fn admin(url: &str, command: AdminCommand) -> Result<()> {
-    use witness_api::accounts;
     if let AdminCommand::RotateTokenKey { token_key_file } = &command {
         let id = witness_api::auth::TokenKeys::rotate(token_key_file)?;
         println!("new token key {id} in {}: restart `witness serve` to sign with it", token_key_file.display());
@@ -974,24 +973,24 @@ async fn admin(url: &str, command: AdminCommand) -> Result<()> {
     let store = connect(url).await?;
     match command {
         AdminCommand::CreateTenant { tenant, name } => {
-            accounts::create_tenant(&store, &tenant, &name).await?;
+            witness_app::tenant::create_tenant(&store, &tenant, &name).await?;
             println!("created tenant {tenant}");
         }
         AdminCommand::CreateUser { tenant, login, role, display_name } => {
             let (password, generated) = match std::env::var("WITNESS_PASSWORD") {
                 Ok(p) => (p, false),
-                Err(_) => (accounts::random_password(), true),
+                Err(_) => (witness_app::credentials::random_password(), true),
             };
             let name = display_name.unwrap_or_else(|| login.clone());
             let actor = Actor::new(ActorKind::Admin, "cli");
-            let id = accounts::create_user(&store, &tenant, &actor, &login, role, &name, &password).await?;
+            let id = witness_app::tenant::create_user(&store, &tenant, &actor, &login, role, &name, &password).await?;
             println!("created user {login} ({id}) in {tenant}");
             if generated {
                 println!("password: {password}");
             }
         }
         AdminCommand::Users { tenant } => {
-            let dir = accounts::directory(&store, &tenant).await?;
+            let dir = witness_app::tenant::directory(&store, &tenant).await?;
             if !dir.exists() {
                 bail!("no tenant {tenant}");
             }
@@ -1102,7 +1101,7 @@ async fn media_loopback(
     let (forward, recorder) = match &selftest {
         Some(call) => {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            (Some(tx), Some(tokio::spawn(witness_api::calls::record(call.store.clone(), rx))))
+            (Some(tx), Some(tokio::spawn(witness_app::media::record(call.store.clone(), rx))))
         }
         None => (None, None),
     };
@@ -1420,7 +1419,7 @@ async fn export(url: &str, out: &Path, tenant: Option<&TenantId>) -> Result<()> 
 async fn export_audit(url: &str, out: &Path, query: AuditQuery, format: AuditFormat) -> Result<()> {
     let store = connect(url).await?;
     if let Some(tenant) = &query.tenant {
-        if !witness_api::accounts::directory(&store, tenant).await?.exists() {
+        if !witness_app::tenant::directory(&store, tenant).await?.exists() {
             bail!("no tenant {tenant}");
         }
     }
@@ -1431,7 +1430,7 @@ async fn export_audit(url: &str, out: &Path, query: AuditQuery, format: AuditFor
     bar.finish_and_clear();
     if let Some(tenant) = &query.tenant {
         let actor = Actor::new(ActorKind::Admin, "cli");
-        witness_api::supervision::record_audit_export(&store, tenant, &actor, &pending.manifest).await?;
+        witness_app::audit::record_export(&store, tenant, &actor, &pending.manifest).await?;
     }
     let manifest = pending.publish()?;
     println!(

@@ -12,17 +12,16 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use witness_domain::tenant::{Tenant, TenantCommand, TenantState};
+use witness_domain::tenant::{Tenant, TenantCommand};
 use witness_engine::executor::execute;
 use witness_engine::EventStore;
 use witness_schemas::{Actor, Channel, Role, StreamId, TenantId, UserId};
 
-use crate::auth::{hash_password, verify_password, Caller, Claims};
+use crate::auth::{Caller, Claims};
 use crate::server::Peer;
 use crate::{ApiError, AppState, Body};
-
-/// The shortest password an account may have.
-pub const MIN_PASSWORD: usize = 10;
+use witness_app::credentials::{random_password, verify_password};
+use witness_app::tenant::{create_tenant, create_user};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -33,16 +32,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/admin/users", get(list_users).post(add_user))
         .route("/api/agents", get(list_agents))
         .route("/api/admin/users/{id}/revoke", post(revoke_user))
-}
-
-/// A fresh password for a generated account (the demo start, `witness
-/// admin user create` without one): 16 characters from 96 random bits.
-pub fn random_password() -> String {
-    use base64::Engine;
-    use rand_core::RngCore;
-    let mut bytes = [0u8; 12];
-    rand_core::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The demo tenant's FAQ, in Chinese and in English.
@@ -81,45 +70,8 @@ pub async fn demo_start(store: &EventStore) -> Result<Vec<DemoLogin>, ApiError> 
         .flat_map(|faq| crate::kb::parse(crate::kb::Format::Markdown, faq).expect("the demo FAQ parses"))
         .collect();
     let command = TenantCommand::ImportFaq { entries };
-    crate::supervision::on_tenant_stream(store, &tenant, &Actor::system(), command).await?;
+    witness_app::tenant::on_tenant_stream(store, &tenant, &Actor::system(), command).await?;
     Ok(logins)
-}
-
-/// The tenant's directory as of now: the state the executor keeps,
-/// brought up to date with what was appended since (issue 27, M5: folding
-/// the whole stream on every visitor and login slowed them tenfold once
-/// a tenant had imported megabytes of FAQ).
-pub async fn directory(store: &EventStore, tenant: &TenantId) -> Result<TenantState, ApiError> {
-    Ok(witness_engine::executor::current::<Tenant>(store, &StreamId::tenant(tenant)).await?.state)
-}
-
-pub async fn create_tenant(store: &EventStore, tenant: &TenantId, name: &str) -> Result<(), ApiError> {
-    let command = TenantCommand::Create { name: name.to_owned() };
-    crate::supervision::on_tenant_stream(store, tenant, &Actor::system(), command).await
-}
-
-/// Adds a user and sets their password. Returns their id.
-pub async fn create_user(
-    store: &EventStore,
-    tenant: &TenantId,
-    by: &Actor,
-    login: &str,
-    role: Role,
-    display_name: &str,
-    password: &str,
-) -> Result<UserId, ApiError> {
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            refusal!("password_short", "a password needs at least {min} characters", min = MIN_PASSWORD),
-        ));
-    }
-    let user_id = UserId::new();
-    let command =
-        TenantCommand::AddUser { user_id, login: login.to_owned(), role, display_name: display_name.to_owned() };
-    crate::supervision::on_tenant_stream(store, tenant, by, command).await?;
-    store.save_credential(user_id, &hash_password(password)).await?;
-    Ok(user_id)
 }
 
 #[derive(Deserialize)]
@@ -164,7 +116,7 @@ async fn login(
     }
     let (tenant, user, utc_offset_minutes, locale) = match req.tenant.parse::<TenantId>() {
         Ok(tenant) => {
-            let known = directory(&state.store, &tenant).await?;
+            let known = witness_app::tenant::directory(&state.store, &tenant).await?;
             (Some(tenant), known.users.get(&req.login).cloned(), known.utc_offset_minutes(), known.locale().to_owned())
         }
         Err(_) => (None, None, 0, String::new()),
@@ -289,7 +241,7 @@ async fn visitor(
     let tenant: TenantId =
         req.tenant.parse().map_err(|_| ApiError::not_found(refusal!("no_tenant", "no such tenant")))?;
     crate::embed::same_tenant(cross.as_deref(), &tenant)?;
-    if !directory(&state.store, &tenant).await?.exists() {
+    if !witness_app::tenant::directory(&state.store, &tenant).await?.exists() {
         return Err(ApiError::not_found(refusal!("no_tenant", "no such tenant")));
     }
     let visitor_id = format!("visitor-{}", Uuid::now_v7());
@@ -347,7 +299,7 @@ async fn revoke_user(
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::Admin])?;
     let user: UserId = id.parse().map_err(|_| ApiError::not_found(refusal!("no_user", "no such user")))?;
-    if directory(&state.store, &caller.t).await?.user(user).is_none() {
+    if witness_app::tenant::directory(&state.store, &caller.t).await?.user(user).is_none() {
         return Err(ApiError::not_found(refusal!("no_user", "no such user")));
     }
     revoke(&state, &caller, user, "revoked by an admin").await?;
@@ -379,7 +331,7 @@ async fn users(
     caller: &Claims,
     wanted: impl Fn(&witness_domain::tenant::User) -> bool,
 ) -> Result<Vec<UserView>, ApiError> {
-    let dir = directory(&state.store, &caller.t).await?;
+    let dir = witness_app::tenant::directory(&state.store, &caller.t).await?;
     Ok(dir
         .users
         .into_values()

@@ -29,6 +29,7 @@ use sha2::Sha256;
 use witness_schemas::{Actor, ActorKind, Channel, Role, TenantId};
 
 use crate::{ApiError, AppState};
+use witness_app::credentials::hash_password;
 
 /// What a token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,19 +320,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
-/// An argon2id hash of `password` (PHC string).
-pub fn hash_password(password: &str) -> String {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with default params").to_string()
-}
-
-/// Whether `password` matches the PHC string `hash`.
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-}
-
 /// A hash no password matches, with the parameters of real ones: checked
 /// against when the tenant, login or credential does not exist, so that a
 /// wrong login takes as long as a wrong password (issue 27, M4).
@@ -359,7 +347,7 @@ impl Revocations {
         let before = match known {
             Some(before) => before,
             None => {
-                let directory = crate::accounts::directory(store, &claims.t).await?;
+                let directory = witness_app::tenant::directory(store, &claims.t).await?;
                 let before = directory.user(user).and_then(|u| u.revoked_before).map(|t| t.timestamp_millis());
                 self.0.write().expect("revocations").entry(user).or_insert(before);
                 before
@@ -493,15 +481,6 @@ mod tests {
         assert!(third.verify(&new, now).is_ok(), "one previous key is kept");
         assert!(third.verify(&old, now).is_err(), "the one before it is dropped");
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
-    }
-
-    #[test]
-    fn passwords_verify_against_their_hash_only() {
-        let hash = hash_password("correct horse");
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", &hash));
-        assert!(!verify_password("wrong horse", &hash));
-        assert!(!verify_password("correct horse", "not a hash"));
     }
 
     #[test]

@@ -25,19 +25,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
-use witness_domain::session::{CallFact, Session, SessionCommand, SessionStatus};
-use witness_engine::executor::execute;
-use witness_media::server::Report;
+use witness_domain::session::{CallFact, SessionCommand, SessionStatus};
 use witness_media::server::{IceCandidateInit, MediaError, MediaServer, Signal};
-use witness_media::sfu::MediaEvent;
-use witness_schemas::{
-    Actor, CallId, CallKind, MediaDevice, ParticipantRole, RecordingId, RecordingInterrupted, RecordingReason,
-    RecordingSegmentClosed, Role, SessionId, Sha256Hex, StreamId,
-};
+use witness_schemas::{CallId, CallKind, MediaDevice, ParticipantRole, RecordingId, RecordingReason, Role, SessionId};
 
 use crate::auth::{Caller, Claims};
 use crate::i18n::Lang;
@@ -64,7 +57,7 @@ struct CallOptions {
 /// `GET /api/call-options` (anyone signed in, customers too): what the
 /// tenant's calls offer.
 async fn options(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<CallOptions>, ApiError> {
-    let known = crate::accounts::directory(&state.store, &caller.t).await?;
+    let known = witness_app::tenant::directory(&state.store, &caller.t).await?;
     Ok(Json(CallOptions { beauty_filter: known.beauty_filter }))
 }
 
@@ -76,7 +69,7 @@ async fn set_options(
 ) -> Result<Json<CallOptions>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = witness_domain::tenant::TenantCommand::SetCallOptions { beauty_filter: body.beauty_filter };
-    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    witness_app::tenant::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(body))
 }
 
@@ -113,7 +106,7 @@ async fn start(
 
 /// The tenant's policy, or the server's default (`serve --record-calls`).
 async fn records_calls(state: &AppState, tenant: &witness_schemas::TenantId) -> Result<bool, ApiError> {
-    Ok(crate::accounts::directory(&state.store, tenant).await?.record_calls.unwrap_or(state.record_calls))
+    Ok(witness_app::tenant::directory(&state.store, tenant).await?.record_calls.unwrap_or(state.record_calls))
 }
 
 #[derive(Deserialize, serde::Serialize)]
@@ -137,7 +130,7 @@ async fn set_policy(
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = witness_domain::tenant::TenantCommand::SetRecordingPolicy { record_calls: body.record_calls };
-    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    witness_app::tenant::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(body))
 }
 
@@ -457,84 +450,6 @@ fn media_error(e: MediaError) -> ApiError {
         ),
     };
     ApiError::new(status, refusal)
-}
-
-/// Writes what the media server saw and recorded into each session's
-/// record, until the server is dropped.
-pub async fn record(store: witness_engine::EventStore, mut reports: mpsc::UnboundedReceiver<Report>) {
-    // A session's tenant never changes: read it once per call's session,
-    // not once per report (the command reads the stream anyway).
-    let mut tenants: std::collections::HashMap<SessionId, witness_schemas::TenantId> = Default::default();
-    while let Some(report) = reports.recv().await {
-        if let Report::Media(MediaEvent::RoomClosed { room }) = &report {
-            // Segments flushed after this read the tenant again.
-            if let Ok(session) = room.parse::<SessionId>() {
-                tenants.remove(&session);
-            }
-            continue;
-        }
-        let (room, command) = match report {
-            Report::Media(event) => {
-                let (room, fact) = match event {
-                    MediaEvent::ParticipantJoined { room, participant, role } => {
-                        (room, CallFact::ParticipantJoined { participant_id: participant, role })
-                    }
-                    MediaEvent::ParticipantLeft { room, participant, reason } => {
-                        (room, CallFact::ParticipantLeft { participant_id: participant, reason })
-                    }
-                    MediaEvent::TrackPublished { room, participant, track, kind, codec } => {
-                        (room, CallFact::TrackPublished { participant_id: participant, track_id: track, kind, codec })
-                    }
-                    MediaEvent::TrackUnpublished { room, participant, track } => {
-                        (room, CallFact::TrackUnpublished { participant_id: participant, track_id: track })
-                    }
-                    _ => continue,
-                };
-                (room, SessionCommand::CallMedia { fact })
-            }
-            Report::SegmentClosed { room, recording, track, index, file, bytes, duration_ms, sha256 } => {
-                let (Ok(recording_id), Ok(sha256)) = (recording.parse::<RecordingId>(), Sha256Hex::try_from(sha256))
-                else {
-                    continue;
-                };
-                let segment = RecordingSegmentClosed {
-                    recording_id,
-                    track_id: track,
-                    segment_index: index,
-                    file,
-                    bytes,
-                    duration_ms,
-                    sha256,
-                };
-                (room, SessionCommand::CloseSegment { segment })
-            }
-            Report::RecordingFailed { room, recording, track, error, resumed } => {
-                tracing::error!(recording = %recording, error = %error, resumed, "a track's recorder failed");
-                let Ok(recording_id) = recording.parse::<RecordingId>() else { continue };
-                let error: String = error.chars().take(500).collect();
-                let interruption = RecordingInterrupted { recording_id, track_id: track, error, resumed };
-                (room, SessionCommand::InterruptRecording { interruption })
-            }
-        };
-        let Ok(session) = room.parse::<SessionId>() else { continue };
-        let stream = StreamId::session(session);
-        let tenant = match tenants.get(&session) {
-            Some(tenant) => tenant.clone(),
-            None => match store.read_stream(&stream, 1).await {
-                Ok(events) => match events.first() {
-                    Some(first) => tenants.entry(session).or_insert_with(|| first.tenant_id.clone()).clone(),
-                    None => continue,
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not read a call's session");
-                    continue;
-                }
-            },
-        };
-        if let Err(e) = execute::<Session>(&store, &tenant, &stream, &Actor::system(), Utc::now(), command).await {
-            tracing::warn!(error = %e, "media report not recorded");
-        }
-    }
 }
 
 #[cfg(test)]

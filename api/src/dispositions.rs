@@ -33,7 +33,7 @@ struct Dispositions {
 }
 
 async fn of(state: &AppState, tenant: &TenantId) -> Result<Dispositions, ApiError> {
-    let known = crate::accounts::directory(&state.store, tenant).await?;
+    let known = witness_app::tenant::directory(&state.store, tenant).await?;
     Ok(match known.dispositions {
         Some(dispositions) => Dispositions { dispositions, set_by_tenant: true },
         None => {
@@ -81,6 +81,6 @@ async fn set(
 ) -> Result<Json<Dispositions>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = TenantCommand::SetDispositions(body.dispositions);
-    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    witness_app::tenant::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(of(&state, &caller.t).await?))
 }

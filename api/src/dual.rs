@@ -16,8 +16,8 @@ use witness_schemas::*;
 use crate::auth::Caller;
 use crate::error::Body;
 use crate::sessions::{load, run, Loaded};
-use crate::supervision::on_tenant_stream;
 use crate::{ApiError, AppState};
+use witness_app::tenant::on_tenant_stream;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -36,7 +36,7 @@ async fn scripts(
     Caller(caller): Caller,
 ) -> Result<Json<Vec<DualRecordingScriptSet>>, ApiError> {
     caller.require(STAFF)?;
-    let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
+    let tenant = witness_app::tenant::directory(&state.store, &caller.t).await?;
     Ok(Json(tenant.scripts.into_values().filter_map(|mut versions| versions.pop()).collect()))
 }
 
@@ -59,7 +59,7 @@ async fn set_script(
     let command =
         TenantCommand::SetScript { script_id: script_id.clone(), title: body.title.into_inner(), steps: body.steps };
     on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
-    let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
+    let tenant = witness_app::tenant::directory(&state.store, &caller.t).await?;
     let latest = tenant.scripts.get(&script_id).and_then(|v| v.last()).cloned().expect("just written");
     Ok(Json(latest))
 }
@@ -85,7 +85,7 @@ async fn progress(
     let Some(dual) = session.state.dual.clone() else {
         return Ok(Json(Progress { script: None, done: vec![], open: None, open_text: None }));
     };
-    let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
+    let tenant = witness_app::tenant::directory(&state.store, &caller.t).await?;
     let script = tenant.script(&dual.script_id, dual.version).cloned();
     let open_text = dual.open.and_then(|i| script.as_ref()?.steps.get(i as usize).map(|s| s.text.clone()));
     Ok(Json(Progress { script, done: dual.done, open: dual.open, open_text }))
@@ -138,7 +138,7 @@ async fn start(
         &caller,
         refusal!("agent_leads_dual", "only the session's agent leads its dual recording"),
     )?;
-    let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
+    let tenant = witness_app::tenant::directory(&state.store, &caller.t).await?;
     let versions = tenant
         .scripts
         .get(&body.script_id)
@@ -187,7 +187,7 @@ async fn complete(
     let open = dual
         .open
         .ok_or_else(|| ApiError::new(axum::http::StatusCode::CONFLICT, refusal!("no_open_step", "no step is open")))?;
-    let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
+    let tenant = witness_app::tenant::directory(&state.store, &caller.t).await?;
     let evidence = tenant
         .script(&dual.script_id, dual.version)
         .and_then(|s| s.steps.get(open as usize))

@@ -72,7 +72,7 @@ pub(crate) async fn cross_origin(State(state): State<AppState>, mut request: Req
     let Some(origin) = foreign_origin(request.headers()) else { return next.run(request).await };
     let tenant: Option<TenantId> = crate::query_value(request.uri().query(), "tenant").and_then(|t| t.parse().ok());
     let listed = match &tenant {
-        Some(tenant) => crate::accounts::directory(&state.store, tenant)
+        Some(tenant) => witness_app::tenant::directory(&state.store, tenant)
             .await
             .is_ok_and(|known| known.embed_origins.contains(&origin)),
         None => false,
@@ -155,7 +155,7 @@ async fn widget(
     let Query(q) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
     let tenant: TenantId =
         q.tenant.parse().map_err(|_| ApiError::not_found(refusal!("no_tenant", "no such tenant")))?;
-    let known = crate::accounts::directory(&state.store, &tenant).await?;
+    let known = witness_app::tenant::directory(&state.store, &tenant).await?;
     if !known.exists() {
         return Err(ApiError::not_found(refusal!("no_tenant", "no such tenant")));
     }

@@ -46,21 +46,19 @@ impl Localizable {
             Some(template) => (template, lang),
             None => (self.refusal.template, Lang::En),
         };
-        let text = self.refusal.fill(template);
-        self.keyed.iter().fold(text, |text, (name, key)| text.replace(&format!("{{{name}}}"), names.text(key)))
+        // Values that are catalog keys first, in this language (the
+        // refusal's own values for them are their English).
+        let template = self
+            .keyed
+            .iter()
+            .fold(template.to_owned(), |text, (name, key)| text.replace(&format!("{{{name}}}"), names.text(key)));
+        self.refusal.fill(&template)
     }
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, refusal: Refusal) -> Self {
         Self { status, refusal, keyed: vec![], retry_after: None }
-    }
-
-    /// [`ApiError::new`] with values that are catalog keys (`("state",
-    /// "common.status_closed")`), each written in the error's language; the
-    /// English text names them as `{name}` too.
-    pub fn keyed(status: StatusCode, refusal: Refusal, keyed: &[(&'static str, &'static str)]) -> Self {
-        Self { keyed: keyed.to_vec(), ..Self::new(status, refusal) }
     }
 
     /// 429: a limit was reached; the caller may try again after `seconds`.
@@ -80,7 +78,7 @@ impl ApiError {
     /// 400 for a query string or body that does not parse, with what the
     /// parser said (technical, English: a program's mistake, not a person's).
     pub fn malformed(detail: impl std::fmt::Display) -> Self {
-        Self::bad_request(refusal!("malformed", "the request is malformed: {detail}", detail = detail))
+        witness_app::Error::malformed(detail).into()
     }
 
     /// A body that could not be read: too large (413), or else `status`
@@ -97,7 +95,7 @@ impl ApiError {
     /// 500: a stored event no longer decodes (a server fault, logged by
     /// the caller).
     pub fn event_unreadable() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, refusal!("event_unreadable", "a stored event cannot be read"))
+        witness_app::Error::event_unreadable().into()
     }
 
     pub fn status(&self) -> StatusCode {
@@ -123,19 +121,6 @@ impl ApiError {
     }
 }
 
-/// Decodes a stream read from the store; a stored event that no longer
-/// decodes is a server fault, logged, and `what` (e.g. "the session")
-/// cannot be read.
-pub(crate) fn decode_stream(
-    events: &[witness_schemas::RecordedEvent],
-    what: &str,
-) -> Result<Vec<witness_schemas::Event>, ApiError> {
-    events.iter().map(|e| e.decode()).collect::<Result<_, _>>().map_err(|e| {
-        tracing::error!(error = %e, "{what}: stored event cannot be decoded");
-        ApiError::event_unreadable()
-    })
-}
-
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message())
@@ -144,132 +129,39 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            // Lost every retry to concurrent writers: the caller may try again.
-            StoreError::Concurrency { .. } => Self::new(
-                StatusCode::CONFLICT,
-                refusal!("changed_meanwhile", "the session changed meanwhile; try again"),
-            ),
-            e @ (StoreError::InvalidEvent { .. } | StoreError::InvalidAppend(_)) => Self::malformed(e),
-            // The API checks tenants before it writes; reaching this is a bug,
-            // and the caller learns nothing about the other tenant.
-            StoreError::WrongTenant { .. } => {
-                tracing::error!("append to another tenant's stream refused by the store");
-                Self::not_found(refusal!("no_stream", "no such stream"))
-            }
-            e => {
-                tracing::error!(error = %e, "store error");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    refusal!("store_unavailable", "the event store is unavailable"),
-                )
+/// A use case's refusal, with the status that says its kind.
+impl From<witness_app::Error> for ApiError {
+    fn from(e: witness_app::Error) -> Self {
+        use witness_app::Kind;
+        let status = match e.kind {
+            Kind::Malformed => StatusCode::BAD_REQUEST,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Kind::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            Kind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self { status, refusal: e.refusal, keyed: e.keyed, retry_after: e.retry_after }
+    }
+}
+
+/// The store's, the deciders' and the read models' errors, as the
+/// application layer words them (`witness_app::error`).
+macro_rules! through_the_application {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                witness_app::Error::from(e).into()
             }
         }
-    }
+    )*};
 }
-
-/// The catalog key of an aggregate's state as [`DomainError::NotAllowed`]
-/// names it, if the catalog has one.
-fn state_key(aggregate: &str, state: &str) -> Option<&'static str> {
-    Some(match (aggregate, state) {
-        ("session", "not started") => "common.status_not_started",
-        ("session", "with the bot") => "common.status_with_bot",
-        ("session", "queued") => "common.status_queued",
-        ("session", "offered to an agent") => "common.status_offered",
-        ("session", "assigned") => "common.status_assigned",
-        ("session", "in a call") => "common.status_in_call",
-        ("session", "in wrap-up") => "common.status_wrap_up",
-        ("session", "closed") => "common.status_closed",
-        ("ticket", "not created") => "common.ticket_not_created",
-        ("ticket", "open") => "common.ticket_open",
-        ("ticket", "inprogress") => "common.ticket_in_progress",
-        ("ticket", "resolved") => "common.ticket_resolved",
-        ("ticket", "closed") => "common.ticket_closed",
-        _ => return None,
-    })
-}
-
-/// The rules' refusals, in the request's language: a state the session or
-/// ticket is in (named in that language too), an offer someone else took, a
-/// field's rule.
-impl From<DomainError> for ApiError {
-    fn from(e: DomainError) -> Self {
-        match e {
-            DomainError::NotAllowed { aggregate, command, state } => {
-                let noun = match aggregate {
-                    "session" => Some("common.noun_session"),
-                    "ticket" => Some("common.noun_ticket"),
-                    _ => None,
-                };
-                match (noun, state_key(aggregate, &state)) {
-                    // `what` and `state` are filled from the catalog, in the
-                    // error's language: they stand for themselves until then.
-                    (Some(noun), Some(state)) => Self::keyed(
-                        StatusCode::CONFLICT,
-                        refusal!(
-                            "not_allowed",
-                            "{command} is not allowed while the {what} is {state}",
-                            command = command,
-                            what = "{what}",
-                            state = "{state}"
-                        ),
-                        &[("what", noun), ("state", state)],
-                    ),
-                    _ => Self::new(
-                        StatusCode::CONFLICT,
-                        refusal!(
-                            "not_allowed_now",
-                            "{command} is not allowed while the {aggregate} is {state}",
-                            command = command,
-                            aggregate = aggregate,
-                            state = state
-                        ),
-                    ),
-                }
-            }
-            DomainError::NotTheAssignedAgent { .. } => {
-                Self::new(StatusCode::FORBIDDEN, refusal!("not_your_session", "you are not this session's agent"))
-            }
-            DomainError::UnknownOffer { .. } => Self::new(
-                StatusCode::CONFLICT,
-                refusal!(
-                    "offer_gone",
-                    "this offer is no longer open: another agent took the session, or it was withdrawn"
-                ),
-            ),
-            DomainError::OfferExpired { .. } => Self::new(
-                StatusCode::CONFLICT,
-                refusal!("offer_expired", "this offer has expired: the session went back to the queue"),
-            ),
-            DomainError::Invalid(refusal) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, refusal),
-        }
-    }
-}
-
-impl From<ExecuteError> for ApiError {
-    fn from(e: ExecuteError) -> Self {
-        match e {
-            ExecuteError::Domain(e) => e.into(),
-            ExecuteError::Store(e) => e.into(),
-            ExecuteError::Decode(e) => {
-                tracing::error!(error = %e, "stored event cannot be decoded");
-                Self::event_unreadable()
-            }
-        }
-    }
-}
-
-impl From<witness_projections::ProjectionError> for ApiError {
-    fn from(e: witness_projections::ProjectionError) -> Self {
-        tracing::error!(error = %e, "read model error");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            refusal!("read_models_unavailable", "the read models are unavailable"),
-        )
-    }
-}
+through_the_application!(StoreError, DomainError, ExecuteError, witness_projections::ProjectionError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -344,12 +236,13 @@ mod tests {
     use super::*;
     use crate::i18n::tests::names;
 
-    /// Every `refusal!("code", "English")` in the domain's, the engine's and the API's
+    /// Every `refusal!("code", "English")` in the domain's, the engine's, the application layer's and the API's
     /// sources, read from the text of the sources: (code, English).
     fn refusals_in_sources() -> Vec<(String, String)> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
         let mut files = vec![];
-        let mut dirs = vec![root.join("domain/src"), root.join("engine/src"), root.join("api/src")];
+        let mut dirs =
+            vec![root.join("domain/src"), root.join("engine/src"), root.join("app/src"), root.join("api/src")];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();

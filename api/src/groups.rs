@@ -67,7 +67,7 @@ pub(crate) async fn groups(state: &AppState, tenant: &TenantId) -> Result<Groups
 
 /// [`groups`], and the queues they were counted from.
 async fn with_queue(state: &AppState, tenant: &TenantId) -> Result<(Groups, witness_projections::QueueView), ApiError> {
-    let directory = crate::accounts::directory(&state.store, tenant).await?;
+    let directory = witness_app::tenant::directory(&state.store, tenant).await?;
     let queue = state.projector.queue(tenant).await?;
     let set_by_tenant = directory.groups.is_some();
     let defined = directory.groups.clone().unwrap_or_else(|| {
@@ -153,7 +153,7 @@ async fn set(
 ) -> Result<Json<Groups>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = TenantCommand::SetGroups(body.groups);
-    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    witness_app::tenant::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(groups(&state, &caller.t).await?))
 }
 

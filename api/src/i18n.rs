@@ -120,7 +120,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asked {
 /// The tenant's default language (what its staff read): `TenantLocaleSet`,
 /// else Simplified Chinese.
 pub async fn tenant_lang(state: &crate::AppState, tenant: &witness_schemas::TenantId) -> Result<Lang, crate::ApiError> {
-    Ok(Lang::of_tenant(&crate::accounts::directory(&state.store, tenant).await?))
+    Ok(Lang::of_tenant(&witness_app::tenant::directory(&state.store, tenant).await?))
 }
 
 /// A page's template in `lang`: `{{lang}}` its tag, every other `{{key}}`

@@ -299,7 +299,7 @@ async fn import(
     let entries = parse(query.format, &body).map_err(ApiError::bad_request)?;
     let count = entries.len();
     let command = TenantCommand::ImportFaq { entries };
-    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    witness_app::tenant::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok((axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({ "imported": count }))))
 }
 

@@ -23,7 +23,7 @@
 //! let url = "sqlite://data/witness.db";
 //! let store = witness_engine::EventStore::connect(url).await?;
 //! let keys = witness_api::auth::TokenKeys::random();
-//! let uploads = witness_api::uploads::UploadStore::new("data/uploads", witness_api::uploads::DEFAULT_LIMIT);
+//! let uploads = witness_app::witness_app::uploads::UploadStore::new("data/uploads", witness_app::uploads::DEFAULT_LIMIT);
 //! let state = witness_api::AppState::new(store, url, keys, uploads).await?;
 //! tokio::spawn(witness_api::live::run(state.store.clone(), state.hub.clone(), Default::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -158,7 +158,7 @@ fn page_route(page: &'static Page) -> axum::routing::MethodRouter<AppState> {
 async fn page(state: &AppState, page: &Page, query: PageQuery, headers: &HeaderMap) -> Response {
     let asked = query.lang.as_deref().and_then(i18n::Lang::from_tag);
     let known = match query.tenant.as_deref().or(page.tenant).and_then(|t| t.parse::<TenantId>().ok()) {
-        Some(tenant) => accounts::directory(&state.store, &tenant).await.ok().filter(|known| known.exists()),
+        Some(tenant) => witness_app::tenant::directory(&state.store, &tenant).await.ok().filter(|known| known.exists()),
         None => None,
     };
     let browser = || i18n::Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE)?.to_str().ok()?);
@@ -190,7 +190,7 @@ pub struct AppState {
     pub keys: Arc<auth::TokenKeys>,
     pub hub: live::Hub,
     pub kb: kb::KnowledgeBase,
-    pub uploads: uploads::UploadStore,
+    pub uploads: witness_app::uploads::UploadStore,
     /// The knowledge-base confidence below which the bot is "not sure".
     pub bot_threshold: f64,
     /// The SFU carrying the calls.
@@ -248,7 +248,7 @@ impl AppState {
         store: EventStore,
         url: &str,
         keys: auth::TokenKeys,
-        uploads: uploads::UploadStore,
+        uploads: witness_app::uploads::UploadStore,
     ) -> Result<Self, witness_projections::ProjectionError> {
         let projector = Projector::connect(url, vec![]).await?;
         let (media, media_events) = witness_media::server::MediaServer::new(Default::default());
@@ -275,7 +275,7 @@ impl AppState {
             metrics: Default::default(),
             metrics_token: None,
         };
-        tokio::spawn(calls::record(state.store.clone(), media_events));
+        tokio::spawn(witness_app::media::record(state.store.clone(), media_events));
         tokio::spawn(live::follow_revocations(state.hub.clone(), state.revocations.clone()));
         Ok(state)
     }
@@ -285,7 +285,7 @@ impl AppState {
     pub fn with_media(mut self, config: witness_media::server::MediaConfig) -> Self {
         let (media, media_events) = witness_media::server::MediaServer::new(config);
         self.media = media;
-        tokio::spawn(calls::record(self.store.clone(), media_events));
+        tokio::spawn(witness_app::media::record(self.store.clone(), media_events));
         self
     }
 }

@@ -16,8 +16,8 @@ use witness_schemas::*;
 
 use crate::auth::Caller;
 use crate::error::Body;
-use crate::supervision::on_tenant_stream;
 use crate::{ApiError, AppState};
+use witness_app::tenant::on_tenant_stream;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -54,7 +54,7 @@ async fn show(
 ) -> Result<Json<SessionQa>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
     let events = crate::sessions::load(&state, &caller, &id).await?.events(&state).await?;
-    let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
+    let tenant = witness_app::tenant::directory(&state.store, &caller.t).await?;
     let findings = tenant.qa_rules.as_ref().map(|r| witness_domain::qa::check(r, &events)).unwrap_or_default();
     let evaluations = events
         .iter()
@@ -92,7 +92,7 @@ async fn evaluate(
 ) -> Result<Json<QaEvaluated>, ApiError> {
     caller.require(&[Role::Supervisor])?;
     let session = crate::sessions::load(&state, &caller, &id).await?;
-    let form = crate::accounts::directory(&state.store, &caller.t).await?.qa_form;
+    let form = witness_app::tenant::directory(&state.store, &caller.t).await?.qa_form;
     if form.is_empty() {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
@@ -154,13 +154,13 @@ struct Form {
 /// `GET /api/admin/qa-form`: the tenant's evaluation form (empty: none set).
 async fn form(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<QaCriterion>>, ApiError> {
     caller.require(&[Role::Admin, Role::Supervisor, Role::Compliance])?;
-    Ok(Json(crate::accounts::directory(&state.store, &caller.t).await?.qa_form))
+    Ok(Json(witness_app::tenant::directory(&state.store, &caller.t).await?.qa_form))
 }
 
 /// `GET /api/admin/qa-rules`: the tenant's automatic QA rules (null: none set).
 async fn rules(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Option<QaRulesSet>>, ApiError> {
     caller.require(&[Role::Admin, Role::Supervisor, Role::Compliance])?;
-    Ok(Json(crate::accounts::directory(&state.store, &caller.t).await?.qa_rules))
+    Ok(Json(witness_app::tenant::directory(&state.store, &caller.t).await?.qa_rules))
 }
 
 /// `PUT /api/admin/qa-form` `{criteria: [{name, weight, max_score}]}` (admins).
@@ -172,7 +172,7 @@ async fn set_form(
     caller.require(&[Role::Admin])?;
     on_tenant_stream(&state.store, &caller.t, &caller.actor(), TenantCommand::SetQaForm { criteria: body.criteria })
         .await?;
-    Ok(Json(crate::accounts::directory(&state.store, &caller.t).await?.qa_form))
+    Ok(Json(witness_app::tenant::directory(&state.store, &caller.t).await?.qa_form))
 }
 
 /// `PUT /api/admin/qa-rules` `{greeting_within_secs?, forbidden_words?, response_sla_secs?, silence_secs?}` (admins).
@@ -183,5 +183,5 @@ async fn set_rules(
 ) -> Result<Json<Option<QaRulesSet>>, ApiError> {
     caller.require(&[Role::Admin])?;
     on_tenant_stream(&state.store, &caller.t, &caller.actor(), TenantCommand::SetQaRules(rules)).await?;
-    Ok(Json(crate::accounts::directory(&state.store, &caller.t).await?.qa_rules))
+    Ok(Json(witness_app::tenant::directory(&state.store, &caller.t).await?.qa_rules))
 }

@@ -81,8 +81,8 @@ async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<RecordingView>>, ApiError> {
     let s = allowed(&state, &caller, &id).await?;
-    let decoded = crate::error::decode_stream(&s.events(&state).await?, "the session")?;
-    let directory = crate::accounts::directory(&state.store, &caller.t).await?;
+    let decoded = witness_app::error::decode_stream(&s.events(&state).await?, "the session")?;
+    let directory = witness_app::tenant::directory(&state.store, &caller.t).await?;
     // Participant → role, track → (kind, participant), from the call's record.
     let mut roles = std::collections::HashMap::new();
     let mut tracks = std::collections::HashMap::new();
@@ -285,10 +285,10 @@ pub(crate) async fn render_composite(state: AppState, session: witness_schemas::
         Err(e) => return tracing::warn!(error = %e, "composite: the session cannot be read"),
     };
     let Some(tenant) = events.first().map(|e| e.tenant_id.clone()) else { return };
-    let Ok(decoded) = crate::error::decode_stream(&events, "the session") else { return };
-    let directory = match crate::accounts::directory(&state.store, &tenant).await {
+    let Ok(decoded) = witness_app::error::decode_stream(&events, "the session") else { return };
+    let directory = match witness_app::tenant::directory(&state.store, &tenant).await {
         Ok(directory) => directory,
-        Err(e) => return tracing::warn!(error = %e.message(), "composite: the tenant cannot be read"),
+        Err(e) => return tracing::warn!(error = %e, "composite: the tenant cannot be read"),
     };
     // When each track started, and whether it is a camera, a screen or a microphone.
     let mut started = None;
@@ -464,7 +464,7 @@ async fn serve_file(
     let s = allowed(&state, &caller, &id).await?;
     // Only a file the session's record names: the path never comes from
     // the caller alone.
-    let decoded = crate::error::decode_stream(&s.events(&state).await?, "the session")?;
+    let decoded = witness_app::error::decode_stream(&s.events(&state).await?, "the session")?;
     let Some((recording_id, file)) = decoded.into_iter().find_map(|e| match e {
         Event::RecordingSegmentClosed(c) if c.file == wanted => Some((c.recording_id, c.file)),
         Event::RecordingComposited(c) if c.file == wanted => Some((c.recording_id, c.file)),

@@ -160,7 +160,7 @@ async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<J
 /// The caller's tenant's time zone, minutes east of UTC: what the standard
 /// reports tell times in.
 async fn tenant_zone(state: &AppState, caller: &Claims) -> Result<i32, ApiError> {
-    Ok(crate::accounts::directory(&state.store, &caller.t).await?.utc_offset_minutes())
+    Ok(witness_app::tenant::directory(&state.store, &caller.t).await?.utc_offset_minutes())
 }
 
 /// One read-only query.

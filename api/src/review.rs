@@ -91,7 +91,7 @@ async fn show(
     let Some(dual) = session.state.dual.clone() else {
         return Ok(Json(ReviewView { script: None, steps: vec![], verdict: None }));
     };
-    let tenant = crate::accounts::directory(&state.store, &caller.t).await?;
+    let tenant = witness_app::tenant::directory(&state.store, &caller.t).await?;
     let script = tenant.script(&dual.script_id, dual.version).cloned();
     let (mut started, mut completed, mut reviews) = (HashMap::new(), HashMap::new(), HashMap::new());
     let (mut verdict, mut recording_started, mut first_track) = (None, None, None);

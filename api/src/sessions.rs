@@ -290,7 +290,7 @@ async fn show(
     let staff = caller.r != Role::Customer;
     let directory = match (s.state.agent(), staff) {
         (None, false) => None,
-        _ => Some(crate::accounts::directory(&state.store, &caller.t).await?),
+        _ => Some(witness_app::tenant::directory(&state.store, &caller.t).await?),
     };
     let agent = s
         .state
@@ -576,7 +576,7 @@ async fn decline(
 /// Refuses (404, as for any other tenant's) a named agent who is not an
 /// agent of the caller's tenant.
 async fn tenant_agent(state: &AppState, caller: &Claims, agent_id: UserId) -> Result<(), ApiError> {
-    let dir = crate::accounts::directory(&state.store, &caller.t).await?;
+    let dir = witness_app::tenant::directory(&state.store, &caller.t).await?;
     if dir.user(agent_id).is_none_or(|u| u.role != Role::Agent) {
         return Err(ApiError::not_found(refusal!("no_agent", "no such agent")));
     }

@@ -45,7 +45,7 @@ pub fn zone_label(utc_offset_minutes: i32) -> String {
 }
 
 async fn of(state: &AppState, tenant: &TenantId) -> Result<Settings, ApiError> {
-    let known = crate::accounts::directory(&state.store, tenant).await?;
+    let known = witness_app::tenant::directory(&state.store, tenant).await?;
     let utc_offset_minutes = known.utc_offset_minutes();
     Ok(Settings {
         tenant: tenant.clone(),
@@ -77,7 +77,7 @@ async fn set_time_zone(
 ) -> Result<Json<Settings>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = TenantCommand::SetTimeZone(body.utc_offset_minutes);
-    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    witness_app::tenant::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(of(&state, &caller.t).await?))
 }
 
@@ -95,7 +95,7 @@ async fn set_locale(
 ) -> Result<Json<Settings>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = TenantCommand::SetLocale(body.locale);
-    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    witness_app::tenant::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(of(&state, &caller.t).await?))
 }
 
@@ -114,7 +114,7 @@ async fn set_embed_origins(
 ) -> Result<Json<Settings>, ApiError> {
     caller.require(&[Role::Admin])?;
     let command = TenantCommand::SetEmbedOrigins(body.origins);
-    crate::supervision::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
+    witness_app::tenant::on_tenant_stream(&state.store, &caller.t, &caller.actor(), command).await?;
     Ok(Json(of(&state, &caller.t).await?))
 }
 

@@ -5,8 +5,6 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use witness_domain::tenant::{Tenant, TenantCommand};
-use witness_projections::audit::AuditManifest;
 use witness_projections::dashboard::DayKpis;
 use witness_projections::{AuditRow, QueueView, SessionQuery, SessionRow};
 use witness_schemas::{Cursor, Role};
@@ -37,7 +35,7 @@ async fn queue(State(state): State<AppState>, Caller(caller): Caller) -> Result<
 /// The queues now, each agent with their name (display name and login).
 async fn named_queue(state: &AppState, tenant: &witness_schemas::TenantId) -> Result<QueueView, ApiError> {
     let mut queue = state.projector.queue(tenant).await?;
-    let directory = crate::accounts::directory(&state.store, tenant).await?;
+    let directory = witness_app::tenant::directory(&state.store, tenant).await?;
     for agent in &mut queue.agents {
         let id = agent.agent_id.parse::<witness_schemas::UserId>().ok();
         agent.name = id.and_then(|id| directory.user(id)).map(|u| u.name_and_login());
@@ -174,24 +172,6 @@ async fn audit(
     Ok(Json(AuditPage { next: cursor::seal(&state.keys, Paging::Audit, &caller.t, &[last]), rows }))
 }
 
-/// Records an audit export in `tenant`'s access log, by `actor`.
-pub async fn record_audit_export(
-    store: &witness_engine::EventStore,
-    tenant: &witness_schemas::TenantId,
-    actor: &witness_schemas::Actor,
-    manifest: &AuditManifest,
-) -> Result<(), ApiError> {
-    let event = witness_schemas::AuditExported {
-        format: manifest.format.clone(),
-        from: manifest.from,
-        to: manifest.to,
-        events: manifest.events,
-        unmasked: manifest.unmasked,
-        sha256: manifest.sha256.clone(),
-    };
-    log_access(store, tenant, actor, event.into()).await
-}
-
 /// Records that `caller` read personal data unmasked through `view`, if
 /// their role is one that reads it everywhere (compliance, admin) and the
 /// view showed something: in the tenant's access log, before the data is
@@ -207,33 +187,7 @@ pub(crate) async fn record_view(
         return Ok(());
     }
     let event = witness_schemas::PersonalDataViewed { view: view.to_owned(), session_id, items: items as u64 };
-    log_access(&state.store, &caller.t, &caller.actor(), event.into()).await
-}
-
-/// Appends to the tenant's access log of today: no rules to check, and no
-/// order to keep with other writers of the day.
-async fn log_access(
-    store: &witness_engine::EventStore,
-    tenant: &witness_schemas::TenantId,
-    actor: &witness_schemas::Actor,
-    event: witness_schemas::Event,
-) -> Result<(), ApiError> {
-    let stream = witness_schemas::StreamId::access(tenant, chrono::Utc::now().date_naive());
-    let new = witness_schemas::NewEvent::new(event, actor.clone());
-    store.append(tenant, &stream, witness_engine::ExpectedVersion::Any, vec![new]).await?;
-    Ok(())
-}
-
-/// Runs a tenant command on `tenant`'s stream as `actor`.
-pub(crate) async fn on_tenant_stream(
-    store: &witness_engine::EventStore,
-    tenant: &witness_schemas::TenantId,
-    actor: &witness_schemas::Actor,
-    command: TenantCommand,
-) -> Result<(), ApiError> {
-    let stream = witness_schemas::StreamId::tenant(tenant);
-    witness_engine::executor::execute::<Tenant>(store, tenant, &stream, actor, chrono::Utc::now(), command).await?;
-    Ok(())
+    Ok(witness_app::audit::log_access(&state.store, &caller.t, &caller.actor(), event.into()).await?)
 }
 
 #[derive(Deserialize)]
@@ -310,7 +264,7 @@ async fn audit_export(
             )
         }
     })?;
-    record_audit_export(&state.store, &caller.t, &caller.actor(), &pending.manifest).await?;
+    witness_app::audit::record_export(&state.store, &caller.t, &caller.actor(), &pending.manifest).await?;
     let file = tokio::fs::File::open(&pending.tmp).await.map_err(|e| {
         tracing::error!(error = %e, "audit export vanished");
         ApiError::new(

@@ -36,7 +36,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/w.db", dir.path().display());
         let store = EventStore::connect(&url).await.unwrap();
-        let uploads = uploads::UploadStore::new(dir.path().join("uploads"), UPLOAD_LIMIT);
+        let uploads = witness_app::uploads::UploadStore::new(dir.path().join("uploads"), UPLOAD_LIMIT);
         // Recordings in the test's directory, not the default `data/` under
         // the working directory (the source tree).
         let media =
@@ -45,11 +45,12 @@ impl World {
         let (mut tokens, mut users) = (HashMap::new(), HashMap::new());
         for tenant in ["acme", "globex"] {
             let t: TenantId = tenant.parse().unwrap();
-            accounts::create_tenant(&store, &t, tenant).await.unwrap();
+            witness_app::tenant::create_tenant(&store, &t, tenant).await.unwrap();
             for role in [Role::Agent, Role::Supervisor, Role::Compliance, Role::Admin] {
                 let login = format!("{role:?}").to_lowercase();
-                let id =
-                    accounts::create_user(&store, &t, &Actor::system(), &login, role, &login, PASSWORD).await.unwrap();
+                let id = witness_app::tenant::create_user(&store, &t, &Actor::system(), &login, role, &login, PASSWORD)
+                    .await
+                    .unwrap();
                 let claims = Claims { t: t.clone(), s: id.to_string(), r: role, c: None, e: 0, i: 0 };
                 tokens.insert((tenant, role), state.keys.issue(claims, Utc::now()));
                 users.insert((tenant, role), id);
@@ -794,7 +795,7 @@ async fn image_bombs_sessionless_uploads_and_uploads_past_the_quota_are_refused_
     assert_eq!(files_in(&dir), 0, "nothing stored");
 
     // The quota: 50 files a session.
-    for n in 0..uploads::SESSION_QUOTA.0 {
+    for n in 0..witness_app::uploads::SESSION_QUOTA.0 {
         let (status, answer) = upload(&w, &customer, Some(&id), format!("note {n}").into_bytes()).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
     }
@@ -805,14 +806,14 @@ async fn image_bombs_sessionless_uploads_and_uploads_past_the_quota_are_refused_
     let response = app(w.state.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers()["retry-after"], "3600");
-    assert_eq!(files_in(&dir), uploads::SESSION_QUOTA.0 as usize, "the refused file is not stored");
+    assert_eq!(files_in(&dir), witness_app::uploads::SESSION_QUOTA.0 as usize, "the refused file is not stored");
 
     w.post(&format!("/api/sessions/{id}/end"), &customer, json!({})).await;
     let (other_customer, other) = w.session("acme", "hi").await;
     w.post(&format!("/api/sessions/{other}/end"), &other_customer, json!({})).await;
     let (status, answer) = upload(&w, &other_customer, Some(&other), png(8, 8)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    assert_eq!(files_in(&dir), uploads::SESSION_QUOTA.0 as usize);
+    assert_eq!(files_in(&dir), witness_app::uploads::SESSION_QUOTA.0 as usize);
 }
 
 /// Issue 27, M3: files uploaded and never sent were kept for ever. The
@@ -828,8 +829,9 @@ async fn uploads_that_no_message_names_are_swept_after_a_day() {
         "media_type": "text/plain", "bytes": 1 } });
     w.post(&format!("/api/sessions/{id}/messages"), &customer, file).await;
     let recordings = w._dir.path().join("recordings");
-    let sweep =
-        |at| crate::retention::sweep(&w.state.store, &w.state.projector, &recordings, &w.state.uploads, at, false);
+    let sweep = |at| {
+        witness_app::retention::sweep(&w.state.store, &w.state.projector, &recordings, &w.state.uploads, at, false)
+    };
     let tenant: TenantId = "acme".parse().unwrap();
     assert_eq!(sweep(Utc::now()).await.unwrap().orphans, 0, "a fresh upload has its day");
     assert!(w.state.uploads.has(&tenant, &left));
@@ -1917,7 +1919,7 @@ mod websocket {
         // its feed brings the event.
         let supervisor = login("supervisor").await;
         let store = EventStore::connect(&w.url).await.unwrap();
-        let uploads = uploads::UploadStore::new(w._dir.path().join("uploads"), UPLOAD_LIMIT);
+        let uploads = witness_app::uploads::UploadStore::new(w._dir.path().join("uploads"), UPLOAD_LIMIT);
         let keys = TokenKeys::clone(&w.state.keys);
         let other = AppState::new(store, &w.url, keys, uploads).await.unwrap();
         let other = World {
@@ -2411,7 +2413,7 @@ mod websocket {
         let recording = started.expect("recording")["payload"]["recording_id"].as_str().unwrap().to_owned();
 
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let pump = tokio::spawn(calls::record(w.state.store.clone(), rx));
+        let pump = tokio::spawn(witness_app::media::record(w.state.store.clone(), rx));
         let failed = |recording: &str, resumed| witness_media::server::Report::RecordingFailed {
             room: id.clone(),
             recording: recording.to_owned(),
@@ -3483,10 +3485,16 @@ mod face {
         assert_eq!(status, StatusCode::OK, "{body}");
         let later = Utc::now() + chrono::Duration::days(2);
         let recordings = w._dir.path().join("recordings");
-        let report =
-            crate::retention::sweep(&w.state.store, &w.state.projector, &recordings, &w.state.uploads, later, false)
-                .await
-                .unwrap();
+        let report = witness_app::retention::sweep(
+            &w.state.store,
+            &w.state.projector,
+            &recordings,
+            &w.state.uploads,
+            later,
+            false,
+        )
+        .await
+        .unwrap();
         let deleted: std::collections::BTreeSet<&str> = report.deleted.iter().map(|d| d.file.as_str()).collect();
         let tenant: TenantId = "acme".parse().unwrap();
         for hash in hashes.iter().map(String::as_str).chain([photo.as_str()]) {
@@ -3541,10 +3549,10 @@ mod untrusted {
         fn sniffing_and_image_headers(bytes in proptest::collection::vec(any::<u8>(), 0..600), magic in 0usize..5) {
             let prefixes: [&[u8]; 5] = [b"\x89PNG\r\n\x1a\n", b"\xFF\xD8\xFF", b"GIF89a", b"RIFF\0\0\0\0WEBP", b""];
             let bytes = [prefixes[magic], &bytes].concat();
-            if let Some(kind) = uploads::sniff(&bytes) {
-                prop_assert!(uploads::ALLOWED.contains(&kind));
+            if let Some(kind) = witness_app::uploads::sniff(&bytes) {
+                prop_assert!(witness_app::uploads::ALLOWED.contains(&kind));
             }
-            let _ = uploads::check_dimensions(&bytes);
+            let _ = witness_app::uploads::check_dimensions(&bytes);
         }
 
         #[test]

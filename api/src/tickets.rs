@@ -98,7 +98,7 @@ async fn load_ticket(
     if events.first().is_none_or(|e| e.tenant_id != caller.t) {
         return Err(ApiError::not_found(refusal!("no_ticket", "no such ticket")));
     }
-    let decoded = crate::error::decode_stream(&events, "the ticket")?;
+    let decoded = witness_app::error::decode_stream(&events, "the ticket")?;
     Ok((id, events, Ticket::fold(&decoded)))
 }
 

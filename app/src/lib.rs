@@ -1,0 +1,29 @@
+//! Witness's application layer: the use cases over the store that more
+//! than one front calls — the HTTP API (`witness-api`) and the command line
+//! (`witness`) — as plain async functions that take typed inputs and return
+//! typed results or an [`Error`]. No HTTP here: `api` maps an [`Error`]'s
+//! [`Kind`] to a status and translates its refusal; the CLI prints it.
+//!
+//! * [`tenant`] — a tenant's directory, the commands on its stream, its
+//!   accounts; [`credentials`] — passwords.
+//! * [`retention`] — the sweep: what retention no longer keeps is deleted,
+//!   recorded first, and personal data erased.
+//! * [`uploads`] — the content-addressed store of files sent in chat.
+//! * [`media`] — what the media server reports, written into sessions.
+//! * [`audit`] — the tenant's access log.
+//! * [`error`] — what a use case refuses; the store's and the deciders'
+//!   errors worded once.
+//!
+//! The rest of the use cases (a session's messages, hand-overs, the bot's
+//! turn, calls, dual recordings, face checks) still live in `api`'s
+//! handlers; docs/ARCHITECTURE.md says which way they move.
+
+pub mod audit;
+pub mod credentials;
+pub mod error;
+pub mod media;
+pub mod retention;
+pub mod tenant;
+pub mod uploads;
+
+pub use error::{Error, Kind};
