@@ -30,6 +30,7 @@ use witness_schemas::{Actor, ActorKind, Channel, Role, TenantId};
 
 use crate::{ApiError, AppState};
 use witness_app::credentials::hash_password;
+use witness_app::session::Acting;
 
 /// What a token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,22 +66,31 @@ impl Claims {
 
     /// The caller's user id (staff only; visitors have none).
     pub fn user_id(&self) -> Result<witness_schemas::UserId, ApiError> {
-        self.s
-            .parse()
-            .map_err(|_| ApiError::new(StatusCode::FORBIDDEN, refusal!("staff_only", "this needs a staff account")))
+        Ok(Acting::user_id(self)?)
     }
 
     /// Refuses unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
-        if roles.contains(&self.r) {
-            Ok(())
-        } else {
-            let names: Vec<String> = roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                refusal!("role_needed", "this needs the role {roles}", roles = names.join(" / ")),
-            ))
-        }
+        Ok(Acting::require(self, roles)?)
+    }
+}
+
+/// A caller acts in the application layer as their token says.
+impl Acting for Claims {
+    fn tenant(&self) -> &TenantId {
+        &self.t
+    }
+
+    fn role(&self) -> Role {
+        self.r
+    }
+
+    fn subject(&self) -> &str {
+        &self.s
+    }
+
+    fn actor(&self) -> Actor {
+        Claims::actor(self)
     }
 }
 

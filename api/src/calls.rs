@@ -34,7 +34,9 @@ use witness_schemas::{CallId, CallKind, MediaDevice, ParticipantRole, RecordingI
 
 use crate::auth::{Caller, Claims};
 use crate::i18n::Lang;
-use crate::sessions::{load, run, Done};
+use witness_app::session::{load, run};
+
+use crate::views::Done;
 use crate::{ApiError, AppState, Body};
 
 pub fn router() -> Router<AppState> {
@@ -87,7 +89,7 @@ async fn start(
     Path(id): Path<String>,
     Body(body): Body<StartCall>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     participant(&caller, &s.state)?;
     let Some(agent_id) = s.state.agent() else {
         return Err(ApiError::new(
@@ -97,7 +99,7 @@ async fn start(
     };
     let call_id = CallId::new();
     let mut version =
-        run(&state, &caller, s.id, SessionCommand::StartCall { agent_id, call_id, kind: body.kind }).await?;
+        run(&state.store, &caller, s.id, SessionCommand::StartCall { agent_id, call_id, kind: body.kind }).await?;
     if records_calls(&state, &caller.t).await? {
         version = start_recording(&state, &caller, s.id, RecordingReason::TenantPolicy).await?;
     }
@@ -141,10 +143,10 @@ async fn start_recording(
     reason: RecordingReason,
 ) -> Result<u64, ApiError> {
     let recording_id = RecordingId::new();
-    let version = run(state, caller, session, SessionCommand::StartRecording { recording_id, reason }).await?;
+    let version = run(&state.store, caller, session, SessionCommand::StartRecording { recording_id, reason }).await?;
     if let Err(e) = state.media.start_recording(&session.to_string(), &recording_id.to_string()) {
         // The record says it started; say it stopped too, and why the caller got an error.
-        let _ = run(state, caller, session, SessionCommand::StopRecording { recording_id }).await;
+        let _ = run(&state.store, caller, session, SessionCommand::StopRecording { recording_id }).await;
         return Err(media_error(e));
     }
     Ok(version)
@@ -163,7 +165,7 @@ async fn recording(
     Path(id): Path<String>,
     Body(body): Body<RecordingSwitch>,
 ) -> Result<Json<Done>, ApiError> {
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     if participant(&caller, &s.state)?.1 != ParticipantRole::Agent {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -180,7 +182,7 @@ async fn recording(
         (true, None) => start_recording(&state, &caller, s.id, RecordingReason::OnDemand).await?,
         (false, Some(recording_id)) => {
             state.media.stop_recording(&s.id.to_string()).await;
-            let version = run(&state, &caller, s.id, SessionCommand::StopRecording { recording_id }).await?;
+            let version = run(&state.store, &caller, s.id, SessionCommand::StopRecording { recording_id }).await?;
             tokio::spawn(crate::recordings::render_composite(state.clone(), s.id, recording_id));
             version
         }
@@ -219,14 +221,14 @@ async fn end(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     participant(&caller, &s.state)?;
     let Some(call_id) = s.state.call().map(|c| c.call_id) else {
         return Err(ApiError::new(StatusCode::CONFLICT, refusal!("no_call", "this session has no call")));
     };
     hang_up_room(&state, s.id, s.state.recording()).await;
     let reason = Some(format!("ended by the {}", if caller.r == Role::Customer { "customer" } else { "agent" }));
-    let version = run(&state, &caller, s.id, SessionCommand::EndCall { call_id, reason }).await?;
+    let version = run(&state.store, &caller, s.id, SessionCommand::EndCall { call_id, reason }).await?;
     Ok(Json(Done::new(version)))
 }
 
@@ -337,7 +339,7 @@ impl Signaling {
         let media = &state.media;
         match message {
             ClientSignal::Join { session } => {
-                let s = load(state, caller, &session).await?;
+                let s = load(&state.store, caller, &session).await?;
                 let (participant, role) = participant(caller, &s.state)?;
                 if s.state.status() != SessionStatus::InCall {
                     return Err(ApiError::new(
@@ -387,7 +389,7 @@ impl Signaling {
                     enabled,
                     blocked: blocked && !enabled,
                 };
-                run(state, caller, id, SessionCommand::CallMedia { fact }).await?;
+                run(&state.store, caller, id, SessionCommand::CallMedia { fact }).await?;
                 Ok(None)
             }
             ClientSignal::Leave { session } => {

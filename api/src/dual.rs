@@ -15,8 +15,8 @@ use witness_schemas::*;
 
 use crate::auth::Caller;
 use crate::error::Body;
-use crate::sessions::{load, run, Loaded};
 use crate::{ApiError, AppState};
+use witness_app::session::{load, run, Loaded};
 use witness_app::tenant::on_tenant_stream;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -81,7 +81,7 @@ async fn progress(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Progress>, ApiError> {
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     let Some(dual) = session.state.dual.clone() else {
         return Ok(Json(Progress { script: None, done: vec![], open: None, open_text: None }));
     };
@@ -100,7 +100,7 @@ async fn offset_ms(state: &AppState, session: &Loaded) -> Result<u64, ApiError> 
         )
     })?;
     let started = session
-        .events(state)
+        .events(&state.store)
         .await?
         .iter()
         .rev()
@@ -133,7 +133,7 @@ async fn start(
     Path(id): Path<String>,
     Body(body): Body<StartBody>,
 ) -> Result<Json<Progress>, ApiError> {
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     session.require_assigned_agent(
         &caller,
         refusal!("agent_leads_dual", "only the session's agent leads its dual recording"),
@@ -160,7 +160,8 @@ async fn start(
         step_kind: kind,
         recording_offset_ms: offset_ms(&state, &session).await?,
     };
-    run(&state, &caller, session.id, SessionCommand::StartStep { step, steps: script.steps.len() as u32 }).await?;
+    run(&state.store, &caller, session.id, SessionCommand::StartStep { step, steps: script.steps.len() as u32 })
+        .await?;
     progress(State(state), Caller(caller), Path(id)).await
 }
 
@@ -179,7 +180,7 @@ async fn complete(
     Path(id): Path<String>,
     Body(body): Body<CompleteBody>,
 ) -> Result<Json<Progress>, ApiError> {
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     let dual =
         session.state.dual.clone().ok_or_else(|| {
             ApiError::new(axum::http::StatusCode::CONFLICT, refusal!("no_open_step", "no step is open"))
@@ -213,6 +214,6 @@ async fn complete(
         outcome: body.outcome,
         recording_offset_ms: offset_ms(&state, &session).await?,
     };
-    run(&state, &caller, session.id, SessionCommand::CompleteStep { step }).await?;
+    run(&state.store, &caller, session.id, SessionCommand::CompleteStep { step }).await?;
     progress(State(state), Caller(caller), Path(id)).await
 }

@@ -31,8 +31,8 @@ use witness_schemas::*;
 
 use crate::auth::Caller;
 use crate::error::Body;
-use crate::sessions::{load, run};
 use crate::{ApiError, AppState};
+use witness_app::session::{load, run};
 
 /// Frames one verification takes, at least and at most.
 pub const MIN_FRAMES: usize = 3;
@@ -120,7 +120,7 @@ async fn request(
     Path(id): Path<String>,
     Body(body): Body<RequestBody>,
 ) -> Result<(StatusCode, Json<FaceVerificationRequested>), ApiError> {
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     session.require_assigned_agent(
         &caller,
         refusal!("agent_verifies_face", "only the session's agent verifies its customer"),
@@ -144,7 +144,8 @@ async fn request(
         id_photo_sha256: body.id_photo_sha256,
         frame_sha256: None,
     };
-    run(&state, &caller, session.id, SessionCommand::RequestFaceVerification { request: request.clone() }).await?;
+    run(&state.store, &caller, session.id, SessionCommand::RequestFaceVerification { request: request.clone() })
+        .await?;
     Ok((StatusCode::CREATED, Json(request)))
 }
 
@@ -161,7 +162,7 @@ async fn frames(
     Path((id, verification)): Path<(String, String)>,
     Body(body): Body<FramesBody>,
 ) -> Result<Json<FaceVerificationCompleted>, ApiError> {
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     session.require_assigned_agent(
         &caller,
         refusal!("agent_verifies_face", "only the session's agent verifies its customer"),
@@ -176,7 +177,7 @@ async fn frames(
             refusal!("face_check_not_open", "this face verification is not open"),
         ));
     }
-    let id_photo = requested_photo(&session.events(&state).await?, verification_id)?;
+    let id_photo = requested_photo(&session.events(&state.store).await?, verification_id)?;
     if !(MIN_FRAMES..=MAX_FRAMES).contains(&body.frames.len()) {
         return Err(ApiError::bad_request(refusal!(
             "frame_count",
@@ -247,8 +248,13 @@ async fn frames(
             reason: judged.reason,
         }),
     };
-    run(&state, &caller, session.id, SessionCommand::CompleteFaceVerification { result: Box::new(result.clone()) })
-        .await?;
+    run(
+        &state.store,
+        &caller,
+        session.id,
+        SessionCommand::CompleteFaceVerification { result: Box::new(result.clone()) },
+    )
+    .await?;
     Ok(Json(result))
 }
 

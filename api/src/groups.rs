@@ -191,7 +191,7 @@ async fn wait(
     crate::i18n::Asked(lang): crate::i18n::Asked,
     Path(id): Path<String>,
 ) -> Result<Json<WaitView>, ApiError> {
-    let s = crate::sessions::load(&state, &caller, &id).await?;
+    let s = witness_app::session::load(&state.store, &caller, &id).await?;
     use witness_domain::session::SessionStatus;
     let queued = matches!(s.state.status(), SessionStatus::Queued | SessionStatus::Offered);
     let name = s.state.group.clone().unwrap_or_else(|| s.state.business_type.clone());
@@ -260,7 +260,7 @@ async fn leave_message(
     Body(body): Body<LeftMessage>,
 ) -> Result<(StatusCode, Json<Left>), ApiError> {
     caller.require(&[Role::Customer])?;
-    let s = crate::sessions::load(&state, &caller, &id).await?;
+    let s = witness_app::session::load(&state.store, &caller, &id).await?;
     use witness_domain::session::{SessionCommand, SessionStatus};
     if !matches!(s.state.status(), SessionStatus::Queued | SessionStatus::Offered) {
         return Err(ApiError::new(
@@ -278,7 +278,7 @@ async fn leave_message(
         ended_by: witness_schemas::EndedBy::Customer,
         reason: witness_schemas::EndReason::LeftMessage,
     };
-    crate::sessions::run(&state, &caller, s.id, end).await?;
+    witness_app::session::run(&state.store, &caller, s.id, end).await?;
     let title = format!("[{group}] message left while waiting");
     let priority = witness_schemas::TicketPriority::Normal;
     let ticket_id = crate::tickets::open(&state, &caller, s.id, title, text, priority).await?;

@@ -329,7 +329,7 @@ async fn suggestions(
 ) -> Result<axum::Json<Vec<Hit>>, ApiError> {
     use witness_domain::session::Speaker;
     caller.require(&[witness_schemas::Role::Agent])?;
-    let session = crate::sessions::load(&state, &caller, &id).await?;
+    let session = witness_app::session::load(&state.store, &caller, &id).await?;
     let last =
         session.state.recent.iter().rev().find(|m| m.from == Speaker::Customer && !crate::bot::asks_for_human(&m.text));
     match last {

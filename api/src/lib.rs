@@ -65,6 +65,7 @@ pub mod supervision;
 pub mod tickets;
 pub mod tls;
 pub mod uploads;
+mod views;
 
 use std::sync::Arc;
 

@@ -53,7 +53,7 @@ impl Drop for OpenSocket {
 #[derive(Debug)]
 pub struct Published {
     pub event: RecordedEvent,
-    /// Masked and unmasked: see [`crate::sessions::EventView`].
+    /// Masked and unmasked: see [`crate::views::EventView`].
     frames: [std::sync::OnceLock<axum::extract::ws::Utf8Bytes>; 2],
     offered_to: std::sync::OnceLock<Option<witness_schemas::UserId>>,
 }
@@ -95,7 +95,7 @@ impl Published {
     fn frame(&self, unmasked: bool) -> axum::extract::ws::Utf8Bytes {
         self.frames[unmasked as usize]
             .get_or_init(|| {
-                let view = crate::sessions::EventView::new(&self.event, unmasked);
+                let view = crate::views::EventView::new(&self.event, unmasked);
                 serde_json::json!({ "type": "event", "event": view }).to_string().into()
             })
             .clone()
@@ -311,7 +311,7 @@ async fn authenticate(
                 "a customer's WebSocket names its session: `?session=ID`"
             )))
         }
-        (_, Some(id)) => Some(crate::sessions::load(state, &caller, id).await?.id),
+        (_, Some(id)) => Some(witness_app::session::load(&state.store, &caller, id).await?.id),
         (_, None) => None,
     };
     crate::supervision::record_view(state, &caller, "live_feed", session, 0).await?;

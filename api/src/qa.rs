@@ -53,7 +53,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<SessionQa>, ApiError> {
     caller.require(&[Role::Supervisor, Role::Compliance, Role::Admin])?;
-    let events = crate::sessions::load(&state, &caller, &id).await?.events(&state).await?;
+    let events = witness_app::session::load(&state.store, &caller, &id).await?.events(&state.store).await?;
     let tenant = witness_app::tenant::directory(&state.store, &caller.t).await?;
     let findings = tenant.qa_rules.as_ref().map(|r| witness_domain::qa::check(r, &events)).unwrap_or_default();
     let evaluations = events
@@ -91,7 +91,7 @@ async fn evaluate(
     Body(body): Body<Evaluation>,
 ) -> Result<Json<QaEvaluated>, ApiError> {
     caller.require(&[Role::Supervisor])?;
-    let session = crate::sessions::load(&state, &caller, &id).await?;
+    let session = witness_app::session::load(&state.store, &caller, &id).await?;
     let form = witness_app::tenant::directory(&state.store, &caller.t).await?.qa_form;
     if form.is_empty() {
         return Err(ApiError::new(

@@ -18,8 +18,8 @@ use witness_media::layout;
 use witness_schemas::{Event, RecordingAccessKind, RecordingId, Role};
 
 use crate::auth::{Caller, Claims};
-use crate::sessions::{load, run, Loaded};
 use crate::{ApiError, AppState};
+use witness_app::session::{load, run, Loaded};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
 
 /// Loads the session if the caller may see its recordings.
 async fn allowed(state: &AppState, caller: &Claims, id: &str) -> Result<Loaded, ApiError> {
-    let s = load(state, caller, id).await?;
+    let s = load(&state.store, caller, id).await?;
     match caller.r {
         Role::Supervisor | Role::Compliance | Role::Admin => Ok(s),
         Role::Agent if s.state.agent().is_some_and(|a| caller.user_id().is_ok_and(|me| me == a)) => Ok(s),
@@ -81,7 +81,7 @@ async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<RecordingView>>, ApiError> {
     let s = allowed(&state, &caller, &id).await?;
-    let decoded = witness_app::error::decode_stream(&s.events(&state).await?, "the session")?;
+    let decoded = witness_app::error::decode_stream(&s.events(&state.store).await?, "the session")?;
     let directory = witness_app::tenant::directory(&state.store, &caller.t).await?;
     // Participant → role, track → (kind, participant), from the call's record.
     let mut roles = std::collections::HashMap::new();
@@ -464,7 +464,7 @@ async fn serve_file(
     let s = allowed(&state, &caller, &id).await?;
     // Only a file the session's record names: the path never comes from
     // the caller alone.
-    let decoded = witness_app::error::decode_stream(&s.events(&state).await?, "the session")?;
+    let decoded = witness_app::error::decode_stream(&s.events(&state.store).await?, "the session")?;
     let Some((recording_id, file)) = decoded.into_iter().find_map(|e| match e {
         Event::RecordingSegmentClosed(c) if c.file == wanted => Some((c.recording_id, c.file)),
         Event::RecordingComposited(c) if c.file == wanted => Some((c.recording_id, c.file)),
@@ -491,10 +491,10 @@ async fn serve_file(
     if state.accesses.served(user_id, &file, span, total, q.download) {
         let range = span.map(|(a, b)| format!("bytes={a}-{b}"));
         let command = SessionCommand::AccessRecording { recording_id, access, user_id, range };
-        if let Err(e) = run(&state, &caller, s.id, command).await {
+        if let Err(e) = run(&state.store, &caller, s.id, command).await {
             // Served only once on the record: the next fetch tries again.
             state.accesses.forget(user_id, &file);
-            return Err(e);
+            return Err(e.into());
         }
     }
 

@@ -83,7 +83,7 @@ async fn hold_target(
     match id {
         None => Ok(None),
         // Another tenant's session is a 404, as one that does not exist.
-        Some(id) => Ok(Some(crate::sessions::load(state, caller, id).await?.id)),
+        Some(id) => Ok(Some(witness_app::session::load(&state.store, caller, id).await?.id)),
     }
 }
 

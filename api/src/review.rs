@@ -14,8 +14,8 @@ use witness_schemas::*;
 
 use crate::auth::Caller;
 use crate::error::Body;
-use crate::sessions::{load, run};
 use crate::{ApiError, AppState};
+use witness_app::session::{load, run};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -87,7 +87,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<ReviewView>, ApiError> {
     caller.require(&[Role::Compliance])?;
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     let Some(dual) = session.state.dual.clone() else {
         return Ok(Json(ReviewView { script: None, steps: vec![], verdict: None }));
     };
@@ -95,7 +95,7 @@ async fn show(
     let script = tenant.script(&dual.script_id, dual.version).cloned();
     let (mut started, mut completed, mut reviews) = (HashMap::new(), HashMap::new(), HashMap::new());
     let (mut verdict, mut recording_started, mut first_track) = (None, None, None);
-    for e in &session.events(&state).await? {
+    for e in &session.events(&state.store).await? {
         match e.decode() {
             Ok(Event::RecordingStarted(_)) => recording_started = Some(e.occurred_at),
             // The composite starts at the first camera or microphone track
@@ -167,7 +167,7 @@ async fn review_step(
     Body(body): Body<StepReview>,
 ) -> Result<Json<ReviewView>, ApiError> {
     caller.require(&[Role::Compliance])?;
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     let comment = comment(body.comment)?;
     if !body.passed && comment.is_none() {
         return Err(ApiError::bad_request(refusal!(
@@ -187,7 +187,7 @@ async fn review_step(
         passed: body.passed,
         comment,
     };
-    run(&state, &caller, session.id, SessionCommand::ReviewStep { review }).await?;
+    run(&state.store, &caller, session.id, SessionCommand::ReviewStep { review }).await?;
     show(State(state), Caller(caller), Path(id)).await
 }
 
@@ -207,9 +207,9 @@ async fn verdict(
     Body(body): Body<Verdict>,
 ) -> Result<Json<ReviewView>, ApiError> {
     caller.require(&[Role::Compliance])?;
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     let verdict = DualRecordingReviewed { passed: body.passed, comment: comment(body.comment)? };
-    run(&state, &caller, session.id, SessionCommand::Review { verdict }).await?;
+    run(&state.store, &caller, session.id, SessionCommand::Review { verdict }).await?;
     show(State(state), Caller(caller), Path(id)).await
 }
 
@@ -225,7 +225,7 @@ async fn package(
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     caller.require(&[Role::Compliance])?;
-    let session = load(&state, &caller, &id).await?;
+    let session = load(&state.store, &caller, &id).await?;
     let signer = state.package_signer.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -234,7 +234,7 @@ async fn package(
     })?;
     let Json(view) = show(State(state.clone()), Caller(caller.clone()), Path(id.clone())).await?;
     let review = serde_json::to_value(&view).expect("a review serialises");
-    let events = session.events(&state).await?.len();
+    let events = session.events(&state.store).await?.len();
     crate::supervision::record_view(&state, &caller, "review_package", Some(session.id), events).await?;
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "writing a review package");

@@ -8,7 +8,6 @@
 //! elsewhere or not.
 
 use std::collections::BTreeMap;
-use witness_domain::Refusal;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -25,7 +24,9 @@ use crate::auth::{Caller, Claims};
 use crate::bot::{self, BotReply};
 use crate::fields::{Line, Note, LINE, NOTE};
 use crate::i18n::Lang;
+use crate::views::{Done, EventView};
 use crate::{ApiError, AppState, Body};
+use witness_app::session::{load, run, Loaded};
 
 /// The longest text message, in characters.
 pub const MAX_TEXT: usize = 4_000;
@@ -48,95 +49,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/agent/presence", put(presence))
 }
 
-/// A session as the caller may see it.
-pub(crate) struct Loaded {
-    pub id: SessionId,
-    pub state: SessionState,
-}
-
-impl Loaded {
-    /// Whether `caller` reads this session's personal data unmasked: its
-    /// customer, the agent handling it or offered it, and the roles that
-    /// see personal data everywhere.
-    pub fn unmasked_for(&self, caller: &Claims) -> bool {
-        match caller.r {
-            Role::Customer => caller.s == self.state.customer_ref,
-            Role::Agent => caller
-                .user_id()
-                .is_ok_and(|me| self.state.agent() == Some(me) || self.state.offer().is_some_and(|o| o.agent_id == me)),
-            r => r.sees_personal_data(),
-        }
-    }
-
-    /// Refuses (403, with `refusal`) anyone but the agent the session is
-    /// assigned to.
-    pub fn require_assigned_agent(&self, caller: &Claims, refusal: Refusal) -> Result<(), ApiError> {
-        caller.require(&[Role::Agent])?;
-        if self.state.agent() != Some(caller.user_id()?) {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, refusal));
-        }
-        Ok(())
-    }
-
-    /// The session's events, read now (readable: personal fields decrypted).
-    pub async fn events(&self, state: &AppState) -> Result<Vec<RecordedEvent>, ApiError> {
-        Ok(state.store.read_stream(&StreamId::session(self.id), 1).await?)
-    }
-}
-
-/// Loads session `id` if the caller may see it: same tenant and, for a
-/// customer, their own. The state comes from the one the executor keeps
-/// between commands, brought up to date: a chat message does not read the
-/// session's whole history.
-pub(crate) async fn load(state: &AppState, caller: &Claims, id: &str) -> Result<Loaded, ApiError> {
-    let id: SessionId = id.parse().map_err(|_| ApiError::not_found(refusal!("no_session", "no such session")))?;
-    let folded = witness_engine::executor::current::<Session>(&state.store, &StreamId::session(id)).await?;
-    if folded.tenant.as_ref() != Some(&caller.t) {
-        return Err(ApiError::not_found(refusal!("no_session", "no such session")));
-    }
-    if caller.r == Role::Customer && caller.s != folded.state.customer_ref {
-        return Err(ApiError::not_found(refusal!("no_session", "no such session")));
-    }
-    Ok(Loaded { id, state: folded.state })
-}
-
-pub(crate) async fn run(
-    state: &AppState,
-    caller: &Claims,
-    id: SessionId,
-    command: SessionCommand,
-) -> Result<u64, ApiError> {
-    Ok(appended(state, caller, id, command).await?.last_version())
-}
-
-/// Runs `command` on session `id` as `caller`: what it appended.
-///
-/// An agent acts on a session only as its agent: every command an agent
-/// runs, except those by which one takes a session (accepting or declining
-/// an offer, picking it from the queue) and what the media server reports
-/// of the call (a leave may come after a transfer), goes to the decider as
-/// [`SessionCommand::ByAgent`]. The handlers check the same before, for a
-/// precise refusal; this makes it hold when the session is transferred
-/// between that check and the append.
-async fn appended(
-    state: &AppState,
-    caller: &Claims,
-    id: SessionId,
-    command: SessionCommand,
-) -> Result<witness_engine::AppendResult, ApiError> {
-    use SessionCommand as C;
-    let command = match (caller.r, command) {
-        (
-            Role::Agent,
-            free @ (C::AcceptOffer { .. } | C::DeclineOffer { .. } | C::Assign { .. } | C::CallMedia { .. }),
-        ) => free,
-        (Role::Agent, command) => command.by_agent(caller.user_id()?),
-        (_, command) => command,
-    };
-    let stream = StreamId::session(id);
-    Ok(execute::<Session>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?)
-}
-
 /// [`run`] for a command that assigns the session to an agent: when it
 /// does, how long the session waited in its queue is counted for
 /// `/metrics`.
@@ -146,25 +58,13 @@ async fn assign_timed(
     id: SessionId,
     command: SessionCommand,
 ) -> Result<u64, ApiError> {
-    let done = appended(state, caller, id, command).await?;
+    let done = witness_app::session::appended(&state.store, caller, id, command).await?;
     if done.events.iter().any(|e| e.event_type == "AgentAssigned") {
         if let Ok(Some(queued)) = state.projector.queued_at(&caller.t, &id.to_string()).await {
             state.metrics.queue_wait.observe((Utc::now() - queued).to_std().unwrap_or_default());
         }
     }
     Ok(done.last_version())
-}
-
-/// What a command route answers: the session's version after it.
-#[derive(Serialize)]
-pub(crate) struct Done {
-    version: u64,
-}
-
-impl Done {
-    pub(crate) fn new(version: u64) -> Self {
-        Done { version }
-    }
 }
 
 // ------------------------------------------------------------------ customer
@@ -214,40 +114,8 @@ async fn start(
         customer_ref: caller.s.clone(),
         locale: req.locale,
     };
-    run(&state, &caller, session_id, command).await?;
+    run(&state.store, &caller, session_id, command).await?;
     Ok((StatusCode::CREATED, Json(Started { session_id })))
-}
-
-/// One event of a session as a caller sees it: `stream` and `version`
-/// identify it. Its position in the log is left out, for staff too: it
-/// counts every tenant's events, so comparing two would tell the whole
-/// service's volume (issue 27, L6; see [`crate::cursor`]).
-#[derive(Serialize)]
-pub(crate) struct EventView {
-    /// `session-<id>`, `agent-<id>`, `ticket-<id>`, `tenant-<slug>`.
-    stream: String,
-    version: u64,
-    event_type: String,
-    occurred_at: String,
-    actor: Actor,
-    payload: serde_json::Value,
-}
-
-impl EventView {
-    pub fn new(e: &RecordedEvent, unmasked: bool) -> Self {
-        let mut payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
-        if !unmasked {
-            mask_personal(&mut payload);
-        }
-        Self {
-            stream: e.stream_id.to_string(),
-            version: e.stream_version,
-            event_type: e.event_type.clone(),
-            occurred_at: witness_engine::chain::time_text(&e.occurred_at),
-            actor: e.actor.clone(),
-            payload,
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -281,8 +149,8 @@ async fn show(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let s = load(&state, &caller, &id).await?;
-    let events = s.events(&state).await?;
+    let s = load(&state.store, &caller, &id).await?;
+    let events = s.events(&state.store).await?;
     let unmasked = s.unmasked_for(&caller);
     if unmasked {
         crate::supervision::record_view(&state, &caller, "session", Some(s.id), events.len()).await?;
@@ -353,7 +221,7 @@ async fn message(
     Body(mut content): Body<MessageContent>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     check_content(&content)?;
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     crate::uploads::complete(&state, &caller, s.id, &mut content).await?;
     let message_id = MessageId::new();
     // What the bot reads, if the session is with the bot.
@@ -384,7 +252,7 @@ async fn message(
             ))
         }
     };
-    let mut version = run(&state, &caller, s.id, command).await?;
+    let mut version = run(&state.store, &caller, s.id, command).await?;
     let mut bot = None;
     if let Some(text) = for_bot {
         match bot_turn(&state, &caller, &s, &text, lang).await? {
@@ -478,10 +346,10 @@ async fn human(
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Customer])?;
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     let staff = crate::i18n::tenant_lang(&state, &caller.t).await?;
-    let version = run(&state, &caller, s.id, handoff(&s.state, "server.handoff_button", staff)).await?;
-    Ok(Json(Done { version }))
+    let version = run(&state.store, &caller, s.id, handoff(&s.state, "server.handoff_button", staff)).await?;
+    Ok(Json(Done::new(version)))
 }
 
 #[derive(Deserialize)]
@@ -501,10 +369,10 @@ async fn rate(
     caller.require(&[Role::Customer])?;
     let rating = Rating::try_from(req.rating)
         .map_err(|_| ApiError::bad_request(refusal!("rating_range", "`rating`: an integer from 1 to 5")))?;
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     let comment = req.comment.map(Note::into_inner);
-    let version = run(&state, &caller, s.id, SessionCommand::Rate { rating, comment }).await?;
-    Ok(Json(Done { version }))
+    let version = run(&state.store, &caller, s.id, SessionCommand::Rate { rating, comment }).await?;
+    Ok(Json(Done::new(version)))
 }
 
 async fn end(
@@ -522,17 +390,17 @@ async fn end(
             ))
         }
     };
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     if caller.r == Role::Agent && s.state.agent() != Some(caller.user_id()?) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, refusal!("agent_ends", "only the session's agent ends it")));
     }
     // The decider turns a customer leaving the queue into `abandoned`.
     let reason = if s.state.status() == SessionStatus::WithBot { EndReason::BotResolved } else { EndReason::Resolved };
-    let version = run(&state, &caller, s.id, SessionCommand::End { ended_by, reason }).await?;
+    let version = run(&state.store, &caller, s.id, SessionCommand::End { ended_by, reason }).await?;
     if s.state.call().is_some() {
         crate::calls::hang_up_room(&state, s.id, s.state.recording()).await;
     }
-    Ok(Json(Done { version }))
+    Ok(Json(Done::new(version)))
 }
 
 // --------------------------------------------------------------------- agent
@@ -552,9 +420,9 @@ async fn accept(
     Body(req): Body<OfferAnswer>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     let command = SessionCommand::AcceptOffer { offer_id: req.offer_id, agent_id: caller.user_id()?, at: Utc::now() };
-    Ok(Json(Done { version: assign_timed(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done::new(assign_timed(&state, &caller, s.id, command).await?)))
 }
 
 async fn decline(
@@ -564,13 +432,13 @@ async fn decline(
     Body(req): Body<OfferAnswer>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     let command = SessionCommand::DeclineOffer {
         offer_id: req.offer_id,
         agent_id: caller.user_id()?,
         reason: req.reason.map(Line::into_inner),
     };
-    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done::new(run(&state.store, &caller, s.id, command).await?)))
 }
 
 /// Refuses (404, as for any other tenant's) a named agent who is not an
@@ -592,9 +460,9 @@ async fn pick(
     Path(id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     let command = SessionCommand::Assign { offer_id: OfferId::new(), agent_id: caller.user_id()?, at: Utc::now() };
-    Ok(Json(Done { version: assign_timed(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done::new(assign_timed(&state, &caller, s.id, command).await?)))
 }
 
 #[derive(Deserialize)]
@@ -617,9 +485,9 @@ async fn assign(
     if agent.state.presence.is_none_or(|p| p == Presence::Offline) {
         return Err(ApiError::new(StatusCode::CONFLICT, refusal!("agent_offline", "that agent is offline")));
     }
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     let command = SessionCommand::Assign { offer_id: OfferId::new(), agent_id: req.agent_id, at: Utc::now() };
-    Ok(Json(Done { version: assign_timed(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done::new(assign_timed(&state, &caller, s.id, command).await?)))
 }
 
 #[derive(Deserialize)]
@@ -637,10 +505,10 @@ async fn requeue(
     Body(req): Body<RequeueRequest>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Supervisor])?;
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     crate::groups::groups(&state, &caller.t).await?.get(&req.group)?;
     let command = SessionCommand::Requeue { group: req.group.into_inner() };
-    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done::new(run(&state.store, &caller, s.id, command).await?)))
 }
 
 #[derive(Deserialize)]
@@ -662,7 +530,7 @@ async fn transfer(
     if let TransferTarget::Group { group } = &req.to {
         crate::fields::line("to.group", group, 64)?;
     }
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     if let TransferTarget::Group { group } = &req.to {
         let all = crate::groups::groups(&state, &caller.t).await?;
         let target = all.get(group)?;
@@ -688,12 +556,12 @@ async fn transfer(
         reason: req.reason.into_inner(),
         context_summary: req.context_summary.map(Note::into_inner).unwrap_or_default(),
     };
-    let version = run(&state, &caller, s.id, command).await?;
+    let version = run(&state.store, &caller, s.id, command).await?;
     // A transfer ends the call; the next agent starts a new one.
     if s.state.call().is_some() {
         crate::calls::hang_up_room(&state, s.id, s.state.recording()).await;
     }
-    Ok(Json(Done { version }))
+    Ok(Json(Done::new(version)))
 }
 
 #[derive(Deserialize)]
@@ -711,14 +579,14 @@ async fn wrap_up(
     Body(req): Body<WrapUp>,
 ) -> Result<Json<Done>, ApiError> {
     caller.require(&[Role::Agent])?;
-    let s = load(&state, &caller, &id).await?;
+    let s = load(&state.store, &caller, &id).await?;
     crate::dispositions::check(&state, &caller.t, &req.disposition).await?;
     let command = SessionCommand::CompleteWrapUp {
         agent_id: caller.user_id()?,
         disposition: req.disposition.into_inner(),
         notes: req.notes.map(Note::into_inner),
     };
-    Ok(Json(Done { version: run(&state, &caller, s.id, command).await? }))
+    Ok(Json(Done::new(run(&state.store, &caller, s.id, command).await?)))
 }
 
 #[derive(Deserialize)]
@@ -753,5 +621,5 @@ async fn presence(
     };
     let stream = StreamId::agent(agent_id);
     let done = execute::<Agent>(&state.store, &caller.t, &stream, &caller.actor(), Utc::now(), command).await?;
-    Ok(Json(Done { version: done.last_version() }))
+    Ok(Json(Done::new(done.last_version())))
 }

@@ -11,7 +11,7 @@ use witness_schemas::{Cursor, Role};
 
 use crate::auth::{Caller, Claims};
 use crate::cursor::{self, Paging};
-use crate::sessions::EventView;
+use crate::views::EventView;
 use crate::{ApiError, AppState};
 
 /// The most rows one page returns.

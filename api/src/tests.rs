@@ -1004,6 +1004,83 @@ async fn every_documented_route_exists() {
     }
 }
 
+/// The modules of a crate, and which of them each one's code (not its
+/// comments or tests) names as `crate::module`.
+fn module_graph(dir: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(dir);
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.extension().is_some_and(|e| e == "rs") && !["lib", "tests"].contains(&stem.as_str()) {
+            files.insert(stem, std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    let mut graph = std::collections::BTreeMap::new();
+    for (module, text) in &files {
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let code: String = code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        let mut named = std::collections::BTreeSet::new();
+        for rest in code.split("crate::").skip(1) {
+            let heads: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group.split('}').next().unwrap().split(',').collect(),
+                None => vec![rest],
+            };
+            for head in heads {
+                let name: String = head.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if files.contains_key(&name) && name != *module {
+                    named.insert(name);
+                }
+            }
+        }
+        graph.insert(module.clone(), named);
+    }
+    graph
+}
+
+/// A cycle in `graph`, if it has one: the modules along it.
+fn a_cycle(graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        module: &str,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            return Some([&path[at..], &[module.to_owned()]].concat());
+        }
+        if !done.insert(module.to_owned()) {
+            return None;
+        }
+        path.push(module.to_owned());
+        for next in &graph[module] {
+            if let Some(cycle) = visit(graph, next, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph.keys().find_map(|m| visit(graph, m, &mut Vec::new(), &mut done))
+}
+
+/// No two modules of the API or of the application layer depend on each
+/// other, however indirectly (issue 31): each reads from the ones below it.
+#[test]
+fn no_module_depends_on_itself_through_others() {
+    let mut knot = module_graph("api/src");
+    knot.insert("a".into(), ["b".into()].into());
+    knot.insert("b".into(), ["c".into()].into());
+    knot.insert("c".into(), ["a".into()].into());
+    assert_eq!(a_cycle(&knot), Some(vec!["a".into(), "b".into(), "c".into(), "a".into()]), "the check finds a cycle");
+    for dir in ["api/src", "app/src"] {
+        let graph = module_graph(dir);
+        assert!(graph.len() > 5 && graph.values().any(|d| !d.is_empty()), "{dir}: {graph:?}");
+        assert_eq!(a_cycle(&graph), None, "{dir}: modules in a cycle");
+    }
+}
+
 /// The other way round (issue 31, item 6): every route the sources declare
 /// (`.route("PATH", get(…).post(…))`) is in the OpenAPI document with its
 /// methods, but the pages' own files.
@@ -1979,7 +2056,8 @@ mod websocket {
         let session: SessionId = id.parse().unwrap();
         let before = w.events().await;
         let end = SessionCommand::End { ended_by: EndedBy::Agent, reason: EndReason::Resolved };
-        let refused = crate::sessions::run(&w.state, &claims, session, end).await.unwrap_err();
+        let refused =
+            ApiError::from(witness_app::session::run(&w.state.store, &claims, session, end).await.unwrap_err());
         assert_eq!((refused.status(), refused.code()), (StatusCode::FORBIDDEN, "not_your_session"));
         assert_eq!(w.events().await, before, "nothing written");
         let view = w.get(&format!("/api/sessions/{id}"), w.token("acme", Role::Supervisor)).await;
@@ -2037,7 +2115,7 @@ mod websocket {
         let (customer, id) = w.session("acme", "hello").await;
         let claims = w.state.keys.verify(&customer, chrono::Utc::now()).unwrap();
         // The message's request loaded the session with the bot…
-        let loaded = sessions::load(&w.state, &claims, &id).await.unwrap();
+        let loaded = witness_app::session::load(&w.state.store, &claims, &id).await.unwrap();
         w.post(
             &format!("/api/sessions/{id}/messages"),
             &customer,

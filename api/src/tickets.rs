@@ -14,7 +14,9 @@ use witness_schemas::*;
 
 use crate::auth::{Caller, Claims};
 use crate::fields::{Line, Note, LINE, NOTE};
-use crate::sessions::{load, EventView};
+use witness_app::session::load;
+
+use crate::views::EventView;
 use crate::{ApiError, AppState, Body};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -56,7 +58,7 @@ async fn create(
     Body(req): Body<NewTicket>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     caller.require(STAFF)?;
-    let session = load(&state, &caller, &req.session_id).await?;
+    let session = load(&state.store, &caller, &req.session_id).await?;
     // The draft quotes the conversation: only for those who read it
     // unmasked (the session's agent). Anyone else writes their own.
     let (draft_title, draft_description) = if session.unmasked_for(&caller) {

@@ -73,7 +73,7 @@ async fn upload(
                 "a customer uploads into their session: add `?session=` and its id"
             ))
         })?;
-        let session = crate::sessions::load(&state, &caller, &id).await?;
+        let session = witness_app::session::load(&state.store, &caller, &id).await?;
         use witness_domain::session::SessionStatus::{Closed, WrapUp};
         if matches!(session.state.status(), WrapUp | Closed) {
             return Err(ApiError::new(StatusCode::CONFLICT, refusal!("session_ended", "the session has ended")));
@@ -103,8 +103,8 @@ async fn download(
     let hash = Sha256Hex::try_from(sha256).map_err(|_| ApiError::not_found(refusal!("no_upload", "no such upload")))?;
     if caller.r == Role::Customer {
         let id = q.session.ok_or_else(|| ApiError::not_found(refusal!("no_upload", "no such upload")))?;
-        let session = crate::sessions::load(&state, &caller, &id).await?;
-        if !sent_in(&session.events(&state).await?, &hash) {
+        let session = witness_app::session::load(&state.store, &caller, &id).await?;
+        if !sent_in(&session.events(&state.store).await?, &hash) {
             return Err(ApiError::not_found(refusal!("no_upload", "no such upload")));
         }
     }

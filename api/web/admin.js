@@ -32,12 +32,30 @@ function enter(answer) {
   $("groups-card").classList.toggle("hidden", !admin);
   for (const card of ["dispositions-card", "zone-card", "embed-card", "qa-card", "scripts-card"]) $(card).classList.toggle("hidden", !admin);
   $("retention-card").classList.toggle("hidden", !admin && role !== "compliance");
-  if (admin) { loadUsers(); loadPolicy(); loadGroups(); loadDispositions(); loadZone(); loadQa(); loadScripts(); }
+  if (admin) {
+    loadUsers();
+    for (const [card, load] of [["policy-card", loadPolicy], ["groups-card", loadGroups], ["dispositions-card", loadDispositions],
+      ["zone-card", loadZone], ["qa-card", loadQa], ["scripts-card", loadScripts]]) filled(card, load);
+  }
   if (admin || role === "compliance") loadRetention(admin);
   api("GET", "/api/agents").then((agents) => $("agent").append(...agents.map((a) => Object.assign(document.createElement("option"), { value: a.user_id, textContent: `${a.display_name} (${a.login})` }))), show);
   $("reviews-card").classList.toggle("hidden", role !== "compliance");
   if (role === "compliance") reviews();
   search();
+}
+
+// A settings card's controls wait for its data: what someone typed before
+// it arrived would be overwritten by it, and then saved.
+async function filled(card, load) {
+  const controls = [...$(card).querySelectorAll("input, select, textarea, button")].filter((c) => !c.disabled);
+  for (const c of controls) c.disabled = true;
+  $(card).setAttribute("aria-busy", "true");
+  try {
+    await load();
+  } finally {
+    for (const c of controls) c.disabled = false;
+    $(card).removeAttribute("aria-busy");
+  }
 }
 
 async function loadPolicy() {

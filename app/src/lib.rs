@@ -6,6 +6,8 @@
 //!
 //! * [`tenant`] — a tenant's directory, the commands on its stream, its
 //!   accounts; [`credentials`] — passwords.
+//! * [`session`] — a session as a party to it may see it, and commands
+//!   run on it as them (an agent's only as the session's agent).
 //! * [`retention`] — the sweep: what retention no longer keeps is deleted,
 //!   recorded first, and personal data erased.
 //! * [`uploads`] — the content-addressed store of files sent in chat.
@@ -14,15 +16,16 @@
 //! * [`error`] — what a use case refuses; the store's and the deciders'
 //!   errors worded once.
 //!
-//! The rest of the use cases (a session's messages, hand-overs, the bot's
-//! turn, calls, dual recordings, face checks) still live in `api`'s
-//! handlers; docs/ARCHITECTURE.md says which way they move.
+//! The use cases built on [`session`] (a session's messages, hand-overs,
+//! the bot's turn, calls, dual recordings, face checks) still live in
+//! `api`'s handlers; docs/ARCHITECTURE.md says which way they move.
 
 pub mod audit;
 pub mod credentials;
 pub mod error;
 pub mod media;
 pub mod retention;
+pub mod session;
 pub mod tenant;
 pub mod uploads;
 
