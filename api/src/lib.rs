@@ -23,7 +23,7 @@
 //! let url = "sqlite://data/witness.db";
 //! let store = witness_engine::EventStore::connect(url).await?;
 //! let keys = witness_api::auth::TokenKeys::random();
-//! let uploads = witness_app::witness_app::uploads::UploadStore::new("data/uploads", witness_app::uploads::DEFAULT_LIMIT);
+//! let uploads = witness_app::uploads::UploadStore::new("data/uploads", witness_app::uploads::DEFAULT_LIMIT);
 //! let state = witness_api::AppState::new(store, url, keys, uploads).await?;
 //! tokio::spawn(witness_api::live::run(state.store.clone(), state.hub.clone(), Default::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;

@@ -35,15 +35,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
+use witness_domain::refusal;
 use witness_domain::session::{Session, SessionCommand};
 use witness_engine::executor::execute;
 use witness_engine::shred;
 use witness_engine::EventStore;
+use witness_projections::Projector;
 use witness_replay::verify::{recording_file, recording_path};
 use witness_schemas::*;
-
-use witness_domain::refusal;
-use witness_projections::Projector;
 
 use crate::uploads::UploadStore;
 use crate::{tenant, Error, Kind};
