@@ -19,6 +19,15 @@
 //! The use cases built on [`session`] (a session's messages, hand-overs,
 //! the bot's turn, calls, dual recordings, face checks) still live in
 //! `api`'s handlers; docs/ARCHITECTURE.md says which way they move.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = witness_engine::EventStore::connect("sqlite://data/witness.db").await?;
+//! let tenant: witness_schemas::TenantId = "demo".parse().expect("a tenant id");
+//! let directory = witness_app::tenant::directory(&store, &tenant).await?;
+//! println!("{} users", directory.users.len());
+//! # Ok(()) }
+//! ```
 
 pub mod audit;
 pub mod credentials;

@@ -15,6 +15,25 @@
 //! * [`harness`] — given / when / then for deciders' tests.
 //! * [`Refusal`] and [`refusal!`] — a refusal a person may read, with a
 //!   stable code the API translates.
+//!
+//! ```
+//! use witness_domain::session::{Session, SessionCommand, SessionStatus};
+//! use witness_domain::Decider;
+//! use witness_schemas::{Channel, SessionId};
+//!
+//! let start = SessionCommand::Start {
+//!     session_id: SessionId::new(),
+//!     channel: Channel::Web,
+//!     business_type: "cards".into(),
+//!     customer_ref: "visitor-1".into(),
+//!     locale: None,
+//! };
+//! let events = Session::decide(&Default::default(), start).unwrap();
+//! let state = Session::fold(&events);
+//! assert_eq!(state.status(), SessionStatus::WithBot);
+//! // Nobody has it yet: an agent's command is refused.
+//! assert!(Session::decide(&state, SessionCommand::TimeOut.by_agent(witness_schemas::UserId::new())).is_err());
+//! ```
 
 pub mod agent;
 pub mod harness;
