@@ -108,6 +108,20 @@ export async function accessible(page, what) {
       .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 4).map((n) => n.target.join(" ")).join(", ")}`);
   });
   if (found.length) throw new Error(`accessibility of ${what}:\n  ${found.join("\n  ")}`);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  if (overflow > 0) throw new Error(`${what} is ${overflow} px wider than its window`);
+  // Wider than the window, once the layout has settled (charts size
+  // themselves a frame or more after they draw, later on a loaded machine).
+  const width = () => page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  let overflow = await width();
+  for (let waited = 0; overflow > 0 && waited < 3000; waited += 250) {
+    await page.waitForTimeout(250);
+    overflow = await width();
+  }
+  if (overflow > 0) {
+    const widest = await page.evaluate(() => {
+      const over = [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth);
+      const e = over.sort((a, b) => b.getBoundingClientRect().right - a.getBoundingClientRect().right)[0];
+      return e ? `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ""}${e.className ? `.${String(e.className).split(" ").join(".")}` : ""}` : "?";
+    });
+    throw new Error(`${what} is ${overflow} px wider than its window (widest: ${widest})`);
+  }
 }
