@@ -227,7 +227,7 @@ impl SessionState {
             Event::OfferAccepted(_) => {}
             Event::AgentAssigned(e) => self.phase = Phase::Assigned { agent: e.agent_id },
             Event::CallStarted(e) => {
-                if let Some(agent) = self.agent().filter(|_| self.status() == SessionStatus::Assigned) {
+                if let Phase::Assigned { agent } = self.phase {
                     let call = OnCall { call_id: e.call_id, recording: None, face_verification: None };
                     self.phase = Phase::InCall { agent, call };
                 }
